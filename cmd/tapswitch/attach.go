@@ -1,0 +1,72 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tapswitch/tapswitch/internal/api"
+)
+
+func newAttach(g *globals) *cobra.Command {
+	var req api.AttachRequest
+	cmd := &cobra.Command{
+		Use:   "attach NETNS",
+		Short: "Create a TAP inside a network namespace and plug it into the switch",
+		Long: `Create a TAP device inside a network namespace, bring it up with the given
+addresses, and attach it to a network of the switch.
+
+NETNS is a name under /run/netns (ip netns add NAME), pid:PID for the
+namespace of a process, or a path to a namespace file such as /proc/PID/ns/net.
+The port is named after the namespace unless --name says otherwise; the
+command prints the port's name.`,
+		Example: `  tapswitch attach a --ip 10.0.0.1/24
+  tapswitch attach b --ip 10.0.0.2/24 --name web
+  tapswitch attach pid:4242 --ip 10.0.0.3/24 --ip fd00::3/64`,
+		Args: cobra.ExactArgs(1),
+	}
+	f := cmd.Flags()
+	f.StringVar(&req.Network, "network", api.DefaultNetwork, "network to attach to")
+	f.StringVar(&req.Name, "name", "", "port name (default: derived from NETNS)")
+	f.StringVar(&req.Ifname, "ifname", "eth0", "interface name inside the namespace")
+	f.StringSliceVar(&req.IPs, "ip", nil, "address ADDR/LEN to assign, IPv4 or IPv6 (repeatable)")
+	f.StringVar(&req.MAC, "mac", "", "MAC address (default: random)")
+	f.IntVar(&req.MTU, "mtu", 0, "MTU (default 1500)")
+	out := addOutput(cmd, "name", "name", "json")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := out.check(); err != nil {
+			return err
+		}
+		req.Netns = args[0]
+		p, err := g.client().Attach(cmd.Context(), req)
+		if err != nil {
+			return err
+		}
+		if out.format == "json" {
+			return writeJSON(cmd.OutOrStdout(), p)
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), p.Name)
+		return nil
+	}
+	return cmd
+}
+
+func newDetach(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "detach PORT...",
+		Short: "Remove ports: their TAP devices and learned MAC addresses",
+		Long: `Detach ports from the switch. Each PORT is a port name or id. The TAP is
+removed from its namespace and the port's learned MAC addresses are
+forgotten.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, p := range args {
+				if err := g.client().Detach(cmd.Context(), p); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), p)
+			}
+			return nil
+		},
+	}
+}

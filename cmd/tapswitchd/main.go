@@ -1,0 +1,148 @@
+// Command tapswitchd is the tapswitch daemon: it owns a TAP device in every
+// attached network namespace and switches Ethernet frames between them.
+// It serves the tapswitch API on a Unix socket.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tapswitch/tapswitch/fdb"
+	"github.com/tapswitch/tapswitch/internal/api"
+	"github.com/tapswitch/tapswitch/internal/daemon"
+	"github.com/tapswitch/tapswitch/internal/version"
+)
+
+type options struct {
+	socket    string
+	stateDir  string
+	logLevel  string
+	fdbAgeing time.Duration
+	fdbLimit  int
+}
+
+func main() {
+	var o options
+	cmd := &cobra.Command{
+		Use:   "tapswitchd",
+		Short: "Userspace Ethernet switch for Linux network namespaces",
+		Long: `tapswitchd switches Ethernet frames between TAP devices it creates inside
+network namespaces, in place of a kernel bridge. It must run as root.
+Drive it with the tapswitch command; stop it with SIGINT or SIGTERM, which
+removes every TAP it created.`,
+		Version:       version.String(),
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE:          func(cmd *cobra.Command, _ []string) error { return run(o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.socket, "socket", api.DefaultSocket, "Unix socket to serve the API on")
+	f.StringVar(&o.stateDir, "state-dir", "/var/lib/tapswitch", "directory for the daemon's state")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.DurationVar(&o.fdbAgeing, "fdb-ageing", fdb.DefaultAgeingTime, "forget a MAC address not seen for this long")
+	f.IntVar(&o.fdbLimit, "fdb-limit", fdb.DefaultLimit, "most MAC addresses learned per network")
+	if err := cmd.Execute(); err != nil {
+		fmt.Fprintf(os.Stderr, "tapswitchd: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: use debug, info, warn or error", o.logLevel)
+	}
+	if o.fdbAgeing < time.Second {
+		return fmt.Errorf("--fdb-ageing %s: must be at least 1s", o.fdbAgeing)
+	}
+	if o.fdbLimit < 1 {
+		return fmt.Errorf("--fdb-limit %d: must be at least 1", o.fdbLimit)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+	if os.Geteuid() != 0 {
+		return errors.New("must run as root: it creates TAP devices inside other network namespaces")
+	}
+
+	ln, err := listen(o.socket)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(o.socket)
+
+	d, err := daemon.New(daemon.Config{
+		StateDir: o.stateDir,
+		FDB:      fdb.Config{Limit: o.fdbLimit, AgeingTime: o.fdbAgeing},
+		Logger:   log,
+	})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	srv := &http.Server{
+		Handler:           api.NewHandler(d, log),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("tapswitchd started", "version", version.String(), "socket", o.socket, "pid", os.Getpid())
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err = <-errc:
+		log.Error("API server failed", "err", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	d.Close()
+	log.Info("tapswitchd stopped")
+	return err
+}
+
+// listen opens the API socket with mode 0600. A socket file left by a
+// daemon that died is replaced; one a live daemon answers on is not.
+func listen(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("socket directory: %w", err)
+	}
+	if _, err := os.Stat(path); err == nil {
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("another tapswitchd is already serving %s; stop it first or use --socket", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale socket: %w", err)
+		}
+	}
+	// The umask makes the socket 0600 from the start, so there is no
+	// window in which others could connect; nothing else runs yet.
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		if strings.Contains(err.Error(), "address already in use") {
+			return nil, fmt.Errorf("listen on %s: in use", path)
+		}
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	return ln, nil
+}

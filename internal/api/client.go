@@ -1,0 +1,137 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"syscall"
+	"time"
+)
+
+// Client talks to a tapswitchd over its Unix socket.
+type Client struct {
+	socket string
+	hc     *http.Client
+}
+
+// NewClient returns a client of the daemon listening on socket.
+func NewClient(socket string) *Client {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+	}
+	// Attaching does real work in the kernel; a minute bounds a hung daemon.
+	return &Client{socket: socket, hc: &http.Client{Transport: tr, Timeout: time.Minute}}
+}
+
+// ErrDaemon reports an error the daemon returned.
+type ErrDaemon struct {
+	Status  int
+	Message string
+}
+
+func (e *ErrDaemon) Error() string { return e.Message }
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://tapswitchd"+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return c.connError(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("read reply from tapswitchd: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		var e Error
+		if json.Unmarshal(data, &e) != nil || e.Message == "" {
+			e.Message = fmt.Sprintf("tapswitchd answered %s", resp.Status)
+		}
+		return &ErrDaemon{Status: resp.StatusCode, Message: e.Message}
+	}
+	if out == nil || len(data) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("decode reply from tapswitchd: %w", err)
+	}
+	return nil
+}
+
+func (c *Client) connError(err error) error {
+	switch {
+	case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("cannot connect to tapswitchd at %s: is it running? Start it with 'tapswitchd &' as root, or point --socket or %s at its socket", c.socket, SocketEnv)
+	case errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("cannot connect to tapswitchd at %s: permission denied; run as root", c.socket)
+	}
+	return fmt.Errorf("cannot connect to tapswitchd at %s: %w", c.socket, err)
+}
+
+// Version asks the daemon which build it is.
+func (c *Client) Version(ctx context.Context) (Version, error) {
+	var v Version
+	err := c.do(ctx, http.MethodGet, "/v1/version", nil, &v)
+	return v, err
+}
+
+// Attach creates and attaches a port.
+func (c *Client) Attach(ctx context.Context, req AttachRequest) (Port, error) {
+	var p Port
+	err := c.do(ctx, http.MethodPost, "/v1/ports", req, &p)
+	return p, err
+}
+
+// Detach removes a port by name or id.
+func (c *Client) Detach(ctx context.Context, port string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/ports/"+url.PathEscape(port), nil, nil)
+}
+
+// Ports lists the attached ports.
+func (c *Client) Ports(ctx context.Context) ([]Port, error) {
+	var p []Port
+	err := c.do(ctx, http.MethodGet, "/v1/ports", nil, &p)
+	return p, err
+}
+
+// FDB lists learned MACs, of one network or of all when network is "".
+func (c *Client) FDB(ctx context.Context, network string) ([]FDBEntry, error) {
+	var e []FDBEntry
+	path := "/v1/fdb"
+	if network != "" {
+		path += "?network=" + url.QueryEscape(network)
+	}
+	err := c.do(ctx, http.MethodGet, path, nil, &e)
+	return e, err
+}
+
+// Networks lists the networks.
+func (c *Client) Networks(ctx context.Context) ([]Network, error) {
+	var n []Network
+	err := c.do(ctx, http.MethodGet, "/v1/networks", nil, &n)
+	return n, err
+}

@@ -1,0 +1,140 @@
+package vswitch
+
+import (
+	"net"
+	"net/netip"
+	"sync/atomic"
+)
+
+// Device is what a port reads frames from and writes frames to. Each
+// buffer starts with a virtio net header of HdrLen bytes (see package
+// tap). Read is called from the port's own loop only; Write from any
+// port's loop, concurrently. Close must make a blocked Read return.
+type Device interface {
+	Read(b []byte) (int, error)
+	Write(b []byte) (int, error)
+	Close() error
+}
+
+// PortInfo describes where a port lives. It is fixed at attach.
+type PortInfo struct {
+	// Netns is the namespace as the user gave it (name, pid:N or path).
+	Netns string
+	// NetnsPath is the resolved namespace file.
+	NetnsPath string
+	Ifname    string
+	MAC       net.HardwareAddr
+	IPs       []netip.Prefix
+	MTU       int
+}
+
+// DropReason says why a frame was not forwarded.
+type DropReason int
+
+// Drop reasons, counted per port.
+const (
+	// DropRunt: shorter than a virtio header and an Ethernet header.
+	DropRunt DropReason = iota
+	// DropOversize: filled the whole receive buffer, so it may be cut.
+	DropOversize
+	// DropBadSource: multicast or all-zero source MAC.
+	DropBadSource
+	// DropHairpin: the destination was learned on the ingress port.
+	DropHairpin
+	// DropTxError: writing to this port failed.
+	DropTxError
+	// DropRxError: reading from this port failed.
+	DropRxError
+	numDropReasons
+)
+
+var dropNames = [numDropReasons]string{
+	DropRunt:      "runt",
+	DropOversize:  "oversize",
+	DropBadSource: "bad_source",
+	DropHairpin:   "hairpin",
+	DropTxError:   "tx_error",
+	DropRxError:   "rx_error",
+}
+
+func (r DropReason) String() string {
+	if r >= 0 && r < numDropReasons {
+		return dropNames[r]
+	}
+	return "unknown"
+}
+
+// Counters are a snapshot of a port's traffic.
+type Counters struct {
+	RxFrames, RxBytes uint64
+	TxFrames, TxBytes uint64
+	Drops             map[string]uint64
+}
+
+// counters are split by writer so that no two loops share a cache line
+// needlessly: rx and drops are written by the port's own loop only (except
+// tx_error), tx by every loop that forwards to the port.
+type counters struct {
+	rxFrames, rxBytes atomic.Uint64
+	drops             [numDropReasons]atomic.Uint64
+	_                 [64]byte
+	txFrames, txBytes atomic.Uint64
+	_                 [64]byte
+}
+
+// Port is one device attached to a network.
+type Port struct {
+	id   uint32
+	name string
+	info PortInfo
+	net  *Network
+	dev  Device
+
+	c counters
+
+	// done is closed when the receive loop has returned.
+	done chan struct{}
+}
+
+// ID is the port's number, unique for the life of the switch.
+func (p *Port) ID() uint32 { return p.id }
+
+// Name is the port's name, unique in the switch.
+func (p *Port) Name() string { return p.name }
+
+// Info says where the port lives.
+func (p *Port) Info() PortInfo { return p.info }
+
+// Network is the network the port belongs to.
+func (p *Port) Network() *Network { return p.net }
+
+// Counters returns a snapshot of the port's counters.
+func (p *Port) Counters() Counters {
+	c := Counters{
+		RxFrames: p.c.rxFrames.Load(),
+		RxBytes:  p.c.rxBytes.Load(),
+		TxFrames: p.c.txFrames.Load(),
+		TxBytes:  p.c.txBytes.Load(),
+	}
+	for r := DropReason(0); r < numDropReasons; r++ {
+		if n := p.c.drops[r].Load(); n > 0 {
+			if c.Drops == nil {
+				c.Drops = make(map[string]uint64)
+			}
+			c.Drops[r.String()] = n
+		}
+	}
+	return c
+}
+
+func (p *Port) drop(r DropReason) { p.c.drops[r].Add(1) }
+
+// send writes one buffer (virtio header and frame) to the port.
+func (p *Port) send(b []byte) {
+	if _, err := p.dev.Write(b); err != nil {
+		p.drop(DropTxError)
+		return
+	}
+	p.c.txFrames.Add(1)
+	p.c.txBytes.Add(uint64(len(b) - HdrLen))
+}

@@ -1,0 +1,85 @@
+package vswitch
+
+// The path a frame takes, all on the ingress port's own goroutine:
+//
+//	dev.Read(buf) ──▶ [vnet hdr | dst | src | ...]
+//	                        │
+//	                        ├─ fdb.Learn(src, in)           refresh is one atomic store, or none
+//	                        ├─ dst unicast and learned ──▶ out.dev.Write(buf)   (whole buffer, header included)
+//	                        └─ broadcast, multicast, unknown ──▶ every other port's dev.Write(buf)
+//
+// The buffer is the loop's own, allocated once; nothing on this path
+// allocates, locks, or copies the frame in userspace.
+
+import (
+	"errors"
+	"io"
+	"os"
+
+	"github.com/tapswitch/tapswitch/fdb"
+	"github.com/tapswitch/tapswitch/tap"
+)
+
+// HdrLen is the virtio net header in front of every frame.
+const HdrLen = tap.VnetHdrLen
+
+const ethHdrLen = 14
+
+// bufSize holds the largest frame a TAP hands over: a 64 KiB GSO
+// super-frame (the TAP's gso_max_size), its Ethernet header and the
+// virtio header, with room to spare. A read that fills the buffer whole
+// may have been cut short and is dropped rather than forwarded.
+const bufSize = HdrLen + 65536 + 1024
+
+// rxLoop reads frames from the port until its device is closed.
+func (p *Port) rxLoop() {
+	defer close(p.done)
+	buf := make([]byte, bufSize)
+	for {
+		n, err := p.dev.Read(buf)
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) || errors.Is(err, io.EOF) {
+				return
+			}
+			p.drop(DropRxError)
+			p.net.sw.portFailed(p, err)
+			return
+		}
+		p.net.forward(p, buf[:n])
+	}
+}
+
+// forward sends one buffer read from port in to where it is going.
+func (n *Network) forward(in *Port, b []byte) {
+	if len(b) < HdrLen+ethHdrLen {
+		in.drop(DropRunt)
+		return
+	}
+	if len(b) == bufSize {
+		in.drop(DropOversize)
+		return
+	}
+	frame := b[HdrLen:]
+	// A multicast source (group bit set) or the zero address is never a
+	// real station; learning it would poison the table.
+	src := fdb.Key(frame[6:12])
+	if frame[6]&1 != 0 || src == 0 {
+		in.drop(DropBadSource)
+		return
+	}
+	in.c.rxFrames.Store(in.c.rxFrames.Load() + 1)
+	in.c.rxBytes.Store(in.c.rxBytes.Load() + uint64(len(frame)))
+	n.fdb.Learn(src, in)
+
+	if frame[0]&1 == 0 {
+		if out := n.fdb.Lookup(fdb.Key(frame[0:6])); out != nil {
+			if out == in {
+				in.drop(DropHairpin)
+				return
+			}
+			out.send(b)
+			return
+		}
+	}
+	n.flood(in, b)
+}

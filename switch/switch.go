@@ -1,0 +1,287 @@
+package vswitch
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tapswitch/tapswitch/fdb"
+)
+
+// Errors.
+var (
+	ErrNoNetwork     = errors.New("no such network")
+	ErrNetworkExists = errors.New("network already exists")
+	ErrNoPort        = errors.New("no such port")
+	ErrPortExists    = errors.New("port already exists")
+	ErrClosed        = errors.New("switch is closed")
+)
+
+// Config tunes a Switch.
+type Config struct {
+	// FDB configures every network's forwarding table.
+	FDB fdb.Config
+	// Logger receives events; nil means slog.Default().
+	Logger *slog.Logger
+	// PortFailed, if set, is called (on its own goroutine) when a port's
+	// device fails for good, for example because its interface was
+	// deleted from outside. The port is already detached.
+	PortFailed func(p *Port, err error)
+}
+
+// Switch is a set of isolated networks.
+type Switch struct {
+	cfg Config
+	log *slog.Logger
+
+	// mu guards everything below; the forwarding path never takes it.
+	mu       sync.Mutex
+	networks map[string]*Network
+	ports    map[string]*Port
+	nextID   uint32
+	closed   bool
+
+	stopAger chan struct{}
+	agerDone chan struct{}
+}
+
+// Network is one isolated Ethernet segment.
+type Network struct {
+	name string
+	sw   *Switch
+	fdb  *fdb.Table[Port]
+	// ports is replaced whole on every attach and detach (under sw.mu).
+	ports atomic.Pointer[[]*Port]
+}
+
+// New returns a switch with no networks. Close stops it.
+func New(cfg Config) *Switch {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Switch{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		networks: make(map[string]*Network),
+		ports:    make(map[string]*Port),
+		stopAger: make(chan struct{}),
+		agerDone: make(chan struct{}),
+	}
+	go s.ager()
+	return s
+}
+
+// agerInterval is how often the tables' coarse clocks advance and expired
+// entries go. One second is the resolution ageing is reported in.
+const agerInterval = time.Second
+
+func (s *Switch) ager() {
+	defer close(s.agerDone)
+	t := time.NewTicker(agerInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopAger:
+			return
+		case now := <-t.C:
+			for _, n := range s.Networks() {
+				if k := n.fdb.Expire(now); k > 0 {
+					s.log.Debug("fdb entries aged out", "network", n.name, "count", k)
+				}
+			}
+		}
+	}
+}
+
+// CreateNetwork adds an empty network.
+func (s *Switch) CreateNetwork(name string) (*Network, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if _, ok := s.networks[name]; ok {
+		return nil, fmt.Errorf("network %q: %w", name, ErrNetworkExists)
+	}
+	n := &Network{name: name, sw: s, fdb: fdb.New[Port](s.cfg.FDB)}
+	n.fdb.Tick(time.Now())
+	n.ports.Store(&[]*Port{})
+	s.networks[name] = n
+	return n, nil
+}
+
+// Network returns the named network.
+func (s *Switch) Network(name string) (*Network, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.networks[name]
+	if !ok {
+		return nil, fmt.Errorf("network %q: %w", name, ErrNoNetwork)
+	}
+	return n, nil
+}
+
+// Networks lists the networks by name.
+func (s *Switch) Networks() []*Network {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*Network, 0, len(s.networks))
+	for _, n := range s.networks {
+		out = append(out, n)
+	}
+	slices.SortFunc(out, func(a, b *Network) int { return cmp.Compare(a.name, b.name) })
+	return out
+}
+
+// AddPort attaches dev to the named network under name and starts
+// forwarding its frames. The switch owns dev from then on, and closes it
+// when the port is removed, even if AddPort fails.
+func (s *Switch) AddPort(network, name string, dev Device, info PortInfo) (*Port, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fail := func(err error) (*Port, error) {
+		dev.Close()
+		return nil, err
+	}
+	if s.closed {
+		return fail(ErrClosed)
+	}
+	n, ok := s.networks[network]
+	if !ok {
+		return fail(fmt.Errorf("network %q: %w", network, ErrNoNetwork))
+	}
+	if _, ok := s.ports[name]; ok {
+		return fail(fmt.Errorf("port %q: %w", name, ErrPortExists))
+	}
+	s.nextID++
+	p := &Port{id: s.nextID, name: name, info: info, net: n, dev: dev, done: make(chan struct{})}
+	s.ports[name] = p
+	old := *n.ports.Load()
+	next := append(slices.Clip(old), p)
+	n.ports.Store(&next)
+	go p.rxLoop()
+	s.log.Info("port attached", "port", name, "id", p.id, "network", network, "netns", info.Netns, "ifname", info.Ifname, "mac", info.MAC.String())
+	return p, nil
+}
+
+// Port finds a port by name, or by id in decimal.
+func (s *Switch) Port(nameOrID string) (*Port, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.portLocked(nameOrID)
+}
+
+func (s *Switch) portLocked(nameOrID string) (*Port, error) {
+	if p, ok := s.ports[nameOrID]; ok {
+		return p, nil
+	}
+	for _, p := range s.ports {
+		if fmt.Sprint(p.id) == nameOrID {
+			return p, nil
+		}
+	}
+	return nil, fmt.Errorf("port %q: %w", nameOrID, ErrNoPort)
+}
+
+// Ports lists every port, by id.
+func (s *Switch) Ports() []*Port {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*Port, 0, len(s.ports))
+	for _, p := range s.ports {
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b *Port) int { return cmp.Compare(a.id, b.id) })
+	return out
+}
+
+// RemovePort detaches a port: no frame is forwarded to it after it
+// returns, its device is closed and its learned MACs are gone.
+func (s *Switch) RemovePort(p *Port) error {
+	s.mu.Lock()
+	if s.ports[p.name] != p {
+		s.mu.Unlock()
+		return fmt.Errorf("port %q: %w", p.name, ErrNoPort)
+	}
+	s.unlinkLocked(p)
+	s.mu.Unlock()
+	s.stopPort(p)
+	return nil
+}
+
+// unlinkLocked takes p out of the switch's and its network's port sets.
+func (s *Switch) unlinkLocked(p *Port) {
+	delete(s.ports, p.name)
+	old := *p.net.ports.Load()
+	next := make([]*Port, 0, len(old))
+	for _, q := range old {
+		if q != p {
+			next = append(next, q)
+		}
+	}
+	p.net.ports.Store(&next)
+}
+
+// stopPort closes the device, waits for the loop to end, then forgets
+// the port's MACs: after the loop has ended nothing can learn them again.
+func (s *Switch) stopPort(p *Port) {
+	p.dev.Close()
+	<-p.done
+	k := p.net.fdb.FlushPort(p)
+	s.log.Info("port detached", "port", p.name, "id", p.id, "network", p.net.name, "macs_flushed", k)
+}
+
+// portFailed is called by a port's loop when its device fails for good.
+func (s *Switch) portFailed(p *Port, err error) {
+	s.log.Warn("port device failed; detaching it", "port", p.name, "err", err)
+	go func() {
+		s.mu.Lock()
+		owned := s.ports[p.name] == p
+		if owned {
+			s.unlinkLocked(p)
+		}
+		s.mu.Unlock()
+		if !owned {
+			return
+		}
+		s.stopPort(p)
+		if s.cfg.PortFailed != nil {
+			s.cfg.PortFailed(p, err)
+		}
+	}()
+}
+
+// Close detaches every port and stops the switch.
+func (s *Switch) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	ports := make([]*Port, 0, len(s.ports))
+	for _, p := range s.ports {
+		ports = append(ports, p)
+		s.unlinkLocked(p)
+	}
+	s.mu.Unlock()
+	for _, p := range ports {
+		s.stopPort(p)
+	}
+	close(s.stopAger)
+	<-s.agerDone
+}
+
+// Name is the network's name.
+func (n *Network) Name() string { return n.name }
+
+// Ports is the network's current port snapshot; do not modify it.
+func (n *Network) Ports() []*Port { return *n.ports.Load() }
+
+// FDB is the network's forwarding table.
+func (n *Network) FDB() *fdb.Table[Port] { return n.fdb }

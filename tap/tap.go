@@ -1,0 +1,56 @@
+package tap
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+)
+
+// Errors from Create.
+var (
+	ErrExists      = errors.New("interface already exists")
+	ErrUnsupported = errors.New("tap: not implemented on this operating system")
+)
+
+// DefaultTxQueueLen is the TAP's transmit queue length: how many frames the
+// kernel holds for the switch to read before it drops. The kernel's default
+// for a TAP (500) drops bursts a TCP sender builds up while the switch's
+// reader is descheduled on a busy machine; 1000 matches a veth or
+// an Ethernet NIC.
+const DefaultTxQueueLen = 1000
+
+// Config says how to create a TAP.
+type Config struct {
+	// Netns is the path of the network namespace file to create the
+	// device in (see namespace.Resolve).
+	Netns string
+	// Name is the interface name inside the namespace.
+	Name string
+	// MAC is the hardware address; nil keeps the kernel's random one.
+	MAC net.HardwareAddr
+	// MTU; 0 keeps the kernel's default (1500).
+	MTU int
+	// TxQueueLen; 0 means DefaultTxQueueLen.
+	TxQueueLen int
+	// Addrs are put on the interface, which is then set up.
+	Addrs []netip.Prefix
+}
+
+// Device is an open TAP. Read and Write move one frame, preceded by its
+// VnetHdrLen-byte virtio net header, per call. They may be called from
+// different goroutines; Close unblocks a pending Read.
+type Device interface {
+	Read(b []byte) (int, error)
+	Write(b []byte) (int, error)
+	Close() error
+	// Name is the interface name inside its namespace.
+	Name() string
+	// MAC is the interface's hardware address.
+	MAC() net.HardwareAddr
+	// Offloads reports the TUN_F_* offload flags the kernel accepted.
+	Offloads() uint
+}
+
+// Create makes a TAP inside cfg.Netns, configures it, sets it up and
+// returns it open. On any failure nothing is left in the namespace.
+func Create(cfg Config) (Device, error) { return create(cfg) }

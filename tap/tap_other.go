@@ -1,0 +1,5 @@
+//go:build !linux
+
+package tap
+
+func create(Config) (Device, error) { return nil, ErrUnsupported }
