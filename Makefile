@@ -1,0 +1,70 @@
+# tapswitch. Targets: build, test, bench, demo, fuzz, install, clean.
+
+GO      ?= go
+BIN     := bin
+PREFIX  ?= /usr/local
+# Extra flags for the benchmark program, e.g. make bench ARGS="-t 10".
+ARGS    ?=
+# Go test flags; CI adds nothing, a developer may add -run or -v.
+TESTFLAGS ?=
+FUZZTIME  ?= 10s
+
+# Tools the tests, the demo and the benchmark run, with the Debian
+# package that provides each.
+TOOLS := ip:iproute2 ping:iputils-ping iperf3:iperf3 sockperf:sockperf
+
+.PHONY: all build test unit bench demo fuzz deps install clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/tapswitchd ./cmd/tapswitch
+
+# deps installs missing tools with apt-get when run as root on Debian or
+# Ubuntu, and otherwise names the packages to install.
+deps:
+	@missing=""; for tp in $(TOOLS); do t=$${tp%%:*}; p=$${tp#*:}; \
+		command -v $$t >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	else \
+		echo "missing tools; install these packages (as root):$$missing" >&2; exit 1; \
+	fi
+
+# test runs every test: unit tests, then the integration tests, which
+# need root (they skip without it unless TAPSWITCH_REQUIRE_PRIVILEGED=1).
+test:
+	@$(MAKE) --no-print-directory deps || { [ "$$(id -u)" != 0 ] && \
+		echo "continuing without them: the integration tests need root and skip without it"; }
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 30m $(TESTFLAGS) ./...
+
+# unit runs the tests that need no privileges or tools.
+unit:
+	$(GO) test -race -count=1 $(TESTFLAGS) $$($(GO) list ./... | grep -v /internal/e2e)
+
+# bench compares tapswitch with the Linux bridge (and Open vSwitch when
+# installed) in one run, then runs the Go benchmarks of the hot path.
+bench: deps build
+	$(GO) run ./bench -tapswitchd $(BIN)/tapswitchd -tapswitch $(BIN)/tapswitch $(ARGS)
+	$(GO) test -run '^$$' -bench . -benchmem -cpu 1,2 ./fdb ./switch
+
+# demo starts a daemon, attaches two namespaces and runs iperf3 through
+# tapswitch and through a kernel bridge, then cleans up.
+demo: deps build
+	$(GO) run ./bench -demo -tapswitchd $(BIN)/tapswitchd -tapswitch $(BIN)/tapswitch
+
+# fuzz runs every fuzz target for FUZZTIME each.
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "$$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; done
+
+install: build
+	install -m 0755 $(BIN)/tapswitchd $(BIN)/tapswitch $(PREFIX)/bin/
+
+clean:
+	rm -rf $(BIN)

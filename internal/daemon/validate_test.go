@@ -1,0 +1,68 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/tapswitch/tapswitch/internal/api"
+)
+
+func TestValidate(t *testing.T) {
+	self := fmt.Sprintf("pid:%d", os.Getpid())
+	d := &Daemon{}
+	tests := []struct {
+		name    string
+		req     api.AttachRequest
+		wantErr error  // class, nil for success
+		errText string // substring of the message
+	}{
+		{name: "minimal", req: api.AttachRequest{Netns: self}},
+		{name: "v4 and v6", req: api.AttachRequest{Netns: self, IPs: []string{"10.0.0.1/24", "fd00::1/64"}, MAC: "02:00:00:00:00:01", MTU: 9000}},
+		{name: "no prefix length", req: api.AttachRequest{Netns: self, IPs: []string{"10.0.0.1"}}, wantErr: api.ErrInvalid, errText: "ADDR/LEN"},
+		{name: "same address twice", req: api.AttachRequest{Netns: self, IPs: []string{"10.0.0.1/24", "10.0.0.1/16"}}, wantErr: api.ErrInvalid, errText: "given twice"},
+		{name: "multicast address", req: api.AttachRequest{Netns: self, IPs: []string{"224.0.0.1/4"}}, wantErr: api.ErrInvalid, errText: "not a unicast"},
+		{name: "multicast MAC", req: api.AttachRequest{Netns: self, MAC: "01:00:5e:00:00:01"}, wantErr: api.ErrInvalid, errText: "unicast"},
+		{name: "bad MAC", req: api.AttachRequest{Netns: self, MAC: "zz"}, wantErr: api.ErrInvalid, errText: "six bytes"},
+		{name: "MTU too small", req: api.AttachRequest{Netns: self, MTU: 10}, wantErr: api.ErrInvalid, errText: "MTU"},
+		{name: "MTU too big", req: api.AttachRequest{Netns: self, MTU: 70000}, wantErr: api.ErrInvalid, errText: "MTU"},
+		{name: "ifname too long", req: api.AttachRequest{Netns: self, Ifname: "abcdefghijklmnop"}, wantErr: api.ErrInvalid, errText: "interface name"},
+		{name: "ifname with slash", req: api.AttachRequest{Netns: self, Ifname: "a/b"}, wantErr: api.ErrInvalid, errText: "interface name"},
+		{name: "bad port name", req: api.AttachRequest{Netns: self, Name: "-x"}, wantErr: api.ErrInvalid, errText: "port name"},
+		{name: "missing netns", req: api.AttachRequest{Netns: "no-such-netns-here"}, wantErr: api.ErrNotFound, errText: "not found"},
+		{name: "not a netns", req: api.AttachRequest{Netns: "/etc/hostname"}, wantErr: api.ErrInvalid, errText: "not a namespace"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := d.validate(tt.req)
+			if tt.wantErr == nil {
+				if err != nil {
+					t.Fatalf("validate(%+v) = %v, want success", tt.req, err)
+				}
+				if s.ifname != "eth0" || s.network != api.DefaultNetwork || s.netnsPath == "" {
+					t.Fatalf("validate(%+v) = %+v, want defaults eth0, %s and a resolved path", tt.req, s, api.DefaultNetwork)
+				}
+				return
+			}
+			if !errors.Is(err, tt.wantErr) || !strings.Contains(err.Error(), tt.errText) {
+				t.Fatalf("validate(%+v) = %v, want %v containing %q", tt.req, err, tt.wantErr, tt.errText)
+			}
+		})
+	}
+}
+
+func TestDefaultName(t *testing.T) {
+	for in, want := range map[string]string{
+		"web":              "web",
+		"pid:42":           "pid-42",
+		"/proc/42/ns/net":  "pid-42",
+		"/run/netns/db":    "db",
+		"/var/run/netns/x": "x",
+	} {
+		if got := defaultName(in); got != want {
+			t.Errorf("defaultName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
