@@ -1,0 +1,10 @@
+// Package e2e holds the integration tests of tapswitch: real network
+// namespaces, the real tapswitchd binary and the real tapswitch CLI,
+// with ping, iperf3 and packet sockets as the traffic.
+//
+// The tests need root and the tools ip, ping, ss and iperf3. Without
+// them they skip, unless TAPSWITCH_REQUIRE_PRIVILEGED=1 is set, when a
+// skip is a failure:
+//
+//	sudo go test -v -count=1 ./internal/e2e/
+package e2e

@@ -1,0 +1,47 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// binDir holds tapswitchd and tapswitch, built once by TestMain. It is
+// empty when the tests cannot run (not root), so nothing is built then.
+var binDir string
+
+// commands are the binaries under test.
+var commands = []string{
+	"github.com/tapswitch/tapswitch/cmd/tapswitchd",
+	"github.com/tapswitch/tapswitch/cmd/tapswitch",
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	if os.Geteuid() == 0 {
+		dir, err := os.MkdirTemp("", "tapswitch-e2e-bin")
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		args := []string{"build", "-o", dir + "/"}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		args = append(args, commands...)
+		// go test puts the go command of its own toolchain first in PATH.
+		out, err := exec.Command("go", args...).CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: go %s: %v\n%s", strings.Join(args, " "), err, out)
+			return 1
+		}
+		binDir = dir
+	}
+	return m.Run()
+}
