@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// bridgeSystem is the baseline: a kernel bridge with a veth pair to each
+// namespace, the way docker0 connects containers.
+type bridgeSystem struct {
+	prefix string // of every host link name, unique to this run
+	bridge string
+	// links are the host ends of the veth pairs, deleted at teardown in
+	// case a namespace delete fails and leaves its peer behind.
+	links   []string
+	created bool
+}
+
+func newBridgeSystem(pid int) *bridgeSystem {
+	// Interface names are at most 15 bytes; a pid is at most 7 digits.
+	prefix := fmt.Sprintf("tsb%d", pid)
+	return &bridgeSystem{prefix: prefix, bridge: prefix + "br"}
+}
+
+func (s *bridgeSystem) name() string { return "bridge" }
+
+func (s *bridgeSystem) setup(ctx context.Context, tb *testbed) error {
+	if _, err := run(ctx, "ip", "link", "add", s.bridge, "type", "bridge"); err != nil {
+		return err
+	}
+	s.created = true
+	if _, err := run(ctx, "ip", "link", "set", s.bridge, "up"); err != nil {
+		return err
+	}
+	for _, end := range []struct{ ns, cidr, suffix string }{
+		{tb.nsA, addrA, "a"},
+		{tb.nsB, addrB, "b"},
+	} {
+		host := s.prefix + end.suffix
+		// The peer is born inside the namespace under its final name, so
+		// no rename can clash with a host interface called eth0.
+		if _, err := run(ctx, "ip", "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", end.ns); err != nil {
+			return err
+		}
+		s.links = append(s.links, host)
+		if _, err := run(ctx, "ip", "link", "set", host, "master", s.bridge, "up"); err != nil {
+			return err
+		}
+		if err := configure(ctx, end.ns, "eth0", end.cidr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *bridgeSystem) teardown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var errs []error
+	for _, l := range s.links {
+		if linkExists(ctx, l) {
+			if _, err := run(ctx, "ip", "link", "delete", l); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	s.links = nil
+	if s.created {
+		if _, err := run(ctx, "ip", "link", "delete", s.bridge); err != nil {
+			errs = append(errs, err)
+		}
+		s.created = false
+	}
+	return errors.Join(errs...)
+}
+
+// linkExists reports whether the host namespace has a link called name.
+func linkExists(ctx context.Context, name string) bool {
+	_, err := run(ctx, "ip", "link", "show", "dev", name)
+	return err == nil
+}

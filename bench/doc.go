@@ -1,0 +1,53 @@
+// Command bench measures tapswitch side by side with the Linux bridge,
+// and with Open vSwitch when it is installed, in one run on one machine.
+//
+// Numbers from different runs are not comparable: on small VMs the same
+// setup varies by tens of percent from one pass to the next. What bench
+// reports is each system's figures from the same run and their ratio to
+// the kernel bridge's.
+//
+// # What it measures
+//
+// Each system joins two fresh network namespaces, eth0 10.90.0.1/24 in one
+// and 10.90.0.2/24 in the other:
+//
+//   - bridge: a kernel bridge and two veth pairs, as docker0 does it.
+//   - tapswitch: a private tapswitchd (temporary socket and state
+//     directory) and `tapswitch attach` for each namespace.
+//   - ovs: Open vSwitch's userspace datapath with userspace TSO and tap
+//     ports, run from a temporary directory so a system Open vSwitch is
+//     left alone. Skipped, with a note, unless openvswitch-switch is
+//     installed.
+//
+// On each, in this order, with a pause between tests:
+//
+//   - TCP 1 stream and TCP 4 streams: iperf3 throughput as received.
+//   - UDP 64 B delivered: iperf3 with 64-byte payloads and no rate limit;
+//     packets per second that reached the server, not that were sent.
+//     This is the per-frame cost, where offloads cannot help.
+//   - UDP RTT avg and p99: sockperf ping-pong round trips, one message in
+//     flight. Skipped, with a note, when sockperf is not installed.
+//
+// The table has one column per system and a ratio to the bridge per
+// system; on latency rows lower is better and the ratio says so. -bracket
+// runs the bridge again at the end and divides by the mean of both bridge
+// passes, and the report warns when they differ by more than 20%.
+//
+// # Running it
+//
+// As root, from the repository root, after building the binaries:
+//
+//	make build
+//	sudo go run ./bench                      # all available systems, 5 s per test
+//	sudo go run ./bench -only bridge,ovs -t 10 -bracket
+//	sudo go run ./bench -demo                # TCP 1 stream only, 3 s, with ports and fdb
+//
+// Needs ip (iproute2), iperf3 and ping; sockperf and openvswitch-switch
+// are optional. Results also go to bench/results/<UTC time>.json (-json
+// to choose the file): every raw value with its unit, the ratios, tool
+// versions and the machine. -demo writes JSON only when -json is given.
+//
+// Everything bench creates carries its pid in its name (tsb-PID-a,
+// tsb-PID-b, tsbPIDbr, ...) and is removed after each system, on
+// failure, and on SIGINT or SIGTERM.
+package main

@@ -1,0 +1,366 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// pidForNames makes namespace and link names unique to this run, so two
+// runs, or a run and a test suite, never collide.
+var pidForNames = os.Getpid()
+
+// allSystems is the run order: the kernel bridge first, as the yardstick.
+var allSystems = []string{"bridge", "tapswitch", "ovs"}
+
+type config struct {
+	tapswitchd, tapswitch string
+	seconds               int
+	jsonPath              string
+	only                  []string // nil: every system available
+	demo, bracket         bool
+}
+
+var errInterrupted = errors.New("interrupted; everything created has been removed")
+
+func main() {
+	err := runMain()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+	}
+	switch {
+	case errors.Is(err, errInterrupted):
+		os.Exit(130) // as a shell reports death by SIGINT
+	case err != nil:
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string) (*config, error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: go run ./bench [flags]\n\n"+
+			"Measures tapswitch side by side with the Linux bridge (and Open vSwitch\n"+
+			"when installed) between two network namespaces. Needs root.\n\n")
+		fs.PrintDefaults()
+	}
+	cfg := &config{}
+	var only string
+	fs.StringVar(&cfg.tapswitchd, "tapswitchd", "./bin/tapswitchd", "daemon binary `path`")
+	fs.StringVar(&cfg.tapswitch, "tapswitch", "./bin/tapswitch", "CLI binary `path`")
+	fs.IntVar(&cfg.seconds, "t", 5, "duration of each test in `seconds` (3 with -demo unless given)")
+	fs.StringVar(&cfg.jsonPath, "json", "", "write results as JSON to `file` (default bench/results/<UTC time>.json; none with -demo)")
+	fs.StringVar(&only, "only", "", "comma-separated `systems` to run: bridge,tapswitch,ovs (default: all available)")
+	fs.BoolVar(&cfg.demo, "demo", false, "short run: TCP single stream on bridge and tapswitch, with tapswitch's ports and fdb")
+	fs.BoolVar(&cfg.bracket, "bracket", false, "run the bridge again after the others, to show how much the machine drifted")
+	fs.BoolVar(&verbose, "v", false, "print every command run")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if cfg.demo && !set["t"] {
+		cfg.seconds = 3
+	}
+	if cfg.seconds < 1 {
+		return nil, fmt.Errorf("-t %d: want at least 1 second", cfg.seconds)
+	}
+	if only != "" {
+		var err error
+		if cfg.only, err = parseOnly(only); err != nil {
+			return nil, err
+		}
+	} else if cfg.demo {
+		cfg.only = []string{"bridge", "tapswitch"}
+	}
+	if cfg.bracket && cfg.only != nil && !slices.Contains(cfg.only, baseline) {
+		return nil, errors.New("-bracket needs the bridge among -only")
+	}
+	if cfg.jsonPath == "" && !cfg.demo {
+		cfg.jsonPath = filepath.Join("bench", "results", time.Now().UTC().Format("20060102T150405Z")+".json")
+	}
+	return cfg, nil
+}
+
+// parseOnly returns the systems named in list, in run order.
+func parseOnly(list string) ([]string, error) {
+	want := map[string]bool{}
+	for _, s := range strings.Split(list, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !slices.Contains(allSystems, s) {
+			return nil, fmt.Errorf("-only: unknown system %q (want some of %s)", s, strings.Join(allSystems, ","))
+		}
+		want[s] = true
+	}
+	if len(want) == 0 {
+		return nil, errors.New("-only: no system named")
+	}
+	var out []string
+	for _, s := range allSystems {
+		if want[s] {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// checkTools fails early, before anything is created, on what would
+// otherwise fail halfway through a run.
+func checkTools() error {
+	if runtime.GOOS != "linux" {
+		return fmt.Errorf("needs Linux network namespaces; this is %s", runtime.GOOS)
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("needs root to create network namespaces: run it with sudo")
+	}
+	for _, t := range []string{"ip", "iperf3", "ping"} {
+		if _, err := exec.LookPath(t); err != nil {
+			return fmt.Errorf("%s not found: apt-get install -y iproute2 iperf3 iputils-ping", t)
+		}
+	}
+	return nil
+}
+
+func executable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return fmt.Errorf("%s is not an executable file", path)
+	}
+	return nil
+}
+
+// chooseSystems decides what runs. A system named in -only must be
+// usable; one merely available by default is skipped with a note saying
+// how to add it.
+func chooseSystems(cfg *config) (systems []string, notes []string, err error) {
+	avail := map[string]error{
+		"bridge": nil,
+		"tapswitch": errors.Join(
+			executable(cfg.tapswitchd),
+			executable(cfg.tapswitch)),
+		"ovs": ovsAvailable(),
+	}
+	howTo := map[string]string{
+		"tapswitch": "build it with `make build` (or go build -o bin/ ./cmd/...), or point -tapswitchd and -tapswitch at the binaries",
+		"ovs":       "apt-get install -y openvswitch-switch to add the ovs column",
+	}
+	explicit := cfg.only != nil
+	candidates := cfg.only
+	if !explicit {
+		candidates = allSystems
+	}
+	for _, s := range candidates {
+		if e := avail[s]; e != nil {
+			if explicit {
+				return nil, nil, fmt.Errorf("%s: %v; %s", s, e, howTo[s])
+			}
+			notes = append(notes, fmt.Sprintf("%s skipped: %v; %s", s, e, howTo[s]))
+			continue
+		}
+		systems = append(systems, s)
+	}
+	return systems, notes, nil
+}
+
+func newSystem(cfg *config, name string) system {
+	switch name {
+	case "bridge":
+		return newBridgeSystem(pidForNames)
+	case "tapswitch":
+		return newTapswitchSystem(cfg.tapswitchd, cfg.tapswitch)
+	case "ovs":
+		return newOVSSystem(pidForNames)
+	}
+	panic("unknown system " + name)
+}
+
+// toolVersions records what produced the numbers, for the JSON.
+func toolVersions(ctx context.Context, cfg *config, systems []string) map[string]string {
+	v := map[string]string{}
+	first := func(name string, args ...string) {
+		out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+		if err == nil {
+			line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+			v[filepath.Base(name)] = ansiEscape.ReplaceAllString(line, "")
+		}
+	}
+	first("iperf3", "--version")
+	if _, err := exec.LookPath("sockperf"); err == nil {
+		first("sockperf", "--version")
+	}
+	if slices.Contains(systems, "ovs") {
+		first("ovs-vswitchd", "--version")
+	}
+	if slices.Contains(systems, "tapswitch") {
+		first(cfg.tapswitchd, "--version")
+	}
+	return v
+}
+
+func runMain() error {
+	cfg, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := checkTools(); err != nil {
+		return err
+	}
+	systems, notes, err := chooseSystems(cfg)
+	if err != nil {
+		return err
+	}
+	if len(systems) == 0 {
+		return errors.New("no system to measure")
+	}
+	runs := slices.Clone(systems)
+	if cfg.bracket && slices.Contains(systems, baseline) && len(systems) > 1 {
+		runs = append(runs, baseline)
+	}
+
+	tests := []test{testTCP1}
+	metrics := []metric{metricTCP1}
+	if !cfg.demo {
+		tests = append(tests, testTCP4, testUDP64)
+		metrics = append(metrics, metricTCP4, metricUDP64)
+		if _, err := exec.LookPath("sockperf"); err == nil {
+			tests = append(tests, testRTT)
+			metrics = append(metrics, metricRTTAvg, metricRTTP99)
+		} else {
+			notes = append(notes, "sockperf not found: UDP RTT rows skipped; apt-get install -y sockperf to add them")
+		}
+	}
+	if cfg.bracket && len(runs) == len(systems) {
+		notes = append(notes, "-bracket ignored: it needs the bridge and another system")
+	}
+	if len(runs) > len(systems) {
+		notes = append(notes, "ratios are against the mean of the two bridge passes")
+	}
+
+	// The first signal cancels the run; teardown then proceeds under its
+	// own timeouts, and signals stay caught until it is done, so a second
+	// Ctrl-C cannot cut it short and leave namespaces behind.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	rep := &report{
+		Date:           time.Now().UTC(),
+		Machine:        readMachine(),
+		SecondsPerTest: cfg.seconds,
+		Tools:          toolVersions(ctx, cfg, systems),
+		Metrics:        metrics,
+	}
+	start := time.Now()
+	passes := map[string]int{}
+	for i, name := range runs {
+		if i > 0 {
+			if err := sleep(ctx, pause); err != nil {
+				break
+			}
+		}
+		passes[name]++
+		pr := runPass(ctx, newSystem(cfg, name), passes[name], tests, cfg.seconds)
+		rep.Systems = append(rep.Systems, pr)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	rep.ElapsedSeconds = time.Since(start).Seconds()
+	if ctx.Err() != nil {
+		return errInterrupted
+	}
+	rep.Ratios = computeRatios(metrics, rep.Systems)
+	if n := busyNote(rep.Machine); n != "" {
+		notes = append(notes, n)
+	}
+	rep.Notes = append(notes, driftNotes(rep)...)
+
+	fmt.Println()
+	if err := rep.writeTable(os.Stdout); err != nil {
+		return err
+	}
+	if cfg.demo {
+		printDemo(rep)
+	}
+	if cfg.jsonPath != "" {
+		if err := rep.writeJSON(cfg.jsonPath); err != nil {
+			return fmt.Errorf("write results: %w", err)
+		}
+		fmt.Printf("\nresults: %s\n", cfg.jsonPath)
+	}
+	for _, p := range rep.Systems {
+		if p.Error != "" {
+			return fmt.Errorf("%s failed", p.System)
+		}
+		for _, m := range p.Results {
+			if !m.ok() {
+				return fmt.Errorf("%s: %s failed", p.System, metricByKey(m.Metric).Label)
+			}
+		}
+	}
+	return nil
+}
+
+// driftTolerance is how far the two bridge passes may differ before the
+// report warns that the machine was not steady; the peers measured
+// swings of this order between passes on small VMs.
+const driftTolerance = 0.2
+
+func driftNotes(rep *report) []string {
+	var notes []string
+	for _, mt := range rep.Metrics {
+		var vals []float64
+		for i := range rep.Systems {
+			if p := &rep.Systems[i]; p.System == baseline {
+				if m, ok := p.value(mt.Key); ok && m.ok() {
+					vals = append(vals, m.Value)
+				}
+			}
+		}
+		if len(vals) < 2 {
+			continue
+		}
+		lo, hi := slices.Min(vals), slices.Max(vals)
+		if lo > 0 && hi/lo-1 > driftTolerance {
+			notes = append(notes, fmt.Sprintf("%s: the bridge passes differ by %.0f%%; the machine was not steady, treat the ratios with care",
+				mt.Label, (hi/lo-1)*100))
+		}
+	}
+	return notes
+}
+
+// printDemo adds, after the table, the one comparison the demo is about
+// and the switch's own view of the two ports it connected.
+func printDemo(rep *report) {
+	fmt.Println()
+	if r, ok := findRatio(rep.Ratios, metricTCP1.Key, "tapswitch"); ok {
+		fmt.Printf("tapswitch carries %.0f%% of the bridge's TCP single-stream throughput (%s).\n",
+			r.Value*100, formatRatio(r.Value, false))
+	}
+	for _, p := range rep.Systems {
+		for _, l := range p.Listings {
+			fmt.Printf("\n%s:\n%s\n", l.Title, strings.TrimRight(l.Output, "\n"))
+		}
+	}
+}

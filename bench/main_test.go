@@ -1,0 +1,75 @@
+package main
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestParseOnly(t *testing.T) {
+	tests := []struct {
+		list    string
+		want    []string
+		wantErr string
+	}{
+		{"bridge", []string{"bridge"}, ""},
+		// Run order is fixed whatever order the list gives.
+		{"ovs,bridge", []string{"bridge", "ovs"}, ""},
+		{" tapswitch , bridge,tapswitch", []string{"bridge", "tapswitch"}, ""},
+		{"bridge,vde", nil, `unknown system "vde"`},
+		{",", nil, "no system named"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.list, func(t *testing.T) {
+			got, err := parseOnly(tt.list)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("parseOnly(%q) error = %v, want %q", tt.list, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(got, tt.want) {
+				t.Errorf("parseOnly(%q) = %v, %v; want %v", tt.list, got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		check   func(*config) bool
+		wantErr string
+	}{
+		{"defaults", nil, func(c *config) bool {
+			return c.seconds == 5 && c.only == nil && c.tapswitchd == "./bin/tapswitchd" && c.tapswitch == "./bin/tapswitch" &&
+				strings.HasPrefix(c.jsonPath, "bench/results/") && strings.HasSuffix(c.jsonPath, "Z.json")
+		}, ""},
+		{"demo", []string{"-demo"}, func(c *config) bool {
+			return c.seconds == 3 && slices.Equal(c.only, []string{"bridge", "tapswitch"}) && c.jsonPath == ""
+		}, ""},
+		{"demo with -t", []string{"-demo", "-t", "7"}, func(c *config) bool { return c.seconds == 7 }, ""},
+		{"json", []string{"-json", "/tmp/x.json"}, func(c *config) bool { return c.jsonPath == "/tmp/x.json" }, ""},
+		{"zero seconds", []string{"-t", "0"}, nil, "at least 1 second"},
+		{"bracket without bridge", []string{"-bracket", "-only", "tapswitch"}, nil, "-bracket needs the bridge"},
+		{"stray argument", []string{"bridge"}, nil, "unexpected argument"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseFlags(tt.args)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("parseFlags(%q) error = %v, want %q", tt.args, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseFlags(%q) error: %v", tt.args, err)
+			}
+			if !tt.check(c) {
+				t.Errorf("parseFlags(%q) = %+v", tt.args, *c)
+			}
+		})
+	}
+}

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// A metric is one row of the report.
+type metric struct {
+	Key           string `json:"key"`
+	Label         string `json:"label"`
+	Unit          string `json:"unit"`
+	LowerIsBetter bool   `json:"lower_is_better"`
+}
+
+// Units as they appear in the JSON; report.go scales them for reading.
+const (
+	unitBits    = "bit/s"
+	unitPackets = "packets/s"
+	unitMicros  = "us"
+)
+
+var (
+	metricTCP1   = metric{"tcp_1_stream", "TCP 1 stream", unitBits, false}
+	metricTCP4   = metric{"tcp_4_streams", "TCP 4 streams", unitBits, false}
+	metricUDP64  = metric{"udp_64b_delivered", "UDP 64 B delivered", unitPackets, false}
+	metricRTTAvg = metric{"udp_rtt_avg", "UDP RTT avg", unitMicros, true}
+	metricRTTP99 = metric{"udp_rtt_p99", "UDP RTT p99", unitMicros, true}
+)
+
+// A test runs one tool once and fills one or more rows.
+type test struct {
+	metrics []metric
+	run     func(ctx context.Context, tb *testbed, seconds int) ([]measurement, error)
+}
+
+type measurement struct {
+	Metric string             `json:"metric"`
+	Value  float64            `json:"value"`
+	Unit   string             `json:"unit"`
+	Error  string             `json:"error,omitempty"`
+	Detail map[string]float64 `json:"detail,omitempty"`
+}
+
+func (m measurement) ok() bool { return m.Error == "" }
+
+func iperfTCPTest(m metric, extra ...string) test {
+	return test{
+		metrics: []metric{m},
+		run: func(ctx context.Context, tb *testbed, seconds int) ([]measurement, error) {
+			out, err := runIperf(ctx, tb, seconds, extra...)
+			if err != nil {
+				return nil, err
+			}
+			v, detail, err := parseIperfTCP(out)
+			if err != nil {
+				return nil, err
+			}
+			return []measurement{{Metric: m.Key, Value: v, Unit: m.Unit, Detail: detail}}, nil
+		},
+	}
+}
+
+var (
+	testTCP1 = iperfTCPTest(metricTCP1)
+	testTCP4 = iperfTCPTest(metricTCP4, "-P", "4")
+	// 64-byte payloads with no rate limit measure the per-frame cost of
+	// the switch, where TSO and GRO cannot help.
+	testUDP64 = test{
+		metrics: []metric{metricUDP64},
+		run: func(ctx context.Context, tb *testbed, seconds int) ([]measurement, error) {
+			out, err := runIperf(ctx, tb, seconds, "-u", "-l", "64", "-b", "0")
+			if err != nil {
+				return nil, err
+			}
+			v, detail, err := parseIperfUDP(out)
+			if err != nil {
+				return nil, err
+			}
+			return []measurement{{Metric: metricUDP64.Key, Value: v, Unit: unitPackets, Detail: detail}}, nil
+		},
+	}
+	testRTT = test{
+		metrics: []metric{metricRTTAvg, metricRTTP99},
+		run: func(ctx context.Context, tb *testbed, seconds int) ([]measurement, error) {
+			out, err := runSockperf(ctx, tb, seconds)
+			if err != nil {
+				return nil, err
+			}
+			r, err := parseSockperf(out)
+			if err != nil {
+				return nil, err
+			}
+			detail := map[string]float64{"p50_us": r.P50Us, "max_us": r.MaxUs, "observations": r.Observations, "dropped": r.Dropped}
+			return []measurement{
+				{Metric: metricRTTAvg.Key, Value: r.AvgUs, Unit: unitMicros, Detail: detail},
+				{Metric: metricRTTP99.Key, Value: r.P99Us, Unit: unitMicros},
+			}, nil
+		},
+	}
+)
+
+// passResult is one system measured once, in run order.
+type passResult struct {
+	System string `json:"system"`
+	// Pass counts runs of the same system: the kernel bridge runs twice
+	// with -bracket.
+	Pass     int           `json:"pass"`
+	Started  time.Time     `json:"started"`
+	Error    string        `json:"error,omitempty"`
+	Results  []measurement `json:"results"`
+	Listings []listing     `json:"listings,omitempty"`
+}
+
+func (p *passResult) value(key string) (measurement, bool) {
+	for _, m := range p.Results {
+		if m.Metric == key {
+			return m, true
+		}
+	}
+	return measurement{}, false
+}
+
+// pause lets the previous test's sockets and queues drain before the next
+// one starts.
+const pause = time.Second
+
+// runPass sets up sys on a fresh pair of namespaces, runs the tests and
+// tears everything down again, whatever happened in between.
+func runPass(ctx context.Context, sys system, pass int, tests []test, seconds int) (pr passResult) {
+	pr = passResult{System: sys.name(), Pass: pass, Started: time.Now().UTC()}
+	var errs []error
+	defer func() {
+		if err := errors.Join(errs...); err != nil {
+			pr.Error = err.Error()
+		}
+	}()
+
+	tb := newTestbed(pidForNames)
+	// Deferred in this order so that the system goes first: the daemon
+	// must let go of its TAPs before their namespaces disappear.
+	defer func() {
+		if err := tb.destroy(); err != nil {
+			errs = append(errs, fmt.Errorf("teardown: %w", err))
+		}
+	}()
+	if err := tb.create(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("setup: %w", err))
+		return pr
+	}
+	logf("%s: setting up", sys.name())
+	defer func() {
+		if err := sys.teardown(); err != nil {
+			errs = append(errs, fmt.Errorf("teardown: %w", err))
+		}
+		logf("%s: torn down", sys.name())
+	}()
+	if err := sys.setup(ctx, tb); err != nil {
+		errs = append(errs, fmt.Errorf("setup: %w", err))
+		return pr
+	}
+	if err := tb.waitReachable(ctx, 10*time.Second); err != nil {
+		errs = append(errs, fmt.Errorf("setup: %w", err))
+		return pr
+	}
+
+	for i, t := range tests {
+		if i > 0 {
+			if err := sleep(ctx, pause); err != nil {
+				errs = append(errs, err)
+				return pr
+			}
+		}
+		ms, err := t.run(ctx, tb, seconds)
+		if err != nil {
+			if ctx.Err() != nil {
+				errs = append(errs, ctx.Err())
+				return pr
+			}
+			for _, m := range t.metrics {
+				ms = append(ms, measurement{Metric: m.Key, Unit: m.Unit, Error: err.Error()})
+			}
+			logf("%s: %s: %v", sys.name(), t.metrics[0].Label, err)
+		}
+		for _, m := range ms {
+			pr.Results = append(pr.Results, m)
+			if m.ok() {
+				logf("%-10s %-19s %s", sys.name()+":", metricByKey(m.Metric).Label, formatValue(m.Unit, m.Value))
+			}
+		}
+	}
+	if l, ok := sys.(lister); ok {
+		pr.Listings = l.listings()
+	}
+	return pr
+}
+
+func metricByKey(key string) metric {
+	for _, m := range []metric{metricTCP1, metricTCP4, metricUDP64, metricRTTAvg, metricRTTP99} {
+		if m.Key == key {
+			return m
+		}
+	}
+	return metric{Key: key, Label: key}
+}

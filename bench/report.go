@@ -1,0 +1,290 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// baseline is the system every other one is divided by.
+const baseline = "bridge"
+
+type report struct {
+	Date           time.Time         `json:"date"`
+	Machine        machineInfo       `json:"machine"`
+	SecondsPerTest int               `json:"seconds_per_test"`
+	ElapsedSeconds float64           `json:"elapsed_seconds"`
+	Tools          map[string]string `json:"tools,omitempty"`
+	Metrics        []metric          `json:"metrics"`
+	// Systems is in run order; with -bracket the bridge appears twice.
+	Systems []passResult `json:"systems"`
+	Ratios  []ratio      `json:"ratios"`
+	Notes   []string     `json:"notes,omitempty"`
+}
+
+type machineInfo struct {
+	NProc  int    `json:"nproc"`
+	Kernel string `json:"kernel"`
+	CPU    string `json:"cpu,omitempty"`
+	// Load is the 1-minute load average when the run started.
+	Load float64 `json:"load_average"`
+}
+
+// ratio is System's value over the bridge's for one metric. With
+// -bracket the bridge figure is the mean of its two passes, which halves
+// the drift between them.
+type ratio struct {
+	Metric        string  `json:"metric"`
+	System        string  `json:"system"`
+	Baseline      string  `json:"baseline"`
+	Value         float64 `json:"value"`
+	LowerIsBetter bool    `json:"lower_is_better"`
+}
+
+func readMachine() machineInfo {
+	m := machineInfo{NProc: runtime.NumCPU()}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			m.Load, _ = strconv.ParseFloat(f[0], 64)
+		}
+	}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return m
+}
+
+// busyLoad is the load average per CPU above which the report warns:
+// every switch here competes for the same CPUs as iperf3 itself, so
+// other work on the machine lowers and scatters all the figures.
+const busyLoad = 0.5
+
+func busyNote(m machineInfo) string {
+	if m.NProc == 0 || m.Load <= busyLoad*float64(m.NProc) {
+		return ""
+	}
+	return fmt.Sprintf("the machine was busy when the run started (load average %.2f on %d CPUs); figures are lower and noisier than on an idle machine", m.Load, m.NProc)
+}
+
+// baselineValue is the mean of the bridge's good values for key.
+func baselineValue(passes []passResult, key string) (float64, bool) {
+	var sum float64
+	var n int
+	for i := range passes {
+		if passes[i].System != baseline {
+			continue
+		}
+		if m, ok := passes[i].value(key); ok && m.ok() {
+			sum += m.Value
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, false
+	}
+	return sum / float64(n), true
+}
+
+func computeRatios(metrics []metric, passes []passResult) []ratio {
+	var out []ratio
+	for _, mt := range metrics {
+		base, ok := baselineValue(passes, mt.Key)
+		if !ok || base == 0 {
+			continue
+		}
+		for i := range passes {
+			p := &passes[i]
+			if p.System == baseline {
+				continue
+			}
+			if m, ok := p.value(mt.Key); ok && m.ok() {
+				out = append(out, ratio{Metric: mt.Key, System: p.System, Baseline: baseline, Value: m.Value / base, LowerIsBetter: mt.LowerIsBetter})
+			}
+		}
+	}
+	return out
+}
+
+func findRatio(ratios []ratio, metricKey, system string) (ratio, bool) {
+	for _, r := range ratios {
+		if r.Metric == metricKey && r.System == system {
+			return r, true
+		}
+	}
+	return ratio{}, false
+}
+
+// formatValue scales a raw value into the unit a reader expects for it.
+func formatValue(unit string, v float64) string {
+	switch unit {
+	case unitBits:
+		switch {
+		case v >= 1e9:
+			return fmt.Sprintf("%.2f Gbit/s", v/1e9)
+		case v >= 1e6:
+			return fmt.Sprintf("%.1f Mbit/s", v/1e6)
+		default:
+			return fmt.Sprintf("%.1f kbit/s", v/1e3)
+		}
+	case unitPackets:
+		if v >= 1e6 {
+			return fmt.Sprintf("%.2f Mpps", v/1e6)
+		}
+		return fmt.Sprintf("%.1f kpps", v/1e3)
+	case unitMicros:
+		return fmt.Sprintf("%.1f us", v)
+	}
+	return fmt.Sprintf("%g %s", v, unit)
+}
+
+// formatRatio marks the rows where a ratio above 1 is the bad news.
+func formatRatio(r float64, lowerIsBetter bool) string {
+	s := fmt.Sprintf("%.2fx", r)
+	if lowerIsBetter {
+		s += " (lower is better)"
+	}
+	return s
+}
+
+// column is one column of the table: a system's pass or a ratio.
+type column struct {
+	title string
+	cell  func(mt metric) string
+}
+
+// columns puts the bridge passes first, side by side so their drift is
+// plain, then each other system followed by its ratio to the bridge.
+func (r *report) columns() []column {
+	var cols []column
+	valueCol := func(p *passResult, title string) column {
+		return column{title: title, cell: func(mt metric) string {
+			m, ok := p.value(mt.Key)
+			switch {
+			case !ok:
+				return "-"
+			case !m.ok():
+				return "error"
+			}
+			return formatValue(m.Unit, m.Value)
+		}}
+	}
+	for i := range r.Systems {
+		if p := &r.Systems[i]; p.System == baseline {
+			title := p.System
+			if p.Pass > 1 {
+				title = fmt.Sprintf("%s (pass %d)", p.System, p.Pass)
+			}
+			cols = append(cols, valueCol(p, title))
+		}
+	}
+	for i := range r.Systems {
+		p := &r.Systems[i]
+		if p.System == baseline {
+			continue
+		}
+		cols = append(cols, valueCol(p, p.System))
+		if r.hasBaseline() {
+			sys := p.System
+			cols = append(cols, column{title: sys + "/" + baseline, cell: func(mt metric) string {
+				if rt, ok := findRatio(r.Ratios, mt.Key, sys); ok {
+					return formatRatio(rt.Value, rt.LowerIsBetter)
+				}
+				return "-"
+			}})
+		}
+	}
+	return cols
+}
+
+func (r *report) hasBaseline() bool {
+	for _, p := range r.Systems {
+		if p.System == baseline {
+			return true
+		}
+	}
+	return false
+}
+
+// writeTable prints the human-readable report.
+func (r *report) writeTable(w io.Writer) error {
+	var order []string
+	for _, p := range r.Systems {
+		order = append(order, p.System)
+	}
+	fmt.Fprintf(w, "date:     %s\n", r.Date.UTC().Format("2006-01-02 15:04:05 MST"))
+	fmt.Fprintf(w, "machine:  %d CPUs", r.Machine.NProc)
+	if r.Machine.CPU != "" {
+		fmt.Fprintf(w, " (%s)", r.Machine.CPU)
+	}
+	fmt.Fprintf(w, ", Linux %s, load average %.2f\n", r.Machine.Kernel, r.Machine.Load)
+	fmt.Fprintf(w, "duration: %d s per test, %s in all; systems in run order: %s\n\n",
+		r.SecondsPerTest, (time.Duration(r.ElapsedSeconds) * time.Second).String(), strings.Join(order, ", "))
+
+	cols := r.columns()
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprint(tw, "test")
+	for _, c := range cols {
+		fmt.Fprintf(tw, "\t%s", c.title)
+	}
+	fmt.Fprintln(tw)
+	for _, mt := range r.Metrics {
+		fmt.Fprint(tw, mt.Label)
+		for _, c := range cols {
+			fmt.Fprintf(tw, "\t%s", c.cell(mt))
+		}
+		fmt.Fprintln(tw)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, p := range r.Systems {
+		if p.Error != "" {
+			fmt.Fprintf(w, "\n%s (pass %d) failed: %s\n", p.System, p.Pass, p.Error)
+		}
+		// One failed tool run fails every row it fills; say it once.
+		seen := map[string]bool{}
+		for _, m := range p.Results {
+			if !m.ok() && !seen[m.Error] {
+				seen[m.Error] = true
+				fmt.Fprintf(w, "\n%s: %s: %s\n", p.System, metricByKey(m.Metric).Label, m.Error)
+			}
+		}
+	}
+	if len(r.Notes) > 0 {
+		fmt.Fprintln(w)
+		for _, n := range r.Notes {
+			fmt.Fprintf(w, "note: %s\n", n)
+		}
+	}
+	return nil
+}
+
+// writeJSON writes the report to path, creating its directory.
+func (r *report) writeJSON(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o644)
+}
