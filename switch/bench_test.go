@@ -22,6 +22,7 @@ func (d *discardDev) Write(b []byte) (int, error) {
 	d.writes.Add(1)
 	return len(b), nil
 }
+func (d *discardDev) Queues() []Queue { return []Queue{d} }
 func (d *discardDev) Close() error { d.once.Do(func() { close(d.closed) }); return nil }
 
 func benchSwitch(b *testing.B, n int) (*Network, []*Port) {
@@ -46,14 +47,14 @@ func BenchmarkForwardUnicast(b *testing.B) {
 	for _, size := range []int{64, 1514, 65000} {
 		b.Run(sizeName(size), func(b *testing.B) {
 			net, ports := benchSwitch(b, 2)
-			net.forward(ports[1], frame(bcast, macB, "learn"))
+			net.forward(ports[1], 0, frame(bcast, macB, "learn"))
 			f := frame(macB, macA, string(make([]byte, size-ethHdrLen)))
-			net.forward(ports[0], f)
+			net.forward(ports[0], 0, f)
 			b.ReportAllocs()
 			b.SetBytes(int64(size))
 			b.ResetTimer()
 			for b.Loop() {
-				net.forward(ports[0], f)
+				net.forward(ports[0], 0, f)
 			}
 		})
 	}
@@ -65,7 +66,7 @@ func BenchmarkFlood(b *testing.B) {
 	f := frame(bcast, macA, string(make([]byte, 50)))
 	b.ReportAllocs()
 	for b.Loop() {
-		net.forward(ports[0], f)
+		net.forward(ports[0], 0, f)
 	}
 }
 
@@ -73,8 +74,8 @@ func BenchmarkFlood(b *testing.B) {
 // do with traffic in both directions.
 func BenchmarkForwardParallel(b *testing.B) {
 	net, ports := benchSwitch(b, 2)
-	net.forward(ports[0], frame(bcast, macA, "learn"))
-	net.forward(ports[1], frame(bcast, macB, "learn"))
+	net.forward(ports[0], 0, frame(bcast, macA, "learn"))
+	net.forward(ports[1], 0, frame(bcast, macB, "learn"))
 	var next atomic.Int32
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
@@ -85,7 +86,7 @@ func BenchmarkForwardParallel(b *testing.B) {
 			f = frame(macA, macB, string(make([]byte, 1500)))
 		}
 		for pb.Next() {
-			net.forward(in, f)
+			net.forward(in, 0, f)
 		}
 	})
 }
@@ -96,11 +97,11 @@ func TestForwardAllocatesNothing(t *testing.T) {
 	net, _ := sw.CreateNetwork("n")
 	a, _ := sw.AddPort("n", "a", newDiscardDev(), PortInfo{})
 	bp, _ := sw.AddPort("n", "b", newDiscardDev(), PortInfo{})
-	net.forward(bp, frame(bcast, macB, "learn"))
+	net.forward(bp, 0, frame(bcast, macB, "learn"))
 	uni := frame(macB, macA, "payload")
 	flood := frame(bcast, macA, "payload")
 	for name, f := range map[string][]byte{"unicast": uni, "flood": flood} {
-		if n := testing.AllocsPerRun(1000, func() { net.forward(a, f) }); n != 0 {
+		if n := testing.AllocsPerRun(1000, func() { net.forward(a, 0, f) }); n != 0 {
 			t.Errorf("forward(%s) allocates %v times per frame, want 0", name, n)
 		}
 	}

@@ -4,10 +4,10 @@ package vswitch
 // The port list is an immutable snapshot, so a concurrent attach or detach
 // never blocks it; a port detached mid-flood returns an error from its
 // closed device and counts it.
-func (n *Network) flood(in *Port, b []byte) {
+func (n *Network) flood(in *Port, qi int, b []byte) {
 	for _, p := range *n.ports.Load() {
 		if p != in {
-			p.send(b)
+			p.send(qi, b)
 		}
 	}
 }

@@ -6,13 +6,19 @@ import (
 	"sync/atomic"
 )
 
-// Device is what a port reads frames from and writes frames to. Each
-// buffer starts with a virtio net header of HdrLen bytes (see package
-// tap). Read is called from the port's own loop only; Write from any
-// port's loop, concurrently. Close must make a blocked Read return.
-type Device interface {
+// Queue is one queue of a device. Each buffer starts with a virtio net
+// header of HdrLen bytes (see package tap). Read is called from the
+// queue's own loop only; Write from any port's loops, concurrently.
+type Queue interface {
 	Read(b []byte) (int, error)
 	Write(b []byte) (int, error)
+}
+
+// Device is what a port reads frames from and writes frames to: one or
+// more queues, each read by a loop of its own. Close must make blocked
+// Reads return.
+type Device interface {
+	Queues() []Queue
 	Close() error
 }
 
@@ -72,13 +78,21 @@ type Counters struct {
 }
 
 // counters are split by writer so that no two loops share a cache line
-// needlessly: rx and drops are written by the port's own loop only (except
-// tx_error), tx by every loop that forwards to the port.
+// needlessly: rx counters live in each queue's rxq, written by that
+// queue's loop only; tx and drops are written by every loop that forwards
+// to the port.
 type counters struct {
-	rxFrames, rxBytes atomic.Uint64
 	drops             [numDropReasons]atomic.Uint64
 	_                 [64]byte
 	txFrames, txBytes atomic.Uint64
+	_                 [64]byte
+}
+
+// rxq is one receive queue of a port and its loop's counters, which only
+// that loop writes (a plain load and store, no locked instruction).
+type rxq struct {
+	q                 Queue
+	rxFrames, rxBytes atomic.Uint64
 	_                 [64]byte
 }
 
@@ -89,10 +103,14 @@ type Port struct {
 	info PortInfo
 	net  *Network
 	dev  Device
+	// txq are the device's queues, written to; rx the same queues with
+	// their receive counters, one loop each.
+	txq []Queue
+	rx  []*rxq
 
 	c counters
 
-	// done is closed when the receive loop has returned.
+	// done is closed when every receive loop has returned.
 	done chan struct{}
 }
 
@@ -111,10 +129,12 @@ func (p *Port) Network() *Network { return p.net }
 // Counters returns a snapshot of the port's counters.
 func (p *Port) Counters() Counters {
 	c := Counters{
-		RxFrames: p.c.rxFrames.Load(),
-		RxBytes:  p.c.rxBytes.Load(),
 		TxFrames: p.c.txFrames.Load(),
 		TxBytes:  p.c.txBytes.Load(),
+	}
+	for _, r := range p.rx {
+		c.RxFrames += r.rxFrames.Load()
+		c.RxBytes += r.rxBytes.Load()
 	}
 	for r := DropReason(0); r < numDropReasons; r++ {
 		if n := p.c.drops[r].Load(); n > 0 {
@@ -129,9 +149,16 @@ func (p *Port) Counters() Counters {
 
 func (p *Port) drop(r DropReason) { p.c.drops[r].Add(1) }
 
-// send writes one buffer (virtio header and frame) to the port.
-func (p *Port) send(b []byte) {
-	if _, err := p.dev.Write(b); err != nil {
+// send writes one buffer (virtio header and frame) to the port, on the
+// queue numbered like the ingress queue. The kernel remembers which queue
+// a flow was written on and sends that flow's replies out on the same
+// queue, so both directions of a flow stay with loops of one number.
+func (p *Port) send(qi int, b []byte) {
+	q := p.txq[0]
+	if len(p.txq) > 1 {
+		q = p.txq[qi%len(p.txq)]
+	}
+	if _, err := q.Write(b); err != nil {
 		p.drop(DropTxError)
 		return
 	}

@@ -31,12 +31,13 @@ const ethHdrLen = 14
 // may have been cut short and is dropped rather than forwarded.
 const bufSize = HdrLen + 65536 + 1024
 
-// rxLoop reads frames from the port until its device is closed.
-func (p *Port) rxLoop() {
-	defer close(p.done)
+// rxLoop reads frames from queue qi of the port until its device is
+// closed.
+func (p *Port) rxLoop(qi int) {
+	r := p.rx[qi]
 	buf := make([]byte, bufSize)
 	for {
-		n, err := p.dev.Read(buf)
+		n, err := r.q.Read(buf)
 		if err != nil {
 			if errors.Is(err, os.ErrClosed) || errors.Is(err, io.EOF) {
 				return
@@ -45,12 +46,13 @@ func (p *Port) rxLoop() {
 			p.net.sw.portFailed(p, err)
 			return
 		}
-		p.net.forward(p, buf[:n])
+		p.net.forward(p, qi, buf[:n])
 	}
 }
 
-// forward sends one buffer read from port in to where it is going.
-func (n *Network) forward(in *Port, b []byte) {
+// forward sends one buffer read from queue qi of port in to where it is
+// going.
+func (n *Network) forward(in *Port, qi int, b []byte) {
 	if len(b) < HdrLen+ethHdrLen {
 		in.drop(DropRunt)
 		return
@@ -67,8 +69,9 @@ func (n *Network) forward(in *Port, b []byte) {
 		in.drop(DropBadSource)
 		return
 	}
-	in.c.rxFrames.Store(in.c.rxFrames.Load() + 1)
-	in.c.rxBytes.Store(in.c.rxBytes.Load() + uint64(len(frame)))
+	r := in.rx[qi]
+	r.rxFrames.Store(r.rxFrames.Load() + 1)
+	r.rxBytes.Store(r.rxBytes.Load() + uint64(len(frame)))
 	n.fdb.Learn(src, in)
 
 	if frame[0]&1 == 0 {
@@ -77,9 +80,9 @@ func (n *Network) forward(in *Port, b []byte) {
 				in.drop(DropHairpin)
 				return
 			}
-			out.send(b)
+			out.send(qi, b)
 			return
 		}
 	}
-	n.flood(in, b)
+	n.flood(in, qi, b)
 }

@@ -160,11 +160,25 @@ func (s *Switch) AddPort(network, name string, dev Device, info PortInfo) (*Port
 	}
 	s.nextID++
 	p := &Port{id: s.nextID, name: name, info: info, net: n, dev: dev, done: make(chan struct{})}
+	p.txq = dev.Queues()
+	if len(p.txq) == 0 {
+		return fail(fmt.Errorf("port %q: device has no queues", name))
+	}
+	for _, q := range p.txq {
+		p.rx = append(p.rx, &rxq{q: q})
+	}
 	s.ports[name] = p
 	old := *n.ports.Load()
 	next := append(slices.Clip(old), p)
 	n.ports.Store(&next)
-	go p.rxLoop()
+	var wg sync.WaitGroup
+	for i := range p.rx {
+		wg.Go(func() { p.rxLoop(i) })
+	}
+	go func() {
+		wg.Wait()
+		close(p.done)
+	}()
 	s.log.Info("port attached", "port", name, "id", p.id, "network", network, "netns", info.Netns, "ifname", info.Ifname, "mac", info.MAC.String())
 	return p, nil
 }

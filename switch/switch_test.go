@@ -50,6 +50,8 @@ func (d *fakeDev) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
+func (d *fakeDev) Queues() []Queue { return []Queue{d} }
+
 func (d *fakeDev) Close() error {
 	d.once.Do(func() { close(d.closed) })
 	return nil
@@ -122,7 +124,7 @@ func (r *rig) add(t testing.TB, network, name string) {
 // forward runs one frame through the network of port from, synchronously.
 func (r *rig) forward(from string, b []byte) {
 	p := r.ports[from]
-	p.net.forward(p, b)
+	p.net.forward(p, 0, b)
 }
 
 func (r *rig) reset() {
@@ -316,4 +318,60 @@ func mustMAC(s string) net.HardwareAddr {
 		panic(err)
 	}
 	return m
+}
+
+// mqDev is a device of several fakeDev queues.
+type mqDev struct{ qs []*fakeDev }
+
+func (d *mqDev) Queues() []Queue {
+	out := make([]Queue, len(d.qs))
+	for i, q := range d.qs {
+		out[i] = q
+	}
+	return out
+}
+
+func (d *mqDev) Close() error {
+	for _, q := range d.qs {
+		q.Close()
+	}
+	return nil
+}
+
+func TestQueues(t *testing.T) {
+	sw := New(Config{Logger: quietLogger()})
+	defer sw.Close()
+	if _, err := sw.CreateNetwork("n"); err != nil {
+		t.Fatal(err)
+	}
+	a := &mqDev{qs: []*fakeDev{newFakeDev(), newFakeDev()}}
+	b := &mqDev{qs: []*fakeDev{newFakeDev(), newFakeDev()}}
+	c := &mqDev{qs: []*fakeDev{newFakeDev()}}
+	pa, _ := sw.AddPort("n", "a", a, PortInfo{})
+	sw.AddPort("n", "b", b, PortInfo{})
+	sw.AddPort("n", "c", c, PortInfo{})
+
+	// A frame read on queue 1 of a goes out on queue 1 of b, and on the
+	// only queue of c.
+	f := frame(bcast, macA, "q1")
+	a.qs[1].in <- f
+	deadline := time.Now().Add(5 * time.Second)
+	for len(b.qs[1].got()) == 0 || len(c.qs[0].got()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("frame read on queue 1 of a: b queues got %d/%d, c got %d; want b queue 1 and c queue 0",
+				len(b.qs[0].got()), len(b.qs[1].got()), len(c.qs[0].got()))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := len(b.qs[0].got()); n != 0 {
+		t.Fatalf("b queue 0 got %d frames, want 0", n)
+	}
+	// Both queues' loops count into the port's rx counters.
+	a.qs[0].in <- frame(bcast, macA, "q0")
+	for pa.Counters().RxFrames != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("a rx frames = %d, want 2 (one per queue)", pa.Counters().RxFrames)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

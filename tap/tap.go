@@ -19,6 +19,10 @@ var (
 // an Ethernet NIC.
 const DefaultTxQueueLen = 1000
 
+// MaxQueues bounds Config.Queues; the kernel allows 256, but a reader
+// per queue beyond the number of CPUs only adds threads.
+const MaxQueues = 16
+
 // Config says how to create a TAP.
 type Config struct {
 	// Netns is the path of the network namespace file to create the
@@ -32,16 +36,28 @@ type Config struct {
 	MTU int
 	// TxQueueLen; 0 means DefaultTxQueueLen.
 	TxQueueLen int
+	// Queues is the number of queues (IFF_MULTI_QUEUE when above one).
+	// The kernel keeps each flow on one queue, so one reader per queue
+	// spreads flows over CPUs. 0 means 1.
+	Queues int
 	// Addrs are put on the interface, which is then set up.
 	Addrs []netip.Prefix
 }
 
-// Device is an open TAP. Read and Write move one frame, preceded by its
-// VnetHdrLen-byte virtio net header, per call. They may be called from
-// different goroutines; Close unblocks a pending Read.
-type Device interface {
+// Queue is one queue of a TAP. Read and Write move one frame, preceded by
+// its VnetHdrLen-byte virtio net header, per call. Read is for one
+// goroutine at a time; Write may be called from many at once.
+type Queue interface {
 	Read(b []byte) (int, error)
 	Write(b []byte) (int, error)
+}
+
+// Device is an open TAP.
+type Device interface {
+	// Queues are the device's queues, fixed at creation.
+	Queues() []Queue
+	// Close makes pending and later Reads and Writes fail with
+	// os.ErrClosed, then closes the queues, which removes the device.
 	Close() error
 	// Name is the interface name inside its namespace.
 	Name() string

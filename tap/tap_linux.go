@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -12,17 +11,18 @@ import (
 	"github.com/tapswitch/tapswitch/internal/namespace"
 )
 
-// offloadsWanted is what the switch asks of every TAP: it never needs a
+// offloadsBase is what the switch asks of every TAP: it never needs a
 // checksum or a segment computed in userspace, because frames go from
-// one TAP to another unchanged. USO is tried first and dropped on kernels
-// before 6.2, which refuse unknown flags.
+// one TAP to another unchanged. USO is asked for too and dropped on
+// kernels before 6.2, which refuse unknown flags.
 const (
 	offloadsBase = unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6
 	offloadsUSO  = offloadsBase | unix.TUN_F_USO4 | unix.TUN_F_USO6
 )
 
 type device struct {
-	f        *os.File
+	queues   []Queue
+	fds      []*rawFD
 	name     string
 	mac      net.HardwareAddr
 	offloads uint
@@ -30,31 +30,51 @@ type device struct {
 
 var _ Device = (*device)(nil)
 
-func (d *device) Read(b []byte) (int, error)  { return d.f.Read(b) }
-func (d *device) Write(b []byte) (int, error) { return d.f.Write(b) }
-func (d *device) Close() error                { return d.f.Close() }
-func (d *device) Name() string                { return d.name }
-func (d *device) MAC() net.HardwareAddr       { return d.mac }
-func (d *device) Offloads() uint              { return d.offloads }
+func (d *device) Queues() []Queue       { return d.queues }
+func (d *device) Name() string          { return d.name }
+func (d *device) MAC() net.HardwareAddr { return d.mac }
+func (d *device) Offloads() uint        { return d.offloads }
+
+func (d *device) Close() error {
+	var errs []error
+	for _, f := range d.fds {
+		if err := f.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
 
 func create(cfg Config) (_ Device, err error) {
 	if cfg.Name == "" || len(cfg.Name) >= unix.IFNAMSIZ {
 		return nil, fmt.Errorf("interface name %q: must be 1 to %d characters", cfg.Name, unix.IFNAMSIZ-1)
 	}
+	nq := cfg.Queues
+	if nq == 0 {
+		nq = 1
+	}
+	if nq < 0 || nq > MaxQueues {
+		return nil, fmt.Errorf("TAP %s: %d queues: must be 1 to %d", cfg.Name, nq, MaxQueues)
+	}
 	var (
-		fd       = -1
-		h        *netlink.Handle
-		offloads uint
+		fds []int
+		h   *netlink.Handle
 	)
 	defer func() {
-		if err != nil && fd >= 0 {
-			// Closing the only descriptor of a non-persistent TAP removes it.
-			unix.Close(fd)
+		if err != nil {
+			// Closing every descriptor of a non-persistent TAP removes it.
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
 		}
 		if h != nil {
 			h.Close()
 		}
 	}()
+	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	if nq > 1 {
+		flags |= unix.IFF_MULTI_QUEUE
+	}
 	err = namespace.Do(cfg.Netns, func() error {
 		var err error
 		// A netlink socket made here keeps talking to this namespace
@@ -66,30 +86,35 @@ func create(cfg Config) (_ Device, err error) {
 		if _, err := h.LinkByName(cfg.Name); err == nil {
 			return fmt.Errorf("%s: %w in the namespace (choose another with --ifname)", cfg.Name, ErrExists)
 		}
-		// O_NONBLOCK puts the fd on the Go netpoller, so Close wakes a
-		// blocked Read, and lets the kernel build small frames' skbs
-		// in place on write (tun_can_build_skb).
-		fd, err = unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return fmt.Errorf("open /dev/net/tun: %w", err)
-		}
-		ifr, err := unix.NewIfreq(cfg.Name)
-		if err != nil {
-			return err
-		}
-		ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
-		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-			return fmt.Errorf("create TAP %s: %w", cfg.Name, err)
+		// Every queue is opened here: a TUNSETIFF finds or makes the
+		// device in the namespace the descriptor was opened in.
+		for range nq {
+			// O_NONBLOCK lets a reader wait in poll(2) where Close can
+			// wake it, and lets the kernel build small frames' buffers
+			// in place on write (tun_can_build_skb).
+			fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return fmt.Errorf("open /dev/net/tun: %w", err)
+			}
+			fds = append(fds, fd)
+			ifr, err := unix.NewIfreq(cfg.Name)
+			if err != nil {
+				return err
+			}
+			ifr.SetUint16(flags)
+			if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+				return fmt.Errorf("create TAP %s: %w", cfg.Name, err)
+			}
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	offloads = offloadsUSO
-	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, offloadsUSO); err != nil {
+	offloads := uint(offloadsUSO)
+	if err := unix.IoctlSetInt(fds[0], unix.TUNSETOFFLOAD, offloadsUSO); err != nil {
 		offloads = offloadsBase
-		if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, offloadsBase); err != nil {
+		if err := unix.IoctlSetInt(fds[0], unix.TUNSETOFFLOAD, offloadsBase); err != nil {
 			return nil, fmt.Errorf("TAP %s: set offloads: %w", cfg.Name, err)
 		}
 	}
@@ -117,7 +142,7 @@ func create(cfg Config) (_ Device, err error) {
 	for _, p := range cfg.Addrs {
 		addr := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
 		if p.Addr().Is6() {
-			// The switch guarantees uniqueness within a network; waiting
+			// The switch keeps addresses unique within a network; waiting
 			// for duplicate address detection only delays the first packet.
 			addr.Flags = unix.IFA_F_NODAD
 		}
@@ -133,9 +158,19 @@ func create(cfg Config) (_ Device, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("TAP %s: %w", cfg.Name, err)
 	}
-	f := os.NewFile(uintptr(fd), "/dev/net/tun:"+cfg.Name)
-	if f == nil {
-		return nil, errors.New("tap: invalid file descriptor")
+	d := &device{name: cfg.Name, mac: link.Attrs().HardwareAddr, offloads: offloads}
+	for i, fd := range fds {
+		r, err := newRawFD(fd)
+		if err != nil {
+			for _, f := range d.fds {
+				f.Close()
+			}
+			// The rest are closed by the deferred cleanup.
+			fds = fds[i:]
+			return nil, fmt.Errorf("TAP %s: %w", cfg.Name, err)
+		}
+		d.fds = append(d.fds, r)
+		d.queues = append(d.queues, r)
 	}
-	return &device{f: f, name: cfg.Name, mac: link.Attrs().HardwareAddr, offloads: offloads}, nil
+	return d, nil
 }

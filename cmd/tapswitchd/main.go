@@ -23,6 +23,7 @@ import (
 	"github.com/tapswitch/tapswitch/internal/api"
 	"github.com/tapswitch/tapswitch/internal/daemon"
 	"github.com/tapswitch/tapswitch/internal/version"
+	"github.com/tapswitch/tapswitch/tap"
 )
 
 type options struct {
@@ -31,6 +32,7 @@ type options struct {
 	logLevel  string
 	fdbAgeing time.Duration
 	fdbLimit  int
+	queues    int
 }
 
 func main() {
@@ -54,6 +56,7 @@ removes every TAP it created.`,
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.DurationVar(&o.fdbAgeing, "fdb-ageing", fdb.DefaultAgeingTime, "forget a MAC address not seen for this long")
 	f.IntVar(&o.fdbLimit, "fdb-limit", fdb.DefaultLimit, "most MAC addresses learned per network")
+	f.IntVar(&o.queues, "queues", daemon.DefaultQueues(), "queues per TAP, each read by its own loop (1 to 16)")
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintf(os.Stderr, "tapswitchd: %v\n", err)
 		os.Exit(1)
@@ -67,6 +70,9 @@ func run(o options) error {
 	}
 	if o.fdbAgeing < time.Second {
 		return fmt.Errorf("--fdb-ageing %s: must be at least 1s", o.fdbAgeing)
+	}
+	if o.queues < 1 || o.queues > tap.MaxQueues {
+		return fmt.Errorf("--queues %d: must be 1 to %d", o.queues, tap.MaxQueues)
 	}
 	if o.fdbLimit < 1 {
 		return fmt.Errorf("--fdb-limit %d: must be at least 1", o.fdbLimit)
@@ -86,6 +92,7 @@ func run(o options) error {
 	d, err := daemon.New(daemon.Config{
 		StateDir: o.stateDir,
 		FDB:      fdb.Config{Limit: o.fdbLimit, AgeingTime: o.fdbAgeing},
+		Queues:   o.queues,
 		Logger:   log,
 	})
 	if err != nil {

@@ -28,9 +28,17 @@ type Config struct {
 	// StateDir holds the daemon's state file.
 	StateDir string
 	// FDB configures every network's forwarding table.
-	FDB    fdb.Config
+	FDB fdb.Config
+	// Queues is the number of queues of every TAP, each with its own
+	// receive loop; 0 means DefaultQueues().
+	Queues int
 	Logger *slog.Logger
 }
+
+// DefaultQueues is one queue per CPU, up to four: the kernel keeps a flow
+// on one queue, so more queues spread several flows over CPUs, and beyond
+// the CPU count they only add threads.
+func DefaultQueues() int { return min(runtime.NumCPU(), 4) }
 
 // Daemon implements api.Backend on a vswitch.Switch.
 type Daemon struct {
@@ -52,6 +60,9 @@ var _ api.Backend = (*Daemon)(nil)
 func New(cfg Config) (*Daemon, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Queues == 0 {
+		cfg.Queues = DefaultQueues()
 	}
 	d := &Daemon{cfg: cfg, log: cfg.Logger, ports: make(map[string]portState)}
 	st, err := openState(cfg.StateDir)
@@ -203,7 +214,7 @@ func (d *Daemon) Attach(ctx context.Context, req api.AttachRequest) (api.Port, e
 		return api.Port{}, fmt.Errorf("attach netns %q: %w", req.Netns, err)
 	}
 	start := time.Now()
-	dev, err := tap.Create(tap.Config{Netns: s.netnsPath, Name: s.ifname, MAC: s.mac, MTU: s.mtu, Addrs: s.ips})
+	dev, err := tap.Create(tap.Config{Netns: s.netnsPath, Name: s.ifname, MAC: s.mac, MTU: s.mtu, Queues: d.cfg.Queues, Addrs: s.ips})
 	if err != nil {
 		if errors.Is(err, tap.ErrExists) {
 			err = fmt.Errorf("%w: %v", api.ErrConflict, err)
@@ -215,7 +226,7 @@ func (d *Daemon) Attach(ctx context.Context, req api.AttachRequest) (api.Port, e
 		mtu = 1500
 	}
 	info := vswitch.PortInfo{Netns: s.netns, NetnsPath: s.netnsPath, Ifname: s.ifname, MAC: dev.MAC(), IPs: s.ips, MTU: mtu}
-	p, err := d.sw.AddPort(s.network, s.name, dev, info)
+	p, err := d.sw.AddPort(s.network, s.name, tapDevice{dev}, info)
 	if err != nil {
 		return api.Port{}, fmt.Errorf("attach netns %q: %w", req.Netns, classify(err))
 	}
@@ -345,4 +356,16 @@ func (d *Daemon) Networks() []api.Network {
 		out = append(out, api.Network{Name: n.Name(), Ports: len(n.Ports()), MACs: n.FDB().Len(), MACLimit: n.FDB().Limit()})
 	}
 	return out
+}
+
+// tapDevice presents a TAP to the switch.
+type tapDevice struct{ tap.Device }
+
+func (d tapDevice) Queues() []vswitch.Queue {
+	tq := d.Device.Queues()
+	q := make([]vswitch.Queue, len(tq))
+	for i := range tq {
+		q[i] = tq[i]
+	}
+	return q
 }
