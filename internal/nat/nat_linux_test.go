@@ -1,0 +1,676 @@
+package nat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+
+	"github.com/tapswitch/tapswitch/internal/namespace"
+)
+
+// requireEnv makes a test that cannot run fail instead of skip.
+const requireEnv = "TAPSWITCH_REQUIRE_PRIVILEGED"
+
+// cmdTimeout bounds every ip, sysctl and ping the tests run.
+const cmdTimeout = 30 * time.Second
+
+// requirePrivileged skips t unless it runs as root with every tool on
+// PATH; with TAPSWITCH_REQUIRE_PRIVILEGED=1 it fails t instead.
+func requirePrivileged(t *testing.T, tools ...string) {
+	t.Helper()
+	cannot := t.Skipf
+	if os.Getenv(requireEnv) == "1" {
+		cannot = t.Fatalf
+	}
+	if os.Geteuid() != 0 {
+		cannot("needs root to create network namespaces and nftables tables (set %s=1 to fail instead of skip)", requireEnv)
+	}
+	for _, tool := range append([]string{"ip"}, tools...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			cannot("needs %s: %v", tool, err)
+		}
+	}
+}
+
+// run runs a command and fails t if it does not succeed.
+func run(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := tryRun(args...)
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func tryRun(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
+	return string(out), err
+}
+
+var nsSeq atomic.Int32
+
+// testNS is a network namespace of a test's own, deleted when the test
+// ends however it ends.
+type testNS struct {
+	name string
+	path string
+	// fd is open on path for the test's life.
+	fd int
+}
+
+func newNS(t *testing.T, role string) *testNS {
+	t.Helper()
+	name := fmt.Sprintf("tsnat-%d-%d-%s", os.Getpid(), nsSeq.Add(1), role)
+	run(t, "ip", "netns", "add", name)
+	t.Cleanup(func() {
+		if out, err := tryRun("ip", "netns", "del", name); err != nil {
+			t.Errorf("ip netns del %s: %v\n%s", name, err, out)
+		}
+	})
+	path, err := namespace.Resolve(name)
+	if err != nil {
+		t.Fatalf("Resolve(%q) = %v", name, err)
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("open %s: %v", path, err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	return &testNS{name: name, path: path, fd: fd}
+}
+
+// newManager makes a Manager working in ns, closed when the test ends.
+func newManager(t *testing.T, ns *testNS) *Manager {
+	t.Helper()
+	m, err := New(slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})), WithNetNS(ns.fd))
+	if err != nil {
+		t.Fatalf("New(WithNetNS(%s)) = %v", ns.name, err)
+	}
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Errorf("Close() = %v", err)
+		}
+	})
+	return m
+}
+
+// kernel is the test's own view of the nftables of a namespace.
+func kernel(t *testing.T, ns *testNS) *nftables.Conn {
+	t.Helper()
+	c, err := nftables.New(nftables.WithNetNSFd(ns.fd))
+	if err != nil {
+		t.Fatalf("nftables.New() = %v", err)
+	}
+	return c
+}
+
+var ourTable = &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
+
+// hasTable reports whether ns holds the table inet tapswitch.
+func hasTable(t *testing.T, c *nftables.Conn) bool {
+	t.Helper()
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		t.Fatalf("ListTablesOfFamily(inet) = %v", err)
+	}
+	return slices.ContainsFunc(tables, func(tb *nftables.Table) bool { return tb.Name == TableName })
+}
+
+// chainRules lists a chain of the table as "network: rule" lines.
+func chainRules(t *testing.T, c *nftables.Conn, chain string) []string {
+	t.Helper()
+	rules, err := c.GetRules(ourTable, &nftables.Chain{Name: chain, Table: ourTable})
+	if err != nil {
+		t.Fatalf("GetRules(inet %s, %s) = %v", TableName, chain, err)
+	}
+	lines := []string{}
+	for _, r := range rules {
+		name, ok := networkOf(r.UserData)
+		if !ok {
+			name = "(untagged)"
+		}
+		lines = append(lines, name+": "+render(r.Exprs))
+	}
+	return lines
+}
+
+// sysctl reads a /proc/sys file as ns sees it.
+func sysctl(t *testing.T, ns *testNS, path string) string {
+	t.Helper()
+	var b []byte
+	err := namespace.Do(ns.path, func() (err error) {
+		b, err = os.ReadFile(path)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("read %s in %s: %v", path, ns.name, err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+const (
+	ip4Forward = "/proc/sys/net/ipv4/ip_forward"
+	ip6Forward = "/proc/sys/net/ipv6/conf/all/forwarding"
+)
+
+func TestManagerRules(t *testing.T) {
+	requirePrivileged(t, "sysctl")
+	ns := newNS(t, "rules")
+	// A new namespace starts with forwarding off; make sure of it, as the
+	// steps check who turns it on.
+	run(t, "ip", "netns", "exec", ns.name, "sysctl", "-qw", "net.ipv4.ip_forward=0", "net.ipv6.conf.all.forwarding=0")
+	m := newManager(t, ns)
+	c := kernel(t, ns)
+
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		t.Fatalf("ListChainsOfTableFamily(inet) = %v", err)
+	}
+	var got []string
+	for _, ch := range chains {
+		if ch.Table.Name != TableName {
+			continue
+		}
+		policy := "none"
+		if ch.Policy != nil && *ch.Policy == nftables.ChainPolicyAccept {
+			policy = "accept"
+		}
+		got = append(got, fmt.Sprintf("%s type %s hook %d priority %d policy %s", ch.Name, ch.Type, *ch.Hooknum, *ch.Priority, policy))
+	}
+	slices.Sort(got)
+	wantChains := []string{
+		fmt.Sprintf("forward type filter hook %d priority 0 policy accept", *nftables.ChainHookForward),
+		fmt.Sprintf("postrouting type nat hook %d priority 100 policy accept", *nftables.ChainHookPostrouting),
+	}
+	if !slices.Equal(got, wantChains) {
+		t.Fatalf("chains of inet %s after New() = %q, want %q", TableName, got, wantChains)
+	}
+
+	front := Network{Name: "front", Subnet: netip.MustParsePrefix("10.20.0.0/24"), Bridge: "tsw-front"}
+	back := Network{Name: "back", Subnet: netip.MustParsePrefix("10.30.0.0/24"), Bridge: "tsw-back", Internal: true}
+	v6 := Network{Name: "v6", Subnet: netip.MustParsePrefix("fd00:20::/64"), Bridge: "tsw-v6"}
+	frontInternal := front
+	frontInternal.Internal = true
+
+	const (
+		frontMasq   = `front: meta nfproto ipv4 ip saddr 10.20.0.0/24 oifname != "tsw-front" masquerade`
+		frontIn     = `front: iifname "tsw-front" accept`
+		frontOut    = `front: oifname "tsw-front" ct state established,related accept`
+		frontInDrop = `front: iifname "tsw-front" drop`
+		frontOutDr  = `front: oifname "tsw-front" drop`
+		backInDrop  = `back: iifname "tsw-back" drop`
+		backOutDrop = `back: oifname "tsw-back" drop`
+		v6Masq      = `v6: meta nfproto ipv6 ip6 saddr fd00:20::/64 oifname != "tsw-v6" masquerade`
+		v6In        = `v6: iifname "tsw-v6" accept`
+		v6Out       = `v6: oifname "tsw-v6" ct state established,related accept`
+	)
+	// The steps run in order, each on the state the one before left.
+	steps := []struct {
+		name     string
+		call     string
+		do       func() error
+		wantErr  error
+		post     []string
+		fwd      []string
+		networks []string
+		// forward4 and forward6 are the forwarding switches afterwards.
+		forward4, forward6 string
+	}{
+		{
+			name: "internal first", call: "AddNetwork(back)", do: func() error { return m.AddNetwork(back) },
+			post: []string{}, fwd: []string{backInDrop, backOutDrop},
+			networks: []string{"back"}, forward4: "0", forward6: "0",
+		},
+		{
+			name: "ipv4", call: "AddNetwork(front)", do: func() error { return m.AddNetwork(front) },
+			post: []string{frontMasq}, fwd: []string{backInDrop, backOutDrop, frontIn, frontOut},
+			networks: []string{"back", "front"}, forward4: "1", forward6: "0",
+		},
+		{
+			name: "ipv6", call: "AddNetwork(v6)", do: func() error { return m.AddNetwork(v6) },
+			post: []string{frontMasq, v6Masq}, fwd: []string{backInDrop, backOutDrop, frontIn, frontOut, v6In, v6Out},
+			networks: []string{"back", "front", "v6"}, forward4: "1", forward6: "1",
+		},
+		{
+			name: "replace with internal", call: "AddNetwork(front internal)", do: func() error { return m.AddNetwork(frontInternal) },
+			post: []string{v6Masq}, fwd: []string{frontInDrop, frontOutDr, backInDrop, backOutDrop, v6In, v6Out},
+			networks: []string{"back", "front", "v6"}, forward4: "1", forward6: "1",
+		},
+		{
+			name: "remove", call: `RemoveNetwork("back")`, do: func() error { return m.RemoveNetwork("back") },
+			post: []string{v6Masq}, fwd: []string{frontInDrop, frontOutDr, v6In, v6Out},
+			networks: []string{"front", "v6"}, forward4: "1", forward6: "1",
+		},
+		{
+			name: "remove unknown", call: `RemoveNetwork("back")`, do: func() error { return m.RemoveNetwork("back") }, wantErr: ErrUnknownNetwork,
+			post: []string{v6Masq}, fwd: []string{frontInDrop, frontOutDr, v6In, v6Out},
+			networks: []string{"front", "v6"}, forward4: "1", forward6: "1",
+		},
+		{
+			name: "invalid", call: "AddNetwork(no bridge)", do: func() error { return m.AddNetwork(Network{Name: "x", Subnet: front.Subnet}) }, wantErr: ErrInvalidNetwork,
+			post: []string{v6Masq}, fwd: []string{frontInDrop, frontOutDr, v6In, v6Out},
+			networks: []string{"front", "v6"}, forward4: "1", forward6: "1",
+		},
+		{
+			name: "replace with outbound", call: "AddNetwork(front)", do: func() error { return m.AddNetwork(front) },
+			post: []string{v6Masq, frontMasq}, fwd: []string{v6In, v6Out, frontIn, frontOut},
+			networks: []string{"front", "v6"}, forward4: "1", forward6: "1",
+		},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			if err := s.do(); !errors.Is(err, s.wantErr) {
+				t.Fatalf("%s = %v, want %v", s.call, err, s.wantErr)
+			}
+			if got := chainRules(t, c, chainPostrouting); !slices.Equal(got, s.post) {
+				t.Errorf("after %s, chain postrouting =\n%s\nwant\n%s", s.call, strings.Join(got, "\n"), strings.Join(s.post, "\n"))
+			}
+			if got := chainRules(t, c, chainForward); !slices.Equal(got, s.fwd) {
+				t.Errorf("after %s, chain forward =\n%s\nwant\n%s", s.call, strings.Join(got, "\n"), strings.Join(s.fwd, "\n"))
+			}
+			if got, err := m.Networks(); err != nil || !slices.Equal(got, s.networks) {
+				t.Errorf("after %s, Networks() = %q, %v; want %q", s.call, got, err, s.networks)
+			}
+			if got := sysctl(t, ns, ip4Forward); got != s.forward4 {
+				t.Errorf("after %s, %s = %s, want %s", s.call, ip4Forward, got, s.forward4)
+			}
+			if got := sysctl(t, ns, ip6Forward); got != s.forward6 {
+				t.Errorf("after %s, %s = %s, want %s", s.call, ip6Forward, got, s.forward6)
+			}
+		})
+	}
+
+	// The nft CLI is not needed; when it is there, show the table as an
+	// administrator would see it.
+	if _, err := exec.LookPath("nft"); err == nil {
+		t.Logf("nft list table inet %s:\n%s", TableName, run(t, "ip", "netns", "exec", ns.name, "nft", "list", "table", "inet", TableName))
+	}
+
+	if err := m.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+	if hasTable(t, c) {
+		t.Errorf("table inet %s still there after Close()", TableName)
+	}
+	if got := sysctl(t, ns, ip4Forward); got != "1" {
+		t.Errorf("%s = %s after Close(), want it left at 1", ip4Forward, got)
+	}
+	if err := m.AddNetwork(front); !errors.Is(err, ErrClosed) {
+		t.Errorf("AddNetwork(front) after Close() = %v, want ErrClosed", err)
+	}
+	if _, err := m.Networks(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Networks() after Close() = %v, want ErrClosed", err)
+	}
+	if err := m.Close(); err != nil {
+		t.Errorf("second Close() = %v, want nil", err)
+	}
+}
+
+func TestNewReplacesLeftoverTable(t *testing.T) {
+	requirePrivileged(t)
+	accept, drop := nftables.ChainPolicyAccept, nftables.ChainPolicyDrop
+	tests := []struct {
+		name string
+		// leave builds what a crashed daemon (or an older version) left.
+		leave func(c *nftables.Conn)
+	}{
+		{name: "nothing", leave: func(*nftables.Conn) {}},
+		{name: "a previous run", leave: func(c *nftables.Conn) {
+			c.AddTable(ourTable)
+			fwd := c.AddChain(&nftables.Chain{Name: chainForward, Table: ourTable, Type: nftables.ChainTypeFilter,
+				Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+			for _, spec := range rulesFor(Network{Name: "old", Subnet: netip.MustParsePrefix("10.40.0.0/24"), Bridge: "tsw-old", Internal: true}, "") {
+				c.AddRule(&nftables.Rule{Table: ourTable, Chain: fwd, Exprs: spec.exprs, UserData: comment("old")})
+			}
+		}},
+		{name: "another layout", leave: func(c *nftables.Conn) {
+			c.AddTable(ourTable)
+			// A forward chain that drops everything and a chain New does
+			// not make: neither may survive.
+			c.AddChain(&nftables.Chain{Name: chainForward, Table: ourTable, Type: nftables.ChainTypeFilter,
+				Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &drop})
+			stale := c.AddChain(&nftables.Chain{Name: "stale", Table: ourTable})
+			c.AddRule(&nftables.Rule{Table: ourTable, Chain: stale, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ns := newNS(t, "crash")
+			c := kernel(t, ns)
+			// A table of someone else's, which New must leave alone.
+			other := c.AddTable(&nftables.Table{Name: "other", Family: nftables.TableFamilyINet})
+			c.AddChain(&nftables.Chain{Name: "keep", Table: other})
+			tt.leave(c)
+			if err := c.Flush(); err != nil {
+				t.Fatalf("set up leftovers: Flush() = %v", err)
+			}
+
+			m := newManager(t, ns)
+
+			chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+			if err != nil {
+				t.Fatalf("ListChainsOfTableFamily(inet) = %v", err)
+			}
+			var got []string
+			for _, ch := range chains {
+				p := "-"
+				if ch.Policy != nil {
+					p = map[nftables.ChainPolicy]string{accept: "accept", drop: "drop"}[*ch.Policy]
+				}
+				got = append(got, ch.Table.Name+"/"+ch.Name+" "+p)
+			}
+			slices.Sort(got)
+			want := []string{"other/keep -", TableName + "/forward accept", TableName + "/postrouting accept"}
+			if !slices.Equal(got, want) {
+				t.Errorf("chains after New() = %q, want %q", got, want)
+			}
+			for _, chain := range []string{chainPostrouting, chainForward} {
+				if got := chainRules(t, c, chain); len(got) != 0 {
+					t.Errorf("chain %s after New() = %q, want no rules", chain, got)
+				}
+			}
+			if got, err := m.Networks(); err != nil || len(got) != 0 {
+				t.Errorf("Networks() after New() = %q, %v; want none", got, err)
+			}
+			if err := m.Close(); err != nil {
+				t.Fatalf("Close() = %v", err)
+			}
+			tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+			if err != nil || len(tables) != 1 || tables[0].Name != "other" {
+				t.Errorf("inet tables after Close() = %v, %v; want only other", tables, err)
+			}
+		})
+	}
+}
+
+// TestAddNetworkAllOrNothing makes the kernel refuse the last message of
+// an AddNetwork batch and checks that nothing of the batch stayed.
+func TestAddNetworkAllOrNothing(t *testing.T) {
+	requirePrivileged(t)
+	ns := newNS(t, "atomic")
+	m := newManager(t, ns)
+	c := kernel(t, ns)
+	internal := Network{Name: "front", Subnet: netip.MustParsePrefix("10.20.0.0/24"), Bridge: "tsw-front", Internal: true}
+	if err := m.AddNetwork(internal); err != nil {
+		t.Fatalf("AddNetwork(front internal) = %v", err)
+	}
+	before := chainRules(t, c, chainForward)
+
+	// A filter chain in place of the nat one: the kernel refuses
+	// masquerade there.
+	c.DelChain(&nftables.Chain{Name: chainPostrouting, Table: ourTable})
+	c.AddChain(&nftables.Chain{Name: chainPostrouting, Table: ourTable, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityFilter})
+	if err := c.Flush(); err != nil {
+		t.Fatalf("replace postrouting chain: Flush() = %v", err)
+	}
+
+	outbound := internal
+	outbound.Internal = false
+	err := m.AddNetwork(outbound)
+	if err == nil {
+		t.Fatalf("AddNetwork(front) into a filter postrouting chain = nil, want an error")
+	}
+	t.Logf("AddNetwork(front) = %v", err)
+	if got := chainRules(t, c, chainForward); !slices.Equal(got, before) {
+		t.Errorf("chain forward after a failed AddNetwork(front) =\n%s\nwant it unchanged:\n%s", strings.Join(got, "\n"), strings.Join(before, "\n"))
+	}
+	if got := chainRules(t, c, chainPostrouting); len(got) != 0 {
+		t.Errorf("chain postrouting after a failed AddNetwork(front) = %q, want no rules", got)
+	}
+}
+
+// world is three namespaces: host plays the daemon's host, ctr a
+// container on a tapswitch network whose gateway interface is host's
+// tsw-front, and out the world beyond host's uplink, which has no route
+// back to the network's subnet.
+//
+//	ctr eth0 10.99.0.2 ── tsw-front 10.99.0.1  host  uplink 198.51.100.1 ── eth0 198.51.100.2 out
+type world struct {
+	host, ctr, out *testNS
+}
+
+const (
+	gatewayAddr = "10.99.0.1"
+	uplinkAddr  = "198.51.100.1"
+	outAddr     = "198.51.100.2"
+)
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	w := &world{host: newNS(t, "host"), ctr: newNS(t, "ctr"), out: newNS(t, "out")}
+	h, c, o := w.host.name, w.ctr.name, w.out.name
+	// Both veth pairs are made inside host and their peers sent straight
+	// to their namespaces, so no interface ever appears on the real host.
+	for _, cmd := range [][]string{
+		{"ip", "-n", h, "link", "add", "tsw-front", "type", "veth", "peer", "name", "eth0", "netns", c},
+		{"ip", "-n", h, "link", "add", "uplink", "type", "veth", "peer", "name", "eth0", "netns", o},
+		{"ip", "-n", h, "addr", "add", gatewayAddr + "/24", "dev", "tsw-front"},
+		{"ip", "-n", h, "addr", "add", uplinkAddr + "/24", "dev", "uplink"},
+		{"ip", "-n", h, "link", "set", "tsw-front", "up"},
+		{"ip", "-n", h, "link", "set", "uplink", "up"},
+		{"ip", "-n", h, "link", "set", "lo", "up"},
+		{"ip", "-n", c, "addr", "add", "10.99.0.2/24", "dev", "eth0"},
+		{"ip", "-n", c, "link", "set", "eth0", "up"},
+		{"ip", "-n", c, "link", "set", "lo", "up"},
+		{"ip", "-n", c, "route", "add", "default", "via", gatewayAddr},
+		{"ip", "-n", o, "addr", "add", outAddr + "/24", "dev", "eth0"},
+		{"ip", "-n", o, "link", "set", "eth0", "up"},
+		{"ip", "-n", o, "link", "set", "lo", "up"},
+		// out must see unmasqueraded packets arrive although it cannot
+		// route back to them: that is how the test tells a missing return
+		// path from a drop.
+		{"ip", "netns", "exec", o, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.eth0.rp_filter=0"},
+		// Forwarding on from the start, so that before AddNetwork the only
+		// thing missing is the masquerade.
+		{"ip", "netns", "exec", h, "sysctl", "-qw", "net.ipv4.ip_forward=1"},
+	} {
+		run(t, cmd...)
+	}
+	return w
+}
+
+// ping reports whether ns gets an answer from addr.
+func ping(t *testing.T, ns *testNS, addr string) bool {
+	t.Helper()
+	_, err := tryRun("ip", "netns", "exec", ns.name, "ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "1", addr)
+	return err == nil
+}
+
+// echoServer answers each UDP datagram on outAddr in out, and reports
+// the source address it came from.
+type echoServer struct {
+	addr netip.AddrPort
+	// from receives each datagram's payload and source.
+	from chan arrival
+}
+
+type arrival struct {
+	payload string
+	src     netip.Addr
+}
+
+func newEchoServer(t *testing.T, ns *testNS) *echoServer {
+	t.Helper()
+	var conn *net.UDPConn
+	err := namespace.Do(ns.path, func() (err error) {
+		conn, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(outAddr+":0")))
+		return err
+	})
+	if err != nil {
+		t.Fatalf("listen UDP in %s: %v", ns.name, err)
+	}
+	s := &echoServer{addr: conn.LocalAddr().(*net.UDPAddr).AddrPort(), from: make(chan arrival, 16)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 512)
+		for {
+			n, peer, err := conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			s.from <- arrival{payload: string(buf[:n]), src: peer.Addr().Unmap()}
+			// Fails with no route back before the masquerade: expected.
+			conn.WriteToUDPAddrPort(buf[:n], peer)
+		}
+	}()
+	t.Cleanup(func() {
+		conn.Close()
+		<-done
+	})
+	return s
+}
+
+var probeSeq atomic.Int32
+
+// probe sends one datagram from ctr to s over a new socket, and so over
+// a new conntrack entry: NAT is decided on a connection's first packet.
+// It reports the source s saw (invalid if nothing arrived) and whether
+// the echo came back.
+func (s *echoServer) probe(t *testing.T, ctr *testNS) (src netip.Addr, replied bool) {
+	t.Helper()
+	var conn *net.UDPConn
+	err := namespace.Do(ctr.path, func() (err error) {
+		conn, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(s.addr))
+		return err
+	})
+	if err != nil {
+		t.Fatalf("dial UDP %v in %s: %v", s.addr, ctr.name, err)
+	}
+	defer conn.Close()
+	payload := fmt.Sprintf("probe %d", probeSeq.Add(1))
+	if _, err := conn.Write([]byte(payload)); err != nil {
+		t.Fatalf("send UDP to %v from %s: %v", s.addr, ctr.name, err)
+	}
+	deadline := time.After(time.Second)
+wait:
+	for {
+		select {
+		case a := <-s.from:
+			if a.payload == payload {
+				src = a.src
+				break wait
+			}
+		case <-deadline:
+			return netip.Addr{}, false
+		}
+	}
+	conn.SetReadDeadline(time.Now().Add(time.Second))
+	buf := make([]byte, 512)
+	n, err := conn.Read(buf)
+	return src, err == nil && string(buf[:n]) == payload
+}
+
+func TestTraffic(t *testing.T) {
+	requirePrivileged(t, "ping", "sysctl")
+	w := newWorld(t)
+	srv := newEchoServer(t, w.out)
+	m := newManager(t, w.host)
+	c := kernel(t, w.host)
+	ctrAddr := netip.MustParseAddr("10.99.0.2")
+	uplink := netip.MustParseAddr(uplinkAddr)
+	outbound := Network{Name: "front", Subnet: netip.MustParsePrefix("10.99.0.0/24"), Bridge: "tsw-front"}
+	internal := outbound
+	internal.Internal = true
+
+	// Each phase applies a change and then checks what ctr can reach.
+	phases := []struct {
+		name  string
+		call  string
+		apply func() error
+		// wantOut is whether ping from ctr to out succeeds; wantSrc the
+		// source out sees on a datagram (invalid: nothing arrives);
+		// wantReply whether the datagram's echo comes back.
+		wantOut   bool
+		wantSrc   netip.Addr
+		wantReply bool
+	}{
+		{name: "no rules", call: "nothing", apply: func() error { return nil },
+			wantOut: false, wantSrc: ctrAddr, wantReply: false},
+		{name: "outbound", call: "AddNetwork(front)", apply: func() error { return m.AddNetwork(outbound) },
+			wantOut: true, wantSrc: uplink, wantReply: true},
+		{name: "internal", call: "AddNetwork(front internal)", apply: func() error { return m.AddNetwork(internal) },
+			wantOut: false, wantSrc: netip.Addr{}, wantReply: false},
+		{name: "removed", call: `RemoveNetwork("front")`, apply: func() error { return m.RemoveNetwork("front") },
+			wantOut: false, wantSrc: ctrAddr, wantReply: false},
+	}
+	for _, p := range phases {
+		t.Run(p.name, func(t *testing.T) {
+			if err := p.apply(); err != nil {
+				t.Fatalf("%s = %v", p.call, err)
+			}
+			if got := ping(t, w.ctr, outAddr); got != p.wantOut {
+				t.Errorf("after %s, ping %s from ctr succeeded = %v, want %v", p.call, outAddr, got, p.wantOut)
+			}
+			src, replied := srv.probe(t, w.ctr)
+			if src != p.wantSrc || replied != p.wantReply {
+				t.Errorf("after %s, UDP from ctr to out: source seen %v, echo back %v; want source %v, echo back %v", p.call, src, replied, p.wantSrc, p.wantReply)
+			}
+			// The gateway is input to host, never forward: always reachable.
+			if !ping(t, w.ctr, gatewayAddr) {
+				t.Errorf("after %s, ping %s (gateway) from ctr failed", p.call, gatewayAddr)
+			}
+		})
+	}
+
+	if err := m.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+	if hasTable(t, c) {
+		t.Errorf("table inet %s still in host after Close()", TableName)
+	}
+}
+
+func TestConcurrentCalls(t *testing.T) {
+	requirePrivileged(t)
+	ns := newNS(t, "conc")
+	m := newManager(t, ns)
+	const n = 8
+	errs := make(chan error, 2*n)
+	var want []string
+	for i := range n {
+		name := fmt.Sprintf("net%d", i)
+		want = append(want, name)
+		go func() {
+			errs <- m.AddNetwork(Network{
+				Name:     name,
+				Subnet:   netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 50, byte(i), 0}), 24),
+				Bridge:   "tsw-" + name,
+				Internal: i%2 == 1,
+			})
+		}()
+		go func() {
+			_, err := m.Networks()
+			errs <- err
+		}()
+	}
+	for range 2 * n {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent AddNetwork or Networks = %v", err)
+		}
+	}
+	slices.Sort(want)
+	if got, err := m.Networks(); err != nil || !slices.Equal(got, want) {
+		t.Fatalf("Networks() = %q, %v; want %q", got, err, want)
+	}
+	if got, want := len(chainRules(t, kernel(t, ns), chainForward)), 2*n; got != want {
+		t.Fatalf("chain forward holds %d rules, want %d", got, want)
+	}
+}
