@@ -1,0 +1,20 @@
+// Package dns is the embedded DNS server of a tapswitch network.
+//
+// Every network has a gateway address held by a TAP in the daemon's own
+// namespace, and the namespaces attached to the network use that gateway as
+// their nameserver. A Server listens there on UDP and TCP port 53 and
+//
+//   - answers A, AAAA and PTR queries for the ports of its own network from
+//     Records: a port "web" on network "front" is "web" and "web.front";
+//   - answers NXDOMAIN, without forwarding, for any other single-label name
+//     and any other name under the network's domain, so that the names of
+//     other networks stay invisible (isolation);
+//   - forwards every other query to the host's resolvers, read from
+//     /etc/resolv.conf with UpstreamsFromResolvConf.
+//
+// WriteResolvConf and RemoveResolvConf keep /etc/netns/NAME/resolv.conf, the
+// file `ip netns exec NAME` bind-mounts over /etc/resolv.conf, pointing at
+// the gateway.
+//
+// The package imports github.com/miekg/dns as mdns to keep its own name.
+package dns
