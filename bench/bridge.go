@@ -20,39 +20,56 @@ type bridgeSystem struct {
 
 func newBridgeSystem(pid int) *bridgeSystem {
 	// Interface names are at most 15 bytes; a pid is at most 7 digits.
-	prefix := fmt.Sprintf("tsb%d", pid)
+	return newBridge(fmt.Sprintf("tsb%d", pid))
+}
+
+// newBridge names the bridge and its veth host ends after prefix, which
+// must leave room for a suffix of a few bytes within the 15 allowed.
+func newBridge(prefix string) *bridgeSystem {
 	return &bridgeSystem{prefix: prefix, bridge: prefix + "br"}
 }
 
 func (s *bridgeSystem) name() string { return "bridge" }
 
 func (s *bridgeSystem) setup(ctx context.Context, tb *testbed) error {
-	if _, err := run(ctx, "ip", "link", "add", s.bridge, "type", "bridge"); err != nil {
-		return err
-	}
-	s.created = true
-	if _, err := run(ctx, "ip", "link", "set", s.bridge, "up"); err != nil {
+	if err := s.create(ctx); err != nil {
 		return err
 	}
 	for _, end := range []struct{ ns, cidr, suffix string }{
 		{tb.nsA, addrA, "a"},
 		{tb.nsB, addrB, "b"},
 	} {
-		host := s.prefix + end.suffix
-		// The peer is born inside the namespace under its final name, so
-		// no rename can clash with a host interface called eth0.
-		if _, err := run(ctx, "ip", "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", end.ns); err != nil {
-			return err
-		}
-		s.links = append(s.links, host)
-		if _, err := run(ctx, "ip", "link", "set", host, "master", s.bridge, "up"); err != nil {
-			return err
-		}
-		if err := configure(ctx, end.ns, "eth0", end.cidr); err != nil {
+		if err := s.addEnd(ctx, end.ns, end.cidr, end.suffix); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// create makes the bridge and brings it up.
+func (s *bridgeSystem) create(ctx context.Context) error {
+	if _, err := run(ctx, "ip", "link", "add", s.bridge, "type", "bridge"); err != nil {
+		return err
+	}
+	s.created = true
+	_, err := run(ctx, "ip", "link", "set", s.bridge, "up")
+	return err
+}
+
+// addEnd connects ns to the bridge with a veth pair whose host end is the
+// prefix followed by suffix, and gives the namespace end, eth0, cidr.
+func (s *bridgeSystem) addEnd(ctx context.Context, ns, cidr, suffix string) error {
+	host := s.prefix + suffix
+	// The peer is born inside the namespace under its final name, so
+	// no rename can clash with a host interface called eth0.
+	if _, err := run(ctx, "ip", "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", ns); err != nil {
+		return err
+	}
+	s.links = append(s.links, host)
+	if _, err := run(ctx, "ip", "link", "set", host, "master", s.bridge, "up"); err != nil {
+		return err
+	}
+	return configure(ctx, ns, "eth0", cidr)
 }
 
 func (s *bridgeSystem) teardown() error {

@@ -104,22 +104,44 @@ func parseIperfUDP(data []byte) (float64, map[string]float64, error) {
 }
 
 // runIperf runs one iperf3 test from a to b and returns the client's -J
-// report. The server serves exactly one test (-1), so a stray client
-// from an earlier test cannot be measured by accident.
+// report.
 func runIperf(ctx context.Context, tb *testbed, seconds int, extra ...string) ([]byte, error) {
-	port := strconv.Itoa(iperfPort)
-	srv, err := startProc("ip", "netns", "exec", tb.nsB, "iperf3", "-s", "-1", "-B", hostAddr(addrB), "-p", port)
+	srv, err := startIperfServer(ctx, tb.nsB, hostAddr(addrB), iperfPort)
 	if err != nil {
 		return nil, err
 	}
 	defer srv.stop(2 * time.Second)
-	if err := waitListening(ctx, srv, "tcp", iperfPort, 5*time.Second); err != nil {
+	out, err := runIperfClient(ctx, tb.nsA, hostAddr(addrB), iperfPort, seconds, extra...)
+	if err != nil {
 		return nil, err
 	}
+	srv.wait(5 * time.Second)
+	return out, nil
+}
+
+// startIperfServer starts an iperf3 server in ns on addr and port and
+// returns once it listens. The server serves exactly one test (-1), so a
+// stray client from an earlier test cannot be measured by accident. The
+// caller stops it.
+func startIperfServer(ctx context.Context, ns, addr string, port int) (*proc, error) {
+	srv, err := startProc("ip", "netns", "exec", ns, "iperf3", "-s", "-1", "-B", addr, "-p", strconv.Itoa(port))
+	if err != nil {
+		return nil, err
+	}
+	if err := waitListening(ctx, srv, "tcp", port, 5*time.Second); err != nil {
+		srv.stop(2 * time.Second)
+		return nil, err
+	}
+	return srv, nil
+}
+
+// runIperfClient runs the client side of one test from ns to the server
+// on addr and port, and returns its -J report.
+func runIperfClient(ctx context.Context, ns, addr string, port, seconds int, extra ...string) ([]byte, error) {
 	// Generous: a slow switch still ends on time, a wedged one does not.
 	cctx, cancel := context.WithTimeout(ctx, time.Duration(seconds)*time.Second+30*time.Second)
 	defer cancel()
-	args := append([]string{"netns", "exec", tb.nsA, "iperf3", "-c", hostAddr(addrB), "-p", port, "-t", strconv.Itoa(seconds), "-J"}, extra...)
+	args := append([]string{"netns", "exec", ns, "iperf3", "-c", addr, "-p", strconv.Itoa(port), "-t", strconv.Itoa(seconds), "-J"}, extra...)
 	out, err := run(cctx, "ip", args...)
 	if err != nil {
 		// The reason is in the JSON on stdout, not on stderr.
@@ -128,6 +150,5 @@ func runIperf(ctx context.Context, tb *testbed, seconds int, extra ...string) ([
 		}
 		return nil, err
 	}
-	srv.wait(5 * time.Second)
 	return []byte(out), nil
 }

@@ -29,6 +29,7 @@ type config struct {
 	jsonPath              string
 	only                  []string // nil: every system available
 	demo, bracket         bool
+	scale                 bool
 }
 
 var errInterrupted = errors.New("interrupted; everything created has been removed")
@@ -62,7 +63,8 @@ func parseFlags(args []string) (*config, error) {
 	fs.StringVar(&cfg.jsonPath, "json", "", "write results as JSON to `file` (default bench/results/<UTC time>.json; none with -demo)")
 	fs.StringVar(&only, "only", "", "comma-separated `systems` to run: bridge,tapswitch,ovs (default: all available)")
 	fs.BoolVar(&cfg.demo, "demo", false, "short run: TCP single stream on bridge and tapswitch, with tapswitch's ports and fdb")
-	fs.BoolVar(&cfg.bracket, "bracket", false, "run the bridge again after the others, to show how much the machine drifted")
+	fs.BoolVar(&cfg.bracket, "bracket", false, "run the bridge again after the others, to show how much the machine drifted (with -scale: the 2-port pair again after the 64-port one)")
+	fs.BoolVar(&cfg.scale, "scale", false, "instead of the comparison, the scale suite: attach/detach time over 100 namespaces, memory with 64 ports and a full table, 4 pairs at once, a pair among 64 ports")
 	fs.BoolVar(&verbose, "v", false, "print every command run")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -72,6 +74,13 @@ func parseFlags(args []string) (*config, error) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if cfg.scale {
+		for _, f := range []string{"demo", "only"} {
+			if set[f] {
+				return nil, fmt.Errorf("-scale runs on its own: drop -%s", f)
+			}
+		}
+	}
 	if cfg.demo && !set["t"] {
 		cfg.seconds = 3
 	}
@@ -226,6 +235,9 @@ func runMain() error {
 	}
 	if err := checkTools(); err != nil {
 		return err
+	}
+	if cfg.scale {
+		return runScaleMain(cfg)
 	}
 	systems, notes, err := chooseSystems(cfg)
 	if err != nil {

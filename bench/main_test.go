@@ -54,6 +54,12 @@ func TestParseFlags(t *testing.T) {
 		{"zero seconds", []string{"-t", "0"}, nil, "at least 1 second"},
 		{"bracket without bridge", []string{"-bracket", "-only", "tapswitch"}, nil, "-bracket needs the bridge"},
 		{"stray argument", []string{"bridge"}, nil, "unexpected argument"},
+		{"scale", []string{"-scale", "-t", "3"}, func(c *config) bool {
+			return c.scale && c.seconds == 3 && strings.HasPrefix(c.jsonPath, "bench/results/")
+		}, ""},
+		{"scale bracketed", []string{"-scale", "-bracket"}, func(c *config) bool { return c.scale && c.bracket }, ""},
+		{"scale with demo", []string{"-scale", "-demo"}, nil, "-scale runs on its own: drop -demo"},
+		{"scale with only", []string{"-scale", "-only", "bridge"}, nil, "drop -only"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -46,7 +46,15 @@ func commandLine(name string, args []string) string {
 // run runs a command to completion and returns its stdout. The error
 // carries stderr, which is where ip, iperf3 and the tapswitch CLI say why.
 func run(ctx context.Context, name string, args ...string) (string, error) {
+	return runInput(ctx, "", name, args...)
+}
+
+// runInput is run with stdin fed from input, for `ip -batch -`.
+func runInput(ctx context.Context, input, name string, args ...string) (string, error) {
 	cmd := command(ctx, name, args...)
+	if input != "" {
+		cmd.Stdin = strings.NewReader(input)
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr

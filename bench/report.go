@@ -23,10 +23,12 @@ type report struct {
 	SecondsPerTest int               `json:"seconds_per_test"`
 	ElapsedSeconds float64           `json:"elapsed_seconds"`
 	Tools          map[string]string `json:"tools,omitempty"`
-	Metrics        []metric          `json:"metrics"`
+	// Metrics and Systems are empty with -scale, which fills Scale.
+	Metrics []metric `json:"metrics,omitempty"`
 	// Systems is in run order; with -bracket the bridge appears twice.
-	Systems []passResult `json:"systems"`
+	Systems []passResult `json:"systems,omitempty"`
 	Ratios  []ratio      `json:"ratios"`
+	Scale   *scaleResult `json:"scale,omitempty"`
 	Notes   []string     `json:"notes,omitempty"`
 }
 
@@ -223,18 +225,23 @@ func (r *report) hasBaseline() bool {
 	return false
 }
 
-// writeTable prints the human-readable report.
-func (r *report) writeTable(w io.Writer) error {
-	var order []string
-	for _, p := range r.Systems {
-		order = append(order, p.System)
-	}
+// writeMachine prints when and where the figures were taken.
+func (r *report) writeMachine(w io.Writer) {
 	fmt.Fprintf(w, "date:     %s\n", r.Date.UTC().Format("2006-01-02 15:04:05 MST"))
 	fmt.Fprintf(w, "machine:  %d CPUs", r.Machine.NProc)
 	if r.Machine.CPU != "" {
 		fmt.Fprintf(w, " (%s)", r.Machine.CPU)
 	}
 	fmt.Fprintf(w, ", Linux %s, load average %.2f\n", r.Machine.Kernel, r.Machine.Load)
+}
+
+// writeTable prints the human-readable report.
+func (r *report) writeTable(w io.Writer) error {
+	var order []string
+	for _, p := range r.Systems {
+		order = append(order, p.System)
+	}
+	r.writeMachine(w)
 	fmt.Fprintf(w, "duration: %d s per test, %s in all; systems in run order: %s\n\n",
 		r.SecondsPerTest, (time.Duration(r.ElapsedSeconds) * time.Second).String(), strings.Join(order, ", "))
 

@@ -111,9 +111,14 @@ func configure(ctx context.Context, ns, link, cidr string) error {
 // fill the switch's forwarding table and the ARP caches, which would
 // otherwise be charged to the first test.
 func (tb *testbed) waitReachable(ctx context.Context, timeout time.Duration) error {
+	return waitPing(ctx, tb.nsA, hostAddr(addrB), timeout)
+}
+
+// waitPing pings addr from ns until it answers or timeout passes.
+func waitPing(ctx context.Context, ns, addr string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		_, err := run(ctx, "ip", "netns", "exec", tb.nsA, "ping", "-c", "1", "-W", "1", hostAddr(addrB))
+		_, err := run(ctx, "ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "1", addr)
 		if err == nil {
 			return nil
 		}
@@ -121,7 +126,7 @@ func (tb *testbed) waitReachable(ctx context.Context, timeout time.Duration) err
 			return ctx.Err()
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s cannot reach %s within %v: %w", tb.nsA, hostAddr(addrB), timeout, err)
+			return fmt.Errorf("%s cannot reach %s within %v: %w", ns, addr, timeout, err)
 		}
 		if err := sleep(ctx, 200*time.Millisecond); err != nil {
 			return err

@@ -20,6 +20,9 @@ type tapswitchSystem struct {
 	dir    string // temp dir holding the socket and the state
 	socket string
 	daemon *proc
+	// stopGrace is how long the daemon may take to exit on SIGTERM
+	// before it is killed; zero means daemonStopGrace.
+	stopGrace time.Duration
 	// exitShown is set once an error has shown the daemon's exit, so
 	// teardown does not report it twice.
 	exitShown bool
@@ -33,11 +36,29 @@ func newTapswitchSystem(daemonPath, cliPath string) *tapswitchSystem {
 
 func (s *tapswitchSystem) name() string { return "tapswitch" }
 
+// daemonStopGrace is the wait for a daemon with a couple of ports to
+// exit on SIGTERM.
+const daemonStopGrace = 10 * time.Second
+
 // daemonStartTimeout bounds the wait for the API socket; a daemon that
 // needs longer than this to listen is broken for our purpose.
 const daemonStartTimeout = 10 * time.Second
 
 func (s *tapswitchSystem) setup(ctx context.Context, tb *testbed) error {
+	if err := s.start(ctx); err != nil {
+		return err
+	}
+	for _, end := range []struct{ ns, cidr string }{{tb.nsA, addrA}, {tb.nsB, addrB}} {
+		if _, err := s.cli(ctx, "attach", end.ns, "--ip", end.cidr); err != nil {
+			return s.withDaemonLog(err)
+		}
+	}
+	return nil
+}
+
+// start runs the daemon and waits until it serves its API. Like setup,
+// it leaves the undoing to teardown.
+func (s *tapswitchSystem) start(ctx context.Context) error {
 	dir, err := os.MkdirTemp("", "tsb-tapswitch-")
 	if err != nil {
 		return err
@@ -51,15 +72,7 @@ func (s *tapswitchSystem) setup(ctx context.Context, tb *testbed) error {
 	if err != nil {
 		return err
 	}
-	if err := s.waitSocket(ctx); err != nil {
-		return err
-	}
-	for _, end := range []struct{ ns, cidr string }{{tb.nsA, addrA}, {tb.nsB, addrB}} {
-		if _, err := s.cli(ctx, "attach", end.ns, "--ip", end.cidr); err != nil {
-			return s.withDaemonLog(err)
-		}
-	}
-	return nil
+	return s.waitSocket(ctx)
 }
 
 func (s *tapswitchSystem) waitSocket(ctx context.Context) error {
@@ -123,7 +136,11 @@ func (s *tapswitchSystem) teardown() error {
 	var errs []error
 	if s.daemon != nil {
 		exitedEarly := s.daemon.exited()
-		if err := s.daemon.stop(10 * time.Second); err != nil {
+		grace := s.stopGrace
+		if grace == 0 {
+			grace = daemonStopGrace
+		}
+		if err := s.daemon.stop(grace); err != nil {
 			errs = append(errs, err)
 		} else if s.daemon.err != nil && !s.exitShown {
 			// A daemon that crashed mid-run or failed its shutdown has to
