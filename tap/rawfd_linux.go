@@ -86,10 +86,20 @@ func (r *rawFD) Write(b []byte) (int, error) {
 }
 
 func (r *rawFD) Close() error {
+	if !r.shutdown() {
+		return os.ErrClosed
+	}
+	return r.closeFDs()
+}
+
+// shutdown makes every later call fail, wakes a waiting reader and waits
+// for calls in progress to return; the descriptor stays open. It reports
+// false if the descriptor was already shut down.
+func (r *rawFD) shutdown() bool {
 	for {
 		v := r.refs.Load()
 		if v&closedBit != 0 {
-			return os.ErrClosed
+			return false
 		}
 		if r.refs.CompareAndSwap(v, v|closedBit) {
 			break
@@ -102,6 +112,11 @@ func (r *rawFD) Close() error {
 	for r.refs.Load() != closedBit {
 		time.Sleep(100 * time.Microsecond)
 	}
+	return true
+}
+
+// closeFDs closes the descriptors of a shut-down rawFD.
+func (r *rawFD) closeFDs() error {
 	unix.Close(r.wake)
 	return unix.Close(r.fd)
 }

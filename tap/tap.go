@@ -26,7 +26,8 @@ const MaxQueues = 16
 // Config says how to create a TAP.
 type Config struct {
 	// Netns is the path of the network namespace file to create the
-	// device in (see namespace.Resolve).
+	// device in (see namespace.Resolve). Empty means the caller's own
+	// namespace, as for a network's gateway in the daemon's namespace.
 	Netns string
 	// Name is the interface name inside the namespace.
 	Name string
