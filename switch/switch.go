@@ -17,6 +17,7 @@ import (
 var (
 	ErrNoNetwork     = errors.New("no such network")
 	ErrNetworkExists = errors.New("network already exists")
+	ErrNetworkInUse  = errors.New("network still has ports")
 	ErrNoPort        = errors.New("no such port")
 	ErrPortExists    = errors.New("port already exists")
 	ErrClosed        = errors.New("switch is closed")
@@ -113,6 +114,23 @@ func (s *Switch) CreateNetwork(name string) (*Network, error) {
 	n.ports.Store(&[]*Port{})
 	s.networks[name] = n
 	return n, nil
+}
+
+// RemoveNetwork deletes an empty network and its forwarding table. A
+// network that still has ports is refused: removing it would leave their
+// loops forwarding into a network nobody can reach any more.
+func (s *Switch) RemoveNetwork(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.networks[name]
+	if !ok {
+		return fmt.Errorf("network %q: %w", name, ErrNoNetwork)
+	}
+	if k := len(*n.ports.Load()); k > 0 {
+		return fmt.Errorf("network %q: %w (%d)", name, ErrNetworkInUse, k)
+	}
+	delete(s.networks, name)
+	return nil
 }
 
 // Network returns the named network.
@@ -284,9 +302,14 @@ func (s *Switch) Close() {
 		s.unlinkLocked(p)
 	}
 	s.mu.Unlock()
+	// Removing a device waits for the kernel's grace period; waiting for
+	// all of them at once makes a daemon with many ports stop in about
+	// the time of one.
+	var wg sync.WaitGroup
 	for _, p := range ports {
-		s.stopPort(p)
+		wg.Go(func() { s.stopPort(p) })
 	}
+	wg.Wait()
 	close(s.stopAger)
 	<-s.agerDone
 }
