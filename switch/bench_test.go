@@ -23,7 +23,7 @@ func (d *discardDev) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 func (d *discardDev) Queues() []Queue { return []Queue{d} }
-func (d *discardDev) Close() error { d.once.Do(func() { close(d.closed) }); return nil }
+func (d *discardDev) Close() error    { d.once.Do(func() { close(d.closed) }); return nil }
 
 func benchSwitch(b *testing.B, n int) (*Network, []*Port) {
 	sw := New(Config{Logger: quietLogger()})
