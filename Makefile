@@ -46,9 +46,12 @@ unit:
 	$(GO) test -race -count=1 $(TESTFLAGS) $$($(GO) list ./... | grep -v /internal/e2e)
 
 # bench compares tapswitch with the Linux bridge (and Open vSwitch when
-# installed) in one run, then runs the Go benchmarks of the hot path.
+# installed) in one run, then measures scale (attach/detach time, memory,
+# many ports, several pairs) and runs the Go benchmarks of the hot path.
+# Results go to bench/results/ as JSON, one file per run.
 bench: deps build
-	$(GO) run ./bench -tapswitchd $(BIN)/tapswitchd -tapswitch $(BIN)/tapswitch $(ARGS)
+	$(GO) run ./bench -bracket -tapswitchd $(BIN)/tapswitchd -tapswitch $(BIN)/tapswitch $(ARGS)
+	$(GO) run ./bench -scale -tapswitchd $(BIN)/tapswitchd -tapswitch $(BIN)/tapswitch $(ARGS)
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1,2 ./fdb ./switch
 
 # demo starts a daemon, attaches two namespaces and runs iperf3 through
