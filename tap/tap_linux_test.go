@@ -10,17 +10,13 @@ import (
 	"time"
 
 	"github.com/tapswitch/tapswitch/internal/namespace"
+	"github.com/tapswitch/tapswitch/internal/privtest"
 )
 
 // newNetns makes a namespace for one test and removes it afterwards.
 func newNetns(t *testing.T) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("TAPSWITCH_REQUIRE_PRIVILEGED") == "1" {
-			t.Fatal("needs root (TAPSWITCH_REQUIRE_PRIVILEGED=1)")
-		}
-		t.Skip("needs root to create namespaces and TAP devices")
-	}
+	privtest.Require(t, "create namespaces and TAP devices", "ip")
 	name := fmt.Sprintf("tstap%d", os.Getpid())
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add %s: %v\n%s", name, err, out)

@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/tapswitch/tapswitch/internal/privtest"
 )
 
 func TestResolve(t *testing.T) {
@@ -46,12 +48,7 @@ func TestResolve(t *testing.T) {
 }
 
 func TestDoReturnsToOwnNamespace(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("TAPSWITCH_REQUIRE_PRIVILEGED") == "1" {
-			t.Fatal("needs root (TAPSWITCH_REQUIRE_PRIVILEGED=1)")
-		}
-		t.Skip("needs root")
-	}
+	privtest.Require(t, "create a network namespace", "ip")
 	before, err := os.Readlink("/proc/thread-self/ns/net")
 	if err != nil {
 		t.Fatal(err)

@@ -20,30 +20,17 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tapswitch/tapswitch/internal/namespace"
+	"github.com/tapswitch/tapswitch/internal/privtest"
 )
-
-// requireEnv makes a test that cannot run fail instead of skip.
-const requireEnv = "TAPSWITCH_REQUIRE_PRIVILEGED"
 
 // cmdTimeout bounds every ip, sysctl and ping the tests run.
 const cmdTimeout = 30 * time.Second
 
-// requirePrivileged skips t unless it runs as root with every tool on
-// PATH; with TAPSWITCH_REQUIRE_PRIVILEGED=1 it fails t instead.
+// requirePrivileged skips or fails t (see privtest) unless it runs as
+// root with ip and every tool on PATH.
 func requirePrivileged(t *testing.T, tools ...string) {
 	t.Helper()
-	cannot := t.Skipf
-	if os.Getenv(requireEnv) == "1" {
-		cannot = t.Fatalf
-	}
-	if os.Geteuid() != 0 {
-		cannot("needs root to create network namespaces and nftables tables (set %s=1 to fail instead of skip)", requireEnv)
-	}
-	for _, tool := range append([]string{"ip"}, tools...) {
-		if _, err := exec.LookPath(tool); err != nil {
-			cannot("needs %s: %v", tool, err)
-		}
-	}
+	privtest.Require(t, "create network namespaces and nftables tables", append([]string{"ip"}, tools...)...)
 }
 
 // run runs a command and fails t if it does not succeed.
