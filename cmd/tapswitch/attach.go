@@ -19,8 +19,21 @@ addresses, and attach it to a network of the switch.
 NETNS is a name under /run/netns (ip netns add NAME), pid:PID for the
 namespace of a process, or a path to a namespace file such as /proc/PID/ns/net.
 The port is named after the namespace unless --name says otherwise; the
-command prints the port's name.`,
-		Example: `  tapswitch attach a --ip 10.0.0.1/24
+command prints the port's name. The name is also the port's DNS name on
+the network.
+
+Without --ip the port gets the next free address of the network's subnet;
+an --ip inside the subnet is reserved for it. Either way, the namespace's
+first port gets a default route via the network's gateway, and a namespace
+attached by name gets /etc/netns/NETNS/resolv.conf naming the gateway as its
+nameserver (used by 'ip netns exec'). An --ip outside the subnet is only put
+on the TAP, as on a plain wire between namespaces.
+
+--publish [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp] forwards a host port to
+the port's address in the subnet, as docker run -p does.`,
+		Example: `  tapswitch attach web --network front
+  tapswitch attach web2 --network front --publish 8080:80
+  tapswitch attach a --ip 10.0.0.1/24
   tapswitch attach b --ip 10.0.0.2/24 --name web
   tapswitch attach pid:4242 --ip 10.0.0.3/24 --ip fd00::3/64`,
 		Args: cobra.ExactArgs(1),
@@ -29,9 +42,10 @@ command prints the port's name.`,
 	f.StringVar(&req.Network, "network", api.DefaultNetwork, "network to attach to")
 	f.StringVar(&req.Name, "name", "", "port name (default: derived from NETNS)")
 	f.StringVar(&req.Ifname, "ifname", "eth0", "interface name inside the namespace")
-	f.StringSliceVar(&req.IPs, "ip", nil, "address ADDR/LEN to assign, IPv4 or IPv6 (repeatable)")
+	f.StringSliceVar(&req.IPs, "ip", nil, "address ADDR/LEN to assign, IPv4 or IPv6 (repeatable; default: one from the network's subnet)")
 	f.StringVar(&req.MAC, "mac", "", "MAC address (default: random)")
 	f.IntVar(&req.MTU, "mtu", 0, "MTU (default 1500)")
+	f.StringArrayVarP(&req.Publish, "publish", "p", nil, "publish a port: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp] (repeatable)")
 	out := addOutput(cmd, "name", "name", "json")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if err := out.check(); err != nil {

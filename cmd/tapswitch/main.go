@@ -35,7 +35,8 @@ func newRoot() *cobra.Command {
 		Use:   "tapswitch",
 		Short: "Control tapswitchd, the userspace Ethernet switch for network namespaces",
 		Long: `tapswitch attaches Linux network namespaces to tapswitchd, a userspace
-Ethernet switch, and shows its ports, learned MAC addresses and counters.
+Ethernet switch, manages its networks, and shows its ports, learned MAC
+addresses and counters.
 
 Start the daemon first, as root:  tapswitchd &`,
 		Version:       version.String(),
@@ -47,7 +48,7 @@ Start the daemon first, as root:  tapswitchd &`,
 		def = api.DefaultSocket
 	}
 	root.PersistentFlags().StringVar(&g.socket, "socket", def, "tapswitchd's API socket (or set "+api.SocketEnv+")")
-	root.AddCommand(newAttach(g), newDetach(g), newPorts(g), newFDB(g), newVersion(g))
+	root.AddCommand(newAttach(g), newDetach(g), newConnect(g), newPorts(g), newFDB(g), newNetwork(g), newVersion(g))
 	return root
 }
 

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/tapswitch/tapswitch/internal/api"
 )
 
 func newPorts(g *globals) *cobra.Command {
@@ -13,14 +15,24 @@ func newPorts(g *globals) *cobra.Command {
 		Use:     "ports",
 		Aliases: []string{"ps"},
 		Short:   "List attached ports with their addresses and counters",
-		Args:    cobra.NoArgs,
+		Long: `List the ports of attached namespaces with their addresses, published
+ports and counters. The networks' gateway ports, the daemon's own side of
+each network, are left out unless --all.`,
+		Args: cobra.NoArgs,
 	}
+	var all bool
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "list the networks' gateway ports too")
 	out := addOutput(cmd, "table", "table", "json")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := out.check(); err != nil {
 			return err
 		}
-		ports, err := g.client().Ports(cmd.Context())
+		c := g.client()
+		list := c.Ports
+		if all {
+			list = c.AllPorts
+		}
+		ports, err := list(cmd.Context())
 		if err != nil {
 			return err
 		}
@@ -28,14 +40,19 @@ func newPorts(g *globals) *cobra.Command {
 			return writeJSON(cmd.OutOrStdout(), ports)
 		}
 		tw := newTable(cmd.OutOrStdout())
-		fmt.Fprintln(tw, "ID\tNAME\tNETWORK\tNETNS\tIFNAME\tMAC\tIP\tRX FRAMES\tRX BYTES\tTX FRAMES\tTX BYTES\tDROPS")
+		// KIND tells gateways apart, so it is only worth a column when
+		// they are listed.
+		kind := func(p api.Port) string { return "" }
+		head := "ID\tNAME\tNETWORK\tNETNS\tIFNAME\tMAC\tIP\tPUBLISH\tRX FRAMES\tRX BYTES\tTX FRAMES\tTX BYTES\tDROPS"
+		if all {
+			kind = func(p api.Port) string { return p.Kind + "\t" }
+			head = strings.Replace(head, "NAME\t", "NAME\tKIND\t", 1)
+		}
+		fmt.Fprintln(tw, head)
 		for _, p := range ports {
-			ips := strings.Join(p.IPs, ",")
-			if ips == "" {
-				ips = "-"
-			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n",
-				p.ID, p.Name, p.Network, p.Netns, p.Ifname, p.MAC, ips,
+			fmt.Fprintf(tw, "%d\t%s\t%s%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n",
+				p.ID, p.Name, kind(p), p.Network, dash(p.Netns), p.Ifname, p.MAC,
+				dash(strings.Join(p.IPs, ",")), dash(strings.Join(p.Publish, ",")),
 				p.Stats.RxFrames, p.Stats.RxBytes, p.Stats.TxFrames, p.Stats.TxBytes, formatDrops(p.Stats.Drops))
 		}
 		return tw.Flush()

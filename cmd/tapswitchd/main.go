@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -33,6 +34,8 @@ type options struct {
 	fdbAgeing time.Duration
 	fdbLimit  int
 	queues    int
+	// dnsUpstreams override the nameservers of /etc/resolv.conf.
+	dnsUpstreams []string
 }
 
 func main() {
@@ -43,7 +46,14 @@ func main() {
 		Long: `tapswitchd switches Ethernet frames between TAP devices it creates inside
 network namespaces, in place of a kernel bridge. It must run as root.
 Drive it with the tapswitch command; stop it with SIGINT or SIGTERM, which
-removes every TAP it created.`,
+removes every TAP it created, its gateway interfaces and its nftables table.
+
+Every network has a gateway interface in the daemon's namespace, named
+tsw- and 8 hex digits derived from the state directory and the network,
+with a DNS server on port 53 that answers for the network's ports and
+forwards other names to the host's resolvers (those of /etc/resolv.conf,
+or --dns-upstream). Networks and their addresses are kept in the state
+directory and come back at the next start.`,
 		Version:       version.String(),
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
@@ -52,11 +62,12 @@ removes every TAP it created.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.socket, "socket", api.DefaultSocket, "Unix socket to serve the API on")
-	f.StringVar(&o.stateDir, "state-dir", "/var/lib/tapswitch", "directory for the daemon's state")
+	f.StringVar(&o.stateDir, "state-dir", daemon.DefaultStateDir, "directory for the daemon's state; it also names the daemon's gateway interfaces and nftables table")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.DurationVar(&o.fdbAgeing, "fdb-ageing", fdb.DefaultAgeingTime, "forget a MAC address not seen for this long")
 	f.IntVar(&o.fdbLimit, "fdb-limit", fdb.DefaultLimit, "most MAC addresses learned per network")
 	f.IntVar(&o.queues, "queues", daemon.DefaultQueues(), "queues per TAP, each read by its own loop (1 to 16)")
+	f.StringArrayVar(&o.dnsUpstreams, "dns-upstream", nil, "resolver `ADDR` (IP or IP:PORT) the networks' DNS servers forward other names to, instead of the nameservers of /etc/resolv.conf (repeatable)")
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintf(os.Stderr, "tapswitchd: %v\n", err)
 		os.Exit(1)
@@ -77,6 +88,10 @@ func run(o options) error {
 	if o.fdbLimit < 1 {
 		return fmt.Errorf("--fdb-limit %d: must be at least 1", o.fdbLimit)
 	}
+	upstreams, err := parseUpstreams(o.dnsUpstreams)
+	if err != nil {
+		return err
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
 	if os.Geteuid() != 0 {
@@ -90,10 +105,11 @@ func run(o options) error {
 	defer os.Remove(o.socket)
 
 	d, err := daemon.New(daemon.Config{
-		StateDir: o.stateDir,
-		FDB:      fdb.Config{Limit: o.fdbLimit, AgeingTime: o.fdbAgeing},
-		Queues:   o.queues,
-		Logger:   log,
+		StateDir:     o.stateDir,
+		FDB:          fdb.Config{Limit: o.fdbLimit, AgeingTime: o.fdbAgeing},
+		Queues:       o.queues,
+		DNSUpstreams: upstreams,
+		Logger:       log,
 	})
 	if err != nil {
 		ln.Close()
@@ -122,6 +138,25 @@ func run(o options) error {
 	d.Close()
 	log.Info("tapswitchd stopped")
 	return err
+}
+
+// parseUpstreams reads the --dns-upstream values: an IP address, on port
+// 53, or IP:PORT ([IPv6]:PORT). None gives nil, which means the
+// nameservers of /etc/resolv.conf.
+func parseUpstreams(in []string) ([]netip.AddrPort, error) {
+	var out []netip.AddrPort
+	for _, s := range in {
+		if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, netip.AddrPortFrom(a.Unmap(), 53))
+			continue
+		}
+		ap, err := netip.ParseAddrPort(s)
+		if err != nil || ap.Port() == 0 {
+			return nil, fmt.Errorf("--dns-upstream %q: want an IP address, or IP:PORT such as 127.0.0.53:53 or [::1]:53", s)
+		}
+		out = append(out, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+	}
+	return out, nil
 }
 
 // listen opens the API socket with mode 0600. A socket file left by a

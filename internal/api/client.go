@@ -111,10 +111,17 @@ func (c *Client) Detach(ctx context.Context, port string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/ports/"+url.PathEscape(port), nil, nil)
 }
 
-// Ports lists the attached ports.
+// Ports lists the attached container ports.
 func (c *Client) Ports(ctx context.Context) ([]Port, error) {
 	var p []Port
 	err := c.do(ctx, http.MethodGet, "/v1/ports", nil, &p)
+	return p, err
+}
+
+// AllPorts lists every port, the networks' gateway ports included.
+func (c *Client) AllPorts(ctx context.Context) ([]Port, error) {
+	var p []Port
+	err := c.do(ctx, http.MethodGet, "/v1/ports?all=true", nil, &p)
 	return p, err
 }
 
@@ -134,4 +141,35 @@ func (c *Client) Networks(ctx context.Context) ([]Network, error) {
 	var n []Network
 	err := c.do(ctx, http.MethodGet, "/v1/networks", nil, &n)
 	return n, err
+}
+
+// CreateNetwork creates a network.
+func (c *Client) CreateNetwork(ctx context.Context, req NetworkCreateRequest) (Network, error) {
+	var n Network
+	err := c.do(ctx, http.MethodPost, "/v1/networks", req, &n)
+	return n, err
+}
+
+// InspectNetwork describes one network and its ports.
+func (c *Client) InspectNetwork(ctx context.Context, name string) (NetworkDetail, error) {
+	var n NetworkDetail
+	err := c.do(ctx, http.MethodGet, "/v1/networks/"+url.PathEscape(name), nil, &n)
+	return n, err
+}
+
+// RemoveNetwork deletes a network; with force, its ports are detached
+// first instead of the removal being refused.
+func (c *Client) RemoveNetwork(ctx context.Context, name string, force bool) error {
+	path := "/v1/networks/" + url.PathEscape(name)
+	if force {
+		path += "?force=true"
+	}
+	return c.do(ctx, http.MethodDelete, path, nil, nil)
+}
+
+// Connect gives the namespace of req.Port another port, on network.
+func (c *Client) Connect(ctx context.Context, network string, req ConnectRequest) (Port, error) {
+	var p Port
+	err := c.do(ctx, http.MethodPost, "/v1/networks/"+url.PathEscape(network)+"/connect", req, &p)
+	return p, err
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 )
 
 // Backend is what the server serves: the daemon, or a fake in tests.
@@ -15,9 +16,15 @@ type Backend interface {
 	Version() Version
 	Attach(ctx context.Context, req AttachRequest) (Port, error)
 	Detach(ctx context.Context, port string) error
-	Ports() []Port
+	// Ports lists the container ports, and the gateways too when all.
+	Ports(all bool) []Port
 	FDB(network string) ([]FDBEntry, error)
 	Networks() []Network
+	CreateNetwork(ctx context.Context, req NetworkCreateRequest) (Network, error)
+	InspectNetwork(name string) (NetworkDetail, error)
+	// RemoveNetwork deletes a network; force detaches its ports first.
+	RemoveNetwork(ctx context.Context, name string, force bool) error
+	Connect(ctx context.Context, network string, req ConnectRequest) (Port, error)
 }
 
 // maxBody bounds a request body; the largest real one is a few hundred bytes.
@@ -33,7 +40,12 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 		writeJSON(w, http.StatusOK, b.Version())
 	})
 	mux.HandleFunc("GET /v1/ports", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, b.Ports())
+		all, err := boolParam(r, "all")
+		if err != nil {
+			writeError(w, log, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, b.Ports(all))
 	})
 	mux.HandleFunc("POST /v1/ports", func(w http.ResponseWriter, r *http.Request) {
 		req, err := DecodeAttachRequest(http.MaxBytesReader(w, r.Body, maxBody))
@@ -66,6 +78,52 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 	mux.HandleFunc("GET /v1/networks", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, b.Networks())
 	})
+	mux.HandleFunc("POST /v1/networks", func(w http.ResponseWriter, r *http.Request) {
+		req, err := DecodeNetworkCreateRequest(http.MaxBytesReader(w, r.Body, maxBody))
+		if err != nil {
+			writeError(w, log, err)
+			return
+		}
+		n, err := b.CreateNetwork(r.Context(), req)
+		if err != nil {
+			writeError(w, log, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, n)
+	})
+	mux.HandleFunc("GET /v1/networks/{network}", func(w http.ResponseWriter, r *http.Request) {
+		n, err := b.InspectNetwork(r.PathValue("network"))
+		if err != nil {
+			writeError(w, log, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, n)
+	})
+	mux.HandleFunc("DELETE /v1/networks/{network}", func(w http.ResponseWriter, r *http.Request) {
+		force, err := boolParam(r, "force")
+		if err != nil {
+			writeError(w, log, err)
+			return
+		}
+		if err := b.RemoveNetwork(r.Context(), r.PathValue("network"), force); err != nil {
+			writeError(w, log, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /v1/networks/{network}/connect", func(w http.ResponseWriter, r *http.Request) {
+		req, err := DecodeConnectRequest(http.MaxBytesReader(w, r.Body, maxBody))
+		if err != nil {
+			writeError(w, log, err)
+			return
+		}
+		p, err := b.Connect(r.Context(), r.PathValue("network"), req)
+		if err != nil {
+			writeError(w, log, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, p)
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, Error{Message: fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path)})
 	})
@@ -76,18 +134,66 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 // and trailing data, so a typo in a field name is an error, not a default.
 func DecodeAttachRequest(r io.Reader) (AttachRequest, error) {
 	var req AttachRequest
-	dec := json.NewDecoder(r)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return AttachRequest{}, fmt.Errorf("%w: attach request: %v", ErrInvalid, err)
-	}
-	if dec.More() {
-		return AttachRequest{}, fmt.Errorf("%w: attach request: data after the JSON object", ErrInvalid)
+	if err := decodeStrict(r, &req, "attach request"); err != nil {
+		return AttachRequest{}, err
 	}
 	if req.Netns == "" {
 		return AttachRequest{}, fmt.Errorf("%w: attach request: netns is required", ErrInvalid)
 	}
 	return req, nil
+}
+
+// DecodeNetworkCreateRequest reads one NetworkCreateRequest, as strictly
+// as DecodeAttachRequest.
+func DecodeNetworkCreateRequest(r io.Reader) (NetworkCreateRequest, error) {
+	var req NetworkCreateRequest
+	if err := decodeStrict(r, &req, "network create request"); err != nil {
+		return NetworkCreateRequest{}, err
+	}
+	if req.Name == "" {
+		return NetworkCreateRequest{}, fmt.Errorf("%w: network create request: name is required", ErrInvalid)
+	}
+	return req, nil
+}
+
+// DecodeConnectRequest reads one ConnectRequest, as strictly as
+// DecodeAttachRequest.
+func DecodeConnectRequest(r io.Reader) (ConnectRequest, error) {
+	var req ConnectRequest
+	if err := decodeStrict(r, &req, "connect request"); err != nil {
+		return ConnectRequest{}, err
+	}
+	if req.Port == "" {
+		return ConnectRequest{}, fmt.Errorf("%w: connect request: port is required", ErrInvalid)
+	}
+	return req, nil
+}
+
+// decodeStrict reads exactly one JSON object into v, refusing unknown
+// fields and trailing data.
+func decodeStrict(r io.Reader, v any, what string) error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrInvalid, what, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: %s: data after the JSON object", ErrInvalid, what)
+	}
+	return nil
+}
+
+// boolParam reads an optional boolean query parameter.
+func boolParam(r *http.Request, name string) (bool, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%w: query parameter %s=%q: want true or false", ErrInvalid, name, v)
+	}
+	return b, nil
 }
 
 func statusOf(err error) int {

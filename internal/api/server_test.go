@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -11,11 +12,16 @@ import (
 	"testing"
 )
 
-// fakeBackend records attach requests and answers from a fixed set of ports.
+// fakeBackend records requests and answers from a fixed set of ports and
+// networks.
 type fakeBackend struct {
 	ports    []Port
 	attached []AttachRequest
-	err      error
+	networks []Network
+	// removed records RemoveNetwork calls as "name" or "name force".
+	removed   []string
+	connected []ConnectRequest
+	err       error
 }
 
 func (f *fakeBackend) Version() Version { return Version{Version: "test", Pid: 1} }
@@ -37,14 +43,70 @@ func (f *fakeBackend) Detach(_ context.Context, name string) error {
 	}
 	return fmt.Errorf("detach: %w: port %q", ErrNotFound, name)
 }
-func (f *fakeBackend) Ports() []Port { return f.ports }
+func (f *fakeBackend) Ports(all bool) []Port {
+	var out []Port
+	for _, p := range f.ports {
+		if all || p.Kind != KindGateway {
+			out = append(out, p)
+		}
+	}
+	return out
+}
 func (f *fakeBackend) FDB(network string) ([]FDBEntry, error) {
 	if network != "" && network != DefaultNetwork {
 		return nil, fmt.Errorf("%w: network %q", ErrNotFound, network)
 	}
 	return []FDBEntry{{Network: DefaultNetwork, MAC: "02:00:00:00:00:01", Port: "a"}}, nil
 }
-func (f *fakeBackend) Networks() []Network { return []Network{{Name: DefaultNetwork}} }
+func (f *fakeBackend) Networks() []Network {
+	return append([]Network{{Name: DefaultNetwork}}, f.networks...)
+}
+func (f *fakeBackend) CreateNetwork(_ context.Context, r NetworkCreateRequest) (Network, error) {
+	if f.err != nil {
+		return Network{}, f.err
+	}
+	for _, n := range f.Networks() {
+		if n.Name == r.Name {
+			return Network{}, fmt.Errorf("%w: network %q already exists", ErrConflict, r.Name)
+		}
+	}
+	n := Network{Name: r.Name, Subnet: r.Subnet, Gateway: r.Gateway, Internal: r.Internal}
+	f.networks = append(f.networks, n)
+	return n, nil
+}
+func (f *fakeBackend) InspectNetwork(name string) (NetworkDetail, error) {
+	for _, n := range f.Networks() {
+		if n.Name == name {
+			d := NetworkDetail{Network: n, Ports: []Port{}}
+			for _, p := range f.ports {
+				if p.Network == name {
+					d.Ports = append(d.Ports, p)
+				}
+			}
+			return d, nil
+		}
+	}
+	return NetworkDetail{}, fmt.Errorf("%w: network %q", ErrNotFound, name)
+}
+func (f *fakeBackend) RemoveNetwork(_ context.Context, name string, force bool) error {
+	if f.err != nil {
+		return f.err
+	}
+	if force {
+		name += " force"
+	}
+	f.removed = append(f.removed, name)
+	return nil
+}
+func (f *fakeBackend) Connect(_ context.Context, network string, r ConnectRequest) (Port, error) {
+	if f.err != nil {
+		return Port{}, f.err
+	}
+	f.connected = append(f.connected, r)
+	p := Port{ID: uint32(len(f.ports) + 1), Name: r.Name, Network: network, DNSName: r.Port}
+	f.ports = append(f.ports, p)
+	return p, nil
+}
 
 // serve starts the handler on a Unix socket in a temp dir, as the daemon
 // does, and returns a client of it.
@@ -98,6 +160,89 @@ func TestClientServer(t *testing.T) {
 	}
 }
 
+func TestNetworks(t *testing.T) {
+	b := &fakeBackend{ports: []Port{
+		{ID: 1, Name: "tsw-00000001", Kind: KindGateway, Network: "front"},
+		{ID: 2, Name: "web", Kind: KindContainer, Network: "front"},
+	}}
+	c := serve(t, b)
+	ctx := context.Background()
+
+	n, err := c.CreateNetwork(ctx, NetworkCreateRequest{Name: "front", Subnet: "10.20.0.0/24", Internal: true})
+	if err != nil || n.Name != "front" || n.Subnet != "10.20.0.0/24" || !n.Internal {
+		t.Fatalf("CreateNetwork(front) = %+v, %v; want front, 10.20.0.0/24, internal", n, err)
+	}
+	var de *ErrDaemon
+	if _, err := c.CreateNetwork(ctx, NetworkCreateRequest{Name: "front"}); !errors.As(err, &de) || de.Status != http.StatusConflict {
+		t.Fatalf("second CreateNetwork(front) = %v, want 409", err)
+	}
+	nets, err := c.Networks(ctx)
+	if err != nil || len(nets) != 2 {
+		t.Fatalf("Networks() = %+v, %v; want default and front", nets, err)
+	}
+	d, err := c.InspectNetwork(ctx, "front")
+	if err != nil || d.Name != "front" || len(d.Ports) != 2 || d.Ports[0].Kind != KindGateway {
+		t.Fatalf("InspectNetwork(front) = %+v, %v; want front with its gateway and web", d, err)
+	}
+	if _, err := c.InspectNetwork(ctx, "nope"); !errors.As(err, &de) || de.Status != http.StatusNotFound {
+		t.Fatalf("InspectNetwork(nope) = %v, want 404", err)
+	}
+
+	ports, err := c.Ports(ctx)
+	if err != nil || len(ports) != 1 || ports[0].Name != "web" {
+		t.Fatalf("Ports() = %+v, %v; want web only, no gateway", ports, err)
+	}
+	if ports, err = c.AllPorts(ctx); err != nil || len(ports) != 2 {
+		t.Fatalf("AllPorts() = %+v, %v; want the gateway and web", ports, err)
+	}
+
+	p, err := c.Connect(ctx, "back", ConnectRequest{Port: "web", Name: "web-back", IPs: []string{"10.89.1.9/24"}})
+	if err != nil || p.Name != "web-back" || p.Network != "back" {
+		t.Fatalf("Connect(back, web) = %+v, %v; want port web-back on back", p, err)
+	}
+	if got := b.connected; len(got) != 1 || got[0].Port != "web" || len(got[0].IPs) != 1 {
+		t.Fatalf("backend got connect requests %+v, want one for port web with one address", got)
+	}
+
+	if err := c.RemoveNetwork(ctx, "front", false); err != nil {
+		t.Fatalf("RemoveNetwork(front) = %v", err)
+	}
+	if err := c.RemoveNetwork(ctx, "back", true); err != nil {
+		t.Fatalf("RemoveNetwork(back, force) = %v", err)
+	}
+	if got, want := strings.Join(b.removed, ","), "front,back force"; got != want {
+		t.Fatalf("backend got removals %q, want %q", got, want)
+	}
+}
+
+func TestBadQueryAndPaths(t *testing.T) {
+	c := serve(t, &fakeBackend{})
+	tests := []struct {
+		name, method, path, body string
+		want                     int
+	}{
+		{"ports all not a bool", http.MethodGet, "/v1/ports?all=maybe", "", http.StatusBadRequest},
+		{"force not a bool", http.MethodDelete, "/v1/networks/front?force=yes%20please", "", http.StatusBadRequest},
+		{"create without name", http.MethodPost, "/v1/networks", `{"subnet":"10.20.0.0/24"}`, http.StatusBadRequest},
+		{"create unknown field", http.MethodPost, "/v1/networks", `{"name":"a","cidr":"10.20.0.0/24"}`, http.StatusBadRequest},
+		{"connect without port", http.MethodPost, "/v1/networks/back/connect", `{"name":"x"}`, http.StatusBadRequest},
+		{"unknown endpoint", http.MethodGet, "/v1/networks/front/ports", "", http.StatusNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var in any
+			if tt.body != "" {
+				in = json.RawMessage(tt.body)
+			}
+			err := c.do(context.Background(), tt.method, tt.path, in, nil)
+			var de *ErrDaemon
+			if !errors.As(err, &de) || de.Status != tt.want {
+				t.Fatalf("%s %s = %v, want status %d", tt.method, tt.path, err, tt.want)
+			}
+		})
+	}
+}
+
 func TestErrorStatus(t *testing.T) {
 	tests := []struct {
 		name string
@@ -148,6 +293,58 @@ func TestDecodeAttachRequest(t *testing.T) {
 	}
 }
 
+func TestDecodeNetworkCreateRequest(t *testing.T) {
+	tests := []struct {
+		name, body string
+		ok         bool
+	}{
+		{"minimal", `{"name":"front"}`, true},
+		{"full", `{"name":"front","subnet":"10.20.0.0/24","gateway":"10.20.0.254","internal":true}`, true},
+		{"no name", `{"subnet":"10.20.0.0/24"}`, false},
+		{"unknown field", `{"name":"front","cidr":"10.20.0.0/24"}`, false},
+		{"trailing data", `{"name":"a"} {"name":"b"}`, false},
+		{"wrong type", `{"name":"a","internal":"yes"}`, false},
+		{"empty", ``, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := DecodeNetworkCreateRequest(strings.NewReader(tt.body))
+			if (err == nil) != tt.ok {
+				t.Fatalf("DecodeNetworkCreateRequest(%q) = %v, want ok=%v", tt.body, err, tt.ok)
+			}
+			if err != nil && !errors.Is(err, ErrInvalid) {
+				t.Fatalf("DecodeNetworkCreateRequest(%q) = %v, want an ErrInvalid", tt.body, err)
+			}
+		})
+	}
+}
+
+func TestDecodeConnectRequest(t *testing.T) {
+	tests := []struct {
+		name, body string
+		ok         bool
+	}{
+		{"minimal", `{"port":"api"}`, true},
+		{"full", `{"port":"api","name":"api-db","ips":["10.89.1.9/24"]}`, true},
+		{"no port", `{"name":"x"}`, false},
+		{"unknown field", `{"port":"api","network":"back"}`, false},
+		{"trailing data", `{"port":"a"}x`, false},
+		{"wrong type", `{"port":"a","ips":"10.0.0.1/24"}`, false},
+		{"empty", ``, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := DecodeConnectRequest(strings.NewReader(tt.body))
+			if (err == nil) != tt.ok {
+				t.Fatalf("DecodeConnectRequest(%q) = %v, want ok=%v", tt.body, err, tt.ok)
+			}
+			if err != nil && !errors.Is(err, ErrInvalid) {
+				t.Fatalf("DecodeConnectRequest(%q) = %v, want an ErrInvalid", tt.body, err)
+			}
+		})
+	}
+}
+
 func TestConnectErrorSaysWhatToDo(t *testing.T) {
 	c := NewClient(filepath.Join(t.TempDir(), "none.sock"))
 	_, err := c.Ports(context.Background())
@@ -167,6 +364,36 @@ func FuzzDecodeAttachRequest(f *testing.F) {
 		}
 		if err != nil && !errors.Is(err, ErrInvalid) {
 			t.Fatalf("DecodeAttachRequest(%q) = %v, not an ErrInvalid", body, err)
+		}
+	})
+}
+
+func FuzzDecodeNetworkCreateRequest(f *testing.F) {
+	f.Add(`{"name":"front","subnet":"10.20.0.0/24","gateway":"10.20.0.1","internal":true}`)
+	f.Add(`{"name":""}`)
+	f.Add(`{"name":"a"}{}`)
+	f.Fuzz(func(t *testing.T, body string) {
+		req, err := DecodeNetworkCreateRequest(strings.NewReader(body))
+		if err == nil && req.Name == "" {
+			t.Fatalf("DecodeNetworkCreateRequest(%q) accepted a request without name", body)
+		}
+		if err != nil && !errors.Is(err, ErrInvalid) {
+			t.Fatalf("DecodeNetworkCreateRequest(%q) = %v, not an ErrInvalid", body, err)
+		}
+	})
+}
+
+func FuzzDecodeConnectRequest(f *testing.F) {
+	f.Add(`{"port":"api","name":"api-back","ips":["10.89.1.9/24"]}`)
+	f.Add(`{"port":""}`)
+	f.Add(`null`)
+	f.Fuzz(func(t *testing.T, body string) {
+		req, err := DecodeConnectRequest(strings.NewReader(body))
+		if err == nil && req.Port == "" {
+			t.Fatalf("DecodeConnectRequest(%q) accepted a request without port", body)
+		}
+		if err != nil && !errors.Is(err, ErrInvalid) {
+			t.Fatalf("DecodeConnectRequest(%q) = %v, not an ErrInvalid", body, err)
 		}
 	})
 }

@@ -10,6 +10,13 @@
 //	DELETE /v1/ports/{port}       204; {port} is a port name or id
 //	GET    /v1/fdb?network=NET    []FDBEntry
 //	GET    /v1/networks           []Network
+//	POST   /v1/networks           NetworkCreateRequest -> Network (201)
+//	GET    /v1/networks/{network} NetworkDetail
+//	DELETE /v1/networks/{network}?force=true  204
+//	POST   /v1/networks/{network}/connect     ConnectRequest -> Port (201)
+//
+// GET /v1/ports lists the ports of containers; ?all=true adds the
+// gateway ports, the daemon's own side of each network.
 //
 // Errors are returned with a 4xx/5xx status and an Error body.
 package api
@@ -51,18 +58,64 @@ type AttachRequest struct {
 	MAC string `json:"mac,omitempty"`
 	// MTU of the TAP; 0 means 1500.
 	MTU int `json:"mtu,omitempty"`
+	// Publish lists host ports to forward to the port, each
+	// [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp] as in `docker run -p`.
+	Publish []string `json:"publish,omitempty"`
 }
+
+// ConnectRequest asks the daemon to give the namespace of an attached
+// port a further interface, on another network.
+type ConnectRequest struct {
+	// Port is the name or id of a port already in the namespace.
+	Port string `json:"port"`
+	// Name is the new port's name; empty means PORT-NETWORK.
+	Name string `json:"name,omitempty"`
+	// IPs are addresses in CIDR form; empty means one from the
+	// network's subnet.
+	IPs []string `json:"ips,omitempty"`
+}
+
+// NetworkCreateRequest asks the daemon for a new network.
+type NetworkCreateRequest struct {
+	// Name is the network's name, also its DNS domain.
+	Name string `json:"name"`
+	// Subnet in CIDR form; empty means a free one from the pool.
+	Subnet string `json:"subnet,omitempty"`
+	// Gateway is the daemon's address on the network; empty means the
+	// subnet's first host address.
+	Gateway string `json:"gateway,omitempty"`
+	// Internal networks have no access outside and publish no ports.
+	Internal bool `json:"internal,omitempty"`
+}
+
+// Port kinds.
+const (
+	// KindContainer is a TAP inside an attached namespace.
+	KindContainer = "container"
+	// KindGateway is a network's TAP in the daemon's own namespace.
+	KindGateway = "gateway"
+)
 
 // Port is one attached TAP as the API reports it.
 type Port struct {
-	ID      uint32       `json:"id"`
-	Name    string       `json:"name"`
-	Network string       `json:"network"`
-	Netns   string       `json:"netns"`
-	Ifname  string       `json:"ifname"`
-	MAC     string       `json:"mac"`
-	IPs     []string     `json:"ips"`
-	MTU     int          `json:"mtu"`
+	ID      uint32 `json:"id"`
+	Name    string `json:"name"`
+	Kind    string `json:"kind"`
+	Network string `json:"network"`
+	// Netns is the namespace as given at attach; empty for a gateway,
+	// which lives in the daemon's namespace.
+	Netns  string   `json:"netns"`
+	Ifname string   `json:"ifname"`
+	MAC    string   `json:"mac"`
+	IPs    []string `json:"ips"`
+	MTU    int      `json:"mtu"`
+	// DNSName is the name the network's DNS answers with the port's
+	// addresses: the port's name, or for a port made by connect the
+	// name of the port it joined.
+	DNSName string `json:"dns_name,omitempty"`
+	// Publish lists the published ports in canonical form
+	// (HOSTPORT:CONTAINERPORT/PROTO).
+	Publish []string     `json:"publish"`
 	Stats   PortCounters `json:"stats"`
 }
 
@@ -87,13 +140,32 @@ type FDBEntry struct {
 	AgeSeconds int64 `json:"age_seconds"`
 }
 
-// Network is one isolated switch.
+// Network is one isolated switch with its subnet, gateway and DNS.
 type Network struct {
-	Name  string `json:"name"`
-	Ports int    `json:"ports"`
+	Name string `json:"name"`
+	// Subnet is the network's prefix, such as 10.20.0.0/24.
+	Subnet string `json:"subnet"`
+	// Gateway is the daemon's address on the network: containers'
+	// default route and nameserver.
+	Gateway  string `json:"gateway"`
+	Internal bool   `json:"internal"`
+	// Bridge is the gateway's interface in the daemon's namespace.
+	Bridge string `json:"bridge"`
+	// DNS is where the network's name server listens.
+	DNS string `json:"dns"`
+	// Ports counts the container ports; the gateway is not counted.
+	Ports int `json:"ports"`
 	// MACs is the number of learned addresses.
 	MACs     int `json:"macs"`
 	MACLimit int `json:"mac_limit"`
+}
+
+// NetworkDetail is a network as inspect shows it: its settings and every
+// port on it, the gateway included. Its "ports" is that list, in place of
+// Network's count.
+type NetworkDetail struct {
+	Network
+	Ports []Port `json:"ports"`
 }
 
 // Error is the body of every failed request.

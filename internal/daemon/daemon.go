@@ -1,23 +1,22 @@
 package daemon
 
 import (
-	"context"
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
 	"runtime"
-	"strings"
+	"slices"
 	"sync"
-	"time"
 
 	"github.com/tapswitch/tapswitch/fdb"
 	"github.com/tapswitch/tapswitch/internal/api"
-	"github.com/tapswitch/tapswitch/internal/namespace"
+	"github.com/tapswitch/tapswitch/internal/dns"
+	"github.com/tapswitch/tapswitch/internal/ipam"
+	"github.com/tapswitch/tapswitch/internal/nat"
 	"github.com/tapswitch/tapswitch/internal/version"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/tap"
@@ -25,14 +24,19 @@ import (
 
 // Config configures a Daemon.
 type Config struct {
-	// StateDir holds the daemon's state file.
+	// StateDir holds the daemon's state file. It also names the
+	// daemon's gateway interfaces and nftables table (see GatewayName
+	// and TableName); empty keeps no state.
 	StateDir string
 	// FDB configures every network's forwarding table.
 	FDB fdb.Config
 	// Queues is the number of queues of every TAP, each with its own
 	// receive loop; 0 means DefaultQueues().
 	Queues int
-	Logger *slog.Logger
+	// DNSUpstreams are the resolvers the networks' DNS servers forward
+	// other names to; nil means the nameservers of /etc/resolv.conf.
+	DNSUpstreams []netip.AddrPort
+	Logger       *slog.Logger
 }
 
 // DefaultQueues is one queue per CPU, up to four: the kernel keeps a flow
@@ -40,61 +44,180 @@ type Config struct {
 // the CPU count they only add threads.
 func DefaultQueues() int { return min(runtime.NumCPU(), 4) }
 
+// hostResolvConf is where the host's resolvers are read from.
+const hostResolvConf = "/etc/resolv.conf"
+
 // Daemon implements api.Backend on a vswitch.Switch.
 type Daemon struct {
 	cfg Config
 	log *slog.Logger
 	sw  *vswitch.Switch
+	// nat holds the daemon's nftables table: outbound access and
+	// isolation between networks.
+	nat *nat.Manager
+	// pool is where networks created without a subnet get one.
+	pool *ipam.Pool
+	// upstreams are what the DNS servers forward to.
+	upstreams []netip.AddrPort
+	state     *stateFile
 
-	// mu serialises changes (attach, detach), so that checking a name or
-	// address and taking it happen as one step.
+	// mu serialises changes (networks, attach, detach), so that checking
+	// a name or address and taking it happen as one step.
 	mu sync.Mutex
-	// ports holds what was asked at attach, by port name, for the state file.
-	ports map[string]portState
-	state *stateFile
+	// nets holds every network by name.
+	nets map[string]*network
+	// ports holds the container ports by name; gateways are in nets.
+	ports map[string]*port
 }
 
 var _ api.Backend = (*Daemon)(nil)
 
-// New starts a daemon's switch with the default network.
-func New(cfg Config) (*Daemon, error) {
+// New starts a daemon: its switch, its firewall table, the networks of
+// the state file (or the default network, the first time) with their
+// gateways and DNS servers.
+func New(cfg Config) (_ *Daemon, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Queues == 0 {
 		cfg.Queues = DefaultQueues()
 	}
-	d := &Daemon{cfg: cfg, log: cfg.Logger, ports: make(map[string]portState)}
-	st, err := openState(cfg.StateDir)
+	if cfg.StateDir != "" {
+		abs, err := filepath.Abs(cfg.StateDir)
+		if err != nil {
+			return nil, fmt.Errorf("state directory %s: %w", cfg.StateDir, err)
+		}
+		cfg.StateDir = abs
+	}
+	d := &Daemon{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		pool:  ipam.DefaultPool(),
+		nets:  make(map[string]*network),
+		ports: make(map[string]*port),
+	}
+	if d.state, err = openState(cfg.StateDir); err != nil {
+		return nil, err
+	}
+	doc, err := d.state.load()
 	if err != nil {
 		return nil, err
 	}
-	d.state = st
+	d.upstreams = cfg.DNSUpstreams
+	if d.upstreams == nil {
+		if d.upstreams, err = dns.UpstreamsFromResolvConf(hostResolvConf); err != nil {
+			d.log.Warn("no upstream resolvers: names outside the networks will not resolve", "err", err)
+		}
+	}
+	table := TableName(cfg.StateDir)
+	if d.nat, err = nat.New(d.log, nat.WithTable(table), nat.WithIsolation(GatewayPrefix)); err != nil {
+		return nil, fmt.Errorf("firewall table inet %s: %w", table, err)
+	}
 	d.sw = vswitch.New(vswitch.Config{
-		FDB:    cfg.FDB,
-		Logger: cfg.Logger,
-		PortFailed: func(p *vswitch.Port, err error) {
-			d.mu.Lock()
-			defer d.mu.Unlock()
-			delete(d.ports, p.Name())
-			d.saveLocked()
-		},
+		FDB:        cfg.FDB,
+		Logger:     cfg.Logger,
+		PortFailed: d.portFailed,
 	})
-	if _, err := d.sw.CreateNetwork(api.DefaultNetwork); err != nil {
-		d.sw.Close()
+	defer func() {
+		if err != nil {
+			d.shutdown(false)
+		}
+	}()
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.restoreLocked(doc); err != nil {
 		return nil, err
+	}
+	if _, ok := d.nets[api.DefaultNetwork]; !ok {
+		if _, err := d.createNetworkLocked(api.NetworkCreateRequest{Name: api.DefaultNetwork}); err != nil {
+			return nil, fmt.Errorf("create network %q: %w", api.DefaultNetwork, err)
+		}
 	}
 	d.saveLocked()
 	return d, nil
 }
 
-// Close detaches every port, which removes every TAP the daemon made.
-func (d *Daemon) Close() {
-	d.sw.Close()
+// restoreLocked brings back the networks of the state file. Ports found
+// there were attached when a daemon stopped without detaching them: their
+// TAPs went with it, so their addresses are released (the allocation
+// cursor, restored too, keeps them from being handed out again soon) and
+// their resolv.conf files removed.
+func (d *Daemon) restoreLocked(doc stateDoc) error {
+	stale := make(map[string][]portState)
+	var resolv []string
+	for _, p := range doc.Ports {
+		d.log.Warn("port was still attached when tapswitchd last stopped; its TAP is gone, attach it again", "port", p.Name, "netns", p.Request.Netns, "network", p.Network)
+		stale[p.Network] = append(stale[p.Network], p)
+		if p.ResolvConf != "" && !slices.Contains(resolv, p.ResolvConf) {
+			resolv = append(resolv, p.ResolvConf)
+		}
+	}
+	for _, path := range resolv {
+		d.removeResolvConf(path)
+	}
+	for _, ns := range doc.Networks {
+		if err := checkNetworkName(ns.Name); err != nil {
+			return fmt.Errorf("state file: %w; correct or remove this network in %s", err, d.state.path)
+		}
+		sub, err := ipam.RestoreSubnet(ns.Subnet)
+		if err != nil {
+			return fmt.Errorf("state file %s: network %q: %w", d.state.path, ns.Name, err)
+		}
+		for _, p := range stale[ns.Name] {
+			for _, s := range p.Owned {
+				if a, err := netip.ParseAddr(s); err == nil {
+					sub.Release(a)
+				}
+			}
+		}
+		n := &network{name: ns.Name, internal: ns.Internal, subnet: sub, bridge: GatewayName(d.cfg.StateDir, ns.Name)}
+		if routes, err := hostRoutes(nil); err == nil {
+			if err := ipam.CheckOverlap(sub.Prefix(), routes); err != nil {
+				d.log.Warn("restored network overlaps a host route; its containers may be unreachable", "network", n.name, "err", err)
+			}
+		}
+		if err := d.startNetworkLocked(n); err != nil {
+			return fmt.Errorf("restore network %q: %w", ns.Name, err)
+		}
+	}
+	return nil
+}
+
+// Close detaches every port, which removes every TAP the daemon made,
+// stops published ports and DNS servers, removes the resolv.conf files
+// it wrote and deletes its nftables table. Networks stay in the state
+// file for the next start.
+func (d *Daemon) Close() { d.shutdown(true) }
+
+func (d *Daemon) shutdown(save bool) {
+	d.mu.Lock()
+	// Proxies and DNS servers first, so nothing new starts on the way down.
+	for _, p := range d.ports {
+		p.stopProxies()
+	}
+	for _, n := range d.nets {
+		if n.dns != nil {
+			n.dns.Close()
+		}
+	}
+	d.mu.Unlock()
+	if d.sw != nil {
+		d.sw.Close()
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	clear(d.ports)
-	d.saveLocked()
+	for _, p := range d.ports {
+		d.forgetLocked(p)
+	}
+	if d.nat != nil {
+		if err := d.nat.Close(); err != nil {
+			d.log.Error("delete firewall table", "err", err)
+		}
+	}
+	if save {
+		d.saveLocked()
+	}
 }
 
 // Version implements api.Backend.
@@ -108,216 +231,74 @@ func (d *Daemon) Version() api.Version {
 	}
 }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
-
-// Limits on what a user may ask for.
-const (
-	minMTU = 68    // the IPv4 minimum (RFC 791)
-	maxMTU = 65535 // the largest a TAP takes
-)
-
-// attachSpec is a validated AttachRequest.
-type attachSpec struct {
-	netns, netnsPath string
-	network, name    string
-	ifname           string
-	ips              []netip.Prefix
-	mac              net.HardwareAddr
-	mtu              int
-}
-
 func invalid(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", api.ErrInvalid, fmt.Sprintf(format, a...))
 }
 
-func (d *Daemon) validate(req api.AttachRequest) (attachSpec, error) {
-	s := attachSpec{netns: req.Netns, network: req.Network, name: req.Name, ifname: req.Ifname, mtu: req.MTU}
-	if s.network == "" {
-		s.network = api.DefaultNetwork
-	}
-	if s.ifname == "" {
-		s.ifname = "eth0"
-	}
-	if len(s.ifname) > 15 || strings.ContainsAny(s.ifname, "/: \t\n") || s.ifname == "." || s.ifname == ".." {
-		return s, invalid("interface name %q: use 1 to 15 characters, without '/', ':' or spaces", s.ifname)
-	}
-	if s.name == "" {
-		s.name = defaultName(req.Netns)
-	}
-	if !nameRE.MatchString(s.name) {
-		return s, invalid("port name %q: use letters, digits, '_', '.', '-' (up to 63, starting with a letter or digit)", s.name)
-	}
-	if s.mtu != 0 && (s.mtu < minMTU || s.mtu > maxMTU) {
-		return s, invalid("MTU %d: must be between %d and %d", s.mtu, minMTU, maxMTU)
-	}
-	if req.MAC != "" {
-		mac, err := net.ParseMAC(req.MAC)
-		if err != nil || len(mac) != 6 {
-			return s, invalid("MAC %q: want six bytes like 02:00:00:00:00:01", req.MAC)
-		}
-		if mac[0]&1 != 0 || fdb.Key(mac) == 0 {
-			return s, invalid("MAC %s: must be a unicast, non-zero address", mac)
-		}
-		s.mac = mac
-	}
-	for _, ip := range req.IPs {
-		p, err := netip.ParsePrefix(ip)
-		if err != nil {
-			return s, invalid("address %q: want ADDR/LEN such as 10.0.0.1/24 or fd00::1/64", ip)
-		}
-		a := p.Addr()
-		if a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
-			return s, invalid("address %s: not a unicast host address", p)
-		}
-		for _, q := range s.ips {
-			if q.Addr() == a {
-				return s, invalid("address %s given twice", a)
-			}
-		}
-		s.ips = append(s.ips, p)
-	}
-	path, err := namespace.Resolve(req.Netns)
-	if err != nil {
-		if errors.Is(err, namespace.ErrNotFound) {
-			return s, fmt.Errorf("%w: %v", api.ErrNotFound, err)
-		}
-		return s, fmt.Errorf("%w: %v", api.ErrInvalid, err)
-	}
-	s.netnsPath = path
-	return s, nil
+func conflict(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", api.ErrConflict, fmt.Sprintf(format, a...))
 }
 
-// defaultName names a port after its namespace: "web" for netns web,
-// "pid-42" for pid:42 or /proc/42/ns/net, the file's name for other paths.
-func defaultName(netns string) string {
-	if pid, ok := strings.CutPrefix(netns, "pid:"); ok {
-		return "pid-" + pid
-	}
-	if strings.HasPrefix(netns, "/proc/") {
-		parts := strings.Split(strings.TrimPrefix(netns, "/proc/"), "/")
-		if len(parts) > 0 {
-			return "pid-" + parts[0]
-		}
-	}
-	return filepath.Base(netns)
-}
-
-// Attach implements api.Backend.
-func (d *Daemon) Attach(ctx context.Context, req api.AttachRequest) (api.Port, error) {
-	s, err := d.validate(req)
-	if err != nil {
-		return api.Port{}, fmt.Errorf("attach netns %q: %w", req.Netns, err)
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err := d.checkFree(s); err != nil {
-		return api.Port{}, fmt.Errorf("attach netns %q: %w", req.Netns, err)
-	}
-	start := time.Now()
-	dev, err := tap.Create(tap.Config{Netns: s.netnsPath, Name: s.ifname, MAC: s.mac, MTU: s.mtu, Queues: d.cfg.Queues, Addrs: s.ips})
-	if err != nil {
-		if errors.Is(err, tap.ErrExists) {
-			err = fmt.Errorf("%w: %v", api.ErrConflict, err)
-		}
-		return api.Port{}, fmt.Errorf("attach netns %q: %w", req.Netns, err)
-	}
-	mtu := s.mtu
-	if mtu == 0 {
-		mtu = 1500
-	}
-	info := vswitch.PortInfo{Netns: s.netns, NetnsPath: s.netnsPath, Ifname: s.ifname, MAC: dev.MAC(), IPs: s.ips, MTU: mtu}
-	p, err := d.sw.AddPort(s.network, s.name, tapDevice{dev}, info)
-	if err != nil {
-		return api.Port{}, fmt.Errorf("attach netns %q: %w", req.Netns, classify(err))
-	}
-	d.log.Debug("attach done", "port", s.name, "took", time.Since(start))
-	d.ports[s.name] = portState{Request: req, Name: s.name, Network: s.network, MAC: dev.MAC().String()}
-	d.saveLocked()
-	return portView(p), nil
-}
-
-// checkFree refuses a port name or address another port holds.
-func (d *Daemon) checkFree(s attachSpec) error {
-	n, err := d.sw.Network(s.network)
-	if err != nil {
-		return fmt.Errorf("%w: network %q does not exist", api.ErrNotFound, s.network)
-	}
-	if p, err := d.sw.Port(s.name); err == nil {
-		return fmt.Errorf("%w: port name %q already exists (in netns %q); choose another with --name", api.ErrConflict, s.name, p.Info().Netns)
-	}
-	for _, p := range n.Ports() {
-		for _, have := range p.Info().IPs {
-			for _, want := range s.ips {
-				if have.Addr() == want.Addr() {
-					return fmt.Errorf("%w: address %s already in use by port %q on network %q", api.ErrConflict, want.Addr(), p.Name(), s.network)
-				}
-			}
-		}
-		if s.mac != nil && p.Info().MAC.String() == s.mac.String() {
-			return fmt.Errorf("%w: MAC %s already in use by port %q on network %q", api.ErrConflict, s.mac, p.Name(), s.network)
-		}
-	}
-	return nil
+func noNetwork(name string) error {
+	return fmt.Errorf("%w: network %q does not exist; list them with 'tapswitch network ls' or create it with 'tapswitch network create %s'", api.ErrNotFound, name, name)
 }
 
 func classify(err error) error {
 	switch {
 	case errors.Is(err, vswitch.ErrNoPort), errors.Is(err, vswitch.ErrNoNetwork):
 		return fmt.Errorf("%w: %v", api.ErrNotFound, err)
-	case errors.Is(err, vswitch.ErrPortExists), errors.Is(err, vswitch.ErrNetworkExists):
+	case errors.Is(err, vswitch.ErrPortExists), errors.Is(err, vswitch.ErrNetworkExists), errors.Is(err, vswitch.ErrNetworkInUse):
 		return fmt.Errorf("%w: %v", api.ErrConflict, err)
 	}
 	return err
 }
 
-// Detach implements api.Backend.
-func (d *Daemon) Detach(ctx context.Context, name string) error {
+// ipamError gives an IPAM error its API class.
+func ipamError(err error) error {
+	switch {
+	case errors.Is(err, ipam.ErrInvalidSubnet), errors.Is(err, ipam.ErrInvalidGateway),
+		errors.Is(err, ipam.ErrOutOfRange), errors.Is(err, ipam.ErrReserved):
+		return fmt.Errorf("%w: %w", api.ErrInvalid, err)
+	case errors.Is(err, ipam.ErrInUse), errors.Is(err, ipam.ErrFull),
+		errors.Is(err, ipam.ErrOverlap), errors.Is(err, ipam.ErrPoolExhausted):
+		return fmt.Errorf("%w: %w", api.ErrConflict, err)
+	}
+	return err
+}
+
+// portFailed forgets a port whose device failed for good (its interface
+// was deleted from outside); the switch has already detached it.
+func (d *Daemon) portFailed(sp *vswitch.Port, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	p, err := d.sw.Port(name)
-	if err != nil {
-		return fmt.Errorf("detach: %w", classify(err))
+	if p, ok := d.ports[sp.Name()]; ok && p.sw == sp {
+		d.forgetLocked(p)
+		d.saveLocked()
+		return
 	}
-	if err := d.sw.RemovePort(p); err != nil {
-		return fmt.Errorf("detach: %w", classify(err))
+	for _, n := range d.nets {
+		if n.gw == sp {
+			d.log.Error("gateway interface lost: the network's containers have no gateway, DNS or outbound access until it is removed and created again, or tapswitchd restarts", "network", n.name, "bridge", n.bridge, "err", err)
+		}
 	}
-	delete(d.ports, p.Name())
-	d.saveLocked()
-	return nil
 }
 
 // Ports implements api.Backend.
-func (d *Daemon) Ports() []api.Port {
-	ps := d.sw.Ports()
-	out := make([]api.Port, 0, len(ps))
-	for _, p := range ps {
-		out = append(out, portView(p))
+func (d *Daemon) Ports(all bool) []api.Port {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []api.Port
+	for _, sp := range d.sw.Ports() {
+		if p, ok := d.ports[sp.Name()]; ok && p.sw == sp {
+			out = append(out, p.view())
+		} else if all {
+			out = append(out, gatewayView(sp))
+		}
+	}
+	if out == nil {
+		out = []api.Port{}
 	}
 	return out
-}
-
-func portView(p *vswitch.Port) api.Port {
-	info := p.Info()
-	ips := make([]string, 0, len(info.IPs))
-	for _, ip := range info.IPs {
-		ips = append(ips, ip.String())
-	}
-	c := p.Counters()
-	return api.Port{
-		ID:      p.ID(),
-		Name:    p.Name(),
-		Network: p.Network().Name(),
-		Netns:   info.Netns,
-		Ifname:  info.Ifname,
-		MAC:     info.MAC.String(),
-		IPs:     ips,
-		MTU:     info.MTU,
-		Stats: api.PortCounters{
-			RxFrames: c.RxFrames, RxBytes: c.RxBytes,
-			TxFrames: c.TxFrames, TxBytes: c.TxBytes,
-			Drops: c.Drops,
-		},
-	}
 }
 
 // FDB implements api.Backend.
@@ -330,31 +311,18 @@ func (d *Daemon) FDB(network string) ([]api.FDBEntry, error) {
 		}
 		nets = []*vswitch.Network{n}
 	}
-	now := time.Now()
-	out := []api.FDBEntry{}
-	for _, n := range nets {
-		for _, e := range n.FDB().Entries() {
-			age := now.Sub(e.LastSeen)
-			if age < 0 {
-				age = 0
-			}
-			out = append(out, api.FDBEntry{
-				Network:    n.Name(),
-				MAC:        fdb.FormatMAC(e.MAC),
-				Port:       e.Port.Name(),
-				AgeSeconds: int64(age / time.Second),
-			})
-		}
-	}
-	return out, nil
+	return fdbEntries(nets), nil
 }
 
 // Networks implements api.Backend.
 func (d *Daemon) Networks() []api.Network {
-	var out []api.Network
-	for _, n := range d.sw.Networks() {
-		out = append(out, api.Network{Name: n.Name(), Ports: len(n.Ports()), MACs: n.FDB().Len(), MACLimit: n.FDB().Limit()})
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]api.Network, 0, len(d.nets))
+	for _, n := range d.nets {
+		out = append(out, d.networkViewLocked(n))
 	}
+	slices.SortFunc(out, func(a, b api.Network) int { return cmp.Compare(a.Name, b.Name) })
 	return out
 }
 

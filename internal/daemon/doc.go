@@ -1,4 +1,46 @@
 // Package daemon is tapswitchd's control plane: it turns API requests into
 // TAP devices (package tap) and ports of the switch (package vswitch),
 // validates what users ask for, and records the daemon's state.
+//
+// # Networks
+//
+// Every network is a network of the switch (its own forwarding table and
+// port set, so frames never cross networks) with
+//
+//   - a subnet and its addresses (package ipam), chosen from the pool
+//     unless given, overlapping no other network and no route of the host;
+//   - a gateway: a TAP in the daemon's own namespace holding the gateway
+//     address, plugged into the network as a port of kind "gateway" and
+//     named GatewayName (tsw- and 8 hex digits of the state directory and
+//     the network's name, so that daemons with different state never
+//     clash);
+//   - a DNS server on gateway:53 answering with the names of the
+//     network's ports (package dns);
+//   - firewall rules in the daemon's own nftables table (TableName):
+//     masquerade for outbound access unless the network is internal, and
+//     no forwarding between networks (package nat).
+//
+// The network "default" always exists and takes ports attached without
+// --network.
+//
+// # Ports
+//
+// A port asked for without addresses gets one from its network's subnet;
+// an address asked for inside the subnet is reserved for it; an address
+// outside it is only put on the TAP, as on a plain wire between
+// namespaces. A port with an address in the subnet gets a default route
+// via the gateway when it is the first of its namespace, a DNS name (the
+// port's name, or for a port made by connect the name of the port it
+// joined), and for a namespace attached by name a resolv.conf under
+// /etc/netns naming the gateway. Published ports are proxies in the
+// daemon (package publish) to that address.
+//
+// # State
+//
+// The state file holds the networks with their IPAM state, and the ports
+// while they are attached. A daemon that stops detaches every port and
+// removes its gateways and firewall table; the next one recreates the
+// networks from the file. Ports found in the file at start belong to a
+// daemon that stopped without detaching them: their TAPs died with it,
+// so their addresses are released and their resolv.conf files removed.
 package daemon

@@ -1,35 +1,63 @@
 package daemon
 
 import (
+	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 
 	"github.com/tapswitch/tapswitch/internal/api"
+	"github.com/tapswitch/tapswitch/internal/ipam"
 )
 
-// portState is what the state file records of a port: the request that
-// made it and what the daemon chose for it.
+// stateVersion is the state file's format. Version 1 had ports only; it
+// is read as having no networks.
+const stateVersion = 2
+
+// portState is what the state file records of a container port: the
+// request that made it and what the daemon chose for it. A port is in
+// the file only while it is attached; one found there at start belongs
+// to a daemon that did not shut down, and its TAP died with it.
 type portState struct {
 	Request api.AttachRequest `json:"request"`
 	Name    string            `json:"name"`
 	Network string            `json:"network"`
 	MAC     string            `json:"mac"`
+	// DNSName is set for a port made by connect: the name of the port
+	// whose namespace it joined.
+	DNSName string `json:"dns_name,omitempty"`
+	// Owned are the addresses the network's IPAM holds for the port,
+	// released when it goes.
+	Owned []string `json:"owned,omitempty"`
+	// ResolvConf is the resolv.conf the daemon wrote for the port's
+	// namespace, removed when the namespace's last port goes.
+	ResolvConf string `json:"resolv_conf,omitempty"`
 }
 
-// stateFile is the daemon's record of its ports, rewritten whole on every
-// change: written to a temporary file, synced, then renamed over the old
-// one, so a reader (or a restarted daemon) sees the old or the new state,
-// never a torn one.
+// networkState is what the state file records of a network, enough to
+// bring it back, with its addresses, at the next start.
+type networkState struct {
+	Name     string           `json:"name"`
+	Internal bool             `json:"internal,omitempty"`
+	Subnet   ipam.SubnetState `json:"subnet"`
+}
+
+// stateFile is the daemon's record of its networks and ports, rewritten
+// whole on every change: written to a temporary file, synced, then
+// renamed over the old one, so a reader (or a restarted daemon) sees the
+// old or the new state, never a torn one.
 type stateFile struct {
 	path string
 }
 
 type stateDoc struct {
-	Version int         `json:"version"`
-	Ports   []portState `json:"ports"`
+	Version  int            `json:"version"`
+	Networks []networkState `json:"networks"`
+	Ports    []portState    `json:"ports"`
 }
 
 func openState(dir string) (*stateFile, error) {
@@ -42,26 +70,55 @@ func openState(dir string) (*stateFile, error) {
 	return &stateFile{path: filepath.Join(dir, "state.json")}, nil
 }
 
+// load reads the state file; a missing file is an empty state.
+func (f *stateFile) load() (stateDoc, error) {
+	var doc stateDoc
+	if f.path == "" {
+		return doc, nil
+	}
+	data, err := os.ReadFile(f.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return doc, nil
+	}
+	if err != nil {
+		return doc, fmt.Errorf("read state file: %w", err)
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return doc, fmt.Errorf("state file %s: %w; repair it, or move it away to start with the default network only", f.path, err)
+	}
+	if doc.Version < 1 || doc.Version > stateVersion {
+		return doc, fmt.Errorf("state file %s: version %d, this tapswitchd reads 1 to %d; use the tapswitchd that wrote it, or move the file away", f.path, doc.Version, stateVersion)
+	}
+	return doc, nil
+}
+
+// saveLocked writes the state file; d.mu must be held.
 func (d *Daemon) saveLocked() {
 	if d.state.path == "" {
 		return
 	}
-	doc := stateDoc{Version: 1, Ports: make([]portState, 0, len(d.ports))}
-	for _, p := range d.ports {
-		doc.Ports = append(doc.Ports, p)
-	}
-	slices.SortFunc(doc.Ports, func(a, b portState) int {
-		if a.Name < b.Name {
-			return -1
-		}
-		if a.Name > b.Name {
-			return 1
-		}
-		return 0
-	})
-	if err := writeAtomic(d.state.path, doc); err != nil {
+	if err := writeAtomic(d.state.path, d.stateLocked()); err != nil {
 		d.log.Error("write state", "path", d.state.path, "err", err)
 	}
+}
+
+// stateLocked is the daemon's state as the file records it, sorted so
+// that the file changes only when the state does.
+func (d *Daemon) stateLocked() stateDoc {
+	doc := stateDoc{
+		Version:  stateVersion,
+		Networks: make([]networkState, 0, len(d.nets)),
+		Ports:    make([]portState, 0, len(d.ports)),
+	}
+	for _, n := range d.nets {
+		doc.Networks = append(doc.Networks, networkState{Name: n.name, Internal: n.internal, Subnet: n.subnet.State()})
+	}
+	for _, p := range d.ports {
+		doc.Ports = append(doc.Ports, p.state)
+	}
+	slices.SortFunc(doc.Networks, func(a, b networkState) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(doc.Ports, func(a, b portState) int { return cmp.Compare(a.Name, b.Name) })
+	return doc
 }
 
 func writeAtomic(path string, v any) error {

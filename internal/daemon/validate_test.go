@@ -31,6 +31,16 @@ func TestValidate(t *testing.T) {
 		{name: "ifname too long", req: api.AttachRequest{Netns: self, Ifname: "abcdefghijklmnop"}, wantErr: api.ErrInvalid, errText: "interface name"},
 		{name: "ifname with slash", req: api.AttachRequest{Netns: self, Ifname: "a/b"}, wantErr: api.ErrInvalid, errText: "interface name"},
 		{name: "bad port name", req: api.AttachRequest{Netns: self, Name: "-x"}, wantErr: api.ErrInvalid, errText: "port name"},
+		{name: "port name with a dot", req: api.AttachRequest{Netns: self, Name: "web.front"}, wantErr: api.ErrInvalid, errText: "DNS name"},
+		{name: "port name ending in a hyphen", req: api.AttachRequest{Netns: self, Name: "web-"}, wantErr: api.ErrInvalid, errText: "port name"},
+		{name: "port name too long", req: api.AttachRequest{Netns: self, Name: strings.Repeat("a", 64)}, wantErr: api.ErrInvalid, errText: "port name"},
+		{name: "port name of 63", req: api.AttachRequest{Netns: self, Name: strings.Repeat("a", 63)}},
+		{name: "port name with underscore", req: api.AttachRequest{Netns: self, Name: "web_1"}},
+		{name: "publish", req: api.AttachRequest{Netns: self, Publish: []string{"8080:80", "127.0.0.1:5353:53/udp", "[::1]:8443:443/tcp"}}},
+		{name: "publish bad spec", req: api.AttachRequest{Netns: self, Publish: []string{"8080"}}, wantErr: api.ErrInvalid, errText: "HOSTPORT:CONTAINERPORT"},
+		{name: "publish twice", req: api.AttachRequest{Netns: self, Publish: []string{"8080:80", "8080:81"}}, wantErr: api.ErrInvalid, errText: "published twice"},
+		{name: "publish tcp and udp", req: api.AttachRequest{Netns: self, Publish: []string{"8080:80", "8080:80/udp"}}},
+		{name: "publish twice, one on every address", req: api.AttachRequest{Netns: self, Publish: []string{"127.0.0.1:8080:80", "8080:81"}}, wantErr: api.ErrInvalid, errText: "published twice"},
 		{name: "missing netns", req: api.AttachRequest{Netns: "no-such-netns-here"}, wantErr: api.ErrNotFound, errText: "not found"},
 		{name: "not a netns", req: api.AttachRequest{Netns: "/etc/hostname"}, wantErr: api.ErrInvalid, errText: "not a namespace"},
 	}
@@ -60,6 +70,9 @@ func TestDefaultName(t *testing.T) {
 		"/proc/42/ns/net":  "pid-42",
 		"/run/netns/db":    "db",
 		"/var/run/netns/x": "x",
+		"my.ns":            "my-ns",
+		"-odd.":            "odd",
+		"é":                "",
 	} {
 		if got := defaultName(in); got != want {
 			t.Errorf("defaultName(%q) = %q, want %q", in, got, want)

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tapswitch/tapswitch/internal/api"
+)
+
+func newNetwork(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "network",
+		Aliases: []string{"net"},
+		Short:   "Create, list, inspect and remove networks",
+		Long: `A network is an isolated switch with a subnet, a gateway in the daemon's
+namespace, a DNS server on the gateway that answers with the names of the
+network's ports, and (unless --internal) outbound access through the host.
+The network "default" always exists and is used when attach is given no
+--network.`,
+		Args: cobra.NoArgs,
+	}
+	cmd.AddCommand(newNetworkCreate(g), newNetworkLs(g), newNetworkInspect(g), newNetworkRm(g))
+	return cmd
+}
+
+func newNetworkCreate(g *globals) *cobra.Command {
+	var req api.NetworkCreateRequest
+	cmd := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Create a network",
+		Long: `Create a network. Its subnet is --subnet, or else the first free /24 of
+10.89.0.0/16 that overlaps no other network and no route of the host. Its
+gateway is --gateway, or else the subnet's first host address. NAME is also
+the network's DNS domain: a port "web" answers as web and web.NAME.`,
+		Example: `  tapswitch network create front --subnet 10.20.0.0/24
+  tapswitch network create back
+  tapswitch network create vault --internal`,
+		Args: cobra.ExactArgs(1),
+	}
+	f := cmd.Flags()
+	f.StringVar(&req.Subnet, "subnet", "", "subnet in CIDR form (default: a free one from 10.89.0.0/16)")
+	f.StringVar(&req.Gateway, "gateway", "", "gateway address (default: the subnet's first host address)")
+	f.BoolVar(&req.Internal, "internal", false, "no access outside the network and no published ports")
+	out := addOutput(cmd, "name", "name", "json")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := out.check(); err != nil {
+			return err
+		}
+		req.Name = args[0]
+		n, err := g.client().CreateNetwork(cmd.Context(), req)
+		if err != nil {
+			return err
+		}
+		if out.format == "json" {
+			return writeJSON(cmd.OutOrStdout(), n)
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), n.Name)
+		return nil
+	}
+	return cmd
+}
+
+func newNetworkLs(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List networks",
+		Args:    cobra.NoArgs,
+	}
+	out := addOutput(cmd, "table", "table", "json")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := out.check(); err != nil {
+			return err
+		}
+		nets, err := g.client().Networks(cmd.Context())
+		if err != nil {
+			return err
+		}
+		if out.format == "json" {
+			return writeJSON(cmd.OutOrStdout(), nets)
+		}
+		tw := newTable(cmd.OutOrStdout())
+		fmt.Fprintln(tw, "NAME\tSUBNET\tGATEWAY\tINTERNAL\tPORTS\tBRIDGE")
+		for _, n := range nets {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%t\t%d\t%s\n", n.Name, n.Subnet, n.Gateway, n.Internal, n.Ports, n.Bridge)
+		}
+		return tw.Flush()
+	}
+	return cmd
+}
+
+func newNetworkInspect(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "inspect NAME",
+		Short: "Show a network: subnet, gateway, DNS, and its ports with their addresses",
+		Args:  cobra.ExactArgs(1),
+	}
+	out := addOutput(cmd, "json", "json", "table")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := out.check(); err != nil {
+			return err
+		}
+		n, err := g.client().InspectNetwork(cmd.Context(), args[0])
+		if err != nil {
+			return err
+		}
+		if out.format == "json" {
+			return writeJSON(cmd.OutOrStdout(), n)
+		}
+		return writeNetworkTable(cmd.OutOrStdout(), n)
+	}
+	return cmd
+}
+
+func writeNetworkTable(w io.Writer, n api.NetworkDetail) error {
+	tw := newTable(w)
+	for _, kv := range [][2]string{
+		{"Name", n.Name},
+		{"Subnet", n.Subnet},
+		{"Gateway", n.Gateway},
+		{"Internal", fmt.Sprint(n.Internal)},
+		{"Bridge", n.Bridge},
+		{"DNS", n.DNS},
+		{"MACs", fmt.Sprintf("%d of %d", n.MACs, n.MACLimit)},
+	} {
+		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	tw = newTable(w)
+	fmt.Fprintln(tw, "PORT\tKIND\tNETNS\tIFNAME\tMAC\tIP\tDNS NAME\tPUBLISH")
+	for _, p := range n.Ports {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Kind, dash(p.Netns), p.Ifname, p.MAC,
+			dash(strings.Join(p.IPs, ",")), dash(p.DNSName), dash(strings.Join(p.Publish, ",")))
+	}
+	return tw.Flush()
+}
+
+// dash shows an empty cell as "-".
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func newNetworkRm(g *globals) *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:     "rm NAME...",
+		Aliases: []string{"remove"},
+		Short:   "Remove networks",
+		Long: `Remove networks: their gateway interfaces, DNS servers and firewall rules.
+A network with ports attached is refused unless --force, which detaches
+them first. The network "default" cannot be removed.`,
+		Args: cobra.MinimumNArgs(1),
+	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "detach the network's ports first")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		for _, name := range args {
+			if err := g.client().RemoveNetwork(cmd.Context(), name, force); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), name)
+		}
+		return nil
+	}
+	return cmd
+}
+
+func newConnect(g *globals) *cobra.Command {
+	var req api.ConnectRequest
+	cmd := &cobra.Command{
+		Use:   "connect PORT NETWORK",
+		Short: "Give the namespace of a port another interface, on another network",
+		Long: `Create a further TAP in the namespace of PORT (named eth1, eth2, ...: the
+first free ethN) and attach it to NETWORK. The new port is named
+PORT-NETWORK unless --name says otherwise; NETWORK's DNS answers for it
+with PORT's name. It gets an address from NETWORK's subnet unless --ip
+gives one, and no default route: the namespace keeps the one it has.`,
+		Example: `  tapswitch connect api back
+  tapswitch connect api back --ip 10.89.1.10/24 --name api-db`,
+		Args: cobra.ExactArgs(2),
+	}
+	f := cmd.Flags()
+	f.StringVar(&req.Name, "name", "", "port name (default: PORT-NETWORK)")
+	f.StringSliceVar(&req.IPs, "ip", nil, "address ADDR/LEN to assign (repeatable; default: one from the network's subnet)")
+	out := addOutput(cmd, "name", "name", "json")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := out.check(); err != nil {
+			return err
+		}
+		req.Port = args[0]
+		p, err := g.client().Connect(cmd.Context(), args[1], req)
+		if err != nil {
+			return err
+		}
+		if out.format == "json" {
+			return writeJSON(cmd.OutOrStdout(), p)
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), p.Name)
+		return nil
+	}
+	return cmd
+}

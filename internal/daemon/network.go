@@ -1,0 +1,325 @@
+package daemon
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tapswitch/tapswitch/fdb"
+	"github.com/tapswitch/tapswitch/internal/api"
+	"github.com/tapswitch/tapswitch/internal/dns"
+	"github.com/tapswitch/tapswitch/internal/ipam"
+	"github.com/tapswitch/tapswitch/internal/nat"
+	vswitch "github.com/tapswitch/tapswitch/switch"
+	"github.com/tapswitch/tapswitch/tap"
+)
+
+// network is one network of the daemon: a network of the switch, its
+// subnet, and the gateway that gives it DNS and a way out.
+type network struct {
+	name     string
+	internal bool
+	subnet   *ipam.Subnet
+	// bridge is the gateway interface's name (GatewayName).
+	bridge string
+
+	// Set by startNetworkLocked.
+	vn      *vswitch.Network
+	gw      *vswitch.Port
+	records *dns.Records
+	dns     *dns.Server
+}
+
+// gatewayPrefix is the gateway address with the subnet's length, as the
+// gateway interface holds it.
+func (n *network) gatewayPrefix() netip.Prefix {
+	return netip.PrefixFrom(n.subnet.Gateway(), n.subnet.Prefix().Bits())
+}
+
+// CreateNetwork implements api.Backend.
+func (d *Daemon) CreateNetwork(ctx context.Context, req api.NetworkCreateRequest) (api.Network, error) {
+	if err := checkNetworkName(req.Name); err != nil {
+		return api.Network{}, fmt.Errorf("create network: %w", err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n, err := d.createNetworkLocked(req)
+	if err != nil {
+		return api.Network{}, fmt.Errorf("create network %q: %w", req.Name, err)
+	}
+	d.saveLocked()
+	return d.networkViewLocked(n), nil
+}
+
+func (d *Daemon) createNetworkLocked(req api.NetworkCreateRequest) (*network, error) {
+	if _, ok := d.nets[req.Name]; ok {
+		return nil, conflict("network %q already exists; inspect it with 'tapswitch network inspect %s'", req.Name, req.Name)
+	}
+	var gw netip.Addr
+	if req.Gateway != "" {
+		if req.Subnet == "" {
+			return nil, invalid("gateway %s without a subnet: give the subnet too (--subnet)", req.Gateway)
+		}
+		a, err := netip.ParseAddr(req.Gateway)
+		if err != nil {
+			return nil, invalid("gateway %q: want an address such as 10.20.0.1", req.Gateway)
+		}
+		gw = a
+	}
+	inUse, err := d.inUseLocked()
+	if err != nil {
+		return nil, err
+	}
+	var prefix netip.Prefix
+	if req.Subnet != "" {
+		if prefix, err = netip.ParsePrefix(req.Subnet); err != nil {
+			return nil, invalid("subnet %q: want a prefix such as 10.20.0.0/24", req.Subnet)
+		}
+		if err := ipam.CheckOverlap(prefix, inUse); err != nil {
+			return nil, ipamError(err)
+		}
+	} else if prefix, err = d.pool.Next(slices.Collect(maps.Values(inUse))); err != nil {
+		return nil, ipamError(err)
+	}
+	sub, err := ipam.NewSubnet(prefix, gw)
+	if err != nil {
+		return nil, ipamError(err)
+	}
+	n := &network{name: req.Name, internal: req.Internal, subnet: sub, bridge: GatewayName(d.cfg.StateDir, req.Name)}
+	if err := d.startNetworkLocked(n); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// inUseLocked returns what a new network's subnet must not overlap: the
+// networks' subnets and the host's routes, but not the routes of the
+// daemon's own gateways, which are those subnets again.
+func (d *Daemon) inUseLocked() (map[string]netip.Prefix, error) {
+	var own []string
+	for _, n := range d.nets {
+		own = append(own, n.bridge)
+	}
+	inUse, err := hostRoutes(own)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range d.nets {
+		inUse[fmt.Sprintf("network %q", n.name)] = n.subnet.Prefix()
+	}
+	return inUse, nil
+}
+
+// startNetworkLocked brings n up: a network of the switch, a gateway TAP
+// in the daemon's namespace holding the gateway address and plugged in
+// as a port, a DNS server on the gateway, and the firewall rules. On
+// failure nothing of it is left.
+func (d *Daemon) startNetworkLocked(n *network) (err error) {
+	vn, err := d.sw.CreateNetwork(n.name)
+	if err != nil {
+		return classify(err)
+	}
+	defer func() {
+		if err != nil {
+			d.sw.RemoveNetwork(n.name)
+		}
+	}()
+	gwp := n.gatewayPrefix()
+	dev, err := tap.Create(tap.Config{Name: n.bridge, Queues: d.cfg.Queues, Addrs: []netip.Prefix{gwp}})
+	if err != nil {
+		if errors.Is(err, tap.ErrExists) {
+			return conflict("gateway interface %s already exists in the daemon's namespace: is another tapswitchd running with state directory %s? Stop it, or delete the interface (ip link del %s)", n.bridge, d.cfg.StateDir, n.bridge)
+		}
+		return fmt.Errorf("gateway interface %s: %w", n.bridge, err)
+	}
+	info := vswitch.PortInfo{Ifname: n.bridge, MAC: dev.MAC(), IPs: []netip.Prefix{gwp}, MTU: 1500}
+	gw, err := d.sw.AddPort(n.name, n.bridge, tapDevice{dev}, info)
+	if err != nil {
+		return fmt.Errorf("gateway interface %s: %w", n.bridge, classify(err))
+	}
+	defer func() {
+		if err != nil {
+			d.sw.RemovePort(gw)
+		}
+	}()
+	records, err := dns.NewRecords(n.name)
+	if err != nil {
+		return invalid("network name %q as a DNS domain: %v", n.name, err)
+	}
+	srv := dns.NewServer(dns.Config{
+		Addr:      netip.AddrPortFrom(n.subnet.Gateway(), 53),
+		Records:   records,
+		Subnets:   []netip.Prefix{n.subnet.Prefix()},
+		Upstreams: d.upstreams,
+		Logger:    d.log.With("network", n.name),
+	})
+	if err := srv.Start(); err != nil {
+		return fmt.Errorf("DNS server on %s: %w (is another DNS server bound to every address on port 53?)", netip.AddrPortFrom(n.subnet.Gateway(), 53), err)
+	}
+	defer func() {
+		if err != nil {
+			srv.Close()
+		}
+	}()
+	if err := d.nat.AddNetwork(nat.Network{Name: n.name, Subnet: n.subnet.Prefix(), Bridge: n.bridge, Internal: n.internal}); err != nil {
+		return fmt.Errorf("firewall rules: %w", err)
+	}
+	n.vn, n.gw, n.records, n.dns = vn, gw, records, srv
+	d.nets[n.name] = n
+	d.log.Info("network up", "network", n.name, "subnet", n.subnet.Prefix(), "gateway", n.subnet.Gateway(), "bridge", n.bridge, "internal", n.internal)
+	return nil
+}
+
+// stopNetworkLocked undoes startNetworkLocked; n must have no container
+// ports left.
+func (d *Daemon) stopNetworkLocked(n *network) error {
+	var errs []error
+	if err := n.dns.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := d.nat.RemoveNetwork(n.name); err != nil && !errors.Is(err, nat.ErrUnknownNetwork) {
+		errs = append(errs, err)
+	}
+	if err := d.sw.RemovePort(n.gw); err != nil && !errors.Is(err, vswitch.ErrNoPort) {
+		errs = append(errs, err)
+	}
+	if err := d.sw.RemoveNetwork(n.name); err != nil {
+		errs = append(errs, err)
+	}
+	delete(d.nets, n.name)
+	return errors.Join(errs...)
+}
+
+// RemoveNetwork implements api.Backend.
+func (d *Daemon) RemoveNetwork(ctx context.Context, name string, force bool) error {
+	if name == api.DefaultNetwork {
+		return fmt.Errorf("remove network %q: %w", name, invalid("the default network is predefined and cannot be removed"))
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n, ok := d.nets[name]
+	if !ok {
+		return fmt.Errorf("remove network: %w", noNetwork(name))
+	}
+	ports := d.portsOfLocked(n)
+	if len(ports) > 0 && !force {
+		names := make([]string, len(ports))
+		for i, p := range ports {
+			names[i] = p.name()
+		}
+		return fmt.Errorf("remove network %q: %w", name, conflict("%d port(s) still attached (%s); detach them first, or use --force to detach them", len(ports), strings.Join(names, ", ")))
+	}
+	for _, p := range ports {
+		if err := d.sw.RemovePort(p.sw); err != nil && !errors.Is(err, vswitch.ErrNoPort) {
+			d.log.Error("detach port of removed network", "port", p.name(), "err", err)
+		}
+		d.forgetLocked(p)
+	}
+	err := d.stopNetworkLocked(n)
+	d.saveLocked()
+	if err != nil {
+		return fmt.Errorf("remove network %q: %w", name, err)
+	}
+	d.log.Info("network removed", "network", name, "ports_detached", len(ports))
+	return nil
+}
+
+// InspectNetwork implements api.Backend.
+func (d *Daemon) InspectNetwork(name string) (api.NetworkDetail, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n, ok := d.nets[name]
+	if !ok {
+		return api.NetworkDetail{}, fmt.Errorf("inspect network: %w", noNetwork(name))
+	}
+	out := api.NetworkDetail{Network: d.networkViewLocked(n), Ports: []api.Port{gatewayView(n.gw)}}
+	for _, p := range d.portsOfLocked(n) {
+		out.Ports = append(out.Ports, p.view())
+	}
+	return out, nil
+}
+
+// portsOfLocked returns n's container ports by id.
+func (d *Daemon) portsOfLocked(n *network) []*port {
+	var out []*port
+	for _, p := range d.ports {
+		if p.net == n {
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b *port) int { return cmp.Compare(a.sw.ID(), b.sw.ID()) })
+	return out
+}
+
+func (d *Daemon) networkViewLocked(n *network) api.Network {
+	return api.Network{
+		Name:     n.name,
+		Subnet:   n.subnet.Prefix().String(),
+		Gateway:  n.subnet.Gateway().String(),
+		Internal: n.internal,
+		Bridge:   n.bridge,
+		DNS:      n.dns.Addr().String(),
+		Ports:    len(d.portsOfLocked(n)),
+		MACs:     n.vn.FDB().Len(),
+		MACLimit: n.vn.FDB().Limit(),
+	}
+}
+
+// gatewayView is a gateway port as the API shows it.
+func gatewayView(sp *vswitch.Port) api.Port {
+	v := switchPortView(sp)
+	v.Kind = api.KindGateway
+	return v
+}
+
+// switchPortView is what the switch knows of a port.
+func switchPortView(sp *vswitch.Port) api.Port {
+	info := sp.Info()
+	ips := make([]string, 0, len(info.IPs))
+	for _, ip := range info.IPs {
+		ips = append(ips, ip.String())
+	}
+	c := sp.Counters()
+	return api.Port{
+		ID:      sp.ID(),
+		Name:    sp.Name(),
+		Network: sp.Network().Name(),
+		Netns:   info.Netns,
+		Ifname:  info.Ifname,
+		MAC:     info.MAC.String(),
+		IPs:     ips,
+		MTU:     info.MTU,
+		Publish: []string{},
+		Stats: api.PortCounters{
+			RxFrames: c.RxFrames, RxBytes: c.RxBytes,
+			TxFrames: c.TxFrames, TxBytes: c.TxBytes,
+			Drops: c.Drops,
+		},
+	}
+}
+
+func fdbEntries(nets []*vswitch.Network) []api.FDBEntry {
+	now := time.Now()
+	out := []api.FDBEntry{}
+	for _, n := range nets {
+		for _, e := range n.FDB().Entries() {
+			age := now.Sub(e.LastSeen)
+			if age < 0 {
+				age = 0
+			}
+			out = append(out, api.FDBEntry{
+				Network:    n.Name(),
+				MAC:        fdb.FormatMAC(e.MAC),
+				Port:       e.Port.Name(),
+				AgeSeconds: int64(age / time.Second),
+			})
+		}
+	}
+	return out
+}

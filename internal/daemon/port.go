@@ -1,0 +1,565 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tapswitch/tapswitch/fdb"
+	"github.com/tapswitch/tapswitch/internal/api"
+	"github.com/tapswitch/tapswitch/internal/dns"
+	"github.com/tapswitch/tapswitch/internal/ipam"
+	"github.com/tapswitch/tapswitch/internal/namespace"
+	"github.com/tapswitch/tapswitch/internal/publish"
+	vswitch "github.com/tapswitch/tapswitch/switch"
+	"github.com/tapswitch/tapswitch/tap"
+)
+
+// netnsEtcDir is where `ip netns exec NAME` finds files to bind-mount
+// over /etc for the namespace NAME.
+const netnsEtcDir = "/etc/netns"
+
+// Limits on what a user may ask for.
+const (
+	minMTU = 68    // the IPv4 minimum (RFC 791)
+	maxMTU = 65535 // the largest a TAP takes
+)
+
+// port is one container port: the switch's port and what the daemon set
+// up around it.
+type port struct {
+	state portState
+	sw    *vswitch.Port
+	net   *network
+	// ns identifies the namespace, however it was named at attach.
+	ns nsID
+	// owned are the addresses the network's IPAM holds for the port.
+	owned []netip.Addr
+	// publish are the published ports, served by proxies.
+	publish []publish.Mapping
+	proxies []*publish.Proxy
+}
+
+func (p *port) name() string { return p.state.Name }
+
+// dnsName is the name the network's DNS answers for the port.
+func (p *port) dnsName() string {
+	if p.state.DNSName != "" {
+		return p.state.DNSName
+	}
+	return p.state.Name
+}
+
+func (p *port) stopProxies() {
+	for _, px := range p.proxies {
+		px.Close()
+	}
+	p.proxies = nil
+}
+
+func (p *port) view() api.Port {
+	v := switchPortView(p.sw)
+	v.Kind = api.KindContainer
+	v.DNSName = p.dnsName()
+	for _, m := range p.publish {
+		v.Publish = append(v.Publish, m.String())
+	}
+	return v
+}
+
+// nsID identifies a network namespace by its nsfs inode, so that one
+// namespace attached by name and by pid is known to be one.
+type nsID struct{ dev, ino uint64 }
+
+func nsIDOf(path string) (nsID, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return nsID{}, fmt.Errorf("stat %s: %w", path, err)
+	}
+	return nsID{dev: st.Dev, ino: st.Ino}, nil
+}
+
+// attachSpec is a validated AttachRequest.
+type attachSpec struct {
+	// req is what was asked, recorded in the state file.
+	req              api.AttachRequest
+	netns, netnsPath string
+	network, name    string
+	ifname           string
+	ips              []netip.Prefix
+	mac              net.HardwareAddr
+	mtu              int
+	publish          []publish.Mapping
+	// dnsName is set by connect: the name of the port whose namespace
+	// the new port joins.
+	dnsName string
+}
+
+func (d *Daemon) validate(req api.AttachRequest) (attachSpec, error) {
+	s := attachSpec{req: req, netns: req.Netns, network: req.Network, name: req.Name, ifname: req.Ifname, mtu: req.MTU}
+	if s.network == "" {
+		s.network = api.DefaultNetwork
+	}
+	if s.ifname == "" {
+		s.ifname = "eth0"
+	}
+	if err := checkIfname(s.ifname); err != nil {
+		return s, err
+	}
+	if s.name == "" {
+		s.name = defaultName(req.Netns)
+		if !nameRE.MatchString(s.name) {
+			return s, invalid("no port name can be made from netns %q; give one with --name (%s)", req.Netns, nameRule)
+		}
+	}
+	if err := checkName("port", s.name); err != nil {
+		return s, err
+	}
+	if s.mtu != 0 && (s.mtu < minMTU || s.mtu > maxMTU) {
+		return s, invalid("MTU %d: must be between %d and %d", s.mtu, minMTU, maxMTU)
+	}
+	if req.MAC != "" {
+		mac, err := net.ParseMAC(req.MAC)
+		if err != nil || len(mac) != 6 {
+			return s, invalid("MAC %q: want six bytes like 02:00:00:00:00:01", req.MAC)
+		}
+		if mac[0]&1 != 0 || fdb.Key(mac) == 0 {
+			return s, invalid("MAC %s: must be a unicast, non-zero address", mac)
+		}
+		s.mac = mac
+	}
+	var err error
+	if s.ips, err = parseIPs(req.IPs); err != nil {
+		return s, err
+	}
+	if s.publish, err = parsePublish(req.Publish); err != nil {
+		return s, err
+	}
+	if s.netnsPath, err = resolveNetns(req.Netns); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+func checkIfname(name string) error {
+	if name == "" || len(name) > 15 || strings.ContainsAny(name, "/: \t\n") || name == "." || name == ".." {
+		return invalid("interface name %q: use 1 to 15 characters, without '/', ':' or spaces", name)
+	}
+	return nil
+}
+
+func parseIPs(in []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, ip := range in {
+		p, err := netip.ParsePrefix(ip)
+		if err != nil {
+			return nil, invalid("address %q: want ADDR/LEN such as 10.0.0.1/24 or fd00::1/64", ip)
+		}
+		a := p.Addr()
+		if a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
+			return nil, invalid("address %s: not a unicast host address", p)
+		}
+		for _, q := range out {
+			if q.Addr() == a {
+				return nil, invalid("address %s given twice", a)
+			}
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func parsePublish(in []string) ([]publish.Mapping, error) {
+	var out []publish.Mapping
+	for _, spec := range in {
+		m, err := publish.ParseSpec(spec)
+		if err != nil {
+			return nil, invalid("%v", err)
+		}
+		for _, o := range out {
+			if o.Proto == m.Proto && o.HostPort == m.HostPort && (o.HostIP == m.HostIP || !o.HostIP.IsValid() || !m.HostIP.IsValid()) {
+				return nil, invalid("publish %q: host port %d/%s is published twice", spec, m.HostPort, m.Proto)
+			}
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func resolveNetns(spec string) (string, error) {
+	path, err := namespace.Resolve(spec)
+	if err != nil {
+		if errors.Is(err, namespace.ErrNotFound) {
+			return "", fmt.Errorf("%w: %v", api.ErrNotFound, err)
+		}
+		return "", fmt.Errorf("%w: %v", api.ErrInvalid, err)
+	}
+	return path, nil
+}
+
+// Attach implements api.Backend.
+func (d *Daemon) Attach(ctx context.Context, req api.AttachRequest) (api.Port, error) {
+	s, err := d.validate(req)
+	if err != nil {
+		return api.Port{}, fmt.Errorf("attach netns %q: %w", req.Netns, err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, err := d.attachLocked(s)
+	if err != nil {
+		return api.Port{}, fmt.Errorf("attach netns %q: %w", req.Netns, err)
+	}
+	return p.view(), nil
+}
+
+// attachLocked creates the TAP of s, plugs it in, and sets up what goes
+// with it: its addresses from the network's IPAM, a default route via the
+// gateway, published ports, its DNS name and the namespace's resolv.conf.
+// On failure nothing of it is left.
+func (d *Daemon) attachLocked(s attachSpec) (_ *port, err error) {
+	start := time.Now()
+	n, ok := d.nets[s.network]
+	if !ok {
+		return nil, noNetwork(s.network)
+	}
+	if err := d.checkFree(s, n); err != nil {
+		return nil, err
+	}
+	if len(s.publish) > 0 && n.internal {
+		return nil, invalid("network %q is internal: its ports cannot be published; attach to another network to publish", n.name)
+	}
+	ns, err := nsIDOf(s.netnsPath)
+	if err != nil {
+		return nil, err
+	}
+	ips, owned, err := addresses(n, s.ips)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			for _, a := range owned {
+				n.subnet.Release(a)
+			}
+		}
+	}()
+	// The addresses in the subnet are what the gateway, DNS and published
+	// ports can reach; others (a flat wire between namespaces) are only
+	// put on the TAP.
+	var local []netip.Addr
+	for _, ip := range ips {
+		if n.subnet.Contains(ip.Addr()) {
+			local = append(local, ip.Addr())
+		}
+	}
+	if len(s.publish) > 0 && len(local) == 0 {
+		return nil, invalid("--publish needs an address in network %q's subnet %s: leave --ip out, or give one in the subnet", n.name, n.subnet.Prefix())
+	}
+	first := true
+	var resolvConf string
+	for _, o := range d.ports {
+		if o.ns == ns {
+			first = false
+			if o.state.ResolvConf != "" {
+				resolvConf = o.state.ResolvConf
+			}
+		}
+	}
+
+	dev, err := tap.Create(tap.Config{Netns: s.netnsPath, Name: s.ifname, MAC: s.mac, MTU: s.mtu, Queues: d.cfg.Queues, Addrs: ips})
+	if err != nil {
+		if errors.Is(err, tap.ErrExists) {
+			err = fmt.Errorf("%w: %v", api.ErrConflict, err)
+		}
+		return nil, err
+	}
+	if first && len(local) > 0 {
+		gw := n.subnet.Gateway()
+		if err := addDefaultRoute(s.netnsPath, s.ifname, gw); err != nil {
+			if !errors.Is(err, errDefaultRouteExists) {
+				dev.Close()
+				return nil, err
+			}
+			d.log.Warn("default route left as it was", "netns", s.netns, "gateway", gw, "err", err)
+		}
+	}
+	mtu := s.mtu
+	if mtu == 0 {
+		mtu = 1500
+	}
+	info := vswitch.PortInfo{Netns: s.netns, NetnsPath: s.netnsPath, Ifname: s.ifname, MAC: dev.MAC(), IPs: ips, MTU: mtu}
+	sp, err := d.sw.AddPort(s.network, s.name, tapDevice{dev}, info)
+	if err != nil {
+		return nil, classify(err)
+	}
+	p := &port{
+		state:   portState{Request: s.req, Name: s.name, Network: s.network, MAC: dev.MAC().String(), DNSName: s.dnsName},
+		sw:      sp,
+		net:     n,
+		ns:      ns,
+		owned:   owned,
+		publish: s.publish,
+	}
+	for _, a := range owned {
+		p.state.Owned = append(p.state.Owned, a.String())
+	}
+	defer func() {
+		if err != nil {
+			p.stopProxies()
+			d.sw.RemovePort(sp)
+		}
+	}()
+	for _, m := range s.publish {
+		px, err := publish.Start(m, local[0], d.log.With("port", s.name))
+		if err != nil {
+			switch {
+			case errors.Is(err, publish.ErrPortInUse):
+				err = fmt.Errorf("%w: %w", api.ErrConflict, err)
+			case errors.Is(err, syscall.EADDRNOTAVAIL), errors.Is(err, syscall.EACCES):
+				// A host address that is not the host's, or a
+				// privileged port: the request is what to change.
+				err = fmt.Errorf("%w: %w", api.ErrInvalid, err)
+			}
+			return nil, err
+		}
+		p.proxies = append(p.proxies, px)
+	}
+	if len(local) > 0 {
+		if err := n.records.Set(s.name, []string{p.dnsName()}, local); err != nil {
+			return nil, invalid("DNS name of port %q: %v", s.name, err)
+		}
+	}
+	if resolvConf == "" && len(local) > 0 {
+		resolvConf = d.writeResolvConf(s.netns, n.subnet.Gateway())
+	}
+	p.state.ResolvConf = resolvConf
+	d.ports[s.name] = p
+	d.saveLocked()
+	d.log.Debug("attach done", "port", s.name, "took", time.Since(start))
+	return p, nil
+}
+
+// addresses returns the addresses a port on n gets and those of them
+// that n's IPAM now holds for it: one allocated when none are asked for,
+// and each asked for inside the subnet. Addresses outside the subnet are
+// the user's own business, as on a plain wire.
+func addresses(n *network, asked []netip.Prefix) (ips []netip.Prefix, owned []netip.Addr, err error) {
+	bits := n.subnet.Prefix().Bits()
+	if len(asked) == 0 {
+		a, err := n.subnet.Allocate()
+		if err != nil {
+			return nil, nil, fmt.Errorf("network %q: %w", n.name, ipamError(err))
+		}
+		return []netip.Prefix{netip.PrefixFrom(a, bits)}, []netip.Addr{a}, nil
+	}
+	release := func() {
+		for _, a := range owned {
+			n.subnet.Release(a)
+		}
+	}
+	for _, ip := range asked {
+		a := ip.Addr()
+		if !n.subnet.Contains(a) {
+			continue
+		}
+		if ip.Bits() != bits {
+			release()
+			return nil, nil, invalid("address %s is in network %q's subnet %s: give it as %s", ip, n.name, n.subnet.Prefix(), netip.PrefixFrom(a, bits))
+		}
+		if err := n.subnet.Reserve(a); err != nil {
+			release()
+			if errors.Is(err, ipam.ErrInUse) {
+				return nil, nil, conflict("address %s already in use in network %q; choose another, or leave --ip out", a, n.name)
+			}
+			return nil, nil, fmt.Errorf("network %q: %w", n.name, ipamError(err))
+		}
+		owned = append(owned, a)
+	}
+	return asked, owned, nil
+}
+
+// checkFree refuses a port name, address or MAC another port holds.
+func (d *Daemon) checkFree(s attachSpec, n *network) error {
+	if p, err := d.sw.Port(s.name); err == nil {
+		where := fmt.Sprintf("in netns %q", p.Info().Netns)
+		if _, ok := d.ports[p.Name()]; !ok {
+			where = "as a gateway"
+		}
+		return conflict("port name %q already exists (%s); choose another with --name", s.name, where)
+	}
+	for _, p := range n.vn.Ports() {
+		if p != n.gw {
+			for _, have := range p.Info().IPs {
+				for _, want := range s.ips {
+					if have.Addr() == want.Addr() {
+						return conflict("address %s already in use by port %q on network %q", want.Addr(), p.Name(), n.name)
+					}
+				}
+			}
+		}
+		if s.mac != nil && p.Info().MAC.String() == s.mac.String() {
+			return conflict("MAC %s already in use by port %q on network %q", s.mac, p.Name(), n.name)
+		}
+	}
+	return nil
+}
+
+// Detach implements api.Backend.
+func (d *Daemon) Detach(ctx context.Context, name string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	sp, err := d.sw.Port(name)
+	if err != nil {
+		return fmt.Errorf("detach: %w", classify(err))
+	}
+	p, ok := d.ports[sp.Name()]
+	if !ok {
+		return fmt.Errorf("detach: %w", invalid("port %q is the gateway of network %q; it goes with the network (tapswitch network rm)", sp.Name(), sp.Network().Name()))
+	}
+	if err := d.sw.RemovePort(sp); err != nil {
+		return fmt.Errorf("detach: %w", classify(err))
+	}
+	d.forgetLocked(p)
+	d.saveLocked()
+	return nil
+}
+
+// forgetLocked undoes what attachLocked set up around a port the switch
+// no longer has.
+func (d *Daemon) forgetLocked(p *port) {
+	p.stopProxies()
+	p.net.records.Remove(p.name())
+	for _, a := range p.owned {
+		p.net.subnet.Release(a)
+	}
+	p.owned = nil
+	delete(d.ports, p.name())
+	if p.state.ResolvConf == "" {
+		return
+	}
+	for _, o := range d.ports {
+		if o.ns == p.ns {
+			return
+		}
+	}
+	d.removeResolvConf(p.state.ResolvConf)
+}
+
+// resolvConfHeader starts every resolv.conf dns.WriteResolvConf writes;
+// a file without it is the administrator's and is left alone.
+const resolvConfHeader = "# Written by tapswitch"
+
+// writeResolvConf points the namespace named netns at nameserver, through
+// the file `ip netns exec` bind-mounts over /etc/resolv.conf, and returns
+// its path; or "" for a namespace given by pid or path, which no such
+// file serves, or when the administrator wrote one. A failure is logged,
+// not returned: the port works without it.
+func (d *Daemon) writeResolvConf(netns string, nameserver netip.Addr) string {
+	if netns == "" || strings.HasPrefix(netns, "pid:") || strings.ContainsRune(netns, '/') {
+		return ""
+	}
+	path := filepath.Join(netnsEtcDir, netns, "resolv.conf")
+	if _, err := os.Stat(path); err == nil && !writtenByUs(path) {
+		d.log.Info("resolv.conf of the namespace left as it is: it was not written by tapswitch", "path", path)
+		return ""
+	}
+	if err := dns.WriteResolvConf(path, nameserver, nil); err != nil {
+		d.log.Warn("names will not resolve through the gateway in this namespace", "netns", netns, "err", err)
+		return ""
+	}
+	return path
+}
+
+func (d *Daemon) removeResolvConf(path string) {
+	if !writtenByUs(path) {
+		return
+	}
+	if err := dns.RemoveResolvConf(path); err != nil {
+		d.log.Warn("remove resolv.conf", "err", err)
+	}
+}
+
+// writtenByUs reports whether the file at path starts with
+// resolvConfHeader.
+func writtenByUs(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	line, _ := bufio.NewReader(f).ReadString('\n')
+	return strings.HasPrefix(line, resolvConfHeader)
+}
+
+// Connect implements api.Backend.
+func (d *Daemon) Connect(ctx context.Context, network string, req api.ConnectRequest) (api.Port, error) {
+	fail := func(err error) (api.Port, error) {
+		return api.Port{}, fmt.Errorf("connect port %q to network %q: %w", req.Port, network, err)
+	}
+	ips, err := parseIPs(req.IPs)
+	if err != nil {
+		return fail(err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	sp, err := d.sw.Port(req.Port)
+	if err != nil {
+		return fail(classify(err))
+	}
+	orig, ok := d.ports[sp.Name()]
+	if !ok {
+		return fail(invalid("port %q is a network's gateway; give a container's port", sp.Name()))
+	}
+	n, ok := d.nets[network]
+	if !ok {
+		return fail(noNetwork(network))
+	}
+	for _, o := range d.ports {
+		if o.ns == orig.ns && o.net == n {
+			return fail(conflict("the namespace of port %q is already on network %q, through port %q", orig.name(), network, o.name()))
+		}
+	}
+	name := req.Name
+	if name == "" {
+		if name, err = connectName(orig.name(), network); err != nil {
+			return fail(err)
+		}
+	}
+	if err := checkName("port", name); err != nil {
+		return fail(err)
+	}
+	netns := orig.state.Request.Netns
+	path, err := resolveNetns(netns)
+	if err != nil {
+		return fail(err)
+	}
+	ifname, err := nextIfname(path)
+	if err != nil {
+		return fail(err)
+	}
+	s := attachSpec{
+		req:       api.AttachRequest{Netns: netns, Network: network, Name: name, Ifname: ifname, IPs: req.IPs},
+		netns:     netns,
+		netnsPath: path,
+		network:   network,
+		name:      name,
+		ifname:    ifname,
+		ips:       ips,
+		dnsName:   orig.dnsName(),
+	}
+	p, err := d.attachLocked(s)
+	if err != nil {
+		return fail(err)
+	}
+	return p.view(), nil
+}

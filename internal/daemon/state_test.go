@@ -1,0 +1,160 @@
+package daemon
+
+import (
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/tapswitch/tapswitch/internal/api"
+	"github.com/tapswitch/tapswitch/internal/dns"
+	"github.com/tapswitch/tapswitch/internal/ipam"
+)
+
+func TestStateRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	st, err := openState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := testNetwork(t, "10.20.0.0/24")
+	web, err := front.subnet.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := testNetwork(t, "10.89.1.0/24")
+	back.name, back.internal = "back", true
+	d := &Daemon{
+		log:   slog.New(slog.DiscardHandler),
+		state: st,
+		nets:  map[string]*network{"front": front, "back": back},
+		ports: map[string]*port{
+			"web": {state: portState{
+				Request:    api.AttachRequest{Netns: "web", Network: "front", Name: "web", Publish: []string{"8080:80"}},
+				Name:       "web",
+				Network:    "front",
+				MAC:        "02:00:00:00:00:01",
+				Owned:      []string{web.String()},
+				ResolvConf: "/etc/netns/web/resolv.conf",
+			}},
+			"api-back": {state: portState{Name: "api-back", Network: "back", DNSName: "api"}},
+		},
+	}
+	d.saveLocked()
+
+	got, err := st.load()
+	if err != nil {
+		t.Fatalf("load() = %v", err)
+	}
+	want := d.stateLocked()
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("load() = %+v\nwant %+v", got, want)
+	}
+	if got.Version != stateVersion || len(got.Networks) != 2 || got.Networks[0].Name != "back" || !got.Networks[0].Internal {
+		t.Fatalf("load() = %+v, want version %d and networks back (internal) and front, sorted", got, stateVersion)
+	}
+	// What a restarted daemon does with the saved subnet: the address is
+	// still held, and the next one handed out is a new one.
+	sub, err := ipam.RestoreSubnet(got.Networks[1].Subnet)
+	if err != nil {
+		t.Fatalf("RestoreSubnet(%+v) = %v", got.Networks[1].Subnet, err)
+	}
+	if err := sub.Reserve(web); !errors.Is(err, ipam.ErrInUse) {
+		t.Fatalf("Reserve(%s) after restore = %v, want ErrInUse", web, err)
+	}
+	if next, _ := sub.Allocate(); next == web {
+		t.Fatalf("Allocate() after restore = %s again", next)
+	}
+	if got.Ports[0].Name != "api-back" || got.Ports[0].DNSName != "api" || got.Ports[1].Request.Publish[0] != "8080:80" {
+		t.Fatalf("load() ports = %+v, want api-back (dns name api) and web (publishing 8080:80), sorted", got.Ports)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "state.json")); err != nil || fi.Mode().Perm()&0o077 != 0 {
+		t.Fatalf("state.json: %v, mode %v; want it private", err, fi.Mode())
+	}
+}
+
+func TestStateLoad(t *testing.T) {
+	tests := []struct {
+		name    string
+		body    string // "" means no file
+		wantErr string // "" for success
+		wantNet []string
+	}{
+		{name: "no file"},
+		{name: "version 1", body: `{"version":1,"ports":[{"name":"a","network":"default"}]}`},
+		{name: "version 2", body: `{"version":2,"networks":[{"name":"front","subnet":{"prefix":"10.20.0.0/24","gateway":"10.20.0.1","allocated":[]}}],"ports":[]}`, wantNet: []string{"front"}},
+		{name: "future version", body: `{"version":3}`, wantErr: "version 3"},
+		{name: "no version", body: `{}`, wantErr: "version 0"},
+		{name: "damaged", body: `{"version":2,`, wantErr: "move it away"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			st, err := openState(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.body != "" {
+				if err := os.WriteFile(st.path, []byte(tt.body), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			doc, err := st.load()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("load(%s) = %v, want an error containing %q", tt.body, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("load(%s) = %v", tt.body, err)
+			}
+			var names []string
+			for _, n := range doc.Networks {
+				names = append(names, n.Name)
+			}
+			if !reflect.DeepEqual(names, tt.wantNet) {
+				t.Fatalf("load(%s) networks = %v, want %v", tt.body, names, tt.wantNet)
+			}
+		})
+	}
+}
+
+func TestWrittenByUs(t *testing.T) {
+	dir := t.TempDir()
+	ours := filepath.Join(dir, "ours", "resolv.conf")
+	if err := dns.WriteResolvConf(ours, netip.MustParseAddr("10.20.0.1"), nil); err != nil {
+		t.Fatal(err)
+	}
+	theirs := filepath.Join(dir, "theirs")
+	if err := os.WriteFile(theirs, []byte("nameserver 192.0.2.53\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		path string
+		want bool
+	}{
+		{ours, true},
+		{theirs, false},
+		{filepath.Join(dir, "missing"), false},
+	}
+	for _, tt := range tests {
+		if got := writtenByUs(tt.path); got != tt.want {
+			t.Errorf("writtenByUs(%s) = %v, want %v", tt.path, got, tt.want)
+		}
+	}
+	d := &Daemon{log: slog.New(slog.DiscardHandler)}
+	d.removeResolvConf(theirs)
+	if _, err := os.Stat(theirs); err != nil {
+		t.Errorf("removeResolvConf removed a file tapswitch did not write: %v", err)
+	}
+	d.removeResolvConf(ours)
+	if _, err := os.Stat(filepath.Dir(ours)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("removeResolvConf(%s): directory still there (%v), want it gone with the file", ours, err)
+	}
+}
