@@ -19,11 +19,10 @@ import (
 
 	"github.com/tapswitch/tapswitch/internal/api"
 	"github.com/tapswitch/tapswitch/internal/namespace"
+	"github.com/tapswitch/tapswitch/internal/privtest"
 )
 
 const (
-	// requireEnv makes a test that cannot run fail instead of skip.
-	requireEnv = "TAPSWITCH_REQUIRE_PRIVILEGED"
 
 	// startTimeout bounds how long tapswitchd may take to accept on its
 	// socket, and stopTimeout how long it may take to exit on SIGTERM.
@@ -37,18 +36,7 @@ const (
 // PATH; with TAPSWITCH_REQUIRE_PRIVILEGED=1 it fails t instead.
 func requirePrivileged(t *testing.T, tools ...string) {
 	t.Helper()
-	cannot := t.Skipf
-	if os.Getenv(requireEnv) == "1" {
-		cannot = t.Fatalf
-	}
-	if os.Geteuid() != 0 {
-		cannot("needs root to create network namespaces and TAP devices (set %s=1 to fail instead of skip)", requireEnv)
-	}
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			cannot("needs %s: %v", tool, err)
-		}
-	}
+	privtest.Require(t, "create network namespaces and TAP devices", tools...)
 	if binDir == "" {
 		t.Fatal("tapswitchd and tapswitch were not built")
 	}
@@ -65,6 +53,8 @@ type testEnv struct {
 	logPath string
 
 	daemon *proc
+	// daemonArgs are added to tapswitchd's command line.
+	daemonArgs []string
 	// stopped is set once the daemon was asked to stop; stopErr is the
 	// result of that.
 	stopped bool
@@ -78,6 +68,12 @@ type testEnv struct {
 // ip, ping and tools are installed.
 func newEnv(t *testing.T, tools ...string) *testEnv {
 	t.Helper()
+	return newEnvArgs(t, nil, tools...)
+}
+
+// newEnvArgs is newEnv with daemonArgs added to tapswitchd's command line.
+func newEnvArgs(t *testing.T, daemonArgs []string, tools ...string) *testEnv {
+	t.Helper()
 	requirePrivileged(t, append([]string{"ip", "ping"}, tools...)...)
 	// A short directory keeps the socket path under the 108 bytes of
 	// sun_path whatever TMPDIR is.
@@ -86,10 +82,11 @@ func newEnv(t *testing.T, tools ...string) *testEnv {
 		t.Fatal(err)
 	}
 	e := &testEnv{
-		t:       t,
-		dir:     dir,
-		sock:    filepath.Join(dir, "sock"),
-		logPath: filepath.Join(dir, "tapswitchd.log"),
+		t:          t,
+		dir:        dir,
+		sock:       filepath.Join(dir, "sock"),
+		logPath:    filepath.Join(dir, "tapswitchd.log"),
+		daemonArgs: daemonArgs,
 	}
 	t.Cleanup(e.cleanup)
 	e.startDaemon()
@@ -98,15 +95,17 @@ func newEnv(t *testing.T, tools ...string) *testEnv {
 
 func (e *testEnv) startDaemon() {
 	e.t.Helper()
-	logf, err := os.Create(e.logPath)
+	// Appended to, so that a restarted daemon's log follows the first's.
+	logf, err := os.OpenFile(e.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(filepath.Join(binDir, "tapswitchd"),
+	args := append([]string{
 		"--socket", e.sock,
-		"--state-dir", filepath.Join(e.dir, "state"),
-		"--log-level", "debug")
+		"--state-dir", e.stateDir(),
+		"--log-level", "debug"}, e.daemonArgs...)
+	cmd := exec.Command(filepath.Join(binDir, "tapswitchd"), args...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	p, err := startProc(cmd)
@@ -132,6 +131,20 @@ func (e *testEnv) startDaemon() {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// stateDir is the daemon's state directory.
+func (e *testEnv) stateDir() string { return filepath.Join(e.dir, "state") }
+
+// restartDaemon stops the daemon with SIGTERM, failing the test unless it
+// exits cleanly, and starts another with the same state directory.
+func (e *testEnv) restartDaemon() {
+	e.t.Helper()
+	if err := e.stopDaemon(); err != nil {
+		e.t.Fatalf("stop tapswitchd: %v", err)
+	}
+	e.stopped, e.stopErr = false, nil
+	e.startDaemon()
 }
 
 // stopDaemon sends SIGTERM to the daemon, waits for it to exit (killing
@@ -189,6 +202,9 @@ func (e *testEnv) cleanup() {
 		if out, err := run("ip", "netns", "del", e.namespaces[i]); err != nil {
 			e.t.Errorf("ip netns del %s: %v\n%s", e.namespaces[i], err, out)
 		}
+		// The daemon removes the resolv.conf it wrote; this is for a
+		// daemon that failed to.
+		os.RemoveAll(filepath.Join(netnsEtcDir, e.namespaces[i]))
 	}
 	os.RemoveAll(e.dir)
 }
@@ -247,6 +263,9 @@ func run(name string, args ...string) (string, error) {
 func nsRun(ns string, args ...string) (string, error) {
 	return run("ip", append([]string{"netns", "exec", ns}, args...)...)
 }
+
+// netnsEtcDir holds the files `ip netns exec` bind-mounts over /etc.
+const netnsEtcDir = "/etc/netns"
 
 func nsPath(ns string) string {
 	return filepath.Join(namespace.RunDir, ns)

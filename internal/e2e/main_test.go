@@ -42,6 +42,12 @@ func runMain(m *testing.M) int {
 			return 1
 		}
 		binDir = dir
+		// The daemon makes /etc/netns for the resolv.conf of attached
+		// namespaces; leave the host as it was found. Remove takes an
+		// empty directory only, so nothing anyone else put there goes.
+		if _, err := os.Stat(netnsEtcDir); os.IsNotExist(err) {
+			defer os.Remove(netnsEtcDir)
+		}
 	}
 	return m.Run()
 }
