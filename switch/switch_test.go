@@ -375,3 +375,26 @@ func TestQueues(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+func TestRemoveNetwork(t *testing.T) {
+	r := newRig(t, "a")
+	if err := r.sw.RemoveNetwork("n"); !errors.Is(err, ErrNetworkInUse) {
+		t.Fatalf("RemoveNetwork(n) with a port = %v, want ErrNetworkInUse", err)
+	}
+	if err := r.sw.RemovePort(r.ports["a"]); err != nil {
+		t.Fatalf("RemovePort(a) = %v", err)
+	}
+	if err := r.sw.RemoveNetwork("n"); err != nil {
+		t.Fatalf("RemoveNetwork(n) when empty = %v", err)
+	}
+	if _, err := r.sw.Network("n"); !errors.Is(err, ErrNoNetwork) {
+		t.Fatalf("Network(n) after RemoveNetwork = %v, want ErrNoNetwork", err)
+	}
+	if err := r.sw.RemoveNetwork("n"); !errors.Is(err, ErrNoNetwork) {
+		t.Fatalf("second RemoveNetwork(n) = %v, want ErrNoNetwork", err)
+	}
+	// The name can be used again, with a fresh table.
+	if _, err := r.sw.CreateNetwork("n"); err != nil {
+		t.Fatalf("CreateNetwork(n) after RemoveNetwork = %v", err)
+	}
+}
