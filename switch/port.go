@@ -14,6 +14,15 @@ type Queue interface {
 	Write(b []byte) (int, error)
 }
 
+// PollQueue is a Queue the switch can wait on with epoll, together with
+// the same queue number of every other port (see worker_linux.go). Fd is
+// for waiting only; TryRead returns 0 at once when nothing is queued.
+type PollQueue interface {
+	Queue
+	Fd() int
+	TryRead(b []byte) (int, error)
+}
+
 // Device is what a port reads frames from and writes frames to: one or
 // more queues, each read by a loop of its own. Close must make blocked
 // Reads return.
@@ -107,6 +116,9 @@ type Port struct {
 	// their receive counters, one loop each.
 	txq []Queue
 	rx  []*rxq
+	// slots are the port's queues as the workers serve them, when the
+	// device's queues can be polled; otherwise each queue has a loop.
+	slots []*slot
 
 	c counters
 

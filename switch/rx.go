@@ -1,14 +1,16 @@
 package vswitch
 
-// The path a frame takes, all on the ingress port's own goroutine:
+// The path a frame takes, all on one thread: the worker of its queue
+// number (worker_linux.go), which waits on that queue of every port with
+// epoll, or, for devices that cannot be polled, the queue's own loop:
 //
-//	dev.Read(buf) ──▶ [vnet hdr | dst | src | ...]
+//	queue.Read(buf) ──▶ [vnet hdr | dst | src | ...]
 //	                        │
 //	                        ├─ fdb.Learn(src, in)           refresh is one atomic store, or none
 //	                        ├─ dst unicast and learned ──▶ out.dev.Write(buf)   (whole buffer, header included)
 //	                        └─ broadcast, multicast, unknown ──▶ every other port's dev.Write(buf)
 //
-// The buffer is the loop's own, allocated once; nothing on this path
+// The buffer is the worker's own, allocated once; nothing on this path
 // allocates, locks, or copies the frame in userspace.
 
 import (
@@ -32,7 +34,7 @@ const ethHdrLen = 14
 const bufSize = HdrLen + 65536 + 1024
 
 // rxLoop reads frames from queue qi of the port until its device is
-// closed.
+// closed; it serves devices whose queues cannot be polled.
 func (p *Port) rxLoop(qi int) {
 	r := p.rx[qi]
 	buf := make([]byte, bufSize)

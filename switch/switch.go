@@ -47,6 +47,9 @@ type Switch struct {
 	nextID   uint32
 	closed   bool
 
+	// workers[i] serves queue i of every pollable port; made on demand.
+	workers []*worker
+
 	stopAger chan struct{}
 	agerDone chan struct{}
 }
@@ -185,10 +188,34 @@ func (s *Switch) AddPort(network, name string, dev Device, info PortInfo) (*Port
 	for _, q := range p.txq {
 		p.rx = append(p.rx, &rxq{q: q})
 	}
+	if err := s.serveLocked(p); err != nil {
+		return fail(fmt.Errorf("port %q: %w", name, err))
+	}
 	s.ports[name] = p
 	old := *n.ports.Load()
 	next := append(slices.Clip(old), p)
 	n.ports.Store(&next)
+	s.log.Info("port attached", "port", name, "id", p.id, "network", network, "netns", info.Netns, "ifname", info.Ifname, "mac", info.MAC.String())
+	return p, nil
+}
+
+// serveLocked starts reading p's queues: through the workers when every
+// queue can be polled, else with a loop per queue.
+func (s *Switch) serveLocked(p *Port) error {
+	pollable := make([]PollQueue, 0, len(p.txq))
+	for _, q := range p.txq {
+		if pq, ok := q.(PollQueue); ok {
+			pollable = append(pollable, pq)
+		}
+	}
+	if len(pollable) == len(p.txq) {
+		err := s.addToWorkersLocked(p, pollable)
+		if err == nil {
+			close(p.done)
+			return nil
+		}
+		s.log.Warn("queues cannot be polled together; reading each with its own loop", "port", p.name, "err", err)
+	}
 	var wg sync.WaitGroup
 	for i := range p.rx {
 		wg.Go(func() { p.rxLoop(i) })
@@ -197,8 +224,35 @@ func (s *Switch) AddPort(network, name string, dev Device, info PortInfo) (*Port
 		wg.Wait()
 		close(p.done)
 	}()
-	s.log.Info("port attached", "port", name, "id", p.id, "network", network, "netns", info.Netns, "ifname", info.Ifname, "mac", info.MAC.String())
-	return p, nil
+	return nil
+}
+
+func (s *Switch) addToWorkersLocked(p *Port, qs []PollQueue) error {
+	for len(s.workers) < len(qs) {
+		w, err := newWorker()
+		if err != nil {
+			return err
+		}
+		s.workers = append(s.workers, w)
+	}
+	for i, q := range qs {
+		sl, err := s.workers[i].add(p, i, q)
+		if err != nil {
+			s.removeFromWorkers(p)
+			return err
+		}
+		p.slots = append(p.slots, sl)
+	}
+	return nil
+}
+
+// removeFromWorkers stops the workers serving p; when it returns no
+// worker touches p any more.
+func (s *Switch) removeFromWorkers(p *Port) {
+	for _, sl := range p.slots {
+		sl.w.remove(sl)
+	}
+	p.slots = nil
 }
 
 // Port finds a port by name, or by id in decimal.
@@ -262,6 +316,9 @@ func (s *Switch) unlinkLocked(p *Port) {
 // stopPort closes the device, waits for the loop to end, then forgets
 // the port's MACs: after the loop has ended nothing can learn them again.
 func (s *Switch) stopPort(p *Port) {
+	if p.slots != nil {
+		s.removeFromWorkers(p)
+	}
 	p.dev.Close()
 	<-p.done
 	k := p.net.fdb.FlushPort(p)
@@ -310,6 +367,9 @@ func (s *Switch) Close() {
 		wg.Go(func() { s.stopPort(p) })
 	}
 	wg.Wait()
+	for _, w := range s.workers {
+		w.close()
+	}
 	close(s.stopAger)
 	<-s.agerDone
 }

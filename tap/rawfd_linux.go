@@ -120,3 +120,24 @@ func (r *rawFD) closeFDs() error {
 	unix.Close(r.wake)
 	return unix.Close(r.fd)
 }
+
+// Fd is the descriptor, for a poller to wait on. Reads and writes must
+// still go through the rawFD, which guards the descriptor against reuse.
+func (r *rawFD) Fd() int { return r.fd }
+
+// TryRead reads one frame if one is queued and returns 0 at once if
+// none is, for a poller that waits on many queues itself.
+func (r *rawFD) TryRead(b []byte) (int, error) {
+	if !r.acquire() {
+		return 0, os.ErrClosed
+	}
+	n, err := unix.Read(r.fd, b)
+	r.release()
+	switch err {
+	case nil:
+		return n, nil
+	case unix.EAGAIN, unix.EINTR:
+		return 0, nil
+	}
+	return 0, os.NewSyscallError("read", err)
+}

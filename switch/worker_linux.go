@@ -1,0 +1,189 @@
+package vswitch
+
+import (
+	"errors"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// A worker serves queue number i of every port: it waits on all of them
+// at once with epoll and forwards what arrives. The kernel sends a flow's
+// replies out on the queue the flow was written on, and a frame is written
+// on the queue numbered like the one it came in on, so both directions
+// of a flow (a TCP stream and its ACKs) land on one worker: the thread
+// that wrote a frame reads the answer, where a loop per port would have a
+// second thread woken, often on the other CPU, for every reply.
+
+// burst bounds the frames a worker reads from one queue before it looks
+// at the others, so one busy port cannot starve the rest.
+const burst = 64
+
+type worker struct {
+	epfd int
+	stop int // eventfd that ends the loop
+
+	// slots maps epoll data to queues; replaced whole under mu.
+	slots atomic.Pointer[[]*slot]
+	// seq is odd while the worker handles events and even while it waits
+	// in epoll_wait; remove waits for a handling pass to end.
+	seq atomic.Uint64
+
+	mu   sync.Mutex
+	free []int
+
+	done chan struct{}
+}
+
+// slot is one queue of a port as a worker sees it.
+type slot struct {
+	w    *worker
+	port *Port
+	qi   int
+	q    PollQueue
+}
+
+// stopData is the epoll data of the stop eventfd.
+const stopData = ^uint64(0)
+
+func newWorker() (*worker, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	stop, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, os.NewSyscallError("eventfd", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	setData(&ev, stopData)
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, stop, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(stop)
+		return nil, os.NewSyscallError("epoll_ctl", err)
+	}
+	w := &worker{epfd: epfd, stop: stop, done: make(chan struct{})}
+	w.slots.Store(&[]*slot{})
+	go w.run()
+	return w, nil
+}
+
+func setData(ev *unix.EpollEvent, d uint64) {
+	ev.Fd = int32(uint32(d))
+	ev.Pad = int32(uint32(d >> 32))
+}
+
+func getData(ev *unix.EpollEvent) uint64 {
+	return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+}
+
+// add starts serving q, queue qi of p.
+func (w *worker) add(p *Port, qi int, q PollQueue) (*slot, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := &slot{w: w, port: p, qi: qi, q: q}
+	old := *w.slots.Load()
+	var idx int
+	next := append([]*slot(nil), old...)
+	if n := len(w.free); n > 0 {
+		idx, w.free = w.free[n-1], w.free[:n-1]
+		next[idx] = s
+	} else {
+		idx = len(next)
+		next = append(next, s)
+	}
+	w.slots.Store(&next)
+	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	setData(&ev, uint64(idx))
+	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, q.Fd(), &ev); err != nil {
+		next[idx] = nil
+		w.free = append(w.free, idx)
+		return nil, os.NewSyscallError("epoll_ctl", err)
+	}
+	return s, nil
+}
+
+// remove stops serving s; when it returns, the worker no longer touches
+// s's port.
+func (w *worker) remove(s *slot) {
+	w.mu.Lock()
+	unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, s.q.Fd(), nil)
+	old := *w.slots.Load()
+	next := append([]*slot(nil), old...)
+	for i, x := range next {
+		if x == s {
+			next[i] = nil
+			w.free = append(w.free, i)
+		}
+	}
+	w.slots.Store(&next)
+	w.mu.Unlock()
+	// A pass that began before the swap may still hold s; wait it out.
+	if seq := w.seq.Load(); seq%2 == 1 {
+		for w.seq.Load() == seq {
+			time.Sleep(20 * time.Microsecond)
+		}
+	}
+}
+
+func (w *worker) close() {
+	var one [8]byte
+	one[0] = 1
+	unix.Write(w.stop, one[:])
+	<-w.done
+	unix.Close(w.epfd)
+	unix.Close(w.stop)
+}
+
+func (w *worker) run() {
+	defer close(w.done)
+	buf := make([]byte, bufSize)
+	events := make([]unix.EpollEvent, 64)
+	for {
+		n, err := unix.EpollWait(w.epfd, events, -1)
+		if err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			return
+		}
+		w.seq.Add(1)
+		slots := *w.slots.Load()
+		for i := range n {
+			d := getData(&events[i])
+			if d == stopData {
+				w.seq.Add(1)
+				return
+			}
+			if d >= uint64(len(slots)) || slots[d] == nil {
+				continue
+			}
+			w.serve(slots[d], buf)
+		}
+		w.seq.Add(1)
+	}
+}
+
+// serve forwards up to burst frames queued on s. Epoll is level
+// triggered, so frames left over bring the worker back.
+func (w *worker) serve(s *slot, buf []byte) {
+	p := s.port
+	for range burst {
+		n, err := s.q.TryRead(buf)
+		if err != nil {
+			if !errors.Is(err, os.ErrClosed) {
+				p.drop(DropRxError)
+				p.net.sw.portFailed(p, err)
+			}
+			return
+		}
+		if n == 0 {
+			return
+		}
+		p.net.forward(p, s.qi, buf[:n])
+	}
+}

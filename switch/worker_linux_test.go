@@ -1,0 +1,145 @@
+package vswitch
+
+import (
+	"bytes"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tapswitch/tapswitch/fdb"
+)
+
+// seqpacketQueue is a PollQueue over one end of a SOCK_SEQPACKET pair,
+// which keeps frame boundaries like a TAP queue; the test plays the
+// kernel on the other end.
+type seqpacketQueue struct {
+	fd     int
+	closed atomic.Bool
+}
+
+func (q *seqpacketQueue) Fd() int { return q.fd }
+func (q *seqpacketQueue) TryRead(b []byte) (int, error) {
+	if q.closed.Load() {
+		return 0, os.ErrClosed
+	}
+	n, err := unix.Read(q.fd, b)
+	if err == unix.EAGAIN {
+		return 0, nil
+	}
+	return n, err
+}
+func (q *seqpacketQueue) Read(b []byte) (int, error) { panic("a polled queue is not read by a loop") }
+func (q *seqpacketQueue) Write(b []byte) (int, error) {
+	if q.closed.Load() {
+		return 0, os.ErrClosed
+	}
+	return unix.Write(q.fd, b)
+}
+
+type seqpacketDev struct {
+	qs   []*seqpacketQueue
+	peer []int // the test's ends
+}
+
+func newSeqpacketDev(t *testing.T, queues int) *seqpacketDev {
+	t.Helper()
+	d := &seqpacketDev{}
+	for range queues {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.qs = append(d.qs, &seqpacketQueue{fd: fds[0]})
+		d.peer = append(d.peer, fds[1])
+	}
+	t.Cleanup(func() {
+		for i := range d.qs {
+			unix.Close(d.qs[i].fd)
+			unix.Close(d.peer[i])
+		}
+	})
+	return d
+}
+
+func (d *seqpacketDev) Queues() []Queue {
+	out := make([]Queue, len(d.qs))
+	for i, q := range d.qs {
+		out[i] = q
+	}
+	return out
+}
+
+func (d *seqpacketDev) Close() error {
+	for _, q := range d.qs {
+		q.closed.Store(true)
+	}
+	return nil
+}
+
+// recv waits for a frame on the test's end of queue i.
+func (d *seqpacketDev) recv(t *testing.T, i int) []byte {
+	t.Helper()
+	buf := make([]byte, 70000)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		n, err := unix.Read(d.peer[i], buf)
+		if err == nil {
+			return buf[:n]
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return nil
+}
+
+func TestWorkersForward(t *testing.T) {
+	sw := New(Config{Logger: quietLogger()})
+	defer sw.Close()
+	if _, err := sw.CreateNetwork("n"); err != nil {
+		t.Fatal(err)
+	}
+	a, b := newSeqpacketDev(t, 2), newSeqpacketDev(t, 2)
+	pa, err := sw.AddPort("n", "a", a, PortInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sw.AddPort("n", "b", b, PortInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(pa.slots) != 2 {
+		t.Fatalf("port a served by %d workers, want 2 (one per queue)", len(pa.slots))
+	}
+	// A frame on queue 1 of a comes out on queue 1 of b.
+	f := frame(bcast, macA, "via worker")
+	unix.Write(a.peer[1], f)
+	if got := b.recv(t, 1); !bytes.Equal(got, f) {
+		t.Fatalf("b queue 1 got %x, want the frame from a queue 1", got)
+	}
+	// Detaching while frames keep coming must not race (run with -race)
+	// and must leave no entry for the port behind.
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		g := frame(bcast, macA, "flood")
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				unix.Write(a.peer[0], g)
+			}
+		}
+	}()
+	time.Sleep(10 * time.Millisecond)
+	if err := sw.RemovePort(pa); err != nil {
+		t.Fatalf("RemovePort(a) = %v", err)
+	}
+	close(stop)
+	<-done
+	if got := pa.net.fdb.Lookup(fdb.Key(mustMAC(macA))); got != nil {
+		t.Fatalf("after RemovePort(a), Lookup(%s) = port %s, want nil", macA, got.name)
+	}
+}

@@ -1,0 +1,15 @@
+//go:build !linux
+
+package vswitch
+
+import "errors"
+
+type worker struct{}
+
+type slot struct{ w *worker }
+
+func newWorker() (*worker, error) { return nil, errors.New("vswitch: pollers need Linux") }
+
+func (w *worker) add(*Port, int, PollQueue) (*slot, error) { return nil, errors.New("unreachable") }
+func (w *worker) remove(*slot)                             {}
+func (w *worker) close()                                   {}
