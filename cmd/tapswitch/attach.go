@@ -56,11 +56,7 @@ the port's address in the subnet, as docker run -p does.`,
 		if err != nil {
 			return err
 		}
-		if out.format == "json" {
-			return writeJSON(cmd.OutOrStdout(), p)
-		}
-		fmt.Fprintln(cmd.OutOrStdout(), p.Name)
-		return nil
+		return out.printNamed(cmd.OutOrStdout(), p, p.Name)
 	}
 	return cmd
 }

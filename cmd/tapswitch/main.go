@@ -73,6 +73,16 @@ func (o *output) check() error {
 	return fmt.Errorf("unknown output format %q: use %s", o.format, joinOr(o.allowed))
 }
 
+// printNamed writes what a command made: the whole object as JSON with
+// -o json, else only its name, for scripts to use.
+func (o *output) printNamed(w io.Writer, v any, name string) error {
+	if o.format == "json" {
+		return writeJSON(w, v)
+	}
+	_, err := fmt.Fprintln(w, name)
+	return err
+}
+
 func joinOr(s []string) string {
 	switch len(s) {
 	case 0:

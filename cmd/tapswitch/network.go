@@ -54,11 +54,7 @@ the network's DNS domain: a port "web" answers as web and web.NAME.`,
 		if err != nil {
 			return err
 		}
-		if out.format == "json" {
-			return writeJSON(cmd.OutOrStdout(), n)
-		}
-		fmt.Fprintln(cmd.OutOrStdout(), n.Name)
-		return nil
+		return out.printNamed(cmd.OutOrStdout(), n, n.Name)
 	}
 	return cmd
 }
@@ -200,11 +196,7 @@ gives one, and no default route: the namespace keeps the one it has.`,
 		if err != nil {
 			return err
 		}
-		if out.format == "json" {
-			return writeJSON(cmd.OutOrStdout(), p)
-		}
-		fmt.Fprintln(cmd.OutOrStdout(), p.Name)
-		return nil
+		return out.printNamed(cmd.OutOrStdout(), p, p.Name)
 	}
 	return cmd
 }
