@@ -1,4 +1,4 @@
-# tapswitch. Targets: build, test, bench, demo, fuzz, install, clean.
+# tapswitch. Targets: build, test, unit, bench, demo, fuzz, soak, install, clean.
 
 GO      ?= go
 BIN     := bin
@@ -13,7 +13,7 @@ FUZZTIME  ?= 10s
 # package that provides each.
 TOOLS := ip:iproute2 ping:iputils-ping iperf3:iperf3 sockperf:sockperf
 
-.PHONY: all build test unit bench demo fuzz deps install clean
+.PHONY: all build test unit bench demo fuzz soak deps install clean
 
 all: build
 
@@ -59,12 +59,20 @@ bench: deps build
 demo: deps build
 	$(GO) run ./bench -demo -tapswitchd $(BIN)/tapswitchd -tapswitch $(BIN)/tapswitch
 
-# fuzz runs every fuzz target for FUZZTIME each.
+# fuzz runs every fuzz target for FUZZTIME each. Targets are found in
+# the sources, so no test binary (nor the integration tests' set-up) runs
+# just to list them.
 fuzz:
-	@for pkg in $$($(GO) list ./...); do \
-		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-			echo "$$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	@grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u | while read -r dir; do \
+		for f in $$(grep -h '^func Fuzz' $$dir/*_test.go | sed 's/^func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+			echo "fuzz $$dir $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$dir || exit 1; \
 		done; done
+
+# soak runs the fault tests at full size: 1,000 attach/detach cycles
+# under traffic, and the restart tests with longer transfers.
+soak:
+	@$(MAKE) --no-print-directory deps
+	TAPSWITCH_SOAK=1 $(GO) test -race -count=1 -timeout 90m -v -run 'Churn|Restart|MACFlood|Fairness' ./internal/e2e
 
 install: build
 	install -m 0755 $(BIN)/tapswitchd $(BIN)/tapswitch $(PREFIX)/bin/
