@@ -21,6 +21,10 @@ import (
 //   - churn: a stream of new addresses on port F, removed by FlushPort(F),
 //     Delete and Expire, filling the table to its limit so that inserts,
 //     limit drops, tombstones and rebuilds all happen.
+//
+// Every port's entries are counted in a Quota; B's is bounded so that
+// moves to B are refused now and then. At the end each count must match
+// the entries on its port.
 func TestConcurrent(t *testing.T) {
 	const (
 		limit  = 256
@@ -33,7 +37,9 @@ func TestConcurrent(t *testing.T) {
 		d = 200 * time.Millisecond
 	}
 	pA, pB, pF := &testPort{"A"}, &testPort{"B"}, &testPort{"F"}
-	tbl := New[testPort](Config{Limit: limit, AgeingTime: ageing})
+	quotas := map[*testPort]*Quota{pA: {}, pB: {}, pF: {}}
+	quotas[pB].SetLimit(movers / 2)
+	tbl := NewWithQuota(Config{Limit: limit, AgeingTime: ageing}, func(p *testPort) *Quota { return quotas[p] })
 	// The clock moves between start-ageing and start+ageing-1s, so the
 	// fixed group (seen at start) never ages, while churn learned at the
 	// low end does when Expire runs at the high end.
@@ -163,9 +169,21 @@ func TestConcurrent(t *testing.T) {
 			t.Fatalf("entry %s on port %v, want A, B or F", FormatMAC(e.MAC), e.Port)
 		}
 	}
+	per := map[*testPort]int{}
+	for _, e := range entries {
+		per[e.Port]++
+	}
+	for p, q := range quotas {
+		if got := q.Len(); got != per[p] {
+			t.Errorf("Quota of %s: Len() = %d, want %d entries on the port", p.name, got, per[p])
+		}
+	}
+	if per[pB] > movers/2 {
+		t.Errorf("%d entries on B, above its quota %d", per[pB], movers/2)
+	}
 	st := tbl.Stats()
 	t.Logf("%d entries, stats %+v", len(entries), st)
-	if st.Rebuilds == 0 || st.LimitDrops == 0 || st.Moves == 0 || st.Expired == 0 {
+	if st.Rebuilds == 0 || st.LimitDrops == 0 || st.Moves == 0 || st.Expired == 0 || st.PortLimitDrops == 0 {
 		t.Errorf("the run did not reach every path: Stats() = %+v", st)
 	}
 }

@@ -25,10 +25,18 @@
 // A Table holds at most Limit entries (DefaultLimit unless configured).
 // When it is full, a new MAC is not learned: Learn returns LimitReached and
 // the LimitDrops counter grows. Known MACs keep working: they are found,
-// refreshed and moved as usual. Frames to an unlearned destination are
-// flooded by the switch, which is the safe behaviour: the network stays
-// correct, only less efficient, and nothing that was learned is pushed out
-// by a newcomer. Room comes back when entries age out or are flushed.
+// refreshed and moved as usual, and nothing that was learned is pushed out
+// by a newcomer. Room comes back when entries age out or are flushed. The
+// switch drops a frame whose source cannot be learned, so a flood of made-up
+// source addresses is neither learned nor flooded onwards.
+//
+// A table made by NewWithQuota also bounds each port: it counts every
+// port's entries in a Quota the port holds, across inserts, moves,
+// ageing, Delete, FlushPort and Flush, and refuses a MAC new to a port
+// whose Quota is used up (PortLimitReached), whether the MAC is unknown or
+// known on another port. One port can so fill at most its share of the
+// table. The Quota is touched on inserts, moves and removals only, never
+// by a refresh or a Lookup.
 //
 // # Ageing
 //

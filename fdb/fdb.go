@@ -59,8 +59,11 @@ const (
 	// Moved: the MAC was known on another port and now points to this one.
 	Moved
 	// LimitReached: the MAC was new and the table is full; it was not
-	// learned, and frames to it will be flooded.
+	// learned.
 	LimitReached
+	// PortLimitReached: the MAC was new to this port (unknown, or known on
+	// another port) and the port's Quota is used up; nothing changed.
+	PortLimitReached
 )
 
 func (r Result) String() string {
@@ -73,6 +76,8 @@ func (r Result) String() string {
 		return "moved"
 	case LimitReached:
 		return "limit-reached"
+	case PortLimitReached:
+		return "port-limit-reached"
 	}
 	return "Result(" + strconv.Itoa(int(r)) + ")"
 }
@@ -91,6 +96,9 @@ type Stats struct {
 	LimitDrops uint64 // new MACs not learned because the table was full
 	Expired    uint64 // entries removed by ageing
 	Rebuilds   uint64 // probe arrays rebuilt to shed tombstones
+	// PortLimitDrops counts MACs not learned, or not moved, because their
+	// port's Quota was used up.
+	PortLimitDrops uint64
 }
 
 // entry is shared by every probe array it has been placed in, so a
@@ -174,12 +182,16 @@ type Table[P any] struct {
 	clock  atomic.Int64 // Unix nanoseconds of the last Tick
 	limit  int64
 	ageing int64 // nanoseconds
-	_      [cacheLine]byte
+	// quota returns a port's Quota, or nil for a port without one; nil
+	// when the table counts no port's entries. Set once by NewWithQuota.
+	quota func(*P) *Quota
+	_     [cacheLine]byte
 
 	// Written by lock-free learners, away from the read-mostly line above.
-	moves      atomic.Uint64
-	limitDrops atomic.Uint64
-	_          [cacheLine]byte
+	moves          atomic.Uint64
+	limitDrops     atomic.Uint64
+	portLimitDrops atomic.Uint64
+	_              [cacheLine]byte
 
 	// mu serialises inserts and removals; readers never take it.
 	mu sync.Mutex
@@ -219,6 +231,26 @@ func New[P any](cfg Config) *Table[P] {
 	return t
 }
 
+// NewWithQuota returns an empty table like New that also counts each
+// port's entries in the Quota quota returns for it, and keeps a port from
+// gaining entries beyond that Quota's limit. quota is called on inserts,
+// moves and removals, never on a refresh or a Lookup, and may return nil
+// for a port whose entries are neither counted nor bounded. It must return
+// the same Quota for a port for as long as the port has entries.
+func NewWithQuota[P any](cfg Config, quota func(*P) *Quota) *Table[P] {
+	t := New[P](cfg)
+	t.quota = quota
+	return t
+}
+
+// quotaOf returns p's Quota, or nil.
+func (t *Table[P]) quotaOf(p *P) *Quota {
+	if t.quota == nil || p == nil {
+		return nil
+	}
+	return t.quota(p)
+}
+
 // slotsFor sizes the array to at least twice the limit, a power of two:
 // a full table is then at most half loaded, where linear probing averages
 // about 1.5 probes on a hit and 2.5 on a miss.
@@ -245,7 +277,8 @@ func (t *Table[P]) Lookup(mac uint64) *P {
 // the same port stores the last-seen time only if the clock moved since,
 // and a move to another port is one compare-and-swap. A new MAC is
 // inserted under the table's mutex, unless the table is full, in which case
-// it is dropped and LimitReached returned.
+// it is dropped and LimitReached returned. A MAC new to port, inserted or
+// moved, is refused with PortLimitReached when port's Quota is used up.
 func (t *Table[P]) Learn(mac uint64, port *P) Result {
 	if port == nil {
 		panic("fdb: Learn with a nil port")
@@ -274,11 +307,21 @@ func (t *Table[P]) update(e *entry[P], port *P) (Result, bool) {
 			return Refreshed, true
 		case old == nil:
 			return 0, false
-		case e.port.CompareAndSwap(old, port):
+		}
+		// The entry is taken from the quota before the swap, so that
+		// concurrent moves to one port cannot together pass its limit.
+		q := t.quotaOf(port)
+		if q.full() || !q.take() {
+			t.portLimitDrops.Add(1)
+			return PortLimitReached, true
+		}
+		if e.port.CompareAndSwap(old, port) {
+			t.quotaOf(old).give()
 			e.seen.Store(t.clock.Load())
 			t.moves.Add(1)
 			return Moved, true
 		}
+		q.give()
 		// Another port won the entry between Load and CompareAndSwap;
 		// look again so the result describes what this call did.
 	}
@@ -287,6 +330,12 @@ func (t *Table[P]) update(e *entry[P], port *P) (Result, bool) {
 func (t *Table[P]) insert(mac uint64, port *P) Result {
 	// Checked before mu so that a flood of new source addresses at the
 	// limit costs each rx loop one atomic add, not a fight over the lock.
+	// The port's own limit goes first: it names the port that floods.
+	q := t.quotaOf(port)
+	if q.full() {
+		t.portLimitDrops.Add(1)
+		return PortLimitReached
+	}
 	if t.live.Load() >= t.limit {
 		t.limitDrops.Add(1)
 		return LimitReached
@@ -318,6 +367,12 @@ func (t *Table[P]) insert(mac uint64, port *P) Result {
 	if t.live.Load() >= t.limit {
 		t.limitDrops.Add(1)
 		return LimitReached
+	}
+	// Moves to port do not take mu, so the quota may have filled since
+	// the check above; take settles it.
+	if !q.take() {
+		t.portLimitDrops.Add(1)
+		return PortLimitReached
 	}
 	if free < 0 {
 		if t.used >= a.maxUsed {
@@ -369,7 +424,11 @@ func (t *Table[P]) rebuild() *slotArray[P] {
 // remove takes the entry in slot i of a out of the table. Called with mu
 // held, a being the current array.
 func (t *Table[P]) remove(a *slotArray[P], i uint64) {
-	a.s[i].Load().port.Store(nil)
+	// Swap, not Store: a lock-free move may repoint the entry up to this
+	// instant, and the port it ends on is the one whose count drops.
+	if old := a.s[i].Load().port.Swap(nil); old != nil {
+		t.quotaOf(old).give()
+	}
 	t.live.Add(-1)
 	if a.s[(i+1)&a.mask].Load() != nil {
 		// A later slot may belong to a probe that passed through i, so i
@@ -451,7 +510,15 @@ func (t *Table[P]) FlushPort(port *P) int {
 	if port == nil {
 		return 0
 	}
-	return t.removeIf(func(e *entry[P]) bool { return e.port.CompareAndSwap(port, nil) })
+	q := t.quotaOf(port)
+	return t.removeIf(func(e *entry[P]) bool {
+		if !e.port.CompareAndSwap(port, nil) {
+			return false
+		}
+		// remove finds the port already nil and gives nothing back.
+		q.give()
+		return true
+	})
 }
 
 // Flush removes every entry and returns how many it removed.
@@ -499,10 +566,11 @@ func (t *Table[P]) Entries() []Entry[P] {
 // Stats returns the table's counters.
 func (t *Table[P]) Stats() Stats {
 	return Stats{
-		Learned:    t.learned.Load(),
-		Moves:      t.moves.Load(),
-		LimitDrops: t.limitDrops.Load(),
-		Expired:    t.expired.Load(),
-		Rebuilds:   t.rebuilds.Load(),
+		Learned:        t.learned.Load(),
+		Moves:          t.moves.Load(),
+		LimitDrops:     t.limitDrops.Load(),
+		Expired:        t.expired.Load(),
+		Rebuilds:       t.rebuilds.Load(),
+		PortLimitDrops: t.portLimitDrops.Load(),
 	}
 }

@@ -525,6 +525,7 @@ func TestResultString(t *testing.T) {
 		{Learned, "learned"},
 		{Moved, "moved"},
 		{LimitReached, "limit-reached"},
+		{PortLimitReached, "port-limit-reached"},
 		{Result(200), "Result(200)"},
 	}
 	for _, tt := range tests {
@@ -680,6 +681,10 @@ func TestZeroAllocs(t *testing.T) {
 	}
 	full := New[testPort](Config{Limit: 1})
 	full.Learn(mac(0), portA)
+	var q Quota
+	q.SetLimit(1)
+	portFull := NewWithQuota(Config{}, func(*testPort) *Quota { return &q })
+	portFull.Learn(mac(0), portA)
 	var sink *testPort
 	n := 0
 	tests := []struct {
@@ -696,6 +701,7 @@ func TestZeroAllocs(t *testing.T) {
 		}},
 		// A MAC flood at the limit must not cost memory either.
 		{"Learn new at limit", func() { full.Learn(mac(2000+n%1024), portA); n++ }},
+		{"Learn new at port limit", func() { portFull.Learn(mac(2000+n%1024), portA); n++ }},
 		{"Learn move", func() {
 			p := portA
 			if n&1 == 0 {

@@ -18,13 +18,17 @@ type modelEntry struct {
 // table keep probe runs colliding, tombstones accumulating and the limit
 // in reach.
 //
-// Program: byte 0 picks the limit (1-8); then each pair of bytes is an
-// operation and its argument.
+// Program: byte 0 picks the limit (1-8, its low three bits) and each
+// port's Quota limit (none or 1-3, the next two bits); then each pair of
+// bytes is an operation and its argument.
 func FuzzTable(f *testing.F) {
 	f.Add([]byte{3, 0, 1, 0, 2, 1, 1, 2, 1})
 	f.Add([]byte{1, 0, 0, 0, 17, 3, 0, 0, 17, 2, 0})
 	f.Add([]byte{8, 0, 0, 0, 1, 0, 2, 0, 3, 5, 3, 0, 4, 6, 7, 1, 4, 2, 0})
 	f.Add([]byte{2, 0, 5, 0, 6, 0, 7, 4, 1, 0, 7, 3, 6, 6, 0, 7, 0})
+	// Per-port limits of 1 and 2, with moves between the ports.
+	f.Add([]byte{8 + 7, 0, 0, 0, 1, 0, 24, 0, 25, 1, 48, 4, 0, 0, 24, 6, 7, 0, 2})
+	f.Add([]byte{16 + 5, 0, 0, 0, 1, 0, 2, 0, 24, 0, 25, 0, 3, 3, 0, 0, 1, 4, 24})
 
 	const (
 		ageing = 4 * time.Second
@@ -47,11 +51,26 @@ func FuzzTable(f *testing.F) {
 			return
 		}
 		limit := 1 + int(prog[0]%8)
+		portLimit := int(prog[0] / 8 % 4)
 		prog = prog[1:]
-		tbl := New[testPort](Config{Limit: limit, AgeingTime: ageing})
+		quotas := make(map[*testPort]*Quota)
+		for _, p := range ports {
+			quotas[p] = &Quota{}
+			quotas[p].SetLimit(portLimit)
+		}
+		tbl := NewWithQuota(Config{Limit: limit, AgeingTime: ageing}, func(p *testPort) *Quota { return quotas[p] })
 		now := t0
 		tbl.Tick(now)
 		model := make(map[uint64]modelEntry)
+		onPort := func(pi int) int {
+			n := 0
+			for _, e := range model {
+				if e.port == pi {
+					n++
+				}
+			}
+			return n
+		}
 
 		for pc := 0; pc+1 < len(prog); pc += 2 {
 			op, arg := prog[pc]%8, int(prog[pc+1])
@@ -65,12 +84,14 @@ func FuzzTable(f *testing.F) {
 				switch {
 				case ok && cur.port == pi:
 					want = Refreshed
+				case portLimit > 0 && onPort(pi) >= portLimit:
+					want = PortLimitReached
 				case ok:
 					want = Moved
 				case len(model) >= limit:
 					want = LimitReached
 				}
-				if want != LimitReached {
+				if want != LimitReached && want != PortLimitReached {
 					model[m] = modelEntry{pi, now}
 				}
 				if got := tbl.Learn(m, p); got != want {
@@ -125,6 +146,11 @@ func FuzzTable(f *testing.F) {
 			}
 			if got := tbl.Len(); got != len(model) {
 				t.Fatalf("op %d: Len() = %d, want %d", pc/2, got, len(model))
+			}
+			for pi, p := range ports {
+				if got, want := quotas[p].Len(), onPort(pi); got != want {
+					t.Fatalf("op %d: Quota of %v: Len() = %d, want %d", pc/2, p, got, want)
+				}
 			}
 		}
 

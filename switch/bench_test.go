@@ -5,6 +5,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/google/gopacket/layers"
+
+	"github.com/tapswitch/tapswitch/fdb"
 )
 
 // discardDev counts writes and blocks reads until closed, so a port's own
@@ -25,6 +29,8 @@ func (d *discardDev) Write(b []byte) (int, error) {
 func (d *discardDev) Queues() []Queue { return []Queue{d} }
 func (d *discardDev) Close() error    { d.once.Do(func() { close(d.closed) }); return nil }
 
+// benchSwitch makes a network of n ports with port security on, port i
+// described by testInfo(i).
 func benchSwitch(b *testing.B, n int) (*Network, []*Port) {
 	sw := New(Config{Logger: quietLogger()})
 	b.Cleanup(sw.Close)
@@ -34,7 +40,7 @@ func benchSwitch(b *testing.B, n int) (*Network, []*Port) {
 	}
 	ports := make([]*Port, n)
 	for i := range ports {
-		if ports[i], err = sw.AddPort("n", string(rune('a'+i)), newDiscardDev(), PortInfo{}); err != nil {
+		if ports[i], err = sw.AddPort("n", string(rune('a'+i)), newDiscardDev(), testInfo(i)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -92,18 +98,57 @@ func BenchmarkForwardParallel(b *testing.B) {
 }
 
 func TestForwardAllocatesNothing(t *testing.T) {
-	sw := New(Config{Logger: quietLogger()})
+	sw := New(Config{Logger: quietLogger(), FDB: fdb.Config{Limit: 4}})
 	defer sw.Close()
 	net, _ := sw.CreateNetwork("n")
-	a, _ := sw.AddPort("n", "a", newDiscardDev(), PortInfo{})
-	bp, _ := sw.AddPort("n", "b", newDiscardDev(), PortInfo{})
+	a, _ := sw.AddPort("n", "a", newDiscardDev(), testInfo(0))
+	bp, _ := sw.AddPort("n", "b", newDiscardDev(), testInfo(1))
+	open := testInfo(2)
+	open.NoSecurity, open.MACLimit = true, 1
+	c, _ := sw.AddPort("n", "c", newDiscardDev(), open)
 	net.forward(bp, 0, frame(bcast, macB, "learn"))
-	uni := frame(macB, macA, "payload")
-	flood := frame(bcast, macA, "payload")
-	for name, f := range map[string][]byte{"unicast": uni, "flood": flood} {
+	net.forward(c, 0, frame(bcast, macC, "learn"))
+	badVnet := frame(bcast, macA, "payload")
+	badVnet[1] = 2
+	frames := map[string][]byte{
+		"unicast":         frame(macB, macA, "payload"),
+		"flood":           frame(bcast, macA, "payload"),
+		"tcp4":            tcp4Frame(1514),
+		"tso4":            tcp4Frame(65000),
+		"na":              pkt(eth(macA, bcast, etIPv6), ip6(ip6A, "ff02::1", icmpv6), icmp6(136), na(ip6A, lla(optTgt, macA))),
+		"vlan arp":        pkt(eth(macA, bcast, etVLAN), vlan(10, etARP), arpPkt(1, macA, ipA, ipB)),
+		"drop src_mac":    frame(bcast, macB, "payload"),
+		"drop ip_spoof":   pkt(eth(macA, bcast, etIPv4), ip4(ipB, ipA, udp), &layers.UDP{}),
+		"drop nd_spoof":   pkt(eth(macA, bcast, etIPv6), ip6(ip6A, "ff02::1", icmpv6), icmp6(136), na(ip6B)),
+		"drop malformed":  bare(etIPv6),
+		"drop bad vnet":   badVnet,
+		"drop arp_spoof":  pkt(eth(macA, bcast, etARP), arpPkt(2, macA, ipB, ipA)),
+		"drop bad source": frame(bcast, bcast, "payload"),
+	}
+	for name, f := range frames {
 		if n := testing.AllocsPerRun(1000, func() { net.forward(a, 0, f) }); n != 0 {
 			t.Errorf("forward(%s) allocates %v times per frame, want 0", name, n)
 		}
+	}
+	// A MAC flood from c, at its limit, then with the table full.
+	flood := frame(bcast, macC, "payload")
+	i := 0
+	newSource := func() {
+		i++
+		flood[HdrLen+10], flood[HdrLen+11] = byte(i>>8), byte(i)
+		net.forward(c, 0, flood)
+	}
+	if n := testing.AllocsPerRun(1000, newSource); n != 0 {
+		t.Errorf("forward(new source at the port's limit) allocates %v times per frame, want 0", n)
+	}
+	c.SetMACLimit(-1)
+	newSource() // fills the table
+	if n := testing.AllocsPerRun(1000, newSource); n != 0 {
+		t.Errorf("forward(new source with the table full) allocates %v times per frame, want 0", n)
+	}
+	d := c.Counters().Drops
+	if d["mac_limit"] < 1000 || d["fdb_full"] < 1000 {
+		t.Fatalf("port c drops %v, want the flood dropped as mac_limit, then fdb_full", d)
 	}
 }
 
@@ -115,4 +160,57 @@ func sizeName(n int) string {
 		return "1514B"
 	}
 	return "64KiB"
+}
+
+// tcp4Frame builds a virtio header and an IPv4/TCP frame of size bytes
+// (Ethernet header included) from port 0 of benchSwitch to port 1. A
+// frame over the MTU gets the header of a TSO super-frame.
+func tcp4Frame(size int) []byte {
+	b := frame(macB, macA, string(make([]byte, size-ethHdrLen)))
+	f := b[HdrLen:]
+	f[12], f[13] = 0x08, 0x00
+	ip := f[ethHdrLen:]
+	ip[0] = 0x45
+	ip[2], ip[3] = byte((size-ethHdrLen)>>8), byte(size-ethHdrLen)
+	ip[8], ip[9] = 64, 6 // TTL, TCP
+	copy(ip[12:16], []byte{10, 0, 0, 1})
+	copy(ip[16:20], []byte{10, 0, 0, 2})
+	ip[32] = 5 << 4 // TCP data offset
+	if size > 1514 {
+		// NEEDS_CSUM, TCPv4 GSO, hdr_len 54, gso_size 1448, csum 34+16.
+		copy(b, []byte{1, 1, 54, 0, 0xa8, 0x05, 34, 0, 16, 0})
+	}
+	return b
+}
+
+// BenchmarkForwardTCP4 is BenchmarkForwardUnicast with IPv4/TCP frames,
+// so that port security parses the IPv4 header of every frame, and, for
+// 64 KiB, a TSO virtio header to validate.
+func BenchmarkForwardTCP4(b *testing.B) {
+	for _, secure := range []bool{true, false} {
+		for _, size := range []int{64, 1514, 65000} {
+			name := "security=on/" + sizeName(size)
+			if !secure {
+				name = "security=off/" + sizeName(size)
+			}
+			b.Run(name, func(b *testing.B) {
+				net, ports := benchSwitch(b, 2)
+				for _, p := range ports {
+					p.SetSecurity(secure)
+				}
+				net.forward(ports[1], 0, frame(bcast, macB, "learn"))
+				f := tcp4Frame(size)
+				net.forward(ports[0], 0, f)
+				if got := ports[1].Counters().TxFrames; got != 1 {
+					b.Fatalf("port b sent %d frames, want 1: %v", got, ports[0].Counters().Drops)
+				}
+				b.ReportAllocs()
+				b.SetBytes(int64(size))
+				b.ResetTimer()
+				for b.Loop() {
+					net.forward(ports[0], 0, f)
+				}
+			})
+		}
+	}
 }

@@ -10,4 +10,13 @@
 // forwarding path takes no lock. A Port wraps a Device (a TAP opened with
 // a virtio net header) and runs the loop that reads the device and
 // forwards each frame, whole, header included, to the ports it is for.
+//
+// Before a frame is learned from or forwarded, the switch checks its
+// virtio net header against the frame, and, with port security on (the
+// default), that the port sends only as itself: its MAC, and its IP
+// addresses in ARP, IPv4, IPv6 and Neighbor Discovery (security.go).
+// Learning is bounded per port (PortInfo.MACLimit) and per network
+// (fdb.Config.Limit); a frame from a source MAC that cannot be learned is
+// dropped rather than flooded. Every drop is counted per port by reason
+// (DropReason).
 package vswitch

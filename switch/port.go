@@ -1,9 +1,15 @@
 package vswitch
 
 import (
+	"bytes"
+	"fmt"
 	"net"
 	"net/netip"
+	"slices"
+	"sync"
 	"sync/atomic"
+
+	"github.com/tapswitch/tapswitch/fdb"
 )
 
 // Queue is one queue of a device. Each buffer starts with a virtio net
@@ -31,16 +37,40 @@ type Device interface {
 	Close() error
 }
 
-// PortInfo describes where a port lives. It is fixed at attach.
+// DefaultPortMACLimit is how many MACs a network learns behind one port
+// unless PortInfo.MACLimit says otherwise. A port with security on only
+// ever sends from its own MAC; the limit is for ports with security off,
+// such as a namespace holding a bridge of its own, and keeps any one of
+// them to an eighth of a default-sized table (fdb.DefaultLimit).
+const DefaultPortMACLimit = 1024
+
+// PortInfo describes a port: where it lives, fixed at attach, and what it
+// may send as, which SetAddresses, SetSecurity and SetMACLimit change
+// later (Port.Info reports the current values).
 type PortInfo struct {
 	// Netns is the namespace as the user gave it (name, pid:N or path).
 	Netns string
 	// NetnsPath is the resolved namespace file.
 	NetnsPath string
 	Ifname    string
-	MAC       net.HardwareAddr
-	IPs       []netip.Prefix
-	MTU       int
+	// MAC is the port's address. With port security on it is the only
+	// source MAC the port may send from, and AddPort refuses a MAC that
+	// is not a unicast Ethernet address.
+	MAC net.HardwareAddr
+	// IPs are the port's addresses; with port security on, the only
+	// source addresses it may send from (see security.go for the rules).
+	IPs []netip.Prefix
+	MTU int
+	// NoSecurity turns port security off, letting the port send from any
+	// source MAC and address: for a port that forwards others' traffic,
+	// such as a router or a gateway that routes between the network and
+	// the outside. The zero value leaves security on.
+	NoSecurity bool
+	// MACLimit is the most MACs the network learns behind the port; a
+	// frame from one more source MAC is dropped (mac_limit). 0 means
+	// DefaultPortMACLimit; less than 0 means only the network's table
+	// limit applies.
+	MACLimit int
 }
 
 // DropReason says why a frame was not forwarded.
@@ -60,16 +90,43 @@ const (
 	DropTxError
 	// DropRxError: reading from this port failed.
 	DropRxError
+	// DropBadVnetHdr: the virtio net header does not fit the frame or
+	// names an unknown GSO type (see validVnetHdr).
+	DropBadVnetHdr
+	// DropSrcMAC: port security; the source MAC is not the port's.
+	DropSrcMAC
+	// DropARPSpoof: port security; ARP sender not the port's MAC or IPv4.
+	DropARPSpoof
+	// DropIPSpoof: port security; IPv4 or IPv6 source not the port's.
+	DropIPSpoof
+	// DropNDSpoof: port security; a Neighbor Discovery message claims an
+	// address or a link-layer address that is not the port's.
+	DropNDSpoof
+	// DropMalformed: port security; an ARP, IPv4, IPv6, Neighbor Discovery
+	// or VLAN header too short or invalid to check.
+	DropMalformed
+	// DropMACLimit: a new source MAC from a port at its MACLimit.
+	DropMACLimit
+	// DropFDBFull: a new source MAC while the network's table is full.
+	DropFDBFull
 	numDropReasons
 )
 
 var dropNames = [numDropReasons]string{
-	DropRunt:      "runt",
-	DropOversize:  "oversize",
-	DropBadSource: "bad_source",
-	DropHairpin:   "hairpin",
-	DropTxError:   "tx_error",
-	DropRxError:   "rx_error",
+	DropRunt:       "runt",
+	DropOversize:   "oversize",
+	DropBadSource:  "bad_source",
+	DropHairpin:    "hairpin",
+	DropTxError:    "tx_error",
+	DropRxError:    "rx_error",
+	DropBadVnetHdr: "bad_vnet_hdr",
+	DropSrcMAC:     "src_mac",
+	DropARPSpoof:   "arp_spoof",
+	DropIPSpoof:    "ip_spoof",
+	DropNDSpoof:    "nd_spoof",
+	DropMalformed:  "malformed",
+	DropMACLimit:   "mac_limit",
+	DropFDBFull:    "fdb_full",
 }
 
 func (r DropReason) String() string {
@@ -107,20 +164,40 @@ type rxq struct {
 
 // Port is one device attached to a network.
 type Port struct {
-	id   uint32
-	name string
-	info PortInfo
-	net  *Network
-	dev  Device
+	// The fields every frame reads, from the port or to it, come first,
+	// in one 64-byte line, so sending to a port costs that line and its
+	// tx counters' only.
+	net *Network
 	// txq are the device's queues, written to; rx the same queues with
 	// their receive counters, one loop each.
 	txq []Queue
 	rx  []*rxq
+	// guard is what the port may send as, loaded once per frame by the
+	// forwarding path; nil while port security is off.
+	guard atomic.Pointer[identity]
+
+	id   uint32
+	name string
+	dev  Device
 	// slots are the port's queues as the workers serve them, when the
 	// device's queues can be polled; otherwise each queue has a loop.
 	slots []*slot
 
 	c counters
+
+	// macs counts and bounds the port's entries in its network's table;
+	// written only when the port gains or loses a MAC.
+	macs fdb.Quota
+
+	// mu serialises changes to info and ident; the forwarding path never
+	// takes it.
+	mu sync.Mutex
+	// info is the port's description, its MAC, IPs, NoSecurity and
+	// MACLimit kept current by the setters.
+	info PortInfo
+	// ident is the port's identity, published in guard while security
+	// is on.
+	ident *identity
 
 	// done is closed when every receive loop has returned.
 	done chan struct{}
@@ -132,8 +209,88 @@ func (p *Port) ID() uint32 { return p.id }
 // Name is the port's name, unique in the switch.
 func (p *Port) Name() string { return p.name }
 
-// Info says where the port lives.
-func (p *Port) Info() PortInfo { return p.info }
+// Info says where the port lives and what it may send as.
+func (p *Port) Info() PortInfo {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	info := p.info
+	info.MAC = bytes.Clone(info.MAC)
+	info.IPs = slices.Clone(info.IPs)
+	return info
+}
+
+// Security reports whether port security is on.
+func (p *Port) Security() bool { return p.guard.Load() != nil }
+
+// SetSecurity turns port security on or off; the next frame the port
+// sends is checked, or not, accordingly. A port without a MAC (attached
+// with NoSecurity and no PortInfo.MAC) sends nothing with security on
+// until SetAddresses gives it one.
+func (p *Port) SetSecurity(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.info.NoSecurity = !on
+	p.publishLocked()
+}
+
+// SetAddresses replaces the port's MAC and IP addresses, the identity
+// port security lets it send as, as when the daemon adds an address to
+// the port's interface. The next frame the port sends is checked against
+// them. mac must be a unicast Ethernet address (else ErrBadMAC) and every
+// prefix a valid unicast address (else ErrBadAddress); on error nothing
+// changes.
+func (p *Port) SetAddresses(mac net.HardwareAddr, ips []netip.Prefix) error {
+	if !isUnicastMAC(mac) {
+		return fmt.Errorf("port %q: MAC %q: %w", p.name, mac, ErrBadMAC)
+	}
+	id, err := newIdentity(mac, ips)
+	if err != nil {
+		return fmt.Errorf("port %q: %w", p.name, err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.info.MAC = bytes.Clone(mac)
+	p.info.IPs = slices.Clone(ips)
+	p.ident = id
+	p.publishLocked()
+	return nil
+}
+
+// publishLocked makes the forwarding path see p.ident, or no identity at
+// all when security is off.
+func (p *Port) publishLocked() {
+	if p.info.NoSecurity {
+		p.guard.Store(nil)
+		return
+	}
+	p.guard.Store(p.ident)
+}
+
+// MACs returns how many MACs the network has learned behind the port.
+func (p *Port) MACs() int { return p.macs.Len() }
+
+// MACLimit returns the most MACs the network learns behind the port.
+func (p *Port) MACLimit() int { return p.macs.Limit() }
+
+// SetMACLimit sets the most MACs the network learns behind the port, with
+// the meaning of PortInfo.MACLimit: 0 for DefaultPortMACLimit, less than
+// 0 for the network's table limit. Lowering it forgets no MAC; the port
+// learns no new one until it is back under the limit.
+func (p *Port) SetMACLimit(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.info.MACLimit = n
+	switch {
+	case n == 0:
+		n = DefaultPortMACLimit
+	case n < 0:
+		n = p.net.fdb.Limit()
+	}
+	p.macs.SetLimit(n)
+}
+
+// quota is the port's entry count for its network's table.
+func (p *Port) quota() *fdb.Quota { return &p.macs }
 
 // Network is the network the port belongs to.
 func (p *Port) Network() *Network { return p.net }

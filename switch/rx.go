@@ -6,14 +6,20 @@ package vswitch
 //
 //	queue.Read(buf) ──▶ [vnet hdr | dst | src | ...]
 //	                        │
-//	                        ├─ fdb.Learn(src, in)           refresh is one atomic store, or none
+//	                        ├─ runt, cut short, bad vnet header, bad source ──▶ drop
+//	                        ├─ port security (in.guard, one atomic load)  ──▶ drop if spoofed
+//	                        ├─ fdb.Learn(src, in)           refresh is one atomic store, or none;
+//	                        │                               a new MAC over a limit ──▶ drop
 //	                        ├─ dst unicast and learned ──▶ out.dev.Write(buf)   (whole buffer, header included)
 //	                        └─ broadcast, multicast, unknown ──▶ every other port's dev.Write(buf)
 //
 // The buffer is the worker's own, allocated once; nothing on this path
-// allocates, locks, or copies the frame in userspace.
+// allocates, locks, or copies the frame in userspace. A frame read is
+// counted either in rx or, dropped before that, under one drop reason;
+// only a hairpin drop counts in both.
 
 import (
+	"encoding/binary"
 	"errors"
 	"io"
 	"os"
@@ -63,6 +69,13 @@ func (n *Network) forward(in *Port, qi int, b []byte) {
 		in.drop(DropOversize)
 		return
 	}
+	// Flags, GSO type and header length all zero, the header of every
+	// frame the kernel neither segments nor leaves a checksum to, is
+	// valid whatever the rest; one load tells.
+	if binary.LittleEndian.Uint32(b) != 0 && !validVnetHdr(b) {
+		in.drop(DropBadVnetHdr)
+		return
+	}
 	frame := b[HdrLen:]
 	// A multicast source (group bit set) or the zero address is never a
 	// real station; learning it would poison the table.
@@ -71,10 +84,25 @@ func (n *Network) forward(in *Port, qi int, b []byte) {
 		in.drop(DropBadSource)
 		return
 	}
+	if id := in.guard.Load(); id != nil && !id.allows(src, frame) {
+		if why := id.check(src, frame); why != noDrop {
+			in.drop(why)
+			return
+		}
+	}
+	// A source that cannot be learned is dropped, not flooded: a flood of
+	// made-up source MACs would otherwise reach every port.
+	switch n.fdb.Learn(src, in) {
+	case fdb.LimitReached:
+		in.drop(DropFDBFull)
+		return
+	case fdb.PortLimitReached:
+		in.drop(DropMACLimit)
+		return
+	}
 	r := in.rx[qi]
 	r.rxFrames.Store(r.rxFrames.Load() + 1)
 	r.rxBytes.Store(r.rxBytes.Load() + uint64(len(frame)))
-	n.fdb.Learn(src, in)
 
 	if frame[0]&1 == 0 {
 		if out := n.fdb.Lookup(fdb.Key(frame[0:6])); out != nil {

@@ -1,6 +1,7 @@
 package vswitch
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -21,6 +22,12 @@ var (
 	ErrNoPort        = errors.New("no such port")
 	ErrPortExists    = errors.New("port already exists")
 	ErrClosed        = errors.New("switch is closed")
+	// ErrBadMAC: a port's MAC is not a unicast Ethernet address, which
+	// port security needs to know what the port may send as.
+	ErrBadMAC = errors.New("not a unicast Ethernet address")
+	// ErrBadAddress: a port's IP prefix is not valid, or its address is
+	// unspecified or multicast, which no port can be.
+	ErrBadAddress = errors.New("not a unicast IP address")
 )
 
 // Config tunes a Switch.
@@ -112,7 +119,7 @@ func (s *Switch) CreateNetwork(name string) (*Network, error) {
 	if _, ok := s.networks[name]; ok {
 		return nil, fmt.Errorf("network %q: %w", name, ErrNetworkExists)
 	}
-	n := &Network{name: name, sw: s, fdb: fdb.New[Port](s.cfg.FDB)}
+	n := &Network{name: name, sw: s, fdb: fdb.NewWithQuota(s.cfg.FDB, (*Port).quota)}
 	n.fdb.Tick(time.Now())
 	n.ports.Store(&[]*Port{})
 	s.networks[name] = n
@@ -162,6 +169,11 @@ func (s *Switch) Networks() []*Network {
 // AddPort attaches dev to the named network under name and starts
 // forwarding its frames. The switch owns dev from then on, and closes it
 // when the port is removed, even if AddPort fails.
+//
+// Port security is on unless info.NoSecurity is set, and then info.MAC
+// must be a unicast address (else ErrBadMAC). Prefixes in info.IPs that
+// are invalid or hold an unspecified or multicast address are refused
+// (ErrBadAddress).
 func (s *Switch) AddPort(network, name string, dev Device, info PortInfo) (*Port, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -179,8 +191,19 @@ func (s *Switch) AddPort(network, name string, dev Device, info PortInfo) (*Port
 	if _, ok := s.ports[name]; ok {
 		return fail(fmt.Errorf("port %q: %w", name, ErrPortExists))
 	}
+	if !info.NoSecurity && !isUnicastMAC(info.MAC) {
+		return fail(fmt.Errorf("port %q: MAC %q: %w; port security needs the port's own address, or set NoSecurity", name, info.MAC, ErrBadMAC))
+	}
+	id, err := newIdentity(info.MAC, info.IPs)
+	if err != nil {
+		return fail(fmt.Errorf("port %q: %w", name, err))
+	}
+	info.MAC = bytes.Clone(info.MAC)
+	info.IPs = slices.Clone(info.IPs)
 	s.nextID++
-	p := &Port{id: s.nextID, name: name, info: info, net: n, dev: dev, done: make(chan struct{})}
+	p := &Port{id: s.nextID, name: name, info: info, ident: id, net: n, dev: dev, done: make(chan struct{})}
+	p.publishLocked()
+	p.SetMACLimit(info.MACLimit)
 	p.txq = dev.Queues()
 	if len(p.txq) == 0 {
 		return fail(fmt.Errorf("port %q: device has no queues", name))
@@ -195,7 +218,8 @@ func (s *Switch) AddPort(network, name string, dev Device, info PortInfo) (*Port
 	old := *n.ports.Load()
 	next := append(slices.Clip(old), p)
 	n.ports.Store(&next)
-	s.log.Info("port attached", "port", name, "id", p.id, "network", network, "netns", info.Netns, "ifname", info.Ifname, "mac", info.MAC.String())
+	s.log.Info("port attached", "port", name, "id", p.id, "network", network, "netns", info.Netns, "ifname", info.Ifname, "mac", info.MAC.String(),
+		"security", !info.NoSecurity, "mac_limit", p.MACLimit())
 	return p, nil
 }
 

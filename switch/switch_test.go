@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"testing"
@@ -87,6 +88,19 @@ const (
 	bcast = "ff:ff:ff:ff:ff:ff"
 )
 
+// testInfo describes port i of a test with port security on: MAC
+// 02:00:00:00:00:0a+i (macA, macB, macC for the first three), addresses
+// 10.0.0.1+i/24 and fd00::1+i/64.
+func testInfo(i int) PortInfo {
+	return PortInfo{
+		MAC: net.HardwareAddr{2, 0, 0, 0, 0, byte(0x0a + i)},
+		IPs: []netip.Prefix{
+			netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(1 + i)}), 24),
+			netip.PrefixFrom(netip.AddrFrom16([16]byte{0: 0xfd, 15: byte(1 + i)}), 64),
+		},
+	}
+}
+
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 type rig struct {
@@ -111,10 +125,17 @@ func newRig(t testing.TB, names ...string) *rig {
 	return r
 }
 
+// add attaches a port with security off, so that tests of forwarding can
+// send from any MAC; security has tests of its own.
 func (r *rig) add(t testing.TB, network, name string) {
 	t.Helper()
+	r.addInfo(t, network, name, PortInfo{Ifname: "eth0", NoSecurity: true})
+}
+
+func (r *rig) addInfo(t testing.TB, network, name string, info PortInfo) {
+	t.Helper()
 	d := newFakeDev()
-	p, err := r.sw.AddPort(network, name, d, PortInfo{Ifname: "eth0"})
+	p, err := r.sw.AddPort(network, name, d, info)
 	if err != nil {
 		t.Fatalf("AddPort(%q, %q) = %v", network, name, err)
 	}
@@ -347,9 +368,9 @@ func TestQueues(t *testing.T) {
 	a := &mqDev{qs: []*fakeDev{newFakeDev(), newFakeDev()}}
 	b := &mqDev{qs: []*fakeDev{newFakeDev(), newFakeDev()}}
 	c := &mqDev{qs: []*fakeDev{newFakeDev()}}
-	pa, _ := sw.AddPort("n", "a", a, PortInfo{})
-	sw.AddPort("n", "b", b, PortInfo{})
-	sw.AddPort("n", "c", c, PortInfo{})
+	pa, _ := sw.AddPort("n", "a", a, PortInfo{MAC: mustMAC(macA)})
+	sw.AddPort("n", "b", b, PortInfo{MAC: mustMAC(macB)})
+	sw.AddPort("n", "c", c, PortInfo{MAC: mustMAC(macC)})
 
 	// A frame read on queue 1 of a goes out on queue 1 of b, and on the
 	// only queue of c.

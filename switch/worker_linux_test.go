@@ -101,11 +101,11 @@ func TestWorkersForward(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := newSeqpacketDev(t, 2), newSeqpacketDev(t, 2)
-	pa, err := sw.AddPort("n", "a", a, PortInfo{})
+	pa, err := sw.AddPort("n", "a", a, PortInfo{MAC: mustMAC(macA)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sw.AddPort("n", "b", b, PortInfo{}); err != nil {
+	if _, err := sw.AddPort("n", "b", b, PortInfo{MAC: mustMAC(macB)}); err != nil {
 		t.Fatal(err)
 	}
 	if len(pa.slots) != 2 {
