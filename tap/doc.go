@@ -10,7 +10,13 @@
 // That keeps a userspace switch at kernel-bridge speed, since it moves one
 // super-frame where it would otherwise move forty.
 //
-// Devices are not persistent: when the last file descriptor closes, the
-// kernel removes the interface from its namespace, so a crashed daemon
-// leaves nothing behind.
+// A device made without Config.Persist goes when its last file descriptor
+// closes. A persistent one (TUNSETPERSIST) stays in its namespace, with
+// its MAC, MTU, addresses and routes, when the process holding it exits
+// or dies: the namespace keeps its interface, frames sent meanwhile are
+// dropped as on a cable pulled out, and Open takes the device again,
+// which is how a restarted daemon resumes its ports without the
+// connections through them noticing more than a short loss. Close removes
+// a device either way; Release closes its descriptors and leaves a
+// persistent device in place for Open.
 package tap

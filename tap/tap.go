@@ -6,9 +6,11 @@ import (
 	"net/netip"
 )
 
-// Errors from Create.
+// Errors from Create and Open.
 var (
 	ErrExists      = errors.New("interface already exists")
+	ErrNotFound    = errors.New("no persistent TAP of that name")
+	ErrInUse       = errors.New("the TAP's queues are held by another process")
 	ErrUnsupported = errors.New("tap: not implemented on this operating system")
 )
 
@@ -23,7 +25,7 @@ const DefaultTxQueueLen = 1000
 // per queue beyond the number of CPUs only adds threads.
 const MaxQueues = 16
 
-// Config says how to create a TAP.
+// Config says how to create a TAP, or which one to open.
 type Config struct {
 	// Netns is the path of the network namespace file to create the
 	// device in (see namespace.Resolve). Empty means the caller's own
@@ -43,6 +45,16 @@ type Config struct {
 	Queues int
 	// Addrs are put on the interface, which is then set up.
 	Addrs []netip.Prefix
+	// Persist keeps the device in its namespace when its descriptors
+	// close (TUNSETPERSIST), for Open to take again; it is set once the
+	// device is fully configured, so a Create that fails or is cut short
+	// leaves nothing.
+	Persist bool
+	// Alias is put on the interface (IFLA_IFALIAS) to mark it as its
+	// maker's. Create replaces a persistent TAP of the same name and
+	// alias whose queues no process holds: one left by a maker that died
+	// before it could record it.
+	Alias string
 }
 
 // Queue is one queue of a TAP. Read and Write move one frame, preceded by
@@ -58,8 +70,15 @@ type Device interface {
 	// Queues are the device's queues, fixed at creation.
 	Queues() []Queue
 	// Close makes pending and later Reads and Writes fail with
-	// os.ErrClosed, then closes the queues, which removes the device.
+	// os.ErrClosed, then removes the device, persistent or not, and
+	// closes the queues. It returns once the device has left its
+	// namespace.
 	Close() error
+	// Release makes pending and later Reads and Writes fail like Close
+	// and closes the queues, but leaves a persistent device in its
+	// namespace, as it is, for Open. A device that is not persistent
+	// goes with its last queue.
+	Release() error
 	// Name is the interface name inside its namespace.
 	Name() string
 	// MAC is the interface's hardware address.
@@ -69,5 +88,17 @@ type Device interface {
 }
 
 // Create makes a TAP inside cfg.Netns, configures it, sets it up and
-// returns it open. On any failure nothing is left in the namespace.
+// returns it open. On any failure nothing is left in the namespace. An
+// interface of that name already there gives an error wrapping
+// ErrExists, unless it is a stale persistent TAP of cfg.Alias (see
+// Config.Alias), which is replaced.
 func Create(cfg Config) (Device, error) { return create(cfg) }
+
+// Open takes the persistent TAP cfg.Name inside cfg.Netns again, with
+// cfg.Queues queues (one for a device made with one queue), and sets its
+// virtio net header and offloads as Create does. Only Netns, Name and
+// Queues are read: the device's MAC, MTU, addresses, routes and link
+// state are left as they are. A missing device, or one that is not a
+// persistent TAP, gives an error wrapping ErrNotFound; one whose queues
+// another process holds, ErrInUse.
+func Open(cfg Config) (Device, error) { return open(cfg) }

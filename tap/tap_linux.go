@@ -109,36 +109,130 @@ func waitDetached(fd int, limit time.Duration) bool {
 	return false
 }
 
-func create(cfg Config) (_ Device, err error) {
+// Release closes the queues and leaves the device, if persistent, where
+// it is.
+func (d *device) Release() error {
+	for _, f := range d.fds {
+		if !f.shutdown() {
+			return os.ErrClosed
+		}
+	}
+	if d.nl != nil {
+		d.nl.Close()
+	}
+	return d.closeFDs()
+}
+
+// checkConfig returns the number of queues cfg asks for.
+func checkConfig(cfg Config) (int, error) {
 	if cfg.Name == "" || len(cfg.Name) >= unix.IFNAMSIZ {
-		return nil, fmt.Errorf("interface name %q: must be 1 to %d characters", cfg.Name, unix.IFNAMSIZ-1)
+		return 0, fmt.Errorf("interface name %q: must be 1 to %d characters", cfg.Name, unix.IFNAMSIZ-1)
 	}
 	nq := cfg.Queues
 	if nq == 0 {
 		nq = 1
 	}
 	if nq < 0 || nq > MaxQueues {
-		return nil, fmt.Errorf("TAP %s: %d queues: must be 1 to %d", cfg.Name, nq, MaxQueues)
+		return 0, fmt.Errorf("TAP %s: %d queues: must be 1 to %d", cfg.Name, nq, MaxQueues)
+	}
+	return nq, nil
+}
+
+// tapFlags are the TUNSETIFF flags of every queue of a device.
+func tapFlags(multiQueue bool) uint16 {
+	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	if multiQueue {
+		flags |= unix.IFF_MULTI_QUEUE
+	}
+	return flags
+}
+
+// openQueues opens nq queues of the TAP name in the calling thread's
+// namespace: a TUNSETIFF finds or makes the device in the namespace the
+// descriptor was opened in. first is added to the first queue's flags.
+// On failure every queue opened is closed again.
+func openQueues(name string, nq int, flags, first uint16) ([]int, error) {
+	var fds []int
+	fail := func(err error) ([]int, error) {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return nil, err
+	}
+	for i := range nq {
+		// O_NONBLOCK lets a reader wait in poll(2) where Close can
+		// wake it, and lets the kernel build small frames' buffers
+		// in place on write (tun_can_build_skb).
+		fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fail(fmt.Errorf("open /dev/net/tun: %w", err))
+		}
+		fds = append(fds, fd)
+		ifr, err := unix.NewIfreq(name)
+		if err != nil {
+			return fail(err)
+		}
+		f := flags
+		if i == 0 {
+			f |= first
+		}
+		ifr.SetUint16(f)
+		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+			return fail(err)
+		}
+	}
+	return fds, nil
+}
+
+// wrapQueues turns the descriptors of a device's queues into rawFDs. On
+// failure it closes them all.
+func wrapQueues(fds []int) ([]*rawFD, error) {
+	var out []*rawFD
+	for i, fd := range fds {
+		r, err := newRawFD(fd)
+		if err != nil {
+			for _, f := range out {
+				f.closeFDs()
+			}
+			for _, fd := range fds[i:] {
+				unix.Close(fd)
+			}
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// setOffloads asks for every offload the switch can use and reports
+// those the kernel took.
+func setOffloads(fd int) (uint, error) {
+	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, offloadsUSO); err == nil {
+		return offloadsUSO, nil
+	}
+	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, offloadsBase); err != nil {
+		return 0, err
+	}
+	return offloadsBase, nil
+}
+
+// stale reports whether link is a persistent TAP marked with alias that
+// no process holds: one its maker left when it died before recording it.
+func stale(link netlink.Link, alias string) bool {
+	t, ok := link.(*netlink.Tuntap)
+	return ok && alias != "" && t.Attrs().Alias == alias && t.Mode == netlink.TUNTAP_MODE_TAP &&
+		!t.NonPersist && t.Queues == 0
+}
+
+func create(cfg Config) (_ Device, err error) {
+	nq, err := checkConfig(cfg)
+	if err != nil {
+		return nil, err
 	}
 	var (
 		fds []int
 		h   *netlink.Handle
 	)
-	defer func() {
-		if err != nil {
-			// Closing every descriptor of a non-persistent TAP removes it.
-			for _, fd := range fds {
-				unix.Close(fd)
-			}
-		}
-		if err != nil && h != nil {
-			h.Close()
-		}
-	}()
-	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
-	if nq > 1 {
-		flags |= unix.IFF_MULTI_QUEUE
-	}
 	err = inNetns(cfg.Netns, func() error {
 		var err error
 		// A netlink socket made here keeps talking to this namespace
@@ -147,40 +241,47 @@ func create(cfg Config) (_ Device, err error) {
 		if err != nil {
 			return fmt.Errorf("netlink: %w", err)
 		}
-		if _, err := h.LinkByName(cfg.Name); err == nil {
+		if link, err := h.LinkByName(cfg.Name); err == nil {
+			if !stale(link, cfg.Alias) {
+				return fmt.Errorf("%s: %w in the namespace (choose another with --ifname)", cfg.Name, ErrExists)
+			}
+			if err := h.LinkDel(link); err != nil && !errors.Is(err, unix.ENODEV) {
+				return fmt.Errorf("remove stale TAP %s: %w", cfg.Name, err)
+			}
+		}
+		// IFF_TUN_EXCL makes the first queue a new device, never one
+		// that appeared since the check above.
+		fds, err = openQueues(cfg.Name, nq, tapFlags(nq > 1), unix.IFF_TUN_EXCL)
+		if errors.Is(err, unix.EBUSY) {
 			return fmt.Errorf("%s: %w in the namespace (choose another with --ifname)", cfg.Name, ErrExists)
 		}
-		// Every queue is opened here: a TUNSETIFF finds or makes the
-		// device in the namespace the descriptor was opened in.
-		for range nq {
-			// O_NONBLOCK lets a reader wait in poll(2) where Close can
-			// wake it, and lets the kernel build small frames' buffers
-			// in place on write (tun_can_build_skb).
-			fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-			if err != nil {
-				return fmt.Errorf("open /dev/net/tun: %w", err)
-			}
-			fds = append(fds, fd)
-			ifr, err := unix.NewIfreq(cfg.Name)
-			if err != nil {
-				return err
-			}
-			ifr.SetUint16(flags)
-			if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-				return fmt.Errorf("create TAP %s: %w", cfg.Name, err)
-			}
+		if err != nil {
+			return fmt.Errorf("create TAP %s: %w", cfg.Name, err)
 		}
 		return nil
 	})
 	if err != nil {
+		if h != nil {
+			h.Close()
+		}
 		return nil, err
 	}
-	offloads := uint(offloadsUSO)
-	if err := unix.IoctlSetInt(fds[0], unix.TUNSETOFFLOAD, offloadsUSO); err != nil {
-		offloads = offloadsBase
-		if err := unix.IoctlSetInt(fds[0], unix.TUNSETOFFLOAD, offloadsBase); err != nil {
-			return nil, fmt.Errorf("TAP %s: set offloads: %w", cfg.Name, err)
+	raw, err := wrapQueues(fds)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("TAP %s: %w", cfg.Name, err)
+	}
+	d := &device{name: cfg.Name, fds: raw, nl: h}
+	defer func() {
+		if err != nil {
+			// Closing every descriptor of a TAP not yet persistent
+			// removes it.
+			h.Close()
+			d.closeFDs()
 		}
+	}()
+	if d.offloads, err = setOffloads(raw[0].fd); err != nil {
+		return nil, fmt.Errorf("TAP %s: set offloads: %w", cfg.Name, err)
 	}
 	link, err := h.LinkByName(cfg.Name)
 	if err != nil {
@@ -203,6 +304,11 @@ func create(cfg Config) (_ Device, err error) {
 	if err := h.LinkSetTxQLen(link, qlen); err != nil {
 		return nil, fmt.Errorf("TAP %s: set txqueuelen %d: %w", cfg.Name, qlen, err)
 	}
+	if cfg.Alias != "" {
+		if err := h.LinkSetAlias(link, cfg.Alias); err != nil {
+			return nil, fmt.Errorf("TAP %s: set alias: %w", cfg.Name, err)
+		}
+	}
 	for _, p := range cfg.Addrs {
 		addr := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
 		if p.Addr().Is6() {
@@ -222,22 +328,114 @@ func create(cfg Config) (_ Device, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("TAP %s: %w", cfg.Name, err)
 	}
-	d := &device{name: cfg.Name, mac: link.Attrs().HardwareAddr, offloads: offloads, nl: h, index: link.Attrs().Index}
-	for i, fd := range fds {
-		r, err := newRawFD(fd)
-		if err != nil {
-			for _, f := range d.fds {
-				f.Close()
-			}
-			d.nl = nil
-			// The rest are closed by the deferred cleanup.
-			fds = fds[i:]
-			return nil, fmt.Errorf("TAP %s: %w", cfg.Name, err)
+	d.mac, d.index = link.Attrs().HardwareAddr, link.Attrs().Index
+	if cfg.Persist {
+		if err := unix.IoctlSetInt(raw[0].fd, unix.TUNSETPERSIST, 1); err != nil {
+			return nil, fmt.Errorf("TAP %s: make persistent: %w", cfg.Name, err)
 		}
-		d.fds = append(d.fds, r)
-		d.queues = append(d.queues, r)
 	}
+	d.queues = queuesOf(raw)
 	return d, nil
+}
+
+func open(cfg Config) (_ Device, err error) {
+	nq, err := checkConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		fds []int
+		h   *netlink.Handle
+	)
+	err = inNetns(cfg.Netns, func() error {
+		var err error
+		h, err = netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return fmt.Errorf("netlink: %w", err)
+		}
+		link, err := h.LinkByName(cfg.Name)
+		if err != nil {
+			var nf netlink.LinkNotFoundError
+			if errors.As(err, &nf) {
+				return fmt.Errorf("%s: %w in the namespace", cfg.Name, ErrNotFound)
+			}
+			return fmt.Errorf("%s: %w", cfg.Name, err)
+		}
+		t, ok := link.(*netlink.Tuntap)
+		switch {
+		case !ok || t.Mode != netlink.TUNTAP_MODE_TAP:
+			return fmt.Errorf("%s: %w: the interface is not a TAP", cfg.Name, ErrNotFound)
+		case t.NonPersist:
+			return fmt.Errorf("%s: %w: the TAP is not persistent", cfg.Name, ErrNotFound)
+		case t.Queues > 0:
+			return fmt.Errorf("%s: %w (%d queues attached)", cfg.Name, ErrInUse, t.Queues)
+		}
+		// The queues must match how the device was made: several for a
+		// multi-queue device, exactly one for the other kind.
+		mq := t.Flags&netlink.TUNTAP_MULTI_QUEUE != 0
+		if !mq {
+			nq = 1
+		}
+		if fds, err = openQueues(cfg.Name, nq, tapFlags(mq), 0); err != nil {
+			return fmt.Errorf("open TAP %s: %w", cfg.Name, err)
+		}
+		// Had the device gone between the look-up and TUNSETIFF, the
+		// kernel would have made a new one, not persistent: closing its
+		// queues removes it again.
+		ifr, err := unix.NewIfreq(cfg.Name)
+		if err == nil {
+			err = unix.IoctlIfreq(fds[0], unix.TUNGETIFF, ifr)
+		}
+		if err != nil || ifr.Uint16()&unix.IFF_PERSIST == 0 {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+			fds = nil
+			return fmt.Errorf("%s: %w in the namespace", cfg.Name, ErrNotFound)
+		}
+		return nil
+	})
+	if err != nil {
+		if h != nil {
+			h.Close()
+		}
+		return nil, err
+	}
+	raw, err := wrapQueues(fds)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("TAP %s: %w", cfg.Name, err)
+	}
+	d := &device{name: cfg.Name, fds: raw, nl: h}
+	defer func() {
+		if err != nil {
+			d.Release()
+		}
+	}()
+	// The header size and offloads are the device's, so they survived;
+	// they are set again so that the device is what the switch expects
+	// whoever had it last.
+	if err := unix.IoctlSetPointerInt(raw[0].fd, unix.TUNSETVNETHDRSZ, VnetHdrLen); err != nil {
+		return nil, fmt.Errorf("TAP %s: set virtio net header size: %w", cfg.Name, err)
+	}
+	if d.offloads, err = setOffloads(raw[0].fd); err != nil {
+		return nil, fmt.Errorf("TAP %s: set offloads: %w", cfg.Name, err)
+	}
+	link, err := h.LinkByName(cfg.Name)
+	if err != nil {
+		return nil, fmt.Errorf("TAP %s: %w", cfg.Name, err)
+	}
+	d.mac, d.index = link.Attrs().HardwareAddr, link.Attrs().Index
+	d.queues = queuesOf(raw)
+	return d, nil
+}
+
+func queuesOf(raw []*rawFD) []Queue {
+	q := make([]Queue, len(raw))
+	for i, r := range raw {
+		q[i] = r
+	}
+	return q
 }
 
 // inNetns runs fn inside the namespace at path, or right here when path is

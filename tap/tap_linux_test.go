@@ -3,11 +3,16 @@ package tap
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/tapswitch/tapswitch/internal/namespace"
 	"github.com/tapswitch/tapswitch/internal/privtest"
@@ -88,5 +93,230 @@ func TestCreateAndClose(t *testing.T) {
 			}
 			t.Logf("create %v, close %v", created, closed)
 		})
+	}
+}
+
+// nsLink returns the interface name inside netns as netlink reports it,
+// or nil when there is none.
+func nsLink(t *testing.T, netns, name string) netlink.Link {
+	t.Helper()
+	var link netlink.Link
+	err := namespace.Do(netns, func() error {
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		link, err = h.LinkByName(name)
+		if errors.As(err, new(netlink.LinkNotFoundError)) {
+			link, err = nil, nil
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("look up %s: %v", name, err)
+	}
+	return link
+}
+
+// nsAddrs lists the addresses on name inside netns.
+func nsAddrs(t *testing.T, netns, name string) []string {
+	t.Helper()
+	var out []string
+	err := namespace.Do(netns, func() error {
+		link, err := netlink.LinkByName(name)
+		if err != nil {
+			return err
+		}
+		addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
+		for _, a := range addrs {
+			if !a.IP.IsLinkLocalUnicast() {
+				out = append(out, a.IPNet.String())
+			}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("addresses of %s: %v", name, err)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// readARP makes the namespace's kernel ask for dst on the TAP, by sending
+// it a datagram, and reads queues until the ARP request shows up.
+func readARP(t *testing.T, netns string, d Device, dst string) {
+	t.Helper()
+	frames := make(chan []byte, 64)
+	stop := make(chan struct{})
+	defer close(stop)
+	for _, q := range d.Queues() {
+		go func() {
+			buf := make([]byte, 65536)
+			for {
+				n, err := q.Read(buf)
+				if err != nil {
+					return
+				}
+				select {
+				case frames <- slices.Clone(buf[:n]):
+				case <-stop:
+					return
+				}
+			}
+		}()
+	}
+	err := namespace.Do(netns, func() error {
+		c, err := net.Dial("udp4", net.JoinHostPort(dst, "9"))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write([]byte("x"))
+		return err
+	})
+	if err != nil {
+		t.Fatalf("send to %s in the namespace: %v", dst, err)
+	}
+	timeout := time.After(5 * time.Second)
+	want := netip.MustParseAddr(dst).As4()
+	for {
+		select {
+		case f := <-frames:
+			// virtio header, then Ethernet: ethertype 0x0806, ARP target
+			// protocol address at offset 24 of the ARP payload.
+			e := f[VnetHdrLen:]
+			if len(e) >= 42 && e[12] == 0x08 && e[13] == 0x06 && [4]byte(e[38:42]) == want {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no ARP request for %s read from the TAP within 5s", dst)
+		}
+	}
+}
+
+func TestPersistAndOpen(t *testing.T) {
+	ns := newNetns(t)
+	mac := net.HardwareAddr{0x02, 0, 0, 0, 0x93, 1}
+	addrs := []netip.Prefix{netip.MustParsePrefix("10.93.0.1/24"), netip.MustParsePrefix("fd93::1/64")}
+	d, err := Create(Config{Netns: ns, Name: "eth0", MAC: mac, MTU: 9000, Queues: 2, Addrs: addrs, Persist: true, Alias: "tstap test"})
+	if err != nil {
+		t.Fatalf("Create(Persist) = %v", err)
+	}
+	// Whatever happens below, the device goes with the namespace.
+	if err := d.Release(); err != nil {
+		t.Fatalf("Release() = %v", err)
+	}
+	if _, err := d.Queues()[0].Write(make([]byte, 60)); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("Write after Release = %v, want os.ErrClosed", err)
+	}
+	link := nsLink(t, ns, "eth0")
+	tun, ok := link.(*netlink.Tuntap)
+	if !ok {
+		t.Fatalf("eth0 after Release = %T, want a persistent TAP still there", link)
+	}
+	if tun.NonPersist || tun.Queues != 0 || tun.Attrs().MTU != 9000 || tun.Attrs().HardwareAddr.String() != mac.String() || tun.Attrs().Alias != "tstap test" {
+		t.Fatalf("eth0 after Release: persist %v, queues %d, MTU %d, MAC %s, alias %q; want persistent, 0 queues, 9000, %s, %q",
+			!tun.NonPersist, tun.Queues, tun.Attrs().MTU, tun.Attrs().HardwareAddr, tun.Attrs().Alias, mac, "tstap test")
+	}
+	wantAddrs := []string{"10.93.0.1/24", "fd93::1/64"}
+	if got := nsAddrs(t, ns, "eth0"); !slices.Equal(got, wantAddrs) {
+		t.Fatalf("addresses of eth0 after Release = %v, want %v", got, wantAddrs)
+	}
+
+	start := time.Now()
+	d, err = Open(Config{Netns: ns, Name: "eth0", Queues: 2})
+	if err != nil {
+		t.Fatalf("Open(eth0) = %v", err)
+	}
+	opened := time.Since(start)
+	if len(d.Queues()) != 2 || d.MAC().String() != mac.String() || d.Offloads()&offloadsBase != offloadsBase {
+		t.Fatalf("Open(eth0): %d queues, MAC %s, offloads %#x; want 2, %s, at least %#x", len(d.Queues()), d.MAC(), d.Offloads(), mac, offloadsBase)
+	}
+	if got := nsAddrs(t, ns, "eth0"); !slices.Equal(got, wantAddrs) {
+		t.Fatalf("addresses of eth0 after Open = %v, want %v", got, wantAddrs)
+	}
+	if _, err := Open(Config{Netns: ns, Name: "eth0", Queues: 2}); !errors.Is(err, ErrInUse) {
+		t.Fatalf("second Open(eth0) = %v, want ErrInUse", err)
+	}
+	// Another alias, or a device held open, is never taken for stale.
+	if _, err := Create(Config{Netns: ns, Name: "eth0", Alias: "tstap test", Persist: true}); !errors.Is(err, ErrExists) {
+		t.Fatalf("Create(eth0) while open = %v, want ErrExists", err)
+	}
+	readARP(t, ns, d, "10.93.0.2")
+
+	start = time.Now()
+	if err := d.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+	closed := time.Since(start)
+	if nsLink(t, ns, "eth0") != nil {
+		t.Fatal("persistent eth0 still in the namespace after Close")
+	}
+	t.Logf("open %v, close %v", opened, closed)
+}
+
+func TestOpenErrors(t *testing.T) {
+	ns := newNetns(t)
+	if _, err := Open(Config{Netns: ns, Name: "eth7"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Open(missing) = %v, want ErrNotFound", err)
+	}
+	if nsLink(t, ns, "eth7") != nil {
+		t.Fatal("Open(missing) made eth7")
+	}
+	d, err := Create(Config{Netns: ns, Name: "eth1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := Open(Config{Netns: ns, Name: "eth1"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Open(not persistent) = %v, want ErrNotFound", err)
+	}
+	if _, err := Open(Config{Netns: ns, Name: "lo"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Open(lo) = %v, want ErrNotFound", err)
+	}
+	// One queue: opened with one, whatever is asked.
+	one, err := Create(Config{Netns: ns, Name: "eth2", Persist: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	one.Release()
+	one, err = Open(Config{Netns: ns, Name: "eth2", Queues: 4})
+	if err != nil {
+		t.Fatalf("Open(single-queue device, 4 queues) = %v", err)
+	}
+	if got := len(one.Queues()); got != 1 {
+		t.Fatalf("Open(single-queue device) has %d queues, want 1", got)
+	}
+	if err := one.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCreateReplacesStale(t *testing.T) {
+	ns := newNetns(t)
+	d, err := Create(Config{Netns: ns, Name: "eth0", MTU: 1400, Persist: true, Alias: "tstap mine"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Release()
+	if _, err := Create(Config{Netns: ns, Name: "eth0", Persist: true, Alias: "tstap theirs"}); !errors.Is(err, ErrExists) {
+		t.Fatalf("Create over a stale TAP of another alias = %v, want ErrExists", err)
+	}
+	if _, err := Create(Config{Netns: ns, Name: "eth0"}); !errors.Is(err, ErrExists) {
+		t.Fatalf("Create without alias over a stale TAP = %v, want ErrExists", err)
+	}
+	d, err = Create(Config{Netns: ns, Name: "eth0", Persist: true, Alias: "tstap mine"})
+	if err != nil {
+		t.Fatalf("Create over a stale TAP of its alias = %v, want it replaced", err)
+	}
+	if mtu := nsLink(t, ns, "eth0").Attrs().MTU; mtu != 1500 {
+		t.Fatalf("MTU after replacing = %d, want 1500 (a new device)", mtu)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if nsLink(t, ns, "eth0") != nil {
+		t.Fatal("eth0 still there after Close")
 	}
 }
