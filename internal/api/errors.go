@@ -8,4 +8,6 @@ var (
 	ErrInvalid  = errors.New("invalid request")
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("conflict")
+	// ErrForbidden is for a peer that may not use the socket (403).
+	ErrForbidden = errors.New("permission denied")
 )

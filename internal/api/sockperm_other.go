@@ -1,0 +1,10 @@
+//go:build !unix
+
+package api
+
+import "errors"
+
+// socketGroup reports no group where files have none.
+func socketGroup(path string) (group string, open bool, err error) {
+	return "", false, errors.New("no Unix file groups")
+}
