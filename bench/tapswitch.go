@@ -68,7 +68,10 @@ func (s *tapswitchSystem) start(ctx context.Context) error {
 	s.daemon, err = startProc(s.daemonPath,
 		"--socket", s.socket,
 		"--state-dir", filepath.Join(dir, "state"),
-		"--log-level", "warn")
+		"--log-level", "warn",
+		// The run's daemon is not restarted: everything it made goes
+		// with it.
+		"--remove-on-exit")
 	if err != nil {
 		return err
 	}

@@ -102,6 +102,8 @@ const (
 	// DropNDSpoof: port security; a Neighbor Discovery message claims an
 	// address or a link-layer address that is not the port's.
 	DropNDSpoof
+	// DropRAGuard: port security; an ICMPv6 Router Advertisement.
+	DropRAGuard
 	// DropMalformed: port security; an ARP, IPv4, IPv6, Neighbor Discovery
 	// or VLAN header too short or invalid to check.
 	DropMalformed
@@ -124,6 +126,7 @@ var dropNames = [numDropReasons]string{
 	DropARPSpoof:   "arp_spoof",
 	DropIPSpoof:    "ip_spoof",
 	DropNDSpoof:    "nd_spoof",
+	DropRAGuard:    "ra_guard",
 	DropMalformed:  "malformed",
 	DropMACLimit:   "mac_limit",
 	DropFDBFull:    "fdb_full",

@@ -22,8 +22,12 @@ package vswitch
 //	nd_spoof   an ICMPv6 Neighbor Advertisement's target is not one of the
 //	           port's IPv6 addresses or its link-local address, or a
 //	           source or target link-layer address option of a Router
-//	           Solicitation, Router Advertisement, Neighbor Solicitation
-//	           or Neighbor Advertisement is not the port's MAC
+//	           Solicitation, Neighbor Solicitation or Neighbor
+//	           Advertisement is not the port's MAC
+//	ra_guard   an ICMPv6 Router Advertisement: a namespace is never the
+//	           network's router (the gateway, which has no port security,
+//	           is), and a rogue one would hand its neighbours a default
+//	           route and addresses of its choosing (RA guard, RFC 6105)
 //	malformed  ARP shorter than 28 bytes or not Ethernet/IPv4; an IPv4
 //	           header shorter than 20 bytes, with IHL below 5, past the end
 //	           of the frame or not of version 4; an IPv6 header shorter than
@@ -335,7 +339,7 @@ func (id *identity) checkICMPv6(h []byte, off int) DropReason {
 	case icmp6RouterSolicit:
 		opts = 8
 	case icmp6RouterAdvert:
-		opts = 16
+		return DropRAGuard
 	case icmp6NeighborSolicit, icmp6NeighborAdvert:
 		opts = 24
 	default:

@@ -200,7 +200,9 @@ var securityCases = []struct {
 	{"rs other source lla", pkt(eth(macA, bcast, etIPv6), ip6(llA, "ff02::2", icmpv6), icmp6(133),
 		&layers.ICMPv6RouterSolicitation{Options: layers.ICMPv6Options{lla(optSrc, macB)}}), "nd_spoof"},
 	{"ra other source lla", pkt(eth(macA, bcast, etIPv6), ip6(llA, "ff02::1", icmpv6), icmp6(134),
-		&layers.ICMPv6RouterAdvertisement{Options: layers.ICMPv6Options{lla(optSrc, macB)}}), "nd_spoof"},
+		&layers.ICMPv6RouterAdvertisement{Options: layers.ICMPv6Options{lla(optSrc, macB)}}), "ra_guard"},
+	{"ra from the port's own link-local address", pkt(eth(macA, bcast, etIPv6), ip6(llA, "ff02::1", icmpv6), icmp6(134),
+		&layers.ICMPv6RouterAdvertisement{Options: layers.ICMPv6Options{lla(optSrc, macA)}}), "ra_guard"},
 	{"na cut short", cut(pkt(eth(macA, bcast, etIPv6), ip6(ip6A, "ff02::1", icmpv6), icmp6(136), na(ip6A)), l3+40+20), "malformed"},
 	{"na option length 0", at(pkt(eth(macA, bcast, etIPv6), ip6(ip6A, "ff02::1", icmpv6), icmp6(136), na(ip6A, lla(optTgt, macA))), l3+40+24+1, 0), "malformed"},
 	{"na option past the payload", at(pkt(eth(macA, bcast, etIPv6), ip6(ip6A, "ff02::1", icmpv6), icmp6(136), na(ip6A, lla(optTgt, macA))), l3+40+24+1, 2), "malformed"},
@@ -508,7 +510,7 @@ func TestDropNames(t *testing.T) {
 		}
 		seen[name] = true
 	}
-	for _, want := range []string{"bad_vnet_hdr", "src_mac", "arp_spoof", "ip_spoof", "nd_spoof", "malformed", "mac_limit", "fdb_full"} {
+	for _, want := range []string{"bad_vnet_hdr", "src_mac", "arp_spoof", "ip_spoof", "nd_spoof", "ra_guard", "malformed", "mac_limit", "fdb_full"} {
 		if !seen[want] {
 			t.Errorf("no drop reason named %q", want)
 		}

@@ -30,12 +30,16 @@ nameserver (used by 'ip netns exec'). An --ip outside the subnet is only put
 on the TAP, as on a plain wire between namespaces.
 
 --publish [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp] forwards a host port to
-the port's address in the subnet, as docker run -p does.`,
+the port's address in the subnet, as docker run -p does.
+
+Port security is on unless --port-security=false: the port may send only
+from its own MAC and addresses (see tapswitch port set --help).`,
 		Example: `  tapswitch attach web --network front
   tapswitch attach web2 --network front --publish 8080:80
   tapswitch attach a --ip 10.0.0.1/24
   tapswitch attach b --ip 10.0.0.2/24 --name web
-  tapswitch attach pid:4242 --ip 10.0.0.3/24 --ip fd00::3/64`,
+  tapswitch attach pid:4242 --ip 10.0.0.3/24 --ip fd00::3/64
+  tapswitch attach br --port-security=false --mac-limit 64`,
 		Args: cobra.ExactArgs(1),
 	}
 	f := cmd.Flags()
@@ -46,12 +50,14 @@ the port's address in the subnet, as docker run -p does.`,
 	f.StringVar(&req.MAC, "mac", "", "MAC address (default: random)")
 	f.IntVar(&req.MTU, "mtu", 0, "MTU (default 1500)")
 	f.StringArrayVarP(&req.Publish, "publish", "p", nil, "publish a port: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp] (repeatable)")
+	pol := addPolicyFlags(f)
 	out := addOutput(cmd, "name", "name", "json")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if err := out.check(); err != nil {
 			return err
 		}
 		req.Netns = args[0]
+		req.PortPolicy = pol.policy()
 		p, err := g.client().Attach(cmd.Context(), req)
 		if err != nil {
 			return err

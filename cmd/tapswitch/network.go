@@ -186,12 +186,14 @@ gives one, and no default route: the namespace keeps the one it has.`,
 	f := cmd.Flags()
 	f.StringVar(&req.Name, "name", "", "port name (default: PORT-NETWORK)")
 	f.StringSliceVar(&req.IPs, "ip", nil, "address ADDR/LEN to assign (repeatable; default: one from the network's subnet)")
+	pol := addPolicyFlags(f)
 	out := addOutput(cmd, "name", "name", "json")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if err := out.check(); err != nil {
 			return err
 		}
 		req.Port = args[0]
+		req.PortPolicy = pol.policy()
 		p, err := g.client().Connect(cmd.Context(), args[1], req)
 		if err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -28,7 +29,9 @@ import (
 )
 
 type options struct {
-	socket    string
+	socket string
+	// group may use the socket besides root; empty for root only.
+	group     string
 	stateDir  string
 	logLevel  string
 	fdbAgeing time.Duration
@@ -36,17 +39,31 @@ type options struct {
 	queues    int
 	// dnsUpstreams override the nameservers of /etc/resolv.conf.
 	dnsUpstreams []string
+	// removeOnExit undoes everything at exit instead of keeping it for
+	// the next start.
+	removeOnExit bool
+	// started is when main began, the origin of the times the status
+	// reports.
+	started time.Time
 }
 
 func main() {
-	var o options
+	o := options{started: time.Now()}
 	cmd := &cobra.Command{
 		Use:   "tapswitchd",
 		Short: "Userspace Ethernet switch for Linux network namespaces",
 		Long: `tapswitchd switches Ethernet frames between TAP devices it creates inside
 network namespaces, in place of a kernel bridge. It must run as root.
-Drive it with the tapswitch command; stop it with SIGINT or SIGTERM, which
-removes every TAP it created, its gateway interfaces and its nftables table.
+Drive it with the tapswitch command.
+
+Its TAPs are persistent: stopped with SIGINT or SIGTERM, or killed, the
+daemon leaves every port's TAP in its namespace with its addresses, the
+gateway interfaces and the nftables table, and the next tapswitchd with
+the same state directory takes them all back, so that connections through
+the switch only see a short loss (tapswitch status shows how short). A
+namespace attached by pid or path is pinned under the state directory
+until its port is detached. With --remove-on-exit, stopping removes all of
+it instead.
 
 Every network has a gateway interface in the daemon's namespace, named
 tsw- and 8 hex digits derived from the state directory and the network,
@@ -62,11 +79,13 @@ directory and come back at the next start.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.socket, "socket", api.DefaultSocket, "Unix socket to serve the API on")
+	f.StringVar(&o.group, "group", "", "let the members of `GROUP` (a name or GID) use the API socket besides root: the socket becomes root:GROUP, mode 0660 (default: root only, mode 0600)")
 	f.StringVar(&o.stateDir, "state-dir", daemon.DefaultStateDir, "directory for the daemon's state; it also names the daemon's gateway interfaces and nftables table")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.DurationVar(&o.fdbAgeing, "fdb-ageing", fdb.DefaultAgeingTime, "forget a MAC address not seen for this long")
 	f.IntVar(&o.fdbLimit, "fdb-limit", fdb.DefaultLimit, "most MAC addresses learned per network")
 	f.IntVar(&o.queues, "queues", daemon.DefaultQueues(), "queues per TAP, each read by its own loop (1 to 16)")
+	f.BoolVar(&o.removeOnExit, "remove-on-exit", false, "on SIGINT or SIGTERM, detach every port and remove the gateway interfaces, pins and nftables table, instead of keeping them for the next start")
 	f.StringArrayVar(&o.dnsUpstreams, "dns-upstream", nil, "resolver `ADDR` (IP or IP:PORT) the networks' DNS servers forward other names to, instead of the nameservers of /etc/resolv.conf (repeatable)")
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintf(os.Stderr, "tapswitchd: %v\n", err)
@@ -92,13 +111,21 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
+	access, err := socketAccess(o.group)
+	if err != nil {
+		return err
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
 	if os.Geteuid() != 0 {
 		return errors.New("must run as root: it creates TAP devices inside other network namespaces")
 	}
 
-	ln, err := listen(o.socket)
+	// Caught from before the socket exists: a signal that arrives while
+	// the state is restored stops the daemon once it is, the proper way.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	ln, err := listen(o.socket, access)
 	if err != nil {
 		return err
 	}
@@ -110,21 +137,21 @@ func run(o options) error {
 		Queues:       o.queues,
 		DNSUpstreams: upstreams,
 		Logger:       log,
+		Started:      o.started,
 	})
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	srv := &http.Server{
-		Handler:           api.NewHandler(d, log),
+		Handler:           access.Guard(api.NewHandler(d, log), log),
+		ConnContext:       api.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("tapswitchd started", "version", version.String(), "socket", o.socket, "pid", os.Getpid())
+	log.Info("tapswitchd started", "version", version.String(), "socket", o.socket, "access", access, "pid", os.Getpid())
 
 	select {
 	case <-ctx.Done():
@@ -135,8 +162,13 @@ func run(o options) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
-	d.Close()
-	log.Info("tapswitchd stopped")
+	if o.removeOnExit {
+		d.CloseAndRemove()
+		log.Info("tapswitchd stopped; its ports, gateways and firewall table are removed")
+	} else {
+		d.Close()
+		log.Info("tapswitchd stopped; its ports, gateways and firewall table stay for the next start", "state_dir", o.stateDir)
+	}
 	return err
 }
 
@@ -159,10 +191,21 @@ func parseUpstreams(in []string) ([]netip.AddrPort, error) {
 	return out, nil
 }
 
-// listen opens the API socket with mode 0600. A socket file left by a
-// daemon that died is replaced; one a live daemon answers on is not.
-func listen(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+// listen opens the API socket: root's with mode 0600, or with a group in
+// access root:GROUP with mode 0660. A socket file left by a daemon that
+// died is replaced; one a live daemon answers on is not. A missing socket
+// directory is made 0755, whatever the umask, so that the group can reach
+// the socket; the socket's mode is what guards it.
+func listen(path string, access api.Access) (net.Listener, error) {
+	dir := filepath.Dir(path)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("socket directory: %w", err)
+		}
+		if err := os.Chmod(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("socket directory: %w", err)
+		}
+	} else if err != nil {
 		return nil, fmt.Errorf("socket directory: %w", err)
 	}
 	if _, err := os.Stat(path); err == nil {
@@ -184,6 +227,19 @@ func listen(path string) (net.Listener, error) {
 			return nil, fmt.Errorf("listen on %s: in use", path)
 		}
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if access.GID >= 0 {
+		// Only root could connect so far; the group gets in once the
+		// socket is the group's and open to it.
+		err := os.Chown(path, -1, access.GID)
+		if err == nil {
+			err = os.Chmod(path, 0o660)
+		}
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("open socket %s to %s: %w", path, access, err)
+		}
+		warnUnreachable(dir, access)
 	}
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	return ln, nil

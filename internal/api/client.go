@@ -87,7 +87,7 @@ func (c *Client) connError(err error) error {
 	case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Errorf("cannot connect to tapswitchd at %s: is it running? Start it with 'tapswitchd &' as root, or point --socket or %s at its socket", c.socket, SocketEnv)
 	case errors.Is(err, os.ErrPermission):
-		return fmt.Errorf("cannot connect to tapswitchd at %s: permission denied; run as root", c.socket)
+		return fmt.Errorf("cannot connect to tapswitchd at %s: permission denied; %s", c.socket, permissionHint(c.socket))
 	}
 	return fmt.Errorf("cannot connect to tapswitchd at %s: %w", c.socket, err)
 }
@@ -97,6 +97,13 @@ func (c *Client) Version(ctx context.Context) (Version, error) {
 	var v Version
 	err := c.do(ctx, http.MethodGet, "/v1/version", nil, &v)
 	return v, err
+}
+
+// Status asks the daemon how it is doing.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	err := c.do(ctx, http.MethodGet, "/v1/status", nil, &s)
+	return s, err
 }
 
 // Attach creates and attaches a port.
@@ -109,6 +116,13 @@ func (c *Client) Attach(ctx context.Context, req AttachRequest) (Port, error) {
 // Detach removes a port by name or id.
 func (c *Client) Detach(ctx context.Context, port string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/ports/"+url.PathEscape(port), nil, nil)
+}
+
+// UpdatePort changes the policy of a port given by name or id.
+func (c *Client) UpdatePort(ctx context.Context, port string, req PortUpdateRequest) (Port, error) {
+	var p Port
+	err := c.do(ctx, http.MethodPatch, "/v1/ports/"+url.PathEscape(port), req, &p)
+	return p, err
 }
 
 // Ports lists the attached container ports.

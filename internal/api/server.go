@@ -14,8 +14,11 @@ import (
 // Backend is what the server serves: the daemon, or a fake in tests.
 type Backend interface {
 	Version() Version
+	Status() Status
 	Attach(ctx context.Context, req AttachRequest) (Port, error)
 	Detach(ctx context.Context, port string) error
+	// UpdatePort changes an attached port's policy.
+	UpdatePort(ctx context.Context, port string, req PortUpdateRequest) (Port, error)
 	// Ports lists the container ports, and the gateways too when all.
 	Ports(all bool) []Port
 	FDB(network string) ([]FDBEntry, error)
@@ -30,7 +33,10 @@ type Backend interface {
 // maxBody bounds a request body; the largest real one is a few hundred bytes.
 const maxBody = 64 << 10
 
-// NewHandler returns the HTTP handler of the API.
+// NewHandler returns the HTTP handler of the API. Every request is
+// checked (validate.go) before the Backend sees it; a bad one gets 400 and
+// an Error saying what was wrong and what is allowed. Who may connect is
+// Guard's business (access.go).
 func NewHandler(b Backend, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.Default()
@@ -38,6 +44,9 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/version", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, b.Version())
+	})
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, b.Status())
 	})
 	mux.HandleFunc("GET /v1/ports", func(w http.ResponseWriter, r *http.Request) {
 		all, err := boolParam(r, "all")
@@ -49,6 +58,9 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 	})
 	mux.HandleFunc("POST /v1/ports", func(w http.ResponseWriter, r *http.Request) {
 		req, err := DecodeAttachRequest(http.MaxBytesReader(w, r.Body, maxBody))
+		if err == nil {
+			err = req.Validate()
+		}
 		if err != nil {
 			writeError(w, log, err)
 			return
@@ -61,14 +73,46 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 		writeJSON(w, http.StatusCreated, p)
 	})
 	mux.HandleFunc("DELETE /v1/ports/{port}", func(w http.ResponseWriter, r *http.Request) {
-		if err := b.Detach(r.Context(), r.PathValue("port")); err != nil {
+		port := r.PathValue("port")
+		if err := CheckPortRef(port); err != nil {
+			writeError(w, log, fmt.Errorf("detach: %w", err))
+			return
+		}
+		if err := b.Detach(r.Context(), port); err != nil {
 			writeError(w, log, err)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
+	mux.HandleFunc("PATCH /v1/ports/{port}", func(w http.ResponseWriter, r *http.Request) {
+		port := r.PathValue("port")
+		req, err := DecodePortUpdateRequest(http.MaxBytesReader(w, r.Body, maxBody))
+		if err == nil {
+			err = CheckPortRef(port)
+		}
+		if err == nil {
+			err = req.Validate()
+		}
+		if err != nil {
+			writeError(w, log, fmt.Errorf("update port %s: %w", quote(port), err))
+			return
+		}
+		p, err := b.UpdatePort(r.Context(), port, req)
+		if err != nil {
+			writeError(w, log, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, p)
+	})
 	mux.HandleFunc("GET /v1/fdb", func(w http.ResponseWriter, r *http.Request) {
-		e, err := b.FDB(r.URL.Query().Get("network"))
+		network := r.URL.Query().Get("network")
+		if network != "" {
+			if err := CheckNetworkRef(network); err != nil {
+				writeError(w, log, fmt.Errorf("fdb: %w", err))
+				return
+			}
+		}
+		e, err := b.FDB(network)
 		if err != nil {
 			writeError(w, log, err)
 			return
@@ -80,6 +124,9 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 	})
 	mux.HandleFunc("POST /v1/networks", func(w http.ResponseWriter, r *http.Request) {
 		req, err := DecodeNetworkCreateRequest(http.MaxBytesReader(w, r.Body, maxBody))
+		if err == nil {
+			err = req.Validate()
+		}
 		if err != nil {
 			writeError(w, log, err)
 			return
@@ -92,7 +139,12 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 		writeJSON(w, http.StatusCreated, n)
 	})
 	mux.HandleFunc("GET /v1/networks/{network}", func(w http.ResponseWriter, r *http.Request) {
-		n, err := b.InspectNetwork(r.PathValue("network"))
+		network := r.PathValue("network")
+		if err := CheckNetworkRef(network); err != nil {
+			writeError(w, log, fmt.Errorf("inspect network: %w", err))
+			return
+		}
+		n, err := b.InspectNetwork(network)
 		if err != nil {
 			writeError(w, log, err)
 			return
@@ -105,19 +157,28 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 			writeError(w, log, err)
 			return
 		}
-		if err := b.RemoveNetwork(r.Context(), r.PathValue("network"), force); err != nil {
+		network := r.PathValue("network")
+		if err := CheckNetworkRef(network); err != nil {
+			writeError(w, log, fmt.Errorf("remove network: %w", err))
+			return
+		}
+		if err := b.RemoveNetwork(r.Context(), network, force); err != nil {
 			writeError(w, log, err)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("POST /v1/networks/{network}/connect", func(w http.ResponseWriter, r *http.Request) {
+		network := r.PathValue("network")
 		req, err := DecodeConnectRequest(http.MaxBytesReader(w, r.Body, maxBody))
+		if err == nil {
+			err = req.Validate(network)
+		}
 		if err != nil {
 			writeError(w, log, err)
 			return
 		}
-		p, err := b.Connect(r.Context(), r.PathValue("network"), req)
+		p, err := b.Connect(r.Context(), network, req)
 		if err != nil {
 			writeError(w, log, err)
 			return
@@ -169,6 +230,19 @@ func DecodeConnectRequest(r io.Reader) (ConnectRequest, error) {
 	return req, nil
 }
 
+// DecodePortUpdateRequest reads one PortUpdateRequest, as strictly as
+// DecodeAttachRequest.
+func DecodePortUpdateRequest(r io.Reader) (PortUpdateRequest, error) {
+	var req PortUpdateRequest
+	if err := decodeStrict(r, &req, "port update request"); err != nil {
+		return PortUpdateRequest{}, err
+	}
+	if req.PortSecurity == nil && req.MACLimit == nil {
+		return PortUpdateRequest{}, fmt.Errorf("%w: port update request: nothing to change; give port_security or mac_limit", ErrInvalid)
+	}
+	return req, nil
+}
+
 // decodeStrict reads exactly one JSON object into v, refusing unknown
 // fields and trailing data.
 func decodeStrict(r io.Reader, v any, what string) error {
@@ -204,6 +278,8 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, ErrConflict):
 		return http.StatusConflict
+	case errors.Is(err, ErrForbidden):
+		return http.StatusForbidden
 	}
 	return http.StatusInternalServerError
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -42,6 +43,20 @@ func (f *fakeBackend) Detach(_ context.Context, name string) error {
 		}
 	}
 	return fmt.Errorf("detach: %w: port %q", ErrNotFound, name)
+}
+func (f *fakeBackend) UpdatePort(_ context.Context, name string, r PortUpdateRequest) (Port, error) {
+	for i := range f.ports {
+		if f.ports[i].Name == name {
+			if r.PortSecurity != nil {
+				f.ports[i].PortSecurity = *r.PortSecurity
+			}
+			if r.MACLimit != nil {
+				f.ports[i].MACLimit = *r.MACLimit
+			}
+			return f.ports[i], nil
+		}
+	}
+	return Port{}, fmt.Errorf("update port: %w: port %q", ErrNotFound, name)
 }
 func (f *fakeBackend) Ports(all bool) []Port {
 	var out []Port
@@ -395,5 +410,52 @@ func FuzzDecodeConnectRequest(f *testing.F) {
 		if err != nil && !errors.Is(err, ErrInvalid) {
 			t.Fatalf("DecodeConnectRequest(%q) = %v, not an ErrInvalid", body, err)
 		}
+	})
+}
+
+// TestUpdatePort drives PATCH /v1/ports/{port} through the client.
+func TestUpdatePort(t *testing.T) {
+	b := &fakeBackend{ports: []Port{{ID: 1, Name: "web", PortSecurity: true, MACLimit: DefaultMACLimit}}}
+	c := serve(t, b)
+	off, limit := false, 16
+	p, err := c.UpdatePort(context.Background(), "web", PortUpdateRequest{PortSecurity: &off, MACLimit: &limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.PortSecurity || p.MACLimit != 16 {
+		t.Errorf("after update: port_security %v, mac_limit %d; want false, 16", p.PortSecurity, p.MACLimit)
+	}
+	for _, tc := range []struct {
+		name string
+		port string
+		req  PortUpdateRequest
+		want int
+	}{
+		{"nothing to change", "web", PortUpdateRequest{}, http.StatusBadRequest},
+		{"zero limit", "web", PortUpdateRequest{MACLimit: new(int)}, http.StatusBadRequest},
+		{"limit too large", "web", PortUpdateRequest{MACLimit: &[]int{MaxMACLimit + 1}[0]}, http.StatusBadRequest},
+		{"no such port", "db", PortUpdateRequest{PortSecurity: &off}, http.StatusNotFound},
+	} {
+		_, err := c.UpdatePort(context.Background(), tc.port, tc.req)
+		var de *ErrDaemon
+		if !errors.As(err, &de) || de.Status != tc.want {
+			t.Errorf("%s: err %v, want HTTP %d", tc.name, err, tc.want)
+		}
+	}
+}
+
+func FuzzDecodePortUpdateRequest(f *testing.F) {
+	f.Add([]byte(`{"port_security":false}`))
+	f.Add([]byte(`{"mac_limit":64}`))
+	f.Add([]byte(`{"mac_limit":-1,"port_security":true}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		req, err := DecodePortUpdateRequest(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		if req.PortSecurity == nil && req.MACLimit == nil {
+			t.Fatalf("decoded an update that changes nothing from %q", data)
+		}
+		_ = req.Validate()
 	})
 }

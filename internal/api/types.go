@@ -5,8 +5,10 @@
 // paths, in the style of the Docker Engine API:
 //
 //	GET    /v1/version            Version
+//	GET    /v1/status             Status
 //	GET    /v1/ports              []Port
 //	POST   /v1/ports              AttachRequest -> Port (201)
+//	PATCH  /v1/ports/{port}       PortUpdateRequest -> Port
 //	DELETE /v1/ports/{port}       204; {port} is a port name or id
 //	GET    /v1/fdb?network=NET    []FDBEntry
 //	GET    /v1/networks           []Network
@@ -20,6 +22,8 @@
 //
 // Errors are returned with a 4xx/5xx status and an Error body.
 package api
+
+import "time"
 
 // DefaultSocket is where tapswitchd listens and the CLI connects unless
 // told otherwise (--socket or TAPSWITCH_SOCKET).
@@ -38,6 +42,34 @@ type Version struct {
 	OS        string `json:"os"`
 	Arch      string `json:"arch"`
 	Pid       int    `json:"pid"`
+}
+
+// Status is the daemon's health: its process, what it holds, and how its
+// last start went. Times "since start" count from when the process
+// started (tapswitchd: when its main function began).
+type Status struct {
+	Version   string    `json:"version"`
+	PID       int       `json:"pid"`
+	StartedAt time.Time `json:"started_at"`
+	// Goroutines, OpenFDs and RSSBytes are the process's goroutines,
+	// open file descriptors and resident memory, for spotting leaks.
+	Goroutines int    `json:"goroutines"`
+	OpenFDs    int    `json:"open_fds"`
+	RSSBytes   uint64 `json:"rss_bytes"`
+	// Networks and Ports count the networks and the container ports.
+	Networks int `json:"networks"`
+	Ports    int `json:"ports"`
+	// RestoredPorts are the ports of the state file taken back at start;
+	// DroppedPorts those whose namespace or TAP was gone.
+	RestoredPorts int `json:"restored_ports"`
+	DroppedPorts  int `json:"dropped_ports"`
+	// RestoreMs is the time from start until the state was restored and
+	// the API served.
+	RestoreMs float64 `json:"restore_ms"`
+	// FirstForwardMs is the time from start until the switch forwarded
+	// its first frame, to within a millisecond; -1 until it has. After a
+	// restart it is the outage the daemon itself caused.
+	FirstForwardMs float64 `json:"first_forward_ms"`
 }
 
 // AttachRequest asks the daemon to create a TAP inside a namespace and
@@ -61,6 +93,38 @@ type AttachRequest struct {
 	// Publish lists host ports to forward to the port, each
 	// [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp] as in `docker run -p`.
 	Publish []string `json:"publish,omitempty"`
+	PortPolicy
+}
+
+// PortPolicy is what a port may send and how much of the network's
+// forwarding table it may fill. The zero value is the default: port
+// security on, DefaultMACLimit.
+type PortPolicy struct {
+	// PortSecurity, when false, lets the port send frames from any
+	// source MAC and IP address; nil or true allows only the port's own
+	// MAC and addresses (ARP and neighbour discovery included).
+	PortSecurity *bool `json:"port_security,omitempty"`
+	// MACLimit is the most MAC addresses the network learns behind the
+	// port, 1 to MaxMACLimit; 0 means DefaultMACLimit. It matters for a
+	// port with security off, such as a namespace holding a bridge of
+	// its own.
+	MACLimit int `json:"mac_limit,omitempty"`
+}
+
+// Secure reports whether port security is on under the policy.
+func (p PortPolicy) Secure() bool { return p.PortSecurity == nil || *p.PortSecurity }
+
+// DefaultMACLimit and MaxMACLimit bound PortPolicy.MACLimit.
+const (
+	DefaultMACLimit = 1024
+	MaxMACLimit     = 1 << 20
+)
+
+// PortUpdateRequest changes an attached port's policy; a nil field is
+// left as it is.
+type PortUpdateRequest struct {
+	PortSecurity *bool `json:"port_security,omitempty"`
+	MACLimit     *int  `json:"mac_limit,omitempty"`
 }
 
 // ConnectRequest asks the daemon to give the namespace of an attached
@@ -73,6 +137,7 @@ type ConnectRequest struct {
 	// IPs are addresses in CIDR form; empty means one from the
 	// network's subnet.
 	IPs []string `json:"ips,omitempty"`
+	PortPolicy
 }
 
 // NetworkCreateRequest asks the daemon for a new network.
@@ -115,8 +180,14 @@ type Port struct {
 	DNSName string `json:"dns_name,omitempty"`
 	// Publish lists the published ports in canonical form
 	// (HOSTPORT:CONTAINERPORT/PROTO).
-	Publish []string     `json:"publish"`
-	Stats   PortCounters `json:"stats"`
+	Publish []string `json:"publish"`
+	// PortSecurity says whether the port may only send from its own MAC
+	// and addresses; MACs is how many MACs the network has learned behind
+	// it, of at most MACLimit.
+	PortSecurity bool         `json:"port_security"`
+	MACs         int          `json:"macs"`
+	MACLimit     int          `json:"mac_limit"`
+	Stats        PortCounters `json:"stats"`
 }
 
 // PortCounters are a port's traffic counters since it was attached. Rx

@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/tapswitch/tapswitch/fdb"
 	"github.com/tapswitch/tapswitch/internal/api"
@@ -37,6 +39,11 @@ type Config struct {
 	// other names to; nil means the nameservers of /etc/resolv.conf.
 	DNSUpstreams []netip.AddrPort
 	Logger       *slog.Logger
+	// Started is when the process started: the origin of the times
+	// Status reports (RestoreMs, FirstForwardMs). tapswitchd passes the
+	// time its main function began, which leaves out only the Go
+	// runtime's own start-up; zero means when New is called.
+	Started time.Time
 }
 
 // DefaultQueues is one queue per CPU, up to four: the kernel keeps a flow
@@ -68,6 +75,21 @@ type Daemon struct {
 	nets map[string]*network
 	// ports holds the container ports by name; gateways are in nets.
 	ports map[string]*port
+
+	// keep is set while the daemon stops for the next one to resume:
+	// the switch then releases the TAPs it closes instead of removing
+	// them (see tapDevice).
+	keep atomic.Bool
+	// restored and dropped count the ports of the state file brought
+	// back at start and those given up; ready is when New was done,
+	// from cfg.Started. Set once by New.
+	restored, dropped int
+	ready             time.Duration
+	// firstForward is when the switch first forwarded a frame, from
+	// cfg.Started, or -1 (see watchFirstForward).
+	firstForward atomic.Int64
+	stopWatch    chan struct{}
+	watchDone    chan struct{}
 }
 
 var _ api.Backend = (*Daemon)(nil)
@@ -81,6 +103,9 @@ func New(cfg Config) (_ *Daemon, err error) {
 	}
 	if cfg.Queues == 0 {
 		cfg.Queues = DefaultQueues()
+	}
+	if cfg.Started.IsZero() {
+		cfg.Started = time.Now()
 	}
 	if cfg.StateDir != "" {
 		abs, err := filepath.Abs(cfg.StateDir)
@@ -96,6 +121,7 @@ func New(cfg Config) (_ *Daemon, err error) {
 		nets:  make(map[string]*network),
 		ports: make(map[string]*port),
 	}
+	d.firstForward.Store(-1)
 	if d.state, err = openState(cfg.StateDir); err != nil {
 		return nil, err
 	}
@@ -109,88 +135,85 @@ func New(cfg Config) (_ *Daemon, err error) {
 			d.log.Warn("no upstream resolvers: names outside the networks will not resolve", "err", err)
 		}
 	}
-	table := TableName(cfg.StateDir)
-	if d.nat, err = nat.New(d.log, nat.WithTable(table), nat.WithIsolation(GatewayPrefix)); err != nil {
-		return nil, fmt.Errorf("firewall table inet %s: %w", table, err)
-	}
 	d.sw = vswitch.New(vswitch.Config{
 		FDB:        cfg.FDB,
 		Logger:     cfg.Logger,
 		PortFailed: d.portFailed,
 	})
+	d.stopWatch, d.watchDone = make(chan struct{}), make(chan struct{})
+	go d.watchFirstForward()
 	defer func() {
 		if err != nil {
-			d.shutdown(false)
+			// What was restored is released, not removed, for a start
+			// that gets further.
+			d.shutdown(!d.persistent())
 		}
 	}()
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// The data path first: networks and ports forward as soon as they
+	// are back. The firewall table a previous daemon left keeps serving
+	// until the new one replaces it, in one transaction, just after.
 	if err := d.restoreLocked(doc); err != nil {
 		return nil, err
+	}
+	restored := time.Since(cfg.Started)
+	table := TableName(cfg.StateDir)
+	if d.nat, err = nat.New(d.log, nat.WithTable(table), nat.WithIsolation(GatewayPrefix)); err != nil {
+		return nil, fmt.Errorf("firewall table inet %s: %w", table, err)
+	}
+	for _, n := range d.nets {
+		if err := d.nat.AddNetwork(n.natNetwork()); err != nil {
+			return nil, fmt.Errorf("restore network %q: firewall rules: %w", n.name, err)
+		}
 	}
 	if _, ok := d.nets[api.DefaultNetwork]; !ok {
 		if _, err := d.createNetworkLocked(api.NetworkCreateRequest{Name: api.DefaultNetwork}); err != nil {
 			return nil, fmt.Errorf("create network %q: %w", api.DefaultNetwork, err)
 		}
 	}
+	d.removeStaleLocked()
 	d.saveLocked()
+	d.ready = time.Since(cfg.Started)
+	d.log.Info("state restored", "networks", len(d.nets), "ports", d.restored, "dropped", d.dropped,
+		"ports_back_since_start", restored, "ready_since_start", d.ready)
 	return d, nil
 }
 
-// restoreLocked brings back the networks of the state file. Ports found
-// there were attached when a daemon stopped without detaching them: their
-// TAPs went with it, so their addresses are released (the allocation
-// cursor, restored too, keeps them from being handed out again soon) and
-// their resolv.conf files removed.
-func (d *Daemon) restoreLocked(doc stateDoc) error {
-	stale := make(map[string][]portState)
-	var resolv []string
-	for _, p := range doc.Ports {
-		d.log.Warn("port was still attached when tapswitchd last stopped; its TAP is gone, attach it again", "port", p.Name, "netns", p.Request.Netns, "network", p.Network)
-		stale[p.Network] = append(stale[p.Network], p)
-		if p.ResolvConf != "" && !slices.Contains(resolv, p.ResolvConf) {
-			resolv = append(resolv, p.ResolvConf)
-		}
-	}
-	for _, path := range resolv {
-		d.removeResolvConf(path)
-	}
-	for _, ns := range doc.Networks {
-		if err := checkNetworkName(ns.Name); err != nil {
-			return fmt.Errorf("state file: %w; correct or remove this network in %s", err, d.state.path)
-		}
-		sub, err := ipam.RestoreSubnet(ns.Subnet)
-		if err != nil {
-			return fmt.Errorf("state file %s: network %q: %w", d.state.path, ns.Name, err)
-		}
-		for _, p := range stale[ns.Name] {
-			for _, s := range p.Owned {
-				if a, err := netip.ParseAddr(s); err == nil {
-					sub.Release(a)
-				}
-			}
-		}
-		n := &network{name: ns.Name, internal: ns.Internal, subnet: sub, bridge: GatewayName(d.cfg.StateDir, ns.Name)}
-		if routes, err := hostRoutes(nil); err == nil {
-			if err := ipam.CheckOverlap(sub.Prefix(), routes); err != nil {
-				d.log.Warn("restored network overlaps a host route; its containers may be unreachable", "network", n.name, "err", err)
-			}
-		}
-		if err := d.startNetworkLocked(n); err != nil {
-			return fmt.Errorf("restore network %q: %w", ns.Name, err)
-		}
-	}
-	return nil
-}
+// persistent reports whether the daemon keeps state, and so makes its
+// TAPs persistent for the next start to take back.
+func (d *Daemon) persistent() bool { return d.cfg.StateDir != "" }
 
-// Close detaches every port, which removes every TAP the daemon made,
-// stops published ports and DNS servers, removes the resolv.conf files
-// it wrote and deletes its nftables table. Networks stay in the state
-// file for the next start.
-func (d *Daemon) Close() { d.shutdown(true) }
+// alias marks the TAPs of this daemon's state directory (tap.Config.Alias).
+func (d *Daemon) alias() string { return "tapswitch " + stateID(d.cfg.StateDir) }
 
-func (d *Daemon) shutdown(save bool) {
+// device presents dev to the switch.
+func (d *Daemon) device(dev tap.Device) tapDevice { return tapDevice{Device: dev, keep: &d.keep} }
+
+// Close stops the daemon for another to resume: published ports and DNS
+// servers stop, and the TAPs are released but stay, persistent, with
+// their addresses, as do the gateways, the pins of namespaces, the
+// resolv.conf files and the firewall table. The next daemon with the
+// same state directory takes them all back. A daemon without a state
+// directory removes everything, as CloseAndRemove.
+func (d *Daemon) Close() { d.shutdown(!d.persistent()) }
+
+// CloseAndRemove stops the daemon and undoes what it made: every port is
+// detached (its TAP removed and its addresses released), the gateways,
+// pins, resolv.conf files and firewall table go. The networks stay in the
+// state file for the next start.
+func (d *Daemon) CloseAndRemove() { d.shutdown(true) }
+
+func (d *Daemon) shutdown(remove bool) {
+	if !remove {
+		d.keep.Store(true)
+	}
+	if d.stopWatch != nil {
+		close(d.stopWatch)
+		<-d.watchDone
+		d.stopWatch = nil
+	}
 	d.mu.Lock()
 	// Proxies and DNS servers first, so nothing new starts on the way down.
 	for _, p := range d.ports {
@@ -205,6 +228,10 @@ func (d *Daemon) shutdown(save bool) {
 	if d.sw != nil {
 		d.sw.Close()
 	}
+	if !remove {
+		// The state file already says what the next start resumes.
+		return
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, p := range d.ports {
@@ -215,8 +242,10 @@ func (d *Daemon) shutdown(save bool) {
 			d.log.Error("delete firewall table", "err", err)
 		}
 	}
-	if save {
-		d.saveLocked()
+	d.saveLocked()
+	if d.persistent() {
+		// Empty by now, unless a pin could not be removed.
+		os.Remove(d.pinDir())
 	}
 }
 
@@ -326,8 +355,19 @@ func (d *Daemon) Networks() []api.Network {
 	return out
 }
 
-// tapDevice presents a TAP to the switch.
-type tapDevice struct{ tap.Device }
+// tapDevice presents a TAP to the switch. When the switch closes it
+// while the daemon stops for a restart, the TAP is released, not removed.
+type tapDevice struct {
+	tap.Device
+	keep *atomic.Bool
+}
+
+func (d tapDevice) Close() error {
+	if d.keep != nil && d.keep.Load() {
+		return d.Device.Release()
+	}
+	return d.Device.Close()
+}
 
 func (d tapDevice) Queues() []vswitch.Queue {
 	tq := d.Device.Queues()

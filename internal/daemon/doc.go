@@ -35,12 +35,19 @@
 // /etc/netns naming the gateway. Published ports are proxies in the
 // daemon (package publish) to that address.
 //
-// # State
+// # State and restarts
 //
-// The state file holds the networks with their IPAM state, and the ports
-// while they are attached. A daemon that stops detaches every port and
-// removes its gateways and firewall table; the next one recreates the
-// networks from the file. Ports found in the file at start belong to a
-// daemon that stopped without detaching them: their TAPs died with it,
-// so their addresses are released and their resolv.conf files removed.
+// The state file holds the networks with their IPAM state, and every
+// attached port with what it takes to take it back. Its TAPs, and the
+// gateways, are persistent: a daemon that stops (Close) or dies leaves
+// them in their namespaces with their addresses and routes, and the
+// namespaces attached by pid or path pinned under the state directory;
+// the next daemon with the same state directory opens every TAP again and
+// plugs it back in with its name, MAC, addresses, DNS name and published
+// ports, so that a connection through the switch sees only a short loss,
+// which TCP retransmits over. A port whose namespace or TAP is gone by
+// then is dropped: its addresses are released, its pin and resolv.conf
+// removed. CloseAndRemove is the other way to stop: it detaches every
+// port and removes the gateways, pins and firewall table, and only the
+// networks stay in the file for the next start.
 package daemon

@@ -4,9 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"path/filepath"
-	"regexp"
 	"strings"
 
+	"github.com/tapswitch/tapswitch/internal/api"
 	"github.com/tapswitch/tapswitch/internal/nat"
 )
 
@@ -18,14 +18,6 @@ const DefaultStateDir = "/var/lib/tapswitch"
 // daemon: the firewall keeps traffic from crossing between interfaces
 // that share it.
 const GatewayPrefix = "tsw-"
-
-// nameRE is what port and network names may be: a DNS label (they are the
-// names the network's DNS answers for, and a network's name is its
-// domain), with '_' allowed as resolvers pass it through.
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$`)
-
-// nameRule is nameRE in words, for messages.
-const nameRule = "use 1 to 63 letters, digits, '-' and '_', starting with a letter or digit and not ending in '-'"
 
 // stateID names a state directory in 8 hex digits, so that names derived
 // from it (gateway interfaces, the nftables table) differ between daemons
@@ -81,17 +73,11 @@ func defaultName(netns string) string {
 
 // checkName reports why name cannot name a port or network (what says
 // which).
-func checkName(what, name string) error {
-	if !nameRE.MatchString(name) {
-		return invalid("%s name %q: %s (it is a DNS name)", what, name, nameRule)
-	}
-	return nil
-}
 
 // connectName is the default name of the port connect makes.
 func connectName(port, network string) (string, error) {
 	name := port + "-" + network
-	if !nameRE.MatchString(name) {
+	if api.CheckName("port", name) != nil {
 		return "", invalid("port name %q (PORT-NETWORK) is too long; give one with --name", name)
 	}
 	return name, nil
@@ -105,5 +91,5 @@ func checkNetworkName(name string) error {
 	if len(name) > maxNetworkName {
 		return invalid("network name %q: longer than %d bytes", name, maxNetworkName)
 	}
-	return checkName("network", name)
+	return api.CheckName("network", name)
 }

@@ -36,6 +36,11 @@ type network struct {
 	dns     *dns.Server
 }
 
+// natNetwork is n as the firewall sees it.
+func (n *network) natNetwork() nat.Network {
+	return nat.Network{Name: n.name, Subnet: n.subnet.Prefix(), Bridge: n.bridge, Internal: n.internal}
+}
+
 // gatewayPrefix is the gateway address with the subnet's length, as the
 // gateway interface holds it.
 func (n *network) gatewayPrefix() netip.Prefix {
@@ -92,7 +97,7 @@ func (d *Daemon) createNetworkLocked(req api.NetworkCreateRequest) (*network, er
 		return nil, ipamError(err)
 	}
 	n := &network{name: req.Name, internal: req.Internal, subnet: sub, bridge: GatewayName(d.cfg.StateDir, req.Name)}
-	if err := d.startNetworkLocked(n); err != nil {
+	if err := d.startNetworkLocked(n, false); err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -118,9 +123,11 @@ func (d *Daemon) inUseLocked() (map[string]netip.Prefix, error) {
 
 // startNetworkLocked brings n up: a network of the switch, a gateway TAP
 // in the daemon's namespace holding the gateway address and plugged in
-// as a port, a DNS server on the gateway, and the firewall rules. On
-// failure nothing of it is left.
-func (d *Daemon) startNetworkLocked(n *network) (err error) {
+// as a port, a DNS server on the gateway, and the firewall rules. With
+// reopen, the network is one of the state file and its gateway, which a
+// previous daemon left, is taken back as it is (or made again if gone).
+// On failure nothing new of it is left.
+func (d *Daemon) startNetworkLocked(n *network, reopen bool) (err error) {
 	vn, err := d.sw.CreateNetwork(n.name)
 	if err != nil {
 		return classify(err)
@@ -131,15 +138,24 @@ func (d *Daemon) startNetworkLocked(n *network) (err error) {
 		}
 	}()
 	gwp := n.gatewayPrefix()
-	dev, err := tap.Create(tap.Config{Name: n.bridge, Queues: d.cfg.Queues, Addrs: []netip.Prefix{gwp}})
+	var dev tap.Device
+	if reopen && d.persistent() {
+		dev, err = openTAP(tap.Config{Name: n.bridge, Queues: d.cfg.Queues})
+	}
+	if dev == nil && (err == nil || errors.Is(err, tap.ErrNotFound)) {
+		dev, err = tap.Create(tap.Config{Name: n.bridge, Queues: d.cfg.Queues, Addrs: []netip.Prefix{gwp},
+			Persist: d.persistent(), Alias: d.alias()})
+	}
 	if err != nil {
-		if errors.Is(err, tap.ErrExists) {
+		if errors.Is(err, tap.ErrExists) || errors.Is(err, tap.ErrInUse) {
 			return conflict("gateway interface %s already exists in the daemon's namespace: is another tapswitchd running with state directory %s? Stop it, or delete the interface (ip link del %s)", n.bridge, d.cfg.StateDir, n.bridge)
 		}
 		return fmt.Errorf("gateway interface %s: %w", n.bridge, err)
 	}
-	info := vswitch.PortInfo{Ifname: n.bridge, MAC: dev.MAC(), IPs: []netip.Prefix{gwp}, MTU: 1500}
-	gw, err := d.sw.AddPort(n.name, n.bridge, tapDevice{dev}, info)
+	// The gateway routes for the network: replies from outside come out
+	// of it with their own source addresses, so port security is off.
+	info := vswitch.PortInfo{Ifname: n.bridge, MAC: dev.MAC(), IPs: []netip.Prefix{gwp}, MTU: 1500, NoSecurity: true}
+	gw, err := d.sw.AddPort(n.name, n.bridge, d.device(dev), info)
 	if err != nil {
 		return fmt.Errorf("gateway interface %s: %w", n.bridge, classify(err))
 	}
@@ -167,8 +183,12 @@ func (d *Daemon) startNetworkLocked(n *network) (err error) {
 			srv.Close()
 		}
 	}()
-	if err := d.nat.AddNetwork(nat.Network{Name: n.name, Subnet: n.subnet.Prefix(), Bridge: n.bridge, Internal: n.internal}); err != nil {
-		return fmt.Errorf("firewall rules: %w", err)
+	// While a daemon restores its state the firewall is not there yet;
+	// New gives the restored networks their rules once it is.
+	if d.nat != nil {
+		if err := d.nat.AddNetwork(n.natNetwork()); err != nil {
+			return fmt.Errorf("firewall rules: %w", err)
+		}
 	}
 	n.vn, n.gw, n.records, n.dns = vn, gw, records, srv
 	d.nets[n.name] = n
@@ -287,15 +307,18 @@ func switchPortView(sp *vswitch.Port) api.Port {
 	}
 	c := sp.Counters()
 	return api.Port{
-		ID:      sp.ID(),
-		Name:    sp.Name(),
-		Network: sp.Network().Name(),
-		Netns:   info.Netns,
-		Ifname:  info.Ifname,
-		MAC:     info.MAC.String(),
-		IPs:     ips,
-		MTU:     info.MTU,
-		Publish: []string{},
+		ID:           sp.ID(),
+		Name:         sp.Name(),
+		Network:      sp.Network().Name(),
+		Netns:        info.Netns,
+		Ifname:       info.Ifname,
+		MAC:          info.MAC.String(),
+		IPs:          ips,
+		MTU:          info.MTU,
+		Publish:      []string{},
+		PortSecurity: sp.Security(),
+		MACs:         sp.MACs(),
+		MACLimit:     sp.MACLimit(),
 		Stats: api.PortCounters{
 			RxFrames: c.RxFrames, RxBytes: c.RxBytes,
 			TxFrames: c.TxFrames, TxBytes: c.TxBytes,

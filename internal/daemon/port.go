@@ -15,7 +15,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/tapswitch/tapswitch/fdb"
 	"github.com/tapswitch/tapswitch/internal/api"
 	"github.com/tapswitch/tapswitch/internal/dns"
 	"github.com/tapswitch/tapswitch/internal/ipam"
@@ -29,12 +28,6 @@ import (
 // over /etc for the namespace NAME.
 const netnsEtcDir = "/etc/netns"
 
-// Limits on what a user may ask for.
-const (
-	minMTU = 68    // the IPv4 minimum (RFC 791)
-	maxMTU = 65535 // the largest a TAP takes
-)
-
 // port is one container port: the switch's port and what the daemon set
 // up around it.
 type port struct {
@@ -43,6 +36,10 @@ type port struct {
 	net   *network
 	// ns identifies the namespace, however it was named at attach.
 	ns nsID
+	// nsPath is the namespace file the port is reached through: the
+	// pin of a namespace attached by pid or path, /run/netns/NAME for
+	// one attached by name.
+	nsPath string
 	// owned are the addresses the network's IPAM holds for the port.
 	owned []netip.Addr
 	// publish are the published ports, served by proxies.
@@ -113,87 +110,37 @@ func (d *Daemon) validate(req api.AttachRequest) (attachSpec, error) {
 	if s.ifname == "" {
 		s.ifname = "eth0"
 	}
-	if err := checkIfname(s.ifname); err != nil {
+	if err := api.CheckIfname(s.ifname); err != nil {
 		return s, err
 	}
 	if s.name == "" {
 		s.name = defaultName(req.Netns)
-		if !nameRE.MatchString(s.name) {
-			return s, invalid("no port name can be made from netns %q; give one with --name (%s)", req.Netns, nameRule)
+		if api.CheckName("port", s.name) != nil {
+			return s, invalid("no port name can be made from netns %q; give one with --name (%s)", req.Netns, api.NameRule)
 		}
 	}
-	if err := checkName("port", s.name); err != nil {
+	if err := api.CheckName("port", s.name); err != nil {
 		return s, err
-	}
-	if s.mtu != 0 && (s.mtu < minMTU || s.mtu > maxMTU) {
-		return s, invalid("MTU %d: must be between %d and %d", s.mtu, minMTU, maxMTU)
-	}
-	if req.MAC != "" {
-		mac, err := net.ParseMAC(req.MAC)
-		if err != nil || len(mac) != 6 {
-			return s, invalid("MAC %q: want six bytes like 02:00:00:00:00:01", req.MAC)
-		}
-		if mac[0]&1 != 0 || fdb.Key(mac) == 0 {
-			return s, invalid("MAC %s: must be a unicast, non-zero address", mac)
-		}
-		s.mac = mac
 	}
 	var err error
-	if s.ips, err = parseIPs(req.IPs); err != nil {
+	if req.MAC != "" {
+		if s.mac, err = api.ParseMAC(req.MAC); err != nil {
+			return s, err
+		}
+	}
+	if s.ips, err = api.ParseAddrs(req.IPs); err != nil {
 		return s, err
 	}
-	if s.publish, err = parsePublish(req.Publish); err != nil {
+	if err := api.CheckMTU(s.mtu, s.ips); err != nil {
+		return s, err
+	}
+	if s.publish, err = api.ParsePublish(req.Publish); err != nil {
 		return s, err
 	}
 	if s.netnsPath, err = resolveNetns(req.Netns); err != nil {
 		return s, err
 	}
 	return s, nil
-}
-
-func checkIfname(name string) error {
-	if name == "" || len(name) > 15 || strings.ContainsAny(name, "/: \t\n") || name == "." || name == ".." {
-		return invalid("interface name %q: use 1 to 15 characters, without '/', ':' or spaces", name)
-	}
-	return nil
-}
-
-func parseIPs(in []string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, ip := range in {
-		p, err := netip.ParsePrefix(ip)
-		if err != nil {
-			return nil, invalid("address %q: want ADDR/LEN such as 10.0.0.1/24 or fd00::1/64", ip)
-		}
-		a := p.Addr()
-		if a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
-			return nil, invalid("address %s: not a unicast host address", p)
-		}
-		for _, q := range out {
-			if q.Addr() == a {
-				return nil, invalid("address %s given twice", a)
-			}
-		}
-		out = append(out, p)
-	}
-	return out, nil
-}
-
-func parsePublish(in []string) ([]publish.Mapping, error) {
-	var out []publish.Mapping
-	for _, spec := range in {
-		m, err := publish.ParseSpec(spec)
-		if err != nil {
-			return nil, invalid("%v", err)
-		}
-		for _, o := range out {
-			if o.Proto == m.Proto && o.HostPort == m.HostPort && (o.HostIP == m.HostIP || !o.HostIP.IsValid() || !m.HostIP.IsValid()) {
-				return nil, invalid("publish %q: host port %d/%s is published twice", spec, m.HostPort, m.Proto)
-			}
-		}
-		out = append(out, m)
-	}
-	return out, nil
 }
 
 func resolveNetns(spec string) (string, error) {
@@ -238,7 +185,24 @@ func (d *Daemon) attachLocked(s attachSpec) (_ *port, err error) {
 	if len(s.publish) > 0 && n.internal {
 		return nil, invalid("network %q is internal: its ports cannot be published; attach to another network to publish", n.name)
 	}
-	ns, err := nsIDOf(s.netnsPath)
+	// A namespace attached by pid or path is pinned first: the port is
+	// made through the pin, and the next daemon finds it there however
+	// the process that held it fares.
+	nsPath := s.netnsPath
+	var pinPath string
+	if d.persistent() && needsPin(s.netnsPath) {
+		pinPath = d.pinPath(s.name)
+		if err := pin(s.netnsPath, pinPath); err != nil {
+			return nil, fmt.Errorf("pin network namespace %s: %w", s.netnsPath, err)
+		}
+		defer func() {
+			if err != nil {
+				d.unpin(pinPath)
+			}
+		}()
+		nsPath = pinPath
+	}
+	ns, err := nsIDOf(nsPath)
 	if err != nil {
 		return nil, err
 	}
@@ -276,7 +240,8 @@ func (d *Daemon) attachLocked(s attachSpec) (_ *port, err error) {
 		}
 	}
 
-	dev, err := tap.Create(tap.Config{Netns: s.netnsPath, Name: s.ifname, MAC: s.mac, MTU: s.mtu, Queues: d.cfg.Queues, Addrs: ips})
+	dev, err := tap.Create(tap.Config{Netns: nsPath, Name: s.ifname, MAC: s.mac, MTU: s.mtu, Queues: d.cfg.Queues, Addrs: ips,
+		Persist: d.persistent(), Alias: d.alias()})
 	if err != nil {
 		if errors.Is(err, tap.ErrExists) {
 			err = fmt.Errorf("%w: %v", api.ErrConflict, err)
@@ -285,7 +250,7 @@ func (d *Daemon) attachLocked(s attachSpec) (_ *port, err error) {
 	}
 	if first && len(local) > 0 {
 		gw := n.subnet.Gateway()
-		if err := addDefaultRoute(s.netnsPath, s.ifname, gw); err != nil {
+		if err := addDefaultRoute(nsPath, s.ifname, gw); err != nil {
 			if !errors.Is(err, errDefaultRouteExists) {
 				dev.Close()
 				return nil, err
@@ -297,21 +262,27 @@ func (d *Daemon) attachLocked(s attachSpec) (_ *port, err error) {
 	if mtu == 0 {
 		mtu = 1500
 	}
-	info := vswitch.PortInfo{Netns: s.netns, NetnsPath: s.netnsPath, Ifname: s.ifname, MAC: dev.MAC(), IPs: ips, MTU: mtu}
-	sp, err := d.sw.AddPort(s.network, s.name, tapDevice{dev}, info)
+	info := vswitch.PortInfo{Netns: s.netns, NetnsPath: nsPath, Ifname: s.ifname, MAC: dev.MAC(), IPs: ips, MTU: mtu}
+	applyPolicy(&info, s.req.PortPolicy)
+	sp, err := d.sw.AddPort(s.network, s.name, d.device(dev), info)
 	if err != nil {
 		return nil, classify(err)
 	}
 	p := &port{
-		state:   portState{Request: s.req, Name: s.name, Network: s.network, MAC: dev.MAC().String(), DNSName: s.dnsName},
+		state: portState{Request: s.req, Name: s.name, Network: s.network, MAC: dev.MAC().String(), DNSName: s.dnsName,
+			Ifname: s.ifname, MTU: s.mtu, Pin: pinPath},
 		sw:      sp,
 		net:     n,
 		ns:      ns,
+		nsPath:  nsPath,
 		owned:   owned,
 		publish: s.publish,
 	}
 	for _, a := range owned {
 		p.state.Owned = append(p.state.Owned, a.String())
+	}
+	for _, ip := range ips {
+		p.state.IPs = append(p.state.IPs, ip.String())
 	}
 	defer func() {
 		if err != nil {
@@ -434,6 +405,39 @@ func (d *Daemon) Detach(ctx context.Context, name string) error {
 	return nil
 }
 
+// applyPolicy puts a port's requested policy into its switch port info.
+func applyPolicy(info *vswitch.PortInfo, pol api.PortPolicy) {
+	info.NoSecurity = !pol.Secure()
+	info.MACLimit = pol.MACLimit
+}
+
+// UpdatePort changes an attached port's policy and records it, so that a
+// restart keeps it.
+func (d *Daemon) UpdatePort(ctx context.Context, name string, req api.PortUpdateRequest) (api.Port, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	sp, err := d.sw.Port(name)
+	if err != nil {
+		return api.Port{}, fmt.Errorf("update port: %w", classify(err))
+	}
+	p, ok := d.ports[sp.Name()]
+	if !ok {
+		return api.Port{}, fmt.Errorf("update port: %w", invalid("port %q is the gateway of network %q; it routes for the host and has no port security", sp.Name(), sp.Network().Name()))
+	}
+	pol := &p.state.Request.PortPolicy
+	if req.PortSecurity != nil {
+		on := *req.PortSecurity
+		pol.PortSecurity = &on
+		sp.SetSecurity(on)
+	}
+	if req.MACLimit != nil {
+		pol.MACLimit = *req.MACLimit
+		sp.SetMACLimit(*req.MACLimit)
+	}
+	d.saveLocked()
+	return p.view(), nil
+}
+
 // forgetLocked undoes what attachLocked set up around a port the switch
 // no longer has.
 func (d *Daemon) forgetLocked(p *port) {
@@ -444,6 +448,9 @@ func (d *Daemon) forgetLocked(p *port) {
 	}
 	p.owned = nil
 	delete(d.ports, p.name())
+	if p.state.Pin != "" {
+		d.unpin(p.state.Pin)
+	}
 	if p.state.ResolvConf == "" {
 		return
 	}
@@ -506,7 +513,7 @@ func (d *Daemon) Connect(ctx context.Context, network string, req api.ConnectReq
 	fail := func(err error) (api.Port, error) {
 		return api.Port{}, fmt.Errorf("connect port %q to network %q: %w", req.Port, network, err)
 	}
-	ips, err := parseIPs(req.IPs)
+	ips, err := api.ParseAddrs(req.IPs)
 	if err != nil {
 		return fail(err)
 	}
@@ -535,20 +542,18 @@ func (d *Daemon) Connect(ctx context.Context, network string, req api.ConnectReq
 			return fail(err)
 		}
 	}
-	if err := checkName("port", name); err != nil {
+	if err := api.CheckName("port", name); err != nil {
 		return fail(err)
 	}
-	netns := orig.state.Request.Netns
-	path, err := resolveNetns(netns)
-	if err != nil {
-		return fail(err)
-	}
+	// The original port's own way into the namespace: its pin, for a
+	// namespace attached by pid that has outlived the process.
+	netns, path := orig.state.Request.Netns, orig.nsPath
 	ifname, err := nextIfname(path)
 	if err != nil {
 		return fail(err)
 	}
 	s := attachSpec{
-		req:       api.AttachRequest{Netns: netns, Network: network, Name: name, Ifname: ifname, IPs: req.IPs},
+		req:       api.AttachRequest{Netns: netns, Network: network, Name: name, Ifname: ifname, IPs: req.IPs, PortPolicy: req.PortPolicy},
 		netns:     netns,
 		netnsPath: path,
 		network:   network,

@@ -15,13 +15,15 @@ import (
 )
 
 // stateVersion is the state file's format. Version 1 had ports only; it
-// is read as having no networks.
-const stateVersion = 2
+// is read as having no networks. Up to version 2 a port in the file had
+// died with the daemon that wrote it; from version 3 its TAP outlives the
+// daemon, and the next start takes it back.
+const stateVersion = 3
 
 // portState is what the state file records of a container port: the
-// request that made it and what the daemon chose for it. A port is in
-// the file only while it is attached; one found there at start belongs
-// to a daemon that did not shut down, and its TAP died with it.
+// request that made it and what the daemon chose for it, enough to take
+// its TAP back at the next start. A port is in the file while it is
+// attached, and stays there when the daemon stops or dies.
 type portState struct {
 	Request api.AttachRequest `json:"request"`
 	Name    string            `json:"name"`
@@ -36,6 +38,14 @@ type portState struct {
 	// ResolvConf is the resolv.conf the daemon wrote for the port's
 	// namespace, removed when the namespace's last port goes.
 	ResolvConf string `json:"resolv_conf,omitempty"`
+	// Ifname, IPs and MTU are the TAP's name in the namespace, the
+	// addresses put on it and the MTU asked for (0: the default).
+	Ifname string   `json:"ifname,omitempty"`
+	IPs    []string `json:"ips,omitempty"`
+	MTU    int      `json:"mtu,omitempty"`
+	// Pin is the bind mount of the namespace under the state directory,
+	// for a namespace attached by pid or path (see pin).
+	Pin string `json:"pin,omitempty"`
 }
 
 // networkState is what the state file records of a network, enough to
@@ -47,12 +57,17 @@ type networkState struct {
 }
 
 // stateFile is the daemon's record of its networks and ports, rewritten
-// whole on every change: written to a temporary file, synced, then
-// renamed over the old one, so a reader (or a restarted daemon) sees the
-// old or the new state, never a torn one.
+// whole on every change: written to a temporary file, synced, renamed
+// over the old one, and the directory synced, so a reader (or a daemon
+// started after a crash, even of the machine) sees the old or the new
+// state, never a torn one. A temporary file left by a daemon killed in
+// the middle of a write is never read, and is removed at the next start.
 type stateFile struct {
 	path string
 }
+
+// tempPattern names the temporary files of writeAtomic.
+const tempPattern = ".state-*.json"
 
 type stateDoc struct {
 	Version  int            `json:"version"`
@@ -66,6 +81,13 @@ func openState(dir string) (*stateFile, error) {
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	// Only one daemon runs per state directory, so every temporary file
+	// here is a dead daemon's unfinished write.
+	if left, err := filepath.Glob(filepath.Join(dir, tempPattern)); err == nil {
+		for _, f := range left {
+			os.Remove(f)
+		}
 	}
 	return &stateFile{path: filepath.Join(dir, "state.json")}, nil
 }
@@ -126,7 +148,8 @@ func writeAtomic(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".state-*.json")
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, tempPattern)
 	if err != nil {
 		return err
 	}
@@ -142,5 +165,14 @@ func writeAtomic(path string, v any) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), path)
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	// The rename is durable once the directory is.
+	df, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer df.Close()
+	return df.Sync()
 }

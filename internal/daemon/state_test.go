@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net/netip"
@@ -88,7 +89,8 @@ func TestStateLoad(t *testing.T) {
 		{name: "no file"},
 		{name: "version 1", body: `{"version":1,"ports":[{"name":"a","network":"default"}]}`},
 		{name: "version 2", body: `{"version":2,"networks":[{"name":"front","subnet":{"prefix":"10.20.0.0/24","gateway":"10.20.0.1","allocated":[]}}],"ports":[]}`, wantNet: []string{"front"}},
-		{name: "future version", body: `{"version":3}`, wantErr: "version 3"},
+		{name: "version 3", body: `{"version":3,"networks":[],"ports":[{"name":"a","network":"default","ifname":"eth0","ips":["10.0.0.2/24"],"pin":"/x/netns/a"}]}`},
+		{name: "future version", body: `{"version":4}`, wantErr: "version 4"},
 		{name: "no version", body: `{}`, wantErr: "version 0"},
 		{name: "damaged", body: `{"version":2,`, wantErr: "move it away"},
 	}
@@ -156,5 +158,77 @@ func TestWrittenByUs(t *testing.T) {
 	d.removeResolvConf(ours)
 	if _, err := os.Stat(filepath.Dir(ours)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("removeResolvConf(%s): directory still there (%v), want it gone with the file", ours, err)
+	}
+}
+
+// TestStateLeftoverTemp starts from a state directory as a daemon killed
+// in the middle of writing its state leaves it: the last good state.json
+// and a temporary file, whole or torn. The last good state is what loads,
+// and the temporary files go.
+func TestStateLeftoverTemp(t *testing.T) {
+	good := `{"version":3,"networks":[{"name":"front","subnet":{"prefix":"10.20.0.0/24","gateway":"10.20.0.1","allocated":[]}}],"ports":[]}`
+	tests := []struct {
+		name  string
+		temps []string
+	}{
+		{"torn", []string{`{"version":3,"networks":[{"name":"fro`}},
+		{"empty", []string{""}},
+		{"whole", []string{`{"version":3,"networks":[],"ports":[]}`}},
+		{"several", []string{`{"vers`, "", `{"version":3,"networks":[],"ports":[]}`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "state.json"), []byte(good), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			for _, body := range tt.temps {
+				f, err := os.CreateTemp(dir, tempPattern)
+				if err != nil {
+					t.Fatal(err)
+				}
+				f.WriteString(body)
+				f.Close()
+			}
+			st, err := openState(dir)
+			if err != nil {
+				t.Fatalf("openState() = %v", err)
+			}
+			doc, err := st.load()
+			if err != nil {
+				t.Fatalf("load() = %v", err)
+			}
+			if len(doc.Networks) != 1 || doc.Networks[0].Name != "front" {
+				t.Fatalf("load() = %+v, want the last good state (network front)", doc)
+			}
+			if left, _ := filepath.Glob(filepath.Join(dir, tempPattern)); len(left) != 0 {
+				t.Fatalf("temporary files after openState: %v, want none", left)
+			}
+		})
+	}
+}
+
+// TestWriteAtomicLeavesNoTemp checks that a write leaves state.json
+// whole and no temporary file, and that a failed write keeps the old
+// state.
+func TestWriteAtomicLeavesNoTemp(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.json")
+	for i := range 3 {
+		if err := writeAtomic(path, stateDoc{Version: stateVersion, Ports: []portState{{Name: fmt.Sprint("p", i)}}}); err != nil {
+			t.Fatalf("writeAtomic() = %v", err)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, tempPattern)); len(left) != 0 {
+		t.Fatalf("temporary files after writeAtomic: %v, want none", left)
+	}
+	// Nothing JSON can encode: the write fails before touching the file.
+	if err := writeAtomic(path, map[string]any{"x": func() {}}); err == nil {
+		t.Fatal("writeAtomic(unencodable) = nil, want an error")
+	}
+	st := &stateFile{path: path}
+	doc, err := st.load()
+	if err != nil || len(doc.Ports) != 1 || doc.Ports[0].Name != "p2" {
+		t.Fatalf("load() after a failed write = %+v, %v; want the last good state (port p2)", doc, err)
 	}
 }

@@ -2,9 +2,13 @@
 // namespaces, the real tapswitchd binary and the real tapswitch CLI,
 // with ping, iperf3 and packet sockets as the traffic.
 //
-// The tests need root and the tools ip, ping, ss and iperf3. Without
-// them they skip, unless TAPSWITCH_REQUIRE_PRIVILEGED=1 is set, when a
-// skip is a failure:
+// The tests need root and the tools ip, ping, ss, iperf3, unshare and
+// nsenter, and useradd and groupadd for the socket tests. Without them
+// they skip, unless TAPSWITCH_REQUIRE_PRIVILEGED=1 is set, when a skip is
+// a failure:
 //
 //	sudo go test -v -count=1 ./internal/e2e/
+//
+// TAPSWITCH_SOAK=1 (make soak) runs the churn and restart tests at full
+// size; TAPSWITCH_CHURN=N sets the number of attach/detach cycles.
 package e2e

@@ -101,10 +101,14 @@ func (e *testEnv) startDaemon() {
 		e.t.Fatal(err)
 	}
 	defer logf.Close()
+	// --remove-on-exit, so that a test's daemon leaves nothing behind;
+	// a test of restarts turns it off with --remove-on-exit=false in
+	// daemonArgs, which come after.
 	args := append([]string{
 		"--socket", e.sock,
 		"--state-dir", e.stateDir(),
-		"--log-level", "debug"}, e.daemonArgs...)
+		"--log-level", "debug",
+		"--remove-on-exit"}, e.daemonArgs...)
 	cmd := exec.Command(filepath.Join(binDir, "tapswitchd"), args...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
@@ -206,6 +210,7 @@ func (e *testEnv) cleanup() {
 		// daemon that failed to.
 		os.RemoveAll(filepath.Join(netnsEtcDir, e.namespaces[i]))
 	}
+	e.sweep()
 	os.RemoveAll(e.dir)
 }
 
@@ -388,6 +393,17 @@ func (e *testEnv) ports() []api.Port {
 		e.t.Fatalf("tapswitch ports -o json: %v\n%s", err, out)
 	}
 	return ports
+}
+
+// status is the daemon's tapswitch status -o json.
+func (e *testEnv) status() api.Status {
+	e.t.Helper()
+	var s api.Status
+	out := e.mustCLI("status", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		e.t.Fatalf("tapswitch status -o json: %v\n%s", err, out)
+	}
+	return s
 }
 
 func (e *testEnv) fdb() []api.FDBEntry {

@@ -1,31 +1,9 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
-
-// iperfResult is the part of iperf3 -J output the test reads.
-type iperfResult struct {
-	End struct {
-		SumSent struct {
-			Bytes uint64 `json:"bytes"`
-		} `json:"sum_sent"`
-		SumReceived struct {
-			Bytes         uint64  `json:"bytes"`
-			Seconds       float64 `json:"seconds"`
-			BitsPerSecond float64 `json:"bits_per_second"`
-		} `json:"sum_received"`
-	} `json:"end"`
-	Error string `json:"error"`
-}
 
 // TestIperf3 moves more than 1 GiB over TCP between two namespaces. The
 // rate is logged, not asserted: speed is for benchmarks.
@@ -36,46 +14,7 @@ func TestIperf3(t *testing.T) {
 	e.attach(nsA, "--ip", ipA)
 	portB := e.attach(nsB, "--ip", ipB)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	// The server writes to a file, which can be read while it still runs.
-	logPath := filepath.Join(e.dir, "iperf3-server.log")
-	serverLog, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer serverLog.Close()
-	serverOut := func() string {
-		b, _ := os.ReadFile(logPath)
-		return string(b)
-	}
-	server := exec.CommandContext(ctx, "ip", "netns", "exec", nsB, "iperf3", "-s", "-1", "-B", addr(ipB))
-	server.Stdout = serverLog
-	server.Stderr = serverLog
-	srv, err := startProc(server)
-	if err != nil {
-		t.Fatalf("iperf3 -s in %s: %v", nsB, err)
-	}
-	e.procs = append(e.procs, srv)
-
-	// A probe connection would use up the one test of iperf3 -s -1, so
-	// readiness is read off the listening sockets instead.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out, err := nsRun(nsB, "ss", "-H", "-l", "-t", "-n", "sport", "=", ":5201")
-		if err == nil && strings.TrimSpace(out) != "" {
-			break
-		}
-		select {
-		case <-srv.done:
-			t.Fatalf("iperf3 -s in %s exited: %v\n%s", nsB, srv.err, serverOut())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("iperf3 -s in %s: not listening on :5201 after 10s: %v\n%s", nsB, err, out)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	srv := e.startIperfServer(nsB, addr(ipB))
 
 	// The server takes its byte count when the client says it is done,
 	// before the last few MiB in flight are read: iperf3 reports
@@ -86,20 +25,7 @@ func TestIperf3(t *testing.T) {
 		send = 1100 << 20
 		want = 1 << 30
 	)
-	client := exec.CommandContext(ctx, "ip", "netns", "exec", nsA, "iperf3", "-c", addr(ipB), "-n", "1100M", "-J")
-	var stderr bytes.Buffer
-	client.Stderr = &stderr
-	out, err := client.Output()
-	if err != nil {
-		t.Fatalf("iperf3 -c %s -n 1100M from %s: %v\n%s%s", addr(ipB), nsA, err, out, stderr.String())
-	}
-	var res iperfResult
-	if err := json.Unmarshal(out, &res); err != nil {
-		t.Fatalf("iperf3 -c %s -J from %s: %v\n%s", addr(ipB), nsA, err, out)
-	}
-	if res.Error != "" {
-		t.Fatalf("iperf3 -c %s from %s: %s", addr(ipB), nsA, res.Error)
-	}
+	res := e.iperf(nsA, srv, "-n", "1100M")
 	got := res.End.SumReceived
 	if sent := res.End.SumSent.Bytes; sent < send {
 		t.Errorf("iperf3 -c %s -n 1100M from %s: sent %d bytes, want >= %d", addr(ipB), nsA, sent, send)
@@ -111,7 +37,7 @@ func TestIperf3(t *testing.T) {
 
 	// The switch's own count of what it wrote to the receiver's TAP, which
 	// may be published a moment late.
-	deadline = time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
 	for {
 		p := findPort(e.ports(), portB)
 		if p == nil {
@@ -127,7 +53,4 @@ func TestIperf3(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	if err := srv.wait(10 * time.Second); err != nil {
-		t.Errorf("iperf3 -s -1 in %s: %v\n%s", nsB, err, serverOut())
-	}
 }

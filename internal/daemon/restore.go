@@ -1,0 +1,237 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/tapswitch/tapswitch/internal/api"
+	"github.com/tapswitch/tapswitch/internal/ipam"
+	"github.com/tapswitch/tapswitch/internal/namespace"
+	"github.com/tapswitch/tapswitch/internal/publish"
+	vswitch "github.com/tapswitch/tapswitch/switch"
+	"github.com/tapswitch/tapswitch/tap"
+)
+
+// restoreLocked brings back what the state file records: the networks
+// with their addresses, gateways, DNS servers and firewall rules, then
+// every port. A port's TAP outlived the daemon that made it (it is
+// persistent), so it is opened again in its namespace, through the
+// namespace's pin or its name under /run/netns, and plugged back in with
+// its name, MAC, addresses, DNS name and published ports; the namespace
+// never saw it go, only a short loss of frames. A port whose namespace
+// or TAP is gone is dropped: its addresses are released, its pin and
+// resolv.conf removed.
+func (d *Daemon) restoreLocked(doc stateDoc) error {
+	// The gateways a previous daemon left hold routes to the networks'
+	// subnets; those are no overlap.
+	var bridges []string
+	for _, ns := range doc.Networks {
+		bridges = append(bridges, GatewayName(d.cfg.StateDir, ns.Name))
+	}
+	routes, routesErr := hostRoutes(bridges)
+	for _, ns := range doc.Networks {
+		if err := checkNetworkName(ns.Name); err != nil {
+			return fmt.Errorf("state file: %w; correct or remove this network in %s", err, d.state.path)
+		}
+		sub, err := ipam.RestoreSubnet(ns.Subnet)
+		if err != nil {
+			return fmt.Errorf("state file %s: network %q: %w", d.state.path, ns.Name, err)
+		}
+		n := &network{name: ns.Name, internal: ns.Internal, subnet: sub, bridge: GatewayName(d.cfg.StateDir, ns.Name)}
+		if routesErr == nil {
+			if err := ipam.CheckOverlap(sub.Prefix(), routes); err != nil {
+				d.log.Warn("restored network overlaps a host route; its containers may be unreachable", "network", n.name, "err", err)
+			}
+		}
+		if err := d.startNetworkLocked(n, true); err != nil {
+			return fmt.Errorf("restore network %q: %w", ns.Name, err)
+		}
+	}
+	var dropped []portState
+	for _, ps := range doc.Ports {
+		if err := d.restorePortLocked(ps); err != nil {
+			if errors.Is(err, tap.ErrInUse) {
+				return fmt.Errorf("restore port %q: %w: is another tapswitchd running with state directory %s? Stop it first", ps.Name, err, d.cfg.StateDir)
+			}
+			d.log.Warn("port dropped: it cannot be taken back; attach it again", "port", ps.Name, "netns", ps.Request.Netns, "network", ps.Network, "err", err)
+			dropped = append(dropped, ps)
+		}
+	}
+	// What the dropped ports held, unless a restored port holds it too
+	// (a state file edited by hand may say so).
+	held := make(map[string]bool)
+	for _, p := range d.ports {
+		for _, a := range p.owned {
+			held[p.net.name+" "+a.String()] = true
+		}
+		held[p.state.ResolvConf] = true
+	}
+	for _, ps := range dropped {
+		if n, ok := d.nets[ps.Network]; ok {
+			for _, s := range ps.Owned {
+				if a, err := netip.ParseAddr(s); err == nil && !held[n.name+" "+a.String()] {
+					n.subnet.Release(a)
+				}
+			}
+		}
+		if ps.Pin != "" {
+			d.unpin(ps.Pin)
+		}
+		if ps.ResolvConf != "" && !held[ps.ResolvConf] {
+			d.removeResolvConf(ps.ResolvConf)
+		}
+	}
+	d.restored, d.dropped = len(doc.Ports)-len(dropped), len(dropped)
+	return nil
+}
+
+// restorePortLocked takes the TAP of a port the state file records back
+// and plugs it in again as it was.
+func (d *Daemon) restorePortLocked(ps portState) error {
+	n, ok := d.nets[ps.Network]
+	if !ok {
+		return fmt.Errorf("its network %q is gone", ps.Network)
+	}
+	if _, ok := d.ports[ps.Name]; ok {
+		return fmt.Errorf("the state file names port %q twice", ps.Name)
+	}
+	path := ps.Pin
+	if path == "" {
+		// A namespace attached by name: iproute2's own pin.
+		path = ps.Request.Netns
+	}
+	path, err := namespace.Resolve(path)
+	if err != nil {
+		return err
+	}
+	ns, err := nsIDOf(path)
+	if err != nil {
+		return err
+	}
+	ifname := ps.Ifname
+	if ifname == "" {
+		ifname = ps.Request.Ifname
+	}
+	if ifname == "" {
+		ifname = "eth0"
+	}
+	ipStrings := ps.IPs
+	if ipStrings == nil {
+		ipStrings = ps.Request.IPs
+	}
+	ips, err := api.ParseAddrs(ipStrings)
+	if err != nil {
+		return fmt.Errorf("addresses: %w", err)
+	}
+	mappings, err := api.ParsePublish(ps.Request.Publish)
+	if err != nil {
+		return fmt.Errorf("published ports: %w", err)
+	}
+	var owned []netip.Addr
+	for _, s := range ps.Owned {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return fmt.Errorf("address %q: %w", s, err)
+		}
+		owned = append(owned, a)
+	}
+	dev, err := openTAP(tap.Config{Netns: path, Name: ifname, Queues: d.cfg.Queues})
+	if err != nil {
+		return err
+	}
+	if ps.MAC != "" && ps.MAC != dev.MAC().String() {
+		d.log.Warn("the port's MAC was changed while tapswitchd was down; taking the new one", "port", ps.Name, "was", ps.MAC, "now", dev.MAC().String())
+	}
+	mtu := ps.MTU
+	if mtu == 0 {
+		mtu = 1500
+	}
+	info := vswitch.PortInfo{Netns: ps.Request.Netns, NetnsPath: path, Ifname: ifname, MAC: dev.MAC(), IPs: ips, MTU: mtu}
+	applyPolicy(&info, ps.Request.PortPolicy)
+	sp, err := d.sw.AddPort(n.name, ps.Name, d.device(dev), info)
+	if err != nil {
+		return classify(err)
+	}
+	p := &port{state: ps, sw: sp, net: n, ns: ns, nsPath: path, owned: owned, publish: mappings}
+	p.state.MAC, p.state.Ifname = dev.MAC().String(), ifname
+	p.state.IPs = nil
+	for _, ip := range ips {
+		p.state.IPs = append(p.state.IPs, ip.String())
+	}
+	var local []netip.Addr
+	for _, ip := range ips {
+		if n.subnet.Contains(ip.Addr()) {
+			local = append(local, ip.Addr())
+		}
+	}
+	// The port forwards again whatever becomes of what goes with it.
+	d.ports[ps.Name] = p
+	if len(local) > 0 {
+		if err := n.records.Set(ps.Name, []string{p.dnsName()}, local); err != nil {
+			d.log.Warn("the port's DNS name is not served", "port", ps.Name, "err", err)
+		}
+	}
+	for _, m := range mappings {
+		if len(local) == 0 {
+			break
+		}
+		px, err := publish.Start(m, local[0], d.log.With("port", ps.Name))
+		if err != nil {
+			d.log.Error("published port not restored; detach and attach the port again once the host port is free", "port", ps.Name, "publish", m.String(), "err", err)
+			continue
+		}
+		p.proxies = append(p.proxies, px)
+	}
+	return nil
+}
+
+// inUseWait bounds how long openTAP waits for a TAP's queues to be let
+// go: a daemon killed a moment ago may still be closing them.
+const inUseWait = 2 * time.Second
+
+// openTAP is tap.Open, waiting up to inUseWait while the device's queues
+// are still held.
+func openTAP(cfg tap.Config) (tap.Device, error) {
+	deadline := time.Now().Add(inUseWait)
+	for {
+		dev, err := tap.Open(cfg)
+		if !errors.Is(err, tap.ErrInUse) || time.Now().After(deadline) {
+			return dev, err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// removeStaleLocked removes what a daemon of this state directory left
+// and no network or port holds: pins, and gateways of networks it was
+// creating when it died.
+func (d *Daemon) removeStaleLocked() {
+	if !d.persistent() {
+		return
+	}
+	d.removeStalePinsLocked()
+	links, err := netlink.LinkList()
+	if err != nil {
+		d.log.Warn("look for stale gateway interfaces", "err", err)
+		return
+	}
+	var bridges []string
+	for _, n := range d.nets {
+		bridges = append(bridges, n.bridge)
+	}
+	for _, l := range links {
+		t, ok := l.(*netlink.Tuntap)
+		if !ok || t.Attrs().Alias != d.alias() || t.NonPersist || t.Queues != 0 || slices.Contains(bridges, t.Attrs().Name) {
+			continue
+		}
+		d.log.Info("removing a gateway interface no network holds", "bridge", t.Attrs().Name)
+		if err := netlink.LinkDel(t); err != nil {
+			d.log.Warn("remove stale gateway interface", "bridge", t.Attrs().Name, "err", err)
+		}
+	}
+}
