@@ -120,6 +120,11 @@ func FuzzForward(f *testing.F) {
 		if rx == 1 && !validVnetHdr(b) {
 			t.Fatalf("frame forwarded with a virtio header validVnetHdr refuses")
 		}
+		if len(b) >= HdrLen {
+			if _, err := tap.ParseVnetHdr(b); (err == nil) != validVnetHdr(b) {
+				t.Fatalf("ParseVnetHdr says %v, validVnetHdr %v: the two checks differ", err, validVnetHdr(b))
+			}
+		}
 		if rx == 1 && flags&(1<<ii) != 0 {
 			checkSource(t, b[HdrLen:], testInfo(ii))
 		}

@@ -42,10 +42,14 @@ var (
 	ErrBadGSOType  = errors.New("tap: unknown GSO type")
 	ErrBadCsum     = errors.New("tap: checksum offsets past the end of the frame")
 	ErrBadGSO      = errors.New("tap: GSO header without a segment size")
+	ErrBadHdrLen   = errors.New("tap: header length past the end of the frame")
 )
 
 // ParseVnetHdr decodes the header at the front of b and checks it against
-// the frame that follows it (b[VnetHdrLen:]).
+// the frame that follows it (b[VnetHdrLen:]) as the kernel does when the
+// header is written to a TAP: a known GSO type (the ECN bit only on top
+// of one) with a segment size, a header length within the frame, and
+// with NEEDS_CSUM the checksum field within the frame.
 func ParseVnetHdr(b []byte) (VnetHdr, error) {
 	if len(b) < VnetHdrLen {
 		return VnetHdr{}, ErrShortHeader
@@ -61,12 +65,18 @@ func ParseVnetHdr(b []byte) (VnetHdr, error) {
 	frameLen := len(b) - VnetHdrLen
 	switch h.GSOType &^ GSOECN {
 	case GSONone:
+		if h.GSOType&GSOECN != 0 {
+			return h, fmt.Errorf("%w %#x: the ECN bit without a GSO type", ErrBadGSOType, h.GSOType)
+		}
 	case GSOTCPv4, GSOTCPv6, GSOUDP, GSOUDPL4:
 		if h.GSOSize == 0 {
 			return h, ErrBadGSO
 		}
 	default:
 		return h, fmt.Errorf("%w %d", ErrBadGSOType, h.GSOType)
+	}
+	if int(h.HdrLen) > frameLen {
+		return h, ErrBadHdrLen
 	}
 	if h.Flags&VnetFlagNeedsCsum != 0 {
 		// The checksum field (two bytes at start+offset) must lie in the frame.

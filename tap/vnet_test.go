@@ -21,6 +21,9 @@ func TestParseVnetHdr(t *testing.T) {
 		{"gso without size", VnetHdr{GSOType: GSOTCPv4}, 100, ErrBadGSO},
 		{"csum past end", VnetHdr{Flags: VnetFlagNeedsCsum, CsumStart: 90, CsumOffset: 16}, 100, ErrBadCsum},
 		{"csum field straddles end", VnetHdr{Flags: VnetFlagNeedsCsum, CsumStart: 97, CsumOffset: 2}, 100, ErrBadCsum},
+		{"ecn bit alone", VnetHdr{GSOType: GSOECN, GSOSize: 1400}, 100, ErrBadGSOType},
+		{"header length past end", VnetHdr{GSOType: GSOTCPv4, GSOSize: 1448, HdrLen: 101}, 100, ErrBadHdrLen},
+		{"header length at end", VnetHdr{GSOType: GSOTCPv4, GSOSize: 1448, HdrLen: 100}, 100, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
