@@ -230,6 +230,32 @@ func TestMalformedFrames(t *testing.T) {
 		if _, ok := got[spoofed]; !ok {
 			t.Errorf("spoofed frame from %s (port security off) never reached %s; drops: %v", nsC, nsB, e.portDrops(portC))
 		}
+
+		// Back on, on the running port, with a MAC limit.
+		e.mustCLI("port", "set", portC, "--port-security=true", "--mac-limit", "7")
+		p := findPort(e.ports(), portC)
+		if p == nil || !p.PortSecurity || p.MACLimit != 7 {
+			t.Fatalf("tapswitch ports after port set: %+v, want port_security true and mac_limit 7", p)
+		}
+		before := e.portDrops(portC)["src_mac"]
+		again := mark("spoof-refused")
+		if err := pc.sendRaw(udp4(t, randomMAC(), pb.mac, 0, stranger, b, again)); err != nil {
+			t.Fatal(err)
+		}
+		last := mark("after-port-set")
+		if err := pc.sendRaw(udp4(t, pc.mac, pb.mac, 0, netip.MustParsePrefix(ipC).Addr(), b, last)); err != nil {
+			t.Fatal(err)
+		}
+		got, err = pb.collectUDP(3*time.Second, last, again, last)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[again] || !got[last] {
+			t.Errorf("after port set --port-security=true: spoofed frame arrived %v, own frame arrived %v; want false, true", got[again], got[last])
+		}
+		if d := e.portDrops(portC)["src_mac"] - before; d != 1 {
+			t.Errorf("port %s: src_mac drops went up by %d after port set, want 1", portC, d)
+		}
 	})
 }
 
