@@ -276,7 +276,7 @@ func testRestart(t *testing.T, how string, stop func(*testEnv)) {
 		t.Fatalf("GET %s = %q, %v; want %q", url, got, err, body)
 	}
 	mustPing(t, nsA, "b")
-	srv := e.startIperfServer(pinB, ipB, "-i", "0.1")
+	srv := e.startIperfServer(pinB, ipB, "-J", "-i", "0.1")
 
 	// What iperf3 sees without a restart, to compare.
 	base := e.startIperf(nsA, srv, "--get-server-output", "-t", "3", "-i", "0.1").result(t, time.Minute)
