@@ -4,6 +4,7 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -77,12 +78,21 @@ func (r *rawFD) Write(b []byte) (int, error) {
 	if !r.acquire() {
 		return 0, os.ErrClosed
 	}
-	n, err := unix.Write(r.fd, b)
+	n, err := rawIO(unix.SYS_WRITE, r.fd, b)
 	r.release()
-	if err != nil {
+	if err != 0 {
 		return 0, os.NewSyscallError("write", err)
 	}
 	return n, nil
+}
+
+// rawIO reads or writes b with a raw system call, which skips the
+// scheduler's bookkeeping around a call that might block (handing the
+// thread's P to others and taking one back). A read or write of a
+// non-blocking TAP never blocks, so there is nothing to hand over.
+func rawIO(trap uintptr, fd int, b []byte) (int, unix.Errno) {
+	n, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+	return int(n), e
 }
 
 func (r *rawFD) Close() error {
@@ -131,10 +141,10 @@ func (r *rawFD) TryRead(b []byte) (int, error) {
 	if !r.acquire() {
 		return 0, os.ErrClosed
 	}
-	n, err := unix.Read(r.fd, b)
+	n, err := rawIO(unix.SYS_READ, r.fd, b)
 	r.release()
 	switch err {
-	case nil:
+	case 0:
 		return n, nil
 	case unix.EAGAIN, unix.EINTR:
 		return 0, nil
