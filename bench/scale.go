@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tapswitch/tapswitch/fdb"
 	"github.com/tapswitch/tapswitch/internal/api"
 )
 
@@ -345,7 +346,15 @@ func (s *scaleRun) attachRange(ctx context.Context, lo, hi int) error {
 		if _, ok := s.ports[i]; ok {
 			continue
 		}
-		p, err := s.client.Attach(ctx, api.AttachRequest{Netns: s.fl.names[i], IPs: []string{scaleAddr(i)}})
+		req := api.AttachRequest{Netns: s.fl.names[i], IPs: []string{scaleAddr(i)}}
+		if i == scaleFillIndex {
+			// The fill port plays a namespace that bridges a whole
+			// network of its own: port security off, and a MAC limit
+			// as large as the network's table.
+			off := false
+			req.PortPolicy = api.PortPolicy{PortSecurity: &off, MACLimit: fdb.DefaultLimit}
+		}
+		p, err := s.client.Attach(ctx, req)
 		if err != nil {
 			return fmt.Errorf("attach %s: %w", s.fl.names[i], err)
 		}
