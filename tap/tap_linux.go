@@ -260,18 +260,10 @@ func create(cfg Config) (_ Device, err error) {
 		}
 		return nil
 	})
+	d, err := adopt(cfg.Name, fds, h, err)
 	if err != nil {
-		if h != nil {
-			h.Close()
-		}
 		return nil, err
 	}
-	raw, err := wrapQueues(fds)
-	if err != nil {
-		h.Close()
-		return nil, fmt.Errorf("TAP %s: %w", cfg.Name, err)
-	}
-	d := &device{name: cfg.Name, fds: raw, nl: h}
 	defer func() {
 		if err != nil {
 			// Closing every descriptor of a TAP not yet persistent
@@ -280,7 +272,7 @@ func create(cfg Config) (_ Device, err error) {
 			d.closeFDs()
 		}
 	}()
-	if d.offloads, err = setOffloads(raw[0].fd); err != nil {
+	if d.offloads, err = setOffloads(d.fds[0].fd); err != nil {
 		return nil, fmt.Errorf("TAP %s: set offloads: %w", cfg.Name, err)
 	}
 	link, err := h.LinkByName(cfg.Name)
@@ -330,11 +322,11 @@ func create(cfg Config) (_ Device, err error) {
 	}
 	d.mac, d.index = link.Attrs().HardwareAddr, link.Attrs().Index
 	if cfg.Persist {
-		if err := unix.IoctlSetInt(raw[0].fd, unix.TUNSETPERSIST, 1); err != nil {
+		if err := unix.IoctlSetInt(d.fds[0].fd, unix.TUNSETPERSIST, 1); err != nil {
 			return nil, fmt.Errorf("TAP %s: make persistent: %w", cfg.Name, err)
 		}
 	}
-	d.queues = queuesOf(raw)
+	d.queues = queuesOf(d.fds)
 	return d, nil
 }
 
@@ -395,18 +387,10 @@ func open(cfg Config) (_ Device, err error) {
 		}
 		return nil
 	})
+	d, err := adopt(cfg.Name, fds, h, err)
 	if err != nil {
-		if h != nil {
-			h.Close()
-		}
 		return nil, err
 	}
-	raw, err := wrapQueues(fds)
-	if err != nil {
-		h.Close()
-		return nil, fmt.Errorf("TAP %s: %w", cfg.Name, err)
-	}
-	d := &device{name: cfg.Name, fds: raw, nl: h}
 	defer func() {
 		if err != nil {
 			d.Release()
@@ -415,10 +399,10 @@ func open(cfg Config) (_ Device, err error) {
 	// The header size and offloads are the device's, so they survived;
 	// they are set again so that the device is what the switch expects
 	// whoever had it last.
-	if err := unix.IoctlSetPointerInt(raw[0].fd, unix.TUNSETVNETHDRSZ, VnetHdrLen); err != nil {
+	if err := unix.IoctlSetPointerInt(d.fds[0].fd, unix.TUNSETVNETHDRSZ, VnetHdrLen); err != nil {
 		return nil, fmt.Errorf("TAP %s: set virtio net header size: %w", cfg.Name, err)
 	}
-	if d.offloads, err = setOffloads(raw[0].fd); err != nil {
+	if d.offloads, err = setOffloads(d.fds[0].fd); err != nil {
 		return nil, fmt.Errorf("TAP %s: set offloads: %w", cfg.Name, err)
 	}
 	link, err := h.LinkByName(cfg.Name)
@@ -426,7 +410,7 @@ func open(cfg Config) (_ Device, err error) {
 		return nil, fmt.Errorf("TAP %s: %w", cfg.Name, err)
 	}
 	d.mac, d.index = link.Attrs().HardwareAddr, link.Attrs().Index
-	d.queues = queuesOf(raw)
+	d.queues = queuesOf(d.fds)
 	return d, nil
 }
 
@@ -445,4 +429,22 @@ func inNetns(path string, fn func() error) error {
 		return fn()
 	}
 	return namespace.Do(path, fn)
+}
+
+// adopt makes a device of the queue descriptors fds of TAP name and the
+// netlink handle h of its namespace, once opening them ended with err;
+// on an error it closes h and returns the error.
+func adopt(name string, fds []int, h *netlink.Handle, err error) (*device, error) {
+	if err != nil {
+		if h != nil {
+			h.Close()
+		}
+		return nil, err
+	}
+	raw, err := wrapQueues(fds)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("TAP %s: %w", name, err)
+	}
+	return &device{name: name, fds: raw, nl: h}, nil
 }
