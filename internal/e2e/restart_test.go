@@ -60,23 +60,48 @@ func (e *testEnv) removeKept() {
 	}
 }
 
-// stateNetworks names the networks of the state file.
-func (e *testEnv) stateNetworks() []string {
+// stateNames reads the names of the networks and the ports in the state
+// file.
+func (e *testEnv) stateNames() (nets, ports []string, err error) {
 	var doc struct {
 		Networks []struct {
 			Name string `json:"name"`
 		} `json:"networks"`
+		Ports []struct {
+			Name string `json:"name"`
+		} `json:"ports"`
 	}
 	b, err := os.ReadFile(filepath.Join(e.stateDir(), "state.json"))
-	if err != nil {
+	if err == nil {
+		err = json.Unmarshal(b, &doc)
+	}
+	for _, n := range doc.Networks {
+		nets = append(nets, n.Name)
+	}
+	for _, p := range doc.Ports {
+		ports = append(ports, p.Name)
+	}
+	return nets, ports, err
+}
+
+// stateNetworks names the networks of the state file; the default one
+// while it cannot be read.
+func (e *testEnv) stateNetworks() []string {
+	nets, _, err := e.stateNames()
+	if err != nil && len(nets) == 0 {
 		return []string{api.DefaultNetwork}
 	}
-	json.Unmarshal(b, &doc)
-	var out []string
-	for _, n := range doc.Networks {
-		out = append(out, n.Name)
+	return nets
+}
+
+// statePorts names the ports of the state file; none while it cannot be
+// read.
+func (e *testEnv) statePorts() []string {
+	_, ports, err := e.stateNames()
+	if err != nil {
+		return nil
 	}
-	return out
+	return ports
 }
 
 // removeLeftovers reports, and removes, what a daemon with
@@ -110,25 +135,6 @@ func (e *testEnv) removeLeftovers(nets []string, report func(format string, args
 // the host as it found it.
 func (e *testEnv) sweep() {
 	e.removeLeftovers(e.stateNetworks(), e.t.Logf)
-}
-
-// statePorts names the ports of the state file; none while it cannot be
-// read.
-func (e *testEnv) statePorts() []string {
-	var doc struct {
-		Ports []struct {
-			Name string `json:"name"`
-		} `json:"ports"`
-	}
-	b, err := os.ReadFile(filepath.Join(e.stateDir(), "state.json"))
-	if err != nil || json.Unmarshal(b, &doc) != nil {
-		return nil
-	}
-	var out []string
-	for _, p := range doc.Ports {
-		out = append(out, p.Name)
-	}
-	return out
 }
 
 // pinMounts lists the mounts under the state directory: the pins of
