@@ -31,6 +31,11 @@ func newBridge(prefix string) *bridgeSystem {
 
 func (s *bridgeSystem) name() string { return "bridge" }
 
+// switchPID is 0: the kernel forwards in softirq context, mostly that of
+// the sending process, so the bridge's cost shows in the softirq column
+// and in the sender's.
+func (s *bridgeSystem) switchPID() int { return 0 }
+
 func (s *bridgeSystem) setup(ctx context.Context, tb *testbed) error {
 	if err := s.create(ctx); err != nil {
 		return err

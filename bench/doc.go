@@ -33,6 +33,29 @@
 // runs the bridge again at the end and divides by the mean of both bridge
 // passes, and the report warns when they differ by more than 20%.
 //
+// # Where the CPU went
+//
+// A second table splits the machine's CPU time in each test, read from
+// /proc over the middle of the client's run (a second, or a fifth of a
+// short run, left out at each end): the client (sender) and the server
+// (receiver), the switch's own process (tapswitchd, ovs-vswitchd; none
+// for the bridge, which forwards in softirq context), the machine's
+// irq+softirq time, every other user process together (others), idle
+// time, steal when there is any, and busy: all but idle, iowait and
+// steal. Shares are percent of one CPU, so two CPUs make 200%: the
+// processes' of the wall time, the machine's of the ticks /proc/stat
+// counted, which a VM under load undercounts. The last two columns divide
+// CPU time by the traffic's rate, for the switch's process and for the
+// whole busy machine: CPU-seconds per GB received (TCP), CPU-microseconds
+// per frame the sender sent, dropped ones included (UDP 64 B; the JSON
+// also has it per frame delivered), or per round trip (RTT). The busy figure is the one to compare across systems:
+// it counts each path's cost wherever it runs, but also whatever else ran
+// on the machine, which others shows. Unless the kernel accounts
+// IRQ time apart (CONFIG_IRQ_TIME_ACCOUNTING), softirq time also counts in
+// the process it interrupted, so the columns overlap; the table says so
+// when the kernel's config shows it. The JSON has every figure in each
+// test's detail, under keys starting with cpu_.
+//
 // # The scale suite
 //
 // -scale runs, instead of the comparison, what one daemon does with many

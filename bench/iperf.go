@@ -104,19 +104,21 @@ func parseIperfUDP(data []byte) (float64, map[string]float64, error) {
 }
 
 // runIperf runs one iperf3 test from a to b and returns the client's -J
-// report.
-func runIperf(ctx context.Context, tb *testbed, seconds int, extra ...string) ([]byte, error) {
+// report, with where the CPU went meanwhile (nil when that could not be
+// measured; see cpuWatch).
+func runIperf(ctx context.Context, tb *testbed, seconds int, extra ...string) ([]byte, map[string]float64, error) {
 	srv, err := startIperfServer(ctx, tb.nsB, hostAddr(addrB), iperfPort)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer srv.stop(2 * time.Second)
-	out, err := runIperfClient(ctx, tb.nsA, hostAddr(addrB), iperfPort, seconds, extra...)
+	cpu := newCPUWatch(seconds, "iperf3", srv.pid(), tb.switchPID)
+	out, err := runIperfClient(ctx, tb.nsA, hostAddr(addrB), iperfPort, seconds, cpu.watch, extra...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	srv.wait(5 * time.Second)
-	return out, nil
+	return out, cpu.figures, nil
 }
 
 // startIperfServer starts an iperf3 server in ns on addr and port and
@@ -136,13 +138,14 @@ func startIperfServer(ctx context.Context, ns, addr string, port int) (*proc, er
 }
 
 // runIperfClient runs the client side of one test from ns to the server
-// on addr and port, and returns its -J report.
-func runIperfClient(ctx context.Context, ns, addr string, port, seconds int, extra ...string) ([]byte, error) {
+// on addr and port, with watch (when not nil) alongside, and returns its
+// -J report.
+func runIperfClient(ctx context.Context, ns, addr string, port, seconds int, watch watcher, extra ...string) ([]byte, error) {
 	// Generous: a slow switch still ends on time, a wedged one does not.
 	cctx, cancel := context.WithTimeout(ctx, time.Duration(seconds)*time.Second+30*time.Second)
 	defer cancel()
 	args := append([]string{"netns", "exec", ns, "iperf3", "-c", addr, "-p", strconv.Itoa(port), "-t", strconv.Itoa(seconds), "-J"}, extra...)
-	out, err := run(cctx, "ip", args...)
+	out, err := runWatched(cctx, "", watch, "ip", args...)
 	if err != nil {
 		// The reason is in the JSON on stdout, not on stderr.
 		if _, jerr := decodeIperf([]byte(out)); jerr != nil {

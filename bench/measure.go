@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 )
 
@@ -50,7 +51,7 @@ func iperfTCPTest(m metric, extra ...string) test {
 	return test{
 		metrics: []metric{m},
 		run: func(ctx context.Context, tb *testbed, seconds int) ([]measurement, error) {
-			out, err := runIperf(ctx, tb, seconds, extra...)
+			out, cpu, err := runIperf(ctx, tb, seconds, extra...)
 			if err != nil {
 				return nil, err
 			}
@@ -58,6 +59,8 @@ func iperfTCPTest(m metric, extra ...string) test {
 			if err != nil {
 				return nil, err
 			}
+			maps.Copy(detail, cpu)
+			addCPUPerUnit(detail, perGB, v/8/1e9, 1)
 			return []measurement{{Metric: m.Key, Value: v, Unit: m.Unit, Detail: detail}}, nil
 		},
 	}
@@ -71,7 +74,7 @@ var (
 	testUDP64 = test{
 		metrics: []metric{metricUDP64},
 		run: func(ctx context.Context, tb *testbed, seconds int) ([]measurement, error) {
-			out, err := runIperf(ctx, tb, seconds, "-u", "-l", "64", "-b", "0")
+			out, cpu, err := runIperf(ctx, tb, seconds, "-u", "-l", "64", "-b", "0")
 			if err != nil {
 				return nil, err
 			}
@@ -79,13 +82,16 @@ var (
 			if err != nil {
 				return nil, err
 			}
+			maps.Copy(detail, cpu)
+			addCPUPerUnit(detail, perFrame, udpSentRate(detail), 1e6)
+			addCPUPerUnit(detail, perDeliveredFrame, v, 1e6)
 			return []measurement{{Metric: metricUDP64.Key, Value: v, Unit: unitPackets, Detail: detail}}, nil
 		},
 	}
 	testRTT = test{
 		metrics: []metric{metricRTTAvg, metricRTTP99},
 		run: func(ctx context.Context, tb *testbed, seconds int) ([]measurement, error) {
-			out, err := runSockperf(ctx, tb, seconds)
+			out, cpu, err := runSockperf(ctx, tb, seconds)
 			if err != nil {
 				return nil, err
 			}
@@ -94,6 +100,11 @@ var (
 				return nil, err
 			}
 			detail := map[string]float64{"p50_us": r.P50Us, "max_us": r.MaxUs, "observations": r.Observations, "dropped": r.Dropped}
+			maps.Copy(detail, cpu)
+			if r.ValidSeconds > 0 {
+				detail["seconds"] = r.ValidSeconds
+				addCPUPerUnit(detail, perRoundTrip, r.Observations/r.ValidSeconds, 1e6)
+			}
 			return []measurement{
 				{Metric: metricRTTAvg.Key, Value: r.AvgUs, Unit: unitMicros, Detail: detail},
 				{Metric: metricRTTP99.Key, Value: r.P99Us, Unit: unitMicros},
@@ -101,6 +112,19 @@ var (
 		},
 	}
 )
+
+// udpSentRate is the frames per second the sender sent, dropped ones
+// included, from parseIperfUDP's detail: the client's own count or,
+// from iperf3 versions without it, the server's highest sequence number.
+func udpSentRate(detail map[string]float64) float64 {
+	if r := detail["sent_packets_per_second"]; r > 0 {
+		return r
+	}
+	if s := detail["seconds"]; s > 0 {
+		return (detail["delivered_packets"] + detail["lost_packets"]) / s
+	}
+	return 0
+}
 
 // passResult is one system measured once, in run order.
 type passResult struct {
@@ -164,6 +188,9 @@ func runPass(ctx context.Context, sys system, pass int, tests []test, seconds in
 	if err := tb.waitReachable(ctx, 10*time.Second); err != nil {
 		errs = append(errs, fmt.Errorf("setup: %w", err))
 		return pr
+	}
+	if sp, ok := sys.(switchProcess); ok {
+		tb.switchPID = sp.switchPID()
 	}
 
 	for i, t := range tests {

@@ -74,6 +74,21 @@ func newOVSSystem(pid int) *ovsSystem {
 
 func (s *ovsSystem) name() string { return "ovs" }
 
+// switchPID is ovs-vswitchd's pid from its pid file, checked by name.
+// Its userspace datapath forwards in its own threads, which the pid's
+// CPU time includes.
+func (s *ovsSystem) switchPID() int {
+	for _, d := range s.pidfiles {
+		if d.comm != "ovs-vswitchd" {
+			continue
+		}
+		if pid, err := d.pid(); err == nil && pidIs(pid, d.comm) {
+			return pid
+		}
+	}
+	return 0
+}
+
 func (s *ovsSystem) setup(ctx context.Context, tb *testbed) error {
 	schema, err := ovsSchema()
 	if err != nil {
@@ -205,16 +220,12 @@ func (s *ovsSystem) teardown() error {
 // name check keeps a stale pid file from signalling an unrelated process
 // that reused the pid.
 func stopPidfile(d ovsDaemon) error {
-	data, err := os.ReadFile(d.pidfile)
+	pid, err := d.pid()
 	if errors.Is(err, os.ErrNotExist) {
 		return nil // never started
 	}
 	if err != nil {
 		return err
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil || pid <= 1 {
-		return fmt.Errorf("%s: bad pid file %s: %q", d.comm, d.pidfile, data)
 	}
 	if !pidIs(pid, d.comm) {
 		reap(pid)
@@ -236,6 +247,19 @@ func stopPidfile(d ovsDaemon) error {
 	return nil
 }
 
+// pid reads d's pid file.
+func (d ovsDaemon) pid() (int, error) {
+	data, err := os.ReadFile(d.pidfile)
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 1 {
+		return 0, fmt.Errorf("%s: bad pid file %s: %q", d.comm, d.pidfile, data)
+	}
+	return pid, nil
+}
+
 // reap collects pid's exit status if it is our child and has exited.
 func reap(pid int) {
 	var ws unix.WaitStatus
@@ -255,11 +279,6 @@ func pidIs(pid int, comm string) bool {
 	if err != nil {
 		return false
 	}
-	// The format is "PID (COMM) STATE ...", and COMM may hold spaces.
-	stat := string(data)
-	open, end := strings.IndexByte(stat, '('), strings.LastIndexByte(stat, ')')
-	if open < 0 || end < open || len(stat) < end+3 {
-		return false
-	}
-	return stat[open+1:end] == comm && stat[end+2] != 'Z'
+	p, err := parseProcStat(data)
+	return err == nil && p.comm == comm && p.state != 'Z'
 }

@@ -46,11 +46,17 @@ func commandLine(name string, args []string) string {
 // run runs a command to completion and returns its stdout. The error
 // carries stderr, which is where ip, iperf3 and the tapswitch CLI say why.
 func run(ctx context.Context, name string, args ...string) (string, error) {
-	return runInput(ctx, "", name, args...)
+	return runWatched(ctx, "", nil, name, args...)
 }
 
 // runInput is run with stdin fed from input, for `ip -batch -`.
 func runInput(ctx context.Context, input, name string, args ...string) (string, error) {
+	return runWatched(ctx, input, nil, name, args...)
+}
+
+// runWatched is runInput with watch, when not nil, called alongside the
+// command (see runCmd).
+func runWatched(ctx context.Context, input string, watch watcher, name string, args ...string) (string, error) {
 	cmd := command(ctx, name, args...)
 	if input != "" {
 		cmd.Stdin = strings.NewReader(input)
@@ -58,7 +64,7 @@ func runInput(ctx context.Context, input, name string, args ...string) (string, 
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
+	if err := runCmd(cmd, watch); err != nil {
 		if ctx.Err() != nil {
 			return stdout.String(), fmt.Errorf("%s: %w", commandLine(name, args), ctx.Err())
 		}
@@ -69,6 +75,31 @@ func runInput(ctx context.Context, input, name string, args ...string) (string, 
 		return stdout.String(), fmt.Errorf("%s: %w: %s", commandLine(name, args), err, msg)
 	}
 	return stdout.String(), nil
+}
+
+// A watcher looks at a child while it runs, as the CPU accounting does
+// (see cpuWatch). pid is the child's; exited is closed once the child has
+// exited and been reaped, after which the pid may belong to another
+// process.
+type watcher func(pid int, exited <-chan struct{})
+
+// runCmd runs cmd to completion like cmd.Run, with watch, when not nil,
+// called alongside it; it returns once both are done, so whatever watch
+// wrote is the caller's to read.
+func runCmd(cmd *exec.Cmd, watch watcher) error {
+	if watch == nil {
+		return cmd.Run()
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { watch(cmd.Process.Pid, exited) })
+	err := cmd.Wait()
+	close(exited)
+	wg.Wait()
+	return err
 }
 
 // tailBuffer keeps the last max bytes written to it. A background daemon

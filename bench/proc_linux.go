@@ -23,3 +23,21 @@ func becomeSubreaper() {
 		debugf("PR_SET_CHILD_SUBREAPER: %v", err)
 	}
 }
+
+// atClkTck is AT_CLKTCK of <elf.h>: the auxiliary vector's entry for
+// USER_HZ, which glibc's sysconf(_SC_CLK_TCK) returns.
+const atClkTck = 17
+
+// clockTicks returns USER_HZ, the unit of the times in /proc/PID/stat and
+// /proc/stat: 100 on every architecture Linux runs on today, which is
+// the answer when the auxiliary vector cannot be read.
+func clockTicks() float64 {
+	if auxv, err := unix.Auxv(); err == nil {
+		for _, kv := range auxv {
+			if kv[0] == atClkTck && kv[1] > 0 {
+				return float64(kv[1])
+			}
+		}
+	}
+	return 100
+}

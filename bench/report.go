@@ -38,6 +38,11 @@ type machineInfo struct {
 	CPU    string `json:"cpu,omitempty"`
 	// Load is the 1-minute load average when the run started.
 	Load float64 `json:"load_average"`
+	// IRQTimeAccounting is whether the kernel accounts IRQ time apart
+	// from the task it interrupts (CONFIG_IRQ_TIME_ACCOUNTING), which
+	// decides whether the CPU table's columns overlap; nil when its
+	// config could not be read.
+	IRQTimeAccounting *bool `json:"irq_time_accounting,omitempty"`
 }
 
 // ratio is System's value over the bridge's for one metric. With
@@ -56,6 +61,7 @@ func readMachine() machineInfo {
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))
 	}
+	m.IRQTimeAccounting = readIRQTimeAccounting(m.Kernel)
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		if f := strings.Fields(string(b)); len(f) > 0 {
 			m.Load, _ = strconv.ParseFloat(f[0], 64)
@@ -262,6 +268,9 @@ func (r *report) writeTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if err := r.writeCPUTable(w); err != nil {
+		return err
+	}
 	for _, p := range r.Systems {
 		if p.Error != "" {
 			fmt.Fprintf(w, "\n%s (pass %d) failed: %s\n", p.System, p.Pass, p.Error)
@@ -282,6 +291,110 @@ func (r *report) writeTable(w io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// cpuShares are the CPU table's percentage columns, by role or kind.
+var cpuShares = []string{roleSender, roleSwitch, roleReceiver, "softirq", "others", "idle", "steal", "busy"}
+
+// writeCPUTable prints, under the main table, where the CPU went in each
+// test that measured it: one row per test and pass, in run order. steal
+// gets a column only when some test saw any.
+func (r *report) writeCPUTable(w io.Writer) error {
+	measured := func(mt metric, p *passResult) (map[string]float64, bool) {
+		m, ok := p.value(mt.Key)
+		if !ok || !m.ok() {
+			return nil, false
+		}
+		_, ok = m.Detail["cpu_busy_pct"]
+		return m.Detail, ok
+	}
+	var metrics []metric
+	steal := false
+	for _, mt := range r.Metrics {
+		found := false
+		for i := range r.Systems {
+			if d, ok := measured(mt, &r.Systems[i]); ok {
+				found = true
+				_, s := d["cpu_steal_pct"]
+				steal = steal || s
+			}
+		}
+		if found {
+			metrics = append(metrics, mt)
+		}
+	}
+	if len(metrics) == 0 {
+		return nil
+	}
+	var shares []string
+	for _, s := range cpuShares {
+		if s != "steal" || steal {
+			shares = append(shares, s)
+		}
+	}
+
+	fmt.Fprintln(w)
+	fmt.Fprint(w, "where the CPU went (% of one CPU over the middle of each test")
+	if n := r.Machine.NProc; n > 0 {
+		fmt.Fprintf(w, "; %d CPUs = %d%%", n, 100*n)
+	}
+	fmt.Fprintln(w, ")")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "test\tsystem\t%s\tswitch per unit\tbusy per unit\n", strings.Join(shares, "\t"))
+	for _, mt := range metrics {
+		for i := range r.Systems {
+			p := &r.Systems[i]
+			title := p.System
+			if p.Pass > 1 {
+				title = fmt.Sprintf("%s (pass %d)", p.System, p.Pass)
+			}
+			d, _ := measured(mt, p)
+			fmt.Fprintf(tw, "%s\t%s", mt.Label, title)
+			for _, s := range shares {
+				fmt.Fprintf(tw, "\t%s", formatShare(d, "cpu_"+s+"_pct"))
+			}
+			fmt.Fprintf(tw, "\t%s\t%s\n", formatPerUnit(d, roleSwitch), formatPerUnit(d, "busy"))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "busy: all CPU time but idle, iowait and steal; softirq: the whole machine's, irq included;"+
+		" per unit: CPU time over the rate of traffic (per GB received, per frame sent, per round trip).")
+	fmt.Fprintln(w, "others: every other user process, such as another benchmark; busy includes it, so busy per unit"+
+		" compares systems fairly only where others is near 0.")
+	switch a := r.Machine.IRQTimeAccounting; {
+	case a == nil:
+		fmt.Fprintln(w, "Unless the kernel has CONFIG_IRQ_TIME_ACCOUNTING, softirq time also counts in the process it interrupted, so the columns may overlap.")
+	case !*a:
+		fmt.Fprintln(w, "This kernel lacks CONFIG_IRQ_TIME_ACCOUNTING: softirq time also counts in the process it interrupted,"+
+			" so sender, switch and receiver include the softirq work done in their context and the columns overlap.")
+	}
+	return nil
+}
+
+// formatShare is a percentage of one CPU, "-" when not measured.
+func formatShare(detail map[string]float64, key string) string {
+	v, ok := detail[key]
+	if !ok {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+// formatPerUnit is who's (the switch's or the busy machine's) CPU time
+// per unit of traffic, in whichever unit the test has.
+func formatPerUnit(detail map[string]float64, who string) string {
+	for _, u := range []struct{ unit, format string }{
+		{perGB, "%.2f CPU-s/GB"},
+		{perFrame, "%.2f CPU-us/frame sent"},
+		{perRoundTrip, "%.1f CPU-us/round trip"},
+	} {
+		if v, ok := detail["cpu_"+who+"_"+u.unit]; ok {
+			return fmt.Sprintf(u.format, v)
+		}
+	}
+	return "-"
 }
 
 // writeJSON writes the report to path, creating its directory.

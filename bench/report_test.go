@@ -174,3 +174,76 @@ func TestBusyNote(t *testing.T) {
 		t.Errorf("busyNote(load 3.5 on 2 CPUs) = %q, want a warning", n)
 	}
 }
+
+// cpuReport is sampleReport with CPU figures: the bridge has no switch
+// process, tapswitch's UDP test failed, the second bridge pass has none.
+func cpuReport() *report {
+	r := sampleReport()
+	r.Systems[2] = passResult{System: "ovs", Pass: 1} // measured nothing
+	off := false
+	r.Machine.IRQTimeAccounting = &off
+	detail := func(sender, sw, receiver, softirq, idle, busy float64, perUnit map[string]float64) map[string]float64 {
+		d := map[string]float64{"cpu_sender_pct": sender, "cpu_receiver_pct": receiver, "cpu_softirq_pct": softirq,
+			"cpu_idle_pct": idle, "cpu_busy_pct": busy, "cpu_window_s": 3}
+		if sw >= 0 {
+			d["cpu_switch_pct"] = sw
+		}
+		for k, v := range perUnit {
+			d[k] = v
+		}
+		return d
+	}
+	set := func(p *passResult, key string, d map[string]float64) {
+		for i := range p.Results {
+			if p.Results[i].Metric == key {
+				p.Results[i].Detail = d
+			}
+		}
+	}
+	set(&r.Systems[0], metricTCP1.Key, detail(94.2, -1, 41.6, 48, 14.4, 185.6, map[string]float64{"cpu_busy_s_per_gb": 0.928, "cpu_others_pct": 0.4}))
+	set(&r.Systems[0], metricUDP64.Key, detail(99, -1, 60, 70, 2, 198, map[string]float64{"cpu_busy_us_per_frame": 4.4}))
+	set(&r.Systems[1], metricTCP1.Key, detail(66, 63, 28, 18, 25.3, 174.7, map[string]float64{"cpu_switch_s_per_gb": 0.4, "cpu_busy_s_per_gb": 1.109, "cpu_others_pct": 31}))
+	d := detail(5, 7, 4, 3, 170, 30, map[string]float64{"cpu_switch_us_per_round_trip": 2.33, "cpu_busy_us_per_round_trip": 10.04})
+	d["cpu_steal_pct"] = 0.4
+	set(&r.Systems[1], metricRTTAvg.Key, d)
+	return r
+}
+
+func TestWriteCPUTable(t *testing.T) {
+	var b bytes.Buffer
+	if err := cpuReport().writeCPUTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	want := `
+where the CPU went (% of one CPU over the middle of each test; 2 CPUs = 200%)
+test                system           sender  switch  receiver  softirq  others  idle  steal  busy  switch per unit        busy per unit
+TCP 1 stream        bridge           94      -       42        48       0       14    -      186   -                      0.93 CPU-s/GB
+TCP 1 stream        tapswitch        66      63      28        18       31      25    -      175   0.40 CPU-s/GB          1.11 CPU-s/GB
+TCP 1 stream        ovs              -       -       -         -        -       -     -      -     -                      -
+TCP 1 stream        bridge (pass 2)  -       -       -         -        -       -     -      -     -                      -
+UDP 64 B delivered  bridge           99      -       60        70       -       2     -      198   -                      4.40 CPU-us/frame sent
+UDP 64 B delivered  tapswitch        -       -       -         -        -       -     -      -     -                      -
+UDP 64 B delivered  ovs              -       -       -         -        -       -     -      -     -                      -
+UDP 64 B delivered  bridge (pass 2)  -       -       -         -        -       -     -      -     -                      -
+UDP RTT avg         bridge           -       -       -         -        -       -     -      -     -                      -
+UDP RTT avg         tapswitch        5       7       4         3        -       170   0      30    2.3 CPU-us/round trip  10.0 CPU-us/round trip
+UDP RTT avg         ovs              -       -       -         -        -       -     -      -     -                      -
+UDP RTT avg         bridge (pass 2)  -       -       -         -        -       -     -      -     -                      -
+busy: all CPU time but idle, iowait and steal; softirq: the whole machine's, irq included; per unit: CPU time over the rate of traffic (per GB received, per frame sent, per round trip).
+others: every other user process, such as another benchmark; busy includes it, so busy per unit compares systems fairly only where others is near 0.
+This kernel lacks CONFIG_IRQ_TIME_ACCOUNTING: softirq time also counts in the process it interrupted, so sender, switch and receiver include the softirq work done in their context and the columns overlap.
+`
+	if got := b.String(); got != want {
+		t.Errorf("writeCPUTable:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestWriteCPUTableWithoutFigures(t *testing.T) {
+	var b bytes.Buffer
+	if err := sampleReport().writeCPUTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if b.Len() != 0 {
+		t.Errorf("writeCPUTable with no CPU figures printed:\n%s\nwant nothing", b.String())
+	}
+}

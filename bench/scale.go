@@ -488,7 +488,7 @@ func aggregateTCP(ctx context.Context, pairs []nsPair, seconds int, m *measureme
 	var wg sync.WaitGroup
 	for i, p := range pairs {
 		wg.Go(func() {
-			outs[i], errs[i] = runIperfClient(ctx, p.client, p.serverAddr, iperfPort+i, seconds)
+			outs[i], errs[i] = runIperfClient(ctx, p.client, p.serverAddr, iperfPort+i, seconds, nil)
 		})
 	}
 	wg.Wait()
@@ -516,7 +516,7 @@ func tcpStream(ctx context.Context, p nsPair, seconds int, m *measurement) error
 		return err
 	}
 	defer srv.stop(2 * time.Second)
-	out, err := runIperfClient(ctx, p.client, p.serverAddr, iperfPort, seconds)
+	out, err := runIperfClient(ctx, p.client, p.serverAddr, iperfPort, seconds, nil)
 	if err != nil {
 		return err
 	}

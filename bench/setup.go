@@ -30,6 +30,20 @@ type system interface {
 	teardown() error
 }
 
+// A switchProcess forwards frames in a process of its own, whose CPU
+// time the report shows next to the two ends'.
+type switchProcess interface {
+	// switchPID returns the forwarding process's pid, or 0 when there is
+	// none (the kernel forwards) or it is not running.
+	switchPID() int
+}
+
+var (
+	_ switchProcess = (*bridgeSystem)(nil)
+	_ switchProcess = (*tapswitchSystem)(nil)
+	_ switchProcess = (*ovsSystem)(nil)
+)
+
 // A lister shows the switch's own view of the segment (ports, learned
 // addresses) next to the numbers, for the demo.
 type lister interface {
@@ -45,6 +59,9 @@ type listing struct {
 type testbed struct {
 	nsA, nsB string
 	created  []string
+	// switchPID is the system's forwarding process (see switchProcess),
+	// set once it is up; 0 for none.
+	switchPID int
 }
 
 func newTestbed(pid int) *testbed {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"regexp"
@@ -24,11 +25,15 @@ var (
 	sockperfMax     = regexp.MustCompile(`<MAX> observation =\s*([0-9.]+)`)
 	sockperfCount   = regexp.MustCompile(`Total ([0-9]+) observations`)
 	sockperfDropped = regexp.MustCompile(`# dropped messages = ([0-9]+)`)
+	sockperfValid   = regexp.MustCompile(`\[Valid Duration\] RunTime=([0-9.]+) sec`)
 )
 
 type sockperfResult struct {
 	AvgUs, P50Us, P99Us, MaxUs float64
 	Observations, Dropped      float64
+	// ValidSeconds is the part of the run the observations come from,
+	// without the warm-up and the drain at the end.
+	ValidSeconds float64
 }
 
 // parseSockperf reads the output of `sockperf ping-pong --full-rtt`.
@@ -52,6 +57,7 @@ func parseSockperf(out string) (sockperfResult, error) {
 		{"<MAX> observation", sockperfMax, &r.MaxUs, false},
 		{"observations", sockperfCount, &r.Observations, false},
 		{"dropped messages", sockperfDropped, &r.Dropped, false},
+		{"valid duration", sockperfValid, &r.ValidSeconds, false},
 	}
 	for _, f := range fields {
 		m := f.re.FindStringSubmatch(out)
@@ -72,29 +78,34 @@ func parseSockperf(out string) (sockperfResult, error) {
 
 // runSockperf measures UDP round trips from a to b, one message in
 // flight at a time, so the figure is the switch's latency rather than
-// its queueing.
-func runSockperf(ctx context.Context, tb *testbed, seconds int) (string, error) {
+// its queueing. It returns sockperf's report, with where the CPU went
+// meanwhile (nil when that could not be measured; see cpuWatch).
+func runSockperf(ctx context.Context, tb *testbed, seconds int) (string, map[string]float64, error) {
 	port := strconv.Itoa(sockperfPort)
 	srv, err := startProc("ip", "netns", "exec", tb.nsB, "sockperf", "server", "-i", hostAddr(addrB), "-p", port)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	defer srv.stop(2 * time.Second)
 	if err := waitListening(ctx, srv, "udp", sockperfPort, 5*time.Second); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, time.Duration(seconds)*time.Second+30*time.Second)
 	defer cancel()
 	cmd := command(cctx, "ip", "netns", "exec", tb.nsA, "sockperf", "ping-pong", "-i", hostAddr(addrB), "-p", port, "-t", strconv.Itoa(seconds), "--full-rtt")
-	// sockperf splits its report between stdout and stderr.
-	out, err := cmd.CombinedOutput()
-	if err != nil {
+	// sockperf splits its report between stdout and stderr. One writer
+	// for both keeps the order and gets one copying goroutine.
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	cpu := newCPUWatch(seconds, "sockperf", srv.pid(), tb.switchPID)
+	if err := runCmd(cmd, cpu.watch); err != nil {
 		if ctx.Err() != nil {
-			return "", ctx.Err()
+			return "", nil, ctx.Err()
 		}
-		return "", fmt.Errorf("sockperf ping-pong: %w: %s", err, ansiEscape.ReplaceAllString(string(out), ""))
+		return "", nil, fmt.Errorf("sockperf ping-pong: %w: %s", err, ansiEscape.ReplaceAllString(out.String(), ""))
 	}
-	return string(out), nil
+	return out.String(), cpu.figures, nil
 }
 
 // lastLine is where sockperf says why it produced no statistics.

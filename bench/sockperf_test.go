@@ -11,7 +11,7 @@ func TestParseSockperf(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parseSockperf error: %v", err)
 	}
-	want := sockperfResult{AvgUs: 66.630, P50Us: 66.207, P99Us: 101.759, MaxUs: 3048.590, Observations: 23248, Dropped: 0}
+	want := sockperfResult{AvgUs: 66.630, P50Us: 66.207, P99Us: 101.759, MaxUs: 3048.590, Observations: 23248, Dropped: 0, ValidSeconds: 1.550}
 	if got != want {
 		t.Errorf("parseSockperf = %+v, want %+v", got, want)
 	}

@@ -36,6 +36,14 @@ func newTapswitchSystem(daemonPath, cliPath string) *tapswitchSystem {
 
 func (s *tapswitchSystem) name() string { return "tapswitch" }
 
+// switchPID is the daemon's pid: it is our child, started directly.
+func (s *tapswitchSystem) switchPID() int {
+	if s.daemon == nil || s.daemon.exited() {
+		return 0
+	}
+	return s.daemon.pid()
+}
+
 // daemonStopGrace is the wait for a daemon with a couple of ports to
 // exit on SIGTERM.
 const daemonStopGrace = 10 * time.Second
