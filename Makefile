@@ -1,4 +1,4 @@
-# tapswitch. Targets: build, test, unit, bench, demo, fuzz, soak, install, clean.
+# tapswitch. Targets: build, test, unit, bench, profile, demo, fuzz, soak, install, clean.
 
 GO      ?= go
 BIN     := bin
@@ -11,9 +11,9 @@ FUZZTIME  ?= 10s
 
 # Tools the tests, the demo and the benchmark run, with the Debian
 # package that provides each.
-TOOLS := ip:iproute2 ping:iputils-ping iperf3:iperf3 sockperf:sockperf useradd:passwd
+TOOLS := ip:iproute2 ping:iputils-ping iperf3:iperf3 sockperf:sockperf useradd:passwd perf:linux-perf
 
-.PHONY: all build test unit bench demo fuzz soak deps install clean
+.PHONY: all build test unit bench profile demo fuzz soak deps install clean
 
 all: build
 
@@ -53,6 +53,12 @@ bench: deps build
 	$(GO) run ./bench -bracket -tapswitchd $(BIN)/tapswitchd -tapswitch $(BIN)/tapswitch $(ARGS)
 	$(GO) run ./bench -scale -tapswitchd $(BIN)/tapswitchd -tapswitch $(BIN)/tapswitch $(ARGS)
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1,2 ./fdb ./switch
+
+# profile runs the comparison with a system-wide perf profile of each
+# throughput test and adds where the CPU went by kind of work (copy,
+# scheduling, allocation, ...); the perf data goes beside the JSON.
+profile: deps build
+	$(GO) run ./bench -profile -tapswitchd $(BIN)/tapswitchd -tapswitch $(BIN)/tapswitch $(ARGS)
 
 # demo starts a daemon, attaches two namespaces and runs iperf3 through
 # tapswitch and through a kernel bridge, then cleans up.

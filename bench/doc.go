@@ -56,6 +56,53 @@
 // when the kernel's config shows it. The JSON has every figure in each
 // test's detail, under keys starting with cpu_.
 //
+// # Where the CPU went by kind of work
+//
+// -profile (make profile) adds a third table. In TCP 1 stream, TCP 4
+// streams and UDP 64 B, over the same window as the second table, perf
+// samples every CPU (perf record -a -g -e cpu-clock -F 999), and perf
+// report sorts the samples by command and function. The function
+// decides the kind of work, the first of these whose pattern it matches:
+//
+//   - idle: the idle loop (default_idle, safe_halt, cpuidle, do_idle,
+//     ...), and every sample of the idle task, swapper, whatever it ran.
+//   - copy: copying data (copy_to_iter, copy_from_iter, copy_user,
+//     rep_mov, memcpy, check_object_size, ...).
+//   - wake+sched: waking tasks and switching between them (__schedule,
+//     try_to_wake_up, enqueue_task, update_curr, ep_poll, __wake_up, ...).
+//   - alloc: allocating and freeing memory and socket buffers
+//     (kmem_cache, kmalloc, kfree, alloc_skb, skb_release, folio, ...).
+//   - syscall: entering and leaving system calls (entry_SYSCALL,
+//     do_syscall, __x64_sys, vfs_read, vfs_write, fdget, ...).
+//   - tap: the TAP driver (tun_).
+//   - stack+other: the rest of the kernel, the network stack mostly.
+//   - user: every user-space function, in one.
+//
+// perfreport.go has the full patterns. Each kind is CPU time per unit of
+// traffic, like the second table's busy per unit: milliseconds per GB
+// received (TCP) or microseconds per frame delivered (UDP 64 B; per
+// frame delivered, not sent as the second table has it), and busy is
+// their sum. The CPU time is the kind's share of the samples times the
+// time the samples stand for, perf's event count, over the window: not
+// the share times the number of CPUs, since a VM may sample an idle CPU
+// far less often than 999 times a second (prof_cpus shows how many CPUs'
+// worth was sampled). The last columns split the busy samples by thread:
+// iperf3 (both ends), the switch's own threads, and others, in percent
+// of one CPU, with idle. The JSON has the figures under keys starting
+// with prof_: prof_<kind>_ms_per_gb or prof_<kind>_us_per_delivered_frame
+// for kind busy, copy, sched, alloc, syscall, tap, stack and user;
+// prof_idle_pct, prof_comm_iperf3_pct, prof_comm_switch_pct,
+// prof_comm_others_pct, prof_swapper_busy_pct (the idle task's work
+// outside the idle loop, switching to and from idle and the interrupts
+// it took, counted idle), prof_cpus and prof_window_s. The perf data stays
+// beside the JSON, in bench/results/<UTC time>-perf/<system>-<metric
+// key>.data (bridge-pass2-... for -bracket's second bridge pass), for
+// perf report -i. perf record is stopped and waited for
+// whenever a test fails or the run is interrupted. Without perf (Debian:
+// apt-get install -y linux-perf) the run says so and goes on without
+// profiles; a failure to profile or summarise leaves the figures out and
+// never fails a test.
+//
 // # The scale suite
 //
 // -scale runs, instead of the comparison, what one daemon does with many
@@ -89,12 +136,14 @@
 //	sudo go run ./bench                      # all available systems, 5 s per test
 //	sudo go run ./bench -only bridge,ovs -t 10 -bracket
 //	sudo go run ./bench -demo                # TCP 1 stream only, 3 s, with ports and fdb
+//	sudo go run ./bench -profile             # also where the CPU went by kind of work (perf)
 //	sudo go run ./bench -scale               # the scale suite, about a minute
 //
-// Needs ip (iproute2), iperf3 and ping; sockperf and openvswitch-switch
-// are optional. Results also go to bench/results/<UTC time>.json (-json
-// to choose the file): every raw value with its unit, the ratios, tool
-// versions and the machine. -demo writes JSON only when -json is given.
+// Needs ip (iproute2), iperf3 and ping; sockperf, openvswitch-switch and,
+// for -profile, linux-perf are optional. Results also go to
+// bench/results/<UTC time>.json (-json to choose the file): every raw
+// value with its unit, the ratios, tool versions and the machine. -demo
+// writes JSON only when -json is given.
 //
 // Everything bench creates carries its pid in its name (tsb-PID-a,
 // tsb-PID-b, tsbPIDbr, tsb-PID-s042, ...) and is removed after each

@@ -105,15 +105,15 @@ func parseIperfUDP(data []byte) (float64, map[string]float64, error) {
 
 // runIperf runs one iperf3 test from a to b and returns the client's -J
 // report, with where the CPU went meanwhile (nil when that could not be
-// measured; see cpuWatch).
-func runIperf(ctx context.Context, tb *testbed, seconds int, extra ...string) ([]byte, map[string]float64, error) {
+// measured; see cpuWatch). also, when not nil, watches the client too.
+func runIperf(ctx context.Context, tb *testbed, seconds int, also watcher, extra ...string) ([]byte, map[string]float64, error) {
 	srv, err := startIperfServer(ctx, tb.nsB, hostAddr(addrB), iperfPort)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer srv.stop(2 * time.Second)
 	cpu := newCPUWatch(seconds, "iperf3", srv.pid(), tb.switchPID)
-	out, err := runIperfClient(ctx, tb.nsA, hostAddr(addrB), iperfPort, seconds, cpu.watch, extra...)
+	out, err := runIperfClient(ctx, tb.nsA, hostAddr(addrB), iperfPort, seconds, watchAll(cpu.watch, also), extra...)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -30,6 +30,8 @@ type config struct {
 	only                  []string // nil: every system available
 	demo, bracket         bool
 	scale                 bool
+	// profileDir is where -profile puts its perf data, "" without it.
+	profileDir string
 }
 
 var errInterrupted = errors.New("interrupted; everything created has been removed")
@@ -57,6 +59,7 @@ func parseFlags(args []string) (*config, error) {
 	}
 	cfg := &config{}
 	var only string
+	var profile bool
 	fs.StringVar(&cfg.tapswitchd, "tapswitchd", "./bin/tapswitchd", "daemon binary `path`")
 	fs.StringVar(&cfg.tapswitch, "tapswitch", "./bin/tapswitch", "CLI binary `path`")
 	fs.IntVar(&cfg.seconds, "t", 5, "duration of each test in `seconds` (3 with -demo unless given)")
@@ -65,6 +68,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.BoolVar(&cfg.demo, "demo", false, "short run: TCP single stream on bridge and tapswitch, with tapswitch's ports and fdb")
 	fs.BoolVar(&cfg.bracket, "bracket", false, "run the bridge again after the others, to show how much the machine drifted (with -scale: the 2-port pair again after the 64-port one)")
 	fs.BoolVar(&cfg.scale, "scale", false, "instead of the comparison, the scale suite: attach/detach time over 100 namespaces, memory with 64 ports and a full table, 4 pairs at once, a pair among 64 ports")
+	fs.BoolVar(&profile, "profile", false, "also record a system-wide perf profile of each throughput test, kept beside the JSON in <name>-perf/, and add where the CPU went by kind of work (needs perf: apt-get install -y linux-perf)")
 	fs.BoolVar(&verbose, "v", false, "print every command run")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -75,7 +79,7 @@ func parseFlags(args []string) (*config, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if cfg.scale {
-		for _, f := range []string{"demo", "only"} {
+		for _, f := range []string{"demo", "only", "profile"} {
 			if set[f] {
 				return nil, fmt.Errorf("-scale runs on its own: drop -%s", f)
 			}
@@ -98,10 +102,24 @@ func parseFlags(args []string) (*config, error) {
 	if cfg.bracket && cfg.only != nil && !slices.Contains(cfg.only, baseline) {
 		return nil, errors.New("-bracket needs the bridge among -only")
 	}
+	stamp := time.Now().UTC().Format("20060102T150405Z")
 	if cfg.jsonPath == "" && !cfg.demo {
-		cfg.jsonPath = filepath.Join("bench", "results", time.Now().UTC().Format("20060102T150405Z")+".json")
+		cfg.jsonPath = filepath.Join("bench", "results", stamp+".json")
+	}
+	if profile {
+		cfg.profileDir = profileDir(cfg.jsonPath, stamp)
 	}
 	return cfg, nil
+}
+
+// profileDir is where -profile keeps the perf data of a run whose JSON
+// goes to jsonPath: beside it, named like it with -perf for .json, or
+// under bench/results by the run's time when there is no JSON.
+func profileDir(jsonPath, stamp string) string {
+	if jsonPath == "" {
+		return filepath.Join("bench", "results", stamp+"-perf")
+	}
+	return strings.TrimSuffix(jsonPath, ".json") + "-perf"
 }
 
 // parseOnly returns the systems named in list, in run order.
@@ -263,6 +281,10 @@ func runMain() error {
 			notes = append(notes, "sockperf not found: UDP RTT rows skipped; apt-get install -y sockperf to add them")
 		}
 	}
+	var prof *profiler
+	if cfg.profileDir != "" {
+		prof = newProfiler(cfg.profileDir)
+	}
 	if cfg.bracket && len(runs) == len(systems) {
 		notes = append(notes, "-bracket ignored: it needs the bridge and another system")
 	}
@@ -283,6 +305,9 @@ func runMain() error {
 		Tools:          toolVersions(ctx, cfg, systems),
 		Metrics:        metrics,
 	}
+	if prof != nil {
+		rep.ProfileDir = prof.dir
+	}
 	start := time.Now()
 	passes := map[string]int{}
 	for i, name := range runs {
@@ -292,7 +317,7 @@ func runMain() error {
 			}
 		}
 		passes[name]++
-		pr := runPass(ctx, newSystem(cfg, name), passes[name], tests, cfg.seconds)
+		pr := runPass(ctx, newSystem(cfg, name), passes[name], tests, cfg.seconds, prof)
 		rep.Systems = append(rep.Systems, pr)
 		if ctx.Err() != nil {
 			break
@@ -320,6 +345,12 @@ func runMain() error {
 			return fmt.Errorf("write results: %w", err)
 		}
 		fmt.Printf("\nresults: %s\n", cfg.jsonPath)
+	}
+	if prof != nil {
+		if cfg.jsonPath == "" {
+			fmt.Println()
+		}
+		fmt.Printf("profiles: %s (perf report -i FILE)\n", prof.dir)
 	}
 	for _, p := range rep.Systems {
 		if p.Error != "" {

@@ -60,6 +60,15 @@ func TestParseFlags(t *testing.T) {
 		{"scale bracketed", []string{"-scale", "-bracket"}, func(c *config) bool { return c.scale && c.bracket }, ""},
 		{"scale with demo", []string{"-scale", "-demo"}, nil, "-scale runs on its own: drop -demo"},
 		{"scale with only", []string{"-scale", "-only", "bridge"}, nil, "drop -only"},
+		{"scale with profile", []string{"-scale", "-profile"}, nil, "drop -profile"},
+		{"no profile", nil, func(c *config) bool { return c.profileDir == "" }, ""},
+		{"profile", []string{"-profile"}, func(c *config) bool {
+			return c.profileDir == strings.TrimSuffix(c.jsonPath, ".json")+"-perf" && strings.HasPrefix(c.profileDir, "bench/results/")
+		}, ""},
+		{"profile with json", []string{"-profile", "-json", "/tmp/x.json"}, func(c *config) bool { return c.profileDir == "/tmp/x-perf" }, ""},
+		{"profile with demo", []string{"-profile", "-demo"}, func(c *config) bool {
+			return c.jsonPath == "" && strings.HasPrefix(c.profileDir, "bench/results/") && strings.HasSuffix(c.profileDir, "Z-perf")
+		}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

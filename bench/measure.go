@@ -51,7 +51,8 @@ func iperfTCPTest(m metric, extra ...string) test {
 	return test{
 		metrics: []metric{m},
 		run: func(ctx context.Context, tb *testbed, seconds int) ([]measurement, error) {
-			out, cpu, err := runIperf(ctx, tb, seconds, extra...)
+			prof := tb.profile.recording(ctx, m.Key, seconds, tb.switchPID)
+			out, cpu, err := runIperf(ctx, tb, seconds, prof.watcher(), extra...)
 			if err != nil {
 				return nil, err
 			}
@@ -61,6 +62,7 @@ func iperfTCPTest(m metric, extra ...string) test {
 			}
 			maps.Copy(detail, cpu)
 			addCPUPerUnit(detail, perGB, v/8/1e9, 1)
+			maps.Copy(detail, prof.figures(profPerGB, v/8/1e9, 1e3))
 			return []measurement{{Metric: m.Key, Value: v, Unit: m.Unit, Detail: detail}}, nil
 		},
 	}
@@ -74,7 +76,8 @@ var (
 	testUDP64 = test{
 		metrics: []metric{metricUDP64},
 		run: func(ctx context.Context, tb *testbed, seconds int) ([]measurement, error) {
-			out, cpu, err := runIperf(ctx, tb, seconds, "-u", "-l", "64", "-b", "0")
+			prof := tb.profile.recording(ctx, metricUDP64.Key, seconds, tb.switchPID)
+			out, cpu, err := runIperf(ctx, tb, seconds, prof.watcher(), "-u", "-l", "64", "-b", "0")
 			if err != nil {
 				return nil, err
 			}
@@ -85,6 +88,8 @@ var (
 			maps.Copy(detail, cpu)
 			addCPUPerUnit(detail, perFrame, udpSentRate(detail), 1e6)
 			addCPUPerUnit(detail, perDeliveredFrame, v, 1e6)
+			// v is what reached the receiver, frames per second.
+			maps.Copy(detail, prof.figures(perDeliveredFrame, v, 1e6))
 			return []measurement{{Metric: metricUDP64.Key, Value: v, Unit: unitPackets, Detail: detail}}, nil
 		},
 	}
@@ -152,8 +157,9 @@ func (p *passResult) value(key string) (measurement, bool) {
 const pause = time.Second
 
 // runPass sets up sys on a fresh pair of namespaces, runs the tests and
-// tears everything down again, whatever happened in between.
-func runPass(ctx context.Context, sys system, pass int, tests []test, seconds int) (pr passResult) {
+// tears everything down again, whatever happened in between. prof, when
+// not nil, profiles the throughput tests (-profile).
+func runPass(ctx context.Context, sys system, pass int, tests []test, seconds int, prof *profiler) (pr passResult) {
 	pr = passResult{System: sys.name(), Pass: pass, Started: time.Now().UTC()}
 	var errs []error
 	defer func() {
@@ -163,6 +169,7 @@ func runPass(ctx context.Context, sys system, pass int, tests []test, seconds in
 	}()
 
 	tb := newTestbed(pidForNames)
+	tb.profile = prof.forPass(sys.name(), pass)
 	// Deferred in this order so that the system goes first: the daemon
 	// must let go of its TAPs before their namespaces disappear.
 	defer func() {

@@ -102,6 +102,20 @@ func runCmd(cmd *exec.Cmd, watch watcher) error {
 	return err
 }
 
+// watchAll returns a watcher that runs each of ws side by side, the nil
+// ones left out, and returns once all have.
+func watchAll(ws ...watcher) watcher {
+	return func(pid int, exited <-chan struct{}) {
+		var wg sync.WaitGroup
+		for _, w := range ws {
+			if w != nil {
+				wg.Go(func() { w(pid, exited) })
+			}
+		}
+		wg.Wait()
+	}
+}
+
 // tailBuffer keeps the last max bytes written to it. A background daemon
 // may log for the whole run; only its last words explain a failure.
 type tailBuffer struct {

@@ -41,3 +41,11 @@ func clockTicks() float64 {
 	}
 	return 100
 }
+
+// killGroup kills the process group led by pid: a child started by
+// command and whatever it started in turn.
+func killGroup(pid int) {
+	if err := unix.Kill(-pid, unix.SIGKILL); err != nil {
+		debugf("kill process group %d: %v", pid, err)
+	}
+}

@@ -29,7 +29,10 @@ type report struct {
 	Systems []passResult `json:"systems,omitempty"`
 	Ratios  []ratio      `json:"ratios"`
 	Scale   *scaleResult `json:"scale,omitempty"`
-	Notes   []string     `json:"notes,omitempty"`
+	// ProfileDir holds the perf data of each profiled test (-profile),
+	// <system>-<metric key>.data.
+	ProfileDir string   `json:"profile_dir,omitempty"`
+	Notes      []string `json:"notes,omitempty"`
 }
 
 type machineInfo struct {
@@ -271,6 +274,9 @@ func (r *report) writeTable(w io.Writer) error {
 	if err := r.writeCPUTable(w); err != nil {
 		return err
 	}
+	if err := r.writeProfileTable(w); err != nil {
+		return err
+	}
 	for _, p := range r.Systems {
 		if p.Error != "" {
 			fmt.Fprintf(w, "\n%s (pass %d) failed: %s\n", p.System, p.Pass, p.Error)
@@ -395,6 +401,94 @@ func formatPerUnit(detail map[string]float64, who string) string {
 		}
 	}
 	return "-"
+}
+
+// profUnits are the units of the profile's per-unit figures, with how
+// the table prints them.
+var profUnits = []struct{ unit, format, suffix string }{
+	{profPerGB, "%.0f", " ms/GB"},
+	{perDeliveredFrame, "%.2f", " us/frame"},
+}
+
+// writeProfileTable prints, under the CPU table, where the CPU went by
+// kind of work in each test profiled (-profile): one row per test and
+// pass, in run order.
+func (r *report) writeProfileTable(w io.Writer) error {
+	profiled := func(mt metric, p *passResult) (map[string]float64, int) {
+		m, ok := p.value(mt.Key)
+		if !ok || !m.ok() {
+			return nil, -1
+		}
+		for i, u := range profUnits {
+			if _, ok := m.Detail["prof_busy_"+u.unit]; ok {
+				return m.Detail, i
+			}
+		}
+		return nil, -1
+	}
+	var metrics []metric
+	for _, mt := range r.Metrics {
+		for i := range r.Systems {
+			if _, u := profiled(mt, &r.Systems[i]); u >= 0 {
+				metrics = append(metrics, mt)
+				break
+			}
+		}
+	}
+	if len(metrics) == 0 {
+		return nil
+	}
+
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "where the CPU went by kind of work (perf -a over the same window; CPU per GB received or per frame delivered)")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprint(tw, "test\tsystem\tbusy")
+	for _, k := range profKinds {
+		fmt.Fprintf(tw, "\t%s", k.title)
+	}
+	fmt.Fprint(tw, "\t")
+	for _, p := range []string{procIperf, procSwitch, procOthers, kindIdle} {
+		fmt.Fprintf(tw, "\t%s %%", p)
+	}
+	fmt.Fprintln(tw)
+	for _, mt := range metrics {
+		for i := range r.Systems {
+			p := &r.Systems[i]
+			title := p.System
+			if p.Pass > 1 {
+				title = fmt.Sprintf("%s (pass %d)", p.System, p.Pass)
+			}
+			fmt.Fprintf(tw, "%s\t%s", mt.Label, title)
+			d, u := profiled(mt, p)
+			if u < 0 {
+				fmt.Fprint(tw, strings.Repeat("\t-", 1+len(profKinds)), "\t", strings.Repeat("\t-", 4), "\n")
+				continue
+			}
+			unit := profUnits[u]
+			fmt.Fprintf(tw, "\t"+unit.format+"%s", d["prof_busy_"+unit.unit], unit.suffix)
+			for _, k := range profKinds {
+				// A kind with no sample at all, as tap on the bridge.
+				if v := d["prof_"+k.key+"_"+unit.unit]; v > 0 {
+					fmt.Fprintf(tw, "\t"+unit.format, v)
+				} else {
+					fmt.Fprint(tw, "\t-")
+				}
+			}
+			fmt.Fprint(tw, "\t")
+			for _, key := range []string{"prof_comm_" + procIperf + "_pct", "prof_comm_" + procSwitch + "_pct", "prof_comm_" + procOthers + "_pct", "prof_idle_pct"} {
+				fmt.Fprintf(tw, "\t%s", formatShare(d, key))
+			}
+			fmt.Fprintln(tw)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "busy: every sample but the idle task's and the idle loop's; kinds by the kernel function sampled (see go doc ./bench):"+
+		" stack+other is the rest of the kernel, the network stack mostly; user is all user-space code.")
+	fmt.Fprintln(w, "iperf3 % to idle %: the samples by thread, % of one CPU; switch is the switch's own threads,"+
+		" others everything else busy, ksoftirqd and kworkers among them.")
+	return nil
 }
 
 // writeJSON writes the report to path, creating its directory.

@@ -62,6 +62,9 @@ type testbed struct {
 	// switchPID is the system's forwarding process (see switchProcess),
 	// set once it is up; 0 for none.
 	switchPID int
+	// profile records a perf profile of each throughput test; nil
+	// without -profile, or without perf.
+	profile *profiler
 }
 
 func newTestbed(pid int) *testbed {
