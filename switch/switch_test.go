@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/tapswitch/tapswitch/fdb"
 )
@@ -417,5 +418,21 @@ func TestRemoveNetwork(t *testing.T) {
 	// The name can be used again, with a fresh table.
 	if _, err := r.sw.CreateNetwork("n"); err != nil {
 		t.Fatalf("CreateNetwork(n) after RemoveNetwork = %v", err)
+	}
+}
+
+// A TCP/IPv4 segment's payload, after the virtio, Ethernet, IPv4 and TCP
+// (with timestamps) headers, starts on a 64-byte boundary, and the
+// buffer still holds exactly bufSize bytes.
+func TestFrameBufferAlignsTCPPayload(t *testing.T) {
+	for range 10 {
+		b := newFrameBuffer()
+		if len(b) != bufSize || cap(b) != bufSize {
+			t.Fatalf("len %d cap %d, want %d", len(b), cap(b), bufSize)
+		}
+		payload := HdrLen + ethHdrLen + 20 + 32
+		if a := uintptr(unsafe.Pointer(&b[payload])) % 64; a != 0 {
+			t.Fatalf("payload at %d is %d bytes past a 64-byte boundary", payload, a)
+		}
 	}
 }

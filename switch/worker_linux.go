@@ -141,7 +141,7 @@ func (w *worker) close() {
 
 func (w *worker) run() {
 	defer close(w.done)
-	buf := make([]byte, bufSize)
+	buf := newFrameBuffer()
 	events := make([]unix.EpollEvent, 64)
 	for {
 		n, err := unix.EpollWait(w.epfd, events, -1)
