@@ -11,7 +11,7 @@ FUZZTIME  ?= 10s
 
 # Tools the tests, the demo and the benchmark run, with the Debian
 # package that provides each.
-TOOLS := ip:iproute2 ping:iputils-ping iperf3:iperf3 sockperf:sockperf useradd:passwd perf:linux-perf
+TOOLS := ip:iproute2 ping:iputils-ping iperf3:iperf3 sockperf:sockperf useradd:passwd
 
 .PHONY: all build test unit bench profile demo fuzz soak deps install clean
 
@@ -57,6 +57,9 @@ bench: deps build
 # profile runs the comparison with a system-wide perf profile of each
 # throughput test and adds where the CPU went by kind of work (copy,
 # scheduling, allocation, ...); the perf data goes beside the JSON.
+# Its deps also install perf (Debian's linux-perf; on Ubuntu install
+# linux-tools-generic first).
+profile: TOOLS += perf:linux-perf
 profile: deps build
 	$(GO) run ./bench -profile -tapswitchd $(BIN)/tapswitchd -tapswitch $(BIN)/tapswitch $(ARGS)
 
