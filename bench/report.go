@@ -199,11 +199,7 @@ func (r *report) columns() []column {
 	}
 	for i := range r.Systems {
 		if p := &r.Systems[i]; p.System == baseline {
-			title := p.System
-			if p.Pass > 1 {
-				title = fmt.Sprintf("%s (pass %d)", p.System, p.Pass)
-			}
-			cols = append(cols, valueCol(p, title))
+			cols = append(cols, valueCol(p, p.title()))
 		}
 	}
 	for i := range r.Systems {
@@ -223,6 +219,15 @@ func (r *report) columns() []column {
 		}
 	}
 	return cols
+}
+
+// title names a pass in a table: the system, and which pass when it ran
+// more than once.
+func (p *passResult) title() string {
+	if p.Pass > 1 {
+		return fmt.Sprintf("%s (pass %d)", p.System, p.Pass)
+	}
+	return p.System
 }
 
 func (r *report) hasBaseline() bool {
@@ -350,10 +355,7 @@ func (r *report) writeCPUTable(w io.Writer) error {
 	for _, mt := range metrics {
 		for i := range r.Systems {
 			p := &r.Systems[i]
-			title := p.System
-			if p.Pass > 1 {
-				title = fmt.Sprintf("%s (pass %d)", p.System, p.Pass)
-			}
+			title := p.title()
 			d, _ := measured(mt, p)
 			fmt.Fprintf(tw, "%s\t%s", mt.Label, title)
 			for _, s := range shares {
@@ -454,10 +456,7 @@ func (r *report) writeProfileTable(w io.Writer) error {
 	for _, mt := range metrics {
 		for i := range r.Systems {
 			p := &r.Systems[i]
-			title := p.System
-			if p.Pass > 1 {
-				title = fmt.Sprintf("%s (pass %d)", p.System, p.Pass)
-			}
+			title := p.title()
 			fmt.Fprintf(tw, "%s\t%s", mt.Label, title)
 			d, u := profiled(mt, p)
 			if u < 0 {
