@@ -23,11 +23,11 @@ import (
 // Every share is percent of one CPU, 200% in all on two, but the two
 // sources need different denominators. A process's utime+stime add up
 // to its scheduler runtime, which the kernel measures rather than
-// samples, so they are divided by the window's wall time. /proc/stat is sampled by the tick, and a VM loses
-// ticks when the host preempts a vCPU, more than it reports as steal (a
-// tenth of them under full load on the 2-CPU VM this was written on),
-// so its kinds are fractions of the ticks counted, times the number of
-// CPUs, and add up to 200%.
+// samples, so they are divided by the window's wall time. /proc/stat is
+// sampled by the tick, and a VM loses ticks when the host preempts a
+// vCPU, more than it reports as steal (a tenth of them under full load on
+// a 2-CPU cloud VM), so its kinds are fractions of the ticks counted,
+// times the number of CPUs, and add up to 200%.
 
 // Roles of the processes read; each names its Detail key,
 // cpu_<role>_pct.

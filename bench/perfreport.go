@@ -284,9 +284,9 @@ var profKinds = append(slices.Clone(perfKinds[1:]),
 // idleComm is the idle task's name. All its samples count as idle,
 // including its work outside the idle functions: switching to and from
 // idle (finish_task_switch, tick_nohz_idle_*), the IPIs and interrupts
-// it took. prof_swapper_busy_pct says how much that was: on the 2-CPU
-// VM this was written on, under a tenth of a CPU for TCP and 13% of one
-// for the bridge's UDP 64 B, where the ends keep waking each other.
+// it took. prof_swapper_busy_pct says how much that was: on a 2-CPU
+// cloud VM, under a tenth of a CPU for TCP and 13% of one for the
+// bridge's UDP 64 B, where the ends keep waking each other.
 const idleComm = "swapper"
 
 // kindOf returns the key of the kind of work e is.

@@ -26,7 +26,7 @@ import (
 //
 // The CPU time the samples stand for is perf's event count: cpu-clock
 // counts nanoseconds, one sampling period per sample. It is not the
-// number of CPUs times the window: on the VM this was written on, an
+// number of CPUs times the window: on a 2-CPU cloud VM, an
 // idle CPU took some 16 samples a second instead of 999, so shares of the
 // samples overstate busy work as much as idle is undersampled, while
 // busy CPUs are sampled in full (prof_cpus says how many CPUs' worth the
