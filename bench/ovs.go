@@ -61,7 +61,14 @@ type ovsSystem struct {
 	// pidfiles of the daemons started, in the order to stop them.
 	pidfiles []ovsDaemon
 	taps     []string
+	// ownsDatapathDev is set when ovs-vswitchd makes ovsDatapathDev in
+	// this run, which it leaves behind when it stops.
+	ownsDatapathDev bool
 }
+
+// ovsDatapathDev is the device the userspace datapath makes in the host
+// namespace for its own use when the first bridge joins it.
+const ovsDatapathDev = "ovs-netdev"
 
 type ovsDaemon struct {
 	comm    string // as in /proc/PID/comm, checked before signalling
@@ -122,6 +129,9 @@ func (s *ovsSystem) setup(ctx context.Context, tb *testbed) error {
 	if err := s.vsctl(ctx, "--no-wait", "set", "Open_vSwitch", ".", "other_config:userspace-tso-enable=true"); err != nil {
 		return err
 	}
+	// A system Open vSwitch's datapath device, if there is one, is not ours
+	// to remove.
+	s.ownsDatapathDev = !linkExists(ctx, ovsDatapathDev)
 	// Stopped before the database: it is the one holding the TAPs.
 	s.pidfiles = append([]ovsDaemon{{"ovs-vswitchd", path("vswitchd.pid")}}, s.pidfiles...)
 	if err := s.run(ctx, "ovs-vswitchd", s.db,
@@ -198,14 +208,18 @@ func (s *ovsSystem) teardown() error {
 	// ovs-vswitchd made them persistent; the bridge's own port likewise.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for _, l := range append(s.taps, s.prefix) {
+	links := append(s.taps, s.prefix)
+	if s.ownsDatapathDev {
+		links = append(links, ovsDatapathDev)
+	}
+	for _, l := range links {
 		if linkExists(ctx, l) {
 			if _, err := run(ctx, "ip", "link", "delete", l); err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
-	s.taps = nil
+	s.taps, s.ownsDatapathDev = nil, false
 	if s.dir != "" {
 		if err := os.RemoveAll(s.dir); err != nil {
 			errs = append(errs, err)
