@@ -10,7 +10,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/tapswitch/tapswitch/fdb"
-	"github.com/tapswitch/tapswitch/tap"
+	"github.com/tapswitch/tapswitch/device"
 )
 
 // FuzzForward feeds arbitrary buffers, as a TAP might return them, into the
@@ -23,7 +23,7 @@ import (
 // ingress port, must write a frame whole or not at all, and must account
 // for it exactly once: counted in rx and written, counted in rx and
 // dropped as hairpin, or dropped under one reason. A frame whose virtio
-// header tap.ParseVnetHdr refuses must be dropped; a frame forwarded from
+// header device.ParseVnetHdr refuses must be dropped; a frame forwarded from
 // a port with security on must pass an independent check of its source
 // addresses, decoded by gopacket.
 func FuzzForward(f *testing.F) {
@@ -114,14 +114,14 @@ func FuzzForward(f *testing.F) {
 		}
 
 		sized := len(b) >= HdrLen+ethHdrLen && len(b) != bufSize
-		if _, err := tap.ParseVnetHdr(b); err != nil && sized && drops["bad_vnet_hdr"] != 1 {
+		if _, err := device.ParseVnetHdr(b); err != nil && sized && drops["bad_vnet_hdr"] != 1 {
 			t.Fatalf("ParseVnetHdr: %v, but the frame was not dropped as bad_vnet_hdr (drops %v)", err, drops)
 		}
 		if rx == 1 && !validVnetHdr(b) {
 			t.Fatalf("frame forwarded with a virtio header validVnetHdr refuses")
 		}
 		if len(b) >= HdrLen {
-			if _, err := tap.ParseVnetHdr(b); (err == nil) != validVnetHdr(b) {
+			if _, err := device.ParseVnetHdr(b); (err == nil) != validVnetHdr(b) {
 				t.Fatalf("ParseVnetHdr says %v, validVnetHdr %v: the two checks differ", err, validVnetHdr(b))
 			}
 		}

@@ -26,11 +26,11 @@ import (
 	"unsafe"
 
 	"github.com/tapswitch/tapswitch/fdb"
-	"github.com/tapswitch/tapswitch/tap"
+	"github.com/tapswitch/tapswitch/device"
 )
 
 // HdrLen is the virtio net header in front of every frame.
-const HdrLen = tap.VnetHdrLen
+const HdrLen = device.VnetHdrLen
 
 const ethHdrLen = 14
 

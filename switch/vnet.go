@@ -3,7 +3,7 @@ package vswitch
 import (
 	"encoding/binary"
 
-	"github.com/tapswitch/tapswitch/tap"
+	"github.com/tapswitch/tapswitch/device"
 )
 
 // validVnetHdr reports whether the virtio net header at the front of b
@@ -22,29 +22,29 @@ import (
 //
 // Other flag bits are left alone, as the kernel leaves them.
 //
-// It is tap.ParseVnetHdr's check (the fuzz test holds them to the same
+// It is device.ParseVnetHdr's check (the fuzz test holds them to the same
 // answer) without decoding into a struct or building an error, so a
 // stream of bad headers costs no allocation.
 func validVnetHdr(b []byte) bool {
 	_ = b[HdrLen-1]
 	need := int(binary.LittleEndian.Uint16(b[2:]))
-	if b[0]&tap.VnetFlagNeedsCsum != 0 {
+	if b[0]&device.VnetFlagNeedsCsum != 0 {
 		need = max(need, int(binary.LittleEndian.Uint16(b[6:]))+int(binary.LittleEndian.Uint16(b[8:]))+2)
 	}
-	return gsoTypes[b[1]] && (b[1] == tap.GSONone || binary.LittleEndian.Uint16(b[4:]) != 0) &&
+	return gsoTypes[b[1]] && (b[1] == device.GSONone || binary.LittleEndian.Uint16(b[4:]) != 0) &&
 		need <= len(b)-HdrLen
 }
 
 // gsoTypes marks the GSO types a TAP accepts. A table, rather than a
 // switch, keeps validVnetHdr small enough to be inlined.
 var gsoTypes = [256]bool{
-	tap.GSONone:               true,
-	tap.GSOTCPv4:              true,
-	tap.GSOUDP:                true,
-	tap.GSOTCPv6:              true,
-	tap.GSOUDPL4:              true,
-	tap.GSOTCPv4 | tap.GSOECN: true,
-	tap.GSOUDP | tap.GSOECN:   true,
-	tap.GSOTCPv6 | tap.GSOECN: true,
-	tap.GSOUDPL4 | tap.GSOECN: true,
+	device.GSONone:               true,
+	device.GSOTCPv4:              true,
+	device.GSOUDP:                true,
+	device.GSOTCPv6:              true,
+	device.GSOUDPL4:              true,
+	device.GSOTCPv4 | device.GSOECN: true,
+	device.GSOUDP | device.GSOECN:   true,
+	device.GSOTCPv6 | device.GSOECN: true,
+	device.GSOUDPL4 | device.GSOECN: true,
 }

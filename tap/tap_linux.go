@@ -11,7 +11,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/tapswitch/tapswitch/internal/namespace"
+	"github.com/tapswitch/tapswitch/device"
+	"github.com/tapswitch/tapswitch/namespace"
 )
 
 // offloadsBase is what the switch asks of every TAP: it never needs a
@@ -23,7 +24,7 @@ const (
 	offloadsUSO  = offloadsBase | unix.TUN_F_USO4 | unix.TUN_F_USO6
 )
 
-type device struct {
+type tapDevice struct {
 	queues []Queue
 	fds    []*rawFD
 	// nl is a netlink socket in the device's namespace, kept to delete
@@ -35,12 +36,12 @@ type device struct {
 	offloads uint
 }
 
-var _ Device = (*device)(nil)
+var _ Device = (*tapDevice)(nil)
 
-func (d *device) Queues() []Queue       { return d.queues }
-func (d *device) Name() string          { return d.name }
-func (d *device) MAC() net.HardwareAddr { return d.mac }
-func (d *device) Offloads() uint        { return d.offloads }
+func (d *tapDevice) Queues() []Queue       { return d.queues }
+func (d *tapDevice) Name() string          { return d.name }
+func (d *tapDevice) MAC() net.HardwareAddr { return d.mac }
+func (d *tapDevice) Offloads() uint        { return d.offloads }
 
 // Close deletes the link, then closes the queues. Deleting the link
 // unregisters the device once, where closing queue after queue waits for
@@ -51,7 +52,7 @@ func (d *device) Offloads() uint        { return d.offloads }
 // namespace and leaves the rest of the teardown to a goroutine, so a
 // detach takes what the user sees, not what the kernel's bookkeeping
 // takes. The device's descriptors are no longer used by then.
-func (d *device) Close() error {
+func (d *tapDevice) Close() error {
 	for _, f := range d.fds {
 		if !f.shutdown() {
 			return os.ErrClosed
@@ -83,7 +84,7 @@ func (d *device) Close() error {
 	return <-done
 }
 
-func (d *device) closeFDs() error {
+func (d *tapDevice) closeFDs() error {
 	var errs []error
 	for _, f := range d.fds {
 		if err := f.closeFDs(); err != nil {
@@ -111,7 +112,7 @@ func waitDetached(fd int, limit time.Duration) bool {
 
 // Release closes the queues and leaves the device, if persistent, where
 // it is.
-func (d *device) Release() error {
+func (d *tapDevice) Release() error {
 	for _, f := range d.fds {
 		if !f.shutdown() {
 			return os.ErrClosed
@@ -399,7 +400,7 @@ func open(cfg Config) (_ Device, err error) {
 	// The header size and offloads are the device's, so they survived;
 	// they are set again so that the device is what the switch expects
 	// whoever had it last.
-	if err := unix.IoctlSetPointerInt(d.fds[0].fd, unix.TUNSETVNETHDRSZ, VnetHdrLen); err != nil {
+	if err := unix.IoctlSetPointerInt(d.fds[0].fd, unix.TUNSETVNETHDRSZ, device.VnetHdrLen); err != nil {
 		return nil, fmt.Errorf("TAP %s: set virtio net header size: %w", cfg.Name, err)
 	}
 	if d.offloads, err = setOffloads(d.fds[0].fd); err != nil {
@@ -434,7 +435,7 @@ func inNetns(path string, fn func() error) error {
 // adopt makes a device of the queue descriptors fds of TAP name and the
 // netlink handle h of its namespace, once opening them ended with err;
 // on an error it closes h and returns the error.
-func adopt(name string, fds []int, h *netlink.Handle, err error) (*device, error) {
+func adopt(name string, fds []int, h *netlink.Handle, err error) (*tapDevice, error) {
 	if err != nil {
 		if h != nil {
 			h.Close()
@@ -446,5 +447,5 @@ func adopt(name string, fds []int, h *netlink.Handle, err error) (*device, error
 		h.Close()
 		return nil, fmt.Errorf("TAP %s: %w", name, err)
 	}
-	return &device{name: name, fds: raw, nl: h}, nil
+	return &tapDevice{name: name, fds: raw, nl: h}, nil
 }

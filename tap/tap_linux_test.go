@@ -14,8 +14,9 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/tapswitch/tapswitch/internal/namespace"
+	"github.com/tapswitch/tapswitch/device"
 	"github.com/tapswitch/tapswitch/internal/privtest"
+	"github.com/tapswitch/tapswitch/namespace"
 )
 
 // newNetns makes a namespace for one test and removes it afterwards.
@@ -185,7 +186,7 @@ func readARP(t *testing.T, netns string, d Device, dst string) {
 		case f := <-frames:
 			// virtio header, then Ethernet: ethertype 0x0806, ARP target
 			// protocol address at offset 24 of the ARP payload.
-			e := f[VnetHdrLen:]
+			e := f[device.VnetHdrLen:]
 			if len(e) >= 42 && e[12] == 0x08 && e[13] == 0x06 && [4]byte(e[38:42]) == want {
 				return
 			}

@@ -9,8 +9,8 @@ import (
 	"strings"
 
 	"github.com/tapswitch/tapswitch/internal/ipam"
-	"github.com/tapswitch/tapswitch/internal/namespace"
 	"github.com/tapswitch/tapswitch/internal/publish"
+	"github.com/tapswitch/tapswitch/namespace"
 )
 
 // The server checks every request with these before the Backend sees it,

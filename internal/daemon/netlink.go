@@ -10,7 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/tapswitch/tapswitch/internal/namespace"
+	"github.com/tapswitch/tapswitch/namespace"
 )
 
 // errDefaultRouteExists reports a namespace that already has a default

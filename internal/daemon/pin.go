@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/tapswitch/tapswitch/internal/namespace"
+	"github.com/tapswitch/tapswitch/namespace"
 )
 
 // A namespace attached by pid or by a path such as /proc/PID/ns/net lives

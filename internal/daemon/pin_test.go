@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapswitch/tapswitch/internal/namespace"
 	"github.com/tapswitch/tapswitch/internal/privtest"
+	"github.com/tapswitch/tapswitch/namespace"
 )
 
 func TestNeedsPin(t *testing.T) {

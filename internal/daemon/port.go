@@ -18,8 +18,8 @@ import (
 	"github.com/tapswitch/tapswitch/internal/api"
 	"github.com/tapswitch/tapswitch/internal/dns"
 	"github.com/tapswitch/tapswitch/internal/ipam"
-	"github.com/tapswitch/tapswitch/internal/namespace"
 	"github.com/tapswitch/tapswitch/internal/publish"
+	"github.com/tapswitch/tapswitch/namespace"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/tap"
 )

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapswitch/tapswitch/internal/namespace"
+	"github.com/tapswitch/tapswitch/namespace"
 )
 
 // soak reports whether the long versions of the tests were asked for

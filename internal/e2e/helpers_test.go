@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/tapswitch/tapswitch/internal/api"
-	"github.com/tapswitch/tapswitch/internal/namespace"
 	"github.com/tapswitch/tapswitch/internal/privtest"
+	"github.com/tapswitch/tapswitch/namespace"
 )
 
 const (

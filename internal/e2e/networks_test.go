@@ -23,7 +23,7 @@ import (
 
 	"github.com/tapswitch/tapswitch/internal/api"
 	"github.com/tapswitch/tapswitch/internal/daemon"
-	"github.com/tapswitch/tapswitch/internal/namespace"
+	"github.com/tapswitch/tapswitch/namespace"
 )
 
 // TestNetworksSession runs the session of the networks documentation:

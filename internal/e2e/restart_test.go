@@ -23,7 +23,7 @@ import (
 
 	"github.com/tapswitch/tapswitch/internal/api"
 	"github.com/tapswitch/tapswitch/internal/daemon"
-	"github.com/tapswitch/tapswitch/internal/namespace"
+	"github.com/tapswitch/tapswitch/namespace"
 )
 
 // restartSoak makes the restart tests longer: TAPSWITCH_SOAK=1 runs a

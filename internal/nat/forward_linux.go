@@ -6,7 +6,7 @@ import (
 	"net/netip"
 	"os"
 
-	"github.com/tapswitch/tapswitch/internal/namespace"
+	"github.com/tapswitch/tapswitch/namespace"
 )
 
 // forwardingSysctl returns the switch that lets the kernel route packets

@@ -19,8 +19,8 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
-	"github.com/tapswitch/tapswitch/internal/namespace"
 	"github.com/tapswitch/tapswitch/internal/privtest"
+	"github.com/tapswitch/tapswitch/namespace"
 )
 
 // cmdTimeout bounds every ip, sysctl and ping the tests run.

@@ -1,4 +1,4 @@
-package tap
+package device
 
 import (
 	"encoding/binary"
@@ -38,11 +38,11 @@ type VnetHdr struct {
 
 // Errors from ParseVnetHdr.
 var (
-	ErrShortHeader = errors.New("tap: shorter than a virtio net header")
-	ErrBadGSOType  = errors.New("tap: unknown GSO type")
-	ErrBadCsum     = errors.New("tap: checksum offsets past the end of the frame")
-	ErrBadGSO      = errors.New("tap: GSO header without a segment size")
-	ErrBadHdrLen   = errors.New("tap: header length past the end of the frame")
+	ErrShortHeader = errors.New("device: shorter than a virtio net header")
+	ErrBadGSOType  = errors.New("device: unknown GSO type")
+	ErrBadCsum     = errors.New("device: checksum offsets past the end of the frame")
+	ErrBadGSO      = errors.New("device: GSO header without a segment size")
+	ErrBadHdrLen   = errors.New("device: header length past the end of the frame")
 )
 
 // ParseVnetHdr decodes the header at the front of b and checks it against
