@@ -13,8 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/fdb"
-	"github.com/tapswitch/tapswitch/internal/api"
 )
 
 // The -scale suite measures one daemon carrying many namespaces, for the

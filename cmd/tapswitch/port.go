@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/tapswitch/tapswitch/internal/api"
+	"github.com/tapswitch/tapswitch/api"
 )
 
 // policyFlags are the port policy flags of attach and connect.
@@ -91,7 +91,7 @@ kept across daemon restarts.`,
 		}
 		p, err := g.client().UpdatePort(cmd.Context(), args[0], req)
 		if err != nil {
-			return err
+			return g.advise(cmd, err)
 		}
 		return out.printNamed(cmd.OutOrStdout(), p, p.Name)
 	}

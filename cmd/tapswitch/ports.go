@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tapswitch/tapswitch/internal/api"
+	"github.com/tapswitch/tapswitch/api"
 )
 
 func newPorts(g *globals) *cobra.Command {
@@ -34,7 +34,7 @@ each network, are left out unless --all.`,
 		}
 		ports, err := list(cmd.Context())
 		if err != nil {
-			return err
+			return g.advise(cmd, err)
 		}
 		if out.format == "json" {
 			return writeJSON(cmd.OutOrStdout(), ports)

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tapswitch/tapswitch/internal/api"
+	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/internal/version"
 )
 
@@ -30,6 +30,7 @@ func newVersion(g *globals) *cobra.Command {
 		}
 		v := versions{Client: api.Version{Version: version.String(), GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH}}
 		sv, err := g.client().Version(cmd.Context())
+		err = g.advise(cmd, err)
 		if err == nil {
 			v.Server = &sv
 		} else {

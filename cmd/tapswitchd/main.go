@@ -21,8 +21,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/fdb"
-	"github.com/tapswitch/tapswitch/internal/api"
+	"github.com/tapswitch/tapswitch/internal/apiserver"
 	"github.com/tapswitch/tapswitch/internal/daemon"
 	"github.com/tapswitch/tapswitch/internal/version"
 	"github.com/tapswitch/tapswitch/tap"
@@ -144,8 +145,8 @@ func run(o options) error {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           access.Guard(api.NewHandler(d, log), log),
-		ConnContext:       api.ConnContext,
+		Handler:           access.Guard(apiserver.NewHandler(d, log), log),
+		ConnContext:       apiserver.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -196,7 +197,7 @@ func parseUpstreams(in []string) ([]netip.AddrPort, error) {
 // died is replaced; one a live daemon answers on is not. A missing socket
 // directory is made 0755, whatever the umask, so that the group can reach
 // the socket; the socket's mode is what guards it.
-func listen(path string, access api.Access) (net.Listener, error) {
+func listen(path string, access apiserver.Access) (net.Listener, error) {
 	dir := filepath.Dir(path)
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {

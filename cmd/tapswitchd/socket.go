@@ -10,29 +10,29 @@ import (
 	"strconv"
 	"syscall"
 
-	"github.com/tapswitch/tapswitch/internal/api"
+	"github.com/tapswitch/tapswitch/internal/apiserver"
 )
 
 // socketAccess resolves --group, a group's name or GID, to who may use
 // the API socket; empty means root only. A name must be in the group
 // database; a GID need not be.
-func socketAccess(group string) (api.Access, error) {
+func socketAccess(group string) (apiserver.Access, error) {
 	if group == "" {
-		return api.RootOnly, nil
+		return apiserver.RootOnly, nil
 	}
 	if g, err := user.LookupGroup(group); err == nil {
 		gid, err := strconv.Atoi(g.Gid)
 		if err != nil {
-			return api.Access{}, fmt.Errorf("--group %q: group database gives GID %q", group, g.Gid)
+			return apiserver.Access{}, fmt.Errorf("--group %q: group database gives GID %q", group, g.Gid)
 		}
-		return api.Access{GID: gid, Group: g.Name}, nil
+		return apiserver.Access{GID: gid, Group: g.Name}, nil
 	}
 	gid, err := strconv.ParseUint(group, 10, 32)
 	if err != nil || gid == math.MaxUint32 {
 		// Not a number, or (gid_t)-1, which chown takes as "no change".
-		return api.Access{}, fmt.Errorf("--group %q: no such group; give the name or GID of an existing group (create one with 'groupadd %s')", group, group)
+		return apiserver.Access{}, fmt.Errorf("--group %q: no such group; give the name or GID of an existing group (create one with 'groupadd %s')", group, group)
 	}
-	a := api.Access{GID: int(gid)}
+	a := apiserver.Access{GID: int(gid)}
 	if g, err := user.LookupGroupId(group); err == nil {
 		a.Group = g.Name
 	}
@@ -43,7 +43,7 @@ func socketAccess(group string) (api.Access, error) {
 // does not let the members of access's group through: they could not
 // connect, whatever the socket's mode. Only mode bits are read (ACLs
 // may open a directory they close), so this warns and does not refuse.
-func warnUnreachable(dir string, access api.Access) {
+func warnUnreachable(dir string, access apiserver.Access) {
 	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
 		fi, err := os.Stat(d)
 		if err != nil {

@@ -8,20 +8,20 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/tapswitch/tapswitch/internal/api"
+	"github.com/tapswitch/tapswitch/internal/apiserver"
 	"github.com/tapswitch/tapswitch/internal/privtest"
 )
 
 func TestSocketAccess(t *testing.T) {
 	tests := []struct {
 		name, group string
-		want        api.Access
+		want        apiserver.Access
 		errText     string
 	}{
-		{name: "root only", group: "", want: api.RootOnly},
-		{name: "by name", group: "root", want: api.Access{GID: 0, Group: "root"}},
-		{name: "by GID", group: "0", want: api.Access{GID: 0, Group: "root"}},
-		{name: "GID not in the database", group: "3999999", want: api.Access{GID: 3999999}},
+		{name: "root only", group: "", want: apiserver.RootOnly},
+		{name: "by name", group: "root", want: apiserver.Access{GID: 0, Group: "root"}},
+		{name: "by GID", group: "0", want: apiserver.Access{GID: 0, Group: "root"}},
+		{name: "GID not in the database", group: "3999999", want: apiserver.Access{GID: 3999999}},
 		{name: "unknown name", group: "no-such-group-for-tests", errText: "no such group"},
 		{name: "negative GID", group: "-1", errText: "no such group"},
 		{name: "GID -1 as unsigned", group: "4294967295", errText: "no such group"},
@@ -52,12 +52,12 @@ func TestListen(t *testing.T) {
 	defer syscall.Umask(old)
 	tests := []struct {
 		name   string
-		access api.Access
+		access apiserver.Access
 		mode   os.FileMode
 		gid    uint32
 	}{
-		{"root only", api.RootOnly, 0o600, 0},
-		{"group", api.Access{GID: 3999999}, 0o660, 3999999},
+		{"root only", apiserver.RootOnly, 0o600, 0},
+		{"group", apiserver.Access{GID: 3999999}, 0o660, 3999999},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

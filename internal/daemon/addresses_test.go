@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tapswitch/tapswitch/internal/api"
+	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/internal/ipam"
 )
 

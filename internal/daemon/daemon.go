@@ -14,8 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/fdb"
-	"github.com/tapswitch/tapswitch/internal/api"
+	"github.com/tapswitch/tapswitch/internal/apiserver"
 	"github.com/tapswitch/tapswitch/internal/dns"
 	"github.com/tapswitch/tapswitch/internal/ipam"
 	"github.com/tapswitch/tapswitch/internal/nat"
@@ -54,7 +55,7 @@ func DefaultQueues() int { return min(runtime.NumCPU(), 4) }
 // hostResolvConf is where the host's resolvers are read from.
 const hostResolvConf = "/etc/resolv.conf"
 
-// Daemon implements api.Backend on a vswitch.Switch.
+// Daemon implements apiserver.Backend on a vswitch.Switch.
 type Daemon struct {
 	cfg Config
 	log *slog.Logger
@@ -92,7 +93,7 @@ type Daemon struct {
 	watchDone    chan struct{}
 }
 
-var _ api.Backend = (*Daemon)(nil)
+var _ apiserver.Backend = (*Daemon)(nil)
 
 // New starts a daemon: its switch, its firewall table, the networks of
 // the state file (or the default network, the first time) with their
@@ -249,7 +250,7 @@ func (d *Daemon) shutdown(remove bool) {
 	}
 }
 
-// Version implements api.Backend.
+// Version implements apiserver.Backend.
 func (d *Daemon) Version() api.Version {
 	return api.Version{
 		Version:   version.String(),
@@ -312,7 +313,7 @@ func (d *Daemon) portFailed(sp *vswitch.Port, err error) {
 	}
 }
 
-// Ports implements api.Backend.
+// Ports implements apiserver.Backend.
 func (d *Daemon) Ports(all bool) []api.Port {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -330,7 +331,7 @@ func (d *Daemon) Ports(all bool) []api.Port {
 	return out
 }
 
-// FDB implements api.Backend.
+// FDB implements apiserver.Backend.
 func (d *Daemon) FDB(network string) ([]api.FDBEntry, error) {
 	nets := d.sw.Networks()
 	if network != "" {
@@ -343,7 +344,7 @@ func (d *Daemon) FDB(network string) ([]api.FDBEntry, error) {
 	return fdbEntries(nets), nil
 }
 
-// Networks implements api.Backend.
+// Networks implements apiserver.Backend.
 func (d *Daemon) Networks() []api.Network {
 	d.mu.Lock()
 	defer d.mu.Unlock()

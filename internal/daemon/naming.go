@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/tapswitch/tapswitch/internal/api"
+	"github.com/tapswitch/tapswitch/internal/apiserver"
 	"github.com/tapswitch/tapswitch/internal/nat"
 )
 
@@ -77,7 +77,7 @@ func defaultName(netns string) string {
 // connectName is the default name of the port connect makes.
 func connectName(port, network string) (string, error) {
 	name := port + "-" + network
-	if api.CheckName("port", name) != nil {
+	if apiserver.CheckName("port", name) != nil {
 		return "", invalid("port name %q (PORT-NETWORK) is too long; give one with --name", name)
 	}
 	return name, nil
@@ -91,5 +91,5 @@ func checkNetworkName(name string) error {
 	if len(name) > maxNetworkName {
 		return invalid("network name %q: longer than %d bytes", name, maxNetworkName)
 	}
-	return api.CheckName("network", name)
+	return apiserver.CheckName("network", name)
 }

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/fdb"
-	"github.com/tapswitch/tapswitch/internal/api"
 	"github.com/tapswitch/tapswitch/internal/dns"
 	"github.com/tapswitch/tapswitch/internal/ipam"
 	"github.com/tapswitch/tapswitch/internal/nat"
@@ -47,7 +47,7 @@ func (n *network) gatewayPrefix() netip.Prefix {
 	return netip.PrefixFrom(n.subnet.Gateway(), n.subnet.Prefix().Bits())
 }
 
-// CreateNetwork implements api.Backend.
+// CreateNetwork implements apiserver.Backend.
 func (d *Daemon) CreateNetwork(ctx context.Context, req api.NetworkCreateRequest) (api.Network, error) {
 	if err := checkNetworkName(req.Name); err != nil {
 		return api.Network{}, fmt.Errorf("create network: %w", err)
@@ -216,7 +216,7 @@ func (d *Daemon) stopNetworkLocked(n *network) error {
 	return errors.Join(errs...)
 }
 
-// RemoveNetwork implements api.Backend.
+// RemoveNetwork implements apiserver.Backend.
 func (d *Daemon) RemoveNetwork(ctx context.Context, name string, force bool) error {
 	if name == api.DefaultNetwork {
 		return fmt.Errorf("remove network %q: %w", name, invalid("the default network is predefined and cannot be removed"))
@@ -250,7 +250,7 @@ func (d *Daemon) RemoveNetwork(ctx context.Context, name string, force bool) err
 	return nil
 }
 
-// InspectNetwork implements api.Backend.
+// InspectNetwork implements apiserver.Backend.
 func (d *Daemon) InspectNetwork(name string) (api.NetworkDetail, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

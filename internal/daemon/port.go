@@ -15,7 +15,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/tapswitch/tapswitch/internal/api"
+	"github.com/tapswitch/tapswitch/api"
+	"github.com/tapswitch/tapswitch/internal/apiserver"
 	"github.com/tapswitch/tapswitch/internal/dns"
 	"github.com/tapswitch/tapswitch/internal/ipam"
 	"github.com/tapswitch/tapswitch/internal/publish"
@@ -110,31 +111,31 @@ func (d *Daemon) validate(req api.AttachRequest) (attachSpec, error) {
 	if s.ifname == "" {
 		s.ifname = "eth0"
 	}
-	if err := api.CheckIfname(s.ifname); err != nil {
+	if err := apiserver.CheckIfname(s.ifname); err != nil {
 		return s, err
 	}
 	if s.name == "" {
 		s.name = defaultName(req.Netns)
-		if api.CheckName("port", s.name) != nil {
-			return s, invalid("no port name can be made from netns %q; give one with --name (%s)", req.Netns, api.NameRule)
+		if apiserver.CheckName("port", s.name) != nil {
+			return s, invalid("no port name can be made from netns %q; give one with --name (%s)", req.Netns, apiserver.NameRule)
 		}
 	}
-	if err := api.CheckName("port", s.name); err != nil {
+	if err := apiserver.CheckName("port", s.name); err != nil {
 		return s, err
 	}
 	var err error
 	if req.MAC != "" {
-		if s.mac, err = api.ParseMAC(req.MAC); err != nil {
+		if s.mac, err = apiserver.ParseMAC(req.MAC); err != nil {
 			return s, err
 		}
 	}
-	if s.ips, err = api.ParseAddrs(req.IPs); err != nil {
+	if s.ips, err = apiserver.ParseAddrs(req.IPs); err != nil {
 		return s, err
 	}
-	if err := api.CheckMTU(s.mtu, s.ips); err != nil {
+	if err := apiserver.CheckMTU(s.mtu, s.ips); err != nil {
 		return s, err
 	}
-	if s.publish, err = api.ParsePublish(req.Publish); err != nil {
+	if s.publish, err = apiserver.ParsePublish(req.Publish); err != nil {
 		return s, err
 	}
 	if s.netnsPath, err = resolveNetns(req.Netns); err != nil {
@@ -154,7 +155,7 @@ func resolveNetns(spec string) (string, error) {
 	return path, nil
 }
 
-// Attach implements api.Backend.
+// Attach implements apiserver.Backend.
 func (d *Daemon) Attach(ctx context.Context, req api.AttachRequest) (api.Port, error) {
 	s, err := d.validate(req)
 	if err != nil {
@@ -385,7 +386,7 @@ func (d *Daemon) checkFree(s attachSpec, n *network) error {
 	return nil
 }
 
-// Detach implements api.Backend.
+// Detach implements apiserver.Backend.
 func (d *Daemon) Detach(ctx context.Context, name string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -508,12 +509,12 @@ func writtenByUs(path string) bool {
 	return strings.HasPrefix(line, resolvConfHeader)
 }
 
-// Connect implements api.Backend.
+// Connect implements apiserver.Backend.
 func (d *Daemon) Connect(ctx context.Context, network string, req api.ConnectRequest) (api.Port, error) {
 	fail := func(err error) (api.Port, error) {
 		return api.Port{}, fmt.Errorf("connect port %q to network %q: %w", req.Port, network, err)
 	}
-	ips, err := api.ParseAddrs(req.IPs)
+	ips, err := apiserver.ParseAddrs(req.IPs)
 	if err != nil {
 		return fail(err)
 	}
@@ -542,7 +543,7 @@ func (d *Daemon) Connect(ctx context.Context, network string, req api.ConnectReq
 			return fail(err)
 		}
 	}
-	if err := api.CheckName("port", name); err != nil {
+	if err := apiserver.CheckName("port", name); err != nil {
 		return fail(err)
 	}
 	// The original port's own way into the namespace: its pin, for a

@@ -9,7 +9,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/tapswitch/tapswitch/internal/api"
+	"github.com/tapswitch/tapswitch/internal/apiserver"
 	"github.com/tapswitch/tapswitch/internal/ipam"
 	"github.com/tapswitch/tapswitch/internal/publish"
 	"github.com/tapswitch/tapswitch/namespace"
@@ -124,11 +124,11 @@ func (d *Daemon) restorePortLocked(ps portState) error {
 	if ipStrings == nil {
 		ipStrings = ps.Request.IPs
 	}
-	ips, err := api.ParseAddrs(ipStrings)
+	ips, err := apiserver.ParseAddrs(ipStrings)
 	if err != nil {
 		return fmt.Errorf("addresses: %w", err)
 	}
-	mappings, err := api.ParsePublish(ps.Request.Publish)
+	mappings, err := apiserver.ParsePublish(ps.Request.Publish)
 	if err != nil {
 		return fmt.Errorf("published ports: %w", err)
 	}

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 
-	"github.com/tapswitch/tapswitch/internal/api"
+	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/internal/ipam"
 )
 

@@ -8,12 +8,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tapswitch/tapswitch/internal/api"
+	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/internal/version"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 )
 
-// Status implements api.Backend.
+// Status implements apiserver.Backend.
 func (d *Daemon) Status() api.Status {
 	d.mu.Lock()
 	nets, ports := len(d.nets), len(d.ports)

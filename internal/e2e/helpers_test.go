@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapswitch/tapswitch/internal/api"
+	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/internal/privtest"
 	"github.com/tapswitch/tapswitch/namespace"
 )

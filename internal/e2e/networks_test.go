@@ -21,7 +21,7 @@ import (
 	"github.com/google/nftables"
 	mdns "github.com/miekg/dns"
 
-	"github.com/tapswitch/tapswitch/internal/api"
+	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/internal/daemon"
 	"github.com/tapswitch/tapswitch/namespace"
 )

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapswitch/tapswitch/internal/api"
+	"github.com/tapswitch/tapswitch/api"
 )
 
 // TestTwoNamespaces attaches two namespaces, pings both ways, and checks

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapswitch/tapswitch/internal/api"
+	"github.com/tapswitch/tapswitch/api"
 )
 
 // The socket tests run the real CLI as real unprivileged users, made

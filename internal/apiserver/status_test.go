@@ -1,4 +1,4 @@
-package api
+package apiserver
 
 import (
 	"context"
@@ -8,18 +8,20 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/tapswitch/tapswitch/api"
 )
 
 // fakeStarted is the start time the fake daemon reports.
 var fakeStarted = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 
-func (f *fakeBackend) Status() Status {
-	return Status{Version: "test", PID: 1, StartedAt: fakeStarted, Goroutines: 7, OpenFDs: 9, RSSBytes: 1 << 20,
+func (f *fakeBackend) Status() api.Status {
+	return api.Status{Version: "test", PID: 1, StartedAt: fakeStarted, Goroutines: 7, OpenFDs: 9, RSSBytes: 1 << 20,
 		Networks: len(f.networks), Ports: len(f.ports), RestoredPorts: 2, RestoreMs: 12.5, FirstForwardMs: -1}
 }
 
 func TestStatus(t *testing.T) {
-	b := &fakeBackend{ports: []Port{{Name: "a"}, {Name: "b"}}}
+	b := &fakeBackend{ports: []api.Port{{Name: "a"}, {Name: "b"}}}
 	c := serve(t, b)
 	s, err := c.Status(context.Background())
 	if err != nil {
@@ -31,7 +33,7 @@ func TestStatus(t *testing.T) {
 
 	// The wire names, which scripts read.
 	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return new(net.Dialer).DialContext(ctx, "unix", c.socket)
+		return new(net.Dialer).DialContext(ctx, "unix", c.Socket())
 	}}}
 	resp, err := hc.Get("http://tapswitchd/v1/status")
 	if err != nil {

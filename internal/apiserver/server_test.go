@@ -1,4 +1,4 @@
-package api
+package apiserver
 
 import (
 	"bytes"
@@ -6,32 +6,35 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tapswitch/tapswitch/api"
 )
 
 // fakeBackend records requests and answers from a fixed set of ports and
 // networks.
 type fakeBackend struct {
-	ports    []Port
-	attached []AttachRequest
-	networks []Network
+	ports    []api.Port
+	attached []api.AttachRequest
+	networks []api.Network
 	// removed records RemoveNetwork calls as "name" or "name force".
 	removed   []string
-	connected []ConnectRequest
+	connected []api.ConnectRequest
 	err       error
 }
 
-func (f *fakeBackend) Version() Version { return Version{Version: "test", Pid: 1} }
-func (f *fakeBackend) Attach(_ context.Context, r AttachRequest) (Port, error) {
+func (f *fakeBackend) Version() api.Version { return api.Version{Version: "test", Pid: 1} }
+func (f *fakeBackend) Attach(_ context.Context, r api.AttachRequest) (api.Port, error) {
 	if f.err != nil {
-		return Port{}, f.err
+		return api.Port{}, f.err
 	}
 	f.attached = append(f.attached, r)
-	p := Port{ID: uint32(len(f.ports) + 1), Name: r.Name, Netns: r.Netns}
+	p := api.Port{ID: uint32(len(f.ports) + 1), Name: r.Name, Netns: r.Netns}
 	f.ports = append(f.ports, p)
 	return p, nil
 }
@@ -42,9 +45,9 @@ func (f *fakeBackend) Detach(_ context.Context, name string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("detach: %w: port %q", ErrNotFound, name)
+	return fmt.Errorf("detach: %w: port %q", api.ErrNotFound, name)
 }
-func (f *fakeBackend) UpdatePort(_ context.Context, name string, r PortUpdateRequest) (Port, error) {
+func (f *fakeBackend) UpdatePort(_ context.Context, name string, r api.PortUpdateRequest) (api.Port, error) {
 	for i := range f.ports {
 		if f.ports[i].Name == name {
 			if r.PortSecurity != nil {
@@ -56,43 +59,43 @@ func (f *fakeBackend) UpdatePort(_ context.Context, name string, r PortUpdateReq
 			return f.ports[i], nil
 		}
 	}
-	return Port{}, fmt.Errorf("update port: %w: port %q", ErrNotFound, name)
+	return api.Port{}, fmt.Errorf("update port: %w: port %q", api.ErrNotFound, name)
 }
-func (f *fakeBackend) Ports(all bool) []Port {
-	var out []Port
+func (f *fakeBackend) Ports(all bool) []api.Port {
+	var out []api.Port
 	for _, p := range f.ports {
-		if all || p.Kind != KindGateway {
+		if all || p.Kind != api.KindGateway {
 			out = append(out, p)
 		}
 	}
 	return out
 }
-func (f *fakeBackend) FDB(network string) ([]FDBEntry, error) {
-	if network != "" && network != DefaultNetwork {
-		return nil, fmt.Errorf("%w: network %q", ErrNotFound, network)
+func (f *fakeBackend) FDB(network string) ([]api.FDBEntry, error) {
+	if network != "" && network != api.DefaultNetwork {
+		return nil, fmt.Errorf("%w: network %q", api.ErrNotFound, network)
 	}
-	return []FDBEntry{{Network: DefaultNetwork, MAC: "02:00:00:00:00:01", Port: "a"}}, nil
+	return []api.FDBEntry{{Network: api.DefaultNetwork, MAC: "02:00:00:00:00:01", Port: "a"}}, nil
 }
-func (f *fakeBackend) Networks() []Network {
-	return append([]Network{{Name: DefaultNetwork}}, f.networks...)
+func (f *fakeBackend) Networks() []api.Network {
+	return append([]api.Network{{Name: api.DefaultNetwork}}, f.networks...)
 }
-func (f *fakeBackend) CreateNetwork(_ context.Context, r NetworkCreateRequest) (Network, error) {
+func (f *fakeBackend) CreateNetwork(_ context.Context, r api.NetworkCreateRequest) (api.Network, error) {
 	if f.err != nil {
-		return Network{}, f.err
+		return api.Network{}, f.err
 	}
 	for _, n := range f.Networks() {
 		if n.Name == r.Name {
-			return Network{}, fmt.Errorf("%w: network %q already exists", ErrConflict, r.Name)
+			return api.Network{}, fmt.Errorf("%w: network %q already exists", api.ErrConflict, r.Name)
 		}
 	}
-	n := Network{Name: r.Name, Subnet: r.Subnet, Gateway: r.Gateway, Internal: r.Internal}
+	n := api.Network{Name: r.Name, Subnet: r.Subnet, Gateway: r.Gateway, Internal: r.Internal}
 	f.networks = append(f.networks, n)
 	return n, nil
 }
-func (f *fakeBackend) InspectNetwork(name string) (NetworkDetail, error) {
+func (f *fakeBackend) InspectNetwork(name string) (api.NetworkDetail, error) {
 	for _, n := range f.Networks() {
 		if n.Name == name {
-			d := NetworkDetail{Network: n, Ports: []Port{}}
+			d := api.NetworkDetail{Network: n, Ports: []api.Port{}}
 			for _, p := range f.ports {
 				if p.Network == name {
 					d.Ports = append(d.Ports, p)
@@ -101,7 +104,7 @@ func (f *fakeBackend) InspectNetwork(name string) (NetworkDetail, error) {
 			return d, nil
 		}
 	}
-	return NetworkDetail{}, fmt.Errorf("%w: network %q", ErrNotFound, name)
+	return api.NetworkDetail{}, fmt.Errorf("%w: network %q", api.ErrNotFound, name)
 }
 func (f *fakeBackend) RemoveNetwork(_ context.Context, name string, force bool) error {
 	if f.err != nil {
@@ -113,19 +116,19 @@ func (f *fakeBackend) RemoveNetwork(_ context.Context, name string, force bool) 
 	f.removed = append(f.removed, name)
 	return nil
 }
-func (f *fakeBackend) Connect(_ context.Context, network string, r ConnectRequest) (Port, error) {
+func (f *fakeBackend) Connect(_ context.Context, network string, r api.ConnectRequest) (api.Port, error) {
 	if f.err != nil {
-		return Port{}, f.err
+		return api.Port{}, f.err
 	}
 	f.connected = append(f.connected, r)
-	p := Port{ID: uint32(len(f.ports) + 1), Name: r.Name, Network: network, DNSName: r.Port}
+	p := api.Port{ID: uint32(len(f.ports) + 1), Name: r.Name, Network: network, DNSName: r.Port}
 	f.ports = append(f.ports, p)
 	return p, nil
 }
 
 // serve starts the handler on a Unix socket in a temp dir, as the daemon
 // does, and returns a client of it.
-func serve(t *testing.T, b Backend) *Client {
+func serve(t *testing.T, b Backend) *api.Client {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "s.sock")
 	ln, err := net.Listen("unix", sock)
@@ -135,7 +138,46 @@ func serve(t *testing.T, b Backend) *Client {
 	srv := &http.Server{Handler: NewHandler(b, nil)}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	return NewClient(sock)
+	return api.NewClient(sock)
+}
+
+// request sends a request with a raw body ("" for none) to the server c
+// talks to, and returns the status and, for a failure, the Error body.
+func request(t *testing.T, c *api.Client, method, path, body string) (int, api.Error) {
+	t.Helper()
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return new(net.Dialer).DialContext(ctx, "unix", c.Socket())
+	}}}
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, "http://tapswitchd"+path, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, path, err)
+	}
+	var e api.Error
+	if resp.StatusCode >= 300 {
+		// The wire names, as a program other than the client reads them.
+		var raw struct {
+			Message string `json:"message"`
+			Reason  string `json:"reason"`
+		}
+		if err := json.Unmarshal(data, &raw); err != nil {
+			t.Fatalf("%s %s: status %d, body %q is no Error: %v", method, path, resp.StatusCode, data, err)
+		}
+		e = api.Error{Message: raw.Message, Reason: api.Reason(raw.Reason)}
+	}
+	return resp.StatusCode, e
 }
 
 func TestClientServer(t *testing.T) {
@@ -147,7 +189,7 @@ func TestClientServer(t *testing.T) {
 	if err != nil || v.Version != "test" {
 		t.Fatalf("Version() = %+v, %v; want version test", v, err)
 	}
-	p, err := c.Attach(ctx, AttachRequest{Netns: "a", Name: "web", IPs: []string{"10.0.0.1/24"}})
+	p, err := c.Attach(ctx, api.AttachRequest{Netns: "a", Name: "web", IPs: []string{"10.0.0.1/24"}})
 	if err != nil || p.Name != "web" {
 		t.Fatalf("Attach() = %+v, %v; want port web", p, err)
 	}
@@ -166,7 +208,7 @@ func TestClientServer(t *testing.T) {
 		t.Fatalf("Detach(web) = %v", err)
 	}
 	err = c.Detach(ctx, "web")
-	var de *ErrDaemon
+	var de *api.DaemonError
 	if !errors.As(err, &de) || de.Status != http.StatusNotFound || !strings.Contains(de.Message, `"web"`) {
 		t.Fatalf("second Detach(web) = %v, want a 404 naming the port", err)
 	}
@@ -176,19 +218,19 @@ func TestClientServer(t *testing.T) {
 }
 
 func TestNetworks(t *testing.T) {
-	b := &fakeBackend{ports: []Port{
-		{ID: 1, Name: "tsw-00000001", Kind: KindGateway, Network: "front"},
-		{ID: 2, Name: "web", Kind: KindContainer, Network: "front"},
+	b := &fakeBackend{ports: []api.Port{
+		{ID: 1, Name: "tsw-00000001", Kind: api.KindGateway, Network: "front"},
+		{ID: 2, Name: "web", Kind: api.KindContainer, Network: "front"},
 	}}
 	c := serve(t, b)
 	ctx := context.Background()
 
-	n, err := c.CreateNetwork(ctx, NetworkCreateRequest{Name: "front", Subnet: "10.20.0.0/24", Internal: true})
+	n, err := c.CreateNetwork(ctx, api.NetworkCreateRequest{Name: "front", Subnet: "10.20.0.0/24", Internal: true})
 	if err != nil || n.Name != "front" || n.Subnet != "10.20.0.0/24" || !n.Internal {
 		t.Fatalf("CreateNetwork(front) = %+v, %v; want front, 10.20.0.0/24, internal", n, err)
 	}
-	var de *ErrDaemon
-	if _, err := c.CreateNetwork(ctx, NetworkCreateRequest{Name: "front"}); !errors.As(err, &de) || de.Status != http.StatusConflict {
+	var de *api.DaemonError
+	if _, err := c.CreateNetwork(ctx, api.NetworkCreateRequest{Name: "front"}); !errors.As(err, &de) || de.Status != http.StatusConflict {
 		t.Fatalf("second CreateNetwork(front) = %v, want 409", err)
 	}
 	nets, err := c.Networks(ctx)
@@ -196,7 +238,7 @@ func TestNetworks(t *testing.T) {
 		t.Fatalf("Networks() = %+v, %v; want default and front", nets, err)
 	}
 	d, err := c.InspectNetwork(ctx, "front")
-	if err != nil || d.Name != "front" || len(d.Ports) != 2 || d.Ports[0].Kind != KindGateway {
+	if err != nil || d.Name != "front" || len(d.Ports) != 2 || d.Ports[0].Kind != api.KindGateway {
 		t.Fatalf("InspectNetwork(front) = %+v, %v; want front with its gateway and web", d, err)
 	}
 	if _, err := c.InspectNetwork(ctx, "nope"); !errors.As(err, &de) || de.Status != http.StatusNotFound {
@@ -211,7 +253,7 @@ func TestNetworks(t *testing.T) {
 		t.Fatalf("AllPorts() = %+v, %v; want the gateway and web", ports, err)
 	}
 
-	p, err := c.Connect(ctx, "back", ConnectRequest{Port: "web", Name: "web-back", IPs: []string{"10.89.1.9/24"}})
+	p, err := c.Connect(ctx, "back", api.ConnectRequest{Port: "web", Name: "web-back", IPs: []string{"10.89.1.9/24"}})
 	if err != nil || p.Name != "web-back" || p.Network != "back" {
 		t.Fatalf("Connect(back, web) = %+v, %v; want port web-back on back", p, err)
 	}
@@ -245,39 +287,64 @@ func TestBadQueryAndPaths(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var in any
-			if tt.body != "" {
-				in = json.RawMessage(tt.body)
-			}
-			err := c.do(context.Background(), tt.method, tt.path, in, nil)
-			var de *ErrDaemon
-			if !errors.As(err, &de) || de.Status != tt.want {
-				t.Fatalf("%s %s = %v, want status %d", tt.method, tt.path, err, tt.want)
+			status, e := request(t, c, tt.method, tt.path, tt.body)
+			if status != tt.want || e.Message == "" {
+				t.Fatalf("%s %s = %d %+v, want status %d with a message", tt.method, tt.path, status, e, tt.want)
 			}
 		})
 	}
 }
 
-func TestErrorStatus(t *testing.T) {
+// TestErrorBody checks that a Backend's error reaches the client with the
+// status of its class, its message and its reason.
+func TestErrorBody(t *testing.T) {
 	tests := []struct {
-		name string
-		err  error
-		want int
+		name   string
+		err    error
+		status int
+		class  error
+		reason api.Reason
 	}{
-		{"invalid", fmt.Errorf("x: %w", ErrInvalid), http.StatusBadRequest},
-		{"not found", fmt.Errorf("x: %w", ErrNotFound), http.StatusNotFound},
-		{"conflict", fmt.Errorf("x: %w", ErrConflict), http.StatusConflict},
-		{"other", errors.New("boom"), http.StatusInternalServerError},
+		{"invalid", fmt.Errorf("x: %w", api.ErrInvalid), http.StatusBadRequest, api.ErrInvalid, ""},
+		{"not found", fmt.Errorf("x: %w", api.ErrNotFound), http.StatusNotFound, api.ErrNotFound, ""},
+		{"conflict", fmt.Errorf("x: %w", api.ErrConflict), http.StatusConflict, api.ErrConflict, ""},
+		{"forbidden", fmt.Errorf("x: %w", api.ErrForbidden), http.StatusForbidden, api.ErrForbidden, ""},
+		{"other", errors.New("boom"), http.StatusInternalServerError, nil, ""},
+		{"reason", fmt.Errorf(`attach netns "b": %w`, api.Errorf(api.ErrConflict, api.ReasonPortNameInUse, `port name %q already exists`, "web")),
+			http.StatusConflict, api.ErrConflict, api.ReasonPortNameInUse},
+		{"reason wrapping a cause", api.Errorf(api.ErrNotFound, api.ReasonNetworkNotFound, "network %q: %w", "nope", errors.New("no such network")),
+			http.StatusNotFound, api.ErrNotFound, api.ReasonNetworkNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := serve(t, &fakeBackend{err: tt.err})
-			_, err := c.Attach(context.Background(), AttachRequest{Netns: "a"})
-			var de *ErrDaemon
-			if !errors.As(err, &de) || de.Status != tt.want || de.Message != tt.err.Error() {
-				t.Fatalf("Attach() = %v, want status %d with message %q", err, tt.want, tt.err)
+			_, err := c.Attach(context.Background(), api.AttachRequest{Netns: "a"})
+			var de *api.DaemonError
+			if !errors.As(err, &de) || de.Status != tt.status || de.Message != tt.err.Error() || de.Reason != tt.reason {
+				t.Fatalf("Attach() = %#v, want status %d, message %q, reason %q", err, tt.status, tt.err, tt.reason)
+			}
+			if tt.class != nil && !errors.Is(err, tt.class) {
+				t.Errorf("errors.Is(%v, %v) = false, want true", err, tt.class)
+			}
+			if got := api.ReasonOf(err); got != tt.reason {
+				t.Errorf("ReasonOf(%v) = %q, want %q", err, got, tt.reason)
 			}
 		})
+	}
+}
+
+// TestErrorBodyOnTheWire checks the body as a program other than the
+// client reads it (see request).
+func TestErrorBodyOnTheWire(t *testing.T) {
+	c := serve(t, &fakeBackend{err: api.Errorf(api.ErrConflict, api.ReasonNetworkExists, "network %q already exists", "front")})
+	status, e := request(t, c, http.MethodPost, "/v1/networks", `{"name":"front"}`)
+	if status != http.StatusConflict || e.Message != `conflict: network "front" already exists` || e.Reason != "network_exists" {
+		t.Fatalf("POST /v1/networks = %d %+v, want 409 with the message and reason network_exists", status, e)
+	}
+	// A failure without a reason has none in its body.
+	status, e = request(t, c, http.MethodGet, "/v1/ports?all=maybe", "")
+	if status != http.StatusBadRequest || e.Reason != "" {
+		t.Fatalf("GET /v1/ports?all=maybe = %d %+v, want 400 without a reason", status, e)
 	}
 }
 
@@ -301,8 +368,8 @@ func TestDecodeAttachRequest(t *testing.T) {
 			if (err == nil) != tt.ok {
 				t.Fatalf("DecodeAttachRequest(%q) = %v, want ok=%v", tt.body, err, tt.ok)
 			}
-			if err != nil && !errors.Is(err, ErrInvalid) {
-				t.Fatalf("DecodeAttachRequest(%q) = %v, want an ErrInvalid", tt.body, err)
+			if err != nil && !errors.Is(err, api.ErrInvalid) {
+				t.Fatalf("DecodeAttachRequest(%q) = %v, want an api.ErrInvalid", tt.body, err)
 			}
 		})
 	}
@@ -327,8 +394,8 @@ func TestDecodeNetworkCreateRequest(t *testing.T) {
 			if (err == nil) != tt.ok {
 				t.Fatalf("DecodeNetworkCreateRequest(%q) = %v, want ok=%v", tt.body, err, tt.ok)
 			}
-			if err != nil && !errors.Is(err, ErrInvalid) {
-				t.Fatalf("DecodeNetworkCreateRequest(%q) = %v, want an ErrInvalid", tt.body, err)
+			if err != nil && !errors.Is(err, api.ErrInvalid) {
+				t.Fatalf("DecodeNetworkCreateRequest(%q) = %v, want an api.ErrInvalid", tt.body, err)
 			}
 		})
 	}
@@ -353,18 +420,10 @@ func TestDecodeConnectRequest(t *testing.T) {
 			if (err == nil) != tt.ok {
 				t.Fatalf("DecodeConnectRequest(%q) = %v, want ok=%v", tt.body, err, tt.ok)
 			}
-			if err != nil && !errors.Is(err, ErrInvalid) {
-				t.Fatalf("DecodeConnectRequest(%q) = %v, want an ErrInvalid", tt.body, err)
+			if err != nil && !errors.Is(err, api.ErrInvalid) {
+				t.Fatalf("DecodeConnectRequest(%q) = %v, want an api.ErrInvalid", tt.body, err)
 			}
 		})
-	}
-}
-
-func TestConnectErrorSaysWhatToDo(t *testing.T) {
-	c := NewClient(filepath.Join(t.TempDir(), "none.sock"))
-	_, err := c.Ports(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "cannot connect to tapswitchd") || !strings.Contains(err.Error(), "is it running") {
-		t.Fatalf("Ports() with no daemon = %v, want a 'cannot connect ... is it running' error", err)
 	}
 }
 
@@ -377,8 +436,8 @@ func FuzzDecodeAttachRequest(f *testing.F) {
 		if err == nil && req.Netns == "" {
 			t.Fatalf("DecodeAttachRequest(%q) accepted a request without netns", body)
 		}
-		if err != nil && !errors.Is(err, ErrInvalid) {
-			t.Fatalf("DecodeAttachRequest(%q) = %v, not an ErrInvalid", body, err)
+		if err != nil && !errors.Is(err, api.ErrInvalid) {
+			t.Fatalf("DecodeAttachRequest(%q) = %v, not an api.ErrInvalid", body, err)
 		}
 	})
 }
@@ -392,8 +451,8 @@ func FuzzDecodeNetworkCreateRequest(f *testing.F) {
 		if err == nil && req.Name == "" {
 			t.Fatalf("DecodeNetworkCreateRequest(%q) accepted a request without name", body)
 		}
-		if err != nil && !errors.Is(err, ErrInvalid) {
-			t.Fatalf("DecodeNetworkCreateRequest(%q) = %v, not an ErrInvalid", body, err)
+		if err != nil && !errors.Is(err, api.ErrInvalid) {
+			t.Fatalf("DecodeNetworkCreateRequest(%q) = %v, not an api.ErrInvalid", body, err)
 		}
 	})
 }
@@ -407,18 +466,18 @@ func FuzzDecodeConnectRequest(f *testing.F) {
 		if err == nil && req.Port == "" {
 			t.Fatalf("DecodeConnectRequest(%q) accepted a request without port", body)
 		}
-		if err != nil && !errors.Is(err, ErrInvalid) {
-			t.Fatalf("DecodeConnectRequest(%q) = %v, not an ErrInvalid", body, err)
+		if err != nil && !errors.Is(err, api.ErrInvalid) {
+			t.Fatalf("DecodeConnectRequest(%q) = %v, not an api.ErrInvalid", body, err)
 		}
 	})
 }
 
 // TestUpdatePort drives PATCH /v1/ports/{port} through the client.
 func TestUpdatePort(t *testing.T) {
-	b := &fakeBackend{ports: []Port{{ID: 1, Name: "web", PortSecurity: true, MACLimit: DefaultMACLimit}}}
+	b := &fakeBackend{ports: []api.Port{{ID: 1, Name: "web", PortSecurity: true, MACLimit: api.DefaultMACLimit}}}
 	c := serve(t, b)
 	off, limit := false, 16
-	p, err := c.UpdatePort(context.Background(), "web", PortUpdateRequest{PortSecurity: &off, MACLimit: &limit})
+	p, err := c.UpdatePort(context.Background(), "web", api.PortUpdateRequest{PortSecurity: &off, MACLimit: &limit})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,16 +487,16 @@ func TestUpdatePort(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		port string
-		req  PortUpdateRequest
+		req  api.PortUpdateRequest
 		want int
 	}{
-		{"nothing to change", "web", PortUpdateRequest{}, http.StatusBadRequest},
-		{"zero limit", "web", PortUpdateRequest{MACLimit: new(int)}, http.StatusBadRequest},
-		{"limit too large", "web", PortUpdateRequest{MACLimit: &[]int{MaxMACLimit + 1}[0]}, http.StatusBadRequest},
-		{"no such port", "db", PortUpdateRequest{PortSecurity: &off}, http.StatusNotFound},
+		{"nothing to change", "web", api.PortUpdateRequest{}, http.StatusBadRequest},
+		{"zero limit", "web", api.PortUpdateRequest{MACLimit: new(int)}, http.StatusBadRequest},
+		{"limit too large", "web", api.PortUpdateRequest{MACLimit: &[]int{api.MaxMACLimit + 1}[0]}, http.StatusBadRequest},
+		{"no such port", "db", api.PortUpdateRequest{PortSecurity: &off}, http.StatusNotFound},
 	} {
 		_, err := c.UpdatePort(context.Background(), tc.port, tc.req)
-		var de *ErrDaemon
+		var de *api.DaemonError
 		if !errors.As(err, &de) || de.Status != tc.want {
 			t.Errorf("%s: err %v, want HTTP %d", tc.name, err, tc.want)
 		}
@@ -456,6 +515,6 @@ func FuzzDecodePortUpdateRequest(f *testing.F) {
 		if req.PortSecurity == nil && req.MACLimit == nil {
 			t.Fatalf("decoded an update that changes nothing from %q", data)
 		}
-		_ = req.Validate()
+		_ = ValidatePortUpdate(req)
 	})
 }

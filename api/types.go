@@ -1,26 +1,3 @@
-// Package api holds the JSON types of the tapswitchd control API and the
-// client the tapswitch CLI uses to speak it.
-//
-// The API is HTTP/1.1 with JSON bodies on a Unix socket, with versioned
-// paths, in the style of the Docker Engine API:
-//
-//	GET    /v1/version            Version
-//	GET    /v1/status             Status
-//	GET    /v1/ports              []Port
-//	POST   /v1/ports              AttachRequest -> Port (201)
-//	PATCH  /v1/ports/{port}       PortUpdateRequest -> Port
-//	DELETE /v1/ports/{port}       204; {port} is a port name or id
-//	GET    /v1/fdb?network=NET    []FDBEntry
-//	GET    /v1/networks           []Network
-//	POST   /v1/networks           NetworkCreateRequest -> Network (201)
-//	GET    /v1/networks/{network} NetworkDetail
-//	DELETE /v1/networks/{network}?force=true  204
-//	POST   /v1/networks/{network}/connect     ConnectRequest -> Port (201)
-//
-// GET /v1/ports lists the ports of containers; ?all=true adds the
-// gateway ports, the daemon's own side of each network.
-//
-// Errors are returned with a 4xx/5xx status and an Error body.
 package api
 
 import "time"
@@ -237,9 +214,4 @@ type Network struct {
 type NetworkDetail struct {
 	Network
 	Ports []Port `json:"ports"`
-}
-
-// Error is the body of every failed request.
-type Error struct {
-	Message string `json:"message"`
 }

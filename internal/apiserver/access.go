@@ -1,4 +1,4 @@
-package api
+package apiserver
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+
+	"github.com/tapswitch/tapswitch/api"
 )
 
 // Who may use the API is decided twice. The file system decides first:
@@ -78,9 +80,9 @@ func (a Access) groupName() string {
 // refusal is the error a peer a does not allow gets.
 func (a Access) refusal() error {
 	if a.GID < 0 {
-		return fmt.Errorf("%w: tapswitchd's socket is for root only; run tapswitch as root, or have tapswitchd started with --group GROUP and join that group", ErrForbidden)
+		return fmt.Errorf("%w: tapswitchd's socket is for root only; run tapswitch as root, or have tapswitchd started with --group GROUP and join that group", api.ErrForbidden)
 	}
-	return fmt.Errorf("%w: tapswitchd's socket is for root and group %s; ask an administrator to add you to it", ErrForbidden, a.groupName())
+	return fmt.Errorf("%w: tapswitchd's socket is for root and group %s; ask an administrator to add you to it", api.ErrForbidden, a.groupName())
 }
 
 // Guard returns h behind a check of every request's peer: a peer a does
@@ -95,7 +97,7 @@ func (a Access) Guard(h http.Handler, log *slog.Logger) http.Handler {
 		p, err := PeerFromContext(r.Context())
 		if err != nil {
 			log.Warn("API request refused: peer unknown", "method", r.Method, "path", r.URL.Path, "err", err)
-			writeError(w, log, fmt.Errorf("%w: cannot read the credentials of the connecting process: %v", ErrForbidden, err))
+			writeError(w, log, fmt.Errorf("%w: cannot read the credentials of the connecting process: %v", api.ErrForbidden, err))
 			return
 		}
 		if !a.Allows(p) {

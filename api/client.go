@@ -10,8 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"syscall"
 	"time"
 )
 
@@ -33,13 +31,27 @@ func NewClient(socket string) *Client {
 	return &Client{socket: socket, hc: &http.Client{Transport: tr, Timeout: time.Minute}}
 }
 
-// ErrDaemon reports an error the daemon returned.
-type ErrDaemon struct {
+// DaemonError is an error the daemon returned: its HTTP status and its
+// Error body. errors.Is matches it against the class of its status
+// (ErrInvalid for 400, ...).
+type DaemonError struct {
 	Status  int
 	Message string
+	// Reason is the body's reason; empty when the daemon gave none.
+	Reason Reason
 }
 
-func (e *ErrDaemon) Error() string { return e.Message }
+func (e *DaemonError) Error() string { return e.Message }
+
+// Is reports whether target is e's class.
+func (e *DaemonError) Is(target error) bool {
+	for _, c := range classes {
+		if c.err == target {
+			return c.status == e.Status
+		}
+	}
+	return false
+}
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
@@ -71,7 +83,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		if json.Unmarshal(data, &e) != nil || e.Message == "" {
 			e.Message = fmt.Sprintf("tapswitchd answered %s", resp.Status)
 		}
-		return &ErrDaemon{Status: resp.StatusCode, Message: e.Message}
+		return &DaemonError{Status: resp.StatusCode, Message: e.Message, Reason: e.Reason}
 	}
 	if out == nil || len(data) == 0 {
 		return nil
@@ -82,15 +94,22 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	return nil
 }
 
+// connError says that the daemon could not be reached, and why: a socket
+// that is not there (fs.ErrNotExist), nobody listening on it
+// (syscall.ECONNREFUSED), no permission (fs.ErrPermission), which
+// errors.Is finds in it.
 func (c *Client) connError(err error) error {
-	switch {
-	case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
-		return fmt.Errorf("cannot connect to tapswitchd at %s: is it running? Start it with 'tapswitchd &' as root, or point --socket or %s at its socket", c.socket, SocketEnv)
-	case errors.Is(err, os.ErrPermission):
-		return fmt.Errorf("cannot connect to tapswitchd at %s: permission denied; %s", c.socket, permissionHint(c.socket))
+	// The dial's error says what failed; the transport's around it only
+	// repeats the request and the socket.
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		err = op.Err
 	}
 	return fmt.Errorf("cannot connect to tapswitchd at %s: %w", c.socket, err)
 }
+
+// Socket is the path of the daemon's socket c connects to.
+func (c *Client) Socket() string { return c.socket }
 
 // Version asks the daemon which build it is.
 func (c *Client) Version(ctx context.Context) (Version, error) {

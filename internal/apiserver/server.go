@@ -1,33 +1,34 @@
-package api
+package apiserver
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
+
+	"github.com/tapswitch/tapswitch/api"
 )
 
 // Backend is what the server serves: the daemon, or a fake in tests.
 type Backend interface {
-	Version() Version
-	Status() Status
-	Attach(ctx context.Context, req AttachRequest) (Port, error)
+	Version() api.Version
+	Status() api.Status
+	Attach(ctx context.Context, req api.AttachRequest) (api.Port, error)
 	Detach(ctx context.Context, port string) error
 	// UpdatePort changes an attached port's policy.
-	UpdatePort(ctx context.Context, port string, req PortUpdateRequest) (Port, error)
+	UpdatePort(ctx context.Context, port string, req api.PortUpdateRequest) (api.Port, error)
 	// Ports lists the container ports, and the gateways too when all.
-	Ports(all bool) []Port
-	FDB(network string) ([]FDBEntry, error)
-	Networks() []Network
-	CreateNetwork(ctx context.Context, req NetworkCreateRequest) (Network, error)
-	InspectNetwork(name string) (NetworkDetail, error)
+	Ports(all bool) []api.Port
+	FDB(network string) ([]api.FDBEntry, error)
+	Networks() []api.Network
+	CreateNetwork(ctx context.Context, req api.NetworkCreateRequest) (api.Network, error)
+	InspectNetwork(name string) (api.NetworkDetail, error)
 	// RemoveNetwork deletes a network; force detaches its ports first.
 	RemoveNetwork(ctx context.Context, name string, force bool) error
-	Connect(ctx context.Context, network string, req ConnectRequest) (Port, error)
+	Connect(ctx context.Context, network string, req api.ConnectRequest) (api.Port, error)
 }
 
 // maxBody bounds a request body; the largest real one is a few hundred bytes.
@@ -59,7 +60,7 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 	mux.HandleFunc("POST /v1/ports", func(w http.ResponseWriter, r *http.Request) {
 		req, err := DecodeAttachRequest(http.MaxBytesReader(w, r.Body, maxBody))
 		if err == nil {
-			err = req.Validate()
+			err = ValidateAttach(req)
 		}
 		if err != nil {
 			writeError(w, log, err)
@@ -91,7 +92,7 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 			err = CheckPortRef(port)
 		}
 		if err == nil {
-			err = req.Validate()
+			err = ValidatePortUpdate(req)
 		}
 		if err != nil {
 			writeError(w, log, fmt.Errorf("update port %s: %w", quote(port), err))
@@ -125,7 +126,7 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 	mux.HandleFunc("POST /v1/networks", func(w http.ResponseWriter, r *http.Request) {
 		req, err := DecodeNetworkCreateRequest(http.MaxBytesReader(w, r.Body, maxBody))
 		if err == nil {
-			err = req.Validate()
+			err = ValidateNetworkCreate(req)
 		}
 		if err != nil {
 			writeError(w, log, err)
@@ -172,7 +173,7 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 		network := r.PathValue("network")
 		req, err := DecodeConnectRequest(http.MaxBytesReader(w, r.Body, maxBody))
 		if err == nil {
-			err = req.Validate(network)
+			err = ValidateConnect(network, req)
 		}
 		if err != nil {
 			writeError(w, log, err)
@@ -186,59 +187,59 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 		writeJSON(w, http.StatusCreated, p)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, Error{Message: fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path)})
+		writeJSON(w, http.StatusNotFound, api.Error{Message: fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path)})
 	})
 	return mux
 }
 
 // DecodeAttachRequest reads one AttachRequest, refusing unknown fields
 // and trailing data, so a typo in a field name is an error, not a default.
-func DecodeAttachRequest(r io.Reader) (AttachRequest, error) {
-	var req AttachRequest
+func DecodeAttachRequest(r io.Reader) (api.AttachRequest, error) {
+	var req api.AttachRequest
 	if err := decodeStrict(r, &req, "attach request"); err != nil {
-		return AttachRequest{}, err
+		return api.AttachRequest{}, err
 	}
 	if req.Netns == "" {
-		return AttachRequest{}, fmt.Errorf("%w: attach request: netns is required", ErrInvalid)
+		return api.AttachRequest{}, fmt.Errorf("%w: attach request: netns is required", api.ErrInvalid)
 	}
 	return req, nil
 }
 
 // DecodeNetworkCreateRequest reads one NetworkCreateRequest, as strictly
 // as DecodeAttachRequest.
-func DecodeNetworkCreateRequest(r io.Reader) (NetworkCreateRequest, error) {
-	var req NetworkCreateRequest
+func DecodeNetworkCreateRequest(r io.Reader) (api.NetworkCreateRequest, error) {
+	var req api.NetworkCreateRequest
 	if err := decodeStrict(r, &req, "network create request"); err != nil {
-		return NetworkCreateRequest{}, err
+		return api.NetworkCreateRequest{}, err
 	}
 	if req.Name == "" {
-		return NetworkCreateRequest{}, fmt.Errorf("%w: network create request: name is required", ErrInvalid)
+		return api.NetworkCreateRequest{}, fmt.Errorf("%w: network create request: name is required", api.ErrInvalid)
 	}
 	return req, nil
 }
 
 // DecodeConnectRequest reads one ConnectRequest, as strictly as
 // DecodeAttachRequest.
-func DecodeConnectRequest(r io.Reader) (ConnectRequest, error) {
-	var req ConnectRequest
+func DecodeConnectRequest(r io.Reader) (api.ConnectRequest, error) {
+	var req api.ConnectRequest
 	if err := decodeStrict(r, &req, "connect request"); err != nil {
-		return ConnectRequest{}, err
+		return api.ConnectRequest{}, err
 	}
 	if req.Port == "" {
-		return ConnectRequest{}, fmt.Errorf("%w: connect request: port is required", ErrInvalid)
+		return api.ConnectRequest{}, fmt.Errorf("%w: connect request: port is required", api.ErrInvalid)
 	}
 	return req, nil
 }
 
 // DecodePortUpdateRequest reads one PortUpdateRequest, as strictly as
 // DecodeAttachRequest.
-func DecodePortUpdateRequest(r io.Reader) (PortUpdateRequest, error) {
-	var req PortUpdateRequest
+func DecodePortUpdateRequest(r io.Reader) (api.PortUpdateRequest, error) {
+	var req api.PortUpdateRequest
 	if err := decodeStrict(r, &req, "port update request"); err != nil {
-		return PortUpdateRequest{}, err
+		return api.PortUpdateRequest{}, err
 	}
 	if req.PortSecurity == nil && req.MACLimit == nil {
-		return PortUpdateRequest{}, fmt.Errorf("%w: port update request: nothing to change; give port_security or mac_limit", ErrInvalid)
+		return api.PortUpdateRequest{}, fmt.Errorf("%w: port update request: nothing to change; give port_security or mac_limit", api.ErrInvalid)
 	}
 	return req, nil
 }
@@ -249,10 +250,10 @@ func decodeStrict(r io.Reader, v any, what string) error {
 	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrInvalid, what, err)
+		return fmt.Errorf("%w: %s: %v", api.ErrInvalid, what, err)
 	}
 	if dec.More() {
-		return fmt.Errorf("%w: %s: data after the JSON object", ErrInvalid, what)
+		return fmt.Errorf("%w: %s: data after the JSON object", api.ErrInvalid, what)
 	}
 	return nil
 }
@@ -265,31 +266,19 @@ func boolParam(r *http.Request, name string) (bool, error) {
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
-		return false, fmt.Errorf("%w: query parameter %s=%q: want true or false", ErrInvalid, name, v)
+		return false, fmt.Errorf("%w: query parameter %s=%q: want true or false", api.ErrInvalid, name, v)
 	}
 	return b, nil
 }
 
-func statusOf(err error) int {
-	switch {
-	case errors.Is(err, ErrInvalid):
-		return http.StatusBadRequest
-	case errors.Is(err, ErrNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, ErrConflict):
-		return http.StatusConflict
-	case errors.Is(err, ErrForbidden):
-		return http.StatusForbidden
-	}
-	return http.StatusInternalServerError
-}
-
+// writeError answers with err's status and an Error body holding its
+// message and reason.
 func writeError(w http.ResponseWriter, log *slog.Logger, err error) {
-	code := statusOf(err)
+	code := api.StatusOf(err)
 	if code == http.StatusInternalServerError {
 		log.Error("request failed", "err", err)
 	}
-	writeJSON(w, code, Error{Message: err.Error()})
+	writeJSON(w, code, api.Error{Message: err.Error(), Reason: api.ReasonOf(err)})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

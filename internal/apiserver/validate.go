@@ -1,4 +1,4 @@
-package api
+package apiserver
 
 import (
 	"errors"
@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/internal/ipam"
 	"github.com/tapswitch/tapswitch/internal/publish"
 	"github.com/tapswitch/tapswitch/namespace"
@@ -56,7 +57,7 @@ const NameRule = "use 1 to 63 letters, digits, '-' and '_', starting with a lett
 var portRefRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
 
 func invalid(format string, a ...any) error {
-	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, a...))
+	return fmt.Errorf("%w: %s", api.ErrInvalid, fmt.Sprintf(format, a...))
 }
 
 // quote is %q of s, cut short when s is long.
@@ -228,15 +229,15 @@ func CheckNetns(spec string) error {
 	return nil
 }
 
-// Validate checks every field of an attach request.
-func (r AttachRequest) Validate() error {
-	if err := r.validate(); err != nil {
+// ValidateAttach checks every field of an attach request.
+func ValidateAttach(r api.AttachRequest) error {
+	if err := validateAttach(r); err != nil {
 		return fmt.Errorf("attach netns %s: %w", quote(r.Netns), err)
 	}
 	return nil
 }
 
-func (r AttachRequest) validate() error {
+func validateAttach(r api.AttachRequest) error {
 	if err := CheckNetns(r.Netns); err != nil {
 		return err
 	}
@@ -276,22 +277,23 @@ func (r AttachRequest) validate() error {
 // CheckMACLimit checks a port's MAC limit: 1 to MaxMACLimit, or 0 (the
 // default) where zeroOK.
 func CheckMACLimit(n int, zeroOK bool) error {
-	if (n == 0 && zeroOK) || (n >= 1 && n <= MaxMACLimit) {
+	if (n == 0 && zeroOK) || (n >= 1 && n <= api.MaxMACLimit) {
 		return nil
 	}
-	return invalid("MAC limit %d: use 1 to %d (default %d)", n, MaxMACLimit, DefaultMACLimit)
+	return invalid("MAC limit %d: use 1 to %d (default %d)", n, api.MaxMACLimit, api.DefaultMACLimit)
 }
 
-// Validate checks a port update request.
-func (r PortUpdateRequest) Validate() error {
+// ValidatePortUpdate checks a port update request.
+func ValidatePortUpdate(r api.PortUpdateRequest) error {
 	if r.MACLimit != nil {
 		return CheckMACLimit(*r.MACLimit, false)
 	}
 	return nil
 }
 
-// Validate checks every field of a request to connect a port to network.
-func (r ConnectRequest) Validate(network string) error {
+// ValidateConnect checks every field of a request to connect a port to
+// network.
+func ValidateConnect(network string, r api.ConnectRequest) error {
 	err := CheckNetworkRef(network)
 	if err == nil {
 		err = CheckPortRef(r.Port)
@@ -311,21 +313,21 @@ func (r ConnectRequest) Validate(network string) error {
 	return nil
 }
 
-// Validate checks every field of a network create request. The subnet
+// ValidateNetworkCreate checks every field of a network create request. The subnet
 // and gateway are checked as the network's address management will take
 // them: the subnet a network address with room for a gateway and a host,
 // the gateway a host address inside it.
-func (r NetworkCreateRequest) Validate() error {
+func ValidateNetworkCreate(r api.NetworkCreateRequest) error {
 	if err := CheckName("network", r.Name); err != nil {
 		return fmt.Errorf("create network: %w", err)
 	}
-	if err := r.validateAddrs(); err != nil {
+	if err := validateNetworkAddrs(r); err != nil {
 		return fmt.Errorf("create network %q: %w", r.Name, err)
 	}
 	return nil
 }
 
-func (r NetworkCreateRequest) validateAddrs() error {
+func validateNetworkAddrs(r api.NetworkCreateRequest) error {
 	if r.Subnet == "" {
 		if r.Gateway != "" {
 			return invalid("gateway %s without a subnet: give the subnet too (--subnet)", quote(r.Gateway))

@@ -1,4 +1,4 @@
-package api
+package apiserver
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/internal/privtest"
 )
 
@@ -77,7 +78,7 @@ func TestGuard(t *testing.T) {
 			if tt.msg == "" {
 				return
 			}
-			var e Error
+			var e api.Error
 			if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || !strings.Contains(e.Message, tt.msg) {
 				t.Fatalf("Guard: body %q, want an Error containing %q", w.Body.String(), tt.msg)
 			}
@@ -213,7 +214,7 @@ func TestServerWithGuard(t *testing.T) {
 	srv := &http.Server{Handler: access.Guard(NewHandler(&fakeBackend{}, nil), nil), ConnContext: ConnContext}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	if _, err := NewClient(sock).Ports(context.Background()); err != nil {
+	if _, err := api.NewClient(sock).Ports(context.Background()); err != nil {
 		t.Fatalf("Ports() as uid %d gid %d = %v, want it allowed", os.Geteuid(), os.Getegid(), err)
 	}
 }

@@ -1,0 +1,40 @@
+// Package api holds the JSON types of the tapswitchd control API and a
+// client of it, for the tapswitch CLI and other programs (a CNI plugin)
+// to drive the daemon. It imports nothing but the standard library; the
+// server side is tapswitchd's own.
+//
+// The API is HTTP/1.1 with JSON bodies on a Unix socket, with versioned
+// paths, in the style of the Docker Engine API:
+//
+//	GET    /v1/version            Version
+//	GET    /v1/status             Status
+//	GET    /v1/ports              []Port
+//	POST   /v1/ports              AttachRequest -> Port (201)
+//	PATCH  /v1/ports/{port}       PortUpdateRequest -> Port
+//	DELETE /v1/ports/{port}       204; {port} is a port name or id
+//	GET    /v1/fdb?network=NET    []FDBEntry
+//	GET    /v1/networks           []Network
+//	POST   /v1/networks           NetworkCreateRequest -> Network (201)
+//	GET    /v1/networks/{network} NetworkDetail
+//	DELETE /v1/networks/{network}?force=true  204
+//	POST   /v1/networks/{network}/connect     ConnectRequest -> Port (201)
+//
+// GET /v1/ports lists the ports of containers; ?all=true adds the
+// gateway ports, the daemon's own side of each network.
+//
+// # Errors
+//
+// A failed request gets a 4xx or 5xx status and an Error body:
+//
+//	{"message": "attach netns \"b\": conflict: port name \"web\" already exists (in netns \"a\")",
+//	 "reason": "port_name_in_use"}
+//
+// The status is the error's class: 400 ErrInvalid, 403 ErrForbidden, 404
+// ErrNotFound, 409 ErrConflict, 500 anything else. The message says what
+// failed and why, naming the thing; the reason, when there is one, says
+// the same for a program (see Reason). What to do about it is the
+// caller's to say: the CLI turns reasons into hints naming its flags.
+//
+// The Client returns such a failure as a *DaemonError, which errors.Is
+// matches against its class.
+package api
