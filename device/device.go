@@ -84,6 +84,10 @@ const (
 	GSOSetTCPv4 GSOSet = 1 << GSOTCPv4
 	GSOSetTCPv6 GSOSet = 1 << GSOTCPv6
 	GSOSetUDPL4 GSOSet = 1 << GSOUDPL4
+	// GSOSetUDP is UDP fragmentation offload (UFO), which Linux still
+	// takes from a writer for virtio's sake but never hands a reader
+	// that did not ask for it.
+	GSOSetUDP GSOSet = 1 << GSOUDP
 	GSOSetTCP          = GSOSetTCPv4 | GSOSetTCPv6
 )
 
