@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+
+	"github.com/tapswitch/tapswitch/device"
 )
 
 // Errors from Create and Open.
@@ -57,35 +59,42 @@ type Config struct {
 	Alias string
 }
 
-// Queue is one queue of a TAP. Read and Write move one frame, preceded by
-// its VnetHdrLen-byte virtio net header, per call. Read is for one
-// goroutine at a time; Write may be called from many at once.
-type Queue interface {
-	Read(b []byte) (int, error)
-	Write(b []byte) (int, error)
-}
-
-// Device is an open TAP.
+// Device is an open TAP: a port of the switch (device.Device) whose
+// queues can be polled together (each is a device.PollQueue), with the
+// interface's name and address.
+//
+// Close makes pending and later Reads and Writes fail with os.ErrClosed,
+// then removes the device, persistent or not, and closes the queues; it
+// returns once the device has left its namespace. Release makes them fail
+// likewise and closes the queues, but leaves a persistent device in its
+// namespace, as it is, for Open; a device that is not persistent goes
+// with its last queue.
+//
+// Caps are what the kernel took of the offloads asked for (TUNSETOFFLOAD):
+// partial checksums, TCP super-frames over IPv4 and IPv6, and UDP ones
+// where the kernel has USO (6.2 and later).
 type Device interface {
-	// Queues are the device's queues, fixed at creation.
-	Queues() []Queue
-	// Close makes pending and later Reads and Writes fail with
-	// os.ErrClosed, then removes the device, persistent or not, and
-	// closes the queues. It returns once the device has left its
-	// namespace.
-	Close() error
-	// Release makes pending and later Reads and Writes fail like Close
-	// and closes the queues, but leaves a persistent device in its
-	// namespace, as it is, for Open. A device that is not persistent
-	// goes with its last queue.
-	Release() error
+	device.Releaser
 	// Name is the interface name inside its namespace.
 	Name() string
 	// MAC is the interface's hardware address.
 	MAC() net.HardwareAddr
-	// Offloads reports the TUN_F_* offload flags the kernel accepted.
-	Offloads() uint
 }
+
+// Maker makes TAPs and opens persistent ones again: Kernel for real
+// devices, taptest.Maker for in-memory ones in tests.
+type Maker interface {
+	Create(cfg Config) (Device, error)
+	Open(cfg Config) (Device, error)
+}
+
+// Kernel makes real TAPs, with Create and Open.
+var Kernel Maker = kernel{}
+
+type kernel struct{}
+
+func (kernel) Create(cfg Config) (Device, error) { return Create(cfg) }
+func (kernel) Open(cfg Config) (Device, error)   { return Open(cfg) }
 
 // Create makes a TAP inside cfg.Netns, configures it, sets it up and
 // returns it open. On any failure nothing is left in the namespace. An

@@ -25,23 +25,23 @@ const (
 )
 
 type tapDevice struct {
-	queues []Queue
+	queues []device.Queue
 	fds    []*rawFD
 	// nl is a netlink socket in the device's namespace, kept to delete
 	// the link on Close.
-	nl       *netlink.Handle
-	index    int
-	name     string
-	mac      net.HardwareAddr
-	offloads uint
+	nl    *netlink.Handle
+	index int
+	name  string
+	mac   net.HardwareAddr
+	caps  device.Caps
 }
 
 var _ Device = (*tapDevice)(nil)
 
-func (d *tapDevice) Queues() []Queue       { return d.queues }
-func (d *tapDevice) Name() string          { return d.name }
-func (d *tapDevice) MAC() net.HardwareAddr { return d.mac }
-func (d *tapDevice) Offloads() uint        { return d.offloads }
+func (d *tapDevice) Queues() []device.Queue { return d.queues }
+func (d *tapDevice) Name() string           { return d.name }
+func (d *tapDevice) MAC() net.HardwareAddr  { return d.mac }
+func (d *tapDevice) Caps() device.Caps      { return d.caps }
 
 // Close deletes the link, then closes the queues. Deleting the link
 // unregisters the device once, where closing queue after queue waits for
@@ -206,15 +206,34 @@ func wrapQueues(fds []int) ([]*rawFD, error) {
 }
 
 // setOffloads asks for every offload the switch can use and reports
-// those the kernel took.
-func setOffloads(fd int) (uint, error) {
+// what the device takes: what the kernel hands the reader, it takes
+// from a writer too.
+func setOffloads(fd int) (device.Caps, error) {
 	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, offloadsUSO); err == nil {
-		return offloadsUSO, nil
+		return capsOf(offloadsUSO), nil
 	}
 	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, offloadsBase); err != nil {
-		return 0, err
+		return device.Caps{}, err
 	}
-	return offloadsBase, nil
+	return capsOf(offloadsBase), nil
+}
+
+// capsOf turns TUN_F_* offload flags into the device's Caps. The kernel
+// takes UFO super-frames from a writer whatever the flags
+// (virtio_net_hdr_to_skb), though no TAP here hands one over.
+func capsOf(offloads uint) device.Caps {
+	c := device.Caps{GSO: device.GSOSetUDP}
+	c.Csum = offloads&unix.TUN_F_CSUM != 0
+	if offloads&unix.TUN_F_TSO4 != 0 {
+		c.GSO |= device.GSOSetTCPv4
+	}
+	if offloads&unix.TUN_F_TSO6 != 0 {
+		c.GSO |= device.GSOSetTCPv6
+	}
+	if offloads&(unix.TUN_F_USO4|unix.TUN_F_USO6) == unix.TUN_F_USO4|unix.TUN_F_USO6 {
+		c.GSO |= device.GSOSetUDPL4
+	}
+	return c
 }
 
 // stale reports whether link is a persistent TAP marked with alias that
@@ -244,7 +263,7 @@ func create(cfg Config) (_ Device, err error) {
 		}
 		if link, err := h.LinkByName(cfg.Name); err == nil {
 			if !stale(link, cfg.Alias) {
-				return fmt.Errorf("%s: %w in the namespace (choose another with --ifname)", cfg.Name, ErrExists)
+				return fmt.Errorf("%s: %w in the namespace", cfg.Name, ErrExists)
 			}
 			if err := h.LinkDel(link); err != nil && !errors.Is(err, unix.ENODEV) {
 				return fmt.Errorf("remove stale TAP %s: %w", cfg.Name, err)
@@ -254,7 +273,7 @@ func create(cfg Config) (_ Device, err error) {
 		// that appeared since the check above.
 		fds, err = openQueues(cfg.Name, nq, tapFlags(nq > 1), unix.IFF_TUN_EXCL)
 		if errors.Is(err, unix.EBUSY) {
-			return fmt.Errorf("%s: %w in the namespace (choose another with --ifname)", cfg.Name, ErrExists)
+			return fmt.Errorf("%s: %w in the namespace", cfg.Name, ErrExists)
 		}
 		if err != nil {
 			return fmt.Errorf("create TAP %s: %w", cfg.Name, err)
@@ -273,7 +292,7 @@ func create(cfg Config) (_ Device, err error) {
 			d.closeFDs()
 		}
 	}()
-	if d.offloads, err = setOffloads(d.fds[0].fd); err != nil {
+	if d.caps, err = setOffloads(d.fds[0].fd); err != nil {
 		return nil, fmt.Errorf("TAP %s: set offloads: %w", cfg.Name, err)
 	}
 	link, err := h.LinkByName(cfg.Name)
@@ -403,7 +422,7 @@ func open(cfg Config) (_ Device, err error) {
 	if err := unix.IoctlSetPointerInt(d.fds[0].fd, unix.TUNSETVNETHDRSZ, device.VnetHdrLen); err != nil {
 		return nil, fmt.Errorf("TAP %s: set virtio net header size: %w", cfg.Name, err)
 	}
-	if d.offloads, err = setOffloads(d.fds[0].fd); err != nil {
+	if d.caps, err = setOffloads(d.fds[0].fd); err != nil {
 		return nil, fmt.Errorf("TAP %s: set offloads: %w", cfg.Name, err)
 	}
 	link, err := h.LinkByName(cfg.Name)
@@ -415,8 +434,8 @@ func open(cfg Config) (_ Device, err error) {
 	return d, nil
 }
 
-func queuesOf(raw []*rawFD) []Queue {
-	q := make([]Queue, len(raw))
+func queuesOf(raw []*rawFD) []device.Queue {
+	q := make([]device.Queue, len(raw))
 	for i, r := range raw {
 		q[i] = r
 	}

@@ -55,8 +55,8 @@ func TestCreateAndClose(t *testing.T) {
 			if got := len(d.Queues()); got != queues {
 				t.Fatalf("len(Queues()) = %d, want %d", got, queues)
 			}
-			if d.Offloads()&offloadsBase != offloadsBase {
-				t.Fatalf("Offloads() = %#x, want at least %#x", d.Offloads(), offloadsBase)
+			if c := d.Caps(); !c.Csum || c.GSO&device.GSOSetTCP != device.GSOSetTCP {
+				t.Fatalf("Caps() = %+v, want at least partial checksums and TCP super-frames", c)
 			}
 			if !linkExists(t, ns, "eth0") {
 				t.Fatal("eth0 missing in the namespace after Create")
@@ -69,9 +69,8 @@ func TestCreateAndClose(t *testing.T) {
 			// are read until the queue runs dry.
 			done := make(chan error, 1)
 			go func() {
-				buf := make([]byte, 65536)
 				for {
-					if _, err := d.Queues()[0].Read(buf); err != nil {
+					if _, err := readBatch(d.Queues()[0]); err != nil {
 						done <- err
 						return
 					}
@@ -86,7 +85,7 @@ func TestCreateAndClose(t *testing.T) {
 			if err := <-done; !errors.Is(err, os.ErrClosed) {
 				t.Fatalf("Read during Close = %v, want os.ErrClosed", err)
 			}
-			if _, err := d.Queues()[0].Write(make([]byte, 60)); !errors.Is(err, os.ErrClosed) {
+			if _, err := d.Queues()[0].Write([][]byte{make([]byte, 60+device.Headroom)}, device.Headroom); !errors.Is(err, os.ErrClosed) {
 				t.Fatalf("Write after Close = %v, want os.ErrClosed", err)
 			}
 			if linkExists(t, ns, "eth0") {
@@ -144,6 +143,22 @@ func nsAddrs(t *testing.T, netns, name string) []string {
 	return out
 }
 
+// readBatch reads one batch from q and returns copies of its frames,
+// each with its virtio net header in front.
+func readBatch(q device.Queue) ([][]byte, error) {
+	bufs := make([][]byte, q.BatchSize())
+	for i := range bufs {
+		bufs[i] = make([]byte, device.Headroom+65536)
+	}
+	sizes := make([]int, len(bufs))
+	n, err := q.Read(bufs, sizes, device.Headroom)
+	var out [][]byte
+	for i := range n {
+		out = append(out, slices.Clone(bufs[i][device.Headroom-device.VnetHdrLen:device.Headroom+sizes[i]]))
+	}
+	return out, err
+}
+
 // readARP makes the namespace's kernel ask for dst on the TAP, by sending
 // it a datagram, and reads queues until the ARP request shows up.
 func readARP(t *testing.T, netns string, d Device, dst string) {
@@ -153,16 +168,17 @@ func readARP(t *testing.T, netns string, d Device, dst string) {
 	defer close(stop)
 	for _, q := range d.Queues() {
 		go func() {
-			buf := make([]byte, 65536)
 			for {
-				n, err := q.Read(buf)
+				got, err := readBatch(q)
 				if err != nil {
 					return
 				}
-				select {
-				case frames <- slices.Clone(buf[:n]):
-				case <-stop:
-					return
+				for _, f := range got {
+					select {
+					case frames <- f:
+					case <-stop:
+						return
+					}
 				}
 			}
 		}()
@@ -208,7 +224,7 @@ func TestPersistAndOpen(t *testing.T) {
 	if err := d.Release(); err != nil {
 		t.Fatalf("Release() = %v", err)
 	}
-	if _, err := d.Queues()[0].Write(make([]byte, 60)); !errors.Is(err, os.ErrClosed) {
+	if _, err := d.Queues()[0].Write([][]byte{make([]byte, 60+device.Headroom)}, device.Headroom); !errors.Is(err, os.ErrClosed) {
 		t.Fatalf("Write after Release = %v, want os.ErrClosed", err)
 	}
 	link := nsLink(t, ns, "eth0")
@@ -231,8 +247,8 @@ func TestPersistAndOpen(t *testing.T) {
 		t.Fatalf("Open(eth0) = %v", err)
 	}
 	opened := time.Since(start)
-	if len(d.Queues()) != 2 || d.MAC().String() != mac.String() || d.Offloads()&offloadsBase != offloadsBase {
-		t.Fatalf("Open(eth0): %d queues, MAC %s, offloads %#x; want 2, %s, at least %#x", len(d.Queues()), d.MAC(), d.Offloads(), mac, offloadsBase)
+	if c := d.Caps(); len(d.Queues()) != 2 || d.MAC().String() != mac.String() || c != capsOf(offloadsBase) && c != capsOf(offloadsUSO) {
+		t.Fatalf("Open(eth0): %d queues, MAC %s, caps %+v; want 2, %s, at least %+v", len(d.Queues()), d.MAC(), c, mac, capsOf(offloadsBase))
 	}
 	if got := nsAddrs(t, ns, "eth0"); !slices.Equal(got, wantAddrs) {
 		t.Fatalf("addresses of eth0 after Open = %v, want %v", got, wantAddrs)
@@ -320,4 +336,86 @@ func TestCreateReplacesStale(t *testing.T) {
 	if nsLink(t, ns, "eth0") != nil {
 		t.Fatal("eth0 still there after Close")
 	}
+}
+
+// A read takes every frame queued, up to the batch, in one call: the
+// namespace sends 20 datagrams to a neighbour whose MAC it knows, which
+// queues 20 frames on the TAP before anything reads them.
+func TestReadBatch(t *testing.T) {
+	ns := newNetns(t)
+	d, err := Create(Config{Netns: ns, Name: "eth0", Addrs: []netip.Prefix{netip.MustParsePrefix("10.94.0.1/24")}})
+	if err != nil {
+		t.Fatalf("Create() = %v", err)
+	}
+	defer d.Close()
+	q := d.Queues()[0].(device.PollQueue)
+	if got := q.BatchSize(); got != batchSize {
+		t.Fatalf("BatchSize() = %d, want %d", got, batchSize)
+	}
+	const sent = 20
+	err = namespace.Do(ns, func() error {
+		if err := netlink.NeighAdd(&netlink.Neigh{LinkIndex: mustIndex(t, "eth0"), State: netlink.NUD_PERMANENT,
+			IP: net.ParseIP("10.94.0.2"), HardwareAddr: net.HardwareAddr{2, 0, 0, 0, 0x94, 2}}); err != nil {
+			return fmt.Errorf("add neighbour: %w", err)
+		}
+		c, err := net.Dial("udp4", "10.94.0.2:9")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for range sent {
+			if _, err := c.Write([]byte("batch")); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("send in the namespace: %v", err)
+	}
+	bufs := make([][]byte, batchSize+4)
+	for i := range bufs {
+		bufs[i] = make([]byte, device.Headroom+65536)
+	}
+	sizes := make([]int, len(bufs))
+	// The kernel's own frames (router solicitations, reports) may come
+	// too; the datagrams are counted by their payload.
+	datagrams, first := 0, -1
+	for {
+		n, err := q.TryRead(bufs, sizes, device.Headroom)
+		if err != nil {
+			t.Fatalf("TryRead() = %v", err)
+		}
+		if first < 0 {
+			first = n
+		}
+		if n > batchSize {
+			t.Fatalf("TryRead() = %d frames, want at most the batch size %d", n, batchSize)
+		}
+		if n == 0 {
+			break
+		}
+		for i := range n {
+			f := bufs[i][device.Headroom : device.Headroom+sizes[i]]
+			if len(f) >= 47 && string(f[42:47]) == "batch" {
+				datagrams++
+			}
+		}
+	}
+	if first != batchSize {
+		t.Fatalf("first TryRead() = %d frames with %d queued, want a full batch of %d", first, sent, batchSize)
+	}
+	if datagrams != sent {
+		t.Fatalf("read %d datagrams, want %d", datagrams, sent)
+	}
+}
+
+// mustIndex is the index of the interface name in the calling thread's
+// namespace.
+func mustIndex(t *testing.T, name string) int {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return l.Attrs().Index
 }
