@@ -1,33 +1,29 @@
 package vswitch
 
 import (
-	"os"
-	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/google/gopacket/layers"
 
+	"github.com/tapswitch/tapswitch/device"
+	"github.com/tapswitch/tapswitch/device/devicetest"
 	"github.com/tapswitch/tapswitch/fdb"
 )
 
-// discardDev counts writes and blocks reads until closed, so a port's own
-// loop stays idle while the benchmark drives forward directly.
-type discardDev struct {
-	writes atomic.Uint64
-	closed chan struct{}
-	once   sync.Once
+// newDiscardDev is a device that counts what it is written and keeps
+// nothing, and whose own loop stays idle while the benchmark drives
+// forward directly.
+func newDiscardDev() *devicetest.Device {
+	return devicetest.New(devicetest.Config{Discard: true, Caps: tapCaps})
 }
 
-func newDiscardDev() *discardDev { return &discardDev{closed: make(chan struct{})} }
-
-func (d *discardDev) Read([]byte) (int, error) { <-d.closed; return 0, os.ErrClosed }
-func (d *discardDev) Write(b []byte) (int, error) {
-	d.writes.Add(1)
-	return len(b), nil
+// onLane places f, a virtio header and a frame, in a lane of its own, as
+// a worker's Read would, and returns the lane and the buffer to forward.
+func onLane(f []byte) (*lane, []byte) {
+	l := newLane(0, 1)
+	return l, placed(l.bufs[0], f)
 }
-func (d *discardDev) Queues() []Queue { return []Queue{d} }
-func (d *discardDev) Close() error    { d.once.Do(func() { close(d.closed) }); return nil }
 
 // benchSwitch makes a network of n ports with port security on, port i
 // described by testInfo(i).
@@ -53,14 +49,14 @@ func BenchmarkForwardUnicast(b *testing.B) {
 	for _, size := range []int{64, 1514, 65000} {
 		b.Run(sizeName(size), func(b *testing.B) {
 			net, ports := benchSwitch(b, 2)
-			net.forward(ports[1], 0, frame(bcast, macB, "learn"))
-			f := frame(macB, macA, string(make([]byte, size-ethHdrLen)))
-			net.forward(ports[0], 0, f)
+			net.fwd(ports[1], frame(bcast, macB, "learn"))
+			l, f := onLane(frame(macB, macA, string(make([]byte, size-ethHdrLen))))
+			net.forward(ports[0], l, f)
 			b.ReportAllocs()
 			b.SetBytes(int64(size))
 			b.ResetTimer()
 			for b.Loop() {
-				net.forward(ports[0], 0, f)
+				net.forward(ports[0], l, f)
 			}
 		})
 	}
@@ -69,10 +65,10 @@ func BenchmarkForwardUnicast(b *testing.B) {
 // BenchmarkFlood is a broadcast on a network of 8 ports.
 func BenchmarkFlood(b *testing.B) {
 	net, ports := benchSwitch(b, 8)
-	f := frame(bcast, macA, string(make([]byte, 50)))
+	l, f := onLane(frame(bcast, macA, string(make([]byte, 50))))
 	b.ReportAllocs()
 	for b.Loop() {
-		net.forward(ports[0], 0, f)
+		net.forward(ports[0], l, f)
 	}
 }
 
@@ -80,19 +76,19 @@ func BenchmarkFlood(b *testing.B) {
 // do with traffic in both directions.
 func BenchmarkForwardParallel(b *testing.B) {
 	net, ports := benchSwitch(b, 2)
-	net.forward(ports[0], 0, frame(bcast, macA, "learn"))
-	net.forward(ports[1], 0, frame(bcast, macB, "learn"))
+	net.fwd(ports[0], frame(bcast, macA, "learn"))
+	net.fwd(ports[1], frame(bcast, macB, "learn"))
 	var next atomic.Int32
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		i := next.Add(1) % 2
 		in := ports[i]
-		f := frame(macB, macA, string(make([]byte, 1500)))
+		l, f := onLane(frame(macB, macA, string(make([]byte, 1500))))
 		if i == 1 {
-			f = frame(macA, macB, string(make([]byte, 1500)))
+			l, f = onLane(frame(macA, macB, string(make([]byte, 1500))))
 		}
 		for pb.Next() {
-			net.forward(in, 0, f)
+			net.forward(in, l, f)
 		}
 	})
 }
@@ -106,8 +102,8 @@ func TestForwardAllocatesNothing(t *testing.T) {
 	open := testInfo(2)
 	open.NoSecurity, open.MACLimit = true, 1
 	c, _ := sw.AddPort("n", "c", newDiscardDev(), open)
-	net.forward(bp, 0, frame(bcast, macB, "learn"))
-	net.forward(c, 0, frame(bcast, macC, "learn"))
+	net.fwd(bp, frame(bcast, macB, "learn"))
+	net.fwd(c, frame(bcast, macC, "learn"))
 	badVnet := frame(bcast, macA, "payload")
 	badVnet[1] = 2
 	frames := map[string][]byte{
@@ -125,18 +121,23 @@ func TestForwardAllocatesNothing(t *testing.T) {
 		"drop arp_spoof":  pkt(eth(macA, bcast, etARP), arpPkt(2, macA, ipB, ipA)),
 		"drop bad source": frame(bcast, bcast, "payload"),
 	}
+	// A super-frame cut for a port that takes none.
+	plain, _ := sw.AddPort("n", "plain", devicetest.New(devicetest.Config{Discard: true, Caps: device.Caps{MTU: 1500}}), PortInfo{NoSecurity: true})
+	frames["tso4 segmented"] = tcp4Frame(65000)
+	copy(frames["tso4 segmented"][HdrLen:], mustMAC(bcast))
 	for name, f := range frames {
-		if n := testing.AllocsPerRun(1000, func() { net.forward(a, 0, f) }); n != 0 {
+		l, buf := onLane(f)
+		if n := testing.AllocsPerRun(1000, func() { net.forward(a, l, buf) }); n != 0 {
 			t.Errorf("forward(%s) allocates %v times per frame, want 0", name, n)
 		}
 	}
 	// A MAC flood from c, at its limit, then with the table full.
-	flood := frame(bcast, macC, "payload")
+	l, flood := onLane(frame(bcast, macC, "payload"))
 	i := 0
 	newSource := func() {
 		i++
-		flood[HdrLen+10], flood[HdrLen+11] = byte(i>>8), byte(i)
-		net.forward(c, 0, flood)
+		flood[headroom+10], flood[headroom+11] = byte(i>>8), byte(i)
+		net.forward(c, l, flood)
 	}
 	if n := testing.AllocsPerRun(1000, newSource); n != 0 {
 		t.Errorf("forward(new source at the port's limit) allocates %v times per frame, want 0", n)
@@ -145,6 +146,9 @@ func TestForwardAllocatesNothing(t *testing.T) {
 	newSource() // fills the table
 	if n := testing.AllocsPerRun(1000, newSource); n != 0 {
 		t.Errorf("forward(new source with the table full) allocates %v times per frame, want 0", n)
+	}
+	if plain.Counters().TxFrames < 1000*45 {
+		t.Fatalf("the port without offloads sent %d frames, want the super-frames cut", plain.Counters().TxFrames)
 	}
 	d := c.Counters().Drops
 	if d["mac_limit"] < 1000 || d["fdb_full"] < 1000 {
@@ -198,9 +202,9 @@ func BenchmarkForwardTCP4(b *testing.B) {
 				for _, p := range ports {
 					p.SetSecurity(secure)
 				}
-				net.forward(ports[1], 0, frame(bcast, macB, "learn"))
-				f := tcp4Frame(size)
-				net.forward(ports[0], 0, f)
+				net.fwd(ports[1], frame(bcast, macB, "learn"))
+				l, f := onLane(tcp4Frame(size))
+				net.forward(ports[0], l, f)
 				if got := ports[1].Counters().TxFrames; got != 1 {
 					b.Fatalf("port b sent %d frames, want 1: %v", got, ports[0].Counters().Drops)
 				}
@@ -208,7 +212,7 @@ func BenchmarkForwardTCP4(b *testing.B) {
 				b.SetBytes(int64(size))
 				b.ResetTimer()
 				for b.Loop() {
-					net.forward(ports[0], 0, f)
+					net.forward(ports[0], l, f)
 				}
 			})
 		}

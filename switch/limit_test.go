@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapswitch/tapswitch/device/devicetest"
 	"github.com/tapswitch/tapswitch/fdb"
 )
 
@@ -147,7 +148,7 @@ func TestMACLimitDefault(t *testing.T) {
 // TestFDBFull fills a network's table: frames from new sources are then
 // dropped, not flooded, while hosts already known keep talking.
 func TestFDBFull(t *testing.T) {
-	r := &rig{sw: New(Config{Logger: quietLogger(), FDB: fdb.Config{Limit: 4}}), ports: map[string]*Port{}, devs: map[string]*fakeDev{}}
+	r := &rig{sw: New(Config{Logger: quietLogger(), FDB: fdb.Config{Limit: 4}}), ports: map[string]*Port{}, devs: map[string]*devicetest.Device{}}
 	t.Cleanup(r.sw.Close)
 	var err error
 	if r.net, err = r.sw.CreateNetwork("n"); err != nil {

@@ -9,33 +9,9 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/tapswitch/tapswitch/device"
 	"github.com/tapswitch/tapswitch/fdb"
 )
-
-// Queue is one queue of a device. Each buffer starts with a virtio net
-// header of HdrLen bytes (see package tap). Read is called from the
-// queue's own loop only; Write from any port's loops, concurrently.
-type Queue interface {
-	Read(b []byte) (int, error)
-	Write(b []byte) (int, error)
-}
-
-// PollQueue is a Queue the switch can wait on with epoll, together with
-// the same queue number of every other port (see worker_linux.go). Fd is
-// for waiting only; TryRead returns 0 at once when nothing is queued.
-type PollQueue interface {
-	Queue
-	Fd() int
-	TryRead(b []byte) (int, error)
-}
-
-// Device is what a port reads frames from and writes frames to: one or
-// more queues, each read by a loop of its own. Close must make blocked
-// Reads return.
-type Device interface {
-	Queues() []Queue
-	Close() error
-}
 
 // DefaultPortMACLimit is how many MACs a network learns behind one port
 // unless PortInfo.MACLimit says otherwise. A port with security on only
@@ -111,6 +87,10 @@ const (
 	DropMACLimit
 	// DropFDBFull: a new source MAC while the network's table is full.
 	DropFDBFull
+	// DropSegment: a super-frame or a frame with a partial checksum
+	// that this port does not take could not be segmented or completed
+	// for it (device.Caps); counted on the port it was for.
+	DropSegment
 	numDropReasons
 )
 
@@ -130,6 +110,7 @@ var dropNames = [numDropReasons]string{
 	DropMalformed:  "malformed",
 	DropMACLimit:   "mac_limit",
 	DropFDBFull:    "fdb_full",
+	DropSegment:    "segment",
 }
 
 func (r DropReason) String() string {
@@ -160,7 +141,7 @@ type counters struct {
 // rxq is one receive queue of a port and its loop's counters, which only
 // that loop writes (a plain load and store, no locked instruction).
 type rxq struct {
-	q                 Queue
+	q                 device.Queue
 	rxFrames, rxBytes atomic.Uint64
 	_                 [64]byte
 }
@@ -173,15 +154,18 @@ type Port struct {
 	net *Network
 	// txq are the device's queues, written to; rx the same queues with
 	// their receive counters, one loop each.
-	txq []Queue
+	txq []device.Queue
 	rx  []*rxq
+	// caps are what the device takes on write; a frame it does not take
+	// is segmented or its checksum completed for it (tx.go).
+	caps device.Caps
 	// guard is what the port may send as, loaded once per frame by the
 	// forwarding path; nil while port security is off.
 	guard atomic.Pointer[identity]
 
 	id   uint32
 	name string
-	dev  Device
+	dev  device.Device
 	// slots are the port's queues as the workers serve them, when the
 	// device's queues can be polled; otherwise each queue has a loop.
 	slots []*slot
@@ -320,20 +304,3 @@ func (p *Port) Counters() Counters {
 }
 
 func (p *Port) drop(r DropReason) { p.c.drops[r].Add(1) }
-
-// send writes one buffer (virtio header and frame) to the port, on the
-// queue numbered like the ingress queue. The kernel remembers which queue
-// a flow was written on and sends that flow's replies out on the same
-// queue, so both directions of a flow stay with loops of one number.
-func (p *Port) send(qi int, b []byte) {
-	q := p.txq[0]
-	if len(p.txq) > 1 {
-		q = p.txq[qi%len(p.txq)]
-	}
-	if _, err := q.Write(b); err != nil {
-		p.drop(DropTxError)
-		return
-	}
-	p.c.txFrames.Add(1)
-	p.c.txBytes.Add(uint64(len(b) - HdrLen))
-}

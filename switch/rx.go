@@ -4,19 +4,23 @@ package vswitch
 // number (worker_linux.go), which waits on that queue of every port with
 // epoll, or, for devices that cannot be polled, the queue's own loop:
 //
-//	queue.Read(buf) ──▶ [vnet hdr | dst | src | ...]
+//	queue.Read(bufs) ──▶ a batch of [headroom | vnet hdr | dst | src | ...], one per buffer
 //	                        │
 //	                        ├─ runt, cut short, bad vnet header, bad source ──▶ drop
 //	                        ├─ port security (in.guard, one atomic load)  ──▶ drop if spoofed
 //	                        ├─ fdb.Learn(src, in)           refresh is one atomic store, or none;
 //	                        │                               a new MAC over a limit ──▶ drop
-//	                        ├─ dst unicast and learned ──▶ out.dev.Write(buf)   (whole buffer, header included)
-//	                        └─ broadcast, multicast, unknown ──▶ every other port's dev.Write(buf)
+//	                        ├─ dst unicast and learned ──▶ out.send   (tx.go)
+//	                        ├─ broadcast, multicast, unknown ──▶ every other port's send
+//	                        └─ observers, if the network has any ──▶ a copy each, or a loss counted
 //
-// The buffer is the worker's own, allocated once; nothing on this path
-// allocates, locks, or copies the frame in userspace. A frame read is
-// counted either in rx or, dropped before that, under one drop reason;
-// only a hairpin drop counts in both.
+//	send: the device takes the frame as it is (device.Caps) ──▶ Write, header and all, from the buffer
+//	      else (a super-frame or a partial checksum it does not take) ──▶ segments in the lane's scratch ──▶ Write
+//
+// The buffers are the loop's own, allocated once; nothing on this path
+// allocates, locks, or copies the frame in userspace, unless a port needs
+// it segmented. A frame read is counted either in rx or, dropped before
+// that, under one drop reason; only a hairpin drop counts in both.
 
 import (
 	"encoding/binary"
@@ -25,37 +29,43 @@ import (
 	"os"
 	"unsafe"
 
-	"github.com/tapswitch/tapswitch/fdb"
 	"github.com/tapswitch/tapswitch/device"
+	"github.com/tapswitch/tapswitch/fdb"
 )
 
 // HdrLen is the virtio net header in front of every frame.
 const HdrLen = device.VnetHdrLen
 
+// headroom is where a frame starts in every buffer: its header is in the
+// HdrLen bytes before, and a device may use the rest (device.Headroom).
+const headroom = device.Headroom
+
 const ethHdrLen = 14
 
-// bufSize holds the largest frame a TAP hands over: a 64 KiB GSO
-// super-frame (the TAP's gso_max_size), its Ethernet header and the
-// virtio header, with room to spare. A read that fills the buffer whole
-// may have been cut short and is dropped rather than forwarded.
-const bufSize = HdrLen + 65536 + 1024
+// frameRoom holds the largest frame a TAP hands over: a 64 KiB GSO
+// super-frame (the TAP's gso_max_size) and its Ethernet header, with room
+// to spare. A frame that fills it whole may have been cut short and is
+// dropped rather than forwarded.
+const frameRoom = 65536 + 1024
 
-// frameOffset places every frame read so that the payload of an IPv4 TCP
+// bufSize is a receive buffer: headroom and frame room.
+const bufSize = headroom + frameRoom
+
+// frameAlign places every frame read so that the payload of an IPv4 TCP
 // segment with timestamps, the bulk of what a TCP stream moves, starts on
-// a 64-byte boundary: the virtio header (10 bytes), Ethernet (14), IPv4
-// (20) and TCP with timestamps (32) put it 76 bytes in, and 52 + 76 is
-// 128. The kernel copies a frame into this buffer and out of it again; the
-// copy out, from an aligned source, measured a quarter cheaper in a perf
-// profile of the daemon (_copy_from_iter from 15.7% to 11.5% of its
-// samples at the same throughput). Other frames are no worse off than at
-// any other offset.
-const frameOffset = 52
+// a 64-byte boundary: Ethernet (14), IPv4 (20) and TCP with timestamps
+// (32) put it 66 bytes in, and 62 + 66 is 128. The kernel copies a frame
+// into this buffer and out of it again; the copy out, from an aligned
+// source, measured a quarter cheaper in a perf profile of the daemon
+// (_copy_from_iter from 15.7% to 11.5% of its samples at the same
+// throughput). Other frames are no worse off than at any other offset.
+const frameAlign = 62
 
-// newFrameBuffer returns a buffer of bufSize bytes that starts
-// frameOffset bytes past a 64-byte boundary.
+// newFrameBuffer returns a buffer of bufSize bytes whose frame, at
+// headroom, starts frameAlign bytes past a 64-byte boundary.
 func newFrameBuffer() []byte {
-	b := make([]byte, bufSize+frameOffset+64)
-	skip := (frameOffset - int(uintptr(unsafe.Pointer(&b[0]))%64) + 64) % 64
+	b := make([]byte, bufSize+64)
+	skip := (frameAlign - (int(uintptr(unsafe.Pointer(&b[0])))+headroom)%64 + 128) % 64
 	return b[skip : skip+bufSize : skip+bufSize]
 }
 
@@ -63,9 +73,9 @@ func newFrameBuffer() []byte {
 // closed; it serves devices whose queues cannot be polled.
 func (p *Port) rxLoop(qi int) {
 	r := p.rx[qi]
-	buf := newFrameBuffer()
+	l := newLane(qi, r.q.BatchSize())
 	for {
-		n, err := r.q.Read(buf)
+		n, err := r.q.Read(l.bufs, l.sizes, headroom)
 		if err != nil {
 			if errors.Is(err, os.ErrClosed) || errors.Is(err, io.EOF) {
 				return
@@ -74,51 +84,64 @@ func (p *Port) rxLoop(qi int) {
 			p.net.sw.portFailed(p, err)
 			return
 		}
-		p.net.forward(p, qi, buf[:n])
+		for i := range n {
+			p.net.forward(p, l, l.bufs[i][:headroom+l.sizes[i]])
+		}
 	}
 }
 
-// forward sends one buffer read from queue qi of port in to where it is
-// going.
-func (n *Network) forward(in *Port, qi int, b []byte) {
-	if len(b) < HdrLen+ethHdrLen {
-		in.drop(DropRunt)
-		return
+// forward sends one frame read from port in to where it is going: the
+// frame is buf[headroom:], its virtio net header the HdrLen bytes before.
+func (n *Network) forward(in *Port, l *lane, buf []byte) {
+	out, why := n.route(in, l.qi, buf)
+	switch {
+	case why != noDrop:
+		in.drop(why)
+	case out != nil:
+		out.send(l, buf)
+	default:
+		n.flood(in, l, buf)
 	}
-	if len(b) == bufSize {
-		in.drop(DropOversize)
-		return
+	if obs := n.observers.Load(); obs != nil {
+		observe(*obs, in, out, why, buf)
 	}
+}
+
+// route checks, learns and looks up a frame from port in: it returns the
+// port the frame is for, nil to flood it, or why it is dropped.
+func (n *Network) route(in *Port, qi int, buf []byte) (*Port, DropReason) {
+	if len(buf) < headroom+ethHdrLen {
+		return nil, DropRunt
+	}
+	if len(buf) == bufSize {
+		return nil, DropOversize
+	}
+	b := buf[headroom-HdrLen:]
 	// Flags, GSO type and header length all zero, the header of every
 	// frame the kernel neither segments nor leaves a checksum to, is
 	// valid whatever the rest; one load tells.
 	if binary.LittleEndian.Uint32(b) != 0 && !validVnetHdr(b) {
-		in.drop(DropBadVnetHdr)
-		return
+		return nil, DropBadVnetHdr
 	}
-	frame := b[HdrLen:]
+	frame := buf[headroom:]
 	// A multicast source (group bit set) or the zero address is never a
 	// real station; learning it would poison the table.
 	src := fdb.Key(frame[6:12])
 	if frame[6]&1 != 0 || src == 0 {
-		in.drop(DropBadSource)
-		return
+		return nil, DropBadSource
 	}
 	if id := in.guard.Load(); id != nil && !id.allows(src, frame) {
 		if why := id.check(src, frame); why != noDrop {
-			in.drop(why)
-			return
+			return nil, why
 		}
 	}
 	// A source that cannot be learned is dropped, not flooded: a flood of
 	// made-up source MACs would otherwise reach every port.
 	switch n.fdb.Learn(src, in) {
 	case fdb.LimitReached:
-		in.drop(DropFDBFull)
-		return
+		return nil, DropFDBFull
 	case fdb.PortLimitReached:
-		in.drop(DropMACLimit)
-		return
+		return nil, DropMACLimit
 	}
 	r := in.rx[qi]
 	r.rxFrames.Store(r.rxFrames.Load() + 1)
@@ -127,12 +150,10 @@ func (n *Network) forward(in *Port, qi int, b []byte) {
 	if frame[0]&1 == 0 {
 		if out := n.fdb.Lookup(fdb.Key(frame[0:6])); out != nil {
 			if out == in {
-				in.drop(DropHairpin)
-				return
+				return nil, DropHairpin
 			}
-			out.send(qi, b)
-			return
+			return out, noDrop
 		}
 	}
-	n.flood(in, qi, b)
+	return nil, noDrop
 }

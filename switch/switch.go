@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tapswitch/tapswitch/device"
 	"github.com/tapswitch/tapswitch/fdb"
 )
 
@@ -68,6 +69,10 @@ type Network struct {
 	fdb  *fdb.Table[Port]
 	// ports is replaced whole on every attach and detach (under sw.mu).
 	ports atomic.Pointer[[]*Port]
+	// observers is replaced whole as observers come and go (under
+	// sw.mu); nil when there are none, which is all the forwarding
+	// path looks at then.
+	observers atomic.Pointer[[]*Observer]
 }
 
 // New returns a switch with no networks. Close stops it.
@@ -167,14 +172,16 @@ func (s *Switch) Networks() []*Network {
 }
 
 // AddPort attaches dev to the named network under name and starts
-// forwarding its frames. The switch owns dev from then on, and closes it
-// when the port is removed, even if AddPort fails.
+// forwarding its frames: through the workers when every queue of dev is
+// a device.PollQueue, else with a loop per queue. Frames go to dev as its
+// Caps allow. The switch owns dev from then on, and closes it when the
+// port is removed, even if AddPort fails.
 //
 // Port security is on unless info.NoSecurity is set, and then info.MAC
 // must be a unicast address (else ErrBadMAC). Prefixes in info.IPs that
 // are invalid or hold an unspecified or multicast address are refused
 // (ErrBadAddress).
-func (s *Switch) AddPort(network, name string, dev Device, info PortInfo) (*Port, error) {
+func (s *Switch) AddPort(network, name string, dev device.Device, info PortInfo) (*Port, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	fail := func(err error) (*Port, error) {
@@ -201,7 +208,7 @@ func (s *Switch) AddPort(network, name string, dev Device, info PortInfo) (*Port
 	info.MAC = bytes.Clone(info.MAC)
 	info.IPs = slices.Clone(info.IPs)
 	s.nextID++
-	p := &Port{id: s.nextID, name: name, info: info, ident: id, net: n, dev: dev, done: make(chan struct{})}
+	p := &Port{id: s.nextID, name: name, info: info, ident: id, net: n, dev: dev, caps: dev.Caps(), done: make(chan struct{})}
 	p.publishLocked()
 	p.SetMACLimit(info.MACLimit)
 	p.txq = dev.Queues()
@@ -226,9 +233,9 @@ func (s *Switch) AddPort(network, name string, dev Device, info PortInfo) (*Port
 // serveLocked starts reading p's queues: through the workers when every
 // queue can be polled, else with a loop per queue.
 func (s *Switch) serveLocked(p *Port) error {
-	pollable := make([]PollQueue, 0, len(p.txq))
+	pollable := make([]device.PollQueue, 0, len(p.txq))
 	for _, q := range p.txq {
-		if pq, ok := q.(PollQueue); ok {
+		if pq, ok := q.(device.PollQueue); ok {
 			pollable = append(pollable, pq)
 		}
 	}
@@ -251,9 +258,9 @@ func (s *Switch) serveLocked(p *Port) error {
 	return nil
 }
 
-func (s *Switch) addToWorkersLocked(p *Port, qs []PollQueue) error {
+func (s *Switch) addToWorkersLocked(p *Port, qs []device.PollQueue) error {
 	for len(s.workers) < len(qs) {
-		w, err := newWorker()
+		w, err := newWorker(len(s.workers))
 		if err != nil {
 			return err
 		}
@@ -320,7 +327,7 @@ func (s *Switch) RemovePort(p *Port) error {
 	}
 	s.unlinkLocked(p)
 	s.mu.Unlock()
-	s.stopPort(p)
+	s.stopPort(p, false)
 	return nil
 }
 
@@ -337,13 +344,19 @@ func (s *Switch) unlinkLocked(p *Port) {
 	p.net.ports.Store(&next)
 }
 
-// stopPort closes the device, waits for the loop to end, then forgets
-// the port's MACs: after the loop has ended nothing can learn them again.
-func (s *Switch) stopPort(p *Port) {
+// stopPort closes the device (or, with release, lets go of it if it can
+// be let go, see device.Releaser), waits for the loop to end, then
+// forgets the port's MACs: after the loop has ended nothing can learn
+// them again.
+func (s *Switch) stopPort(p *Port, release bool) {
 	if p.slots != nil {
 		s.removeFromWorkers(p)
 	}
-	p.dev.Close()
+	if r, ok := p.dev.(device.Releaser); ok && release {
+		r.Release()
+	} else {
+		p.dev.Close()
+	}
 	<-p.done
 	k := p.net.fdb.FlushPort(p)
 	s.log.Info("port detached", "port", p.name, "id", p.id, "network", p.net.name, "macs_flushed", k)
@@ -362,15 +375,22 @@ func (s *Switch) portFailed(p *Port, err error) {
 		if !owned {
 			return
 		}
-		s.stopPort(p)
+		s.stopPort(p, false)
 		if s.cfg.PortFailed != nil {
 			s.cfg.PortFailed(p, err)
 		}
 	}()
 }
 
-// Close detaches every port and stops the switch.
-func (s *Switch) Close() {
+// Close detaches every port, closing its device, and stops the switch.
+func (s *Switch) Close() { s.shutdown(false) }
+
+// Release stops the switch like Close, but lets go of the devices that
+// can be let go (device.Releaser: a persistent TAP stays in its namespace
+// for the next daemon to take back) rather than closing them.
+func (s *Switch) Release() { s.shutdown(true) }
+
+func (s *Switch) shutdown(release bool) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -388,7 +408,7 @@ func (s *Switch) Close() {
 	// the time of one.
 	var wg sync.WaitGroup
 	for _, p := range ports {
-		wg.Go(func() { s.stopPort(p) })
+		wg.Go(func() { s.stopPort(p, release) })
 	}
 	wg.Wait()
 	for _, w := range s.workers {

@@ -7,68 +7,40 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"testing"
 	"time"
 	"unsafe"
 
+	"github.com/tapswitch/tapswitch/device"
+	"github.com/tapswitch/tapswitch/device/devicetest"
 	"github.com/tapswitch/tapswitch/fdb"
 )
 
-// fakeDev is a Device whose frames are pushed in by the test and whose
-// writes are recorded.
-type fakeDev struct {
-	in     chan []byte
-	closed chan struct{}
-	once   sync.Once
-
-	mu     sync.Mutex
-	writes [][]byte
+// newFakeDev is a device of one queue whose frames the test sends in and
+// whose writes it reads back, taking what a TAP takes.
+func newFakeDev() *devicetest.Device {
+	return devicetest.New(devicetest.Config{Caps: tapCaps})
 }
 
-func newFakeDev() *fakeDev {
-	return &fakeDev{in: make(chan []byte, 16), closed: make(chan struct{})}
+// tapCaps are what a TAP takes on a kernel with USO.
+var tapCaps = device.Caps{GSO: device.GSOSetTCP | device.GSOSetUDPL4 | device.GSOSetUDP, Csum: true}
+
+// testLanes are lanes for tests that drive forward themselves.
+var testLanes = sync.Pool{New: func() any { return newLane(0, 1) }}
+
+// fwd forwards b, a virtio net header and a frame, from port in, on
+// queue 0, as a worker would after reading it.
+func (n *Network) fwd(in *Port, b []byte) {
+	l := testLanes.Get().(*lane)
+	defer testLanes.Put(l)
+	n.forward(in, l, placed(l.bufs[0], b))
 }
 
-func (d *fakeDev) Read(b []byte) (int, error) {
-	select {
-	case f := <-d.in:
-		return copy(b, f), nil
-	case <-d.closed:
-		return 0, os.ErrClosed
-	}
-}
-
-func (d *fakeDev) Write(b []byte) (int, error) {
-	select {
-	case <-d.closed:
-		return 0, os.ErrClosed
-	default:
-	}
-	d.mu.Lock()
-	d.writes = append(d.writes, bytes.Clone(b))
-	d.mu.Unlock()
-	return len(b), nil
-}
-
-func (d *fakeDev) Queues() []Queue { return []Queue{d} }
-
-func (d *fakeDev) Close() error {
-	d.once.Do(func() { close(d.closed) })
-	return nil
-}
-
-func (d *fakeDev) got() [][]byte {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return append([][]byte(nil), d.writes...)
-}
-
-func (d *fakeDev) reset() {
-	d.mu.Lock()
-	d.writes = nil
-	d.mu.Unlock()
+// placed copies b, a virtio net header and a frame, into buf as a Read
+// puts it (the frame at headroom) and returns the buffer cut to its end.
+func placed(buf, b []byte) []byte {
+	return buf[:headroom-HdrLen+copy(buf[headroom-HdrLen:], b)]
 }
 
 // frame builds a virtio header (all zero) and an Ethernet frame.
@@ -108,13 +80,13 @@ type rig struct {
 	sw    *Switch
 	net   *Network
 	ports map[string]*Port
-	devs  map[string]*fakeDev
+	devs  map[string]*devicetest.Device
 }
 
 // newRig makes a switch with one network "n" and a port per name.
 func newRig(t testing.TB, names ...string) *rig {
 	t.Helper()
-	r := &rig{sw: New(Config{Logger: quietLogger()}), ports: map[string]*Port{}, devs: map[string]*fakeDev{}}
+	r := &rig{sw: New(Config{Logger: quietLogger()}), ports: map[string]*Port{}, devs: map[string]*devicetest.Device{}}
 	t.Cleanup(r.sw.Close)
 	var err error
 	if r.net, err = r.sw.CreateNetwork("n"); err != nil {
@@ -146,12 +118,12 @@ func (r *rig) addInfo(t testing.TB, network, name string, info PortInfo) {
 // forward runs one frame through the network of port from, synchronously.
 func (r *rig) forward(from string, b []byte) {
 	p := r.ports[from]
-	p.net.forward(p, 0, b)
+	p.net.fwd(p, b)
 }
 
 func (r *rig) reset() {
 	for _, d := range r.devs {
-		d.reset()
+		d.Reset()
 	}
 }
 
@@ -159,7 +131,7 @@ func (r *rig) reset() {
 func (r *rig) receivers(b []byte, names ...string) []string {
 	var out []string
 	for _, n := range names {
-		for _, w := range r.devs[n].got() {
+		for _, w := range r.devs[n].Frames() {
 			if bytes.Equal(w, b) {
 				out = append(out, n)
 			}
@@ -201,7 +173,7 @@ func TestForwarding(t *testing.T) {
 			}
 			// Nothing else was written anywhere.
 			for _, n := range all {
-				if w := r.devs[n].got(); len(w) != len(r.receivers(tt.frame, n)) {
+				if w := r.devs[n].Frames(); len(w) != len(r.receivers(tt.frame, n)) {
 					t.Fatalf("port %s got %d writes, want only the forwarded frame", n, len(w))
 				}
 			}
@@ -308,7 +280,7 @@ func TestRemovePortFlushesAndStops(t *testing.T) {
 func TestRxLoopForwards(t *testing.T) {
 	r := newRig(t, "a", "b")
 	f := frame(bcast, macA, "via loop")
-	r.devs["a"].in <- f
+	r.devs["a"].Send(0, f)
 	deadline := time.Now().Add(5 * time.Second)
 	for len(r.receivers(f, "b")) == 0 {
 		if time.Now().After(deadline) {
@@ -324,9 +296,7 @@ func TestPortNamesUnique(t *testing.T) {
 	if _, err := r.sw.AddPort("n", "a", d, PortInfo{}); !errors.Is(err, ErrPortExists) {
 		t.Fatalf("AddPort(duplicate) = %v, want ErrPortExists", err)
 	}
-	select {
-	case <-d.closed:
-	default:
+	if !d.Closed() {
 		t.Fatal("AddPort failed but left the device open")
 	}
 	if _, err := r.sw.AddPort("nope", "z", newFakeDev(), PortInfo{}); !errors.Is(err, ErrNoNetwork) {
@@ -342,33 +312,15 @@ func mustMAC(s string) net.HardwareAddr {
 	return m
 }
 
-// mqDev is a device of several fakeDev queues.
-type mqDev struct{ qs []*fakeDev }
-
-func (d *mqDev) Queues() []Queue {
-	out := make([]Queue, len(d.qs))
-	for i, q := range d.qs {
-		out[i] = q
-	}
-	return out
-}
-
-func (d *mqDev) Close() error {
-	for _, q := range d.qs {
-		q.Close()
-	}
-	return nil
-}
-
 func TestQueues(t *testing.T) {
 	sw := New(Config{Logger: quietLogger()})
 	defer sw.Close()
 	if _, err := sw.CreateNetwork("n"); err != nil {
 		t.Fatal(err)
 	}
-	a := &mqDev{qs: []*fakeDev{newFakeDev(), newFakeDev()}}
-	b := &mqDev{qs: []*fakeDev{newFakeDev(), newFakeDev()}}
-	c := &mqDev{qs: []*fakeDev{newFakeDev()}}
+	a := devicetest.New(devicetest.Config{Queues: 2})
+	b := devicetest.New(devicetest.Config{Queues: 2})
+	c := devicetest.New(devicetest.Config{})
 	pa, _ := sw.AddPort("n", "a", a, PortInfo{MAC: mustMAC(macA)})
 	sw.AddPort("n", "b", b, PortInfo{MAC: mustMAC(macB)})
 	sw.AddPort("n", "c", c, PortInfo{MAC: mustMAC(macC)})
@@ -376,20 +328,20 @@ func TestQueues(t *testing.T) {
 	// A frame read on queue 1 of a goes out on queue 1 of b, and on the
 	// only queue of c.
 	f := frame(bcast, macA, "q1")
-	a.qs[1].in <- f
+	a.Send(1, f)
 	deadline := time.Now().Add(5 * time.Second)
-	for len(b.qs[1].got()) == 0 || len(c.qs[0].got()) == 0 {
+	for len(b.FramesOn(1)) == 0 || len(c.FramesOn(0)) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("frame read on queue 1 of a: b queues got %d/%d, c got %d; want b queue 1 and c queue 0",
-				len(b.qs[0].got()), len(b.qs[1].got()), len(c.qs[0].got()))
+				len(b.FramesOn(0)), len(b.FramesOn(1)), len(c.FramesOn(0)))
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if n := len(b.qs[0].got()); n != 0 {
+	if n := len(b.FramesOn(0)); n != 0 {
 		t.Fatalf("b queue 0 got %d frames, want 0", n)
 	}
 	// Both queues' loops count into the port's rx counters.
-	a.qs[0].in <- frame(bcast, macA, "q0")
+	a.Send(0, frame(bcast, macA, "q0"))
 	for pa.Counters().RxFrames != 2 {
 		if time.Now().After(deadline) {
 			t.Fatalf("a rx frames = %d, want 2 (one per queue)", pa.Counters().RxFrames)
@@ -421,16 +373,16 @@ func TestRemoveNetwork(t *testing.T) {
 	}
 }
 
-// A TCP/IPv4 segment's payload, after the virtio, Ethernet, IPv4 and TCP
-// (with timestamps) headers, starts on a 64-byte boundary, and the
-// buffer still holds exactly bufSize bytes.
+// A TCP/IPv4 segment's payload, after the Ethernet, IPv4 and TCP (with
+// timestamps) headers of a frame at headroom, starts on a 64-byte
+// boundary, and the buffer still holds exactly bufSize bytes.
 func TestFrameBufferAlignsTCPPayload(t *testing.T) {
 	for range 10 {
 		b := newFrameBuffer()
 		if len(b) != bufSize || cap(b) != bufSize {
 			t.Fatalf("len %d cap %d, want %d", len(b), cap(b), bufSize)
 		}
-		payload := HdrLen + ethHdrLen + 20 + 32
+		payload := headroom + ethHdrLen + 20 + 32
 		if a := uintptr(unsafe.Pointer(&b[payload])) % 64; a != 0 {
 			t.Fatalf("payload at %d is %d bytes past a 64-byte boundary", payload, a)
 		}

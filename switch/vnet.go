@@ -38,11 +38,11 @@ func validVnetHdr(b []byte) bool {
 // gsoTypes marks the GSO types a TAP accepts. A table, rather than a
 // switch, keeps validVnetHdr small enough to be inlined.
 var gsoTypes = [256]bool{
-	device.GSONone:               true,
-	device.GSOTCPv4:              true,
-	device.GSOUDP:                true,
-	device.GSOTCPv6:              true,
-	device.GSOUDPL4:              true,
+	device.GSONone:                  true,
+	device.GSOTCPv4:                 true,
+	device.GSOUDP:                   true,
+	device.GSOTCPv6:                 true,
+	device.GSOUDPL4:                 true,
 	device.GSOTCPv4 | device.GSOECN: true,
 	device.GSOUDP | device.GSOECN:   true,
 	device.GSOTCPv6 | device.GSOECN: true,

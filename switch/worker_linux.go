@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tapswitch/tapswitch/device"
 )
 
 // A worker serves queue number i of every port: it waits on all of them
@@ -22,7 +24,13 @@ import (
 // at the others, so one busy port cannot starve the rest.
 const burst = 64
 
+// workerBatch is the most frames a worker reads from a queue at once; a
+// queue's own BatchSize may be smaller.
+const workerBatch = 8
+
 type worker struct {
+	// qi is the queue number the worker serves.
+	qi   int
 	epfd int
 	stop int // eventfd that ends the loop
 
@@ -43,13 +51,13 @@ type slot struct {
 	w    *worker
 	port *Port
 	qi   int
-	q    PollQueue
+	q    device.PollQueue
 }
 
 // stopData is the epoll data of the stop eventfd.
 const stopData = ^uint64(0)
 
-func newWorker() (*worker, error) {
+func newWorker(qi int) (*worker, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
@@ -66,7 +74,7 @@ func newWorker() (*worker, error) {
 		unix.Close(stop)
 		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
-	w := &worker{epfd: epfd, stop: stop, done: make(chan struct{})}
+	w := &worker{qi: qi, epfd: epfd, stop: stop, done: make(chan struct{})}
 	w.slots.Store(&[]*slot{})
 	go w.run()
 	return w, nil
@@ -82,7 +90,7 @@ func getData(ev *unix.EpollEvent) uint64 {
 }
 
 // add starts serving q, queue qi of p.
-func (w *worker) add(p *Port, qi int, q PollQueue) (*slot, error) {
+func (w *worker) add(p *Port, qi int, q device.PollQueue) (*slot, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	s := &slot{w: w, port: p, qi: qi, q: q}
@@ -141,7 +149,7 @@ func (w *worker) close() {
 
 func (w *worker) run() {
 	defer close(w.done)
-	buf := newFrameBuffer()
+	l := newLane(w.qi, workerBatch)
 	events := make([]unix.EpollEvent, 64)
 	for {
 		n, err := unix.EpollWait(w.epfd, events, -1)
@@ -162,18 +170,19 @@ func (w *worker) run() {
 			if d >= uint64(len(slots)) || slots[d] == nil {
 				continue
 			}
-			w.serve(slots[d], buf)
+			w.serve(slots[d], l)
 		}
 		w.seq.Add(1)
 	}
 }
 
-// serve forwards up to burst frames queued on s. Epoll is level
-// triggered, so frames left over bring the worker back.
-func (w *worker) serve(s *slot, buf []byte) {
+// serve forwards up to burst frames queued on s, a batch at a time.
+// Epoll is level triggered, so frames left over bring the worker back.
+func (w *worker) serve(s *slot, l *lane) {
 	p := s.port
-	for range burst {
-		n, err := s.q.TryRead(buf)
+	batch := min(len(l.bufs), s.q.BatchSize())
+	for done := 0; done < burst; {
+		n, err := s.q.TryRead(l.bufs[:batch], l.sizes, headroom)
 		if err != nil {
 			if !errors.Is(err, os.ErrClosed) {
 				p.drop(DropRxError)
@@ -181,9 +190,12 @@ func (w *worker) serve(s *slot, buf []byte) {
 			}
 			return
 		}
-		if n == 0 {
+		for i := range n {
+			p.net.forward(p, l, l.bufs[i][:headroom+l.sizes[i]])
+		}
+		if n < batch {
 			return
 		}
-		p.net.forward(p, s.qi, buf[:n])
+		done += n
 	}
 }

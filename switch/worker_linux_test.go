@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tapswitch/tapswitch/device"
 	"github.com/tapswitch/tapswitch/fdb"
 )
 
@@ -20,23 +21,37 @@ type seqpacketQueue struct {
 	closed atomic.Bool
 }
 
-func (q *seqpacketQueue) Fd() int { return q.fd }
-func (q *seqpacketQueue) TryRead(b []byte) (int, error) {
+func (q *seqpacketQueue) Fd() int        { return q.fd }
+func (q *seqpacketQueue) BatchSize() int { return 4 }
+func (q *seqpacketQueue) TryRead(bufs [][]byte, sizes []int, offset int) (int, error) {
 	if q.closed.Load() {
 		return 0, os.ErrClosed
 	}
-	n, err := unix.Read(q.fd, b)
-	if err == unix.EAGAIN {
-		return 0, nil
+	for i := range min(len(bufs), q.BatchSize()) {
+		n, err := unix.Read(q.fd, bufs[i][offset-HdrLen:])
+		if err == unix.EAGAIN || (err != nil && i > 0) {
+			return i, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		sizes[i] = n - HdrLen
 	}
-	return n, err
+	return min(len(bufs), q.BatchSize()), nil
 }
-func (q *seqpacketQueue) Read(b []byte) (int, error) { panic("a polled queue is not read by a loop") }
-func (q *seqpacketQueue) Write(b []byte) (int, error) {
+func (q *seqpacketQueue) Read([][]byte, []int, int) (int, error) {
+	panic("a polled queue is not read by a loop")
+}
+func (q *seqpacketQueue) Write(bufs [][]byte, offset int) (int, error) {
 	if q.closed.Load() {
 		return 0, os.ErrClosed
 	}
-	return unix.Write(q.fd, b)
+	for i, b := range bufs {
+		if _, err := unix.Write(q.fd, b[offset-HdrLen:]); err != nil {
+			return i, err
+		}
+	}
+	return len(bufs), nil
 }
 
 type seqpacketDev struct {
@@ -64,8 +79,10 @@ func newSeqpacketDev(t *testing.T, queues int) *seqpacketDev {
 	return d
 }
 
-func (d *seqpacketDev) Queues() []Queue {
-	out := make([]Queue, len(d.qs))
+func (d *seqpacketDev) Caps() device.Caps { return tapCaps }
+
+func (d *seqpacketDev) Queues() []device.Queue {
+	out := make([]device.Queue, len(d.qs))
 	for i, q := range d.qs {
 		out[i] = q
 	}

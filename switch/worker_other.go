@@ -2,14 +2,20 @@
 
 package vswitch
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/tapswitch/tapswitch/device"
+)
 
 type worker struct{}
 
 type slot struct{ w *worker }
 
-func newWorker() (*worker, error) { return nil, errors.New("vswitch: pollers need Linux") }
+func newWorker(int) (*worker, error) { return nil, errors.New("vswitch: pollers need Linux") }
 
-func (w *worker) add(*Port, int, PollQueue) (*slot, error) { return nil, errors.New("unreachable") }
-func (w *worker) remove(*slot)                             {}
-func (w *worker) close()                                   {}
+func (w *worker) add(*Port, int, device.PollQueue) (*slot, error) {
+	return nil, errors.New("unreachable")
+}
+func (w *worker) remove(*slot) {}
+func (w *worker) close()       {}

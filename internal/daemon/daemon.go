@@ -22,7 +22,6 @@ import (
 	"github.com/tapswitch/tapswitch/internal/nat"
 	"github.com/tapswitch/tapswitch/internal/version"
 	vswitch "github.com/tapswitch/tapswitch/switch"
-	"github.com/tapswitch/tapswitch/tap"
 )
 
 // Config configures a Daemon.
@@ -77,10 +76,6 @@ type Daemon struct {
 	// ports holds the container ports by name; gateways are in nets.
 	ports map[string]*port
 
-	// keep is set while the daemon stops for the next one to resume:
-	// the switch then releases the TAPs it closes instead of removing
-	// them (see tapDevice).
-	keep atomic.Bool
 	// restored and dropped count the ports of the state file brought
 	// back at start and those given up; ready is when New was done,
 	// from cfg.Started. Set once by New.
@@ -189,9 +184,6 @@ func (d *Daemon) persistent() bool { return d.cfg.StateDir != "" }
 // alias marks the TAPs of this daemon's state directory (tap.Config.Alias).
 func (d *Daemon) alias() string { return "tapswitch " + stateID(d.cfg.StateDir) }
 
-// device presents dev to the switch.
-func (d *Daemon) device(dev tap.Device) tapDevice { return tapDevice{Device: dev, keep: &d.keep} }
-
 // Close stops the daemon for another to resume: published ports and DNS
 // servers stop, and the TAPs are released but stay, persistent, with
 // their addresses, as do the gateways, the pins of namespaces, the
@@ -207,9 +199,6 @@ func (d *Daemon) Close() { d.shutdown(!d.persistent()) }
 func (d *Daemon) CloseAndRemove() { d.shutdown(true) }
 
 func (d *Daemon) shutdown(remove bool) {
-	if !remove {
-		d.keep.Store(true)
-	}
 	if d.stopWatch != nil {
 		close(d.stopWatch)
 		<-d.watchDone
@@ -226,8 +215,14 @@ func (d *Daemon) shutdown(remove bool) {
 		}
 	}
 	d.mu.Unlock()
-	if d.sw != nil {
+	// Stopping for the next daemon, the switch lets go of the TAPs
+	// rather than removing them: they are persistent, and stay.
+	switch {
+	case d.sw == nil:
+	case remove:
 		d.sw.Close()
+	default:
+		d.sw.Release()
 	}
 	if !remove {
 		// The state file already says what the next start resumes.
@@ -354,27 +349,4 @@ func (d *Daemon) Networks() []api.Network {
 	}
 	slices.SortFunc(out, func(a, b api.Network) int { return cmp.Compare(a.Name, b.Name) })
 	return out
-}
-
-// tapDevice presents a TAP to the switch. When the switch closes it
-// while the daemon stops for a restart, the TAP is released, not removed.
-type tapDevice struct {
-	tap.Device
-	keep *atomic.Bool
-}
-
-func (d tapDevice) Close() error {
-	if d.keep != nil && d.keep.Load() {
-		return d.Device.Release()
-	}
-	return d.Device.Close()
-}
-
-func (d tapDevice) Queues() []vswitch.Queue {
-	tq := d.Device.Queues()
-	q := make([]vswitch.Queue, len(tq))
-	for i := range tq {
-		q[i] = tq[i]
-	}
-	return q
 }

@@ -155,7 +155,7 @@ func (d *Daemon) startNetworkLocked(n *network, reopen bool) (err error) {
 	// The gateway routes for the network: replies from outside come out
 	// of it with their own source addresses, so port security is off.
 	info := vswitch.PortInfo{Ifname: n.bridge, MAC: dev.MAC(), IPs: []netip.Prefix{gwp}, MTU: 1500, NoSecurity: true}
-	gw, err := d.sw.AddPort(n.name, n.bridge, d.device(dev), info)
+	gw, err := d.sw.AddPort(n.name, n.bridge, dev, info)
 	if err != nil {
 		return fmt.Errorf("gateway interface %s: %w", n.bridge, classify(err))
 	}

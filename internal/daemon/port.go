@@ -265,7 +265,7 @@ func (d *Daemon) attachLocked(s attachSpec) (_ *port, err error) {
 	}
 	info := vswitch.PortInfo{Netns: s.netns, NetnsPath: nsPath, Ifname: s.ifname, MAC: dev.MAC(), IPs: ips, MTU: mtu}
 	applyPolicy(&info, s.req.PortPolicy)
-	sp, err := d.sw.AddPort(s.network, s.name, d.device(dev), info)
+	sp, err := d.sw.AddPort(s.network, s.name, dev, info)
 	if err != nil {
 		return nil, classify(err)
 	}

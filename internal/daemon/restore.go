@@ -153,7 +153,7 @@ func (d *Daemon) restorePortLocked(ps portState) error {
 	}
 	info := vswitch.PortInfo{Netns: ps.Request.Netns, NetnsPath: path, Ifname: ifname, MAC: dev.MAC(), IPs: ips, MTU: mtu}
 	applyPolicy(&info, ps.Request.PortPolicy)
-	sp, err := d.sw.AddPort(n.name, ps.Name, d.device(dev), info)
+	sp, err := d.sw.AddPort(n.name, ps.Name, dev, info)
 	if err != nil {
 		return classify(err)
 	}
