@@ -88,7 +88,7 @@ const (
 	// takes from a writer for virtio's sake but never hands a reader
 	// that did not ask for it.
 	GSOSetUDP GSOSet = 1 << GSOUDP
-	GSOSetTCP          = GSOSetTCPv4 | GSOSetTCPv6
+	GSOSetTCP        = GSOSetTCPv4 | GSOSetTCPv6
 )
 
 // Has reports whether the set holds GSO type t (the ECN bit ignored).

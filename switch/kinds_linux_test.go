@@ -253,4 +253,3 @@ func fold(acc uint32) uint16 {
 	}
 	return uint16(acc)
 }
-
