@@ -330,7 +330,7 @@ func ValidateNetworkCreate(r api.NetworkCreateRequest) error {
 func validateNetworkAddrs(r api.NetworkCreateRequest) error {
 	if r.Subnet == "" {
 		if r.Gateway != "" {
-			return invalid("gateway %s without a subnet: give the subnet too (--subnet)", quote(r.Gateway))
+			return api.Errorf(api.ErrInvalid, api.ReasonGatewayWithoutSubnet, "gateway %s without a subnet", quote(r.Gateway))
 		}
 		return nil
 	}

@@ -64,12 +64,12 @@ func (d *Daemon) CreateNetwork(ctx context.Context, req api.NetworkCreateRequest
 
 func (d *Daemon) createNetworkLocked(req api.NetworkCreateRequest) (*network, error) {
 	if _, ok := d.nets[req.Name]; ok {
-		return nil, conflict("network %q already exists; inspect it with 'tapswitch network inspect %s'", req.Name, req.Name)
+		return nil, api.Errorf(api.ErrConflict, api.ReasonNetworkExists, "network %q already exists", req.Name)
 	}
 	var gw netip.Addr
 	if req.Gateway != "" {
 		if req.Subnet == "" {
-			return nil, invalid("gateway %s without a subnet: give the subnet too (--subnet)", req.Gateway)
+			return nil, api.Errorf(api.ErrInvalid, api.ReasonGatewayWithoutSubnet, "gateway %s without a subnet", req.Gateway)
 		}
 		a, err := netip.ParseAddr(req.Gateway)
 		if err != nil {
@@ -233,7 +233,7 @@ func (d *Daemon) RemoveNetwork(ctx context.Context, name string, force bool) err
 		for i, p := range ports {
 			names[i] = p.name()
 		}
-		return fmt.Errorf("remove network %q: %w", name, conflict("%d port(s) still attached (%s); detach them first, or use --force to detach them", len(ports), strings.Join(names, ", ")))
+		return fmt.Errorf("remove network %q: %w", name, api.Errorf(api.ErrConflict, api.ReasonNetworkHasPorts, "%d port(s) still attached (%s)", len(ports), strings.Join(names, ", ")))
 	}
 	for _, p := range ports {
 		if err := d.sw.RemovePort(p.sw); err != nil && !errors.Is(err, vswitch.ErrNoPort) {

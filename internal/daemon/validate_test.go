@@ -63,6 +63,16 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+// TestValidateNoName checks that a namespace no port name can be made
+// from is refused with the reason that asks for a name.
+func TestValidateNoName(t *testing.T) {
+	req := api.AttachRequest{Netns: "/run/netns/é"}
+	_, err := (&Daemon{}).validate(req)
+	if !errors.Is(err, api.ErrInvalid) || api.ReasonOf(err) != api.ReasonPortNameRequired || !strings.Contains(err.Error(), `"/run/netns/é"`) {
+		t.Fatalf("validate(%+v) = %v, want an ErrInvalid naming the netns, with reason %s", req, err, api.ReasonPortNameRequired)
+	}
+}
+
 func TestDefaultName(t *testing.T) {
 	for in, want := range map[string]string{
 		"web":              "web",
