@@ -98,7 +98,7 @@ func (a Access) Guard(h http.Handler, log *slog.Logger) http.Handler {
 		p, err := PeerFromContext(r.Context())
 		if err != nil {
 			log.Warn("API request refused: peer unknown", "method", r.Method, "path", r.URL.Path, "err", err)
-			writeError(w, log, fmt.Errorf("%w: cannot read the credentials of the connecting process: %v", api.ErrForbidden, err))
+			writeError(w, log, fmt.Errorf("%w: cannot read the credentials of the connecting process: %w", api.ErrForbidden, err))
 			return
 		}
 		if !a.Allows(p) {

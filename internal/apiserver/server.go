@@ -250,7 +250,7 @@ func decodeStrict(r io.Reader, v any, what string) error {
 	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: %s: %v", api.ErrInvalid, what, err)
+		return fmt.Errorf("%w: %s: %w", api.ErrInvalid, what, err)
 	}
 	if dec.More() {
 		return fmt.Errorf("%w: %s: data after the JSON object", api.ErrInvalid, what)

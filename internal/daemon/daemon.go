@@ -262,11 +262,11 @@ func (d *Daemon) Version() api.Version {
 }
 
 func invalid(format string, a ...any) error {
-	return fmt.Errorf("%w: %s", api.ErrInvalid, fmt.Sprintf(format, a...))
+	return fmt.Errorf("%w: %w", api.ErrInvalid, fmt.Errorf(format, a...))
 }
 
 func conflict(format string, a ...any) error {
-	return fmt.Errorf("%w: %s", api.ErrConflict, fmt.Sprintf(format, a...))
+	return fmt.Errorf("%w: %w", api.ErrConflict, fmt.Errorf(format, a...))
 }
 
 func noNetwork(name string) error {

@@ -166,7 +166,7 @@ func (d *Daemon) startNetworkLocked(n *network, reopen bool) (err error) {
 	}()
 	records, err := dns.NewRecords(n.name)
 	if err != nil {
-		return invalid("network name %q as a DNS domain: %v", n.name, err)
+		return invalid("network name %q as a DNS domain: %w", n.name, err)
 	}
 	srv := dns.NewServer(dns.Config{
 		Addr:      netip.AddrPortFrom(n.subnet.Gateway(), 53),

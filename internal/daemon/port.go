@@ -148,9 +148,9 @@ func resolveNetns(spec string) (string, error) {
 	path, err := namespace.Resolve(spec)
 	if err != nil {
 		if errors.Is(err, namespace.ErrNotFound) {
-			return "", fmt.Errorf("%w: %v", api.ErrNotFound, err)
+			return "", fmt.Errorf("%w: %w", api.ErrNotFound, err)
 		}
-		return "", fmt.Errorf("%w: %v", api.ErrInvalid, err)
+		return "", fmt.Errorf("%w: %w", api.ErrInvalid, err)
 	}
 	return path, nil
 }
@@ -308,7 +308,7 @@ func (d *Daemon) attachLocked(s attachSpec) (_ *port, err error) {
 	}
 	if len(local) > 0 {
 		if err := n.records.Set(s.name, []string{p.dnsName()}, local); err != nil {
-			return nil, invalid("DNS name of port %q: %v", s.name, err)
+			return nil, invalid("DNS name of port %q: %w", s.name, err)
 		}
 	}
 	if resolvConf == "" && len(local) > 0 {
