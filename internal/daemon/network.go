@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"cmp"
-	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -48,7 +47,7 @@ func (n *network) gatewayPrefix() netip.Prefix {
 }
 
 // CreateNetwork implements apiserver.Backend.
-func (d *Daemon) CreateNetwork(ctx context.Context, req api.NetworkCreateRequest) (api.Network, error) {
+func (d *Daemon) CreateNetwork(req api.NetworkCreateRequest) (api.Network, error) {
 	if err := checkNetworkName(req.Name); err != nil {
 		return api.Network{}, fmt.Errorf("create network: %w", err)
 	}
@@ -217,7 +216,7 @@ func (d *Daemon) stopNetworkLocked(n *network) error {
 }
 
 // RemoveNetwork implements apiserver.Backend.
-func (d *Daemon) RemoveNetwork(ctx context.Context, name string, force bool) error {
+func (d *Daemon) RemoveNetwork(name string, force bool) error {
 	if name == api.DefaultNetwork {
 		return fmt.Errorf("remove network %q: %w", name, invalid("the default network is predefined and cannot be removed"))
 	}

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -156,7 +155,7 @@ func resolveNetns(spec string) (string, error) {
 }
 
 // Attach implements apiserver.Backend.
-func (d *Daemon) Attach(ctx context.Context, req api.AttachRequest) (api.Port, error) {
+func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
 	s, err := d.validate(req)
 	if err != nil {
 		return api.Port{}, fmt.Errorf("attach netns %q: %w", req.Netns, err)
@@ -387,7 +386,7 @@ func (d *Daemon) checkFree(s attachSpec, n *network) error {
 }
 
 // Detach implements apiserver.Backend.
-func (d *Daemon) Detach(ctx context.Context, name string) error {
+func (d *Daemon) Detach(name string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	sp, err := d.sw.Port(name)
@@ -414,7 +413,7 @@ func applyPolicy(info *vswitch.PortInfo, pol api.PortPolicy) {
 
 // UpdatePort changes an attached port's policy and records it, so that a
 // restart keeps it.
-func (d *Daemon) UpdatePort(ctx context.Context, name string, req api.PortUpdateRequest) (api.Port, error) {
+func (d *Daemon) UpdatePort(name string, req api.PortUpdateRequest) (api.Port, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	sp, err := d.sw.Port(name)
@@ -510,7 +509,7 @@ func writtenByUs(path string) bool {
 }
 
 // Connect implements apiserver.Backend.
-func (d *Daemon) Connect(ctx context.Context, network string, req api.ConnectRequest) (api.Port, error) {
+func (d *Daemon) Connect(network string, req api.ConnectRequest) (api.Port, error) {
 	fail := func(err error) (api.Port, error) {
 		return api.Port{}, fmt.Errorf("connect port %q to network %q: %w", req.Port, network, err)
 	}
