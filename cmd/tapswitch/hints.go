@@ -108,7 +108,7 @@ func reasonHint(cmd string, reason api.Reason, network string) string {
 	case api.ReasonGatewayPort:
 		switch cmd {
 		case "detach":
-			return "'tapswitch network rm' removes the network and its gateway"
+			return "a gateway goes with its network (tapswitch network rm)"
 		case "connect":
 			return "give a container's port"
 		}
@@ -118,7 +118,7 @@ func reasonHint(cmd string, reason api.Reason, network string) string {
 		}
 	case api.ReasonPublishNeedsAddress:
 		if is("attach") {
-			return "--publish needs an address in the network's subnet: leave --ip out, or give one in the subnet"
+			return "leave --ip out, or give --ip an address in the subnet"
 		}
 	case api.ReasonGatewayWithoutSubnet:
 		if is("network create") {

@@ -395,7 +395,7 @@ func (d *Daemon) Detach(name string) error {
 	}
 	p, ok := d.ports[sp.Name()]
 	if !ok {
-		return fmt.Errorf("detach: %w", api.Errorf(api.ErrInvalid, api.ReasonGatewayPort, "port %q is the gateway of network %q; it goes with the network", sp.Name(), sp.Network().Name()))
+		return fmt.Errorf("detach: %w", api.Errorf(api.ErrInvalid, api.ReasonGatewayPort, "port %q is the gateway of network %q", sp.Name(), sp.Network().Name()))
 	}
 	if err := d.sw.RemovePort(sp); err != nil {
 		return fmt.Errorf("detach: %w", classify(err))
