@@ -54,6 +54,25 @@ bench: deps build
 	$(GO) run ./bench -scale -tapswitchd $(BIN)/tapswitchd -tapswitch $(BIN)/tapswitch $(ARGS)
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1,2 ./fdb ./switch
 
+# bench-ab runs the comparison with two builds of tapswitch, passes
+# interleaved, and adds new/base per test next to the bridge's drift:
+# BASE, a git revision, against this tree or against NEW, another one.
+# Revisions are built in a temporary clone sharing this repository's
+# objects (a worktree would do, but Go stamps no revision there), so
+# the work tree and bin/ are left alone. E.g.
+#   make bench-ab BASE=HEAD ARGS="-t 10"; make bench-ab BASE=main NEW=dataplane
+.PHONY: bench-ab
+bench-ab: $(if $(BASE),deps)
+	@test -n "$(BASE)" || { echo "usage: make bench-ab BASE=<revision> [NEW=<revision>] [ARGS=...]" >&2; exit 2; }
+	@tmp=$$(mktemp -d /tmp/tapswitch-ab.XXXXXX) || exit 1; trap 'rm -rf $$tmp' EXIT; trap 'exit 130' INT TERM; \
+	build() { src=.; if [ -n "$$2" ]; then src=$$tmp/$$1-src; \
+		rev=$$(git rev-parse --verify -q "$$2^{commit}") || { echo "bench-ab: $$2 names no commit" >&2; return 1; }; \
+		git clone -q --shared --no-checkout . $$src && git -C $$src checkout -q --detach $$rev || return 1; fi; \
+		(cd $$src && $(GO) build -buildvcs=auto -o $$tmp/$$1/ ./cmd/tapswitchd ./cmd/tapswitch); }; \
+	build base "$(BASE)" && build new "$(NEW)" && \
+	$(GO) run ./bench -tapswitchd $$tmp/new/tapswitchd -tapswitch $$tmp/new/tapswitch \
+		-base-tapswitchd $$tmp/base/tapswitchd -base-tapswitch $$tmp/base/tapswitch $(ARGS)
+
 # profile runs the comparison with a system-wide perf profile of each
 # throughput test and adds where the CPU went by kind of work (copy,
 # scheduling, allocation, ...); the perf data goes beside the JSON.

@@ -33,6 +33,34 @@
 // runs the bridge again at the end and divides by the mean of both bridge
 // passes, and the report warns when they differ by more than 20%.
 //
+// # A/B of two builds
+//
+// -base-tapswitchd and -base-tapswitch (make bench-ab BASE=<revision>)
+// add tapswitch-base, the same tests on another build of tapswitch, to
+// show whether a change made any row worse. The two builds run in the
+// same session, interleaved as base, new, ..., new, base (ABBA) between
+// the two bridge passes (A/B implies -bracket): bridge, tapswitch-base,
+// tapswitch, [ovs,] tapswitch, tapswitch-base, bridge. A drift of the
+// machine that is linear in time thus cancels out of the mean of each
+// build's two passes, and neither build always runs first or last. Each
+// pass starts its own daemon, with its own socket, state directory and
+// namespaces, and removes them afterwards, as every pass does.
+//
+// The main table shows each build's mean and its ratio to the bridge. A
+// second table shows each build's passes; new/base, the mean of new's
+// over the mean of base's; the bridge's drift, its two passes, the
+// larger over the smaller, minus 1 (the -bracket figure); the repeat
+// spread, the same for each build's own two passes, the larger of the
+// two, since two bridge passes can agree by chance; and others, the most
+// CPU other processes took in a pass of either build. A row where new is
+// worse than base (the larger mean over the smaller, minus 1) by more
+// than the larger of drift and spread reads WORSE beyond drift; within
+// it, the difference is no evidence of a change. Where others took over
+// 10% of a CPU the table says so: a neighbour's burst lowers whichever
+// pass it lands on, which interleaving cannot cancel. The JSON has the
+// comparison under "ab", with each build's binaries and the git revision
+// stamped in them.
+//
 // # Where the CPU went
 //
 // A second table splits the machine's CPU time in each test, read from
@@ -138,6 +166,8 @@
 //	sudo go run ./bench -demo                # TCP 1 stream only, 3 s, with ports and fdb
 //	sudo go run ./bench -profile             # also where the CPU went by kind of work (perf)
 //	sudo go run ./bench -scale               # the scale suite, about a minute
+//	sudo go run ./bench -base-tapswitchd old/tapswitchd -base-tapswitch old/tapswitch
+//	sudo make bench-ab BASE=main NEW=dataplane  # A/B of two revisions, built in a temporary clone
 //
 // Needs ip (iproute2), iperf3 and ping; sockperf, openvswitch-switch and,
 // for -profile, linux-perf are optional. Results also go to

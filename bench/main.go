@@ -32,6 +32,9 @@ type config struct {
 	scale                 bool
 	// profileDir is where -profile puts its perf data, "" without it.
 	profileDir string
+	// baseTapswitchd and baseTapswitch are the base build of an A/B run,
+	// both "" without one.
+	baseTapswitchd, baseTapswitch string
 }
 
 var errInterrupted = errors.New("interrupted; everything created has been removed")
@@ -54,7 +57,13 @@ func parseFlags(args []string) (*config, error) {
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: go run ./bench [flags]\n\n"+
 			"Measures tapswitch side by side with the Linux bridge (and Open vSwitch\n"+
-			"when installed) between two network namespaces. Needs root.\n\n")
+			"when installed) between two network namespaces. Needs root.\n\n"+
+			"A/B of two builds: -base-tapswitchd and -base-tapswitch add the system\n"+
+			"tapswitch-base, run in the same session as tapswitch, passes in the order\n"+
+			"bridge, tapswitch-base, tapswitch, [ovs,] tapswitch, tapswitch-base, bridge,\n"+
+			"and a table of new/base per test beside the bridge's drift between its two\n"+
+			"passes and each build's own. make bench-ab BASE=<git revision> builds\n"+
+			"the base from git; see go doc ./bench.\n\n")
 		fs.PrintDefaults()
 	}
 	cfg := &config{}
@@ -62,6 +71,8 @@ func parseFlags(args []string) (*config, error) {
 	var profile bool
 	fs.StringVar(&cfg.tapswitchd, "tapswitchd", "./bin/tapswitchd", "daemon binary `path`")
 	fs.StringVar(&cfg.tapswitch, "tapswitch", "./bin/tapswitch", "CLI binary `path`")
+	fs.StringVar(&cfg.baseTapswitchd, "base-tapswitchd", "", "A/B: daemon binary `path` of the base build, which -tapswitchd is compared with (implies -bracket)")
+	fs.StringVar(&cfg.baseTapswitch, "base-tapswitch", "", "A/B: CLI binary `path` of the base build; goes with -base-tapswitchd")
 	fs.IntVar(&cfg.seconds, "t", 5, "duration of each test in `seconds` (3 with -demo unless given)")
 	fs.StringVar(&cfg.jsonPath, "json", "", "write results as JSON to `file` (default bench/results/<UTC time>.json; none with -demo)")
 	fs.StringVar(&only, "only", "", "comma-separated `systems` to run: bridge,tapswitch,ovs (default: all available)")
@@ -85,6 +96,13 @@ func parseFlags(args []string) (*config, error) {
 			}
 		}
 	}
+	if cfg.ab() {
+		if err := checkAB(cfg, set); err != nil {
+			return nil, err
+		}
+	} else if cfg.baseTapswitch != "" {
+		return nil, errors.New("-base-tapswitch goes with -base-tapswitchd: give both")
+	}
 	if cfg.demo && !set["t"] {
 		cfg.seconds = 3
 	}
@@ -100,7 +118,13 @@ func parseFlags(args []string) (*config, error) {
 		cfg.only = []string{"bridge", "tapswitch"}
 	}
 	if cfg.bracket && cfg.only != nil && !slices.Contains(cfg.only, baseline) {
+		if cfg.ab() {
+			return nil, errors.New("A/B needs the bridge among -only: its two passes are the drift a difference is judged by")
+		}
 		return nil, errors.New("-bracket needs the bridge among -only")
+	}
+	if cfg.ab() && cfg.only != nil && !slices.Contains(cfg.only, "tapswitch") {
+		return nil, errors.New("A/B compares -base-tapswitchd with -tapswitchd: add tapswitch to -only")
 	}
 	stamp := time.Now().UTC().Format("20060102T150405Z")
 	if cfg.jsonPath == "" && !cfg.demo {
@@ -110,6 +134,24 @@ func parseFlags(args []string) (*config, error) {
 		cfg.profileDir = profileDir(cfg.jsonPath, stamp)
 	}
 	return cfg, nil
+}
+
+// ab reports whether the run compares two builds of tapswitch.
+func (c *config) ab() bool { return c.baseTapswitchd != "" }
+
+// checkAB checks the A/B flags against the others and turns on -bracket,
+// whose second bridge pass gives the drift the builds are judged by.
+func checkAB(cfg *config, set map[string]bool) error {
+	if cfg.baseTapswitch == "" {
+		return errors.New("-base-tapswitchd goes with -base-tapswitch: give both")
+	}
+	for _, f := range []string{"scale", "demo"} {
+		if set[f] {
+			return fmt.Errorf("-base-tapswitchd: A/B is for the comparison, not -%s: drop one", f)
+		}
+	}
+	cfg.bracket = true
+	return nil
 }
 
 // profileDir is where -profile keeps the perf data of a run whose JSON
@@ -197,11 +239,17 @@ func chooseSystems(cfg *config) (systems []string, notes []string, err error) {
 	}
 	for _, s := range candidates {
 		if e := avail[s]; e != nil {
-			if explicit {
+			if explicit || (s == "tapswitch" && cfg.ab()) {
 				return nil, nil, fmt.Errorf("%s: %v; %s", s, e, howTo[s])
 			}
 			notes = append(notes, fmt.Sprintf("%s skipped: %v; %s", s, e, howTo[s]))
 			continue
+		}
+		if s == "tapswitch" && cfg.ab() {
+			if err := errors.Join(executable(cfg.baseTapswitchd), executable(cfg.baseTapswitch)); err != nil {
+				return nil, nil, fmt.Errorf("%s: %v; point -base-tapswitchd and -base-tapswitch at the base build's binaries", baseSystem, err)
+			}
+			systems = append(systems, baseSystem)
 		}
 		systems = append(systems, s)
 	}
@@ -213,7 +261,9 @@ func newSystem(cfg *config, name string) system {
 	case "bridge":
 		return newBridgeSystem(pidForNames)
 	case "tapswitch":
-		return newTapswitchSystem(cfg.tapswitchd, cfg.tapswitch)
+		return newTapswitchSystem(name, cfg.tapswitchd, cfg.tapswitch)
+	case baseSystem:
+		return newTapswitchSystem(name, cfg.baseTapswitchd, cfg.baseTapswitch)
 	case "ovs":
 		return newOVSSystem(pidForNames)
 	}
@@ -223,22 +273,25 @@ func newSystem(cfg *config, name string) system {
 // toolVersions records what produced the numbers, for the JSON.
 func toolVersions(ctx context.Context, cfg *config, systems []string) map[string]string {
 	v := map[string]string{}
-	first := func(name string, args ...string) {
+	first := func(key, name string, args ...string) {
 		out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
 		if err == nil {
 			line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-			v[filepath.Base(name)] = ansiEscape.ReplaceAllString(line, "")
+			v[key] = ansiEscape.ReplaceAllString(line, "")
 		}
 	}
-	first("iperf3", "--version")
+	first("iperf3", "iperf3", "--version")
 	if _, err := exec.LookPath("sockperf"); err == nil {
-		first("sockperf", "--version")
+		first("sockperf", "sockperf", "--version")
 	}
 	if slices.Contains(systems, "ovs") {
-		first("ovs-vswitchd", "--version")
+		first("ovs-vswitchd", "ovs-vswitchd", "--version")
 	}
 	if slices.Contains(systems, "tapswitch") {
-		first(cfg.tapswitchd, "--version")
+		first("tapswitchd", cfg.tapswitchd, "--version")
+	}
+	if slices.Contains(systems, baseSystem) {
+		first("tapswitchd (base)", cfg.baseTapswitchd, "--version")
 	}
 	return v
 }
@@ -264,10 +317,7 @@ func runMain() error {
 	if len(systems) == 0 {
 		return errors.New("no system to measure")
 	}
-	runs := slices.Clone(systems)
-	if cfg.bracket && slices.Contains(systems, baseline) && len(systems) > 1 {
-		runs = append(runs, baseline)
-	}
+	runs := runOrder(systems, cfg.bracket)
 
 	tests := []test{testTCP1}
 	metrics := []metric{metricTCP1}
@@ -285,11 +335,14 @@ func runMain() error {
 	if cfg.profileDir != "" {
 		prof = newProfiler(cfg.profileDir)
 	}
-	if cfg.bracket && len(runs) == len(systems) {
+	if cfg.bracket && !slices.Contains(runs[len(systems):], baseline) {
 		notes = append(notes, "-bracket ignored: it needs the bridge and another system")
 	}
-	if len(runs) > len(systems) {
+	if slices.Contains(runs[len(systems):], baseline) {
 		notes = append(notes, "ratios are against the mean of the two bridge passes")
+	}
+	if slices.Contains(systems, baseSystem) {
+		notes = append(notes, "tapswitch and tapswitch-base ran twice each: the main table shows the mean of their passes, the A/B table each pass")
 	}
 
 	// The first signal cancels the run; teardown then proceeds under its
@@ -328,6 +381,13 @@ func runMain() error {
 		return errInterrupted
 	}
 	rep.Ratios = computeRatios(metrics, rep.Systems)
+	if slices.Contains(systems, baseSystem) {
+		rep.AB = &abReport{
+			Base: readBinaryInfo(cfg.baseTapswitchd, cfg.baseTapswitch),
+			New:  readBinaryInfo(cfg.tapswitchd, cfg.tapswitch),
+			Rows: compareAB(metrics, rep.Systems),
+		}
+	}
 	if n := busyNote(rep.Machine); n != "" {
 		notes = append(notes, n)
 	}

@@ -65,6 +65,19 @@ func TestParseFlags(t *testing.T) {
 		{"profile", []string{"-profile"}, func(c *config) bool {
 			return c.profileDir == strings.TrimSuffix(c.jsonPath, ".json")+"-perf" && strings.HasPrefix(c.profileDir, "bench/results/")
 		}, ""},
+		{"ab", []string{"-base-tapswitchd", "/b/tapswitchd", "-base-tapswitch", "/b/tapswitch"}, func(c *config) bool {
+			return c.ab() && c.bracket && c.baseTapswitchd == "/b/tapswitchd" && c.baseTapswitch == "/b/tapswitch" && c.tapswitchd == "./bin/tapswitchd"
+		}, ""},
+		{"ab with only", []string{"-base-tapswitchd", "d", "-base-tapswitch", "c", "-only", "tapswitch,bridge", "-t", "3"}, func(c *config) bool {
+			return c.ab() && c.bracket && slices.Equal(c.only, []string{"bridge", "tapswitch"}) && c.seconds == 3
+		}, ""},
+		{"no ab", nil, func(c *config) bool { return !c.ab() && !c.bracket }, ""},
+		{"ab without cli", []string{"-base-tapswitchd", "d"}, nil, "-base-tapswitchd goes with -base-tapswitch: give both"},
+		{"ab without daemon", []string{"-base-tapswitch", "c"}, nil, "-base-tapswitch goes with -base-tapswitchd: give both"},
+		{"ab without tapswitch", []string{"-base-tapswitchd", "d", "-base-tapswitch", "c", "-only", "bridge,ovs"}, nil, "add tapswitch to -only"},
+		{"ab without bridge", []string{"-base-tapswitchd", "d", "-base-tapswitch", "c", "-only", "tapswitch"}, nil, "A/B needs the bridge among -only"},
+		{"ab with scale", []string{"-base-tapswitchd", "d", "-base-tapswitch", "c", "-scale"}, nil, "not -scale"},
+		{"ab with demo", []string{"-base-tapswitchd", "d", "-base-tapswitch", "c", "-demo"}, nil, "not -demo"},
 		{"profile with json", []string{"-profile", "-json", "/tmp/x.json"}, func(c *config) bool { return c.profileDir == "/tmp/x-perf" }, ""},
 		{"profile with demo", []string{"-profile", "-demo"}, func(c *config) bool {
 			return c.jsonPath == "" && strings.HasPrefix(c.profileDir, "bench/results/") && strings.HasSuffix(c.profileDir, "Z-perf")

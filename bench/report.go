@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -25,10 +26,13 @@ type report struct {
 	Tools          map[string]string `json:"tools,omitempty"`
 	// Metrics and Systems are empty with -scale, which fills Scale.
 	Metrics []metric `json:"metrics,omitempty"`
-	// Systems is in run order; with -bracket the bridge appears twice.
+	// Systems is in run order; with -bracket the bridge appears twice,
+	// and in an A/B run tapswitch and tapswitch-base twice each.
 	Systems []passResult `json:"systems,omitempty"`
 	Ratios  []ratio      `json:"ratios"`
 	Scale   *scaleResult `json:"scale,omitempty"`
+	// AB compares the two builds of an A/B run (-base-tapswitchd).
+	AB *abReport `json:"ab,omitempty"`
 	// ProfileDir holds the perf data of each profiled test (-profile),
 	// <system>-<metric key>.data.
 	ProfileDir string   `json:"profile_dir,omitempty"`
@@ -50,7 +54,8 @@ type machineInfo struct {
 
 // ratio is System's value over the bridge's for one metric. With
 // -bracket the bridge figure is the mean of its two passes, which halves
-// the drift between them.
+// the drift between them; a system that ran twice (A/B) is likewise the
+// mean of its passes.
 type ratio struct {
 	Metric        string  `json:"metric"`
 	System        string  `json:"system"`
@@ -97,37 +102,37 @@ func busyNote(m machineInfo) string {
 
 // baselineValue is the mean of the bridge's good values for key.
 func baselineValue(passes []passResult, key string) (float64, bool) {
-	var sum float64
-	var n int
-	for i := range passes {
-		if passes[i].System != baseline {
-			continue
-		}
-		if m, ok := passes[i].value(key); ok && m.ok() {
-			sum += m.Value
-			n++
-		}
-	}
-	if n == 0 {
-		return 0, false
-	}
-	return sum / float64(n), true
+	_, mean := passValues(passes, baseline, key)
+	return mean, mean != 0
 }
 
+// systemsInOrder is each system once, in the order of its first pass.
+func systemsInOrder(passes []passResult) []string {
+	var out []string
+	for _, p := range passes {
+		if !slices.Contains(out, p.System) {
+			out = append(out, p.System)
+		}
+	}
+	return out
+}
+
+// computeRatios divides each system's value by the bridge's, the mean of
+// its good passes by the mean of the bridge's when either ran more than
+// once.
 func computeRatios(metrics []metric, passes []passResult) []ratio {
 	var out []ratio
 	for _, mt := range metrics {
 		base, ok := baselineValue(passes, mt.Key)
-		if !ok || base == 0 {
+		if !ok {
 			continue
 		}
-		for i := range passes {
-			p := &passes[i]
-			if p.System == baseline {
+		for _, sys := range systemsInOrder(passes) {
+			if sys == baseline {
 				continue
 			}
-			if m, ok := p.value(mt.Key); ok && m.ok() {
-				out = append(out, ratio{Metric: mt.Key, System: p.System, Baseline: baseline, Value: m.Value / base, LowerIsBetter: mt.LowerIsBetter})
+			if _, v := passValues(passes, sys, mt.Key); v != 0 {
+				out = append(out, ratio{Metric: mt.Key, System: sys, Baseline: baseline, Value: v / base, LowerIsBetter: mt.LowerIsBetter})
 			}
 		}
 	}
@@ -182,7 +187,9 @@ type column struct {
 }
 
 // columns puts the bridge passes first, side by side so their drift is
-// plain, then each other system followed by its ratio to the bridge.
+// plain, then each other system followed by its ratio to the bridge. A
+// system that ran more than once (A/B) shows the mean of its passes; the
+// A/B table shows each.
 func (r *report) columns() []column {
 	var cols []column
 	valueCol := func(p *passResult, title string) column {
@@ -202,14 +209,27 @@ func (r *report) columns() []column {
 			cols = append(cols, valueCol(p, p.title()))
 		}
 	}
-	for i := range r.Systems {
-		p := &r.Systems[i]
-		if p.System == baseline {
+	for _, sys := range systemsInOrder(r.Systems) {
+		if sys == baseline {
 			continue
 		}
-		cols = append(cols, valueCol(p, p.System))
+		var passes []*passResult
+		for i := range r.Systems {
+			if r.Systems[i].System == sys {
+				passes = append(passes, &r.Systems[i])
+			}
+		}
+		if len(passes) == 1 {
+			cols = append(cols, valueCol(passes[0], sys))
+		} else {
+			cols = append(cols, column{title: fmt.Sprintf("%s (mean of %d)", sys, len(passes)), cell: func(mt metric) string {
+				if _, v := passValues(r.Systems, sys, mt.Key); v != 0 {
+					return formatValue(mt.Unit, v)
+				}
+				return "-"
+			}})
+		}
 		if r.hasBaseline() {
-			sys := p.System
 			cols = append(cols, column{title: sys + "/" + baseline, cell: func(mt metric) string {
 				if rt, ok := findRatio(r.Ratios, mt.Key, sys); ok {
 					return formatRatio(rt.Value, rt.LowerIsBetter)
@@ -274,6 +294,9 @@ func (r *report) writeTable(w io.Writer) error {
 		fmt.Fprintln(tw)
 	}
 	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if err := r.writeABTable(w); err != nil {
 		return err
 	}
 	if err := r.writeCPUTable(w); err != nil {

@@ -214,7 +214,7 @@ func runScale(ctx context.Context, cfg *config, res *scaleResult) {
 		fail("setup", err)
 		return
 	}
-	sw := newTapswitchSystem(cfg.tapswitchd, cfg.tapswitch)
+	sw := newTapswitchSystem("tapswitch", cfg.tapswitchd, cfg.tapswitch)
 	sw.stopGrace = scaleStopGrace
 	defer func() {
 		if err := sw.teardown(); err != nil {

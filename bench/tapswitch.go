@@ -15,6 +15,9 @@ import (
 // directory, so the benchmark neither needs nor disturbs a daemon the
 // host may already run.
 type tapswitchSystem struct {
+	// label names the system in the report: "tapswitch", or
+	// "tapswitch-base" for an A/B run's other build.
+	label               string
 	daemonPath, cliPath string
 
 	dir    string // temp dir holding the socket and the state
@@ -30,11 +33,11 @@ type tapswitchSystem struct {
 	ports, fdb string // the CLI's listings, for the demo
 }
 
-func newTapswitchSystem(daemonPath, cliPath string) *tapswitchSystem {
-	return &tapswitchSystem{daemonPath: daemonPath, cliPath: cliPath}
+func newTapswitchSystem(label, daemonPath, cliPath string) *tapswitchSystem {
+	return &tapswitchSystem{label: label, daemonPath: daemonPath, cliPath: cliPath}
 }
 
-func (s *tapswitchSystem) name() string { return "tapswitch" }
+func (s *tapswitchSystem) name() string { return s.label }
 
 // switchPID is the daemon's pid: it is our child, started directly.
 func (s *tapswitchSystem) switchPID() int {
@@ -67,7 +70,7 @@ func (s *tapswitchSystem) setup(ctx context.Context, tb *testbed) error {
 // start runs the daemon and waits until it serves its API. Like setup,
 // it leaves the undoing to teardown.
 func (s *tapswitchSystem) start(ctx context.Context) error {
-	dir, err := os.MkdirTemp("", "tsb-tapswitch-")
+	dir, err := os.MkdirTemp("", "tsb-"+s.label+"-")
 	if err != nil {
 		return err
 	}
@@ -138,8 +141,8 @@ func (s *tapswitchSystem) listings() []listing {
 	}
 	s.ports, s.fdb = ports, fdb
 	return []listing{
-		{Title: "tapswitch ports", Output: s.ports},
-		{Title: "tapswitch fdb", Output: s.fdb},
+		{Title: s.label + " ports", Output: s.ports},
+		{Title: s.label + " fdb", Output: s.fdb},
 	}
 }
 

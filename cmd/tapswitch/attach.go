@@ -60,7 +60,7 @@ from its own MAC and addresses (see tapswitch port set --help).`,
 		req.PortPolicy = pol.policy()
 		p, err := g.client().Attach(cmd.Context(), req)
 		if err != nil {
-			return g.advise(cmd, err)
+			return g.advise(cmd, err, req.Network)
 		}
 		return out.printNamed(cmd.OutOrStdout(), p, p.Name)
 	}
@@ -78,7 +78,7 @@ forgotten.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			for _, p := range args {
 				if err := g.client().Detach(cmd.Context(), p); err != nil {
-					return g.advise(cmd, err)
+					return g.advise(cmd, err, "")
 				}
 				fmt.Fprintln(cmd.OutOrStdout(), p)
 			}

@@ -21,7 +21,7 @@ func newFDB(g *globals) *cobra.Command {
 		}
 		entries, err := g.client().FDB(cmd.Context(), network)
 		if err != nil {
-			return g.advise(cmd, err)
+			return g.advise(cmd, err, network)
 		}
 		if out.format == "json" {
 			return writeJSON(cmd.OutOrStdout(), entries)

@@ -52,7 +52,7 @@ the network's DNS domain: a port "web" answers as web and web.NAME.`,
 		req.Name = args[0]
 		n, err := g.client().CreateNetwork(cmd.Context(), req)
 		if err != nil {
-			return g.advise(cmd, err)
+			return g.advise(cmd, err, req.Name)
 		}
 		return out.printNamed(cmd.OutOrStdout(), n, n.Name)
 	}
@@ -73,7 +73,7 @@ func newNetworkLs(g *globals) *cobra.Command {
 		}
 		nets, err := g.client().Networks(cmd.Context())
 		if err != nil {
-			return g.advise(cmd, err)
+			return g.advise(cmd, err, "")
 		}
 		if out.format == "json" {
 			return writeJSON(cmd.OutOrStdout(), nets)
@@ -101,7 +101,7 @@ func newNetworkInspect(g *globals) *cobra.Command {
 		}
 		n, err := g.client().InspectNetwork(cmd.Context(), args[0])
 		if err != nil {
-			return g.advise(cmd, err)
+			return g.advise(cmd, err, args[0])
 		}
 		if out.format == "json" {
 			return writeJSON(cmd.OutOrStdout(), n)
@@ -160,7 +160,7 @@ them first. The network "default" cannot be removed.`,
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		for _, name := range args {
 			if err := g.client().RemoveNetwork(cmd.Context(), name, force); err != nil {
-				return g.advise(cmd, err)
+				return g.advise(cmd, err, name)
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), name)
 		}
@@ -196,7 +196,7 @@ gives one, and no default route: the namespace keeps the one it has.`,
 		req.PortPolicy = pol.policy()
 		p, err := g.client().Connect(cmd.Context(), args[1], req)
 		if err != nil {
-			return g.advise(cmd, err)
+			return g.advise(cmd, err, args[1])
 		}
 		return out.printNamed(cmd.OutOrStdout(), p, p.Name)
 	}

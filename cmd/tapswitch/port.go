@@ -91,7 +91,7 @@ kept across daemon restarts.`,
 		}
 		p, err := g.client().UpdatePort(cmd.Context(), args[0], req)
 		if err != nil {
-			return g.advise(cmd, err)
+			return g.advise(cmd, err, "")
 		}
 		return out.printNamed(cmd.OutOrStdout(), p, p.Name)
 	}

@@ -34,7 +34,7 @@ each network, are left out unless --all.`,
 		}
 		ports, err := list(cmd.Context())
 		if err != nil {
-			return g.advise(cmd, err)
+			return g.advise(cmd, err, "")
 		}
 		if out.format == "json" {
 			return writeJSON(cmd.OutOrStdout(), ports)

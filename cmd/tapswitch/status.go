@@ -25,7 +25,7 @@ which after a restart is the outage the restart caused.`,
 		}
 		s, err := g.client().Status(cmd.Context())
 		if err != nil {
-			return g.advise(cmd, err)
+			return g.advise(cmd, err, "")
 		}
 		w := cmd.OutOrStdout()
 		if out.format == "json" {

@@ -30,7 +30,7 @@ func newVersion(g *globals) *cobra.Command {
 		}
 		v := versions{Client: api.Version{Version: version.String(), GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH}}
 		sv, err := g.client().Version(cmd.Context())
-		err = g.advise(cmd, err)
+		err = g.advise(cmd, err, "")
 		if err == nil {
 			v.Server = &sv
 		} else {

@@ -80,15 +80,16 @@ func (a Access) groupName() string {
 // refusal is the error a peer a does not allow gets.
 func (a Access) refusal() error {
 	if a.GID < 0 {
-		return fmt.Errorf("%w: tapswitchd's socket is for root only; run tapswitch as root, or have tapswitchd started with --group GROUP and join that group", api.ErrForbidden)
+		return api.Errorf(api.ErrForbidden, api.ReasonRootOnly, "tapswitchd's socket is for root only")
 	}
-	return fmt.Errorf("%w: tapswitchd's socket is for root and group %s; ask an administrator to add you to it", api.ErrForbidden, a.groupName())
+	return api.Errorf(api.ErrForbidden, api.ReasonNotInGroup, "tapswitchd's socket is for root and group %s", a.groupName())
 }
 
 // Guard returns h behind a check of every request's peer: a peer a does
-// not allow gets 403 and an Error saying who may use the socket. The
-// server's ConnContext must be ConnContext, which reads the peer's
-// credentials once per connection; a request without them is refused.
+// not allow gets 403 and an Error saying who may use the socket, with the
+// reason root_only or not_in_group. The server's ConnContext must be
+// ConnContext, which reads the peer's credentials once per connection; a
+// request without them is refused.
 func (a Access) Guard(h http.Handler, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.Default()
@@ -97,7 +98,7 @@ func (a Access) Guard(h http.Handler, log *slog.Logger) http.Handler {
 		p, err := PeerFromContext(r.Context())
 		if err != nil {
 			log.Warn("API request refused: peer unknown", "method", r.Method, "path", r.URL.Path, "err", err)
-			writeError(w, log, fmt.Errorf("%w: cannot read the credentials of the connecting process: %v", api.ErrForbidden, err))
+			writeError(w, log, fmt.Errorf("%w: cannot read the credentials of the connecting process: %w", api.ErrForbidden, err))
 			return
 		}
 		if !a.Allows(p) {

@@ -54,15 +54,17 @@ func TestGuard(t *testing.T) {
 		peer   *peerResult // nil: no credentials recorded
 		status int
 		msg    string
+		reason api.Reason
 	}{
-		{"root", RootOnly, &peerResult{peer: Peer{UID: 0}}, http.StatusTeapot, ""},
-		{"member", Access{GID: 900, Group: "tsw"}, &peerResult{peer: Peer{UID: 1000, Groups: []uint32{900}}}, http.StatusTeapot, ""},
+		{"root", RootOnly, &peerResult{peer: Peer{UID: 0}}, http.StatusTeapot, "", ""},
+		{"member", Access{GID: 900, Group: "tsw"}, &peerResult{peer: Peer{UID: 1000, Groups: []uint32{900}}}, http.StatusTeapot, "", ""},
 		{"not a member", Access{GID: 900, Group: "tsw"}, &peerResult{peer: Peer{UID: 1000, GID: 1000}}, http.StatusForbidden,
-			"permission denied: tapswitchd's socket is for root and group tsw; ask an administrator to add you to it"},
-		{"group without a name", Access{GID: 900}, &peerResult{peer: Peer{UID: 1000, GID: 1000}}, http.StatusForbidden, "for root and group 900"},
-		{"user, root only", RootOnly, &peerResult{peer: Peer{UID: 1000, GID: 1000}}, http.StatusForbidden, "for root only; run tapswitch as root"},
-		{"credentials unreadable", RootOnly, &peerResult{err: errors.New("SO_PEERCRED: boom")}, http.StatusForbidden, "cannot read the credentials"},
-		{"no credentials", RootOnly, nil, http.StatusForbidden, "cannot read the credentials"},
+			"permission denied: tapswitchd's socket is for root and group tsw", api.ReasonNotInGroup},
+		{"group without a name", Access{GID: 900}, &peerResult{peer: Peer{UID: 1000, GID: 1000}}, http.StatusForbidden, "for root and group 900", api.ReasonNotInGroup},
+		{"user, root only", RootOnly, &peerResult{peer: Peer{UID: 1000, GID: 1000}}, http.StatusForbidden,
+			"permission denied: tapswitchd's socket is for root only", api.ReasonRootOnly},
+		{"credentials unreadable", RootOnly, &peerResult{err: errors.New("SO_PEERCRED: boom")}, http.StatusForbidden, "cannot read the credentials", ""},
+		{"no credentials", RootOnly, nil, http.StatusForbidden, "cannot read the credentials", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -79,8 +81,8 @@ func TestGuard(t *testing.T) {
 				return
 			}
 			var e api.Error
-			if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || !strings.Contains(e.Message, tt.msg) {
-				t.Fatalf("Guard: body %q, want an Error containing %q", w.Body.String(), tt.msg)
+			if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || !strings.Contains(e.Message, tt.msg) || e.Reason != tt.reason {
+				t.Fatalf("Guard: body %q, want an Error containing %q with reason %q", w.Body.String(), tt.msg, tt.reason)
 			}
 		})
 	}

@@ -1,7 +1,6 @@
 package apiserver
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,22 +12,30 @@ import (
 )
 
 // Backend is what the server serves: the daemon, or a fake in tests.
+//
+// Its methods take no context, and a client that hangs up or times out
+// does not stop a request under way. A change (attach, detach, connect,
+// a network created or removed) is short, is serialised with every other
+// under one lock, and touches the kernel, the firewall and the state file
+// in steps that must all be done or all be undone: one left half done
+// because its caller went away would leave more to clean up than one
+// finished for nobody, which the caller can undo (detach, network rm).
 type Backend interface {
 	Version() api.Version
 	Status() api.Status
-	Attach(ctx context.Context, req api.AttachRequest) (api.Port, error)
-	Detach(ctx context.Context, port string) error
+	Attach(req api.AttachRequest) (api.Port, error)
+	Detach(port string) error
 	// UpdatePort changes an attached port's policy.
-	UpdatePort(ctx context.Context, port string, req api.PortUpdateRequest) (api.Port, error)
+	UpdatePort(port string, req api.PortUpdateRequest) (api.Port, error)
 	// Ports lists the container ports, and the gateways too when all.
 	Ports(all bool) []api.Port
 	FDB(network string) ([]api.FDBEntry, error)
 	Networks() []api.Network
-	CreateNetwork(ctx context.Context, req api.NetworkCreateRequest) (api.Network, error)
+	CreateNetwork(req api.NetworkCreateRequest) (api.Network, error)
 	InspectNetwork(name string) (api.NetworkDetail, error)
 	// RemoveNetwork deletes a network; force detaches its ports first.
-	RemoveNetwork(ctx context.Context, name string, force bool) error
-	Connect(ctx context.Context, network string, req api.ConnectRequest) (api.Port, error)
+	RemoveNetwork(name string, force bool) error
+	Connect(network string, req api.ConnectRequest) (api.Port, error)
 }
 
 // maxBody bounds a request body; the largest real one is a few hundred bytes.
@@ -66,7 +73,7 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 			writeError(w, log, err)
 			return
 		}
-		p, err := b.Attach(r.Context(), req)
+		p, err := b.Attach(req)
 		if err != nil {
 			writeError(w, log, err)
 			return
@@ -79,7 +86,7 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 			writeError(w, log, fmt.Errorf("detach: %w", err))
 			return
 		}
-		if err := b.Detach(r.Context(), port); err != nil {
+		if err := b.Detach(port); err != nil {
 			writeError(w, log, err)
 			return
 		}
@@ -98,7 +105,7 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 			writeError(w, log, fmt.Errorf("update port %s: %w", quote(port), err))
 			return
 		}
-		p, err := b.UpdatePort(r.Context(), port, req)
+		p, err := b.UpdatePort(port, req)
 		if err != nil {
 			writeError(w, log, err)
 			return
@@ -132,7 +139,7 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 			writeError(w, log, err)
 			return
 		}
-		n, err := b.CreateNetwork(r.Context(), req)
+		n, err := b.CreateNetwork(req)
 		if err != nil {
 			writeError(w, log, err)
 			return
@@ -163,7 +170,7 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 			writeError(w, log, fmt.Errorf("remove network: %w", err))
 			return
 		}
-		if err := b.RemoveNetwork(r.Context(), network, force); err != nil {
+		if err := b.RemoveNetwork(network, force); err != nil {
 			writeError(w, log, err)
 			return
 		}
@@ -179,7 +186,7 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 			writeError(w, log, err)
 			return
 		}
-		p, err := b.Connect(r.Context(), network, req)
+		p, err := b.Connect(network, req)
 		if err != nil {
 			writeError(w, log, err)
 			return
@@ -250,7 +257,7 @@ func decodeStrict(r io.Reader, v any, what string) error {
 	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: %s: %v", api.ErrInvalid, what, err)
+		return fmt.Errorf("%w: %s: %w", api.ErrInvalid, what, err)
 	}
 	if dec.More() {
 		return fmt.Errorf("%w: %s: data after the JSON object", api.ErrInvalid, what)

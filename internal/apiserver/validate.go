@@ -57,7 +57,7 @@ const NameRule = "use 1 to 63 letters, digits, '-' and '_', starting with a lett
 var portRefRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
 
 func invalid(format string, a ...any) error {
-	return fmt.Errorf("%w: %s", api.ErrInvalid, fmt.Sprintf(format, a...))
+	return fmt.Errorf("%w: %w", api.ErrInvalid, fmt.Errorf(format, a...))
 }
 
 // quote is %q of s, cut short when s is long.
@@ -207,7 +207,7 @@ func ParsePublish(in []string) ([]publish.Mapping, error) {
 	for _, s := range in {
 		m, err := publish.ParseSpec(s)
 		if err != nil {
-			return nil, invalid("%v", err)
+			return nil, invalid("%w", err)
 		}
 		for _, o := range out {
 			if o.Proto == m.Proto && o.HostPort == m.HostPort && (o.HostIP == m.HostIP || !o.HostIP.IsValid() || !m.HostIP.IsValid()) {
@@ -224,7 +224,7 @@ func ParsePublish(in []string) ([]publish.Mapping, error) {
 // checked when it is resolved (namespace.Resolve).
 func CheckNetns(spec string) error {
 	if _, err := namespace.ParseSpec(spec); err != nil {
-		return invalid("%v", err)
+		return invalid("%w", err)
 	}
 	return nil
 }
@@ -330,7 +330,7 @@ func ValidateNetworkCreate(r api.NetworkCreateRequest) error {
 func validateNetworkAddrs(r api.NetworkCreateRequest) error {
 	if r.Subnet == "" {
 		if r.Gateway != "" {
-			return invalid("gateway %s without a subnet: give the subnet too (--subnet)", quote(r.Gateway))
+			return api.Errorf(api.ErrInvalid, api.ReasonGatewayWithoutSubnet, "gateway %s without a subnet", quote(r.Gateway))
 		}
 		return nil
 	}
@@ -346,7 +346,7 @@ func validateNetworkAddrs(r api.NetworkCreateRequest) error {
 	}
 	if _, err := ipam.NewSubnet(prefix, gw); err != nil {
 		if errors.Is(err, ipam.ErrInvalidSubnet) || errors.Is(err, ipam.ErrInvalidGateway) {
-			return invalid("%v", err)
+			return invalid("%w", err)
 		}
 		return err
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/tapswitch/tapswitch/api"
+	"github.com/tapswitch/tapswitch/internal/ipam"
+	"github.com/tapswitch/tapswitch/internal/publish"
 )
 
 func TestValidateAttachRequest(t *testing.T) {
@@ -164,6 +166,25 @@ func TestValidateNetworkCreateRequest(t *testing.T) {
 				t.Fatalf("ValidateNetworkCreate(%+v) = %v, want an ErrInvalid 'create network ...' containing %q", tt.req, err, tt.errText)
 			}
 		})
+	}
+}
+
+// TestValidateWraps checks that a request refused for what another
+// package found keeps that package's error under ErrInvalid.
+func TestValidateWraps(t *testing.T) {
+	tests := []struct {
+		name  string
+		err   error
+		cause error
+	}{
+		{"publish", ValidateAttach(api.AttachRequest{Netns: "a", Publish: []string{"8080"}}), publish.ErrInvalidSpec},
+		{"subnet", ValidateNetworkCreate(api.NetworkCreateRequest{Name: "x", Subnet: "10.0.0.1/24"}), ipam.ErrInvalidSubnet},
+		{"gateway", ValidateNetworkCreate(api.NetworkCreateRequest{Name: "x", Subnet: "10.0.0.0/24", Gateway: "10.1.0.1"}), ipam.ErrInvalidGateway},
+	}
+	for _, tt := range tests {
+		if !errors.Is(tt.err, api.ErrInvalid) || !errors.Is(tt.err, tt.cause) {
+			t.Errorf("%s: %v, want it to wrap %v and %v", tt.name, tt.err, api.ErrInvalid, tt.cause)
+		}
 	}
 }
 

@@ -37,17 +37,18 @@ func TestAddresses(t *testing.T) {
 		wantOwned []string
 		wantErr   error
 		errText   string
+		reason    api.Reason
 	}{
 		{name: "none asked: allocated", wantIPs: prefixes("10.20.0.2/24"), wantOwned: []string{"10.20.0.2"}},
 		{name: "none asked, first taken", taken: []string{"10.20.0.2"}, wantIPs: prefixes("10.20.0.3/24"), wantOwned: []string{"10.20.0.3"}},
 		{name: "static in subnet", asked: prefixes("10.20.0.9/24"), wantIPs: prefixes("10.20.0.9/24"), wantOwned: []string{"10.20.0.9"}},
 		{name: "flat wire outside subnet", asked: prefixes("10.0.0.1/24"), wantIPs: prefixes("10.0.0.1/24")},
 		{name: "mixed", asked: prefixes("10.0.0.1/24", "10.20.0.9/24", "fd00::1/64"), wantIPs: prefixes("10.0.0.1/24", "10.20.0.9/24", "fd00::1/64"), wantOwned: []string{"10.20.0.9"}},
-		{name: "taken", taken: []string{"10.20.0.9"}, asked: prefixes("10.20.0.9/24"), wantErr: api.ErrConflict, errText: "already in use"},
+		{name: "taken", taken: []string{"10.20.0.9"}, asked: prefixes("10.20.0.9/24"), wantErr: api.ErrConflict, errText: "already in use", reason: api.ReasonAddressInUse},
 		{name: "gateway", asked: prefixes("10.20.0.1/24"), wantErr: api.ErrInvalid, errText: "gateway"},
 		{name: "broadcast", asked: prefixes("10.20.0.255/24"), wantErr: api.ErrInvalid, errText: "broadcast"},
 		{name: "wrong length", asked: prefixes("10.20.0.9/16"), wantErr: api.ErrInvalid, errText: "give it as 10.20.0.9/24"},
-		{name: "second taken releases the first", taken: []string{"10.20.0.10"}, asked: prefixes("10.20.0.9/24", "10.20.0.10/24"), wantErr: api.ErrConflict, errText: "10.20.0.10"},
+		{name: "second taken releases the first", taken: []string{"10.20.0.10"}, asked: prefixes("10.20.0.9/24", "10.20.0.10/24"), wantErr: api.ErrConflict, errText: "10.20.0.10", reason: api.ReasonAddressInUse},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -60,8 +61,8 @@ func TestAddresses(t *testing.T) {
 			before := n.subnet.Allocated()
 			ips, owned, err := addresses(n, tt.asked)
 			if tt.wantErr != nil {
-				if !errors.Is(err, tt.wantErr) || !strings.Contains(err.Error(), tt.errText) {
-					t.Fatalf("addresses(%v) = %v, want %v containing %q", tt.asked, err, tt.wantErr, tt.errText)
+				if !errors.Is(err, tt.wantErr) || !strings.Contains(err.Error(), tt.errText) || api.ReasonOf(err) != tt.reason {
+					t.Fatalf("addresses(%v) = %v (reason %q), want %v containing %q with reason %q", tt.asked, err, api.ReasonOf(err), tt.wantErr, tt.errText, tt.reason)
 				}
 				if after := n.subnet.Allocated(); !slices.Equal(after, before) {
 					t.Fatalf("addresses(%v) failed but left %v allocated, want %v", tt.asked, after, before)

@@ -257,35 +257,47 @@ func (d *Daemon) Version() api.Version {
 }
 
 func invalid(format string, a ...any) error {
-	return fmt.Errorf("%w: %s", api.ErrInvalid, fmt.Sprintf(format, a...))
+	return fmt.Errorf("%w: %w", api.ErrInvalid, fmt.Errorf(format, a...))
 }
 
 func conflict(format string, a ...any) error {
-	return fmt.Errorf("%w: %s", api.ErrConflict, fmt.Sprintf(format, a...))
+	return fmt.Errorf("%w: %w", api.ErrConflict, fmt.Errorf(format, a...))
 }
 
 func noNetwork(name string) error {
-	return fmt.Errorf("%w: network %q does not exist; list them with 'tapswitch network ls' or create it with 'tapswitch network create %s'", api.ErrNotFound, name, name)
+	return api.Errorf(api.ErrNotFound, api.ReasonNetworkNotFound, "network %q does not exist", name)
 }
 
+// classify gives an error of the switch its API class and reason.
 func classify(err error) error {
 	switch {
-	case errors.Is(err, vswitch.ErrNoPort), errors.Is(err, vswitch.ErrNoNetwork):
-		return fmt.Errorf("%w: %v", api.ErrNotFound, err)
-	case errors.Is(err, vswitch.ErrPortExists), errors.Is(err, vswitch.ErrNetworkExists), errors.Is(err, vswitch.ErrNetworkInUse):
-		return fmt.Errorf("%w: %v", api.ErrConflict, err)
+	case errors.Is(err, vswitch.ErrNoPort):
+		return api.Errorf(api.ErrNotFound, api.ReasonPortNotFound, "%w", err)
+	case errors.Is(err, vswitch.ErrNoNetwork):
+		return api.Errorf(api.ErrNotFound, api.ReasonNetworkNotFound, "%w", err)
+	case errors.Is(err, vswitch.ErrPortExists):
+		return api.Errorf(api.ErrConflict, api.ReasonPortNameInUse, "%w", err)
+	case errors.Is(err, vswitch.ErrNetworkExists):
+		return api.Errorf(api.ErrConflict, api.ReasonNetworkExists, "%w", err)
+	case errors.Is(err, vswitch.ErrNetworkInUse):
+		return fmt.Errorf("%w: %w", api.ErrConflict, err)
 	}
 	return err
 }
 
-// ipamError gives an IPAM error its API class.
+// ipamError gives an IPAM error its API class and reason.
 func ipamError(err error) error {
 	switch {
 	case errors.Is(err, ipam.ErrInvalidSubnet), errors.Is(err, ipam.ErrInvalidGateway),
 		errors.Is(err, ipam.ErrOutOfRange), errors.Is(err, ipam.ErrReserved):
 		return fmt.Errorf("%w: %w", api.ErrInvalid, err)
-	case errors.Is(err, ipam.ErrInUse), errors.Is(err, ipam.ErrFull),
-		errors.Is(err, ipam.ErrOverlap), errors.Is(err, ipam.ErrPoolExhausted):
+	case errors.Is(err, ipam.ErrInUse):
+		return api.Errorf(api.ErrConflict, api.ReasonAddressInUse, "%w", err)
+	case errors.Is(err, ipam.ErrOverlap):
+		return api.Errorf(api.ErrConflict, api.ReasonSubnetOverlap, "%w", err)
+	case errors.Is(err, ipam.ErrPoolExhausted):
+		return api.Errorf(api.ErrConflict, api.ReasonPoolExhausted, "%w", err)
+	case errors.Is(err, ipam.ErrFull):
 		return fmt.Errorf("%w: %w", api.ErrConflict, err)
 	}
 	return err

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/internal/apiserver"
 	"github.com/tapswitch/tapswitch/internal/nat"
 )
@@ -78,7 +79,7 @@ func defaultName(netns string) string {
 func connectName(port, network string) (string, error) {
 	name := port + "-" + network
 	if apiserver.CheckName("port", name) != nil {
-		return "", invalid("port name %q (PORT-NETWORK) is too long; give one with --name", name)
+		return "", api.Errorf(api.ErrInvalid, api.ReasonPortNameRequired, "port name %q (PORT-NETWORK) is too long", name)
 	}
 	return name, nil
 }

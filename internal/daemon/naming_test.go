@@ -105,8 +105,8 @@ func TestConnectName(t *testing.T) {
 		if (err == nil) != tt.ok || got != tt.want {
 			t.Errorf("connectName(%q, %q) = %q, %v; want %q, ok=%v", tt.port, tt.network, got, err, tt.want, tt.ok)
 		}
-		if err != nil && !strings.Contains(err.Error(), "--name") {
-			t.Errorf("connectName(%q, %q) = %v, want it to say to use --name", tt.port, tt.network, err)
+		if err != nil && (!errors.Is(err, api.ErrInvalid) || api.ReasonOf(err) != api.ReasonPortNameRequired) {
+			t.Errorf("connectName(%q, %q) = %v, want an ErrInvalid with reason %s", tt.port, tt.network, err, api.ReasonPortNameRequired)
 		}
 	}
 }

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"cmp"
-	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -48,7 +47,7 @@ func (n *network) gatewayPrefix() netip.Prefix {
 }
 
 // CreateNetwork implements apiserver.Backend.
-func (d *Daemon) CreateNetwork(ctx context.Context, req api.NetworkCreateRequest) (api.Network, error) {
+func (d *Daemon) CreateNetwork(req api.NetworkCreateRequest) (api.Network, error) {
 	if err := checkNetworkName(req.Name); err != nil {
 		return api.Network{}, fmt.Errorf("create network: %w", err)
 	}
@@ -64,12 +63,12 @@ func (d *Daemon) CreateNetwork(ctx context.Context, req api.NetworkCreateRequest
 
 func (d *Daemon) createNetworkLocked(req api.NetworkCreateRequest) (*network, error) {
 	if _, ok := d.nets[req.Name]; ok {
-		return nil, conflict("network %q already exists; inspect it with 'tapswitch network inspect %s'", req.Name, req.Name)
+		return nil, api.Errorf(api.ErrConflict, api.ReasonNetworkExists, "network %q already exists", req.Name)
 	}
 	var gw netip.Addr
 	if req.Gateway != "" {
 		if req.Subnet == "" {
-			return nil, invalid("gateway %s without a subnet: give the subnet too (--subnet)", req.Gateway)
+			return nil, api.Errorf(api.ErrInvalid, api.ReasonGatewayWithoutSubnet, "gateway %s without a subnet", req.Gateway)
 		}
 		a, err := netip.ParseAddr(req.Gateway)
 		if err != nil {
@@ -166,7 +165,7 @@ func (d *Daemon) startNetworkLocked(n *network, reopen bool) (err error) {
 	}()
 	records, err := dns.NewRecords(n.name)
 	if err != nil {
-		return invalid("network name %q as a DNS domain: %v", n.name, err)
+		return invalid("network name %q as a DNS domain: %w", n.name, err)
 	}
 	srv := dns.NewServer(dns.Config{
 		Addr:      netip.AddrPortFrom(n.subnet.Gateway(), 53),
@@ -217,7 +216,7 @@ func (d *Daemon) stopNetworkLocked(n *network) error {
 }
 
 // RemoveNetwork implements apiserver.Backend.
-func (d *Daemon) RemoveNetwork(ctx context.Context, name string, force bool) error {
+func (d *Daemon) RemoveNetwork(name string, force bool) error {
 	if name == api.DefaultNetwork {
 		return fmt.Errorf("remove network %q: %w", name, invalid("the default network is predefined and cannot be removed"))
 	}
@@ -233,7 +232,7 @@ func (d *Daemon) RemoveNetwork(ctx context.Context, name string, force bool) err
 		for i, p := range ports {
 			names[i] = p.name()
 		}
-		return fmt.Errorf("remove network %q: %w", name, conflict("%d port(s) still attached (%s); detach them first, or use --force to detach them", len(ports), strings.Join(names, ", ")))
+		return fmt.Errorf("remove network %q: %w", name, api.Errorf(api.ErrConflict, api.ReasonNetworkHasPorts, "%d port(s) still attached (%s)", len(ports), strings.Join(names, ", ")))
 	}
 	for _, p := range ports {
 		if err := d.sw.RemovePort(p.sw); err != nil && !errors.Is(err, vswitch.ErrNoPort) {

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -117,7 +116,7 @@ func (d *Daemon) validate(req api.AttachRequest) (attachSpec, error) {
 	if s.name == "" {
 		s.name = defaultName(req.Netns)
 		if apiserver.CheckName("port", s.name) != nil {
-			return s, invalid("no port name can be made from netns %q; give one with --name (%s)", req.Netns, apiserver.NameRule)
+			return s, api.Errorf(api.ErrInvalid, api.ReasonPortNameRequired, "no port name can be made from netns %q (%s)", req.Netns, apiserver.NameRule)
 		}
 	}
 	if err := apiserver.CheckName("port", s.name); err != nil {
@@ -148,15 +147,15 @@ func resolveNetns(spec string) (string, error) {
 	path, err := namespace.Resolve(spec)
 	if err != nil {
 		if errors.Is(err, namespace.ErrNotFound) {
-			return "", fmt.Errorf("%w: %v", api.ErrNotFound, err)
+			return "", fmt.Errorf("%w: %w", api.ErrNotFound, err)
 		}
-		return "", fmt.Errorf("%w: %v", api.ErrInvalid, err)
+		return "", fmt.Errorf("%w: %w", api.ErrInvalid, err)
 	}
 	return path, nil
 }
 
 // Attach implements apiserver.Backend.
-func (d *Daemon) Attach(ctx context.Context, req api.AttachRequest) (api.Port, error) {
+func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
 	s, err := d.validate(req)
 	if err != nil {
 		return api.Port{}, fmt.Errorf("attach netns %q: %w", req.Netns, err)
@@ -228,7 +227,7 @@ func (d *Daemon) attachLocked(s attachSpec) (_ *port, err error) {
 		}
 	}
 	if len(s.publish) > 0 && len(local) == 0 {
-		return nil, invalid("--publish needs an address in network %q's subnet %s: leave --ip out, or give one in the subnet", n.name, n.subnet.Prefix())
+		return nil, api.Errorf(api.ErrInvalid, api.ReasonPublishNeedsAddress, "published ports need an address in network %q's subnet %s, and the port has none", n.name, n.subnet.Prefix())
 	}
 	first := true
 	var resolvConf string
@@ -245,7 +244,7 @@ func (d *Daemon) attachLocked(s attachSpec) (_ *port, err error) {
 		Persist: d.persistent(), Alias: d.alias()})
 	if err != nil {
 		if errors.Is(err, tap.ErrExists) {
-			err = fmt.Errorf("%w: %v", api.ErrConflict, err)
+			err = api.Errorf(api.ErrConflict, api.ReasonIfnameInUse, "%w", err)
 		}
 		return nil, err
 	}
@@ -308,7 +307,7 @@ func (d *Daemon) attachLocked(s attachSpec) (_ *port, err error) {
 	}
 	if len(local) > 0 {
 		if err := n.records.Set(s.name, []string{p.dnsName()}, local); err != nil {
-			return nil, invalid("DNS name of port %q: %v", s.name, err)
+			return nil, invalid("DNS name of port %q: %w", s.name, err)
 		}
 	}
 	if resolvConf == "" && len(local) > 0 {
@@ -351,7 +350,7 @@ func addresses(n *network, asked []netip.Prefix) (ips []netip.Prefix, owned []ne
 		if err := n.subnet.Reserve(a); err != nil {
 			release()
 			if errors.Is(err, ipam.ErrInUse) {
-				return nil, nil, conflict("address %s already in use in network %q; choose another, or leave --ip out", a, n.name)
+				return nil, nil, api.Errorf(api.ErrConflict, api.ReasonAddressInUse, "address %s already in use in network %q", a, n.name)
 			}
 			return nil, nil, fmt.Errorf("network %q: %w", n.name, ipamError(err))
 		}
@@ -367,27 +366,27 @@ func (d *Daemon) checkFree(s attachSpec, n *network) error {
 		if _, ok := d.ports[p.Name()]; !ok {
 			where = "as a gateway"
 		}
-		return conflict("port name %q already exists (%s); choose another with --name", s.name, where)
+		return api.Errorf(api.ErrConflict, api.ReasonPortNameInUse, "port name %q already exists (%s)", s.name, where)
 	}
 	for _, p := range n.vn.Ports() {
 		if p != n.gw {
 			for _, have := range p.Info().IPs {
 				for _, want := range s.ips {
 					if have.Addr() == want.Addr() {
-						return conflict("address %s already in use by port %q on network %q", want.Addr(), p.Name(), n.name)
+						return api.Errorf(api.ErrConflict, api.ReasonAddressInUse, "address %s already in use by port %q on network %q", want.Addr(), p.Name(), n.name)
 					}
 				}
 			}
 		}
 		if s.mac != nil && p.Info().MAC.String() == s.mac.String() {
-			return conflict("MAC %s already in use by port %q on network %q", s.mac, p.Name(), n.name)
+			return api.Errorf(api.ErrConflict, api.ReasonMACInUse, "MAC %s already in use by port %q on network %q", s.mac, p.Name(), n.name)
 		}
 	}
 	return nil
 }
 
 // Detach implements apiserver.Backend.
-func (d *Daemon) Detach(ctx context.Context, name string) error {
+func (d *Daemon) Detach(name string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	sp, err := d.sw.Port(name)
@@ -396,7 +395,7 @@ func (d *Daemon) Detach(ctx context.Context, name string) error {
 	}
 	p, ok := d.ports[sp.Name()]
 	if !ok {
-		return fmt.Errorf("detach: %w", invalid("port %q is the gateway of network %q; it goes with the network (tapswitch network rm)", sp.Name(), sp.Network().Name()))
+		return fmt.Errorf("detach: %w", api.Errorf(api.ErrInvalid, api.ReasonGatewayPort, "port %q is the gateway of network %q", sp.Name(), sp.Network().Name()))
 	}
 	if err := d.sw.RemovePort(sp); err != nil {
 		return fmt.Errorf("detach: %w", classify(err))
@@ -414,7 +413,7 @@ func applyPolicy(info *vswitch.PortInfo, pol api.PortPolicy) {
 
 // UpdatePort changes an attached port's policy and records it, so that a
 // restart keeps it.
-func (d *Daemon) UpdatePort(ctx context.Context, name string, req api.PortUpdateRequest) (api.Port, error) {
+func (d *Daemon) UpdatePort(name string, req api.PortUpdateRequest) (api.Port, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	sp, err := d.sw.Port(name)
@@ -423,7 +422,7 @@ func (d *Daemon) UpdatePort(ctx context.Context, name string, req api.PortUpdate
 	}
 	p, ok := d.ports[sp.Name()]
 	if !ok {
-		return api.Port{}, fmt.Errorf("update port: %w", invalid("port %q is the gateway of network %q; it routes for the host and has no port security", sp.Name(), sp.Network().Name()))
+		return api.Port{}, fmt.Errorf("update port: %w", api.Errorf(api.ErrInvalid, api.ReasonGatewayPort, "port %q is the gateway of network %q; it routes for the host and has no port security", sp.Name(), sp.Network().Name()))
 	}
 	pol := &p.state.Request.PortPolicy
 	if req.PortSecurity != nil {
@@ -510,7 +509,7 @@ func writtenByUs(path string) bool {
 }
 
 // Connect implements apiserver.Backend.
-func (d *Daemon) Connect(ctx context.Context, network string, req api.ConnectRequest) (api.Port, error) {
+func (d *Daemon) Connect(network string, req api.ConnectRequest) (api.Port, error) {
 	fail := func(err error) (api.Port, error) {
 		return api.Port{}, fmt.Errorf("connect port %q to network %q: %w", req.Port, network, err)
 	}
@@ -526,7 +525,7 @@ func (d *Daemon) Connect(ctx context.Context, network string, req api.ConnectReq
 	}
 	orig, ok := d.ports[sp.Name()]
 	if !ok {
-		return fail(invalid("port %q is a network's gateway; give a container's port", sp.Name()))
+		return fail(api.Errorf(api.ErrInvalid, api.ReasonGatewayPort, "port %q is a network's gateway, not a container's port", sp.Name()))
 	}
 	n, ok := d.nets[network]
 	if !ok {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/tapswitch/tapswitch/api"
+	"github.com/tapswitch/tapswitch/namespace"
 )
 
 func TestValidate(t *testing.T) {
@@ -60,6 +61,34 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("validate(%+v) = %v, want %v containing %q", tt.req, err, tt.wantErr, tt.errText)
 			}
 		})
+	}
+}
+
+// TestValidateWraps checks that the daemon's errors keep the cause they
+// got, under their class.
+func TestValidateWraps(t *testing.T) {
+	tests := []struct {
+		req   api.AttachRequest
+		class error
+		cause error
+	}{
+		{api.AttachRequest{Netns: "no-such-netns-here"}, api.ErrNotFound, namespace.ErrNotFound},
+		{api.AttachRequest{Netns: "/etc/hostname"}, api.ErrInvalid, namespace.ErrNotNetns},
+	}
+	for _, tt := range tests {
+		if _, err := (&Daemon{}).validate(tt.req); !errors.Is(err, tt.class) || !errors.Is(err, tt.cause) {
+			t.Errorf("validate(%+v) = %v, want it to wrap %v and %v", tt.req, err, tt.class, tt.cause)
+		}
+	}
+}
+
+// TestValidateNoName checks that a namespace no port name can be made
+// from is refused with the reason that asks for a name.
+func TestValidateNoName(t *testing.T) {
+	req := api.AttachRequest{Netns: "/run/netns/é"}
+	_, err := (&Daemon{}).validate(req)
+	if !errors.Is(err, api.ErrInvalid) || api.ReasonOf(err) != api.ReasonPortNameRequired || !strings.Contains(err.Error(), `"/run/netns/é"`) {
+		t.Fatalf("validate(%+v) = %v, want an ErrInvalid naming the netns, with reason %s", req, err, api.ReasonPortNameRequired)
 	}
 }
 

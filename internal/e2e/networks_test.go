@@ -347,7 +347,7 @@ func TestNetworkErrors(t *testing.T) {
 		{"address in use", []string{"attach", nsB, "--network", "front", "--ip", "10.20.0.10/24"}, []string{"already in use"}, nsB},
 		{"gateway address", []string{"attach", nsB, "--network", "front", "--ip", "10.20.0.1/24"}, []string{"gateway"}, nsB},
 		{"internal refuses publish", []string{"attach", nsB, "--network", "vault", "--publish", "18080:80"}, []string{"internal", "cannot be published"}, nsB},
-		{"publish without a subnet address", []string{"attach", nsB, "--ip", "10.77.10.1/24", "--publish", "18080:80"}, []string{"--publish needs an address"}, nsB},
+		{"publish without a subnet address", []string{"attach", nsB, "--ip", "10.77.10.1/24", "--publish", "18080:80"}, []string{"published ports need an address", "leave --ip out"}, nsB},
 		{"no such network", []string{"attach", nsB, "--network", "nope"}, []string{`network "nope" does not exist`}, nsB},
 		{"port name with a dot", []string{"attach", nsB, "--network", "front", "--name", "b.front"}, []string{"port name"}, nsB},
 		{"connect twice", []string{"connect", "a", "tiny"}, []string{"already on network"}, ""},

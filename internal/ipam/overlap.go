@@ -20,7 +20,7 @@ func CheckOverlap(p netip.Prefix, existing map[string]netip.Prefix) error {
 	for _, name := range slices.Sorted(maps.Keys(existing)) {
 		q := existing[name]
 		if q.Bits() > 0 && Overlaps(p, q) {
-			return fmt.Errorf("%w: subnet %s overlaps %s (%s); choose another with --subnet", ErrOverlap, p, name, q)
+			return fmt.Errorf("%w: subnet %s overlaps %s (%s)", ErrOverlap, p, name, q)
 		}
 	}
 	return nil

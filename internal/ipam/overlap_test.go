@@ -53,13 +53,13 @@ func TestCheckOverlap(t *testing.T) {
 		{"free", pfx("10.30.0.0/24"), ""},
 		{"free v6", pfx("fd00:2::/64"), ""},
 		{"inside a network", pfx("10.20.0.0/24"),
-			`ipam: subnets overlap: subnet 10.20.0.0/24 overlaps network "front" (10.20.0.0/16); choose another with --subnet`},
+			`ipam: subnets overlap: subnet 10.20.0.0/24 overlaps network "front" (10.20.0.0/16)`},
 		{"covering a network", pfx("10.0.0.0/8"),
-			`ipam: subnets overlap: subnet 10.0.0.0/8 overlaps network "back" (10.89.0.0/24); choose another with --subnet`},
+			`ipam: subnets overlap: subnet 10.0.0.0/8 overlaps network "back" (10.89.0.0/24)`},
 		{"host route, first key named", pfx("192.168.1.0/24"),
-			`ipam: subnets overlap: subnet 192.168.1.0/24 overlaps route dev eth0 (192.168.1.0/24); choose another with --subnet`},
+			`ipam: subnets overlap: subnet 192.168.1.0/24 overlaps route dev eth0 (192.168.1.0/24)`},
 		{"v6 network", pfx("fd00:1::/48"),
-			`ipam: subnets overlap: subnet fd00:1::/48 overlaps network "v6" (fd00:1::/64); choose another with --subnet`},
+			`ipam: subnets overlap: subnet fd00:1::/48 overlaps network "v6" (fd00:1::/64)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

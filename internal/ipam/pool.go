@@ -83,7 +83,7 @@ func (p *Pool) Next(inUse []netip.Prefix) (netip.Prefix, error) {
 			block = netip.PrefixFrom(start, p.size)
 		}
 	}
-	return netip.Prefix{}, fmt.Errorf("%w: every /%d in %s overlaps a network or route in use; delete a network or give --subnet", ErrPoolExhausted, p.size, p.basesString())
+	return netip.Prefix{}, fmt.Errorf("%w: every /%d in %s overlaps a network or route in use", ErrPoolExhausted, p.size, p.basesString())
 }
 
 // firstOverlap returns the first prefix in inUse that overlaps block,
