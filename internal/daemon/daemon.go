@@ -19,9 +19,9 @@ import (
 	"github.com/tapswitch/tapswitch/internal/apiserver"
 	"github.com/tapswitch/tapswitch/internal/dns"
 	"github.com/tapswitch/tapswitch/internal/ipam"
-	"github.com/tapswitch/tapswitch/internal/nat"
 	"github.com/tapswitch/tapswitch/internal/version"
 	vswitch "github.com/tapswitch/tapswitch/switch"
+	"github.com/tapswitch/tapswitch/tap"
 )
 
 // Config configures a Daemon.
@@ -44,6 +44,10 @@ type Config struct {
 	// time its main function began, which leaves out only the Go
 	// runtime's own start-up; zero means when New is called.
 	Started time.Time
+	// TAPs makes the ports' and gateways' TAPs and takes them back at
+	// start; nil means tap.Kernel. Tests pass an in-memory one
+	// (taptest.Maker).
+	TAPs tap.Maker
 }
 
 // DefaultQueues is one queue per CPU, up to four: the kernel keeps a flow
@@ -61,7 +65,9 @@ type Daemon struct {
 	sw  *vswitch.Switch
 	// nat holds the daemon's nftables table: outbound access and
 	// isolation between networks.
-	nat *nat.Manager
+	nat firewall
+	// host changes the machine for the daemon (see host.go).
+	host host
 	// pool is where networks created without a subnet get one.
 	pool *ipam.Pool
 	// upstreams are what the DNS servers forward to.
@@ -93,7 +99,14 @@ var _ apiserver.Backend = (*Daemon)(nil)
 // New starts a daemon: its switch, its firewall table, the networks of
 // the state file (or the default network, the first time) with their
 // gateways and DNS servers.
-func New(cfg Config) (_ *Daemon, err error) {
+func New(cfg Config) (*Daemon, error) { return newDaemon(cfg, linuxHost{}) }
+
+// newDaemon is New with what the daemon changes on the machine besides
+// its TAPs done by h.
+func newDaemon(cfg Config, h host) (_ *Daemon, err error) {
+	if cfg.TAPs == nil {
+		cfg.TAPs = tap.Kernel
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -112,6 +125,7 @@ func New(cfg Config) (_ *Daemon, err error) {
 	}
 	d := &Daemon{
 		cfg:   cfg,
+		host:  h,
 		log:   cfg.Logger,
 		pool:  ipam.DefaultPool(),
 		nets:  make(map[string]*network),
@@ -156,7 +170,7 @@ func New(cfg Config) (_ *Daemon, err error) {
 	}
 	restored := time.Since(cfg.Started)
 	table := TableName(cfg.StateDir)
-	if d.nat, err = nat.New(d.log, nat.WithTable(table), nat.WithIsolation(GatewayPrefix)); err != nil {
+	if d.nat, err = d.host.firewall(d.log, table, GatewayPrefix); err != nil {
 		return nil, fmt.Errorf("firewall table inet %s: %w", table, err)
 	}
 	for _, n := range d.nets {
@@ -231,7 +245,9 @@ func (d *Daemon) shutdown(remove bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, p := range d.ports {
-		d.forgetLocked(p)
+		if p.kind == api.KindContainer {
+			d.forgetLocked(p)
+		}
 	}
 	if d.nat != nil {
 		if err := d.nat.Close(); err != nil {
@@ -308,15 +324,14 @@ func ipamError(err error) error {
 func (d *Daemon) portFailed(sp *vswitch.Port, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if p, ok := d.ports[sp.Name()]; ok && p.sw == sp {
+	p, ok := d.ports[sp.Name()]
+	switch {
+	case !ok || p.sw != sp:
+	case p.kind == api.KindGateway:
+		d.log.Error("gateway interface lost: the network's containers have no gateway, DNS or outbound access until it is removed and created again, or tapswitchd restarts", "network", p.net.name, "bridge", p.name(), "err", err)
+	default:
 		d.forgetLocked(p)
 		d.saveLocked()
-		return
-	}
-	for _, n := range d.nets {
-		if n.gw == sp {
-			d.log.Error("gateway interface lost: the network's containers have no gateway, DNS or outbound access until it is removed and created again, or tapswitchd restarts", "network", n.name, "bridge", n.bridge, "err", err)
-		}
 	}
 }
 
@@ -326,10 +341,8 @@ func (d *Daemon) Ports(all bool) []api.Port {
 	defer d.mu.Unlock()
 	var out []api.Port
 	for _, sp := range d.sw.Ports() {
-		if p, ok := d.ports[sp.Name()]; ok && p.sw == sp {
+		if p, ok := d.ports[sp.Name()]; ok && p.sw == sp && (all || p.kind == api.KindContainer) {
 			out = append(out, p.view())
-		} else if all {
-			out = append(out, gatewayView(sp))
 		}
 	}
 	if out == nil {

@@ -16,7 +16,6 @@ import (
 	"github.com/tapswitch/tapswitch/internal/ipam"
 	"github.com/tapswitch/tapswitch/internal/nat"
 	vswitch "github.com/tapswitch/tapswitch/switch"
-	"github.com/tapswitch/tapswitch/tap"
 )
 
 // network is one network of the daemon: a network of the switch, its
@@ -30,9 +29,9 @@ type network struct {
 
 	// Set by startNetworkLocked.
 	vn      *vswitch.Network
-	gw      *vswitch.Port
+	gw      *port
 	records *dns.Records
-	dns     *dns.Server
+	dns     nameServer
 }
 
 // natNetwork is n as the firewall sees it.
@@ -136,45 +135,36 @@ func (d *Daemon) startNetworkLocked(n *network, reopen bool) (err error) {
 			d.sw.RemoveNetwork(n.name)
 		}
 	}()
-	gwp := n.gatewayPrefix()
-	var dev tap.Device
-	if reopen && d.persistent() {
-		dev, err = openTAP(tap.Config{Name: n.bridge, Queues: d.cfg.Queues})
-	}
-	if dev == nil && (err == nil || errors.Is(err, tap.ErrNotFound)) {
-		dev, err = tap.Create(tap.Config{Name: n.bridge, Queues: d.cfg.Queues, Addrs: []netip.Prefix{gwp},
-			Persist: d.persistent(), Alias: d.alias()})
-	}
-	if err != nil {
-		if errors.Is(err, tap.ErrExists) || errors.Is(err, tap.ErrInUse) {
-			return conflict("gateway interface %s already exists in the daemon's namespace: is another tapswitchd running with state directory %s? Stop it, or delete the interface (ip link del %s)", n.bridge, d.cfg.StateDir, n.bridge)
-		}
-		return fmt.Errorf("gateway interface %s: %w", n.bridge, err)
-	}
-	// The gateway routes for the network: replies from outside come out
-	// of it with their own source addresses, so port security is off.
-	info := vswitch.PortInfo{Ifname: n.bridge, MAC: dev.MAC(), IPs: []netip.Prefix{gwp}, MTU: 1500, NoSecurity: true}
-	gw, err := d.sw.AddPort(n.name, n.bridge, dev, info)
-	if err != nil {
-		return fmt.Errorf("gateway interface %s: %w", n.bridge, classify(err))
-	}
-	defer func() {
-		if err != nil {
-			d.sw.RemovePort(gw)
-		}
-	}()
 	records, err := dns.NewRecords(n.name)
 	if err != nil {
 		return invalid("network name %q as a DNS domain: %w", n.name, err)
 	}
-	srv := dns.NewServer(dns.Config{
+	n.vn, n.records = vn, records
+	gw, err := d.plugLocked(plugSpec{
+		kind:    api.KindGateway,
+		state:   portState{Name: n.bridge, Network: n.name},
+		net:     n,
+		ifname:  n.bridge,
+		ips:     []netip.Prefix{n.gatewayPrefix()},
+		restore: reopen,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			delete(d.ports, gw.name())
+			d.sw.RemovePort(gw.sw)
+		}
+	}()
+	srv, err := d.host.startDNS(dns.Config{
 		Addr:      netip.AddrPortFrom(n.subnet.Gateway(), 53),
 		Records:   records,
 		Subnets:   []netip.Prefix{n.subnet.Prefix()},
 		Upstreams: d.upstreams,
 		Logger:    d.log.With("network", n.name),
 	})
-	if err := srv.Start(); err != nil {
+	if err != nil {
 		return fmt.Errorf("DNS server on %s: %w (is another DNS server bound to every address on port 53?)", netip.AddrPortFrom(n.subnet.Gateway(), 53), err)
 	}
 	defer func() {
@@ -189,7 +179,7 @@ func (d *Daemon) startNetworkLocked(n *network, reopen bool) (err error) {
 			return fmt.Errorf("firewall rules: %w", err)
 		}
 	}
-	n.vn, n.gw, n.records, n.dns = vn, gw, records, srv
+	n.gw, n.dns = gw, srv
 	d.nets[n.name] = n
 	d.log.Info("network up", "network", n.name, "subnet", n.subnet.Prefix(), "gateway", n.subnet.Gateway(), "bridge", n.bridge, "internal", n.internal)
 	return nil
@@ -205,9 +195,10 @@ func (d *Daemon) stopNetworkLocked(n *network) error {
 	if err := d.nat.RemoveNetwork(n.name); err != nil && !errors.Is(err, nat.ErrUnknownNetwork) {
 		errs = append(errs, err)
 	}
-	if err := d.sw.RemovePort(n.gw); err != nil && !errors.Is(err, vswitch.ErrNoPort) {
+	if err := d.sw.RemovePort(n.gw.sw); err != nil && !errors.Is(err, vswitch.ErrNoPort) {
 		errs = append(errs, err)
 	}
+	delete(d.ports, n.gw.name())
 	if err := d.sw.RemoveNetwork(n.name); err != nil {
 		errs = append(errs, err)
 	}
@@ -257,7 +248,7 @@ func (d *Daemon) InspectNetwork(name string) (api.NetworkDetail, error) {
 	if !ok {
 		return api.NetworkDetail{}, fmt.Errorf("inspect network: %w", noNetwork(name))
 	}
-	out := api.NetworkDetail{Network: d.networkViewLocked(n), Ports: []api.Port{gatewayView(n.gw)}}
+	out := api.NetworkDetail{Network: d.networkViewLocked(n), Ports: []api.Port{n.gw.view()}}
 	for _, p := range d.portsOfLocked(n) {
 		out.Ports = append(out.Ports, p.view())
 	}
@@ -268,7 +259,7 @@ func (d *Daemon) InspectNetwork(name string) (api.NetworkDetail, error) {
 func (d *Daemon) portsOfLocked(n *network) []*port {
 	var out []*port
 	for _, p := range d.ports {
-		if p.net == n {
+		if p.net == n && p.kind == api.KindContainer {
 			out = append(out, p)
 		}
 	}
@@ -288,13 +279,6 @@ func (d *Daemon) networkViewLocked(n *network) api.Network {
 		MACs:     n.vn.FDB().Len(),
 		MACLimit: n.vn.FDB().Limit(),
 	}
-}
-
-// gatewayView is a gateway port as the API shows it.
-func gatewayView(sp *vswitch.Port) api.Port {
-	v := switchPortView(sp)
-	v.Kind = api.KindGateway
-	return v
 }
 
 // switchPortView is what the switch knows of a port.

@@ -73,7 +73,7 @@ func unpin(path string) error {
 // unpin removes a pin and logs a failure: a pin left behind holds a
 // namespace, nothing worse, and the next start tries again.
 func (d *Daemon) unpin(path string) {
-	if err := unpin(path); err != nil {
+	if err := d.host.unpin(path); err != nil {
 		d.log.Warn("network namespace pin left in place", "path", path, "err", err)
 	}
 }

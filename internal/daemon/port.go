@@ -8,9 +8,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
-	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -21,16 +20,17 @@ import (
 	"github.com/tapswitch/tapswitch/internal/publish"
 	"github.com/tapswitch/tapswitch/namespace"
 	vswitch "github.com/tapswitch/tapswitch/switch"
-	"github.com/tapswitch/tapswitch/tap"
 )
 
 // netnsEtcDir is where `ip netns exec NAME` finds files to bind-mount
 // over /etc for the namespace NAME.
 const netnsEtcDir = "/etc/netns"
 
-// port is one container port: the switch's port and what the daemon set
-// up around it.
+// port is one port of the daemon: the switch's port and what the daemon
+// set up around it.
 type port struct {
+	// kind is api.KindContainer or api.KindGateway (see plug.go).
+	kind  string
 	state portState
 	sw    *vswitch.Port
 	net   *network
@@ -66,7 +66,10 @@ func (p *port) stopProxies() {
 
 func (p *port) view() api.Port {
 	v := switchPortView(p.sw)
-	v.Kind = api.KindContainer
+	v.Kind = p.kind
+	if p.kind == api.KindGateway {
+		return v
+	}
 	v.DNSName = p.dnsName()
 	for _, m := range p.publish {
 		v.Publish = append(v.Publish, m.String())
@@ -169,12 +172,11 @@ func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
 	return p.view(), nil
 }
 
-// attachLocked creates the TAP of s, plugs it in, and sets up what goes
+// attachLocked plugs in a new container port as s asks, with what goes
 // with it: its addresses from the network's IPAM, a default route via the
 // gateway, published ports, its DNS name and the namespace's resolv.conf.
 // On failure nothing of it is left.
 func (d *Daemon) attachLocked(s attachSpec) (_ *port, err error) {
-	start := time.Now()
 	n, ok := d.nets[s.network]
 	if !ok {
 		return nil, noNetwork(s.network)
@@ -192,7 +194,7 @@ func (d *Daemon) attachLocked(s attachSpec) (_ *port, err error) {
 	var pinPath string
 	if d.persistent() && needsPin(s.netnsPath) {
 		pinPath = d.pinPath(s.name)
-		if err := pin(s.netnsPath, pinPath); err != nil {
+		if err := d.host.pin(s.netnsPath, pinPath); err != nil {
 			return nil, fmt.Errorf("pin network namespace %s: %w", s.netnsPath, err)
 		}
 		defer func() {
@@ -210,113 +212,30 @@ func (d *Daemon) attachLocked(s attachSpec) (_ *port, err error) {
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			for _, a := range owned {
-				n.subnet.Release(a)
-			}
+	if len(s.publish) > 0 && !slices.ContainsFunc(ips, func(ip netip.Prefix) bool { return n.subnet.Contains(ip.Addr()) }) {
+		for _, a := range owned {
+			n.subnet.Release(a)
 		}
-	}()
-	// The addresses in the subnet are what the gateway, DNS and published
-	// ports can reach; others (a flat wire between namespaces) are only
-	// put on the TAP.
-	var local []netip.Addr
-	for _, ip := range ips {
-		if n.subnet.Contains(ip.Addr()) {
-			local = append(local, ip.Addr())
-		}
-	}
-	if len(s.publish) > 0 && len(local) == 0 {
 		return nil, api.Errorf(api.ErrInvalid, api.ReasonPublishNeedsAddress, "published ports need an address in network %q's subnet %s, and the port has none", n.name, n.subnet.Prefix())
 	}
-	first := true
-	var resolvConf string
-	for _, o := range d.ports {
-		if o.ns == ns {
-			first = false
-			if o.state.ResolvConf != "" {
-				resolvConf = o.state.ResolvConf
-			}
-		}
-	}
-
-	dev, err := tap.Create(tap.Config{Netns: nsPath, Name: s.ifname, MAC: s.mac, MTU: s.mtu, Queues: d.cfg.Queues, Addrs: ips,
-		Persist: d.persistent(), Alias: d.alias()})
-	if err != nil {
-		if errors.Is(err, tap.ErrExists) {
-			err = api.Errorf(api.ErrConflict, api.ReasonIfnameInUse, "%w", err)
-		}
-		return nil, err
-	}
-	if first && len(local) > 0 {
-		gw := n.subnet.Gateway()
-		if err := addDefaultRoute(nsPath, s.ifname, gw); err != nil {
-			if !errors.Is(err, errDefaultRouteExists) {
-				dev.Close()
-				return nil, err
-			}
-			d.log.Warn("default route left as it was", "netns", s.netns, "gateway", gw, "err", err)
-		}
-	}
-	mtu := s.mtu
-	if mtu == 0 {
-		mtu = 1500
-	}
-	info := vswitch.PortInfo{Netns: s.netns, NetnsPath: nsPath, Ifname: s.ifname, MAC: dev.MAC(), IPs: ips, MTU: mtu}
-	applyPolicy(&info, s.req.PortPolicy)
-	sp, err := d.sw.AddPort(s.network, s.name, dev, info)
-	if err != nil {
-		return nil, classify(err)
-	}
-	p := &port{
-		state: portState{Request: s.req, Name: s.name, Network: s.network, MAC: dev.MAC().String(), DNSName: s.dnsName,
-			Ifname: s.ifname, MTU: s.mtu, Pin: pinPath},
-		sw:      sp,
+	p, err := d.plugLocked(plugSpec{
+		kind: api.KindContainer,
+		state: portState{Request: s.req, Name: s.name, Network: s.network, DNSName: s.dnsName,
+			MTU: s.mtu, Pin: pinPath},
 		net:     n,
-		ns:      ns,
 		nsPath:  nsPath,
+		ns:      ns,
+		ifname:  s.ifname,
+		ips:     ips,
 		owned:   owned,
 		publish: s.publish,
+		mac:     s.mac,
+		mtu:     s.mtu,
+	})
+	if err != nil {
+		return nil, err
 	}
-	for _, a := range owned {
-		p.state.Owned = append(p.state.Owned, a.String())
-	}
-	for _, ip := range ips {
-		p.state.IPs = append(p.state.IPs, ip.String())
-	}
-	defer func() {
-		if err != nil {
-			p.stopProxies()
-			d.sw.RemovePort(sp)
-		}
-	}()
-	for _, m := range s.publish {
-		px, err := publish.Start(m, local[0], d.log.With("port", s.name))
-		if err != nil {
-			switch {
-			case errors.Is(err, publish.ErrPortInUse):
-				err = fmt.Errorf("%w: %w", api.ErrConflict, err)
-			case errors.Is(err, syscall.EADDRNOTAVAIL), errors.Is(err, syscall.EACCES):
-				// A host address that is not the host's, or a
-				// privileged port: the request is what to change.
-				err = fmt.Errorf("%w: %w", api.ErrInvalid, err)
-			}
-			return nil, err
-		}
-		p.proxies = append(p.proxies, px)
-	}
-	if len(local) > 0 {
-		if err := n.records.Set(s.name, []string{p.dnsName()}, local); err != nil {
-			return nil, invalid("DNS name of port %q: %w", s.name, err)
-		}
-	}
-	if resolvConf == "" && len(local) > 0 {
-		resolvConf = d.writeResolvConf(s.netns, n.subnet.Gateway())
-	}
-	p.state.ResolvConf = resolvConf
-	d.ports[s.name] = p
 	d.saveLocked()
-	d.log.Debug("attach done", "port", s.name, "took", time.Since(start))
 	return p, nil
 }
 
@@ -363,13 +282,13 @@ func addresses(n *network, asked []netip.Prefix) (ips []netip.Prefix, owned []ne
 func (d *Daemon) checkFree(s attachSpec, n *network) error {
 	if p, err := d.sw.Port(s.name); err == nil {
 		where := fmt.Sprintf("in netns %q", p.Info().Netns)
-		if _, ok := d.ports[p.Name()]; !ok {
+		if o, ok := d.ports[p.Name()]; ok && o.kind == api.KindGateway {
 			where = "as a gateway"
 		}
 		return api.Errorf(api.ErrConflict, api.ReasonPortNameInUse, "port name %q already exists (%s)", s.name, where)
 	}
 	for _, p := range n.vn.Ports() {
-		if p != n.gw {
+		if p != n.gw.sw {
 			for _, have := range p.Info().IPs {
 				for _, want := range s.ips {
 					if have.Addr() == want.Addr() {
@@ -394,7 +313,7 @@ func (d *Daemon) Detach(name string) error {
 		return fmt.Errorf("detach: %w", classify(err))
 	}
 	p, ok := d.ports[sp.Name()]
-	if !ok {
+	if !ok || p.kind == api.KindGateway {
 		return fmt.Errorf("detach: %w", api.Errorf(api.ErrInvalid, api.ReasonGatewayPort, "port %q is the gateway of network %q", sp.Name(), sp.Network().Name()))
 	}
 	if err := d.sw.RemovePort(sp); err != nil {
@@ -421,7 +340,7 @@ func (d *Daemon) UpdatePort(name string, req api.PortUpdateRequest) (api.Port, e
 		return api.Port{}, fmt.Errorf("update port: %w", classify(err))
 	}
 	p, ok := d.ports[sp.Name()]
-	if !ok {
+	if !ok || p.kind == api.KindGateway {
 		return api.Port{}, fmt.Errorf("update port: %w", api.Errorf(api.ErrInvalid, api.ReasonGatewayPort, "port %q is the gateway of network %q; it routes for the host and has no port security", sp.Name(), sp.Network().Name()))
 	}
 	pol := &p.state.Request.PortPolicy
@@ -455,7 +374,7 @@ func (d *Daemon) forgetLocked(p *port) {
 		return
 	}
 	for _, o := range d.ports {
-		if o.ns == p.ns {
+		if o.kind == api.KindContainer && o.ns == p.ns {
 			return
 		}
 	}
@@ -524,7 +443,7 @@ func (d *Daemon) Connect(network string, req api.ConnectRequest) (api.Port, erro
 		return fail(classify(err))
 	}
 	orig, ok := d.ports[sp.Name()]
-	if !ok {
+	if !ok || orig.kind == api.KindGateway {
 		return fail(api.Errorf(api.ErrInvalid, api.ReasonGatewayPort, "port %q is a network's gateway, not a container's port", sp.Name()))
 	}
 	n, ok := d.nets[network]
@@ -532,7 +451,7 @@ func (d *Daemon) Connect(network string, req api.ConnectRequest) (api.Port, erro
 		return fail(noNetwork(network))
 	}
 	for _, o := range d.ports {
-		if o.ns == orig.ns && o.net == n {
+		if o.kind == api.KindContainer && o.ns == orig.ns && o.net == n {
 			return fail(conflict("the namespace of port %q is already on network %q, through port %q", orig.name(), network, o.name()))
 		}
 	}
@@ -548,7 +467,7 @@ func (d *Daemon) Connect(network string, req api.ConnectRequest) (api.Port, erro
 	// The original port's own way into the namespace: its pin, for a
 	// namespace attached by pid that has outlived the process.
 	netns, path := orig.state.Request.Netns, orig.nsPath
-	ifname, err := nextIfname(path)
+	ifname, err := d.host.nextIfname(path)
 	if err != nil {
 		return fail(err)
 	}

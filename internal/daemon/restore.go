@@ -1,19 +1,18 @@
 package daemon
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
-	"time"
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/internal/apiserver"
 	"github.com/tapswitch/tapswitch/internal/ipam"
-	"github.com/tapswitch/tapswitch/internal/publish"
 	"github.com/tapswitch/tapswitch/namespace"
-	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/tap"
 )
 
@@ -90,8 +89,8 @@ func (d *Daemon) restoreLocked(doc stateDoc) error {
 	return nil
 }
 
-// restorePortLocked takes the TAP of a port the state file records back
-// and plugs it in again as it was.
+// restorePortLocked takes the device of a port the state file records
+// back and plugs it in again as it was.
 func (d *Daemon) restorePortLocked(ps portState) error {
 	n, ok := d.nets[ps.Network]
 	if !ok {
@@ -99,6 +98,10 @@ func (d *Daemon) restorePortLocked(ps portState) error {
 	}
 	if _, ok := d.ports[ps.Name]; ok {
 		return fmt.Errorf("the state file names port %q twice", ps.Name)
+	}
+	kind := kindOf(ps)
+	if kind != api.KindContainer {
+		return fmt.Errorf("port kind %q is not one this tapswitchd takes back", kind)
 	}
 	path := ps.Pin
 	if path == "" {
@@ -112,13 +115,6 @@ func (d *Daemon) restorePortLocked(ps portState) error {
 	ns, err := nsIDOf(path)
 	if err != nil {
 		return err
-	}
-	ifname := ps.Ifname
-	if ifname == "" {
-		ifname = ps.Request.Ifname
-	}
-	if ifname == "" {
-		ifname = "eth0"
 	}
 	ipStrings := ps.IPs
 	if ipStrings == nil {
@@ -140,71 +136,20 @@ func (d *Daemon) restorePortLocked(ps portState) error {
 		}
 		owned = append(owned, a)
 	}
-	dev, err := openTAP(tap.Config{Netns: path, Name: ifname, Queues: d.cfg.Queues})
-	if err != nil {
-		return err
-	}
-	if ps.MAC != "" && ps.MAC != dev.MAC().String() {
-		d.log.Warn("the port's MAC was changed while tapswitchd was down; taking the new one", "port", ps.Name, "was", ps.MAC, "now", dev.MAC().String())
-	}
-	mtu := ps.MTU
-	if mtu == 0 {
-		mtu = 1500
-	}
-	info := vswitch.PortInfo{Netns: ps.Request.Netns, NetnsPath: path, Ifname: ifname, MAC: dev.MAC(), IPs: ips, MTU: mtu}
-	applyPolicy(&info, ps.Request.PortPolicy)
-	sp, err := d.sw.AddPort(n.name, ps.Name, dev, info)
-	if err != nil {
-		return classify(err)
-	}
-	p := &port{state: ps, sw: sp, net: n, ns: ns, nsPath: path, owned: owned, publish: mappings}
-	p.state.MAC, p.state.Ifname = dev.MAC().String(), ifname
-	p.state.IPs = nil
-	for _, ip := range ips {
-		p.state.IPs = append(p.state.IPs, ip.String())
-	}
-	var local []netip.Addr
-	for _, ip := range ips {
-		if n.subnet.Contains(ip.Addr()) {
-			local = append(local, ip.Addr())
-		}
-	}
-	// The port forwards again whatever becomes of what goes with it.
-	d.ports[ps.Name] = p
-	if len(local) > 0 {
-		if err := n.records.Set(ps.Name, []string{p.dnsName()}, local); err != nil {
-			d.log.Warn("the port's DNS name is not served", "port", ps.Name, "err", err)
-		}
-	}
-	for _, m := range mappings {
-		if len(local) == 0 {
-			break
-		}
-		px, err := publish.Start(m, local[0], d.log.With("port", ps.Name))
-		if err != nil {
-			d.log.Error("published port not restored; detach and attach the port again once the host port is free", "port", ps.Name, "publish", m.String(), "err", err)
-			continue
-		}
-		p.proxies = append(p.proxies, px)
-	}
-	return nil
-}
-
-// inUseWait bounds how long openTAP waits for a TAP's queues to be let
-// go: a daemon killed a moment ago may still be closing them.
-const inUseWait = 2 * time.Second
-
-// openTAP is tap.Open, waiting up to inUseWait while the device's queues
-// are still held.
-func openTAP(cfg tap.Config) (tap.Device, error) {
-	deadline := time.Now().Add(inUseWait)
-	for {
-		dev, err := tap.Open(cfg)
-		if !errors.Is(err, tap.ErrInUse) || time.Now().After(deadline) {
-			return dev, err
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	_, err = d.plugLocked(plugSpec{
+		kind:    kind,
+		state:   ps,
+		net:     n,
+		nsPath:  path,
+		ns:      ns,
+		ifname:  cmp.Or(ps.Ifname, ps.Request.Ifname, "eth0"),
+		ips:     ips,
+		owned:   owned,
+		publish: mappings,
+		mtu:     ps.MTU,
+		restore: true,
+	})
+	return err
 }
 
 // removeStaleLocked removes what a daemon of this state directory left

@@ -25,6 +25,9 @@ const stateVersion = 3
 // its TAP back at the next start. A port is in the file while it is
 // attached, and stays there when the daemon stops or dies.
 type portState struct {
+	// Kind is the port's kind (see plug.go); empty in files written
+	// before kinds were recorded, which held container ports only.
+	Kind    string            `json:"kind,omitempty"`
 	Request api.AttachRequest `json:"request"`
 	Name    string            `json:"name"`
 	Network string            `json:"network"`
@@ -130,13 +133,15 @@ func (d *Daemon) stateLocked() stateDoc {
 	doc := stateDoc{
 		Version:  stateVersion,
 		Networks: make([]networkState, 0, len(d.nets)),
-		Ports:    make([]portState, 0, len(d.ports)),
+		Ports:    []portState{},
 	}
 	for _, n := range d.nets {
 		doc.Networks = append(doc.Networks, networkState{Name: n.name, Internal: n.internal, Subnet: n.subnet.State()})
 	}
 	for _, p := range d.ports {
-		doc.Ports = append(doc.Ports, p.state)
+		if p.kind == api.KindContainer {
+			doc.Ports = append(doc.Ports, p.state)
+		}
 	}
 	slices.SortFunc(doc.Networks, func(a, b networkState) int { return cmp.Compare(a.Name, b.Name) })
 	slices.SortFunc(doc.Ports, func(a, b portState) int { return cmp.Compare(a.Name, b.Name) })

@@ -35,7 +35,8 @@ func TestStateRoundTrip(t *testing.T) {
 		state: st,
 		nets:  map[string]*network{"front": front, "back": back},
 		ports: map[string]*port{
-			"web": {state: portState{
+			"web": {kind: api.KindContainer, state: portState{
+				Kind:       api.KindContainer,
 				Request:    api.AttachRequest{Netns: "web", Network: "front", Name: "web", Publish: []string{"8080:80"}},
 				Name:       "web",
 				Network:    "front",
@@ -43,7 +44,9 @@ func TestStateRoundTrip(t *testing.T) {
 				Owned:      []string{web.String()},
 				ResolvConf: "/etc/netns/web/resolv.conf",
 			}},
-			"api-back": {state: portState{Name: "api-back", Network: "back", DNSName: "api"}},
+			"api-back": {kind: api.KindContainer, state: portState{Name: "api-back", Network: "back", DNSName: "api"}},
+			// Gateways are the networks': the file does not record them.
+			"tsw-front": {kind: api.KindGateway, state: portState{Name: "tsw-front", Network: "front"}},
 		},
 	}
 	d.saveLocked()
@@ -71,7 +74,7 @@ func TestStateRoundTrip(t *testing.T) {
 	if next, _ := sub.Allocate(); next == web {
 		t.Fatalf("Allocate() after restore = %s again", next)
 	}
-	if got.Ports[0].Name != "api-back" || got.Ports[0].DNSName != "api" || got.Ports[1].Request.Publish[0] != "8080:80" {
+	if len(got.Ports) != 2 || got.Ports[0].Name != "api-back" || got.Ports[0].DNSName != "api" || got.Ports[1].Request.Publish[0] != "8080:80" {
 		t.Fatalf("load() ports = %+v, want api-back (dns name api) and web (publishing 8080:80), sorted", got.Ports)
 	}
 	if fi, err := os.Stat(filepath.Join(dir, "state.json")); err != nil || fi.Mode().Perm()&0o077 != 0 {

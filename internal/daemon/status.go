@@ -16,7 +16,12 @@ import (
 // Status implements apiserver.Backend.
 func (d *Daemon) Status() api.Status {
 	d.mu.Lock()
-	nets, ports := len(d.nets), len(d.ports)
+	nets, ports := len(d.nets), 0
+	for _, p := range d.ports {
+		if p.kind == api.KindContainer {
+			ports++
+		}
+	}
 	d.mu.Unlock()
 	first := -1.0
 	if ns := d.firstForward.Load(); ns >= 0 {

@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
+	"syscall"
 
 	"github.com/tapswitch/tapswitch/device"
 	"github.com/tapswitch/tapswitch/device/devicetest"
@@ -35,7 +37,27 @@ type Maker struct {
 
 var _ tap.Maker = (*Maker)(nil)
 
+// key names an interface: its namespace, by identity (one namespace
+// reached through two paths, a pin and /proc/PID/ns/net, is one), and its
+// name.
 type key struct{ netns, name string }
+
+// keyOf is the key of interface name in the namespace at netns; "" is the
+// caller's own namespace, as for tap.Config.Netns.
+func keyOf(netns, name string) (key, error) {
+	if netns == "" {
+		return key{"", name}, nil
+	}
+	fi, err := os.Stat(netns)
+	if err != nil {
+		return key{}, fmt.Errorf("network namespace %s: %w", netns, err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return key{netns, name}, nil
+	}
+	return key{fmt.Sprintf("ns:%d:%d", st.Dev, st.Ino), name}, nil
+}
 
 // link is an interface as the kernel would hold it.
 type link struct {
@@ -63,9 +85,6 @@ func (d *Device) Name() string { return d.k.name }
 
 // MAC implements tap.Device.
 func (d *Device) MAC() net.HardwareAddr { return d.mac }
-
-// Netns is the namespace the device was made in.
-func (d *Device) Netns() string { return d.k.netns }
 
 // Close implements tap.Device: the device is gone, persistent or not.
 func (d *Device) Close() error { return d.end(true) }
@@ -103,12 +122,15 @@ func (m *Maker) Create(cfg tap.Config) (tap.Device, error) {
 			return nil, err
 		}
 	}
+	k, err := keyOf(cfg.Netns, cfg.Name)
+	if err != nil {
+		return nil, err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.links == nil {
 		m.links = make(map[key]*link)
 	}
-	k := key{cfg.Netns, cfg.Name}
 	if l, ok := m.links[k]; ok {
 		// A stale persistent TAP of the same maker is replaced, as
 		// tap.Create does.
@@ -133,9 +155,12 @@ func (m *Maker) Open(cfg tap.Config) (tap.Device, error) {
 			return nil, err
 		}
 	}
+	k, err := keyOf(cfg.Netns, cfg.Name)
+	if err != nil {
+		return nil, err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	k := key{cfg.Netns, cfg.Name}
 	l, ok := m.links[k]
 	switch {
 	case !ok:
@@ -156,9 +181,10 @@ func (m *Maker) openLocked(k key, l *link, queues int) *Device {
 
 // Device returns the open device name in netns, or nil.
 func (m *Maker) Device(netns, name string) *Device {
+	k, _ := keyOf(netns, name)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if l := m.links[key{netns, name}]; l != nil {
+	if l := m.links[k]; l != nil {
 		return l.open
 	}
 	return nil
@@ -167,18 +193,20 @@ func (m *Maker) Device(netns, name string) *Device {
 // Exists reports whether an interface name is in netns, open or left
 // persistent.
 func (m *Maker) Exists(netns, name string) bool {
+	k, _ := keyOf(netns, name)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	_, ok := m.links[key{netns, name}]
+	_, ok := m.links[k]
 	return ok
 }
 
 // Config returns the configuration the interface name in netns was
 // created with (its addresses, MTU, persistence), and whether it exists.
 func (m *Maker) Config(netns, name string) (tap.Config, bool) {
+	k, _ := keyOf(netns, name)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	l, ok := m.links[key{netns, name}]
+	l, ok := m.links[k]
 	if !ok {
 		return tap.Config{}, false
 	}
@@ -192,9 +220,9 @@ var ErrRemoved = errors.New("taptest: interface removed")
 // Remove deletes an interface as `ip link del` would: an open device's
 // reads and writes fail with ErrRemoved from then on.
 func (m *Maker) Remove(netns, name string) {
+	k, _ := keyOf(netns, name)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	k := key{netns, name}
 	if l := m.links[k]; l != nil {
 		if l.open != nil {
 			l.open.Device.Break(ErrRemoved)
