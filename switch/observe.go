@@ -190,6 +190,12 @@ func observe(obs []*Observer, in, out *Port, why DropReason, buf []byte) {
 // frame costs two atomic adds and a look at the free list.
 func (o *Observer) offer(in, out *Port, why DropReason, buf []byte) {
 	o.seen.Add(1)
+	// An empty free list, the case of a reader that fell behind, is
+	// seen without taking the channel's lock.
+	if len(o.free) == 0 {
+		o.lost.Add(1)
+		return
+	}
 	var r *Record
 	select {
 	case r = <-o.free:
