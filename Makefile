@@ -52,7 +52,7 @@ unit:
 bench: deps build
 	$(GO) run ./bench -bracket -tapswitchd $(BIN)/tapswitchd -tapswitch $(BIN)/tapswitch $(ARGS)
 	$(GO) run ./bench -scale -tapswitchd $(BIN)/tapswitchd -tapswitch $(BIN)/tapswitch $(ARGS)
-	$(GO) test -run '^$$' -bench . -benchmem -cpu 1,2 ./fdb ./switch
+	$(GO) test -run '^$$' -bench . -benchmem -cpu 1,2 ./fdb ./switch ./segment
 
 # bench-ab runs the comparison with two builds of tapswitch, passes
 # interleaved, and adds new/base per test next to the bridge's drift:
