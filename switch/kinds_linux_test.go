@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -42,7 +41,7 @@ func TestPortKindWithoutOffloads(t *testing.T) {
 	var tapPorts [2]*vswitch.Port
 	var nss [2]string
 	for i := range 2 {
-		nss[i] = newNetns(t, fmt.Sprintf("tskind%d-%d", os.Getpid(), i))
+		nss[i] = privtest.Netns(t, fmt.Sprintf("tskind%d-%d", os.Getpid(), i))
 		addr := netip.MustParsePrefix(fmt.Sprintf("10.96.0.%d/24", i+1))
 		dev, err := tap.Create(tap.Config{Netns: nss[i], Name: "eth0", Addrs: []netip.Prefix{addr}})
 		if err != nil {
@@ -174,20 +173,6 @@ func TestPortKindWithoutOffloads(t *testing.T) {
 	if d := memPort.Counters().Drops; len(d) != 0 {
 		t.Fatalf("in-memory port drops %v, want none", d)
 	}
-}
-
-// newNetns makes a namespace for one test and removes it afterwards.
-func newNetns(t *testing.T, name string) string {
-	t.Helper()
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v\n%s", name, err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	path, err := namespace.Resolve(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 // tcpPayload is the TCP payload length of an Ethernet frame, 0 for other

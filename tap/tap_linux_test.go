@@ -23,16 +23,7 @@ import (
 func newNetns(t *testing.T) string {
 	t.Helper()
 	privtest.Require(t, "create namespaces and TAP devices", "ip")
-	name := fmt.Sprintf("tstap%d", os.Getpid())
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v\n%s", name, err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	path, err := namespace.Resolve(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return privtest.Netns(t, fmt.Sprintf("tstap%d", os.Getpid()))
 }
 
 func linkExists(t *testing.T, netns, name string) bool {

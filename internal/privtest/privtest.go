@@ -7,6 +7,7 @@ package privtest
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -32,4 +33,15 @@ func Require(t testing.TB, why string, tools ...string) {
 			cannot("needs %s: %v", tool, err)
 		}
 	}
+}
+
+// Netns makes a network namespace called name for one test (after
+// Require), removes it when the test ends, and returns its file.
+func Netns(t testing.TB, name string) string {
+	t.Helper()
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v\n%s", name, err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	return filepath.Join("/run/netns", name)
 }
