@@ -70,8 +70,21 @@ type AttachRequest struct {
 	// Publish lists host ports to forward to the port, each
 	// [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp] as in `docker run -p`.
 	Publish []string `json:"publish,omitempty"`
+	// DNSName is the name the network's DNS answers with the port's
+	// addresses, besides the port's own name; empty means the port's
+	// name only. A container on several networks has one DNS name and a
+	// port of another name on each.
+	DNSName string `json:"dns_name,omitempty"`
+	// ContainerID is a container engine's id of the container the port
+	// is for (CNI_CONTAINERID), kept with the port so that the engine
+	// finds it again to check, delete or garbage-collect it. At most
+	// MaxContainerID characters: letters, digits, '_', '.' and '-'.
+	ContainerID string `json:"container_id,omitempty"`
 	PortPolicy
 }
+
+// MaxContainerID bounds AttachRequest.ContainerID.
+const MaxContainerID = 256
 
 // PortPolicy is what a port may send and how much of the network's
 // forwarding table it may fill. The zero value is the default: port
@@ -155,6 +168,8 @@ type Port struct {
 	// addresses: the port's name, or for a port made by connect the
 	// name of the port it joined.
 	DNSName string `json:"dns_name,omitempty"`
+	// ContainerID is the container engine's id given at attach, if any.
+	ContainerID string `json:"container_id,omitempty"`
 	// Publish lists the published ports in canonical form
 	// (HOSTPORT:CONTAINERPORT/PROTO).
 	Publish []string `json:"publish"`

@@ -77,6 +77,19 @@ func CheckName(what, name string) error {
 	return nil
 }
 
+// containerIDRE is what a container id may hold: what CNI allows
+// (letters, digits, '_', '.', '-', starting with a letter or digit).
+var containerIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+
+// CheckContainerID reports why id cannot be a port's container id; the
+// empty id (none) is fine.
+func CheckContainerID(id string) error {
+	if id != "" && (len(id) > api.MaxContainerID || !containerIDRE.MatchString(id)) {
+		return invalid("container id %s: use 1 to %d letters, digits, '_', '.' and '-', starting with a letter or digit", quote(id), api.MaxContainerID)
+	}
+	return nil
+}
+
 // CheckNetworkRef reports why name cannot name a network.
 func CheckNetworkRef(name string) error {
 	return CheckName("network", name)
@@ -255,6 +268,14 @@ func validateAttach(r api.AttachRequest) error {
 		if err := CheckIfname(r.Ifname); err != nil {
 			return err
 		}
+	}
+	if r.DNSName != "" {
+		if err := CheckName("DNS", r.DNSName); err != nil {
+			return err
+		}
+	}
+	if err := CheckContainerID(r.ContainerID); err != nil {
+		return err
 	}
 	ips, err := ParseAddrs(r.IPs)
 	if err != nil {

@@ -520,3 +520,28 @@ func TestPortFailed(t *testing.T) {
 	defer d.mu.Unlock()
 	nothingLeft(t, d, h, "web", "t0")
 }
+
+// A container engine's id and a DNS name of the engine's choosing stay
+// with the port, across a restart too.
+func TestAttachContainerID(t *testing.T) {
+	dir := t.TempDir()
+	h := newFakeHost()
+	d := startDaemon(t, dir, h)
+	frontNet(t, d)
+	p, err := attach(d, "cni-0f3e9c-eth0", "t0", func(r *api.AttachRequest) { r.ContainerID, r.DNSName = "0f3e9c", "db" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.ContainerID != "0f3e9c" || p.DNSName != "db" {
+		t.Fatalf("Attach() = container id %q, DNS name %q; want 0f3e9c, db", p.ContainerID, p.DNSName)
+	}
+	if addrs, _ := d.nets["front"].records.Lookup("db.front.", 1); len(addrs) != 1 {
+		t.Fatalf("DNS answers db.front with %v, want the port's address", addrs)
+	}
+	d.Close()
+	d = startDaemon(t, dir, h)
+	defer d.CloseAndRemove()
+	if got := d.ports["cni-0f3e9c-eth0"].view(); got.ContainerID != "0f3e9c" || got.DNSName != "db" {
+		t.Fatalf("after a restart: container id %q, DNS name %q; want 0f3e9c, db", got.ContainerID, got.DNSName)
+	}
+}

@@ -71,6 +71,7 @@ func (p *port) view() api.Port {
 		return v
 	}
 	v.DNSName = p.dnsName()
+	v.ContainerID = p.state.Request.ContainerID
 	for _, m := range p.publish {
 		v.Publish = append(v.Publish, m.String())
 	}
@@ -100,13 +101,14 @@ type attachSpec struct {
 	mac              net.HardwareAddr
 	mtu              int
 	publish          []publish.Mapping
-	// dnsName is set by connect: the name of the port whose namespace
-	// the new port joins.
+	// dnsName is the name DNS answers besides the port's own: asked for
+	// (AttachRequest.DNSName), or set by connect to the name of the port
+	// whose namespace the new port joins.
 	dnsName string
 }
 
 func (d *Daemon) validate(req api.AttachRequest) (attachSpec, error) {
-	s := attachSpec{req: req, netns: req.Netns, network: req.Network, name: req.Name, ifname: req.Ifname, mtu: req.MTU}
+	s := attachSpec{req: req, netns: req.Netns, network: req.Network, name: req.Name, ifname: req.Ifname, mtu: req.MTU, dnsName: req.DNSName}
 	if s.network == "" {
 		s.network = api.DefaultNetwork
 	}
