@@ -3,6 +3,9 @@
 GO      ?= go
 BIN     := bin
 PREFIX  ?= /usr/local
+# Where install puts the CNI plugin; podman, containerd and CRI-O look in
+# /opt/cni/bin, Debian's podman in /usr/lib/cni, which gets a link.
+CNI_BIN ?= /opt/cni/bin
 # Extra flags for the benchmark program, e.g. make bench ARGS="-t 10".
 ARGS    ?=
 # Go test flags; CI adds nothing, a developer may add -run or -v.
@@ -18,7 +21,7 @@ TOOLS := ip:iproute2 ping:iputils-ping iperf3:iperf3 sockperf:sockperf useradd:p
 all: build
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/tapswitchd ./cmd/tapswitch
+	$(GO) build -o $(BIN)/ ./cmd/tapswitchd ./cmd/tapswitch ./cmd/tapswitch-cni
 
 # deps installs missing tools with apt-get when run as root on Debian or
 # Ubuntu, and otherwise names the packages to install.
@@ -105,6 +108,10 @@ soak:
 
 install: build
 	install -m 0755 $(BIN)/tapswitchd $(BIN)/tapswitch $(PREFIX)/bin/
+	install -d $(CNI_BIN)
+	install -m 0755 $(BIN)/tapswitch-cni $(CNI_BIN)/
+	if [ -d /usr/lib/cni ] && [ "$$(realpath $(CNI_BIN))" != /usr/lib/cni ]; then \
+		ln -sf $$(realpath $(CNI_BIN))/tapswitch-cni /usr/lib/cni/tapswitch-cni; fi
 
 clean:
 	rm -rf $(BIN)
