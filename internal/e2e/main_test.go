@@ -8,14 +8,16 @@ import (
 	"testing"
 )
 
-// binDir holds tapswitchd and tapswitch, built once by TestMain. It is
-// empty when the tests cannot run (not root), so nothing is built then.
+// binDir holds tapswitchd, tapswitch and tapswitch-cni, built once by
+// TestMain. It is empty when the tests cannot run (not root), so nothing
+// is built then.
 var binDir string
 
 // commands are the binaries under test.
 var commands = []string{
 	"github.com/tapswitch/tapswitch/cmd/tapswitchd",
 	"github.com/tapswitch/tapswitch/cmd/tapswitch",
+	"github.com/tapswitch/tapswitch/cmd/tapswitch-cni",
 }
 
 func TestMain(m *testing.M) {
