@@ -25,7 +25,16 @@
 //     the gateway and the network's DNS server and domain. An ADD repeated
 //     for the same container id and interface returns the attachment that
 //     exists. After another plugin (prevResult given), its interfaces,
-//     addresses and routes are appended to prevResult's.
+//     addresses and routes are appended to prevResult's; the plugin is
+//     meant to come first in a conflist, with portmap, tuning, bandwidth
+//     or firewall after it.
+//   - IPAM plugin's addresses outside the network's subnet are only put on
+//     the TAP (a plain wire): no gateway, route or DNS in the result, and
+//     the network's DNS does not answer for them. Give the IPAM plugin a
+//     range inside the subnet (tapswitch network inspect NET). An IPAM
+//     plugin that does not speak the config's cniVersion is called with
+//     the highest version it speaks (Debian 12's host-local stops at
+//     1.0.0); it gets STATUS and GC only if it speaks 1.1.0.
 //   - DEL detaches the port of the container id and interface name; one
 //     already gone is success. The IPAM plugin is always called.
 //   - CHECK needs prevResult: the port must exist with the addresses
