@@ -34,6 +34,11 @@ const (
 	// cniCacheDir is libcni's cache of results, which podman's CNI
 	// backend cannot move.
 	cniCacheDir = "/var/lib/cni"
+	// blobInfoCache is where podman import (containers/image) keeps
+	// what it knows of blobs, for root whatever the storage's root.
+	blobInfoCache = "/var/lib/containers/cache/blob-info-cache-v1.boltdb"
+	// runcRoot is where runc keeps the state of running containers.
+	runcRoot = "/run/runc"
 	// podmanImage is the name the imported busybox image gets.
 	podmanImage = "localhost/tapswitch-busybox:e2e"
 	// podmanPage is the index page of the image's /www.
@@ -58,9 +63,10 @@ type podmanEnv struct {
 	cgroupParent string
 	// sandboxes are the network namespaces of the test's containers.
 	sandboxes []string
-	// host is what the test found on the machine before it began.
-	cniCacheExisted bool
-	natBefore       map[nftables.TableFamily]natState
+	// host is what the test found on the machine before it began: the
+	// paths outside dir podman makes that did not exist, deepest last.
+	madePaths []string
+	natBefore map[nftables.TableFamily]natState
 }
 
 // natState is what the iptables nat table of one family held before the
@@ -124,8 +130,11 @@ func newPodman(t *testing.T) *podmanEnv {
 		pluginDir:    filepath.Join(dir, "cni"),
 		cgroupParent: fmt.Sprintf("/tapswitch-e2e-%08x", rand.Uint32()),
 	}
-	_, err = os.Stat(cniCacheDir)
-	p.cniCacheExisted = err == nil
+	for _, path := range []string{runcRoot, cniCacheDir, filepath.Dir(filepath.Dir(blobInfoCache)), filepath.Dir(blobInfoCache), blobInfoCache} {
+		if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
+			p.madePaths = append(p.madePaths, path)
+		}
+	}
 	p.natBefore = map[nftables.TableFamily]natState{
 		nftables.TableFamilyIPv4: readNAT(t, nftables.TableFamilyIPv4),
 		nftables.TableFamilyIPv6: readNAT(t, nftables.TableFamilyIPv6),
@@ -348,8 +357,14 @@ func (p *podmanEnv) cleanup() {
 		t.Errorf("remove podman's directory: %v", err)
 	}
 	p.removePortmapChains()
-	if !p.cniCacheExisted {
-		removeEmptyDirs(cniCacheDir)
+	for i := len(p.madePaths) - 1; i >= 0; i-- {
+		switch path := p.madePaths[i]; path {
+		case cniCacheDir:
+			removeEmptyDirs(path)
+		default:
+			// The cache file was the test's; a directory goes if empty.
+			os.Remove(path)
+		}
 	}
 }
 
