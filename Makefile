@@ -41,6 +41,8 @@ deps:
 test:
 	@$(MAKE) --no-print-directory deps || { [ "$$(id -u)" != 0 ] && \
 		echo "continuing without them: the integration tests need root and skip without it"; }
+	@command -v cnitool >/dev/null || [ -x "$$($(GO) env GOPATH)/bin/cnitool" ] || \
+		$(GO) install github.com/containernetworking/cni/cnitool@v1.3.1
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 30m $(TESTFLAGS) ./...
 

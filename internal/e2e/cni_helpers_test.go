@@ -93,11 +93,19 @@ func newCNIEnv(t *testing.T, env *testEnv) *cniEnv {
 	if err := os.Mkdir(c.confDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// cnitool's cache of results outlives the test otherwise.
+	// cnitool's cache of results outlives the test otherwise, and so
+	// do its directories on a machine that had none.
+	_, hadCache := os.Stat(filepath.Dir(cnitoolCacheDir))
 	t.Cleanup(func() {
 		files, _ := filepath.Glob(filepath.Join(cnitoolCacheDir, c.net+"-*"))
 		for _, f := range files {
 			os.Remove(f)
+		}
+		if hadCache != nil {
+			// Remove takes only empty directories: another test's
+			// results stay.
+			os.Remove(cnitoolCacheDir)
+			os.Remove(filepath.Dir(cnitoolCacheDir))
 		}
 	})
 	c.mustCLI("network", "create", c.net)
