@@ -96,11 +96,14 @@ func (d *Daemon) plugLocked(s plugSpec) (_ *port, err error) {
 			}
 		}
 	}
+	// A namespace's first port gets its default route; a new port shares
+	// the resolv.conf another port of its namespace has, and a restored
+	// one keeps what the state file says.
 	first, resolvConf := true, s.state.ResolvConf
 	for _, o := range d.ports {
 		if o.kind == api.KindContainer && o.ns == s.ns {
 			first = false
-			if resolvConf == "" {
+			if resolvConf == "" && !s.restore {
 				resolvConf = o.state.ResolvConf
 			}
 		}
