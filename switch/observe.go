@@ -78,8 +78,12 @@ type ObserverConfig struct {
 // stream's super-frames, and takes 16 MiB with whole frames.
 const DefaultObserverRecords = 256
 
-// maxObserverRecords bounds ObserverConfig.Records.
-const maxObserverRecords = 1 << 16
+// maxObserverRecords bounds ObserverConfig.Records, and
+// maxObserverBytes the memory an observer holds, Records times Snap.
+const (
+	maxObserverRecords = 1 << 16
+	maxObserverBytes   = 256 << 20
+)
 
 // ErrObserverClosed is returned by Observer.Next once the observer is
 // closed.
@@ -95,6 +99,9 @@ func (n *Network) Observe(cfg ObserverConfig) (*Observer, error) {
 	}
 	if cfg.Snap <= 0 || cfg.Snap > frameRoom {
 		cfg.Snap = frameRoom
+	}
+	if cfg.Records*cfg.Snap > maxObserverBytes {
+		return nil, fmt.Errorf("observer of network %q: %d records of %d bytes: more than %d MiB; keep fewer records or fewer bytes of each (Snap)", n.name, cfg.Records, cfg.Snap, maxObserverBytes>>20)
 	}
 	o := &Observer{
 		net:   n,

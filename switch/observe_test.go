@@ -126,6 +126,9 @@ func TestObserverConfig(t *testing.T) {
 	if _, err := r.net.Observe(ObserverConfig{Records: -1}); err == nil {
 		t.Fatal("Observe(Records: -1) = nil error, want one")
 	}
+	if _, err := r.net.Observe(ObserverConfig{Records: 1 << 14}); err == nil {
+		t.Fatal("Observe(16384 whole frames) = nil error, want one: a gigabyte")
+	}
 	o1, _ := r.net.Observe(ObserverConfig{Records: 1})
 	o2, _ := r.net.Observe(ObserverConfig{Records: 1})
 	r.forward("a", frame(bcast, macA, "x"))
