@@ -83,10 +83,10 @@ func (e *testEnv) newFwNetns(role string) string {
 // the host (fwHostAddr on the host's end, fwOutAddr on the namespace's)
 // and, in the namespace, a route to all of 10.130.0.0/16 through the
 // host, as a neighbour that routes a container subnet through the host
-// would have.
-func (e *testEnv) newFwOutside() string {
+// would have. It returns the namespace and the host end's name.
+func (e *testEnv) newFwOutside() (ns, hostIf string) {
 	e.t.Helper()
-	ns := e.newFwNetns("out")
+	ns = e.newFwNetns("out")
 	id := rand.N(0x10000)
 	// Not "tsw-": the daemon's isolation rules cover that prefix.
 	hostIf, peer := fmt.Sprintf("fwo%04x", id), fmt.Sprintf("fwp%04x", id)
@@ -105,7 +105,27 @@ func (e *testEnv) newFwOutside() string {
 			e.t.Fatalf("%s: %v\n%s", strings.Join(c, " "), err, out)
 		}
 	}
-	return ns
+	return ns, hostIf
+}
+
+// fwDNAT publishes dst on port of the host's address for what arrives on
+// hostIf, by a destination NAT rule in a table of the test's own, as
+// CNI's portmap or kube-proxy would.
+func fwDNAT(t *testing.T, hostIf string, port uint16, dst netip.AddrPort) {
+	t.Helper()
+	table := fmt.Sprintf("fwdnat%04x", rand.N(0x10000))
+	for _, c := range [][]string{
+		{"nft", "add", "table", "ip", table},
+		{"nft", "add", "chain", "ip", table, "pre", "{ type nat hook prerouting priority dstnat; }"},
+		{"nft", "add", "rule", "ip", table, "pre", "iifname", hostIf, "tcp", "dport", fmt.Sprint(port), "dnat", "to", dst.String()},
+	} {
+		if out, err := run(c[0], c[1:]...); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(c, " "), err, out)
+		}
+		if c[2] == "table" {
+			t.Cleanup(func() { run("nft", "delete", "table", "ip", table) })
+		}
+	}
 }
 
 // fwListen accepts TCP connections on addr in namespace ns ("" for the
@@ -339,7 +359,7 @@ func fwCheckOrder(t *testing.T, listing string) {
 func TestFirewallOutside(t *testing.T) {
 	fwUseBaseline(t)
 	e := newEnv(t, "nft")
-	out := e.newFwOutside()
+	out, hostIf := e.newFwOutside()
 	nsWeb := e.newFwNetns("web")
 	e.mustCLI("network", "create", "open", "--subnet", fwOpenSubnet)
 
@@ -364,6 +384,10 @@ func TestFirewallOutside(t *testing.T) {
 	if err == nil && !strings.HasPrefix(line, "web80 ") {
 		t.Errorf("published port %d answered %q, want web80 from the container", hostPort, line)
 	}
+	dnatPort := uint16(freeHostPort(t, 18132))
+	fwDNAT(t, hostIf, dnatPort, netip.AddrPortFrom(webAddr, 81))
+	line, err = fwDial(out, netip.AddrPortFrom(netip.MustParseAddr(fwHostAddr), dnatPort))
+	p.add(fmt.Sprintf("outside -> port 81 published by a DNAT rule (as portmap) at %s:%d", fwHostAddr, dnatPort), true, line, err)
 	line, err = fwDial(nsWeb, outService)
 	p.add("container -> outside (replies come back)", true, line, err)
 	if err == nil && line != "outside "+fwHostAddr {
@@ -408,7 +432,7 @@ func TestFirewallOutside(t *testing.T) {
 func TestFirewallInternal(t *testing.T) {
 	fwUseBaseline(t)
 	e := newEnv(t, "nft")
-	out := e.newFwOutside()
+	out, _ := e.newFwOutside()
 	nsA, nsB, nsWeb := e.newFwNetns("a"), e.newFwNetns("b"), e.newFwNetns("web")
 	e.mustCLI("network", "create", "open", "--subnet", fwOpenSubnet)
 	e.mustCLI("network", "create", "shut", "--subnet", fwShutSubnet, "--internal")

@@ -19,7 +19,7 @@
 // For a network front with subnet 10.20.0.0/24 behind gateway interface
 // tsw-front, AddNetwork adds
 //
-//	forward (head): oifname "tsw-front" iifname != "tsw-front" ct state ! established,related counter drop comment "network front"
+//	forward (head): oifname "tsw-front" iifname != "tsw-front" ct state ! established,related ct status ! dnat counter drop comment "network front"
 //	forward:        iifname "tsw-front" accept comment "network front"
 //	forward:        oifname "tsw-front" ct state established,related accept comment "network front"
 //	postrouting:    meta nfproto ipv4 ip saddr 10.20.0.0/24 oifname != "tsw-front" masquerade comment "network front"
@@ -28,7 +28,9 @@
 // else enters: a host on the LAN that routes the subnet through this one
 // reaches no container port, as with Docker 28. Published ports still
 // work, as the daemon's proxy connects to the container from the host
-// itself (the output hook, which no rule of this table filters).
+// itself (the output hook, which no rule of this table filters), and so
+// do ports that a destination NAT rule of someone else's opens (CNI's
+// portmap, kube-proxy): whoever wrote that rule published the port.
 //
 // For an internal network back with gateway 10.30.0.1 behind tsw-back,
 // AddNetwork adds

@@ -198,7 +198,7 @@ func TestManagerRules(t *testing.T) {
 
 	const (
 		frontMasq   = `front: meta nfproto ipv4 ip saddr 10.20.0.0/24 oifname != "tsw-front" masquerade`
-		frontNew    = `front: oifname "tsw-front" iifname != "tsw-front" ct state ! established,related counter drop`
+		frontNew    = `front: oifname "tsw-front" iifname != "tsw-front" ct state ! established,related ct status ! dnat counter drop`
 		frontIn     = `front: iifname "tsw-front" accept`
 		frontOut    = `front: oifname "tsw-front" ct state established,related accept`
 		frontInDrop = `front: iifname "tsw-front" counter drop`
@@ -206,7 +206,7 @@ func TestManagerRules(t *testing.T) {
 		backInDrop  = `back: iifname "tsw-back" counter drop`
 		backOutDrop = `back: oifname "tsw-back" counter drop`
 		v6Masq      = `v6: meta nfproto ipv6 ip6 saddr fd00:20::/64 oifname != "tsw-v6" masquerade`
-		v6New       = `v6: oifname "tsw-v6" iifname != "tsw-v6" ct state ! established,related counter drop`
+		v6New       = `v6: oifname "tsw-v6" iifname != "tsw-v6" ct state ! established,related ct status ! dnat counter drop`
 		v6In        = `v6: iifname "tsw-v6" accept`
 		v6Out       = `v6: oifname "tsw-v6" ct state established,related accept`
 	)

@@ -61,14 +61,18 @@ func networkRules(n Network) []ruleSpec {
 	return []ruleSpec{
 		// Nothing enters the network from elsewhere but replies: a host
 		// that routes to the subnet through this one (a LAN neighbour)
-		// reaches no container port. Published ports are not forwarded:
-		// the daemon's proxy connects from the host itself (output).
-		// Traffic that comes back in on the same interface (a container
-		// reaching another through the gateway) is the network's own.
+		// reaches no container port. The daemon's published ports are
+		// not forwarded: its proxy connects from the host itself
+		// (output). Ports published by destination NAT (CNI's portmap,
+		// kube-proxy, an administrator's rule) are, and pass: whoever
+		// wrote the DNAT rule chose to open that port. Traffic that comes
+		// back in on the same interface (a container reaching another
+		// through the gateway) is the network's own.
 		{chain: chainForward, head: true, exprs: join(
 			ifname(unix.NFT_META_OIFNAME, n.Bridge, expr.CmpOpEq),
 			ifname(unix.NFT_META_IIFNAME, n.Bridge, expr.CmpOpNeq),
 			ctNotEstablishedRelated(),
+			ctNotDNAT(),
 			counterDrop())},
 		{chain: chainForward, exprs: join(ifname(unix.NFT_META_IIFNAME, n.Bridge, expr.CmpOpEq), verdict(expr.VerdictAccept))},
 		// The reply path, explicit rather than left to the chain's policy.
@@ -251,6 +255,22 @@ func ctEstablishedRelated() []expr.Any {
 // new connections, and packets conntrack finds invalid or does not track.
 func ctNotEstablishedRelated() []expr.Any {
 	return ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED, expr.CmpOpEq)
+}
+
+// ipsDstNAT is IPS_DST_NAT of linux/netfilter/nf_conntrack_common.h,
+// the conntrack status bit of a connection whose destination was
+// rewritten (bit 5).
+const ipsDstNAT = 1 << 5
+
+// ctNotDNAT matches `ct status ! dnat`: a connection no rule gave a new
+// destination.
+func ctNotDNAT() []expr.Any {
+	mask := binary.NativeEndian.AppendUint32(nil, ipsDstNAT)
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: make([]byte, 4)},
+	}
 }
 
 // ctState tests the conntrack state bits of states against zero: op Neq

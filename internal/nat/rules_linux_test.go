@@ -63,8 +63,11 @@ func render(exprs []expr.Any) string {
 			mask = nil
 		case *expr.Ct:
 			lhs = "ct?"
-			if e.Key == expr.CtKeySTATE {
+			switch e.Key {
+			case expr.CtKeySTATE:
 				lhs = "ct state"
+			case expr.CtKeySTATUS:
+				lhs = "ct status"
 			}
 			mask = nil
 		case *expr.Bitwise:
@@ -105,6 +108,10 @@ func renderCmp(lhs string, mask []byte, c *expr.Cmp) string {
 	switch lhs {
 	case "meta nfproto":
 		val = map[byte]string{unix.NFPROTO_IPV4: "ipv4", unix.NFPROTO_IPV6: "ipv6"}[c.Data[0]]
+	case "ct status":
+		if c.Op == expr.CmpOpEq && binary.NativeEndian.Uint32(c.Data) == 0 && len(mask) == 4 && binary.NativeEndian.Uint32(mask) == ipsDstNAT {
+			op, val = "! ", "dnat"
+		}
 	case "meta l4proto":
 		val = map[byte]string{unix.IPPROTO_ICMP: "icmp", unix.IPPROTO_TCP: "tcp", unix.IPPROTO_UDP: "udp", unix.IPPROTO_ICMPV6: "ipv6-icmp"}[c.Data[0]]
 	case "th dport":
@@ -162,7 +169,7 @@ func TestRulesFor(t *testing.T) {
 			name: "ipv4",
 			n:    Network{Name: "front", Subnet: netip.MustParsePrefix("10.20.0.0/24"), Bridge: "tsw-front"},
 			want: []string{
-				`forward (head): oifname "tsw-front" iifname != "tsw-front" ct state ! established,related counter drop`,
+				`forward (head): oifname "tsw-front" iifname != "tsw-front" ct state ! established,related ct status ! dnat counter drop`,
 				`forward: iifname "tsw-front" accept`,
 				`forward: oifname "tsw-front" ct state established,related accept`,
 				`postrouting: meta nfproto ipv4 ip saddr 10.20.0.0/24 oifname != "tsw-front" masquerade`,
@@ -172,7 +179,7 @@ func TestRulesFor(t *testing.T) {
 			name: "ipv6",
 			n:    Network{Name: "v6", Subnet: netip.MustParsePrefix("fd00:20::/64"), Bridge: "tsw-v6"},
 			want: []string{
-				`forward (head): oifname "tsw-v6" iifname != "tsw-v6" ct state ! established,related counter drop`,
+				`forward (head): oifname "tsw-v6" iifname != "tsw-v6" ct state ! established,related ct status ! dnat counter drop`,
 				`forward: iifname "tsw-v6" accept`,
 				`forward: oifname "tsw-v6" ct state established,related accept`,
 				`postrouting: meta nfproto ipv6 ip6 saddr fd00:20::/64 oifname != "tsw-v6" masquerade`,
@@ -182,7 +189,7 @@ func TestRulesFor(t *testing.T) {
 			name: "single host",
 			n:    Network{Name: "one", Subnet: netip.MustParsePrefix("10.20.0.7/32"), Bridge: "tsw-one"},
 			want: []string{
-				`forward (head): oifname "tsw-one" iifname != "tsw-one" ct state ! established,related counter drop`,
+				`forward (head): oifname "tsw-one" iifname != "tsw-one" ct state ! established,related ct status ! dnat counter drop`,
 				`forward: iifname "tsw-one" accept`,
 				`forward: oifname "tsw-one" ct state established,related accept`,
 				`postrouting: meta nfproto ipv4 ip saddr 10.20.0.7/32 oifname != "tsw-one" masquerade`,
@@ -192,7 +199,7 @@ func TestRulesFor(t *testing.T) {
 			name: "every ipv4 address",
 			n:    Network{Name: "all", Subnet: netip.MustParsePrefix("0.0.0.0/0"), Bridge: "tsw-all"},
 			want: []string{
-				`forward (head): oifname "tsw-all" iifname != "tsw-all" ct state ! established,related counter drop`,
+				`forward (head): oifname "tsw-all" iifname != "tsw-all" ct state ! established,related ct status ! dnat counter drop`,
 				`forward: iifname "tsw-all" accept`,
 				`forward: oifname "tsw-all" ct state established,related accept`,
 				`postrouting: meta nfproto ipv4 oifname != "tsw-all" masquerade`,
@@ -243,7 +250,7 @@ func TestRulesFor(t *testing.T) {
 			name: "gateway of an ordinary network",
 			n:    Network{Name: "front", Subnet: netip.MustParsePrefix("10.20.0.0/24"), Bridge: "tsw-front", Gateway: netip.MustParseAddr("10.20.0.1")},
 			want: []string{
-				`forward (head): oifname "tsw-front" iifname != "tsw-front" ct state ! established,related counter drop`,
+				`forward (head): oifname "tsw-front" iifname != "tsw-front" ct state ! established,related ct status ! dnat counter drop`,
 				`forward: iifname "tsw-front" accept`,
 				`forward: oifname "tsw-front" ct state established,related accept`,
 				`postrouting: meta nfproto ipv4 ip saddr 10.20.0.0/24 oifname != "tsw-front" masquerade`,
@@ -321,6 +328,7 @@ func TestRulesForIsolation(t *testing.T) {
 type packet struct {
 	iif, oif string
 	ct       uint32 // one expr.CtStateBit*
+	status   uint32 // conntrack status bits (ipsDstNAT)
 	nfproto  byte
 	l4proto  byte
 	// net and th are the network and transport headers, as far as the
@@ -356,7 +364,14 @@ rules:
 					t.Fatalf("evaluate: meta key %d", e.Key)
 				}
 			case *expr.Ct:
-				reg = binary.NativeEndian.AppendUint32(nil, p.ct)
+				switch e.Key {
+				case expr.CtKeySTATE:
+					reg = binary.NativeEndian.AppendUint32(nil, p.ct)
+				case expr.CtKeySTATUS:
+					reg = binary.NativeEndian.AppendUint32(nil, p.status)
+				default:
+					t.Fatalf("evaluate: ct key %d", e.Key)
+				}
 			case *expr.Payload:
 				src := p.net
 				if e.Base == expr.PayloadBaseTransportHeader {
@@ -457,6 +472,10 @@ func TestRulesEvaluate(t *testing.T) {
 		n, th := ipv4To("192.0.2.1", tcp, 80)
 		return packet{iif: iif, oif: oif, ct: ct, nfproto: v4, l4proto: tcp, net: n, th: th}
 	}
+	dnat := func(p packet) packet {
+		p.status |= ipsDstNAT
+		return p
+	}
 	tests := []struct {
 		name  string
 		chain string
@@ -470,6 +489,10 @@ func TestRulesEvaluate(t *testing.T) {
 		{"reply to container", chainForward, fwd("eth0", "tsw-front", est), "accept"},
 		{"icmp error to container", chainForward, fwd("eth0", "tsw-front", rel), "accept"},
 		{"lan to ipv6 container, new", chainForward, fwd("eth0", "tsw-side", nw), "drop"},
+		// The chains' policy is accept: no rule stops it.
+		{"lan to a port published by dnat", chainForward, dnat(fwd("eth0", "tsw-front", nw)), "policy"},
+		{"dnat into internal", chainForward, dnat(fwd("eth0", "tsw-back", nw)), "drop"},
+		{"dnat from another network", chainForward, dnat(fwd("tsw-side", "tsw-front", nw)), "drop"},
 		{"container out", chainForward, fwd("tsw-front", "eth0", nw), "accept"},
 		{"container back in through its gateway", chainForward, fwd("tsw-front", "tsw-front", nw), "accept"},
 		{"network to network", chainForward, fwd("tsw-front", "tsw-side", nw), "drop"},
