@@ -695,7 +695,7 @@ func listenTCP(t *testing.T, ns *testNS, addr string) netip.AddrPort {
 	t.Helper()
 	var ln net.Listener
 	err := namespace.Do(ns.path, func() (err error) {
-		ln, err = net.Listen("tcp4", addr)
+		ln, err = net.Listen("tcp", addr)
 		return err
 	})
 	if err != nil {
@@ -740,7 +740,7 @@ func udpAnswers(t *testing.T, ns *testNS, dst netip.AddrPort) bool {
 	t.Helper()
 	var conn *net.UDPConn
 	err := namespace.Do(ns.path, func() (err error) {
-		conn, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(dst))
+		conn, err = net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(dst))
 		return err
 	})
 	if err != nil {
@@ -761,7 +761,7 @@ func echoUDP(t *testing.T, ns *testNS, addr string) netip.AddrPort {
 	t.Helper()
 	var conn *net.UDPConn
 	err := namespace.Do(ns.path, func() (err error) {
-		conn, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
+		conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
 		return err
 	})
 	if err != nil {
@@ -871,5 +871,62 @@ func TestInboundAndHost(t *testing.T) {
 	}
 	if hasTable(t, c) {
 		t.Errorf("table inet %s still in host after Close()", TableName)
+	}
+}
+
+// TestInternalIPv6 checks an internal IPv6 network's gateway interface:
+// neighbour discovery must pass, or neither the container finds its
+// gateway nor the host the container, and the rest behaves as for IPv4.
+// The neighbour caches are flushed before each probe, so each one needs
+// a fresh solicitation and advertisement.
+func TestInternalIPv6(t *testing.T) {
+	requirePrivileged(t, "ping", "sysctl")
+	w := newWorld(t)
+	const (
+		gw6  = "fd00:99::1"
+		ctr6 = "fd00:99::2"
+	)
+	run(t, "ip", "-n", w.host.name, "addr", "add", gw6+"/64", "dev", "tsw-front", "nodad")
+	run(t, "ip", "-n", w.ctr.name, "addr", "add", ctr6+"/64", "dev", "eth0", "nodad")
+	m := newManager(t, w.host)
+
+	ctrPort := listenTCP(t, w.ctr, "["+ctr6+"]:0")
+	anyPort := listenTCP(t, w.host, "[::]:0").Port()
+	dns := echoUDP(t, w.host, "["+gw6+"]:53")
+	at := func(a string, port uint16) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr(a), port) }
+	flush := func() {
+		run(t, "ip", "-n", w.host.name, "neigh", "flush", "dev", "tsw-front")
+		run(t, "ip", "-n", w.ctr.name, "neigh", "flush", "dev", "eth0")
+	}
+
+	type want struct{ ping, dns, host, back bool }
+	phases := []struct {
+		name  string
+		apply func() error
+		want  want
+	}{
+		{name: "no rules", apply: func() error { return nil }, want: want{ping: true, dns: true, host: true, back: true}},
+		{name: "internal", apply: func() error {
+			return m.AddNetwork(Network{Name: "v6", Subnet: netip.MustParsePrefix("fd00:99::/64"), Bridge: "tsw-front", Gateway: netip.MustParseAddr(gw6), Internal: true})
+		}, want: want{ping: true, dns: true, host: false, back: true}},
+	}
+	for _, p := range phases {
+		t.Run(p.name, func(t *testing.T) {
+			if err := p.apply(); err != nil {
+				t.Fatal(err)
+			}
+			var got want
+			flush()
+			got.ping = ping(t, w.ctr, gw6)
+			flush()
+			got.dns = udpAnswers(t, w.ctr, dns)
+			flush()
+			got.host = connects(t, w.ctr, at(gw6, anyPort))
+			flush()
+			got.back = connects(t, w.host, ctrPort)
+			if got != p.want {
+				t.Errorf("%s:\n got %+v\nwant %+v", p.name, got, p.want)
+			}
+		})
 	}
 }
