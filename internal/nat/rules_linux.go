@@ -84,10 +84,11 @@ func networkRules(n Network) []ruleSpec {
 }
 
 // inputRules close an internal network's gateway interface to
-// everything the host serves but the network's own DNS: what arrives on
-// it is local delivery (hook input), which the forward drops do not see,
-// and the host answers on its gateway address for every address it has,
-// its own services and every published port included. Only these pass:
+// everything the host serves but the network's own DNS. What a container
+// sends to any of the host's addresses (its gateway's, another network's
+// gateway's, the host's LAN address) is local delivery (hook input),
+// which the forward drops do not see, and would reach the host's own
+// services and every published port. Only these pass:
 //
 //   - replies (ct state established,related), to what the host or the
 //     daemon sent into the network, and the ICMP errors about it;
