@@ -36,7 +36,7 @@ type network struct {
 
 // natNetwork is n as the firewall sees it.
 func (n *network) natNetwork() nat.Network {
-	return nat.Network{Name: n.name, Subnet: n.subnet.Prefix(), Bridge: n.bridge, Internal: n.internal}
+	return nat.Network{Name: n.name, Subnet: n.subnet.Prefix(), Bridge: n.bridge, Gateway: n.subnet.Gateway(), Internal: n.internal}
 }
 
 // gatewayPrefix is the gateway address with the subnet's length, as the

@@ -5,11 +5,12 @@
 // # The table
 //
 // New creates the table "tapswitch" in the inet family, replacing one a
-// previous daemon left behind when it crashed, with two base chains:
+// previous daemon left behind when it crashed, with three base chains:
 //
 //	table inet tapswitch {
 //		chain postrouting { type nat hook postrouting priority srcnat; policy accept; }
 //		chain forward { type filter hook forward priority filter; policy accept; }
+//		chain input { type filter hook input priority filter; policy accept; }
 //	}
 //
 // One inet table serves IPv4 and IPv6 subnets alike; nat chains in the
@@ -18,18 +19,44 @@
 // For a network front with subnet 10.20.0.0/24 behind gateway interface
 // tsw-front, AddNetwork adds
 //
-//	postrouting: meta nfproto ipv4 ip saddr 10.20.0.0/24 oifname != "tsw-front" masquerade comment "network front"
-//	forward:     iifname "tsw-front" accept comment "network front"
-//	forward:     oifname "tsw-front" ct state established,related accept comment "network front"
+//	forward (head): oifname "tsw-front" iifname != "tsw-front" ct state ! established,related ct status ! dnat counter drop comment "network front"
+//	forward:        iifname "tsw-front" accept comment "network front"
+//	forward:        oifname "tsw-front" ct state established,related accept comment "network front"
+//	postrouting:    meta nfproto ipv4 ip saddr 10.20.0.0/24 oifname != "tsw-front" masquerade comment "network front"
 //
-// and for an internal network back behind tsw-back, placed ahead of every
-// accept so that no other network's rule can let its traffic through,
+// so that its containers reach out and get their replies, and nothing
+// else enters: a host on the LAN that routes the subnet through this one
+// reaches no container port, as with Docker 28. Published ports still
+// work, as the daemon's proxy connects to the container from the host
+// itself (the output hook, which no rule of this table filters), and so
+// do ports that a destination NAT rule of someone else's opens (CNI's
+// portmap, kube-proxy): whoever wrote that rule published the port.
 //
-//	forward: iifname "tsw-back" drop comment "network back"
-//	forward: oifname "tsw-back" drop comment "network back"
+// For an internal network back with gateway 10.30.0.1 behind tsw-back,
+// AddNetwork adds
 //
-// An internal network's traffic to its gateway address is input, not
-// forward, so the host and the daemon's DNS still reach its containers.
+//	forward (head): iifname "tsw-back" counter drop comment "network back"
+//	forward (head): oifname "tsw-back" counter drop comment "network back"
+//	input:          iifname "tsw-back" ct state established,related accept comment "network back"
+//	input:          iifname "tsw-back" ip daddr 10.30.0.1 udp dport 53 accept comment "network back"
+//	input:          iifname "tsw-back" ip daddr 10.30.0.1 tcp dport 53 accept comment "network back"
+//	input:          iifname "tsw-back" ip daddr 10.30.0.1 icmp type echo-request accept comment "network back"
+//	input:          iifname "tsw-back" counter drop comment "network back"
+//
+// (an IPv6 network also admits neighbour solicitations and
+// advertisements): its containers reach their own network, their
+// gateway's DNS server and a ping of their gateway, and nothing of the
+// host: not its services on any of its addresses, not the ports other
+// networks publish, not other networks' gateways. The host, and the
+// daemon, still reach the containers, as the replies are admitted.
+//
+// Every drop of the forward chain is inserted at its head and every
+// accept appended, so a verdict never depends on the order in which
+// networks were added. The input chain's rules each name one gateway
+// interface, so networks cannot meet there. Every drop rule counts what
+// it drops: `nft list table inet tapswitch` shows the counters, and
+// Dropped sums them per network.
+//
 // The comment is how RemoveNetwork and Networks find a network's rules,
 // and how an administrator reading `nft list table inet tapswitch` can
 // tell them apart.
@@ -62,8 +89,20 @@
 //	iptables -I DOCKER-USER -i tsw-front -j ACCEPT
 //	iptables -I DOCKER-USER -o tsw-front -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 //
-// Two non-internal networks are not isolated from each other: traffic from
-// one to the other is routed by the host and accepted like any other.
+// Without WithIsolation, two non-internal networks are isolated only in
+// that neither accepts new connections from the other; with it (as the
+// daemon runs), nothing is forwarded between gateway interfaces at all.
+//
+// An ordinary network's gateway interface is not filtered at input: its
+// containers reach the host's services and published ports through their
+// gateway address, as Docker's containers do through docker0's.
+//
+// ARP is not IP, so no inet chain sees it: a container of an internal
+// network that asks who has another address of the host (another
+// network's gateway, the host's LAN address) gets the gateway
+// interface's MAC in answer, as the kernel answers ARP for any of its
+// addresses on any interface. That tells it the address is the host's;
+// every IP packet it then sends there is dropped at input.
 //
 // WithNetNS makes a Manager work in another network namespace (its
 // nftables and its forwarding switches), which is how the tests keep

@@ -44,7 +44,13 @@ type Network struct {
 	// Bridge is the gateway interface in the Manager's namespace, the
 	// network's way in and out of the host.
 	Bridge string
-	// Internal networks get no forwarding at all, only their gateway.
+	// Gateway is the network's address on Bridge, where its DNS server
+	// listens. An internal network's gateway interface admits DNS and
+	// echo requests to it besides replies; without a Gateway it admits
+	// replies only.
+	Gateway netip.Addr
+	// Internal networks get no forwarding at all, and their gateway
+	// interface admits nothing of the host but their own DNS.
 	Internal bool
 }
 
@@ -96,10 +102,12 @@ type Manager struct {
 	mu     sync.Mutex
 	closed bool
 	sys    *system
+	// table is the table's name, for logs.
+	table string
 }
 
-// New creates the tapswitch table with its postrouting and forward
-// chains, replacing a table of that name a previous daemon left behind.
+// New creates the tapswitch table with its postrouting, forward and
+// input chains, replacing a table of that name a previous daemon left behind.
 // A nil log means slog.Default().
 func New(log *slog.Logger, opts ...Option) (*Manager, error) {
 	if log == nil {
@@ -114,7 +122,7 @@ func New(log *slog.Logger, opts ...Option) (*Manager, error) {
 		return nil, err
 	}
 	log.Debug("nat: table created", "table", "inet "+cfg.table)
-	return &Manager{log: log, sys: sys}, nil
+	return &Manager{log: log, sys: sys, table: cfg.table}, nil
 }
 
 // AddNetwork gives n its rules, replacing those of a network of the same
@@ -167,6 +175,23 @@ func (m *Manager) Networks() ([]string, error) {
 	return names, nil
 }
 
+// Dropped returns, for each network with rules, how many packets its drop
+// rules have dropped since they were added: isolation, new connections
+// from outside into the network, and for an internal network everything
+// it sends out or is sent, and what its gateway interface does not admit.
+func (m *Manager) Dropped() (map[string]uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, fmt.Errorf("read drop counters: %w", ErrClosed)
+	}
+	drops, err := m.sys.dropped()
+	if err != nil {
+		return nil, fmt.Errorf("read drop counters: %w", err)
+	}
+	return drops, nil
+}
+
 // Close deletes the whole table, for daemon shutdown. Forwarding stays
 // on. Calls after the first do nothing.
 func (m *Manager) Close() error {
@@ -179,7 +204,7 @@ func (m *Manager) Close() error {
 	if err := m.sys.close(); err != nil {
 		return fmt.Errorf("close: %w", err)
 	}
-	m.log.Debug("nat: table deleted", "table", "inet "+m.sys.table.Name)
+	m.log.Debug("nat: table deleted", "table", "inet "+m.table)
 	return nil
 }
 
@@ -201,6 +226,10 @@ func normalize(n Network) (Network, error) {
 		return n, fmt.Errorf("network %q: %w: subnet %v has a zone", n.Name, ErrInvalidNetwork, n.Subnet)
 	}
 	n.Subnet = n.Subnet.Masked()
+	if n.Gateway.IsValid() && !n.Subnet.Contains(n.Gateway) {
+		// Contains is false for another family, a zone or a mapped form.
+		return n, fmt.Errorf("network %q: %w: gateway %v is not an address of subnet %v", n.Name, ErrInvalidNetwork, n.Gateway, n.Subnet)
+	}
 	return n, nil
 }
 

@@ -22,6 +22,7 @@ type system struct {
 	table       *nftables.Table
 	postrouting *nftables.Chain
 	forward     *nftables.Chain
+	input       *nftables.Chain
 }
 
 func newSystem(cfg config) (*system, error) {
@@ -60,6 +61,14 @@ func newSystem(cfg config) (*system, error) {
 		Priority: nftables.ChainPriorityFilter,
 		Policy:   &accept,
 	}
+	s.input = &nftables.Chain{
+		Name:     chainInput,
+		Table:    s.table,
+		Type:     nftables.ChainTypeFilter,
+		Hooknum:  nftables.ChainHookInput,
+		Priority: nftables.ChainPriorityFilter,
+		Policy:   &accept,
+	}
 
 	// Adding the table first makes the delete succeed whether or not a
 	// crashed daemon left one behind; the kernel applies the batch as
@@ -69,6 +78,7 @@ func newSystem(cfg config) (*system, error) {
 	s.conn.AddTable(s.table)
 	s.conn.AddChain(s.postrouting)
 	s.conn.AddChain(s.forward)
+	s.conn.AddChain(s.input)
 	if err := s.conn.Flush(); err != nil {
 		s.closeNS()
 		return nil, fmt.Errorf("nat: create table inet %s (nat chains in an inet table need Linux 5.2 or later): %w", s.table.Name, err)
@@ -140,6 +150,22 @@ func (s *system) networks() ([]string, error) {
 	return slices.Compact(names), nil
 }
 
+func (s *system) dropped() (map[string]uint64, error) {
+	rules, err := s.rules()
+	if err != nil {
+		return nil, err
+	}
+	drops := make(map[string]uint64)
+	for _, r := range rules {
+		name, ok := networkOf(r.UserData)
+		if !ok {
+			continue
+		}
+		drops[name] += dropCount(r.Exprs)
+	}
+	return drops, nil
+}
+
 func (s *system) close() error {
 	// Added before it is deleted, so that a table someone else already
 	// removed is no error at shutdown.
@@ -165,16 +191,19 @@ func (s *system) closeNS() error {
 }
 
 func (s *system) chain(name string) *nftables.Chain {
-	if name == chainPostrouting {
+	switch name {
+	case chainPostrouting:
 		return s.postrouting
+	case chainInput:
+		return s.input
 	}
 	return s.forward
 }
 
-// rules returns the rules of both chains as the kernel holds them.
+// rules returns the rules of every chain as the kernel holds them.
 func (s *system) rules() ([]*nftables.Rule, error) {
 	var all []*nftables.Rule
-	for _, c := range []*nftables.Chain{s.postrouting, s.forward} {
+	for _, c := range []*nftables.Chain{s.postrouting, s.forward, s.input} {
 		rules, err := s.conn.GetRules(s.table, c)
 		if err != nil {
 			return nil, fmt.Errorf("list rules of chain %s in table inet %s: %w", c.Name, s.table.Name, err)

@@ -63,7 +63,7 @@ type testNS struct {
 
 func newNS(t *testing.T, role string) *testNS {
 	t.Helper()
-	name := fmt.Sprintf("tsnat-%d-%d-%s", os.Getpid(), nsSeq.Add(1), role)
+	name := fmt.Sprintf("fwnat-%d-%d-%s", os.Getpid(), nsSeq.Add(1), role)
 	run(t, "ip", "netns", "add", name)
 	t.Cleanup(func() {
 		if out, err := tryRun("ip", "netns", "del", name); err != nil {
@@ -183,6 +183,7 @@ func TestManagerRules(t *testing.T) {
 	slices.Sort(got)
 	wantChains := []string{
 		fmt.Sprintf("forward type filter hook %d priority 0 policy accept", *nftables.ChainHookForward),
+		fmt.Sprintf("input type filter hook %d priority 0 policy accept", *nftables.ChainHookInput),
 		fmt.Sprintf("postrouting type nat hook %d priority 100 policy accept", *nftables.ChainHookPostrouting),
 	}
 	if !slices.Equal(got, wantChains) {
@@ -190,23 +191,38 @@ func TestManagerRules(t *testing.T) {
 	}
 
 	front := Network{Name: "front", Subnet: netip.MustParsePrefix("10.20.0.0/24"), Bridge: "tsw-front"}
-	back := Network{Name: "back", Subnet: netip.MustParsePrefix("10.30.0.0/24"), Bridge: "tsw-back", Internal: true}
+	back := Network{Name: "back", Subnet: netip.MustParsePrefix("10.30.0.0/24"), Bridge: "tsw-back", Gateway: netip.MustParseAddr("10.30.0.1"), Internal: true}
 	v6 := Network{Name: "v6", Subnet: netip.MustParsePrefix("fd00:20::/64"), Bridge: "tsw-v6"}
 	frontInternal := front
 	frontInternal.Internal = true
 
 	const (
 		frontMasq   = `front: meta nfproto ipv4 ip saddr 10.20.0.0/24 oifname != "tsw-front" masquerade`
+		frontNew    = `front: oifname "tsw-front" iifname != "tsw-front" ct state ! established,related ct status ! dnat counter drop`
 		frontIn     = `front: iifname "tsw-front" accept`
 		frontOut    = `front: oifname "tsw-front" ct state established,related accept`
-		frontInDrop = `front: iifname "tsw-front" drop`
-		frontOutDr  = `front: oifname "tsw-front" drop`
-		backInDrop  = `back: iifname "tsw-back" drop`
-		backOutDrop = `back: oifname "tsw-back" drop`
+		frontInDrop = `front: iifname "tsw-front" counter drop`
+		frontOutDr  = `front: oifname "tsw-front" counter drop`
+		backInDrop  = `back: iifname "tsw-back" counter drop`
+		backOutDrop = `back: oifname "tsw-back" counter drop`
 		v6Masq      = `v6: meta nfproto ipv6 ip6 saddr fd00:20::/64 oifname != "tsw-v6" masquerade`
+		v6New       = `v6: oifname "tsw-v6" iifname != "tsw-v6" ct state ! established,related ct status ! dnat counter drop`
 		v6In        = `v6: iifname "tsw-v6" accept`
 		v6Out       = `v6: oifname "tsw-v6" ct state established,related accept`
 	)
+	// The input rules of an internal network, with and without a gateway
+	// address.
+	backInput := []string{
+		`back: iifname "tsw-back" ct state established,related accept`,
+		`back: iifname "tsw-back" meta nfproto ipv4 ip daddr 10.30.0.1 meta l4proto udp th dport 53 accept`,
+		`back: iifname "tsw-back" meta nfproto ipv4 ip daddr 10.30.0.1 meta l4proto tcp th dport 53 accept`,
+		`back: iifname "tsw-back" meta nfproto ipv4 ip daddr 10.30.0.1 meta l4proto icmp icmp type echo-request accept`,
+		`back: iifname "tsw-back" counter drop`,
+	}
+	frontInput := []string{
+		`front: iifname "tsw-front" ct state established,related accept`,
+		`front: iifname "tsw-front" counter drop`,
+	}
 	// The steps run in order, each on the state the one before left.
 	steps := []struct {
 		name     string
@@ -215,49 +231,55 @@ func TestManagerRules(t *testing.T) {
 		wantErr  error
 		post     []string
 		fwd      []string
+		input    []string
 		networks []string
 		// forward4 and forward6 are the forwarding switches afterwards.
 		forward4, forward6 string
 	}{
 		{
 			name: "internal first", call: "AddNetwork(back)", do: func() error { return m.AddNetwork(back) },
-			post: []string{}, fwd: []string{backInDrop, backOutDrop},
+			post: []string{}, fwd: []string{backInDrop, backOutDrop}, input: backInput,
 			networks: []string{"back"}, forward4: "0", forward6: "0",
 		},
 		{
 			name: "ipv4", call: "AddNetwork(front)", do: func() error { return m.AddNetwork(front) },
-			post: []string{frontMasq}, fwd: []string{backInDrop, backOutDrop, frontIn, frontOut},
+			post: []string{frontMasq}, fwd: []string{frontNew, backInDrop, backOutDrop, frontIn, frontOut}, input: backInput,
 			networks: []string{"back", "front"}, forward4: "1", forward6: "0",
 		},
 		{
 			name: "ipv6", call: "AddNetwork(v6)", do: func() error { return m.AddNetwork(v6) },
-			post: []string{frontMasq, v6Masq}, fwd: []string{backInDrop, backOutDrop, frontIn, frontOut, v6In, v6Out},
+			post: []string{frontMasq, v6Masq}, fwd: []string{v6New, frontNew, backInDrop, backOutDrop, frontIn, frontOut, v6In, v6Out}, input: backInput,
 			networks: []string{"back", "front", "v6"}, forward4: "1", forward6: "1",
 		},
 		{
 			name: "replace with internal", call: "AddNetwork(front internal)", do: func() error { return m.AddNetwork(frontInternal) },
-			post: []string{v6Masq}, fwd: []string{frontInDrop, frontOutDr, backInDrop, backOutDrop, v6In, v6Out},
+			post: []string{v6Masq}, fwd: []string{frontInDrop, frontOutDr, v6New, backInDrop, backOutDrop, v6In, v6Out}, input: append(slices.Clone(backInput), frontInput...),
 			networks: []string{"back", "front", "v6"}, forward4: "1", forward6: "1",
 		},
 		{
 			name: "remove", call: `RemoveNetwork("back")`, do: func() error { return m.RemoveNetwork("back") },
-			post: []string{v6Masq}, fwd: []string{frontInDrop, frontOutDr, v6In, v6Out},
+			post: []string{v6Masq}, fwd: []string{frontInDrop, frontOutDr, v6New, v6In, v6Out}, input: frontInput,
 			networks: []string{"front", "v6"}, forward4: "1", forward6: "1",
 		},
 		{
 			name: "remove unknown", call: `RemoveNetwork("back")`, do: func() error { return m.RemoveNetwork("back") }, wantErr: ErrUnknownNetwork,
-			post: []string{v6Masq}, fwd: []string{frontInDrop, frontOutDr, v6In, v6Out},
+			post: []string{v6Masq}, fwd: []string{frontInDrop, frontOutDr, v6New, v6In, v6Out}, input: frontInput,
 			networks: []string{"front", "v6"}, forward4: "1", forward6: "1",
 		},
 		{
 			name: "invalid", call: "AddNetwork(no bridge)", do: func() error { return m.AddNetwork(Network{Name: "x", Subnet: front.Subnet}) }, wantErr: ErrInvalidNetwork,
-			post: []string{v6Masq}, fwd: []string{frontInDrop, frontOutDr, v6In, v6Out},
+			post: []string{v6Masq}, fwd: []string{frontInDrop, frontOutDr, v6New, v6In, v6Out}, input: frontInput,
 			networks: []string{"front", "v6"}, forward4: "1", forward6: "1",
 		},
 		{
 			name: "replace with outbound", call: "AddNetwork(front)", do: func() error { return m.AddNetwork(front) },
-			post: []string{v6Masq, frontMasq}, fwd: []string{v6In, v6Out, frontIn, frontOut},
+			post: []string{v6Masq, frontMasq}, fwd: []string{frontNew, v6New, v6In, v6Out, frontIn, frontOut}, input: []string{},
 			networks: []string{"front", "v6"}, forward4: "1", forward6: "1",
+		},
+		{
+			name: "remove last outbound", call: `RemoveNetwork("front")`, do: func() error { return m.RemoveNetwork("front") },
+			post: []string{v6Masq}, fwd: []string{v6New, v6In, v6Out}, input: []string{},
+			networks: []string{"v6"}, forward4: "1", forward6: "1",
 		},
 	}
 	for _, s := range steps {
@@ -270,6 +292,9 @@ func TestManagerRules(t *testing.T) {
 			}
 			if got := chainRules(t, c, chainForward); !slices.Equal(got, s.fwd) {
 				t.Errorf("after %s, chain forward =\n%s\nwant\n%s", s.call, strings.Join(got, "\n"), strings.Join(s.fwd, "\n"))
+			}
+			if got := chainRules(t, c, chainInput); !slices.Equal(got, s.input) {
+				t.Errorf("after %s, chain input =\n%s\nwant\n%s", s.call, strings.Join(got, "\n"), strings.Join(s.input, "\n"))
 			}
 			if got, err := m.Networks(); err != nil || !slices.Equal(got, s.networks) {
 				t.Errorf("after %s, Networks() = %q, %v; want %q", s.call, got, err, s.networks)
@@ -363,11 +388,11 @@ func TestNewReplacesLeftoverTable(t *testing.T) {
 				got = append(got, ch.Table.Name+"/"+ch.Name+" "+p)
 			}
 			slices.Sort(got)
-			want := []string{"other/keep -", TableName + "/forward accept", TableName + "/postrouting accept"}
+			want := []string{"other/keep -", TableName + "/forward accept", TableName + "/input accept", TableName + "/postrouting accept"}
 			if !slices.Equal(got, want) {
 				t.Errorf("chains after New() = %q, want %q", got, want)
 			}
-			for _, chain := range []string{chainPostrouting, chainForward} {
+			for _, chain := range []string{chainPostrouting, chainForward, chainInput} {
 				if got := chainRules(t, c, chain); len(got) != 0 {
 					t.Errorf("chain %s after New() = %q, want no rules", chain, got)
 				}
@@ -573,7 +598,7 @@ func TestTraffic(t *testing.T) {
 	c := kernel(t, w.host)
 	ctrAddr := netip.MustParseAddr("10.99.0.2")
 	uplink := netip.MustParseAddr(uplinkAddr)
-	outbound := Network{Name: "front", Subnet: netip.MustParsePrefix("10.99.0.0/24"), Bridge: "tsw-front"}
+	outbound := Network{Name: "front", Subnet: netip.MustParsePrefix("10.99.0.0/24"), Bridge: "tsw-front", Gateway: netip.MustParseAddr(gatewayAddr)}
 	internal := outbound
 	internal.Internal = true
 
@@ -610,7 +635,8 @@ func TestTraffic(t *testing.T) {
 			if src != p.wantSrc || replied != p.wantReply {
 				t.Errorf("after %s, UDP from ctr to out: source seen %v, echo back %v; want source %v, echo back %v", p.call, src, replied, p.wantSrc, p.wantReply)
 			}
-			// The gateway is input to host, never forward: always reachable.
+			// The gateway is input to host, never forward, and an internal
+			// network's gateway interface admits echo requests to it.
 			if !ping(t, w.ctr, gatewayAddr) {
 				t.Errorf("after %s, ping %s (gateway) from ctr failed", p.call, gatewayAddr)
 			}
@@ -657,7 +683,250 @@ func TestConcurrentCalls(t *testing.T) {
 	if got, err := m.Networks(); err != nil || !slices.Equal(got, want) {
 		t.Fatalf("Networks() = %q, %v; want %q", got, err, want)
 	}
-	if got, want := len(chainRules(t, kernel(t, ns), chainForward)), 2*n; got != want {
+	// An internal network has two forward rules, an ordinary one three.
+	if got, want := len(chainRules(t, kernel(t, ns), chainForward)), n/2*2+n/2*3; got != want {
 		t.Fatalf("chain forward holds %d rules, want %d", got, want)
+	}
+}
+
+// listenTCP accepts TCP connections on addr inside ns, and reads nothing:
+// a connection that completes is all the tests look at.
+func listenTCP(t *testing.T, ns *testNS, addr string) netip.AddrPort {
+	t.Helper()
+	var ln net.Listener
+	err := namespace.Do(ns.path, func() (err error) {
+		ln, err = net.Listen("tcp", addr)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("listen TCP on %s in %s: %v", addr, ns.name, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	return ln.Addr().(*net.TCPAddr).AddrPort()
+}
+
+// connects reports whether a TCP connection from ns to dst completes
+// within a second (a drop shows as no answer at all).
+func connects(t *testing.T, ns *testNS, dst netip.AddrPort) bool {
+	t.Helper()
+	var c net.Conn
+	err := namespace.Do(ns.path, func() (err error) {
+		c, err = net.DialTimeout("tcp", dst.String(), time.Second)
+		return err
+	})
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// udpAnswers reports whether a datagram from ns to dst gets an answer.
+func udpAnswers(t *testing.T, ns *testNS, dst netip.AddrPort) bool {
+	t.Helper()
+	var conn *net.UDPConn
+	err := namespace.Do(ns.path, func() (err error) {
+		conn, err = net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(dst))
+		return err
+	})
+	if err != nil {
+		t.Fatalf("dial UDP %v in %s: %v", dst, ns.name, err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("query")); err != nil {
+		return false
+	}
+	conn.SetReadDeadline(time.Now().Add(time.Second))
+	_, err = conn.Read(make([]byte, 64))
+	return err == nil
+}
+
+// echoUDP answers every datagram on addr inside ns, standing for the
+// network's DNS server on the gateway.
+func echoUDP(t *testing.T, ns *testNS, addr string) netip.AddrPort {
+	t.Helper()
+	var conn *net.UDPConn
+	err := namespace.Do(ns.path, func() (err error) {
+		conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
+		return err
+	})
+	if err != nil {
+		t.Fatalf("listen UDP on %s in %s: %v", addr, ns.name, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 512)
+		for {
+			n, peer, err := conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			conn.WriteToUDPAddrPort(buf[:n], peer)
+		}
+	}()
+	t.Cleanup(func() {
+		conn.Close()
+		<-done
+	})
+	return conn.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// TestInboundAndHost checks what reaches into a network and what the
+// network reaches of the host: out, given a route to the network's
+// subnet through host (a LAN neighbour), connects to a container's port
+// only while no rules are in force; a container of an internal network
+// reaches nothing of host but DNS and ping on its gateway address, while
+// host still reaches the container.
+func TestInboundAndHost(t *testing.T) {
+	requirePrivileged(t, "ping", "sysctl")
+	w := newWorld(t)
+	run(t, "ip", "-n", w.out.name, "route", "add", "10.99.0.0/24", "via", uplinkAddr)
+	m := newManager(t, w.host)
+	c := kernel(t, w.host)
+
+	ctrPort := listenTCP(t, w.ctr, "10.99.0.2:0")
+	// One service on every address of host, one on the gateway address
+	// only, and a stand-in for the DNS server on the gateway.
+	anyPort := listenTCP(t, w.host, "0.0.0.0:0").Port()
+	gwService := listenTCP(t, w.host, gatewayAddr+":0")
+	dns := echoUDP(t, w.host, gatewayAddr+":53")
+	otherUDP := echoUDP(t, w.host, gatewayAddr+":0")
+
+	outbound := Network{Name: "front", Subnet: netip.MustParsePrefix("10.99.0.0/24"), Bridge: "tsw-front", Gateway: netip.MustParseAddr(gatewayAddr)}
+	internal := outbound
+	internal.Internal = true
+
+	type want struct {
+		// in: out connects to the container's port; hostAny, hostGW,
+		// hostUplink: the container connects to host's services through
+		// the gateway address and through host's other address; dns,
+		// udp: a datagram to the gateway's port 53 and to another port
+		// gets an answer; ping: the gateway answers; back: host
+		// connects to the container.
+		in, hostAny, hostGW, hostUplink, dns, udp, ping, back bool
+	}
+	open := want{in: true, hostAny: true, hostGW: true, hostUplink: true, dns: true, udp: true, ping: true, back: true}
+	phases := []struct {
+		name  string
+		call  string
+		apply func() error
+		want  want
+	}{
+		{name: "no rules", call: "nothing", apply: func() error { return nil }, want: open},
+		{name: "outbound", call: "AddNetwork(front)", apply: func() error { return m.AddNetwork(outbound) },
+			want: want{in: false, hostAny: true, hostGW: true, hostUplink: true, dns: true, udp: true, ping: true, back: true}},
+		{name: "internal", call: "AddNetwork(front internal)", apply: func() error { return m.AddNetwork(internal) },
+			want: want{in: false, hostAny: false, hostGW: false, hostUplink: false, dns: true, udp: false, ping: true, back: true}},
+		{name: "removed", call: `RemoveNetwork("front")`, apply: func() error { return m.RemoveNetwork("front") }, want: open},
+	}
+	for _, p := range phases {
+		t.Run(p.name, func(t *testing.T) {
+			if err := p.apply(); err != nil {
+				t.Fatalf("%s = %v", p.call, err)
+			}
+			got := want{
+				in:         connects(t, w.out, ctrPort),
+				hostAny:    connects(t, w.ctr, netip.AddrPortFrom(netip.MustParseAddr(gatewayAddr), anyPort)),
+				hostGW:     connects(t, w.ctr, gwService),
+				hostUplink: connects(t, w.ctr, netip.AddrPortFrom(netip.MustParseAddr(uplinkAddr), anyPort)),
+				dns:        udpAnswers(t, w.ctr, dns),
+				udp:        udpAnswers(t, w.ctr, otherUDP),
+				ping:       ping(t, w.ctr, gatewayAddr),
+				back:       connects(t, w.host, ctrPort),
+			}
+			if got != p.want {
+				t.Errorf("after %s:\n got %+v\nwant %+v", p.call, got, p.want)
+			}
+			drops, err := m.Dropped()
+			if err != nil {
+				t.Fatalf("Dropped() = %v", err)
+			}
+			// With rules in force, the probes that failed were dropped by the
+			// network's rules, and counted.
+			if p.name == "outbound" || p.name == "internal" {
+				if drops["front"] == 0 {
+					t.Errorf("after %s, Dropped() = %v, want packets dropped for front", p.call, drops)
+				}
+				t.Logf("after %s, Dropped() = %v", p.call, drops)
+			}
+		})
+	}
+	if err := m.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+	if hasTable(t, c) {
+		t.Errorf("table inet %s still in host after Close()", TableName)
+	}
+}
+
+// TestInternalIPv6 checks an internal IPv6 network's gateway interface:
+// neighbour discovery must pass, or neither the container finds its
+// gateway nor the host the container, and the rest behaves as for IPv4.
+// The neighbour caches are flushed before each probe, so each one needs
+// a fresh solicitation and advertisement.
+func TestInternalIPv6(t *testing.T) {
+	requirePrivileged(t, "ping", "sysctl")
+	w := newWorld(t)
+	const (
+		gw6  = "fd00:99::1"
+		ctr6 = "fd00:99::2"
+	)
+	run(t, "ip", "-n", w.host.name, "addr", "add", gw6+"/64", "dev", "tsw-front", "nodad")
+	run(t, "ip", "-n", w.ctr.name, "addr", "add", ctr6+"/64", "dev", "eth0", "nodad")
+	m := newManager(t, w.host)
+
+	ctrPort := listenTCP(t, w.ctr, "["+ctr6+"]:0")
+	anyPort := listenTCP(t, w.host, "[::]:0").Port()
+	dns := echoUDP(t, w.host, "["+gw6+"]:53")
+	at := func(a string, port uint16) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr(a), port) }
+	flush := func() {
+		run(t, "ip", "-n", w.host.name, "neigh", "flush", "dev", "tsw-front")
+		run(t, "ip", "-n", w.ctr.name, "neigh", "flush", "dev", "eth0")
+	}
+
+	type want struct{ ping, dns, host, back bool }
+	phases := []struct {
+		name  string
+		apply func() error
+		want  want
+	}{
+		{name: "no rules", apply: func() error { return nil }, want: want{ping: true, dns: true, host: true, back: true}},
+		{name: "internal", apply: func() error {
+			return m.AddNetwork(Network{Name: "v6", Subnet: netip.MustParsePrefix("fd00:99::/64"), Bridge: "tsw-front", Gateway: netip.MustParseAddr(gw6), Internal: true})
+		}, want: want{ping: true, dns: true, host: false, back: true}},
+	}
+	for _, p := range phases {
+		t.Run(p.name, func(t *testing.T) {
+			if err := p.apply(); err != nil {
+				t.Fatal(err)
+			}
+			var got want
+			flush()
+			got.ping = ping(t, w.ctr, gw6)
+			flush()
+			got.dns = udpAnswers(t, w.ctr, dns)
+			flush()
+			got.host = connects(t, w.ctr, at(gw6, anyPort))
+			flush()
+			got.back = connects(t, w.host, ctrPort)
+			if got != p.want {
+				t.Errorf("%s:\n got %+v\nwant %+v", p.name, got, p.want)
+			}
+		})
 	}
 }

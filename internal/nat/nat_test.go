@@ -33,6 +33,14 @@ func TestNormalize(t *testing.T) {
 		{name: "space in bridge", edit: func(n *Network) { n.Bridge = "a b" }, errText: "a space"},
 		{name: "no subnet", edit: func(n *Network) { n.Subnet = netip.Prefix{} }, errText: "not a valid prefix"},
 		{name: "mapped subnet", edit: func(n *Network) { n.Subnet = netip.MustParsePrefix("::ffff:10.20.0.0/120") }, errText: "IPv4-mapped"},
+		{name: "gateway", edit: func(n *Network) { n.Gateway = netip.MustParseAddr("10.20.0.254") }, wantSubnet: "10.20.0.0/24"},
+		{name: "gateway outside the subnet", edit: func(n *Network) { n.Gateway = netip.MustParseAddr("10.21.0.1") }, errText: "not an address of subnet"},
+		{name: "ipv6 gateway of an ipv4 subnet", edit: func(n *Network) { n.Gateway = netip.MustParseAddr("fd00::1") }, errText: "not an address of subnet"},
+		{name: "mapped gateway", edit: func(n *Network) { n.Gateway = netip.MustParseAddr("::ffff:10.20.0.1") }, errText: "not an address of subnet"},
+		{name: "zoned gateway", edit: func(n *Network) {
+			n.Subnet = netip.MustParsePrefix("fd00:20::/64")
+			n.Gateway = netip.MustParseAddr("fd00:20::1%eth0")
+		}, errText: "not an address of subnet"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,10 +1,12 @@
 package nat
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math/bits"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -21,6 +23,7 @@ func render(exprs []expr.Any) string {
 		out  []string
 		lhs  string // what the last load put in the register
 		mask []byte // the last bitwise mask, if any
+		l4   byte   // the last transport protocol matched
 	)
 	for _, e := range exprs {
 		switch e := e.(type) {
@@ -32,6 +35,8 @@ func render(exprs []expr.Any) string {
 				lhs = "iifname"
 			case expr.MetaKeyOIFNAME:
 				lhs = "oifname"
+			case expr.MetaKeyL4PROTO:
+				lhs = "meta l4proto"
 			default:
 				lhs = fmt.Sprintf("meta?%d", e.Key)
 			}
@@ -42,20 +47,38 @@ func render(exprs []expr.Any) string {
 				lhs = "ip saddr"
 			case e.Base == expr.PayloadBaseNetworkHeader && e.Offset == 8 && e.Len == 16:
 				lhs = "ip6 saddr"
+			case e.Base == expr.PayloadBaseNetworkHeader && e.Offset == 16 && e.Len == 4:
+				lhs = "ip daddr"
+			case e.Base == expr.PayloadBaseNetworkHeader && e.Offset == 24 && e.Len == 16:
+				lhs = "ip6 daddr"
+			case e.Base == expr.PayloadBaseTransportHeader && e.Offset == 2 && e.Len == 2:
+				lhs = "th dport"
+			case e.Base == expr.PayloadBaseTransportHeader && e.Offset == 0 && e.Len == 1 && l4 == unix.IPPROTO_ICMP:
+				lhs = "icmp type"
+			case e.Base == expr.PayloadBaseTransportHeader && e.Offset == 0 && e.Len == 1 && l4 == unix.IPPROTO_ICMPV6:
+				lhs = "icmpv6 type"
 			default:
 				lhs = fmt.Sprintf("payload?%d,%d,%d", e.Base, e.Offset, e.Len)
 			}
 			mask = nil
 		case *expr.Ct:
 			lhs = "ct?"
-			if e.Key == expr.CtKeySTATE {
+			switch e.Key {
+			case expr.CtKeySTATE:
 				lhs = "ct state"
+			case expr.CtKeySTATUS:
+				lhs = "ct status"
 			}
 			mask = nil
 		case *expr.Bitwise:
 			mask = e.Mask
 		case *expr.Cmp:
+			if lhs == "meta l4proto" && len(e.Data) == 1 {
+				l4 = e.Data[0]
+			}
 			out = append(out, renderCmp(lhs, mask, e))
+		case *expr.Counter:
+			out = append(out, "counter")
 		case *expr.Masq:
 			out = append(out, "masquerade")
 		case *expr.Verdict:
@@ -85,22 +108,38 @@ func renderCmp(lhs string, mask []byte, c *expr.Cmp) string {
 	switch lhs {
 	case "meta nfproto":
 		val = map[byte]string{unix.NFPROTO_IPV4: "ipv4", unix.NFPROTO_IPV6: "ipv6"}[c.Data[0]]
+	case "ct status":
+		if c.Op == expr.CmpOpEq && binary.NativeEndian.Uint32(c.Data) == 0 && len(mask) == 4 && binary.NativeEndian.Uint32(mask) == ipsDstNAT {
+			op, val = "! ", "dnat"
+		}
+	case "meta l4proto":
+		val = map[byte]string{unix.IPPROTO_ICMP: "icmp", unix.IPPROTO_TCP: "tcp", unix.IPPROTO_UDP: "udp", unix.IPPROTO_ICMPV6: "ipv6-icmp"}[c.Data[0]]
+	case "th dport":
+		val = fmt.Sprint(binary.BigEndian.Uint16(c.Data))
+	case "icmp type":
+		val = map[byte]string{icmpEchoRequest: "echo-request"}[c.Data[0]]
+	case "icmpv6 type":
+		val = map[byte]string{icmp6EchoRequest: "echo-request", ndNeighborSolicit: "nd-neighbor-solicit", ndNeighborAdvert: "nd-neighbor-advert"}[c.Data[0]]
 	case "iifname", "oifname":
 		val = fmt.Sprintf("%q", strings.TrimRight(string(c.Data), "\x00"))
-	case "ip saddr", "ip6 saddr":
+	case "ip saddr", "ip6 saddr", "ip daddr", "ip6 daddr":
 		addr, _ := netip.AddrFromSlice(c.Data)
 		ones := addr.BitLen()
 		if mask != nil {
-			ones = 0
+			ones = 0 // a prefix shorter than the address
 			for _, b := range mask {
 				ones += bits.OnesCount8(b)
 			}
 		}
 		val = netip.PrefixFrom(addr, ones).String()
+		if strings.HasSuffix(lhs, "daddr") && ones == addr.BitLen() {
+			val = addr.String() // one address, as nft shows it
+		}
 	case "ct state":
-		// `ct state established,related` is a mask tested against zero.
-		if c.Op == expr.CmpOpNeq && binary.NativeEndian.Uint32(c.Data) == 0 && len(mask) == 4 {
-			op = ""
+		// `ct state established,related` is a mask tested against zero,
+		// and `ct state ! established,related` the mask equal to zero.
+		if binary.NativeEndian.Uint32(c.Data) == 0 && len(mask) == 4 {
+			op = map[expr.CmpOp]string{expr.CmpOpNeq: "", expr.CmpOpEq: "! "}[c.Op]
 			var states []string
 			m := binary.NativeEndian.Uint32(mask)
 			for _, s := range []struct {
@@ -130,6 +169,7 @@ func TestRulesFor(t *testing.T) {
 			name: "ipv4",
 			n:    Network{Name: "front", Subnet: netip.MustParsePrefix("10.20.0.0/24"), Bridge: "tsw-front"},
 			want: []string{
+				`forward (head): oifname "tsw-front" iifname != "tsw-front" ct state ! established,related ct status ! dnat counter drop`,
 				`forward: iifname "tsw-front" accept`,
 				`forward: oifname "tsw-front" ct state established,related accept`,
 				`postrouting: meta nfproto ipv4 ip saddr 10.20.0.0/24 oifname != "tsw-front" masquerade`,
@@ -139,6 +179,7 @@ func TestRulesFor(t *testing.T) {
 			name: "ipv6",
 			n:    Network{Name: "v6", Subnet: netip.MustParsePrefix("fd00:20::/64"), Bridge: "tsw-v6"},
 			want: []string{
+				`forward (head): oifname "tsw-v6" iifname != "tsw-v6" ct state ! established,related ct status ! dnat counter drop`,
 				`forward: iifname "tsw-v6" accept`,
 				`forward: oifname "tsw-v6" ct state established,related accept`,
 				`postrouting: meta nfproto ipv6 ip6 saddr fd00:20::/64 oifname != "tsw-v6" masquerade`,
@@ -148,6 +189,7 @@ func TestRulesFor(t *testing.T) {
 			name: "single host",
 			n:    Network{Name: "one", Subnet: netip.MustParsePrefix("10.20.0.7/32"), Bridge: "tsw-one"},
 			want: []string{
+				`forward (head): oifname "tsw-one" iifname != "tsw-one" ct state ! established,related ct status ! dnat counter drop`,
 				`forward: iifname "tsw-one" accept`,
 				`forward: oifname "tsw-one" ct state established,related accept`,
 				`postrouting: meta nfproto ipv4 ip saddr 10.20.0.7/32 oifname != "tsw-one" masquerade`,
@@ -157,6 +199,7 @@ func TestRulesFor(t *testing.T) {
 			name: "every ipv4 address",
 			n:    Network{Name: "all", Subnet: netip.MustParsePrefix("0.0.0.0/0"), Bridge: "tsw-all"},
 			want: []string{
+				`forward (head): oifname "tsw-all" iifname != "tsw-all" ct state ! established,related ct status ! dnat counter drop`,
 				`forward: iifname "tsw-all" accept`,
 				`forward: oifname "tsw-all" ct state established,related accept`,
 				`postrouting: meta nfproto ipv4 oifname != "tsw-all" masquerade`,
@@ -164,10 +207,53 @@ func TestRulesFor(t *testing.T) {
 		},
 		{
 			name: "internal",
-			n:    Network{Name: "back", Subnet: netip.MustParsePrefix("10.30.0.0/24"), Bridge: "tsw-back", Internal: true},
+			n:    Network{Name: "back", Subnet: netip.MustParsePrefix("10.30.0.0/24"), Bridge: "tsw-back", Gateway: netip.MustParseAddr("10.30.0.1"), Internal: true},
 			want: []string{
-				`forward (head): oifname "tsw-back" drop`,
-				`forward (head): iifname "tsw-back" drop`,
+				`forward (head): oifname "tsw-back" counter drop`,
+				`forward (head): iifname "tsw-back" counter drop`,
+				`input: iifname "tsw-back" ct state established,related accept`,
+				`input: iifname "tsw-back" meta nfproto ipv4 ip daddr 10.30.0.1 meta l4proto udp th dport 53 accept`,
+				`input: iifname "tsw-back" meta nfproto ipv4 ip daddr 10.30.0.1 meta l4proto tcp th dport 53 accept`,
+				`input: iifname "tsw-back" meta nfproto ipv4 ip daddr 10.30.0.1 meta l4proto icmp icmp type echo-request accept`,
+				`input: iifname "tsw-back" counter drop`,
+			},
+		},
+		{
+			name: "internal ipv6",
+			n:    Network{Name: "back6", Subnet: netip.MustParsePrefix("fd00:30::/64"), Bridge: "tsw-back6", Gateway: netip.MustParseAddr("fd00:30::1"), Internal: true},
+			want: []string{
+				`forward (head): oifname "tsw-back6" counter drop`,
+				`forward (head): iifname "tsw-back6" counter drop`,
+				`input: iifname "tsw-back6" ct state established,related accept`,
+				`input: iifname "tsw-back6" meta nfproto ipv6 ip6 daddr fd00:30::1 meta l4proto udp th dport 53 accept`,
+				`input: iifname "tsw-back6" meta nfproto ipv6 ip6 daddr fd00:30::1 meta l4proto tcp th dport 53 accept`,
+				`input: iifname "tsw-back6" meta nfproto ipv6 ip6 daddr fd00:30::1 meta l4proto ipv6-icmp icmpv6 type echo-request accept`,
+				`input: iifname "tsw-back6" meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type nd-neighbor-solicit accept`,
+				`input: iifname "tsw-back6" meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type nd-neighbor-advert accept`,
+				`input: iifname "tsw-back6" counter drop`,
+			},
+		},
+		{
+			// No gateway address: the interface admits replies only.
+			name: "internal without gateway",
+			n:    Network{Name: "bare", Subnet: netip.MustParsePrefix("10.31.0.0/24"), Bridge: "tsw-bare", Internal: true},
+			want: []string{
+				`forward (head): oifname "tsw-bare" counter drop`,
+				`forward (head): iifname "tsw-bare" counter drop`,
+				`input: iifname "tsw-bare" ct state established,related accept`,
+				`input: iifname "tsw-bare" counter drop`,
+			},
+		},
+		{
+			// A gateway is only for the input rules of an internal
+			// network: an ordinary one gets none.
+			name: "gateway of an ordinary network",
+			n:    Network{Name: "front", Subnet: netip.MustParsePrefix("10.20.0.0/24"), Bridge: "tsw-front", Gateway: netip.MustParseAddr("10.20.0.1")},
+			want: []string{
+				`forward (head): oifname "tsw-front" iifname != "tsw-front" ct state ! established,related ct status ! dnat counter drop`,
+				`forward: iifname "tsw-front" accept`,
+				`forward: oifname "tsw-front" ct state established,related accept`,
+				`postrouting: meta nfproto ipv4 ip saddr 10.20.0.0/24 oifname != "tsw-front" masquerade`,
 			},
 		},
 	}
@@ -228,12 +314,246 @@ func FuzzNetworkOf(f *testing.F) {
 func TestRulesForIsolation(t *testing.T) {
 	n := Network{Name: "front", Subnet: netip.MustParsePrefix("10.20.0.0/24"), Bridge: "tsw-front"}
 	specs := rulesFor(n, "tsw-")
-	if len(specs) != 4 {
-		t.Fatalf("rulesFor(%+v, tsw-) = %d rules, want 4", n, len(specs))
+	if len(specs) != 5 {
+		t.Fatalf("rulesFor(%+v, tsw-) = %d rules, want 5", n, len(specs))
 	}
 	first := specs[0]
 	got := first.chain + ": " + render(first.exprs)
 	if !first.head || !strings.Contains(got, `iifname "tsw-front"`) || !strings.Contains(got, `oifname != "tsw-front"`) || !strings.HasSuffix(got, "drop") {
 		t.Fatalf("rulesFor(%+v, tsw-)[0] = %q (head %v), want the isolation drop at the head", n, got, first.head)
+	}
+}
+
+// packet is what the rule evaluator below knows of a packet.
+type packet struct {
+	iif, oif string
+	ct       uint32 // one expr.CtStateBit*
+	status   uint32 // conntrack status bits (ipsDstNAT)
+	nfproto  byte
+	l4proto  byte
+	// net and th are the network and transport headers, as far as the
+	// rules read them.
+	net, th []byte
+}
+
+// evaluate runs a chain of rules over p the way nf_tables does, for the
+// expressions this package uses, and returns the first verdict, or
+// "policy" when no rule decides. It lets the tests state what each kind
+// of packet meets without root.
+func evaluate(t *testing.T, chain [][]expr.Any, p packet) string {
+	t.Helper()
+rules:
+	for _, exprs := range chain {
+		var reg []byte
+		for _, e := range exprs {
+			switch e := e.(type) {
+			case *expr.Meta:
+				switch e.Key {
+				case expr.MetaKeyIIFNAME, expr.MetaKeyOIFNAME:
+					name := p.iif
+					if e.Key == expr.MetaKeyOIFNAME {
+						name = p.oif
+					}
+					reg = make([]byte, unix.IFNAMSIZ)
+					copy(reg, name)
+				case expr.MetaKeyNFPROTO:
+					reg = []byte{p.nfproto}
+				case expr.MetaKeyL4PROTO:
+					reg = []byte{p.l4proto}
+				default:
+					t.Fatalf("evaluate: meta key %d", e.Key)
+				}
+			case *expr.Ct:
+				switch e.Key {
+				case expr.CtKeySTATE:
+					reg = binary.NativeEndian.AppendUint32(nil, p.ct)
+				case expr.CtKeySTATUS:
+					reg = binary.NativeEndian.AppendUint32(nil, p.status)
+				default:
+					t.Fatalf("evaluate: ct key %d", e.Key)
+				}
+			case *expr.Payload:
+				src := p.net
+				if e.Base == expr.PayloadBaseTransportHeader {
+					src = p.th
+				}
+				if int(e.Offset+e.Len) > len(src) {
+					continue rules // the kernel breaks off the rule
+				}
+				reg = slices.Clone(src[e.Offset : e.Offset+e.Len])
+			case *expr.Bitwise:
+				for i := range reg {
+					reg[i] = reg[i]&e.Mask[i] ^ e.Xor[i]
+				}
+			case *expr.Cmp:
+				// The kernel compares as many bytes as the data holds,
+				// which is how an interface name prefix matches.
+				eq := len(reg) >= len(e.Data) && bytes.Equal(reg[:len(e.Data)], e.Data)
+				if eq != (e.Op == expr.CmpOpEq) {
+					continue rules
+				}
+			case *expr.Counter:
+			case *expr.Verdict:
+				return map[expr.VerdictKind]string{expr.VerdictAccept: "accept", expr.VerdictDrop: "drop"}[e.Kind]
+			default:
+				t.Fatalf("evaluate: expression %T", e)
+			}
+		}
+	}
+	return "policy"
+}
+
+// buildChains adds nets' rules in order as the kernel would hold them:
+// head rules inserted before all, the others appended.
+func buildChains(nets []Network, isolate string) map[string][][]expr.Any {
+	chains := make(map[string][][]expr.Any)
+	for _, n := range nets {
+		for _, r := range rulesFor(n, isolate) {
+			if r.head {
+				chains[r.chain] = slices.Insert(chains[r.chain], 0, r.exprs)
+			} else {
+				chains[r.chain] = append(chains[r.chain], r.exprs)
+			}
+		}
+	}
+	return chains
+}
+
+// ipv4To makes an IPv4 header with destination dst and a transport
+// header with destination port (or ICMP type) dport.
+func ipv4To(dst string, l4 byte, dport uint16) (net, th []byte) {
+	net = make([]byte, 20)
+	copy(net[16:], netip.MustParseAddr(dst).AsSlice())
+	th = make([]byte, 8)
+	if l4 == unix.IPPROTO_ICMP || l4 == unix.IPPROTO_ICMPV6 {
+		th[0] = byte(dport)
+	} else {
+		binary.BigEndian.PutUint16(th[2:], dport)
+	}
+	return net, th
+}
+
+func ipv6To(dst string, l4 byte, dport uint16) (net, th []byte) {
+	net = make([]byte, 40)
+	copy(net[24:], netip.MustParseAddr(dst).AsSlice())
+	_, th = ipv4To("0.0.0.0", l4, dport)
+	return net, th
+}
+
+// TestRulesEvaluate puts packets of each kind through the chains that
+// three networks' rules make, added in every order, and checks the
+// verdict: it must not depend on the order.
+func TestRulesEvaluate(t *testing.T) {
+	front := Network{Name: "front", Subnet: netip.MustParsePrefix("10.20.0.0/24"), Bridge: "tsw-front", Gateway: netip.MustParseAddr("10.20.0.1")}
+	side := Network{Name: "side", Subnet: netip.MustParsePrefix("fd00:21::/64"), Bridge: "tsw-side", Gateway: netip.MustParseAddr("fd00:21::1")}
+	back := Network{Name: "back", Subnet: netip.MustParsePrefix("10.30.0.0/24"), Bridge: "tsw-back", Gateway: netip.MustParseAddr("10.30.0.1"), Internal: true}
+	back6 := Network{Name: "back6", Subnet: netip.MustParsePrefix("fd00:30::/64"), Bridge: "tsw-back6", Gateway: netip.MustParseAddr("fd00:30::1"), Internal: true}
+	const (
+		est = expr.CtStateBitESTABLISHED
+		rel = expr.CtStateBitRELATED
+		nw  = expr.CtStateBitNEW
+		inv = expr.CtStateBitINVALID
+		v4  = unix.NFPROTO_IPV4
+		v6  = unix.NFPROTO_IPV6
+		tcp = unix.IPPROTO_TCP
+		udp = unix.IPPROTO_UDP
+		ic4 = unix.IPPROTO_ICMP
+		ic6 = unix.IPPROTO_ICMPV6
+	)
+	in4 := func(iif, dst string, ct uint32, l4 byte, dport uint16) packet {
+		n, th := ipv4To(dst, l4, dport)
+		return packet{iif: iif, ct: ct, nfproto: v4, l4proto: l4, net: n, th: th}
+	}
+	in6 := func(iif, dst string, ct uint32, l4 byte, dport uint16) packet {
+		n, th := ipv6To(dst, l4, dport)
+		return packet{iif: iif, ct: ct, nfproto: v6, l4proto: l4, net: n, th: th}
+	}
+	fwd := func(iif, oif string, ct uint32) packet {
+		n, th := ipv4To("192.0.2.1", tcp, 80)
+		return packet{iif: iif, oif: oif, ct: ct, nfproto: v4, l4proto: tcp, net: n, th: th}
+	}
+	dnat := func(p packet) packet {
+		p.status |= ipsDstNAT
+		return p
+	}
+	tests := []struct {
+		name  string
+		chain string
+		p     packet
+		want  string
+	}{
+		// Forward: into an ordinary network, replies only.
+		{"lan to container, new", chainForward, fwd("eth0", "tsw-front", nw), "drop"},
+		{"lan to container, invalid", chainForward, fwd("eth0", "tsw-front", inv), "drop"},
+		{"lan to container, untracked", chainForward, fwd("eth0", "tsw-front", expr.CtStateBitUNTRACKED), "drop"},
+		{"reply to container", chainForward, fwd("eth0", "tsw-front", est), "accept"},
+		{"icmp error to container", chainForward, fwd("eth0", "tsw-front", rel), "accept"},
+		{"lan to ipv6 container, new", chainForward, fwd("eth0", "tsw-side", nw), "drop"},
+		// The chains' policy is accept: no rule stops it.
+		{"lan to a port published by dnat", chainForward, dnat(fwd("eth0", "tsw-front", nw)), "policy"},
+		{"dnat into internal", chainForward, dnat(fwd("eth0", "tsw-back", nw)), "drop"},
+		{"dnat from another network", chainForward, dnat(fwd("tsw-side", "tsw-front", nw)), "drop"},
+		{"container out", chainForward, fwd("tsw-front", "eth0", nw), "accept"},
+		{"container back in through its gateway", chainForward, fwd("tsw-front", "tsw-front", nw), "accept"},
+		{"network to network", chainForward, fwd("tsw-front", "tsw-side", nw), "drop"},
+		{"network to network, established", chainForward, fwd("tsw-front", "tsw-side", est), "drop"},
+		{"into internal", chainForward, fwd("tsw-front", "tsw-back", nw), "drop"},
+		{"into internal, established", chainForward, fwd("eth0", "tsw-back", est), "drop"},
+		{"out of internal", chainForward, fwd("tsw-back", "eth0", nw), "drop"},
+		{"someone else's interfaces", chainForward, fwd("eth0", "eth1", nw), "policy"},
+
+		// Input on an internal network's gateway interface.
+		{"dns udp to own gateway", chainInput, in4("tsw-back", "10.30.0.1", nw, udp, 53), "accept"},
+		{"dns tcp to own gateway", chainInput, in4("tsw-back", "10.30.0.1", nw, tcp, 53), "accept"},
+		{"ping own gateway", chainInput, in4("tsw-back", "10.30.0.1", nw, ic4, icmpEchoRequest), "accept"},
+		{"reply to the host", chainInput, in4("tsw-back", "10.30.0.1", est, tcp, 40000), "accept"},
+		{"host service on gateway", chainInput, in4("tsw-back", "10.30.0.1", nw, tcp, 22), "drop"},
+		{"udp service on gateway", chainInput, in4("tsw-back", "10.30.0.1", nw, udp, 123), "drop"},
+		{"other icmp to gateway", chainInput, in4("tsw-back", "10.30.0.1", nw, ic4, 13), "drop"},
+		{"dns to another gateway", chainInput, in4("tsw-back", "10.20.0.1", nw, udp, 53), "drop"},
+		{"published port on another gateway", chainInput, in4("tsw-back", "10.20.0.1", nw, tcp, 8080), "drop"},
+		{"ping another gateway", chainInput, in4("tsw-back", "10.20.0.1", nw, ic4, icmpEchoRequest), "drop"},
+		{"host's other address", chainInput, in4("tsw-back", "192.0.2.10", nw, tcp, 22), "drop"},
+		{"broadcast", chainInput, in4("tsw-back", "10.30.0.255", nw, udp, 53), "drop"},
+		{"ipv6 to an ipv4 network's gateway", chainInput, in6("tsw-back", "fe80::1", nw, tcp, 22), "drop"},
+		{"neighbour solicitation on an ipv4 network", chainInput, in6("tsw-back", "ff02::1:ff00:1", nw, ic6, ndNeighborSolicit), "drop"},
+		{"dns to own ipv6 gateway", chainInput, in6("tsw-back6", "fd00:30::1", nw, udp, 53), "accept"},
+		{"ping own ipv6 gateway", chainInput, in6("tsw-back6", "fd00:30::1", nw, ic6, icmp6EchoRequest), "accept"},
+		{"neighbour solicitation", chainInput, in6("tsw-back6", "ff02::1:ff00:1", nw, ic6, ndNeighborSolicit), "accept"},
+		{"neighbour advertisement", chainInput, in6("tsw-back6", "fd00:30::1", nw, ic6, ndNeighborAdvert), "accept"},
+		{"router advertisement", chainInput, in6("tsw-back6", "ff02::1", nw, ic6, 134), "drop"},
+		{"ipv6 service on gateway", chainInput, in6("tsw-back6", "fd00:30::1", nw, tcp, 22), "drop"},
+		{"ipv6 link-local gateway", chainInput, in6("tsw-back6", "fe80::1", nw, udp, 53), "drop"},
+		{"ipv4 on an ipv6 network", chainInput, in4("tsw-back6", "10.30.0.1", nw, udp, 53), "drop"},
+		// An ordinary network's gateway interface is left open, as
+		// Docker's bridges are.
+		{"ordinary network to host service", chainInput, in4("tsw-front", "10.20.0.1", nw, tcp, 22), "policy"},
+	}
+	nets := []Network{front, side, back, back6}
+	var orders [][]Network
+	var permute func(done, rest []Network)
+	permute = func(done, rest []Network) {
+		if len(rest) == 0 {
+			orders = append(orders, slices.Clone(done))
+			return
+		}
+		for i := range rest {
+			permute(append(done, rest[i]), slices.Concat(rest[:i], rest[i+1:]))
+		}
+	}
+	permute(nil, nets)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, order := range orders {
+				chains := buildChains(order, "tsw-")
+				if got := evaluate(t, chains[tt.chain], tt.p); got != tt.want {
+					var names []string
+					for _, n := range order {
+						names = append(names, n.Name)
+					}
+					t.Fatalf("chain %s, networks added in order %v: %+v meets %s, want %s", tt.chain, names, tt.p, got, tt.want)
+				}
+			}
+		})
 	}
 }
