@@ -12,7 +12,9 @@ import (
 // network's subnet. Anything else (the host itself, whose queries to the
 // gateway address arrive on lo; another network's ports, whose queries
 // to this gateway address the host delivers locally; any host routed to
-// the subnet from outside) gets no answer at all.
+// the subnet from outside) gets no answer at all. Other networks and
+// routed hosts are told apart by the interface (the sockets are bound to
+// the gateway's), the host by its source address (see clientAllowed).
 //
 // Silence rather than REFUSED: the source of a UDP query can be forged,
 // and every answer sent to a forged source is traffic reflected at a
@@ -143,9 +145,18 @@ func (l *logLimiter) due(why refusal, now time.Time) (uint64, bool) {
 }
 
 // clientAllowed reports whether src may use the server: an address of
-// one of cfg.Clients, or of cfg.Subnets when Clients is empty.
+// one of cfg.Clients (cfg.Subnets when Clients is empty) and, on a server
+// bound to an interface, not the server's own address. The host's own
+// queries to the gateway address travel over lo, but the kernel reports
+// them (to the interface binding and in IP_PKTINFO alike) as arriving on
+// the interface that holds the address; they come from the gateway
+// address itself, or from an address of the host outside the subnet once
+// the network's masquerading rule has rewritten them.
 func (s *Server) clientAllowed(src netip.Addr) bool {
 	src = src.Unmap().WithZone("")
+	if s.cfg.Interface != "" && src == s.cfg.Addr.Addr().Unmap() {
+		return false
+	}
 	for _, p := range s.clients {
 		if p.Contains(src) {
 			return true

@@ -3,7 +3,6 @@ package dns
 import (
 	"net"
 	"net/netip"
-	"time"
 
 	mdns "github.com/miekg/dns"
 )
@@ -59,7 +58,7 @@ func (s *Server) admitQuery(src netip.AddrPort, proto string) bool {
 		s.refuse(refusedSource, src, proto)
 		return false
 	}
-	if !s.limiter.allow(a, time.Now()) {
+	if !s.limiter.allow(a, s.now()) {
 		s.refuse(refusedRate, src, proto)
 		return false
 	}

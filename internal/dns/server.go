@@ -68,12 +68,13 @@ type Config struct {
 	// Interface is the network's gateway interface. When set, the server
 	// answers only what arrives on it: its sockets are bound to it
 	// (SO_BINDTODEVICE), so that the kernel never queues on them what
-	// comes from elsewhere (the host itself over lo, other networks,
-	// routed hosts) and no flood from there crowds the network's own
-	// queries out; TCP connections from elsewhere are refused by the
-	// kernel as on a closed port. A second UDP socket on the address,
-	// bound to no interface, takes the datagrams from elsewhere, to count
-	// them and drop them unanswered. Empty serves every interface (tests).
+	// comes in on other interfaces (other networks, routed hosts) and no
+	// flood from there crowds the network's own queries out; TCP
+	// connections from there are refused by the kernel as on a closed
+	// port. A second UDP socket on the address, bound to no interface,
+	// takes the datagrams from there, to count them and drop them
+	// unanswered. The host's own queries are refused by their source
+	// (clientAllowed). Empty serves every interface (tests).
 	Interface string
 	// Internal is set for a network that reaches nothing outside itself:
 	// names that are not its own are never forwarded (see notForwarded).
@@ -107,8 +108,10 @@ type Server struct {
 	clients []netip.Prefix
 	// ifindex is Config.Interface's index, set by Start; 0 admits any.
 	ifindex int
-	// limiter holds each source's query rate.
+	// limiter holds each source's query rate, on the clock now (time.Now
+	// but in tests).
 	limiter *rateLimiter
+	now     func() time.Time
 	// forwards bounds concurrent forwards; each holds a goroutine and a
 	// socket for up to timeout, and a container must not be able to
 	// exhaust the daemon, or its neighbours' share, by flooding names that
@@ -155,6 +158,7 @@ func NewServer(cfg Config) *Server {
 		timeout:  cfg.Timeout,
 		clients:  cfg.Clients,
 		limiter:  newRateLimiter(queryRate, queryBurst, maxSources),
+		now:      time.Now,
 		forwards: newSlots(maxInflight, maxInflightPerSource),
 		conns:    newSlots(tcpMaxConns, tcpMaxConnsPerSource),
 		fds:      cfg.FDs,

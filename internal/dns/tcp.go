@@ -92,7 +92,7 @@ func (s *Server) admitConn(src netip.AddrPort) (release func(), ok bool) {
 	}
 	// A connection costs a token too, so that a flood of connections is
 	// stopped before it takes a descriptor.
-	if !s.limiter.allow(a, time.Now()) {
+	if !s.limiter.allow(a, s.now()) {
 		s.refuse(refusedRate, src, "tcp")
 		return nil, false
 	}
