@@ -436,6 +436,9 @@ func (s *Server) Close() error {
 	s.closed = true
 	s.cancel()
 	if !s.started {
+		// Forwards handed to serveUDPPacket directly (tests) end with
+		// the cancel.
+		s.done.Wait()
 		return nil
 	}
 	var errs []error
