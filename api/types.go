@@ -229,4 +229,42 @@ type Network struct {
 type NetworkDetail struct {
 	Network
 	Ports []Port `json:"ports"`
+	// DNSCounters are the network's DNS server's counters since the
+	// daemon started it.
+	DNSCounters *DNSCounters `json:"dns_counters,omitempty"`
+}
+
+// DNSCounters count what a network's DNS server did. It answers only the
+// network's own ports, on the network's gateway, each within a query rate.
+type DNSCounters struct {
+	// Answered counts replies sent, local or forwarded, whatever their
+	// rcode.
+	Answered uint64 `json:"answered"`
+	// Forwarded counts queries sent on to the upstream resolvers.
+	Forwarded uint64 `json:"forwarded"`
+	// NotForwarded counts queries of an internal network for names
+	// outside it, answered SERVFAIL without asking any upstream.
+	NotForwarded uint64 `json:"not_forwarded"`
+	// RateLimited counts queries and TCP connections dropped unanswered
+	// because their source was over its query rate.
+	RateLimited uint64     `json:"rate_limited"`
+	Refused     DNSRefused `json:"refused"`
+}
+
+// DNSRefused counts what a network's DNS server refused, by reason.
+type DNSRefused struct {
+	// Source: from an address outside the network's subnet; dropped
+	// unanswered.
+	Source uint64 `json:"source"`
+	// Interface: UDP queries that reached the gateway address from
+	// elsewhere than the network's gateway interface (the host, other
+	// networks, routed hosts); dropped unanswered.
+	Interface uint64 `json:"interface"`
+	// Forwards: too many forwards in flight; answered SERVFAIL at once.
+	Forwards uint64 `json:"forwards"`
+	// TCP: connections over the limits; closed at once.
+	TCP uint64 `json:"tcp"`
+	// FDs: forwards and connections refused because the daemon's
+	// descriptor budget was spent.
+	FDs uint64 `json:"fds"`
 }

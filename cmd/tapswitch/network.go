@@ -124,6 +124,12 @@ func writeNetworkTable(w io.Writer, n api.NetworkDetail) error {
 	} {
 		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
 	}
+	if c := n.DNSCounters; c != nil {
+		fmt.Fprintf(tw, "DNS queries:\tanswered %d, forwarded %d, not forwarded %d, rate-limited %d\n",
+			c.Answered, c.Forwarded, c.NotForwarded, c.RateLimited)
+		fmt.Fprintf(tw, "DNS refused:\tsource %d, interface %d, forwards %d, tcp %d, fds %d\n",
+			c.Refused.Source, c.Refused.Interface, c.Refused.Forwards, c.Refused.TCP, c.Refused.FDs)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/fdb"
 	"github.com/tapswitch/tapswitch/internal/dns"
+	"github.com/tapswitch/tapswitch/internal/fdlimit"
 	"github.com/tapswitch/tapswitch/internal/ipam"
 	"github.com/tapswitch/tapswitch/internal/nat"
 	vswitch "github.com/tapswitch/tapswitch/switch"
@@ -163,6 +164,11 @@ func (d *Daemon) startNetworkLocked(n *network, reopen bool) (err error) {
 		Subnets:   []netip.Prefix{n.subnet.Prefix()},
 		Upstreams: d.upstreams,
 		Logger:    d.log.With("network", n.name),
+		// Only the network's own ports, on its gateway; an internal
+		// network's names stay its own and nothing is forwarded.
+		Interface: n.bridge,
+		Internal:  n.internal,
+		FDs:       fdlimit.Process(),
 	})
 	if err != nil {
 		return fmt.Errorf("DNS server on %s: %w (is another DNS server bound to every address on port 53?)", netip.AddrPortFrom(n.subnet.Gateway(), 53), err)
@@ -249,6 +255,9 @@ func (d *Daemon) InspectNetwork(name string) (api.NetworkDetail, error) {
 		return api.NetworkDetail{}, fmt.Errorf("inspect network: %w", noNetwork(name))
 	}
 	out := api.NetworkDetail{Network: d.networkViewLocked(n), Ports: []api.Port{n.gw.view()}}
+	if st, ok := n.dns.(interface{ Stats() dns.Stats }); ok {
+		out.DNSCounters = dnsCounters(st.Stats())
+	}
 	for _, p := range d.portsOfLocked(n) {
 		out.Ports = append(out.Ports, p.view())
 	}
@@ -278,6 +287,23 @@ func (d *Daemon) networkViewLocked(n *network) api.Network {
 		Ports:    len(d.portsOfLocked(n)),
 		MACs:     n.vn.FDB().Len(),
 		MACLimit: n.vn.FDB().Limit(),
+	}
+}
+
+// dnsCounters is a network's DNS server's counters as the API shows them.
+func dnsCounters(s dns.Stats) *api.DNSCounters {
+	return &api.DNSCounters{
+		Answered:     s.Answered,
+		Forwarded:    s.Forwarded,
+		NotForwarded: s.NotForwarded,
+		RateLimited:  s.RateLimited,
+		Refused: api.DNSRefused{
+			Source:    s.RefusedSource,
+			Interface: s.RefusedInterface,
+			Forwards:  s.RefusedForwards,
+			TCP:       s.RefusedTCP,
+			FDs:       s.RefusedFDs,
+		},
 	}
 }
 

@@ -10,7 +10,16 @@
 //     and any other name under the network's domain, so that the names of
 //     other networks stay invisible (isolation);
 //   - forwards every other query to the host's resolvers, read from
-//     /etc/resolv.conf with UpstreamsFromResolvConf.
+//     /etc/resolv.conf with UpstreamsFromResolvConf, except on an internal
+//     network, which forwards nothing and answers SERVFAIL.
+//
+// It serves only the network's own ports (guard.go): queries must come
+// from the network's subnet and arrive on its gateway interface, or get no
+// answer at all. Each source has a query rate (ratelimit.go), forwards and
+// TCP connections are bounded in all and per source (tcp.go), and both
+// take their descriptors from the daemon's budget (package fdlimit). Every
+// refusal is counted (Server.Stats) and logged at most once per ten
+// seconds per reason.
 //
 // WriteResolvConf and RemoveResolvConf keep /etc/netns/NAME/resolv.conf, the
 // file `ip netns exec NAME` bind-mounts over /etc/resolv.conf, pointing at

@@ -15,20 +15,12 @@ var errTruncated = errors.New("dns: truncated answer, TCP retry failed")
 // forward sends req to the upstreams in order and returns the first usable
 // answer with req's ID, or SERVFAIL. A client that asked over TCP has
 // already been told its answer is large, so its query goes over TCP at once.
+// The caller holds a forwarding slot (acquireForward).
 func (s *Server) forward(req *mdns.Msg, udp bool) *mdns.Msg {
 	if len(s.upstreams) == 0 {
-		// Nothing to forward to: resolv.conf named no resolver, or only
-		// this server. SERVFAIL rather than NXDOMAIN so that resolvers do
-		// not cache that the name does not exist.
 		return reply(req, mdns.RcodeServerFailure)
 	}
-	select {
-	case s.inflight <- struct{}{}:
-		defer func() { <-s.inflight }()
-	default:
-		s.log.Debug("dns: too many forwards in flight", "name", req.Question[0].Name)
-		return reply(req, mdns.RcodeServerFailure)
-	}
+	s.count.forwarded.Add(1)
 
 	ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
 	defer cancel()

@@ -86,6 +86,9 @@ func FuzzServeDNS(f *testing.F) {
 		Timeout:   time.Second,
 	})
 	f.Cleanup(func() { s.Close() })
+	// One source sends every input: no rate limit, so that all of them
+	// reach the handler.
+	s.limiter = newRateLimiter(1e12, 1e12, maxSources)
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		req := new(mdns.Msg)
@@ -118,5 +121,78 @@ func FuzzServeDNS(f *testing.F) {
 				t.Fatalf("UDP reply of %d bytes, client takes %d", len(b), size)
 			}
 		}
+	})
+}
+
+// FuzzServeUDPPacket feeds arbitrary datagrams, from arbitrary sources and
+// interfaces, through the whole UDP path: admission, parsing, answer. Only
+// a client of the network on the gateway interface may get an answer, and
+// at most one, fitting its payload size.
+func FuzzServeUDPPacket(f *testing.F) {
+	for _, name := range []string{"web.", "nope.", "example.com.", "2.0.20.10.in-addr.arpa."} {
+		m := new(mdns.Msg)
+		m.SetQuestion(name, mdns.TypeA)
+		b, err := m.Pack()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b, []byte{10, 20, 0, 2}, 7)
+		f.Add(b, []byte{10, 30, 0, 2}, 7)
+		f.Add(b, []byte{10, 20, 0, 2}, 8)
+		f.Add(b, []byte{10, 20, 0, 1}, 7)
+	}
+	f.Add([]byte{0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xff}, []byte{10, 20, 0, 2}, 7)
+	f.Add([]byte{0, 1, 0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xff}, []byte{10, 20, 0, 2}, 7)
+
+	up := startUpstream(f, false)
+	s, _ := guardServer(f, Config{Upstreams: []netip.AddrPort{up.addr}, Timeout: time.Second})
+	s.limiter = newRateLimiter(1e12, 1e12, maxSources)
+
+	f.Fuzz(func(t *testing.T, data, src []byte, ifindex int) {
+		a, ok := netip.AddrFromSlice(src)
+		if !ok {
+			return
+		}
+		from := netip.AddrPortFrom(a, 40000)
+		w := newUDPSink()
+		s.serveUDPPacket(w, data, from, ifindex)
+		// Forwards answer from a goroutine of their own.
+		waitFor(t, "forwards to end", func() bool { n, _ := s.forwards.held(); return n == 0 })
+		got := w.answers(from)
+		client := ifindex == 7 && s.clientAllowed(a)
+		if len(got) > 0 && !client {
+			t.Fatalf("datagram from %v on interface %d answered: %v", from, ifindex, got[0])
+		}
+		if len(got) > 1 {
+			t.Fatalf("%d answers to one datagram, want at most 1", len(got))
+		}
+		for _, r := range got {
+			b, err := r.Pack()
+			if err != nil {
+				t.Fatalf("answer does not pack again: %v", err)
+			}
+			req := new(mdns.Msg)
+			size := mdns.MinMsgSize
+			if req.Unpack(data) == nil {
+				if opt := req.IsEdns0(); opt != nil {
+					size = max(size, int(opt.UDPSize()))
+				}
+			}
+			if len(b) > size || !r.Response || len(data) < 2 || r.Id != uint16(data[0])<<8|uint16(data[1]) {
+				t.Fatalf("answer of %d bytes (client takes %d), QR %v, ID %d: %v", len(b), size, r.Response, r.Id, r)
+			}
+		}
+	})
+}
+
+// FuzzPktinfoIfindex walks arbitrary control messages: it must neither
+// panic nor read past them.
+func FuzzPktinfoIfindex(f *testing.F) {
+	f.Add([]byte{})
+	f.Add(make([]byte, 64))
+	// A well-formed IP_PKTINFO for interface 7 (little-endian hosts).
+	f.Add([]byte{28, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 7, 0, 0, 0, 10, 20, 0, 1, 10, 20, 0, 1, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, oob []byte) {
+		pktinfoIfindex(oob)
 	})
 }

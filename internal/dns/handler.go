@@ -22,59 +22,161 @@ const localTTL = 0
 // path.
 const ednsSize = 1232
 
-// serveDNS answers one query. It writes nothing for messages that are not
-// queries, as answering a response could start a loop.
+// serveDNS answers one query that came over TCP (or, in tests, any
+// ResponseWriter). It writes nothing for messages that are not queries,
+// as answering a response could start a loop, and nothing to a client
+// that is not admitted; a TCP client over its rate is disconnected.
 func (s *Server) serveDNS(w mdns.ResponseWriter, req *mdns.Msg) {
+	src, _ := netip.ParseAddrPort(w.RemoteAddr().String())
 	_, isUDP := w.RemoteAddr().(*net.UDPAddr)
-	resp := s.answer(req, isUDP)
+	proto := "tcp"
+	if isUDP {
+		proto = "udp"
+	}
+	if !s.admitQuery(src, proto) {
+		if !isUDP {
+			w.Close()
+		}
+		return
+	}
+	resp := s.answer(req, src, isUDP)
 	if resp == nil {
 		return
 	}
 	if err := w.WriteMsg(resp); err != nil {
 		s.log.Debug("dns: write answer", "client", w.RemoteAddr(), "err", err)
+		return
 	}
+	s.count.answered.Add(1)
 }
 
-// answer returns the reply to req, or nil if req gets none. udp tells
-// whether the reply must fit the client's UDP payload size.
-func (s *Server) answer(req *mdns.Msg, udp bool) *mdns.Msg {
+// admitQuery reports whether a query from src is served: src is an
+// address of the network, within its rate. Refusals are counted.
+func (s *Server) admitQuery(src netip.AddrPort, proto string) bool {
+	a := src.Addr().Unmap()
+	if !s.clientAllowed(a) {
+		s.refuse(refusedSource, src, proto)
+		return false
+	}
+	if !s.limiter.allow(a, s.now()) {
+		s.refuse(refusedRate, src, proto)
+		return false
+	}
+	return true
+}
+
+// answer returns the reply to req from src, forwarding it if need be, or
+// nil if req gets none. udp tells whether the reply must fit the client's
+// UDP payload size.
+func (s *Server) answer(req *mdns.Msg, src netip.AddrPort, udp bool) *mdns.Msg {
+	resp, fwd := s.prepare(req)
+	if fwd {
+		proto := "tcp"
+		if udp {
+			proto = "udp"
+		}
+		if release, ok := s.acquireForward(src, proto); ok {
+			resp = s.forward(req, udp)
+			release()
+		} else {
+			resp = reply(req, mdns.RcodeServerFailure)
+		}
+	}
+	return s.finish(req, resp, udp)
+}
+
+// prepare returns the reply to req that needs no upstream, or nil if req
+// gets none; fwd reports that req is to be forwarded instead.
+func (s *Server) prepare(req *mdns.Msg) (resp *mdns.Msg, fwd bool) {
 	if req.Response {
-		return nil
+		return nil, false
 	}
 	if req.Opcode != mdns.OpcodeQuery {
-		return reply(req, mdns.RcodeNotImplemented)
+		return reply(req, mdns.RcodeNotImplemented), false
 	}
 	if len(req.Question) != 1 {
-		return reply(req, mdns.RcodeFormatError)
+		return reply(req, mdns.RcodeFormatError), false
 	}
-	opt := req.IsEdns0()
-	if opt != nil && opt.Version() != 0 {
+	if opt := req.IsEdns0(); opt != nil && opt.Version() != 0 {
 		// RFC 6891, section 6.1.3: only version 0 exists.
-		return reply(req, mdns.RcodeBadVers)
+		return reply(req, mdns.RcodeBadVers), false
 	}
 
 	q := req.Question[0]
-	var resp *mdns.Msg
-	switch {
-	case q.Qtype == mdns.TypeAXFR || q.Qtype == mdns.TypeIXFR:
+	if q.Qtype == mdns.TypeAXFR || q.Qtype == mdns.TypeIXFR {
 		// Zone transfers span several messages, which neither the local
 		// zone nor the forwarder produce.
-		resp = reply(req, mdns.RcodeRefused)
-	default:
-		resp = s.resolveLocal(req, q)
-		if resp == nil {
-			resp = s.forward(req, udp)
-		}
+		return reply(req, mdns.RcodeRefused), false
 	}
+	if resp := s.resolveLocal(req, q); resp != nil {
+		return resp, false
+	}
+	switch {
+	case s.cfg.Internal:
+		return s.notForwarded(req), false
+	case len(s.upstreams) == 0:
+		// Nothing to forward to: resolv.conf named no resolver, or only
+		// this server. SERVFAIL rather than NXDOMAIN so that resolvers do
+		// not cache that the name does not exist.
+		return reply(req, mdns.RcodeServerFailure), false
+	}
+	return nil, true
+}
 
-	if udp {
-		size := mdns.MinMsgSize
-		if opt != nil {
-			size = max(int(opt.UDPSize()), mdns.MinMsgSize)
-		}
-		resp.Truncate(size)
+// notForwarded answers a query of an internal network for a name outside
+// it. An internal network reaches nothing beyond itself, so its server
+// asks no upstream (as Docker's does for containers on internal networks
+// only) and answers as Docker's does: SERVFAIL, which makes a resolver
+// fail the lookup, or try its next nameserver, at once without caching
+// that the name does not exist, since it may well exist. An EDNS client
+// is told why (RFC 8914, Prohibited).
+func (s *Server) notForwarded(req *mdns.Msg) *mdns.Msg {
+	s.count.notForwarded.Add(1)
+	resp := reply(req, mdns.RcodeServerFailure)
+	resp.RecursionAvailable = false
+	if opt := resp.IsEdns0(); opt != nil {
+		opt.Option = append(opt.Option, &mdns.EDNS0_EDE{
+			InfoCode:  mdns.ExtendedErrorCodeProhibited,
+			ExtraText: "internal network: names outside it are not resolved",
+		})
 	}
 	return resp
+}
+
+// finish fits resp to a UDP client's payload size; resp may be nil.
+func (s *Server) finish(req, resp *mdns.Msg, udp bool) *mdns.Msg {
+	if resp == nil || !udp {
+		return resp
+	}
+	size := mdns.MinMsgSize
+	if opt := req.IsEdns0(); opt != nil {
+		size = max(int(opt.UDPSize()), mdns.MinMsgSize)
+	}
+	resp.Truncate(size)
+	return resp
+}
+
+// acquireForward takes a forwarding slot for src (within the network's
+// and src's share, see maxInflight) and a descriptor from the budget, and
+// returns what gives them back; or reports false, counted, if either is
+// spent.
+func (s *Server) acquireForward(src netip.AddrPort, proto string) (release func(), ok bool) {
+	a := src.Addr().Unmap()
+	if !s.forwards.acquire(a) {
+		s.refuse(refusedForwards, src, proto)
+		return nil, false
+	}
+	// One descriptor: the forward's UDP socket, closed before the TCP
+	// retry opens its own.
+	if !s.fds.Acquire(1) {
+		s.forwards.release(a)
+		s.refuse(refusedFDs, src, proto)
+		return nil, false
+	}
+	return func() {
+		s.fds.Release(1)
+		s.forwards.release(a)
+	}, true
 }
 
 // resolveLocal answers q from the network's records, or returns nil if q

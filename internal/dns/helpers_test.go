@@ -74,7 +74,7 @@ func (u *testUpstream) serveDNS(w mdns.ResponseWriter, req *mdns.Msg) {
 // port, stopped when the test ends.
 func startUpstream(tb testing.TB, truncateUDP bool) *testUpstream {
 	tb.Helper()
-	pc, ln, err := listen(netip.MustParseAddrPort("127.0.0.1:0"))
+	pc, _, ln, err := listen(netip.MustParseAddrPort("127.0.0.1:0"), "")
 	if err != nil {
 		tb.Fatalf("listen upstream: %v", err)
 	}
@@ -107,12 +107,20 @@ func silentUpstream(tb testing.TB) netip.AddrPort {
 	return netip.MustParseAddrPort(pc.LocalAddr().String())
 }
 
+// loopbackClients admits the test's own queries, which come from
+// loopback.
+var loopbackClients = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+
 // startServer starts a Server for cfg, on 127.0.0.1 with a free port
-// unless cfg.Addr is set, closed when the test ends.
+// unless cfg.Addr is set, answering loopback unless cfg.Clients is set,
+// closed when the test ends.
 func startServer(tb testing.TB, cfg Config) *Server {
 	tb.Helper()
 	if !cfg.Addr.IsValid() {
 		cfg.Addr = netip.MustParseAddrPort("127.0.0.1:0")
+	}
+	if cfg.Clients == nil {
+		cfg.Clients = loopbackClients
 	}
 	s := NewServer(cfg)
 	if err := s.Start(); err != nil {

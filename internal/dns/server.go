@@ -12,6 +12,8 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
+
+	"github.com/tapswitch/tapswitch/internal/fdlimit"
 )
 
 var (
@@ -58,6 +60,28 @@ type Config struct {
 	// Timeout bounds the forwarding of one query across all upstreams.
 	// Zero means DefaultTimeout.
 	Timeout time.Duration
+
+	// Clients are the prefixes the server answers queries from; a query
+	// from any other address gets no answer. Empty means Subnets, and
+	// with neither the server answers no one.
+	Clients []netip.Prefix
+	// Interface is the network's gateway interface. When set, the server
+	// answers only what arrives on it: its sockets are bound to it
+	// (SO_BINDTODEVICE), so that the kernel never queues on them what
+	// comes in on other interfaces (other networks, routed hosts) and no
+	// flood from there crowds the network's own queries out; TCP
+	// connections from there are refused by the kernel as on a closed
+	// port. A second UDP socket on the address, bound to no interface,
+	// takes the datagrams from there, to count them and drop them
+	// unanswered. The host's own queries are refused by their source
+	// (clientAllowed). Empty serves every interface (tests).
+	Interface string
+	// Internal is set for a network that reaches nothing outside itself:
+	// names that are not its own are never forwarded (see notForwarded).
+	Internal bool
+	// FDs is the descriptor budget that forwards and TCP connections take
+	// from, normally fdlimit.Process(). Nil sets no limit.
+	FDs *fdlimit.Budget
 }
 
 // Server is the DNS server of one network. It is started once and closed
@@ -78,25 +102,52 @@ type Server struct {
 	upstreams []netip.AddrPort
 	udpClient *mdns.Client
 	tcpClient *mdns.Client
-	// inflight bounds concurrent forwards; each holds a goroutine and a
-	// socket for up to timeout, and a container must not be able to exhaust
-	// the daemon by flooding names that time out upstream.
-	inflight chan struct{}
+
+	// clients are the prefixes queries are answered from (Config.Clients
+	// or Config.Subnets).
+	clients []netip.Prefix
+	// ifindex is Config.Interface's index, set by Start; 0 admits any.
+	ifindex int
+	// limiter holds each source's query rate, on the clock now (time.Now
+	// but in tests).
+	limiter *rateLimiter
+	now     func() time.Time
+	// forwards bounds concurrent forwards; each holds a goroutine and a
+	// socket for up to timeout, and a container must not be able to
+	// exhaust the daemon, or its neighbours' share, by flooding names that
+	// time out upstream.
+	forwards *slots
+	// conns bounds the TCP connections.
+	conns *slots
+	// fds is Config.FDs.
+	fds   *fdlimit.Budget
+	count counters
+	logs  logLimiter
 
 	// mu guards what follows; it is held through Start and Close so the two
 	// never interleave.
-	mu       sync.Mutex
-	started  bool
-	closed   bool
-	addr     netip.AddrPort
-	udp, tcp *mdns.Server
-	done     sync.WaitGroup
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	addr    netip.AddrPort
+	// udp is the listener, sink the socket for datagrams from other
+	// interfaces (nil without Config.Interface).
+	udp, sink *net.UDPConn
+	tcp       *mdns.Server
+	done      sync.WaitGroup
 }
 
 // maxInflight is the number of forwards in flight per network past which
 // new ones answer SERVFAIL at once. A resolver sends a few queries per
-// lookup, so this covers hundreds of concurrent lookups.
+// lookup, so this covers hundreds of concurrent lookups; each takes a
+// goroutine and a descriptor for up to Timeout.
 const maxInflight = 256
+
+// maxInflightPerSource is one source's share of maxInflight: an eighth,
+// so that a container flooding names that time out upstream leaves the
+// rest to at least seven others, and still 8 to 16 lookups of its own in
+// flight.
+const maxInflightPerSource = maxInflight / 8
 
 // NewServer returns a Server for cfg. It does not listen until Start.
 func NewServer(cfg Config) *Server {
@@ -105,7 +156,15 @@ func NewServer(cfg Config) *Server {
 		records:  cfg.Records,
 		log:      cfg.Logger,
 		timeout:  cfg.Timeout,
-		inflight: make(chan struct{}, maxInflight),
+		clients:  cfg.Clients,
+		limiter:  newRateLimiter(queryRate, queryBurst, maxSources),
+		now:      time.Now,
+		forwards: newSlots(maxInflight, maxInflightPerSource),
+		conns:    newSlots(tcpMaxConns, tcpMaxConnsPerSource),
+		fds:      cfg.FDs,
+	}
+	if len(s.clients) == 0 {
+		s.clients = cfg.Subnets
 	}
 	if s.records == nil {
 		s.records = &Records{}
@@ -149,9 +208,19 @@ func (s *Server) Start() (err error) {
 		}
 	}
 
-	pc, ln, err := listen(s.cfg.Addr)
+	if s.cfg.Interface != "" {
+		ifi, err := net.InterfaceByName(s.cfg.Interface)
+		if err != nil {
+			return fmt.Errorf("%w: gateway interface %q: %w", ErrConfig, s.cfg.Interface, err)
+		}
+		s.ifindex = ifi.Index
+	}
+	pc, sink, ln, err := listen(s.cfg.Addr, s.cfg.Interface)
 	if err != nil {
 		return err
+	}
+	if err := pc.SetReadBuffer(udpRcvBuf); err != nil {
+		s.log.Debug("dns: set receive buffer", "err", err)
 	}
 	s.addr = netip.AddrPortFrom(s.cfg.Addr.Addr(), uint16(pc.LocalAddr().(*net.UDPAddr).Port))
 	var ifAddrs []netip.Addr
@@ -160,17 +229,33 @@ func (s *Server) Start() (err error) {
 	}
 	s.upstreams = s.filterUpstreams(s.addr, ifAddrs)
 
-	h := mdns.HandlerFunc(s.serveDNS)
-	s.udp = &mdns.Server{PacketConn: pc, Handler: h}
-	s.tcp = &mdns.Server{Listener: ln, Handler: h}
-	if err := s.serve(s.udp, s.tcp); err != nil {
+	s.tcp = &mdns.Server{
+		Listener:      &tcpListener{TCPListener: ln, s: s},
+		Handler:       mdns.HandlerFunc(s.serveDNS),
+		ReadTimeout:   tcpReadTimeout,
+		IdleTimeout:   func() time.Duration { return tcpIdleTimeout },
+		MaxTCPQueries: tcpMaxQueries,
+	}
+	if err := s.serve(s.tcp); err != nil {
+		pc.Close()
+		if sink != nil {
+			sink.Close()
+		}
 		return fmt.Errorf("dns: serve %s: %w", s.addr, err)
 	}
+	s.udp, s.sink = pc, sink
+	s.done.Add(1)
+	go s.serveUDP(pc)
+	if sink != nil {
+		s.done.Add(1)
+		go s.drainSink(sink)
+	}
 	s.started = true
-	if len(s.upstreams) == 0 {
+	if len(s.upstreams) == 0 && !s.cfg.Internal {
 		s.log.Warn("dns: no upstream resolvers, names outside the network answer SERVFAIL", "addr", s.addr)
 	}
-	s.log.Info("dns: serving", "addr", s.addr, "domain", s.records.Domain(), "upstreams", s.upstreams)
+	s.log.Info("dns: serving", "addr", s.addr, "domain", s.records.Domain(), "upstreams", s.upstreams,
+		"interface", s.cfg.Interface, "internal", s.cfg.Internal, "clients", s.clients)
 	return nil
 }
 
@@ -216,26 +301,59 @@ func (s *Server) serve(srvs ...*mdns.Server) error {
 	return nil
 }
 
-// listen opens the UDP and TCP sockets on addr. With port 0 it takes the
-// port UDP got for TCP too, retrying if TCP finds it taken.
-func listen(addr netip.AddrPort) (net.PacketConn, net.Listener, error) {
+// listen opens the UDP and TCP sockets on addr, bound to the interface
+// ifname if it is not empty, with the sink for datagrams from elsewhere.
+// With port 0 it takes the port UDP got for TCP too, retrying if TCP finds
+// it taken.
+func listen(addr netip.AddrPort, ifname string) (pc, sink *net.UDPConn, ln *net.TCPListener, err error) {
 	const tries = 10
+	ctx := context.Background()
+	// Both UDP sockets on the address need SO_REUSEADDR; the kernel gives
+	// each datagram to the socket bound to its interface first.
+	reuse := ifname != ""
+	udpLC := net.ListenConfig{Control: sockopts(ifname, reuse)}
+	tcpLC := net.ListenConfig{Control: sockopts(ifname, false)}
 	for i := 0; ; i++ {
-		pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
+		c, err := udpLC.ListenPacket(ctx, "udp", addr.String())
 		if err != nil {
-			return nil, nil, listenError(err)
+			return nil, nil, nil, listenError(err)
 		}
-		port := pc.LocalAddr().(*net.UDPAddr).Port
-		ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(addr.Addr(), uint16(port))))
+		pc = c.(*net.UDPConn)
+		port := uint16(pc.LocalAddr().(*net.UDPAddr).Port)
+		bound := netip.AddrPortFrom(addr.Addr(), port)
+		l, err := tcpLC.Listen(ctx, "tcp", bound.String())
 		if err == nil {
-			return pc, ln, nil
+			ln = l.(*net.TCPListener)
+			if ifname != "" {
+				sinkLC := net.ListenConfig{Control: sockopts("", true)}
+				sc, err := sinkLC.ListenPacket(ctx, "udp", bound.String())
+				if err != nil {
+					pc.Close()
+					ln.Close()
+					return nil, nil, nil, listenError(err)
+				}
+				sink = sc.(*net.UDPConn)
+			}
+			return pc, sink, ln, nil
 		}
 		pc.Close()
 		if addr.Port() != 0 || i == tries-1 || !errors.Is(err, syscall.EADDRINUSE) {
-			return nil, nil, listenError(err)
+			return nil, nil, nil, listenError(err)
 		}
 	}
 }
+
+// bindError is a failure to bind a socket to the gateway interface.
+type bindError struct {
+	ifname string
+	err    error
+}
+
+func (e *bindError) Error() string {
+	return fmt.Sprintf("bind to interface %s: %v", e.ifname, e.err)
+}
+
+func (e *bindError) Unwrap() error { return e.err }
 
 // listenError names the two causes an operator can act on.
 func listenError(err error) error {
@@ -306,7 +424,7 @@ func (s *Server) Addr() netip.AddrPort {
 	return s.addr
 }
 
-// Close stops both listeners, cancels forwards in flight and waits for the
+// Close stops the listeners, cancels forwards in flight and waits for the
 // handlers to return. Closing a Server that was never started, or twice,
 // does nothing.
 func (s *Server) Close() error {
@@ -318,12 +436,20 @@ func (s *Server) Close() error {
 	s.closed = true
 	s.cancel()
 	if !s.started {
+		// Forwards handed to serveUDPPacket directly (tests) end with
+		// the cancel.
+		s.done.Wait()
 		return nil
 	}
 	var errs []error
-	for _, srv := range []*mdns.Server{s.udp, s.tcp} {
-		if err := srv.Shutdown(); err != nil {
-			errs = append(errs, err)
+	if err := s.tcp.Shutdown(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, c := range []*net.UDPConn{s.udp, s.sink} {
+		if c != nil {
+			if err := c.Close(); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	s.done.Wait()

@@ -431,6 +431,7 @@ func TestCloseCancelsForwards(t *testing.T) {
 		Records:   frontRecords(t),
 		Upstreams: []netip.AddrPort{silentUpstream(t)},
 		Timeout:   time.Minute,
+		Clients:   loopbackClients,
 	})
 	if err := s.Start(); err != nil {
 		t.Fatalf("Start() = %v", err)
