@@ -62,7 +62,7 @@ var ErrInvalidSearch = errors.New("dns: invalid search domain")
 // Such a path is left alone: written through, a symbolic link
 // /etc/netns/NAME -> /etc would put the file in /etc, and removed
 // through, one to another directory would take that directory's file.
-var ErrUnsafePath = errors.New("dns: a symbolic link or special file where resolv.conf or its directory should be")
+var ErrUnsafePath = errors.New("a symbolic link or special file, not followed")
 
 // ErrInvalidOwner reports an owner that cannot go into a header line or a
 // file name.
@@ -150,15 +150,15 @@ func WriteResolvConfAs(path, owner string, nameserver netip.Addr, search []strin
 	if err := os.MkdirAll(base, 0o755); err != nil {
 		return fail(err)
 	}
-	bfd, err := openDir(unix.AT_FDCWD, base)
+	bfd, err := openDir(unix.AT_FDCWD, base, base)
 	if err != nil {
 		return fail(err)
 	}
 	defer unix.Close(bfd)
 	made := unix.Mkdirat(bfd, name, 0o755) == nil
-	dfd, err := openDir(bfd, name)
+	dfd, err := openDir(bfd, name, filepath.Dir(path))
 	if err != nil {
-		return fail(fmt.Errorf("%s: %w", filepath.Dir(path), err))
+		return fail(err)
 	}
 	defer unix.Close(dfd)
 	if made {
@@ -207,19 +207,20 @@ func FirstLine(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("dns: read %s: %w", path, err)
 	}
-	bfd, err := openDir(unix.AT_FDCWD, base)
+	// The errors below name the path.
+	bfd, err := openDir(unix.AT_FDCWD, base, base)
 	if err != nil {
-		return "", fmt.Errorf("dns: read %s: %w", path, err)
+		return "", fmt.Errorf("dns: %w", err)
 	}
 	defer unix.Close(bfd)
-	dfd, err := openDir(bfd, name)
+	dfd, err := openDir(bfd, name, filepath.Dir(path))
 	if err != nil {
-		return "", fmt.Errorf("dns: read %s: %w", path, err)
+		return "", fmt.Errorf("dns: %w", err)
 	}
 	defer unix.Close(dfd)
-	line, err := firstLineAt(dfd, file)
+	line, err := firstLineAt(dfd, file, path)
 	if err != nil {
-		return "", fmt.Errorf("dns: read %s: %w", path, err)
+		return "", fmt.Errorf("dns: %w", err)
 	}
 	return line, nil
 }
@@ -240,7 +241,7 @@ func RemoveResolvConf(path, owner string, ours func(firstLine string) bool) (rem
 	if err != nil {
 		return fail(err)
 	}
-	bfd, err := openDir(unix.AT_FDCWD, base)
+	bfd, err := openDir(unix.AT_FDCWD, base, base)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -248,19 +249,19 @@ func RemoveResolvConf(path, owner string, ours func(firstLine string) bool) (rem
 		return fail(err)
 	}
 	defer unix.Close(bfd)
-	dfd, err := openDir(bfd, name)
+	dfd, err := openDir(bfd, name, filepath.Dir(path))
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
 	if err != nil {
-		return fail(fmt.Errorf("%s: %w", filepath.Dir(path), err))
+		return fail(err)
 	}
 	defer unix.Close(dfd)
 	if err := removeTemps(dfd, TempPrefix(owner)); err != nil {
 		return fail(err)
 	}
 	var unsafe error
-	line, err := firstLineAt(dfd, file)
+	line, err := firstLineAt(dfd, file, path)
 	switch {
 	case err == nil && ours(line):
 		if err := unix.Unlinkat(dfd, file, 0); err != nil && !errors.Is(err, unix.ENOENT) {
@@ -298,43 +299,44 @@ func splitPath(path string) (base, name, file string, err error) {
 }
 
 // openDir opens the directory name relative to dirfd without following
-// a symbolic link in its last component.
-func openDir(dirfd int, name string) (int, error) {
+// a symbolic link in its last component; shown is its path, for errors.
+func openDir(dirfd int, name, shown string) (int, error) {
 	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	switch {
 	case err == nil:
 		return fd, nil
 	case errors.Is(err, unix.ELOOP), errors.Is(err, unix.ENOTDIR):
-		return -1, fmt.Errorf("%s: %w (not a directory of its own: remove it)", name, ErrUnsafePath)
+		return -1, fmt.Errorf("%s: %w, where a directory should be; remove it", shown, ErrUnsafePath)
 	case errors.Is(err, unix.ENOENT):
-		return -1, fmt.Errorf("%s: %w", name, fs.ErrNotExist)
+		return -1, fmt.Errorf("%s: %w", shown, fs.ErrNotExist)
 	}
-	return -1, fmt.Errorf("open %s: %w", name, err)
+	return -1, fmt.Errorf("open %s: %w", shown, err)
 }
 
 // maxHeader bounds what firstLineAt reads: a header line is shorter.
 const maxHeader = 256
 
 // firstLineAt reads the first line of the regular file name in dirfd,
-// without following a symbolic link and without waiting on a FIFO.
-func firstLineAt(dirfd int, name string) (string, error) {
+// without following a symbolic link and without waiting on a FIFO; shown
+// is its path, for errors.
+func firstLineAt(dirfd int, name, shown string) (string, error) {
 	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	switch {
 	case errors.Is(err, unix.ELOOP):
-		return "", fmt.Errorf("%s: %w", name, ErrUnsafePath)
+		return "", fmt.Errorf("%s: %w, where a regular file should be; remove it", shown, ErrUnsafePath)
 	case errors.Is(err, unix.ENOENT):
-		return "", fmt.Errorf("%s: %w", name, fs.ErrNotExist)
+		return "", fmt.Errorf("%s: %w", shown, fs.ErrNotExist)
 	case err != nil:
-		return "", fmt.Errorf("open %s: %w", name, err)
+		return "", fmt.Errorf("open %s: %w", shown, err)
 	}
-	f := os.NewFile(uintptr(fd), name)
+	f := os.NewFile(uintptr(fd), shown)
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
 		return "", err
 	}
 	if !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("%s: %w", name, ErrUnsafePath)
+		return "", fmt.Errorf("%s: %w, where a regular file should be; remove it", shown, ErrUnsafePath)
 	}
 	buf := make([]byte, maxHeader)
 	n, err := io.ReadFull(f, buf)

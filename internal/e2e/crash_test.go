@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -57,18 +58,9 @@ type crashNS struct {
 // instead of this tree's, to measure another build.
 func TestCrashRestartLeftovers(t *testing.T) {
 	e := newRestartEnv(t)
-	if dir := os.Getenv("TAPSWITCH_CRASH_BIN"); dir != "" {
-		// The daemon started by newRestartEnv is this tree's: replace it.
-		e.killDaemon()
-		old := binDir
-		binDir = dir
-		t.Cleanup(func() { binDir = old })
-		e.startDaemon()
-	}
 	// Info, not debug: a log of hundreds of starts is read on failure.
 	e.daemonArgs = append(e.daemonArgs, "--log-level", "info")
-	e.killDaemon()
-	e.startDaemon()
+	e.useCrashBin()
 
 	e.mustCLI("network", "create", "crash", "--subnet", "10.160.0.0/28")
 	var nss []crashNS
@@ -142,6 +134,84 @@ func TestCrashRestartLeftovers(t *testing.T) {
 	if dirty > 0 {
 		t.Errorf("%d of %d kills left something:\n%s", dirty, rounds, strings.Join(first, "\n"))
 	}
+}
+
+// useCrashBin restarts the daemon, with the tapswitchd and tapswitch in
+// TAPSWITCH_CRASH_BIN if set, for the rest of the test.
+func (e *testEnv) useCrashBin() {
+	e.t.Helper()
+	e.killDaemon()
+	if dir := os.Getenv("TAPSWITCH_CRASH_BIN"); dir != "" {
+		old := binDir
+		binDir = dir
+		e.t.Cleanup(func() { binDir = old })
+	}
+	e.startDaemon()
+}
+
+// TestResolvConfSymlinks attaches and detaches namespaces whose
+// /etc/netns/NAME is a symbolic link to another directory, or whose
+// resolv.conf there is a symbolic link to a file: the daemon writes and
+// removes nothing through them, says so in its log, and the ports work.
+func TestResolvConfSymlinks(t *testing.T) {
+	e := newEnv(t)
+	e.useCrashBin()
+	e.mustCLI("network", "create", "links", "--subnet", "10.160.1.0/28")
+	// The directory a hostile link points at, standing for /etc, with a
+	// file standing for /etc/shadow.
+	outside := t.TempDir()
+	shadow := filepath.Join(outside, "shadow")
+	if err := os.WriteFile(shadow, []byte("root:$y$secret:20000::::::\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(netnsEtcDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dirLink := e.newSwpNetns("l")
+	if err := os.Symlink(outside, filepath.Join(netnsEtcDir, dirLink)); err != nil {
+		t.Fatal(err)
+	}
+	fileLink := e.newSwpNetns("f")
+	if err := os.Mkdir(filepath.Join(netnsEtcDir, fileLink), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(shadow, filepath.Join(netnsEtcDir, fileLink, "resolv.conf")); err != nil {
+		t.Fatal(err)
+	}
+	before := dirSnapshot(t, outside)
+	for _, ns := range []string{dirLink, fileLink} {
+		port := e.attach(ns, "--network", "links")
+		if after := dirSnapshot(t, outside); !maps.Equal(before, after) {
+			t.Errorf("attach %s changed the directory its link points at: before %v, after %v", ns, before, after)
+		}
+		e.mustCLI("detach", port)
+		if after := dirSnapshot(t, outside); !maps.Equal(before, after) {
+			t.Errorf("detach %s changed the directory its link points at: before %v, after %v", ns, before, after)
+		}
+	}
+	for _, link := range []string{filepath.Join(netnsEtcDir, dirLink), filepath.Join(netnsEtcDir, fileLink, "resolv.conf")} {
+		if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			t.Errorf("%s: %v, %v; want the symbolic link left as it was", link, fi, err)
+		}
+	}
+	if n := strings.Count(e.daemonLogText(), "symbolic link"); n < 2 {
+		t.Errorf("the daemon's log names a symbolic link %d times, want once per namespace", n)
+	}
+}
+
+// dirSnapshot maps each file of dir to its content.
+func dirSnapshot(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[string]string)
+	for _, ent := range entries {
+		b, _ := os.ReadFile(filepath.Join(dir, ent.Name()))
+		out[ent.Name()] = string(b)
+	}
+	return out
 }
 
 // newSwpNetns is newNetns with the name starting "swp".
