@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net/netip"
@@ -315,5 +316,60 @@ func TestIsResolvConfPath(t *testing.T) {
 	}
 	if !strings.HasPrefix(filepath.Join(netnsEtcDir, "web"), netnsEtcDir) {
 		t.Fatal("netnsEtcDir is not a directory")
+	}
+}
+
+// BenchmarkIntent measures what the intent record adds to an attach:
+// one small file written (and synced, with its directory, for an attach
+// that may write a resolv.conf), then removed.
+func BenchmarkIntent(b *testing.B) {
+	for _, durable := range []bool{false, true} {
+		b.Run(fmt.Sprintf("synced=%v", durable), func(b *testing.B) {
+			d := daemonOf(b.TempDir(), newFakeHost())
+			rec := intentRecord{Port: "web", Network: "front", NetnsPath: "/run/netns/web", Ifname: "eth0",
+				ResolvConf: "/etc/netns/web/resolv.conf"}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := d.writeIntent(rec, durable); err != nil {
+					b.Fatal(err)
+				}
+				d.clearIntent(rec.Port)
+			}
+		})
+	}
+}
+
+// A namespace whose /etc/netns/NAME, or the resolv.conf in it, is a
+// symbolic link gets no resolv.conf: nothing is written, read or removed
+// through the link, and the port works without one.
+func TestWriteResolvConfSymlink(t *testing.T) {
+	etc := useEtcNetns(t)
+	outside := t.TempDir()
+	shadow := filepath.Join(outside, "shadow")
+	writeFile(t, shadow, "root:secret\n")
+	if err := os.Symlink(outside, filepath.Join(etc, "dirlink")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(etc, "filelink"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(shadow, filepath.Join(etc, "filelink", "resolv.conf")); err != nil {
+		t.Fatal(err)
+	}
+	d := daemonOf(t.TempDir(), newFakeHost())
+	for _, ns := range []string{"dirlink", "filelink"} {
+		if got := d.writeResolvConf(ns, netip.MustParseAddr("10.250.7.1")); got != "" {
+			t.Errorf("writeResolvConf(%s) = %q, want none written", ns, got)
+		}
+		d.removeResolvConf(filepath.Join(etc, ns, "resolv.conf"))
+	}
+	entries, _ := os.ReadDir(outside)
+	if b, _ := os.ReadFile(shadow); len(entries) != 1 || string(b) != "root:secret\n" {
+		t.Errorf("the directory the links point at holds %d files, shadow %q; want shadow alone, unchanged", len(entries), b)
+	}
+	for _, link := range []string{filepath.Join(etc, "dirlink"), filepath.Join(etc, "filelink", "resolv.conf")} {
+		if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			t.Errorf("%s: %v, want the link left as it was", link, err)
+		}
 	}
 }
