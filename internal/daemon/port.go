@@ -194,7 +194,8 @@ func (d *Daemon) attachLocked(s attachSpec) (_ *port, err error) {
 	if err != nil {
 		return nil, err
 	}
-	defer done()
+	saved := false
+	defer func() { done(err == nil && !saved) }()
 	// A namespace attached by pid or path is pinned first: the port is
 	// made through the pin, and the next daemon finds it there however
 	// the process that held it fares.
@@ -243,7 +244,7 @@ func (d *Daemon) attachLocked(s attachSpec) (_ *port, err error) {
 	if err != nil {
 		return nil, err
 	}
-	d.saveLocked()
+	saved = d.saveLocked() == nil
 	return p, nil
 }
 

@@ -118,14 +118,17 @@ func (f *stateFile) load() (stateDoc, error) {
 	return doc, nil
 }
 
-// saveLocked writes the state file; d.mu must be held.
-func (d *Daemon) saveLocked() {
+// saveLocked writes the state file, and logs and returns a failure;
+// d.mu must be held.
+func (d *Daemon) saveLocked() error {
 	if d.state.path == "" {
-		return
+		return nil
 	}
 	if err := writeAtomic(d.state.path, d.stateLocked()); err != nil {
 		d.log.Error("write state", "path", d.state.path, "err", err)
+		return err
 	}
+	return nil
 }
 
 // stateLocked is the daemon's state as the file records it, sorted so

@@ -93,13 +93,15 @@ func (linuxHost) sweepTAPs(nsPath, alias string, keep func(ifname string) bool) 
 }
 
 // intendLocked records, before an attach makes anything, what it may
-// make (see intentRecord), and returns what clears the record: to be
-// called once the state file records the port or the attach has rolled
-// back. A daemon without a state directory makes nothing persistent and
-// records nothing.
-func (d *Daemon) intendLocked(s attachSpec) (done func(), err error) {
+// make (see intentRecord), and returns what to call once the attach is
+// over: it clears the record, unless keep says the port is attached but
+// the state file could not be written, in which case the next start
+// takes the port for an interrupted attach and removes it. A daemon
+// without a state directory makes nothing persistent and records
+// nothing.
+func (d *Daemon) intendLocked(s attachSpec) (done func(keep bool), err error) {
 	if !d.persistent() {
-		return func() {}, nil
+		return func(bool) {}, nil
 	}
 	rec := intentRecord{Port: s.name, Network: s.network, NetnsPath: s.netnsPath, Ifname: s.ifname,
 		ResolvConf: resolvConfPath(s.req.Netns)}
@@ -117,7 +119,13 @@ func (d *Daemon) intendLocked(s attachSpec) (done func(), err error) {
 	if err := d.writeIntent(rec, rec.ResolvConf != ""); err != nil {
 		return nil, fmt.Errorf("record the attach in %s: %w; the state directory must be writable", d.intentDir(), err)
 	}
-	return func() { d.clearIntent(s.name) }, nil
+	return func(keep bool) {
+		if keep {
+			d.log.Warn("the attach is not in the state file: the next start removes the port; free room in the state directory, then detach and attach it again", "port", s.name)
+			return
+		}
+		d.clearIntent(s.name)
+	}, nil
 }
 
 // intendDroppedLocked records a port the state file recorded and the

@@ -124,6 +124,34 @@ func TestAttachIntent(t *testing.T) {
 	}
 }
 
+// An attach the state file could not record keeps its intent record,
+// so that the next start, which will not know the port, removes its TAP
+// rather than leave it holding an address the IPAM holds free.
+func TestAttachIntentKeptUnsaved(t *testing.T) {
+	h := newFakeHost()
+	dir := t.TempDir()
+	d := startDaemon(t, dir, h)
+	frontNet(t, d)
+	// A directory where the state file goes: renaming over it fails.
+	os.Remove(d.state.path)
+	if err := os.Mkdir(d.state.path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := attach(d, "web", "t0"); err != nil {
+		t.Fatalf("Attach(web) = %v", err)
+	}
+	if left := intentsLeft(t, d); !slices.Equal(left, []string{"web.json"}) {
+		t.Fatalf("intent records = %v, want web's kept", left)
+	}
+	d.Close()
+	os.Remove(d.state.path)
+	d = startDaemon(t, dir, h)
+	defer d.CloseAndRemove()
+	if h.taps.Exists(selfPath, "t0") {
+		t.Fatal("the TAP of a port the state file never recorded is still there")
+	}
+}
+
 // TestSweepInterruptedAttach starts a daemon where one was killed in the
 // middle of an attach, after its TAP was made persistent and its
 // resolv.conf written, before the state file recorded the port. The
