@@ -187,9 +187,10 @@ func writeAtomic(path string, v any) error {
 }
 
 // intentRecord is what an attach may leave if the daemon dies before the
-// state file records the port: written, and synced, to the state
-// directory's intents/ before anything is made, and removed once the
-// state file records the port or the attach has rolled back. The next
+// state file records the port: written to the state directory's
+// intents/ before anything is made (and synced when the attach may write
+// a resolv.conf, see intendLocked), and removed once the state file
+// records the port or the attach has rolled back. The next
 // start reads every record left and removes what it names that no port
 // of the state file holds (see sweep.go).
 type intentRecord struct {

@@ -28,8 +28,9 @@ import (
 // What is ours is known three ways, and all must hold: a TAP carries the
 // daemon's alias ("tapswitch" and the state directory's id); a resolv.conf
 // starts with the header naming that id and a temporary file's name
-// carries it (dns.TempPrefix); and the namespace and file were named by
-// this state directory's intent records or pins. A daemon of another
+// carries it (dns.TempPrefix); and the namespace or file was reached
+// through this state directory's intent records or pins (or, once,
+// /run/netns, see below). A daemon of another
 // state directory has another id, so two daemons never sweep each
 // other's. A TAP whose queues a process holds is in use and never
 // removed.
@@ -37,12 +38,13 @@ import (
 // Which namespaces to look in. The intent records name every namespace
 // an attach of this daemon has touched since they were first written,
 // and only those: complete for what the daemon did, and cheap (one small
-// synced file per attach, and at start one namespace per record left).
+// file per attach, and at start one namespace per record left).
 // The pins name the namespaces attached by pid or path, whether or not
 // an intent survives. A scan of /run/netns (every named namespace on the
 // host) would find leftovers of a daemon that wrote no intents, but costs
 // a namespace switch and an interface listing per named namespace at
-// every start, hundreds on a busy host; it is done once, at the first
+// every start (measured: 35 ms for 207 namespaces, against 30 to 60 µs
+// for a start with no record left); it is done once, at the first
 // start on a state directory without intents/ (an upgrade), which then
 // makes the directory. The namespaces of running processes are not
 // scanned: every namespace a TAP is made in is under /run/netns or
@@ -133,6 +135,12 @@ func (d *Daemon) intendLocked(s attachSpec) (done func(keep bool), err error) {
 // could not be opened again may still be there, with the address the
 // drop released.
 func (d *Daemon) intendDroppedLocked(ps portState) {
+	if _, err := os.Stat(d.intentDir()); err != nil {
+		// The first start on this state directory: the sweep looks in
+		// every named namespace and every pin, and the missing
+		// directory is what tells it to.
+		return
+	}
 	path := ps.Pin
 	if path == "" {
 		path, _ = namespace.ParseSpec(ps.Request.Netns)
