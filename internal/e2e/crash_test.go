@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tapswitch/tapswitch/api"
+	"github.com/tapswitch/tapswitch/internal/daemon"
 	"github.com/tapswitch/tapswitch/namespace"
 )
 
@@ -368,4 +369,53 @@ func (e *testEnv) crashLeftovers(nss []crashNS) []crashIssue {
 		}
 	}
 	return issues
+}
+
+// TestSweepFirstStart starts a daemon on a state directory that has no
+// intent records yet (as after an upgrade from a daemon that wrote none)
+// where persistent TAPs are left in a named namespace: the one carrying
+// the daemon's alias goes, the one of another state directory stays.
+func TestSweepFirstStart(t *testing.T) {
+	e := newRestartEnv(t)
+	// Answered once the daemon is up, with its default network's gateway.
+	e.status()
+	e.killDaemon()
+	var gw []struct {
+		Ifalias string `json:"ifalias"`
+	}
+	out, err := run("ip", "-j", "-d", "link", "show", "dev", daemon.GatewayName(e.stateDir(), api.DefaultNetwork))
+	if err != nil || json.Unmarshal([]byte(out), &gw) != nil || len(gw) != 1 || !strings.HasPrefix(gw[0].Ifalias, "tapswitch ") {
+		t.Fatalf("the daemon's alias, from its default gateway: %v\n%s", err, out)
+	}
+	alias := gw[0].Ifalias
+	if err := os.RemoveAll(filepath.Join(e.stateDir(), "intents")); err != nil {
+		t.Fatal(err)
+	}
+	ns := e.newSwpNetns("u")
+	for name, a := range map[string]string{"eth0": alias, "eth1": "tapswitch 00000000"} {
+		for _, args := range [][]string{
+			{"ip", "tuntap", "add", "dev", name, "mode", "tap"},
+			{"ip", "link", "set", name, "alias", a},
+			{"ip", "addr", "add", "10.160.3.2/28", "dev", name},
+		} {
+			if out, err := nsenter(nsPath(ns), args...); err != nil {
+				t.Fatalf("%s in %s: %v\n%s", strings.Join(args, " "), ns, err, out)
+			}
+		}
+	}
+	e.startDaemon()
+	e.status()
+	var names []string
+	for _, l := range nsLinks(t, ns) {
+		names = append(names, l.Ifname)
+	}
+	if slices.Contains(names, "eth0") || !slices.Contains(names, "eth1") {
+		t.Fatalf("interfaces in %s after the first start: %v; want eth1 (another daemon's) and not eth0 (this one's, held by no port)", ns, names)
+	}
+	if fi, err := os.Stat(filepath.Join(e.stateDir(), "intents")); err != nil || !fi.IsDir() {
+		t.Fatalf("intents/ after the first start: %v; want it made, so that later starts do not scan again", err)
+	}
+	if !strings.Contains(e.daemonLogText(), "scanned_run_netns=true") {
+		t.Error("the daemon's log does not say it scanned /run/netns")
+	}
 }
