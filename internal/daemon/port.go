@@ -1,12 +1,11 @@
 package daemon
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -23,8 +22,8 @@ import (
 )
 
 // netnsEtcDir is where `ip netns exec NAME` finds files to bind-mount
-// over /etc for the namespace NAME.
-const netnsEtcDir = "/etc/netns"
+// over /etc for the namespace NAME; a variable for the package's tests.
+var netnsEtcDir = "/etc/netns"
 
 // port is one port of the daemon: the switch's port and what the daemon
 // set up around it.
@@ -189,6 +188,14 @@ func (d *Daemon) attachLocked(s attachSpec) (_ *port, err error) {
 	if len(s.publish) > 0 && n.internal {
 		return nil, invalid("network %q is internal: its ports cannot be published; attach to another network to publish", n.name)
 	}
+	// What a daemon killed from here on would leave is recorded first,
+	// for the next start's sweep (see sweep.go).
+	done, err := d.intendLocked(s)
+	if err != nil {
+		return nil, err
+	}
+	saved := false
+	defer func() { done(err == nil && !saved) }()
 	// A namespace attached by pid or path is pinned first: the port is
 	// made through the pin, and the next daemon finds it there however
 	// the process that held it fares.
@@ -237,7 +244,7 @@ func (d *Daemon) attachLocked(s attachSpec) (_ *port, err error) {
 	if err != nil {
 		return nil, err
 	}
-	d.saveLocked()
+	saved = d.saveLocked() == nil
 	return p, nil
 }
 
@@ -383,50 +390,71 @@ func (d *Daemon) forgetLocked(p *port) {
 	d.removeResolvConf(p.state.ResolvConf)
 }
 
-// resolvConfHeader starts every resolv.conf dns.WriteResolvConf writes;
-// a file without it is the administrator's and is left alone.
-const resolvConfHeader = "# Written by tapswitch"
-
 // writeResolvConf points the namespace named netns at nameserver, through
 // the file `ip netns exec` bind-mounts over /etc/resolv.conf, and returns
 // its path; or "" for a namespace given by pid or path, which no such
-// file serves, or when the administrator wrote one. A failure is logged,
-// not returned: the port works without it.
+// file serves, or when someone else wrote one (the administrator, or a
+// tapswitchd of another state directory). A failure is logged, not
+// returned: the port works without it. Nothing is written through a
+// symbolic link (see dns.WriteResolvConfAs).
 func (d *Daemon) writeResolvConf(netns string, nameserver netip.Addr) string {
-	if netns == "" || strings.HasPrefix(netns, "pid:") || strings.ContainsRune(netns, '/') {
+	path := resolvConfPath(netns)
+	if path == "" {
 		return ""
 	}
-	path := filepath.Join(netnsEtcDir, netns, "resolv.conf")
-	if _, err := os.Stat(path); err == nil && !writtenByUs(path) {
-		d.log.Info("resolv.conf of the namespace left as it is: it was not written by tapswitch", "path", path)
+	line, err := dns.FirstLine(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		d.log.Warn("resolv.conf of the namespace not written: names will not resolve through the gateway there", "netns", netns, "err", err)
+		return ""
+	case !d.mayReplaceResolvConf(line):
+		d.log.Info("resolv.conf of the namespace left as it is: it was not written by this tapswitchd", "path", path)
 		return ""
 	}
-	if err := dns.WriteResolvConf(path, nameserver, nil); err != nil {
+	if err := dns.WriteResolvConfAs(path, d.resolvOwner(), nameserver, nil); err != nil {
 		d.log.Warn("names will not resolve through the gateway in this namespace", "netns", netns, "err", err)
 		return ""
 	}
 	return path
 }
 
-func (d *Daemon) removeResolvConf(path string) {
-	if !writtenByUs(path) {
-		return
+// resolvConfPath is the resolv.conf `ip netns exec` gives the namespace
+// netns, or "" for a namespace given by pid or path.
+func resolvConfPath(netns string) string {
+	if netns == "" || strings.HasPrefix(netns, "pid:") || strings.ContainsRune(netns, '/') || netns == "." || netns == ".." {
+		return ""
 	}
-	if err := dns.RemoveResolvConf(path); err != nil {
+	return filepath.Join(netnsEtcDir, netns, "resolv.conf")
+}
+
+// removeResolvConf removes a resolv.conf the state records, if this
+// daemon wrote it, and its directory once empty. The directory goes even
+// if the file already has: a daemon killed between the two left it so.
+func (d *Daemon) removeResolvConf(path string) {
+	if _, err := dns.RemoveResolvConf(path, d.resolvOwner(), d.mayReplaceResolvConf); err != nil {
 		d.log.Warn("remove resolv.conf", "err", err)
 	}
 }
 
-// writtenByUs reports whether the file at path starts with
-// resolvConfHeader.
-func writtenByUs(path string) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	line, _ := bufio.NewReader(f).ReadString('\n')
-	return strings.HasPrefix(line, resolvConfHeader)
+// resolvOwner names this daemon's resolv.conf files in their header and
+// their temporary files: its state directory's id, as in its TAPs' alias.
+// Two daemons with different state directories never take each other's.
+func (d *Daemon) resolvOwner() string { return stateID(d.cfg.StateDir) }
+
+// mayReplaceResolvConf reports whether a resolv.conf starting with line
+// is this daemon's to replace or remove: written by it, or by a
+// tapswitchd from before files named their owner (which an upgraded
+// daemon's state records as its own).
+func (d *Daemon) mayReplaceResolvConf(line string) bool {
+	return line == dns.Header(d.resolvOwner()) || line == dns.Header("")
+}
+
+// writtenByUs reports whether the file at path is a resolv.conf this
+// daemon may replace (see mayReplaceResolvConf).
+func (d *Daemon) writtenByUs(path string) bool {
+	line, err := dns.FirstLine(path)
+	return err == nil && d.mayReplaceResolvConf(line)
 }
 
 // Connect implements apiserver.Backend.

@@ -24,7 +24,8 @@ import (
 // its name, MAC, addresses, DNS name and published ports; the namespace
 // never saw it go, only a short loss of frames. A port whose namespace
 // or TAP is gone is dropped: its addresses are released, its pin and
-// resolv.conf removed.
+// resolv.conf removed, and what else of it is left the start-up sweep
+// removes (see sweep.go).
 func (d *Daemon) restoreLocked(doc stateDoc) error {
 	// The gateways a previous daemon left hold routes to the networks'
 	// subnets; those are no overlap.
@@ -78,12 +79,12 @@ func (d *Daemon) restoreLocked(doc stateDoc) error {
 				}
 			}
 		}
-		if ps.Pin != "" {
-			d.unpin(ps.Pin)
-		}
 		if ps.ResolvConf != "" && !held[ps.ResolvConf] {
 			d.removeResolvConf(ps.ResolvConf)
 		}
+		// Its TAP may be there still, unopened; the sweep looks, through
+		// the pin, which goes after it with the other stale pins.
+		d.intendDroppedLocked(ps)
 	}
 	d.restored, d.dropped = len(doc.Ports)-len(dropped), len(dropped)
 	return nil
@@ -153,12 +154,15 @@ func (d *Daemon) restorePortLocked(ps portState) error {
 }
 
 // removeStaleLocked removes what a daemon of this state directory left
-// and no network or port holds: pins, and gateways of networks it was
-// creating when it died.
+// and no network or port holds: what the sweep finds (TAPs and
+// resolv.conf files of interrupted attaches), pins, and gateways of
+// networks it was creating when it died.
 func (d *Daemon) removeStaleLocked() {
 	if !d.persistent() {
 		return
 	}
+	// The sweep goes through the pins, so before they go.
+	d.sweepLocked()
 	d.removeStalePinsLocked()
 	links, err := netlink.LinkList()
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/internal/ipam"
@@ -117,14 +118,17 @@ func (f *stateFile) load() (stateDoc, error) {
 	return doc, nil
 }
 
-// saveLocked writes the state file; d.mu must be held.
-func (d *Daemon) saveLocked() {
+// saveLocked writes the state file, and logs and returns a failure;
+// d.mu must be held.
+func (d *Daemon) saveLocked() error {
 	if d.state.path == "" {
-		return
+		return nil
 	}
 	if err := writeAtomic(d.state.path, d.stateLocked()); err != nil {
 		d.log.Error("write state", "path", d.state.path, "err", err)
+		return err
 	}
+	return nil
 }
 
 // stateLocked is the daemon's state as the file records it, sorted so
@@ -180,4 +184,108 @@ func writeAtomic(path string, v any) error {
 	}
 	defer df.Close()
 	return df.Sync()
+}
+
+// intentRecord is what an attach may leave if the daemon dies before the
+// state file records the port: written to the state directory's
+// intents/ before anything is made (and synced when the attach may write
+// a resolv.conf, see intendLocked), and removed once the state file
+// records the port or the attach has rolled back. The next
+// start reads every record left and removes what it names that no port
+// of the state file holds (see sweep.go).
+type intentRecord struct {
+	Port    string `json:"port"`
+	Network string `json:"network"`
+	// NetnsPath is the namespace file the TAP is made through: the
+	// port's pin (made after the record), or /run/netns/NAME.
+	NetnsPath string `json:"netns_path"`
+	Ifname    string `json:"ifname"`
+	// ResolvConf is the resolv.conf the attach may write, or "".
+	ResolvConf string `json:"resolv_conf,omitempty"`
+}
+
+// intentDir holds the intent records; its absence tells the sweep that
+// no daemon of this state directory has written any (the first start of
+// a daemon that writes them).
+func (d *Daemon) intentDir() string { return filepath.Join(d.cfg.StateDir, "intents") }
+
+// intentPath is the record of port's attach. Port names are DNS labels
+// (apiserver.CheckName), never a path.
+func (d *Daemon) intentPath(port string) string {
+	return filepath.Join(d.intentDir(), port+".json")
+}
+
+// writeIntent writes rec; with durable, it syncs the file and the
+// directory first, so that the record is on disk before what it names
+// is made. A record torn by a crash in the middle of this write is
+// harmless: nothing it would name was made yet.
+func (d *Daemon) writeIntent(rec intentRecord, durable bool) error {
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	dir := d.intentDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(d.intentPath(rec.Port), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(append(data, '\n')); err != nil {
+		f.Close()
+		return err
+	}
+	if durable {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if !durable {
+		return nil
+	}
+	df, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer df.Close()
+	return df.Sync()
+}
+
+// readIntents returns the intent records left in the state directory,
+// and whether the directory of them exists. Records that cannot be read
+// (torn by a crash as they were written) are returned with their port
+// only, from the file's name.
+func (d *Daemon) readIntents() (recs []intentRecord, dirExists bool) {
+	entries, err := os.ReadDir(d.intentDir())
+	if err != nil {
+		return nil, !errors.Is(err, fs.ErrNotExist)
+	}
+	for _, e := range entries {
+		port, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || e.IsDir() {
+			continue
+		}
+		rec := intentRecord{Port: port}
+		if data, err := os.ReadFile(filepath.Join(d.intentDir(), e.Name())); err == nil {
+			if json.Unmarshal(data, &rec) != nil || rec.Port != port {
+				rec = intentRecord{Port: port}
+			}
+		}
+		recs = append(recs, rec)
+	}
+	return recs, true
+}
+
+// clearIntent removes port's intent record. It need not be synced: a
+// record that comes back after a crash of the machine names a port the
+// state file records, or nothing left, and is removed again.
+func (d *Daemon) clearIntent(port string) {
+	if err := os.Remove(d.intentPath(port)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		d.log.Warn("remove intent record", "port", port, "err", err)
+	}
 }

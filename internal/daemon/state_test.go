@@ -132,11 +132,25 @@ func TestStateLoad(t *testing.T) {
 
 func TestWrittenByUs(t *testing.T) {
 	dir := t.TempDir()
+	d := &Daemon{log: slog.New(slog.DiscardHandler), cfg: Config{StateDir: "/var/lib/tapswitch-a"}}
+	other := &Daemon{log: slog.New(slog.DiscardHandler), cfg: Config{StateDir: "/var/lib/tapswitch-b"}}
 	ours := filepath.Join(dir, "ours", "resolv.conf")
-	if err := dns.WriteResolvConf(ours, netip.MustParseAddr("10.20.0.1"), nil); err != nil {
+	if err := dns.WriteResolvConfAs(ours, d.resolvOwner(), netip.MustParseAddr("10.20.0.1"), nil); err != nil {
 		t.Fatal(err)
 	}
-	theirs := filepath.Join(dir, "theirs")
+	// A tapswitchd from before files named their owner wrote this one.
+	legacy := filepath.Join(dir, "legacy", "resolv.conf")
+	if err := dns.WriteResolvConf(legacy, netip.MustParseAddr("10.20.0.1"), nil); err != nil {
+		t.Fatal(err)
+	}
+	anothers := filepath.Join(dir, "another", "resolv.conf")
+	if err := dns.WriteResolvConfAs(anothers, other.resolvOwner(), netip.MustParseAddr("10.20.0.1"), nil); err != nil {
+		t.Fatal(err)
+	}
+	theirs := filepath.Join(dir, "theirs", "resolv.conf")
+	if err := os.MkdirAll(filepath.Dir(theirs), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(theirs, []byte("nameserver 192.0.2.53\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -145,22 +159,27 @@ func TestWrittenByUs(t *testing.T) {
 		want bool
 	}{
 		{ours, true},
+		{legacy, true},
+		{anothers, false},
 		{theirs, false},
-		{filepath.Join(dir, "missing"), false},
+		{filepath.Join(dir, "missing", "resolv.conf"), false},
 	}
 	for _, tt := range tests {
-		if got := writtenByUs(tt.path); got != tt.want {
+		if got := d.writtenByUs(tt.path); got != tt.want {
 			t.Errorf("writtenByUs(%s) = %v, want %v", tt.path, got, tt.want)
 		}
 	}
-	d := &Daemon{log: slog.New(slog.DiscardHandler)}
-	d.removeResolvConf(theirs)
-	if _, err := os.Stat(theirs); err != nil {
-		t.Errorf("removeResolvConf removed a file tapswitch did not write: %v", err)
+	for _, path := range []string{theirs, anothers} {
+		d.removeResolvConf(path)
+		if _, err := os.Stat(path); err != nil {
+			t.Errorf("removeResolvConf removed %s, which this daemon did not write: %v", path, err)
+		}
 	}
-	d.removeResolvConf(ours)
-	if _, err := os.Stat(filepath.Dir(ours)); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("removeResolvConf(%s): directory still there (%v), want it gone with the file", ours, err)
+	for _, path := range []string{ours, legacy} {
+		d.removeResolvConf(path)
+		if _, err := os.Stat(filepath.Dir(path)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("removeResolvConf(%s): directory still there (%v), want it gone with the file", path, err)
+		}
 	}
 }
 

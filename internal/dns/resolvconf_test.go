@@ -3,6 +3,7 @@ package dns
 import (
 	"errors"
 	"io/fs"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -84,8 +85,8 @@ func TestWriteRemoveResolvConf(t *testing.T) {
 		t.Fatalf("%s holds %d entries after rewrite, want 1", filepath.Dir(path), len(entries))
 	}
 
-	if err := RemoveResolvConf(path); err != nil {
-		t.Fatalf("RemoveResolvConf(%s) = %v", path, err)
+	if removed, err := RemoveResolvConf(path, "", isHeader("")); err != nil || !removed {
+		t.Fatalf("RemoveResolvConf(%s) = %v, %v, want true, nil", path, removed, err)
 	}
 	if _, err := os.Stat(filepath.Dir(path)); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("stat %s after remove = %v, want it gone", filepath.Dir(path), err)
@@ -93,8 +94,8 @@ func TestWriteRemoveResolvConf(t *testing.T) {
 	if _, err := os.Stat(netns); err != nil {
 		t.Fatalf("stat %s after remove = %v, want it kept", netns, err)
 	}
-	if err := RemoveResolvConf(path); err != nil {
-		t.Fatalf("RemoveResolvConf(%s) twice = %v, want nil", path, err)
+	if removed, err := RemoveResolvConf(path, "", isHeader("")); err != nil || removed {
+		t.Fatalf("RemoveResolvConf(%s) twice = %v, %v, want false, nil", path, removed, err)
 	}
 
 	// A directory holding other files stays.
@@ -109,7 +110,7 @@ func TestWriteRemoveResolvConf(t *testing.T) {
 	if err := WriteResolvConf(dbConf, gw, nil); err != nil {
 		t.Fatalf("WriteResolvConf(%s) = %v", dbConf, err)
 	}
-	if err := RemoveResolvConf(dbConf); err != nil {
+	if _, err := RemoveResolvConf(dbConf, "", isHeader("")); err != nil {
 		t.Fatalf("RemoveResolvConf(%s) = %v", dbConf, err)
 	}
 	if _, err := os.Stat(other); err != nil {
@@ -140,6 +141,171 @@ func TestWriteResolvConfInvalid(t *testing.T) {
 			}
 		})
 	}
+}
+
+// isHeader is RemoveResolvConf's ours for the files of owner.
+func isHeader(owner string) func(string) bool {
+	return func(line string) bool { return line == Header(owner) }
+}
+
+// TestResolvConfSymlinks puts symbolic links where the directory or the
+// file should be: nothing is written, read or removed through them, and
+// the error says so.
+func TestResolvConfSymlinks(t *testing.T) {
+	gw := netip.MustParseAddr("10.20.0.1")
+	for _, tt := range []struct {
+		name string
+		// setup makes base/web as a hostile neighbour would; outside is
+		// a directory elsewhere holding a file of value.
+		setup func(t *testing.T, base, outside string)
+		// written says whether a resolv.conf is then written (over the
+		// link, not through it).
+		written bool
+	}{
+		{name: "directory is a link to another directory", setup: func(t *testing.T, base, outside string) {
+			mustSymlink(t, outside, filepath.Join(base, "web"))
+		}},
+		{name: "directory is a link to a file", setup: func(t *testing.T, base, outside string) {
+			mustSymlink(t, filepath.Join(outside, "shadow"), filepath.Join(base, "web"))
+		}},
+		{name: "resolv.conf is a link to a file", setup: func(t *testing.T, base, outside string) {
+			mustMkdir(t, filepath.Join(base, "web"))
+			mustSymlink(t, filepath.Join(outside, "shadow"), filepath.Join(base, "web", "resolv.conf"))
+		}, written: true},
+		{name: "resolv.conf is a link to our own file elsewhere", setup: func(t *testing.T, base, outside string) {
+			mustMkdir(t, filepath.Join(base, "web"))
+			if err := WriteResolvConfAs(filepath.Join(outside, "x", "resolv.conf"), "a1", gw, nil); err != nil {
+				t.Fatal(err)
+			}
+			mustSymlink(t, filepath.Join(outside, "x", "resolv.conf"), filepath.Join(base, "web", "resolv.conf"))
+		}, written: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			base, outside := filepath.Join(root, "netns"), filepath.Join(root, "etc")
+			mustMkdir(t, base)
+			mustMkdir(t, outside)
+			shadow := filepath.Join(outside, "shadow")
+			if err := os.WriteFile(shadow, []byte("root:secret\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			tt.setup(t, base, outside)
+			before := snapshot(t, outside)
+			path := filepath.Join(base, "web", "resolv.conf")
+
+			if line, err := FirstLine(path); !errors.Is(err, ErrUnsafePath) {
+				t.Errorf("FirstLine(%s) = %q, %v, want %v", path, line, err, ErrUnsafePath)
+			}
+			if removed, err := RemoveResolvConf(path, "a1", func(string) bool { return true }); removed || !errors.Is(err, ErrUnsafePath) {
+				t.Errorf("RemoveResolvConf(%s) = %v, %v, want false, %v", path, removed, err, ErrUnsafePath)
+			}
+			err := WriteResolvConfAs(path, "a1", gw, nil)
+			if tt.written != (err == nil) {
+				t.Errorf("WriteResolvConfAs(%s) = %v, want written: %v", path, err, tt.written)
+			}
+			if err != nil && !errors.Is(err, ErrUnsafePath) {
+				t.Errorf("WriteResolvConfAs(%s) = %v, want %v", path, err, ErrUnsafePath)
+			}
+			if after := snapshot(t, outside); !maps.Equal(before, after) {
+				t.Errorf("files outside changed: before %v, after %v", before, after)
+			}
+			if tt.written {
+				fi, err := os.Lstat(path)
+				if err != nil || !fi.Mode().IsRegular() {
+					t.Errorf("lstat %s = %v, %v, want a regular file in place of the link", path, fi, err)
+				}
+				if line, err := FirstLine(path); err != nil || line != Header("a1") {
+					t.Errorf("FirstLine(%s) = %q, %v, want the header", path, line, err)
+				}
+			}
+		})
+	}
+}
+
+// TestRemoveResolvConfTemps removes the temporary files of its owner
+// only, and the directory once nothing else is in it.
+func TestRemoveResolvConfTemps(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "web")
+	mustMkdir(t, dir)
+	for _, name := range []string{TempPrefix("a1") + "x1", TempPrefix("a1") + "x2", TempPrefix("b2") + "x3", ".resolv.conf.123"} {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(dir, "resolv.conf")
+	if err := WriteResolvConfAs(path, "a1", netip.MustParseAddr("10.20.0.1"), nil); err != nil {
+		t.Fatal(err)
+	}
+	// Not ours to remove (held by a port, say): the temporaries go all the same.
+	if removed, err := RemoveResolvConf(path, "a1", func(string) bool { return false }); err != nil || removed {
+		t.Fatalf("RemoveResolvConf() = %v, %v, want false, nil", removed, err)
+	}
+	if got := names(t, dir); !slices.Equal(got, []string{".resolv.conf.123", TempPrefix("b2") + "x3", "resolv.conf"}) {
+		t.Fatalf("left %v, want the other owner's, the unnamed one and resolv.conf", got)
+	}
+	os.Remove(filepath.Join(dir, TempPrefix("b2")+"x3"))
+	os.Remove(filepath.Join(dir, ".resolv.conf.123"))
+	if removed, err := RemoveResolvConf(path, "a1", isHeader("a1")); err != nil || !removed {
+		t.Fatalf("RemoveResolvConf() = %v, %v, want true, nil", removed, err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("stat %s = %v, want it gone", dir, err)
+	}
+	// A directory left empty (the file went, then the writer was
+	// killed) goes too.
+	mustMkdir(t, dir)
+	if _, err := RemoveResolvConf(path, "a1", isHeader("a1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("stat %s = %v, want the empty directory gone", dir, err)
+	}
+	if err := WriteResolvConfAs(path, "A/1", netip.MustParseAddr("10.20.0.1"), nil); !errors.Is(err, ErrInvalidOwner) {
+		t.Fatalf("WriteResolvConfAs(owner A/1) = %v, want %v", err, ErrInvalidOwner)
+	}
+}
+
+func mustMkdir(t *testing.T, path string) {
+	t.Helper()
+	if err := os.MkdirAll(path, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustSymlink(t *testing.T, target, link string) {
+	t.Helper()
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// snapshot maps every file under dir to its content.
+func snapshot(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := make(map[string]string)
+	filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
+		if err == nil && !e.IsDir() {
+			b, _ := os.ReadFile(path)
+			out[path] = string(b)
+		}
+		return nil
+	})
+	return out
+}
+
+func names(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	slices.Sort(out)
+	return out
 }
 
 func splitLines(s string) []string {
