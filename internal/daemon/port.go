@@ -2,14 +2,17 @@ package daemon
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -136,6 +139,9 @@ func (d *Daemon) validate(req api.AttachRequest) (attachSpec, error) {
 	if s.ips, err = apiserver.ParseAddrs(req.IPs); err != nil {
 		return s, err
 	}
+	if err := apiserver.CheckAddrRanges(s.ips); err != nil {
+		return s, err
+	}
 	if err := apiserver.CheckMTU(s.mtu, s.ips); err != nil {
 		return s, err
 	}
@@ -145,33 +151,64 @@ func (d *Daemon) validate(req api.AttachRequest) (attachSpec, error) {
 	if s.netnsPath, err = resolveNetns(req.Netns); err != nil {
 		return s, err
 	}
+	ns, err := nsIDOf(s.netnsPath)
+	if err != nil {
+		return s, resolveError(err)
+	}
+	if err := d.checkHostNetns(req.Netns, ns, req.AllowHostNetns); err != nil {
+		return s, err
+	}
 	return s, nil
 }
 
 func resolveNetns(spec string) (string, error) {
 	path, err := namespace.Resolve(spec)
 	if err != nil {
-		if errors.Is(err, namespace.ErrNotFound) {
-			return "", fmt.Errorf("%w: %w", api.ErrNotFound, err)
-		}
-		return "", fmt.Errorf("%w: %w", api.ErrInvalid, err)
+		return "", resolveError(err)
 	}
 	return path, nil
 }
 
-// Attach implements apiserver.Backend.
-func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
+// resolveError gives a failure to find or read a namespace its API
+// class: gone is 404, anything else the request's fault.
+func resolveError(err error) error {
+	if errors.Is(err, namespace.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w: %w", api.ErrNotFound, err)
+	}
+	return fmt.Errorf("%w: %w", api.ErrInvalid, err)
+}
+
+// Attach implements apiserver.Backend. ctx bounds the wait for the
+// daemon's lock only.
+func (d *Daemon) Attach(ctx context.Context, req api.AttachRequest) (api.Port, error) {
 	s, err := d.validate(req)
 	if err != nil {
 		return api.Port{}, fmt.Errorf("attach netns %q: %w", req.Netns, err)
 	}
-	d.mu.Lock()
+	if err := d.lockFor(ctx); err != nil {
+		return api.Port{}, fmt.Errorf("attach netns %q: %w", req.Netns, err)
+	}
 	defer d.mu.Unlock()
 	p, err := d.attachLocked(s)
 	if err != nil {
-		return api.Port{}, fmt.Errorf("attach netns %q: %w", req.Netns, err)
+		return api.Port{}, fmt.Errorf("attach netns %q: %w", req.Netns, kernelError(err, s.ips))
 	}
 	return p.view(), nil
+}
+
+// kernelError gives a failure the kernel returned for a new port's
+// interface its API class where the request is what to change: EACCES
+// for an IPv6 address in a namespace whose IPv6 is turned off.
+func kernelError(err error, ips []netip.Prefix) error {
+	if api.StatusOf(err) != http.StatusInternalServerError || !errors.Is(err, syscall.EACCES) {
+		return err
+	}
+	for _, ip := range ips {
+		if ip.Addr().Is6() {
+			return invalid("%w: is IPv6 turned off in the namespace (net.ipv6.conf.all.disable_ipv6=1)? Turn it on, or give IPv4 addresses only", err)
+		}
+	}
+	return err
 }
 
 // attachLocked plugs in a new container port as s asks, with what goes
@@ -307,8 +344,10 @@ func (d *Daemon) checkFree(s attachSpec, n *network) error {
 }
 
 // Detach implements apiserver.Backend.
-func (d *Daemon) Detach(name string) error {
-	d.mu.Lock()
+func (d *Daemon) Detach(ctx context.Context, name string) error {
+	if err := d.lockFor(ctx); err != nil {
+		return fmt.Errorf("detach %q: %w", name, err)
+	}
 	defer d.mu.Unlock()
 	sp, err := d.sw.Port(name)
 	if err != nil {
@@ -334,8 +373,10 @@ func applyPolicy(info *vswitch.PortInfo, pol api.PortPolicy) {
 
 // UpdatePort changes an attached port's policy and records it, so that a
 // restart keeps it.
-func (d *Daemon) UpdatePort(name string, req api.PortUpdateRequest) (api.Port, error) {
-	d.mu.Lock()
+func (d *Daemon) UpdatePort(ctx context.Context, name string, req api.PortUpdateRequest) (api.Port, error) {
+	if err := d.lockFor(ctx); err != nil {
+		return api.Port{}, fmt.Errorf("update port %q: %w", name, err)
+	}
 	defer d.mu.Unlock()
 	sp, err := d.sw.Port(name)
 	if err != nil {
@@ -429,8 +470,9 @@ func writtenByUs(path string) bool {
 	return strings.HasPrefix(line, resolvConfHeader)
 }
 
-// Connect implements apiserver.Backend.
-func (d *Daemon) Connect(network string, req api.ConnectRequest) (api.Port, error) {
+// Connect implements apiserver.Backend. ctx bounds the wait for the
+// daemon's lock only.
+func (d *Daemon) Connect(ctx context.Context, network string, req api.ConnectRequest) (api.Port, error) {
 	fail := func(err error) (api.Port, error) {
 		return api.Port{}, fmt.Errorf("connect port %q to network %q: %w", req.Port, network, err)
 	}
@@ -438,7 +480,12 @@ func (d *Daemon) Connect(network string, req api.ConnectRequest) (api.Port, erro
 	if err != nil {
 		return fail(err)
 	}
-	d.mu.Lock()
+	if err := apiserver.CheckAddrRanges(ips); err != nil {
+		return fail(err)
+	}
+	if err := d.lockFor(ctx); err != nil {
+		return fail(err)
+	}
 	defer d.mu.Unlock()
 	sp, err := d.sw.Port(req.Port)
 	if err != nil {
@@ -447,6 +494,9 @@ func (d *Daemon) Connect(network string, req api.ConnectRequest) (api.Port, erro
 	orig, ok := d.ports[sp.Name()]
 	if !ok || orig.kind == api.KindGateway {
 		return fail(api.Errorf(api.ErrInvalid, api.ReasonGatewayPort, "port %q is a network's gateway, not a container's port", sp.Name()))
+	}
+	if err := d.checkHostNetns(orig.state.Request.Netns, orig.ns, req.AllowHostNetns); err != nil {
+		return fail(err)
 	}
 	n, ok := d.nets[network]
 	if !ok {
@@ -474,7 +524,8 @@ func (d *Daemon) Connect(network string, req api.ConnectRequest) (api.Port, erro
 		return fail(err)
 	}
 	s := attachSpec{
-		req:       api.AttachRequest{Netns: netns, Network: network, Name: name, Ifname: ifname, IPs: req.IPs, PortPolicy: req.PortPolicy},
+		req: api.AttachRequest{Netns: netns, Network: network, Name: name, Ifname: ifname, IPs: req.IPs, PortPolicy: req.PortPolicy,
+			AllowHostNetns: req.AllowHostNetns},
 		netns:     netns,
 		netnsPath: path,
 		network:   network,
@@ -485,7 +536,7 @@ func (d *Daemon) Connect(network string, req api.ConnectRequest) (api.Port, erro
 	}
 	p, err := d.attachLocked(s)
 	if err != nil {
-		return fail(err)
+		return fail(kernelError(err, ips))
 	}
 	return p.view(), nil
 }

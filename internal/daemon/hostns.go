@@ -1,0 +1,55 @@
+package daemon
+
+import (
+	"github.com/tapswitch/tapswitch/api"
+)
+
+// A port's TAP belongs in a container's namespace. Attached into the
+// daemon's own, the host's, it would put a container's interface and a
+// second route for the network's subnet next to the gateway's, where
+// the host's own traffic then goes. The spellings of that namespace are
+// many (/proc/self/ns/net, pid:PID of the daemon or of any host process,
+// pid:1 where the daemon runs in the host namespace, /proc/PID/task/TID/
+// ns/net, a /run/netns entry bind-mounted from one of those), so the
+// namespace is compared by identity, the device and inode of its nsfs
+// file, never by name. It is refused unless the request says
+// allow_host_netns.
+
+// selfNetns is the daemon's own network namespace file.
+const selfNetns = "/proc/self/ns/net"
+
+// ownNetnser is a host that knows which namespace the daemon itself is
+// in: linuxHost, which reads selfNetns. The tests' fake host puts its
+// fake TAPs in the test's own namespace and does not say, so no
+// namespace counts as the host's there unless a test says so.
+type ownNetnser interface {
+	ownNetns() (nsID, error)
+}
+
+func (linuxHost) ownNetns() (nsID, error) { return nsIDOf(selfNetns) }
+
+// checkHostNetns refuses ns, the namespace a port is to go into, if it
+// is the daemon's own and allow is not set. spec is the namespace as the
+// user gave it.
+func (d *Daemon) checkHostNetns(spec string, ns nsID, allow bool) error {
+	if allow {
+		return nil
+	}
+	h, ok := d.host.(ownNetnser)
+	if !ok {
+		return nil
+	}
+	own, err := h.ownNetns()
+	if err != nil {
+		// Without it nothing can be compared; a daemon that cannot stat
+		// its own /proc entry has worse troubles, and says so.
+		d.log.Warn("cannot tell the daemon's own network namespace; a port may be attached into it", "err", err)
+		return nil
+	}
+	if ns != own {
+		return nil
+	}
+	return api.Errorf(api.ErrInvalid, api.ReasonHostNetns,
+		"network namespace %q is tapswitchd's own, the host's: a container's TAP and a second route for the network's subnet would go into the host; "+
+			"attach a container's namespace, or ask for this one explicitly (tapswitch attach --allow-host-netns, or allow_host_netns in the API)", spec)
+}
