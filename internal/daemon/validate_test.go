@@ -42,6 +42,10 @@ func TestValidate(t *testing.T) {
 		{name: "publish twice", req: api.AttachRequest{Netns: self, Publish: []string{"8080:80", "8080:81"}}, wantErr: api.ErrInvalid, errText: "published twice"},
 		{name: "publish tcp and udp", req: api.AttachRequest{Netns: self, Publish: []string{"8080:80", "8080:80/udp"}}},
 		{name: "publish twice, one on every address", req: api.AttachRequest{Netns: self, Publish: []string{"127.0.0.1:8080:80", "8080:81"}}, wantErr: api.ErrInvalid, errText: "published twice"},
+		{name: "link-local address", req: api.AttachRequest{Netns: self, IPs: []string{"169.254.0.9/16"}}, wantErr: api.ErrInvalid, errText: "in 169.254.0.0/16"},
+		{name: "reserved address", req: api.AttachRequest{Netns: self, IPs: []string{"240.1.2.3/24"}}, wantErr: api.ErrInvalid, errText: "in 240.0.0.0/4"},
+		{name: "IPv6 link-local address", req: api.AttachRequest{Netns: self, IPs: []string{"fe80::9/64"}}, wantErr: api.ErrInvalid, errText: "in fe80::/10"},
+		{name: "ifname pattern", req: api.AttachRequest{Netns: self, Ifname: "eth%d"}, wantErr: api.ErrInvalid, errText: "interface name"},
 		{name: "missing netns", req: api.AttachRequest{Netns: "no-such-netns-here"}, wantErr: api.ErrNotFound, errText: "not found"},
 		{name: "not a netns", req: api.AttachRequest{Netns: "/etc/hostname"}, wantErr: api.ErrInvalid, errText: "not a namespace"},
 	}

@@ -3,6 +3,7 @@ package ipam
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 )
 
 // Unsafe ranges are address space a network must not live in, and an
@@ -53,10 +54,10 @@ func CheckSubnetRange(p netip.Prefix) error {
 	}
 	for _, r := range unsafeRanges {
 		if p.Overlaps(r.prefix) {
-			if p == r.prefix || r.prefix.Contains(p.Addr()) && p.Bits() >= r.prefix.Bits() {
-				return fmt.Errorf("%w: subnet %s is in %s, %s; %s", ErrUnsafeRange, p, r.prefix, r.what, useInstead(p))
+			if r.prefix.Contains(p.Addr()) && p.Bits() >= r.prefix.Bits() {
+				return fmt.Errorf("%w: subnet %s is in %s, %s; %s", ErrUnsafeRange, p, rangeName(r.prefix), r.what, useInstead(p))
 			}
-			return fmt.Errorf("%w: subnet %s overlaps %s, %s; %s", ErrUnsafeRange, p, r.prefix, r.what, useInstead(p))
+			return fmt.Errorf("%w: subnet %s overlaps %s, %s; %s", ErrUnsafeRange, p, rangeName(r.prefix), r.what, useInstead(p))
 		}
 	}
 	return nil
@@ -72,7 +73,7 @@ func CheckAddrRange(what string, a netip.Addr) error {
 	a = a.WithZone("")
 	for _, r := range unsafeRanges {
 		if r.prefix.Contains(a) {
-			return fmt.Errorf("%w: %s %s is in %s, %s; %s", ErrUnsafeRange, what, a, r.prefix, r.what, useInsteadAddr(a))
+			return fmt.Errorf("%w: %s %s is in %s, %s; %s", ErrUnsafeRange, what, a, rangeName(r.prefix), r.what, useInsteadAddr(a))
 		}
 	}
 	return nil
@@ -83,4 +84,13 @@ func useInsteadAddr(a netip.Addr) string {
 		return "give a unicast address of a private range such as 10.0.0.0/8, or leave it out for one from the network's subnet"
 	}
 	return "give a unique local (fd00::/8) or global unicast address, or leave it out for one from the network's subnet"
+}
+
+// rangeName writes an unsafe range as the RFCs do: netip writes
+// ::ffff:0:0/96 as ::ffff:0.0.0.0/96.
+func rangeName(p netip.Prefix) string {
+	if p.Addr().Is4In6() {
+		return "::ffff:0:0/" + strconv.Itoa(p.Bits())
+	}
+	return p.String()
 }
