@@ -183,6 +183,9 @@ func checkHostAddr(p netip.Prefix) error {
 		return invalid("address %s: an IPv4-mapped IPv6 address; give it in IPv4 form: %s/%d", p, a.Unmap(), max(p.Bits()-96, 0))
 	}
 	if a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		if err := ipam.CheckAddrRange("address", a); err != nil {
+			return api.Errorf(api.ErrInvalid, api.ReasonUnsafeRange, "%w", err)
+		}
 		return invalid("address %s: not a unicast host address", p)
 	}
 	// Prefixes of one or two addresses (/31, /32, /127, /128) are all

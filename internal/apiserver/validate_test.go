@@ -53,10 +53,10 @@ func TestValidateAttachRequest(t *testing.T) {
 		{name: "network address", req: api.AttachRequest{Netns: "a", IPs: []string{"10.0.0.0/24"}}, errText: "network address of 10.0.0.0/24"},
 		{name: "broadcast address", req: api.AttachRequest{Netns: "a", IPs: []string{"10.0.0.255/24"}}, errText: "broadcast address"},
 		{name: "IPv6 subnet address", req: api.AttachRequest{Netns: "a", IPs: []string{"fd00::/64"}}, errText: "network address"},
-		{name: "unspecified", req: api.AttachRequest{Netns: "a", IPs: []string{"0.0.0.0/8"}}, errText: "not a unicast"},
-		{name: "loopback", req: api.AttachRequest{Netns: "a", IPs: []string{"127.0.0.2/8"}}, errText: "not a unicast"},
-		{name: "multicast", req: api.AttachRequest{Netns: "a", IPs: []string{"224.0.0.1/4"}}, errText: "not a unicast"},
-		{name: "limited broadcast", req: api.AttachRequest{Netns: "a", IPs: []string{"255.255.255.255/32"}}, errText: "not a unicast"},
+		{name: "unspecified", req: api.AttachRequest{Netns: "a", IPs: []string{"0.0.0.0/8"}}, errText: "in 0.0.0.0/8"},
+		{name: "loopback", req: api.AttachRequest{Netns: "a", IPs: []string{"127.0.0.2/8"}}, errText: "in 127.0.0.0/8, loopback"},
+		{name: "multicast", req: api.AttachRequest{Netns: "a", IPs: []string{"224.0.0.1/4"}}, errText: "in 224.0.0.0/4, IPv4 multicast"},
+		{name: "limited broadcast", req: api.AttachRequest{Netns: "a", IPs: []string{"255.255.255.255/32"}}, errText: "in 240.0.0.0/4"},
 		{name: "IPv4-mapped", req: api.AttachRequest{Netns: "a", IPs: []string{"::ffff:10.0.0.1/120"}}, errText: "10.0.0.1/24"},
 		{name: "address twice", req: api.AttachRequest{Netns: "a", IPs: []string{"10.0.0.1/24", "10.0.0.1/16"}}, errText: "given twice"},
 		{name: "too many addresses", req: api.AttachRequest{Netns: "a", IPs: manyAddrs(65)}, errText: "at most 64"},
@@ -79,7 +79,7 @@ func TestValidateAttachRequest(t *testing.T) {
 		{name: "reserved address", req: api.AttachRequest{Netns: "a", IPs: []string{"240.0.0.1/4"}}, errText: "in 240.0.0.0/4"},
 		{name: "IPv6 link-local address", req: api.AttachRequest{Netns: "a", IPs: []string{"fe80::5/64"}}, errText: "in fe80::/10"},
 		{name: "IPv4-compatible address", req: api.AttachRequest{Netns: "a", IPs: []string{"::a00:1/96"}}, errText: "in ::/96"},
-		{name: "IPv6 multicast address", req: api.AttachRequest{Netns: "a", IPs: []string{"ff15::5/64"}}, errText: "not a unicast"},
+		{name: "IPv6 multicast address", req: api.AttachRequest{Netns: "a", IPs: []string{"ff15::5/64"}}, errText: "in ff00::/8"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -24,7 +24,7 @@ func TestValidate(t *testing.T) {
 		{name: "v4 and v6", req: api.AttachRequest{Netns: self, IPs: []string{"10.0.0.1/24", "fd00::1/64"}, MAC: "02:00:00:00:00:01", MTU: 9000}},
 		{name: "no prefix length", req: api.AttachRequest{Netns: self, IPs: []string{"10.0.0.1"}}, wantErr: api.ErrInvalid, errText: "ADDR/LEN"},
 		{name: "same address twice", req: api.AttachRequest{Netns: self, IPs: []string{"10.0.0.1/24", "10.0.0.1/16"}}, wantErr: api.ErrInvalid, errText: "given twice"},
-		{name: "multicast address", req: api.AttachRequest{Netns: self, IPs: []string{"224.0.0.1/4"}}, wantErr: api.ErrInvalid, errText: "not a unicast"},
+		{name: "multicast address", req: api.AttachRequest{Netns: self, IPs: []string{"224.0.0.1/4"}}, wantErr: api.ErrInvalid, errText: "in 224.0.0.0/4"},
 		{name: "multicast MAC", req: api.AttachRequest{Netns: self, MAC: "01:00:5e:00:00:01"}, wantErr: api.ErrInvalid, errText: "unicast"},
 		{name: "bad MAC", req: api.AttachRequest{Netns: self, MAC: "zz"}, wantErr: api.ErrInvalid, errText: "six bytes"},
 		{name: "MTU too small", req: api.AttachRequest{Netns: self, MTU: 10}, wantErr: api.ErrInvalid, errText: "MTU"},
