@@ -57,7 +57,7 @@ func (d *Daemon) CreateNetwork(ctx context.Context, req api.NetworkCreateRequest
 	defer d.mu.Unlock()
 	n, err := d.createNetworkLocked(req)
 	if err != nil {
-		return api.Network{}, fmt.Errorf("create network %q: %w", req.Name, err)
+		return api.Network{}, fmt.Errorf("create network %q: %w", req.Name, startError(err))
 	}
 	d.saveLocked()
 	return d.networkViewLocked(n), nil

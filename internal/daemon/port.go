@@ -6,13 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -194,21 +192,6 @@ func (d *Daemon) Attach(ctx context.Context, req api.AttachRequest) (api.Port, e
 		return api.Port{}, fmt.Errorf("attach netns %q: %w", req.Netns, kernelError(err, s.ips))
 	}
 	return p.view(), nil
-}
-
-// kernelError gives a failure the kernel returned for a new port's
-// interface its API class where the request is what to change: EACCES
-// for an IPv6 address in a namespace whose IPv6 is turned off.
-func kernelError(err error, ips []netip.Prefix) error {
-	if api.StatusOf(err) != http.StatusInternalServerError || !errors.Is(err, syscall.EACCES) {
-		return err
-	}
-	for _, ip := range ips {
-		if ip.Addr().Is6() {
-			return invalid("%w: is IPv6 turned off in the namespace (net.ipv6.conf.all.disable_ipv6=1)? Turn it on, or give IPv4 addresses only", err)
-		}
-	}
-	return err
 }
 
 // attachLocked plugs in a new container port as s asks, with what goes
@@ -521,7 +504,7 @@ func (d *Daemon) Connect(ctx context.Context, network string, req api.ConnectReq
 	netns, path := orig.state.Request.Netns, orig.nsPath
 	ifname, err := d.host.nextIfname(path)
 	if err != nil {
-		return fail(err)
+		return fail(kernelError(err, nil))
 	}
 	s := attachSpec{
 		req: api.AttachRequest{Netns: netns, Network: network, Name: name, Ifname: ifname, IPs: req.IPs, PortPolicy: req.PortPolicy,
