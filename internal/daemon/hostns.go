@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"sync"
+
 	"github.com/tapswitch/tapswitch/api"
 )
 
@@ -15,8 +17,16 @@ import (
 // file, never by name. It is refused unless the request says
 // allow_host_netns.
 
-// selfNetns is the daemon's own network namespace file.
-const selfNetns = "/proc/self/ns/net"
+// selfNetns is the daemon's own network namespace file, as the calling
+// thread sees it. Not /proc/self, which is the main thread's: namespace.Do
+// may have lent the main thread to another namespace for a moment. A
+// goroutine not locked to its thread always runs on one in the daemon's
+// own namespace (namespace.Do sees to that), so the thread asking is.
+const selfNetns = "/proc/thread-self/ns/net"
+
+// ownNetns is the identity of the daemon's namespace, read once: the
+// daemon never leaves it.
+var ownNetns = sync.OnceValues(func() (nsID, error) { return nsIDOf(selfNetns) })
 
 // ownNetnser is a host that knows which namespace the daemon itself is
 // in: linuxHost, which reads selfNetns. The tests' fake host puts its
@@ -26,7 +36,7 @@ type ownNetnser interface {
 	ownNetns() (nsID, error)
 }
 
-func (linuxHost) ownNetns() (nsID, error) { return nsIDOf(selfNetns) }
+func (linuxHost) ownNetns() (nsID, error) { return ownNetns() }
 
 // checkHostNetns refuses ns, the namespace a port is to go into, if it
 // is the daemon's own and allow is not set. spec is the namespace as the
