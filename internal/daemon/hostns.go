@@ -38,27 +38,26 @@ type ownNetnser interface {
 
 func (linuxHost) ownNetns() (nsID, error) { return ownNetns() }
 
-// checkHostNetns refuses ns, the namespace a port is to go into, if it
-// is the daemon's own and allow is not set. spec is the namespace as the
-// user gave it.
-func (d *Daemon) checkHostNetns(spec string, ns nsID, allow bool) error {
-	if allow {
-		return nil
-	}
+// isHostNetns reports whether ns, the namespace a port is to go into,
+// is the daemon's own.
+func (d *Daemon) isHostNetns(ns nsID) bool {
 	h, ok := d.host.(ownNetnser)
 	if !ok {
-		return nil
+		return false
 	}
 	own, err := h.ownNetns()
 	if err != nil {
 		// Without it nothing can be compared; a daemon that cannot stat
 		// its own /proc entry has worse troubles, and says so.
 		d.log.Warn("cannot tell the daemon's own network namespace; a port may be attached into it", "err", err)
-		return nil
+		return false
 	}
-	if ns != own {
-		return nil
-	}
+	return ns == own
+}
+
+// hostNetnsError is the refusal of the daemon's own namespace, spelled
+// spec by the user.
+func hostNetnsError(spec string) error {
 	return api.Errorf(api.ErrInvalid, api.ReasonHostNetns,
 		"network namespace %q is tapswitchd's own, the host's: a container's TAP and a second route for the network's subnet would go into the host; "+
 			"attach a container's namespace, or ask for this one explicitly (tapswitch attach --allow-host-netns, or allow_host_netns in the API)", spec)

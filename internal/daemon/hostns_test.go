@@ -59,8 +59,8 @@ func TestHostNetnsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Attach(%s, allow_host_netns) = %v", self, err)
 	}
-	if p.Name != "web" {
-		t.Fatalf("Attach() = %+v, want port web", p)
+	if p.Name != "web" || !d.ports["web"].state.Request.AllowHostNetns {
+		t.Fatalf("Attach() = %+v, recorded allow_host_netns %v; want port web, recorded", p, d.ports["web"].state.Request.AllowHostNetns)
 	}
 	if _, err := d.CreateNetwork(context.Background(), api.NetworkCreateRequest{Name: "back", Subnet: "10.250.8.0/24"}); err != nil {
 		t.Fatal(err)
@@ -89,5 +89,12 @@ func TestHostNetnsByIdentity(t *testing.T) {
 	frontNet(t, d)
 	if _, err := d.Attach(context.Background(), api.AttachRequest{Netns: "/proc/self/ns/net", Network: "front", Name: "web", Ifname: "t0"}); err != nil {
 		t.Fatalf("Attach(/proc/self/ns/net) with the daemon elsewhere = %v", err)
+	}
+	// allow_host_netns where it does not matter is not recorded.
+	if _, err := d.Attach(context.Background(), api.AttachRequest{Netns: self, Network: "front", Name: "web2", Ifname: "t1", AllowHostNetns: true}); err != nil {
+		t.Fatal(err)
+	}
+	if d.ports["web2"].state.Request.AllowHostNetns {
+		t.Error("allow_host_netns recorded for a namespace not the host's")
 	}
 }

@@ -153,9 +153,12 @@ func (d *Daemon) validate(req api.AttachRequest) (attachSpec, error) {
 	if err != nil {
 		return s, resolveError(err)
 	}
-	if err := d.checkHostNetns(req.Netns, ns, req.AllowHostNetns); err != nil {
-		return s, err
+	host := d.isHostNetns(ns)
+	if host && !req.AllowHostNetns {
+		return s, hostNetnsError(req.Netns)
 	}
+	// Recorded only where it mattered.
+	s.req.AllowHostNetns = host
 	return s, nil
 }
 
@@ -478,8 +481,9 @@ func (d *Daemon) Connect(ctx context.Context, network string, req api.ConnectReq
 	if !ok || orig.kind == api.KindGateway {
 		return fail(api.Errorf(api.ErrInvalid, api.ReasonGatewayPort, "port %q is a network's gateway, not a container's port", sp.Name()))
 	}
-	if err := d.checkHostNetns(orig.state.Request.Netns, orig.ns, req.AllowHostNetns); err != nil {
-		return fail(err)
+	host := d.isHostNetns(orig.ns)
+	if host && !req.AllowHostNetns {
+		return fail(hostNetnsError(orig.state.Request.Netns))
 	}
 	n, ok := d.nets[network]
 	if !ok {
@@ -508,7 +512,7 @@ func (d *Daemon) Connect(ctx context.Context, network string, req api.ConnectReq
 	}
 	s := attachSpec{
 		req: api.AttachRequest{Netns: netns, Network: network, Name: name, Ifname: ifname, IPs: req.IPs, PortPolicy: req.PortPolicy,
-			AllowHostNetns: req.AllowHostNetns},
+			AllowHostNetns: host},
 		netns:     netns,
 		netnsPath: path,
 		network:   network,
