@@ -116,7 +116,7 @@ func CheckIfname(name string) error {
 		return invalid("interface name %s: use 1 to %d characters (bytes), without '/', ':', '%%', spaces or control characters", quote(name), maxIfname)
 	}
 	if name == "all" || name == "default" {
-		return invalid("interface name %q: the kernel keeps it for the settings of every interface (/proc/sys/net/ipv4/conf/%s); choose another", name, name)
+		return invalid("interface name %q: the kernel keeps \"all\" and \"default\" for its per-protocol settings (/proc/sys/net/ipv4/conf/%s); choose another", name, name)
 	}
 	return nil
 }

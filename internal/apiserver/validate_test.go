@@ -73,7 +73,7 @@ func TestValidateAttachRequest(t *testing.T) {
 		{name: "publish bad protocol", req: api.AttachRequest{Netns: "a", Publish: []string{"8080:80/sctp"}}, errText: "sctp"},
 		{name: "ifname with a pattern", req: api.AttachRequest{Netns: "a", Ifname: "eth%d"}, errText: "'%'"},
 		{name: "ifname all", req: api.AttachRequest{Netns: "a", Ifname: "all"}, errText: "/proc/sys/net/ipv4/conf/all"},
-		{name: "ifname default", req: api.AttachRequest{Netns: "a", Ifname: "default"}, errText: "choose another"},
+		{name: "ifname default", req: api.AttachRequest{Netns: "a", Ifname: "default"}, errText: "/proc/sys/net/ipv4/conf/default); choose another"},
 		{name: "this-network address", req: api.AttachRequest{Netns: "a", IPs: []string{"0.1.2.3/8"}}, errText: "in 0.0.0.0/8"},
 		{name: "link-local address", req: api.AttachRequest{Netns: "a", IPs: []string{"169.254.1.2/16"}}, errText: "in 169.254.0.0/16"},
 		{name: "reserved address", req: api.AttachRequest{Netns: "a", IPs: []string{"240.0.0.1/4"}}, errText: "in 240.0.0.0/4"},
