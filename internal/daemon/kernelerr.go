@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"errors"
+	"io/fs"
 	"net/http"
 	"net/netip"
 	"syscall"
@@ -23,7 +24,9 @@ func kernelError(err error, ips []netip.Prefix) error {
 		return err
 	}
 	switch {
-	case errors.Is(err, namespace.ErrNotFound):
+	case errors.Is(err, namespace.ErrNotFound), errors.Is(err, fs.ErrNotExist):
+		// A namespace given by pid whose process exited, or one deleted,
+		// between the check and the pin or the TAP.
 		return api.Errorf(api.ErrNotFound, "", "%w: the network namespace went away while the port was being made", err)
 	case errors.Is(err, syscall.EACCES):
 		for _, ip := range ips {
