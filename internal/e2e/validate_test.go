@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containernetworking/cni/pkg/types"
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/namespace"
 )
@@ -425,4 +426,34 @@ func TestAbandonedAttaches(t *testing.T) {
 	}
 	// The daemon serves the next client as usual.
 	e.attach(ns, "--network", "valgone", "--name", "valafter")
+}
+
+// TestCNIHostNetnsRefused: the CNI plugin's requests get the same
+// refusals: CNI_NETNS naming the host's namespace (code 4), an IPAM
+// plugin's address from an unsafe range (code 7); nothing is made.
+func TestCNIHostNetnsRefused(t *testing.T) {
+	c := newCNIEnv(t, newEnv(t))
+	dpid := c.daemon.cmd.Process.Pid
+	for _, netns := range []string{fmt.Sprintf("/proc/%d/ns/net", dpid), "/proc/self/ns/net"} {
+		_, cerr := c.execPlugin(c.pluginConf1(nil), "CNI_COMMAND=ADD", "CNI_CONTAINERID=valhost1", "CNI_NETNS="+netns, "CNI_IFNAME=valc0")
+		if cerr == nil || cerr.Code != types.ErrInvalidEnvironmentVariables || !strings.Contains(cerr.Msg, "host's own") {
+			t.Errorf("ADD with CNI_NETNS=%s = %+v, want code %d saying it is the host's namespace", netns, cerr, types.ErrInvalidEnvironmentVariables)
+		}
+	}
+	if hostLinkExists("valc0") {
+		t.Error("the host has interface valc0")
+	}
+
+	ns := c.valNetns("c")
+	static := map[string]any{"ipam": map[string]any{"type": "static", "addresses": []any{map[string]any{"address": "169.254.150.5/16"}}}}
+	_, cerr := c.execPlugin(c.pluginConf1(static), "CNI_COMMAND=ADD", "CNI_CONTAINERID=valunsafe1", "CNI_NETNS="+nsPath(ns), "CNI_IFNAME=eth0")
+	if cerr == nil || cerr.Code != types.ErrInvalidNetworkConfig || !strings.Contains(cerr.Details, "169.254.0.0/16") {
+		t.Errorf("ADD with a static address 169.254.150.5/16 = %+v, want code %d naming 169.254.0.0/16", cerr, types.ErrInvalidNetworkConfig)
+	}
+	if got := leftovers(t, ns); len(got) != 0 {
+		t.Errorf("refused ADD left %v in %s", got, ns)
+	}
+	if n := len(c.ports()); n != 0 {
+		t.Errorf("ports after the refused ADDs: %d, want none", n)
+	}
 }
