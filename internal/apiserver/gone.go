@@ -3,7 +3,10 @@ package apiserver
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
+	"sync"
+	"time"
 )
 
 // A request whose client has gone is not carried out later. net/http
@@ -43,4 +46,40 @@ func ClientGone(ctx context.Context) error {
 		return ErrClientGone
 	}
 	return nil
+}
+
+// dropLog logs the requests dropped because their client went away: each
+// at debug level, and at info at most once per dropInterval with how many
+// were dropped since the last such line, so that a client that sends
+// requests and hangs up in a loop does not flood the log.
+type dropLog struct {
+	mu sync.Mutex
+	// last is when the last info line was written; n counts the drops
+	// since.
+	last time.Time
+	n    int
+}
+
+// dropInterval is how often at most the info line is written: often
+// enough to see when drops happen, rarely enough that a loop of them is
+// a line a second.
+const dropInterval = time.Second
+
+// drops is the server's dropLog, one for the process as there is one
+// daemon.
+var drops dropLog
+
+func (d *dropLog) log(log *slog.Logger, err error) {
+	log.Debug("request dropped: its client went away before its turn", "err", err)
+	d.mu.Lock()
+	d.n++
+	now := time.Now()
+	if now.Sub(d.last) < dropInterval {
+		d.mu.Unlock()
+		return
+	}
+	n := d.n
+	d.n, d.last = 0, now
+	d.mu.Unlock()
+	log.Info("requests dropped: their clients went away before their turn; nothing was done for them", "dropped", n, "last", err)
 }

@@ -3,6 +3,7 @@ package apiserver
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -173,5 +174,45 @@ func TestAbandonedStatus(t *testing.T) {
 	w := serveRaw(NewHandler(f, discard()), http.MethodPost, "/v1/ports", `{"netns":"web"}`)
 	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), "not carried out") {
 		t.Fatalf("abandoned attach = %d %s, want 503 saying it was not carried out", w.Code, w.Body.String())
+	}
+}
+
+// recordHandler keeps the records logged through it.
+type recordHandler struct {
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+func (h *recordHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *recordHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.records = append(h.records, r)
+	return nil
+}
+func (h *recordHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *recordHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestDropLog: a burst of dropped requests is one line at info, each at
+// debug.
+func TestDropLog(t *testing.T) {
+	var d dropLog
+	h := &recordHandler{}
+	log := slog.New(h)
+	const n = 1000
+	for range n {
+		d.log(log, ErrClientGone)
+	}
+	var debug, info int
+	for _, r := range h.records {
+		switch r.Level {
+		case slog.LevelDebug:
+			debug++
+		case slog.LevelInfo:
+			info++
+		}
+	}
+	if debug != n || info < 1 || info > 2 {
+		t.Fatalf("%d drops logged %d debug and %d info lines, want %d and one (two if a second passed)", n, debug, info, n)
 	}
 }

@@ -317,7 +317,7 @@ func writeError(w http.ResponseWriter, log *slog.Logger, err error) {
 		log.Error("request failed", "err", err)
 	case api.Abandoned(err):
 		// Nobody reads the answer; the log says what was not done.
-		log.Info("request dropped: its client went away before its turn", "err", err)
+		drops.log(log, err)
 	}
 	writeJSON(w, code, api.Error{Message: err.Error(), Reason: api.ReasonOf(err)})
 }
