@@ -30,7 +30,11 @@
 //	 "reason": "port_name_in_use"}
 //
 // The status is the error's class: 400 ErrInvalid, 403 ErrForbidden, 404
-// ErrNotFound, 409 ErrConflict, 500 anything else. The message says what
+// ErrNotFound (also a path that is no endpoint), 405 a method the path
+// does not take (with Allow), 409 ErrConflict, 503 a change not carried
+// out because its client hung up while it waited its turn, 500 a failure
+// of the daemon's own. A request the daemon cannot carry out because of
+// what it asks is never a 500. The message says what
 // failed and why, naming the thing; the reason, when there is one, says
 // the same for a program (see Reason). What to do about it is the
 // caller's to say: the CLI turns reasons into hints naming its flags.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -29,14 +30,25 @@ var classes = []struct {
 }
 
 // StatusOf is the HTTP status of an error of the daemon: that of its
-// class, or 500 when it has none.
+// class, 503 for a request not carried out because its context ended
+// (its client hung up while it waited its turn, or the daemon is
+// stopping), or 500 when it has none.
 func StatusOf(err error) int {
 	for _, c := range classes {
 		if errors.Is(err, c.err) {
 			return c.status
 		}
 	}
+	if Abandoned(err) {
+		return http.StatusServiceUnavailable
+	}
 	return http.StatusInternalServerError
+}
+
+// Abandoned reports whether err says that a request was not carried out
+// because its context ended before its turn came.
+func Abandoned(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // Error is the body of every failed request.
@@ -96,6 +108,14 @@ const (
 	// ReasonPoolExhausted (ErrConflict): no subnet of the daemon's pool
 	// is free for a network created without one.
 	ReasonPoolExhausted Reason = "pool_exhausted"
+	// ReasonUnsafeRange (ErrInvalid): a subnet, gateway or address lies
+	// in a range no network may use (loopback, link-local, multicast,
+	// reserved); the message names the range and what to use instead.
+	ReasonUnsafeRange Reason = "unsafe_range"
+	// ReasonHostNetns (ErrInvalid): the namespace to attach to is the
+	// daemon's own, the host's; the request must say allow_host_netns
+	// to attach there anyway.
+	ReasonHostNetns Reason = "host_netns"
 	// ReasonRootOnly (ErrForbidden): the socket serves root only.
 	ReasonRootOnly Reason = "root_only"
 	// ReasonNotInGroup (ErrForbidden): the socket serves root and a group

@@ -80,6 +80,10 @@ type AttachRequest struct {
 	// finds it again to check, delete or garbage-collect it. At most
 	// MaxContainerID characters: letters, digits, '_', '.' and '-'.
 	ContainerID string `json:"container_id,omitempty"`
+	// AllowHostNetns lets Netns be the daemon's own network namespace,
+	// the host's, which is refused otherwise: the port's TAP and a
+	// route for the network's subnet would go into the host.
+	AllowHostNetns bool `json:"allow_host_netns,omitempty"`
 	PortPolicy
 }
 
@@ -127,6 +131,9 @@ type ConnectRequest struct {
 	// IPs are addresses in CIDR form; empty means one from the
 	// network's subnet.
 	IPs []string `json:"ips,omitempty"`
+	// AllowHostNetns lets Port be one in the daemon's own network
+	// namespace, as AttachRequest.AllowHostNetns.
+	AllowHostNetns bool `json:"allow_host_netns,omitempty"`
 	PortPolicy
 }
 

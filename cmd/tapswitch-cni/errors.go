@@ -32,7 +32,9 @@ func notAnswering(socket string) string {
 
 // cniError turns an error of the API client into a CNI error: code 11
 // (try again later) while the daemon does not answer, 7 for a network
-// that does not exist, 999 with the daemon's message otherwise. what
+// that does not exist or an address from a range no port may have, 4 for
+// CNI_NETNS naming the host's own namespace, 999 with the daemon's
+// message otherwise. what
 // says what the plugin was doing.
 func cniError(conf *netConf, what string, err error) *types.Error {
 	var te *types.Error
@@ -45,6 +47,14 @@ func cniError(conf *netConf, what string, err error) *types.Error {
 		return types.NewError(types.ErrTryAgainLater, notAnswering(conf.Socket), what+": "+err.Error())
 	case errors.As(err, &de) && de.Reason == api.ReasonNetworkNotFound:
 		return networkNotFound(conf, err)
+	case errors.As(err, &de) && de.Reason == api.ReasonHostNetns:
+		// The runtime gave the host's namespace as CNI_NETNS: a
+		// host-network container, which needs no plugin.
+		return types.NewError(types.ErrInvalidEnvironmentVariables,
+			what+": CNI_NETNS is the host's own network namespace, which tapswitch does not attach to for a container", err.Error())
+	case errors.As(err, &de) && de.Reason == api.ReasonUnsafeRange:
+		return types.NewError(types.ErrInvalidNetworkConfig,
+			what+": the IPAM plugin gave an address no port may have: change the ranges of \"ipam\" in the network config", err.Error())
 	case errors.Is(err, fs.ErrPermission), errors.Is(err, api.ErrForbidden):
 		return types.NewError(types.ErrInternal,
 			fmt.Sprintf("%s: %v: run the container runtime as root, or start tapswitchd with --group GROUP and run it in that group", what, err), "")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,7 +62,7 @@ func (b *fakeBackend) network(name string) (api.Network, int, bool) {
 func (b *fakeBackend) Version() api.Version { return api.Version{Version: "test"} }
 func (b *fakeBackend) Status() api.Status   { return api.Status{Version: "test"} }
 
-func (b *fakeBackend) Attach(req api.AttachRequest) (api.Port, error) {
+func (b *fakeBackend) Attach(_ context.Context, req api.AttachRequest) (api.Port, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	n, idx, ok := b.network(req.Network)
@@ -87,7 +88,7 @@ func (b *fakeBackend) Attach(req api.AttachRequest) (api.Port, error) {
 	return p, nil
 }
 
-func (b *fakeBackend) Detach(port string) error {
+func (b *fakeBackend) Detach(_ context.Context, port string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for i, p := range b.ports {
@@ -99,7 +100,7 @@ func (b *fakeBackend) Detach(port string) error {
 	return api.Errorf(api.ErrNotFound, api.ReasonPortNotFound, "port %q not found", port)
 }
 
-func (b *fakeBackend) UpdatePort(string, api.PortUpdateRequest) (api.Port, error) {
+func (b *fakeBackend) UpdatePort(context.Context, string, api.PortUpdateRequest) (api.Port, error) {
 	return api.Port{}, errUnused
 }
 
@@ -121,7 +122,7 @@ func (b *fakeBackend) Networks() []api.Network {
 	defer b.mu.Unlock()
 	return slices.Clone(b.nets)
 }
-func (b *fakeBackend) CreateNetwork(api.NetworkCreateRequest) (api.Network, error) {
+func (b *fakeBackend) CreateNetwork(context.Context, api.NetworkCreateRequest) (api.Network, error) {
 	return api.Network{}, errUnused
 }
 
@@ -141,8 +142,8 @@ func (b *fakeBackend) InspectNetwork(name string) (api.NetworkDetail, error) {
 	return d, nil
 }
 
-func (b *fakeBackend) RemoveNetwork(string, bool) error { return errUnused }
-func (b *fakeBackend) Connect(string, api.ConnectRequest) (api.Port, error) {
+func (b *fakeBackend) RemoveNetwork(context.Context, string, bool) error { return errUnused }
+func (b *fakeBackend) Connect(context.Context, string, api.ConnectRequest) (api.Port, error) {
 	return api.Port{}, errUnused
 }
 
@@ -412,7 +413,7 @@ func TestGC(t *testing.T) {
 	tt.add(args("keep", "/run/netns/k", "eth0", "", front))
 	tt.add(args("stale", "/run/netns/s", "eth0", "", front))
 	tt.add(args("other", "/run/netns/o", "eth0", "", tt.conf("1.1.0", map[string]any{"network": "back"})))
-	if _, err := b.Attach(api.AttachRequest{Netns: "hand", Network: "front", Ifname: "eth0"}); err != nil {
+	if _, err := b.Attach(context.Background(), api.AttachRequest{Netns: "hand", Network: "front", Ifname: "eth0"}); err != nil {
 		t.Fatal(err)
 	}
 	names := func() []string {
@@ -504,7 +505,7 @@ func TestCheck(t *testing.T) {
 	if err := p.check(a); code(err) != types.ErrInvalidNetworkConfig {
 		t.Errorf("CHECK without prevResult: %v, want code 7", err)
 	}
-	if err := b.Detach(port.Name); err != nil {
+	if err := b.Detach(context.Background(), port.Name); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.check(check); err == nil || !strings.Contains(err.Error(), "no port for container c1") {

@@ -33,7 +33,17 @@ on the TAP, as on a plain wire between namespaces.
 the port's address in the subnet, as docker run -p does.
 
 Port security is on unless --port-security=false: the port may send only
-from its own MAC and addresses (see tapswitch port set --help).`,
+from its own MAC and addresses (see tapswitch port set --help).
+
+NETNS may not be tapswitchd's own namespace, the host's, however it is
+named (pid:1, the daemon's pid, /proc/self/ns/net as the daemon reads it,
+a /run/netns entry bound to it): the port's TAP and a route for the
+network's subnet would go into the host. --allow-host-netns attaches there
+anyway.
+
+Addresses may not come from the loopback, link-local, multicast or
+reserved ranges (127.0.0.0/8, 169.254.0.0/16, 224.0.0.0/4, 240.0.0.0/4,
+0.0.0.0/8, fe80::/10, ff00::/8, ::/96, ::ffff:0:0/96).`,
 		Example: `  tapswitch attach web --network front
   tapswitch attach web2 --network front --publish 8080:80
   tapswitch attach a --ip 10.0.0.1/24
@@ -50,6 +60,7 @@ from its own MAC and addresses (see tapswitch port set --help).`,
 	f.StringVar(&req.MAC, "mac", "", "MAC address (default: random)")
 	f.IntVar(&req.MTU, "mtu", 0, "MTU (default 1500)")
 	f.StringArrayVarP(&req.Publish, "publish", "p", nil, "publish a port: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp] (repeatable)")
+	f.BoolVar(&req.AllowHostNetns, "allow-host-netns", false, "allow NETNS to be tapswitchd's own network namespace, the host's (refused otherwise)")
 	pol := addPolicyFlags(f)
 	out := addOutput(cmd, "name", "name", "json")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {

@@ -34,7 +34,12 @@ func newNetworkCreate(g *globals) *cobra.Command {
 		Long: `Create a network. Its subnet is --subnet, or else the first free /24 of
 10.89.0.0/16 that overlaps no other network and no route of the host. Its
 gateway is --gateway, or else the subnet's first host address. NAME is also
-the network's DNS domain: a port "web" answers as web and web.NAME.`,
+the network's DNS domain: a port "web" answers as web and web.NAME.
+
+A subnet may not share an address with the loopback, link-local,
+multicast or reserved ranges (0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16,
+224.0.0.0/4, 240.0.0.0/4; ::/96, ::ffff:0:0/96, fe80::/10, ff00::/8):
+the gateway is an address of the host and its DNS server listens there.`,
 		Example: `  tapswitch network create front --subnet 10.20.0.0/24
   tapswitch network create back
   tapswitch network create vault --internal`,
@@ -184,7 +189,9 @@ func newConnect(g *globals) *cobra.Command {
 first free ethN) and attach it to NETWORK. The new port is named
 PORT-NETWORK unless --name says otherwise; NETWORK's DNS answers for it
 with PORT's name. It gets an address from NETWORK's subnet unless --ip
-gives one, and no default route: the namespace keeps the one it has.`,
+gives one, and no default route: the namespace keeps the one it has.
+A PORT in tapswitchd's own namespace, the host's (attached with
+--allow-host-netns), needs --allow-host-netns here too.`,
 		Example: `  tapswitch connect api back
   tapswitch connect api back --ip 10.89.1.10/24 --name api-db`,
 		Args: cobra.ExactArgs(2),
@@ -192,6 +199,7 @@ gives one, and no default route: the namespace keeps the one it has.`,
 	f := cmd.Flags()
 	f.StringVar(&req.Name, "name", "", "port name (default: PORT-NETWORK)")
 	f.StringSliceVar(&req.IPs, "ip", nil, "address ADDR/LEN to assign (repeatable; default: one from the network's subnet)")
+	f.BoolVar(&req.AllowHostNetns, "allow-host-netns", false, "allow PORT's namespace to be tapswitchd's own, the host's (refused otherwise)")
 	pol := addPolicyFlags(f)
 	out := addOutput(cmd, "name", "name", "json")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {

@@ -118,11 +118,11 @@ type peerResult struct {
 }
 
 // ConnContext records the credentials of c's peer in the context of the
-// requests c carries. Set it as the http.Server's ConnContext when the
-// handler is behind Guard.
+// requests c carries, and c itself for ClientGone. Set it as the
+// http.Server's ConnContext when the handler is behind Guard.
 func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	p, err := PeerOf(c)
-	return context.WithValue(ctx, peerKey{}, peerResult{peer: p, err: err})
+	return withConn(context.WithValue(ctx, peerKey{}, peerResult{peer: p, err: err}), c)
 }
 
 // PeerFromContext returns the peer ConnContext recorded in ctx.

@@ -1,41 +1,48 @@
 package apiserver
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/tapswitch/tapswitch/api"
 )
 
 // Backend is what the server serves: the daemon, or a fake in tests.
 //
-// Its methods take no context, and a client that hangs up or times out
-// does not stop a request under way. A change (attach, detach, connect,
-// a network created or removed) is short, is serialised with every other
-// under one lock, and touches the kernel, the firewall and the state file
-// in steps that must all be done or all be undone: one left half done
-// because its caller went away would leave more to clean up than one
-// finished for nobody, which the caller can undo (detach, network rm).
+// The methods that change something take the request's context, for the
+// wait only. A change (attach, detach, connect, a port's policy, a
+// network created or removed) is short and serialised with every other
+// under one lock; a request waits its turn, and one whose client hangs
+// up while it waits (ctx ends, or ClientGone says so when its turn
+// comes) is not carried out. Once a change has begun it runs to the end
+// whatever becomes of ctx: it touches the kernel, the firewall and the
+// state file in steps that must all be done or all be undone, and one
+// left half done because its caller went away would leave more to clean
+// up than one finished for nobody, which the caller can undo (detach,
+// network rm). A request not carried out returns an error wrapping
+// ctx's (api.Abandoned).
 type Backend interface {
 	Version() api.Version
 	Status() api.Status
-	Attach(req api.AttachRequest) (api.Port, error)
-	Detach(port string) error
+	Attach(ctx context.Context, req api.AttachRequest) (api.Port, error)
+	Detach(ctx context.Context, port string) error
 	// UpdatePort changes an attached port's policy.
-	UpdatePort(port string, req api.PortUpdateRequest) (api.Port, error)
+	UpdatePort(ctx context.Context, port string, req api.PortUpdateRequest) (api.Port, error)
 	// Ports lists the container ports, and the gateways too when all.
 	Ports(all bool) []api.Port
 	FDB(network string) ([]api.FDBEntry, error)
 	Networks() []api.Network
-	CreateNetwork(req api.NetworkCreateRequest) (api.Network, error)
+	CreateNetwork(ctx context.Context, req api.NetworkCreateRequest) (api.Network, error)
 	InspectNetwork(name string) (api.NetworkDetail, error)
 	// RemoveNetwork deletes a network; force detaches its ports first.
-	RemoveNetwork(name string, force bool) error
-	Connect(network string, req api.ConnectRequest) (api.Port, error)
+	RemoveNetwork(ctx context.Context, name string, force bool) error
+	Connect(ctx context.Context, network string, req api.ConnectRequest) (api.Port, error)
 }
 
 // maxBody bounds a request body; the largest real one is a few hundred bytes.
@@ -73,7 +80,7 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 			writeError(w, log, err)
 			return
 		}
-		p, err := b.Attach(req)
+		p, err := b.Attach(r.Context(), req)
 		if err != nil {
 			writeError(w, log, err)
 			return
@@ -86,7 +93,7 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 			writeError(w, log, fmt.Errorf("detach: %w", err))
 			return
 		}
-		if err := b.Detach(port); err != nil {
+		if err := b.Detach(r.Context(), port); err != nil {
 			writeError(w, log, err)
 			return
 		}
@@ -105,7 +112,7 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 			writeError(w, log, fmt.Errorf("update port %s: %w", quote(port), err))
 			return
 		}
-		p, err := b.UpdatePort(port, req)
+		p, err := b.UpdatePort(r.Context(), port, req)
 		if err != nil {
 			writeError(w, log, err)
 			return
@@ -139,7 +146,7 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 			writeError(w, log, err)
 			return
 		}
-		n, err := b.CreateNetwork(req)
+		n, err := b.CreateNetwork(r.Context(), req)
 		if err != nil {
 			writeError(w, log, err)
 			return
@@ -170,7 +177,7 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 			writeError(w, log, fmt.Errorf("remove network: %w", err))
 			return
 		}
-		if err := b.RemoveNetwork(network, force); err != nil {
+		if err := b.RemoveNetwork(r.Context(), network, force); err != nil {
 			writeError(w, log, err)
 			return
 		}
@@ -186,7 +193,7 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 			writeError(w, log, err)
 			return
 		}
-		p, err := b.Connect(network, req)
+		p, err := b.Connect(r.Context(), network, req)
 		if err != nil {
 			writeError(w, log, err)
 			return
@@ -194,9 +201,32 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 		writeJSON(w, http.StatusCreated, p)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := allowed(mux, r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeJSON(w, http.StatusMethodNotAllowed, api.Error{Message: fmt.Sprintf("%s %s: method not allowed; use %s", r.Method, r.URL.Path, strings.Join(allow, " or "))})
+			return
+		}
 		writeJSON(w, http.StatusNotFound, api.Error{Message: fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path)})
 	})
 	return mux
+}
+
+// allowed lists the methods mux serves r's path with, for a request
+// that fell through to the catch-all: empty when the path is no
+// endpoint's.
+func allowed(mux *http.ServeMux, r *http.Request) []string {
+	var out []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete} {
+		if m == r.Method {
+			continue
+		}
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/" {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // DecodeAttachRequest reads one AttachRequest, refusing unknown fields
@@ -282,8 +312,12 @@ func boolParam(r *http.Request, name string) (bool, error) {
 // message and reason.
 func writeError(w http.ResponseWriter, log *slog.Logger, err error) {
 	code := api.StatusOf(err)
-	if code == http.StatusInternalServerError {
+	switch {
+	case code == http.StatusInternalServerError:
 		log.Error("request failed", "err", err)
+	case api.Abandoned(err):
+		// Nobody reads the answer; the log says what was not done.
+		drops.log(log, err)
 	}
 	writeJSON(w, code, api.Error{Message: err.Error(), Reason: api.ReasonOf(err)})
 }

@@ -29,7 +29,7 @@ type fakeBackend struct {
 }
 
 func (f *fakeBackend) Version() api.Version { return api.Version{Version: "test", Pid: 1} }
-func (f *fakeBackend) Attach(r api.AttachRequest) (api.Port, error) {
+func (f *fakeBackend) Attach(_ context.Context, r api.AttachRequest) (api.Port, error) {
 	if f.err != nil {
 		return api.Port{}, f.err
 	}
@@ -38,7 +38,7 @@ func (f *fakeBackend) Attach(r api.AttachRequest) (api.Port, error) {
 	f.ports = append(f.ports, p)
 	return p, nil
 }
-func (f *fakeBackend) Detach(name string) error {
+func (f *fakeBackend) Detach(_ context.Context, name string) error {
 	for i, p := range f.ports {
 		if p.Name == name {
 			f.ports = append(f.ports[:i], f.ports[i+1:]...)
@@ -47,7 +47,7 @@ func (f *fakeBackend) Detach(name string) error {
 	}
 	return fmt.Errorf("detach: %w: port %q", api.ErrNotFound, name)
 }
-func (f *fakeBackend) UpdatePort(name string, r api.PortUpdateRequest) (api.Port, error) {
+func (f *fakeBackend) UpdatePort(_ context.Context, name string, r api.PortUpdateRequest) (api.Port, error) {
 	for i := range f.ports {
 		if f.ports[i].Name == name {
 			if r.PortSecurity != nil {
@@ -79,7 +79,7 @@ func (f *fakeBackend) FDB(network string) ([]api.FDBEntry, error) {
 func (f *fakeBackend) Networks() []api.Network {
 	return append([]api.Network{{Name: api.DefaultNetwork}}, f.networks...)
 }
-func (f *fakeBackend) CreateNetwork(r api.NetworkCreateRequest) (api.Network, error) {
+func (f *fakeBackend) CreateNetwork(_ context.Context, r api.NetworkCreateRequest) (api.Network, error) {
 	if f.err != nil {
 		return api.Network{}, f.err
 	}
@@ -106,7 +106,7 @@ func (f *fakeBackend) InspectNetwork(name string) (api.NetworkDetail, error) {
 	}
 	return api.NetworkDetail{}, fmt.Errorf("%w: network %q", api.ErrNotFound, name)
 }
-func (f *fakeBackend) RemoveNetwork(name string, force bool) error {
+func (f *fakeBackend) RemoveNetwork(_ context.Context, name string, force bool) error {
 	if f.err != nil {
 		return f.err
 	}
@@ -116,7 +116,7 @@ func (f *fakeBackend) RemoveNetwork(name string, force bool) error {
 	f.removed = append(f.removed, name)
 	return nil
 }
-func (f *fakeBackend) Connect(network string, r api.ConnectRequest) (api.Port, error) {
+func (f *fakeBackend) Connect(_ context.Context, network string, r api.ConnectRequest) (api.Port, error) {
 	if f.err != nil {
 		return api.Port{}, f.err
 	}

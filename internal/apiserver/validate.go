@@ -104,11 +104,19 @@ func CheckPortRef(ref string) error {
 }
 
 // CheckIfname reports why name cannot name an interface: the kernel
-// takes at most 15 bytes, and neither '/', ':' nor white space.
+// takes at most 15 bytes, and neither '/', ':' nor white space. '%' is
+// refused too: the kernel reads a name with "%d" in it as a pattern and
+// names the device eth0, eth1, ... instead, so the daemon would not know
+// its own TAP; and "all" and "default" are the names of the kernel's
+// per-protocol settings (/proc/sys/net/ipv4/conf/all), which it refuses
+// for a device.
 func CheckIfname(name string) error {
 	if name == "" || len(name) > maxIfname || name == "." || name == ".." ||
-		strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '/' || r == ':' }) {
-		return invalid("interface name %s: use 1 to %d characters (bytes), without '/', ':', spaces or control characters", quote(name), maxIfname)
+		strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '/' || r == ':' || r == '%' }) {
+		return invalid("interface name %s: use 1 to %d characters (bytes), without '/', ':', '%%', spaces or control characters", quote(name), maxIfname)
+	}
+	if name == "all" || name == "default" {
+		return invalid("interface name %q: the kernel keeps \"all\" and \"default\" for its per-protocol settings (/proc/sys/net/ipv4/conf/%s); choose another", name, name)
 	}
 	return nil
 }
@@ -155,6 +163,19 @@ func ParseAddrs(in []string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
+// CheckAddrRanges reports why an address of ips, given to a port, lies
+// in a range no port may take an address from (ipam.CheckAddrRange):
+// loopback, link-local, multicast, reserved. It is apart from ParseAddrs
+// so that a port saved before these ranges were refused is taken back.
+func CheckAddrRanges(ips []netip.Prefix) error {
+	for _, p := range ips {
+		if err := ipam.CheckAddrRange("address", p.Addr()); err != nil {
+			return api.Errorf(api.ErrInvalid, api.ReasonUnsafeRange, "%w", err)
+		}
+	}
+	return nil
+}
+
 // checkHostAddr reports why p's address cannot be a port's.
 func checkHostAddr(p netip.Prefix) error {
 	a := p.Addr()
@@ -162,6 +183,9 @@ func checkHostAddr(p netip.Prefix) error {
 		return invalid("address %s: an IPv4-mapped IPv6 address; give it in IPv4 form: %s/%d", p, a.Unmap(), max(p.Bits()-96, 0))
 	}
 	if a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		if err := ipam.CheckAddrRange("address", a); err != nil {
+			return api.Errorf(api.ErrInvalid, api.ReasonUnsafeRange, "%w", err)
+		}
 		return invalid("address %s: not a unicast host address", p)
 	}
 	// Prefixes of one or two addresses (/31, /32, /127, /128) are all
@@ -281,6 +305,9 @@ func validateAttach(r api.AttachRequest) error {
 	if err != nil {
 		return err
 	}
+	if err := CheckAddrRanges(ips); err != nil {
+		return err
+	}
 	if r.MAC != "" {
 		if _, err := ParseMAC(r.MAC); err != nil {
 			return err
@@ -322,8 +349,12 @@ func ValidateConnect(network string, r api.ConnectRequest) error {
 	if err == nil && r.Name != "" {
 		err = CheckName("port", r.Name)
 	}
+	var ips []netip.Prefix
 	if err == nil {
-		_, err = ParseAddrs(r.IPs)
+		ips, err = ParseAddrs(r.IPs)
+	}
+	if err == nil {
+		err = CheckAddrRanges(ips)
 	}
 	if err == nil {
 		err = CheckMACLimit(r.MACLimit, true)
@@ -366,10 +397,19 @@ func validateNetworkAddrs(r api.NetworkCreateRequest) error {
 		}
 	}
 	if _, err := ipam.NewSubnet(prefix, gw); err != nil {
-		if errors.Is(err, ipam.ErrInvalidSubnet) || errors.Is(err, ipam.ErrInvalidGateway) {
-			return invalid("%w", err)
-		}
-		return err
+		return SubnetError(err)
 	}
 	return nil
+}
+
+// SubnetError gives an error of ipam.NewSubnet its API class and reason:
+// each is the request's fault.
+func SubnetError(err error) error {
+	switch {
+	case errors.Is(err, ipam.ErrUnsafeRange):
+		return api.Errorf(api.ErrInvalid, api.ReasonUnsafeRange, "%w", err)
+	case errors.Is(err, ipam.ErrInvalidSubnet), errors.Is(err, ipam.ErrInvalidGateway):
+		return invalid("%w", err)
+	}
+	return err
 }

@@ -53,10 +53,10 @@ func TestValidateAttachRequest(t *testing.T) {
 		{name: "network address", req: api.AttachRequest{Netns: "a", IPs: []string{"10.0.0.0/24"}}, errText: "network address of 10.0.0.0/24"},
 		{name: "broadcast address", req: api.AttachRequest{Netns: "a", IPs: []string{"10.0.0.255/24"}}, errText: "broadcast address"},
 		{name: "IPv6 subnet address", req: api.AttachRequest{Netns: "a", IPs: []string{"fd00::/64"}}, errText: "network address"},
-		{name: "unspecified", req: api.AttachRequest{Netns: "a", IPs: []string{"0.0.0.0/8"}}, errText: "not a unicast"},
-		{name: "loopback", req: api.AttachRequest{Netns: "a", IPs: []string{"127.0.0.2/8"}}, errText: "not a unicast"},
-		{name: "multicast", req: api.AttachRequest{Netns: "a", IPs: []string{"224.0.0.1/4"}}, errText: "not a unicast"},
-		{name: "limited broadcast", req: api.AttachRequest{Netns: "a", IPs: []string{"255.255.255.255/32"}}, errText: "not a unicast"},
+		{name: "unspecified", req: api.AttachRequest{Netns: "a", IPs: []string{"0.0.0.0/8"}}, errText: "in 0.0.0.0/8"},
+		{name: "loopback", req: api.AttachRequest{Netns: "a", IPs: []string{"127.0.0.2/8"}}, errText: "in 127.0.0.0/8, loopback"},
+		{name: "multicast", req: api.AttachRequest{Netns: "a", IPs: []string{"224.0.0.1/4"}}, errText: "in 224.0.0.0/4, IPv4 multicast"},
+		{name: "limited broadcast", req: api.AttachRequest{Netns: "a", IPs: []string{"255.255.255.255/32"}}, errText: "in 240.0.0.0/4"},
 		{name: "IPv4-mapped", req: api.AttachRequest{Netns: "a", IPs: []string{"::ffff:10.0.0.1/120"}}, errText: "10.0.0.1/24"},
 		{name: "address twice", req: api.AttachRequest{Netns: "a", IPs: []string{"10.0.0.1/24", "10.0.0.1/16"}}, errText: "given twice"},
 		{name: "too many addresses", req: api.AttachRequest{Netns: "a", IPs: manyAddrs(65)}, errText: "at most 64"},
@@ -71,6 +71,15 @@ func TestValidateAttachRequest(t *testing.T) {
 		{name: "MTU too small for IPv6", req: api.AttachRequest{Netns: "a", MTU: 1000, IPs: []string{"fd00::1/64"}}, errText: "IPv6"},
 		{name: "publish without container port", req: api.AttachRequest{Netns: "a", Publish: []string{"8080"}}, errText: "HOSTPORT:CONTAINERPORT"},
 		{name: "publish bad protocol", req: api.AttachRequest{Netns: "a", Publish: []string{"8080:80/sctp"}}, errText: "sctp"},
+		{name: "ifname with a pattern", req: api.AttachRequest{Netns: "a", Ifname: "eth%d"}, errText: "'%'"},
+		{name: "ifname all", req: api.AttachRequest{Netns: "a", Ifname: "all"}, errText: "/proc/sys/net/ipv4/conf/all"},
+		{name: "ifname default", req: api.AttachRequest{Netns: "a", Ifname: "default"}, errText: "/proc/sys/net/ipv4/conf/default); choose another"},
+		{name: "this-network address", req: api.AttachRequest{Netns: "a", IPs: []string{"0.1.2.3/8"}}, errText: "in 0.0.0.0/8"},
+		{name: "link-local address", req: api.AttachRequest{Netns: "a", IPs: []string{"169.254.1.2/16"}}, errText: "in 169.254.0.0/16"},
+		{name: "reserved address", req: api.AttachRequest{Netns: "a", IPs: []string{"240.0.0.1/4"}}, errText: "in 240.0.0.0/4"},
+		{name: "IPv6 link-local address", req: api.AttachRequest{Netns: "a", IPs: []string{"fe80::5/64"}}, errText: "in fe80::/10"},
+		{name: "IPv4-compatible address", req: api.AttachRequest{Netns: "a", IPs: []string{"::a00:1/96"}}, errText: "in ::/96"},
+		{name: "IPv6 multicast address", req: api.AttachRequest{Netns: "a", IPs: []string{"ff15::5/64"}}, errText: "in ff00::/8"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -117,6 +126,8 @@ func TestValidateConnectRequest(t *testing.T) {
 		{name: "bad network", network: "a b", req: api.ConnectRequest{Port: "api"}, errText: "network name"},
 		{name: "bad new name", network: "back", req: api.ConnectRequest{Port: "api", Name: "api.back"}, errText: "port name"},
 		{name: "bad address", network: "back", req: api.ConnectRequest{Port: "api", IPs: []string{"10.89.1.0/24"}}, errText: "network address"},
+		{name: "link-local address", network: "back", req: api.ConnectRequest{Port: "api", IPs: []string{"169.254.9.9/16"}}, errText: "in 169.254.0.0/16"},
+		{name: "host namespace allowed", network: "back", req: api.ConnectRequest{Port: "api", AllowHostNetns: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -156,6 +167,22 @@ func TestValidateNetworkCreateRequest(t *testing.T) {
 		{name: "gateway outside", req: api.NetworkCreateRequest{Name: "x", Subnet: "10.30.0.0/24", Gateway: "10.31.0.1"}, errText: "not in 10.30.0.0/24"},
 		{name: "gateway of another family", req: api.NetworkCreateRequest{Name: "x", Subnet: "10.30.0.0/24", Gateway: "fd00::1"}, errText: "not in"},
 		{name: "gateway on the broadcast address", req: api.NetworkCreateRequest{Name: "x", Subnet: "10.30.0.0/24", Gateway: "10.30.0.255"}, errText: "broadcast"},
+		{name: "loopback subnet", req: api.NetworkCreateRequest{Name: "x", Subnet: "127.0.0.0/8"}, errText: "is in 127.0.0.0/8, loopback"},
+		{name: "part of loopback", req: api.NetworkCreateRequest{Name: "x", Subnet: "127.150.0.0/24"}, errText: "is in 127.0.0.0/8"},
+		{name: "over loopback", req: api.NetworkCreateRequest{Name: "x", Subnet: "126.0.0.0/7"}, errText: "overlaps 127.0.0.0/8"},
+		{name: "everything", req: api.NetworkCreateRequest{Name: "x", Subnet: "0.0.0.0/0"}, errText: "overlaps 0.0.0.0/8"},
+		{name: "this network", req: api.NetworkCreateRequest{Name: "x", Subnet: "0.150.0.0/24"}, errText: "0.0.0.0/8"},
+		{name: "link-local subnet", req: api.NetworkCreateRequest{Name: "x", Subnet: "169.254.150.0/24"}, errText: "169.254.0.0/16"},
+		{name: "multicast subnet", req: api.NetworkCreateRequest{Name: "x", Subnet: "224.150.0.0/24"}, errText: "224.0.0.0/4"},
+		{name: "reserved subnet", req: api.NetworkCreateRequest{Name: "x", Subnet: "240.150.0.0/24"}, errText: "240.0.0.0/4"},
+		{name: "broadcast in subnet", req: api.NetworkCreateRequest{Name: "x", Subnet: "255.255.255.0/24"}, errText: "255.255.255.255"},
+		{name: "IPv6 link-local subnet", req: api.NetworkCreateRequest{Name: "x", Subnet: "fe80:150::/64"}, errText: "fe80::/10"},
+		{name: "IPv6 multicast subnet", req: api.NetworkCreateRequest{Name: "x", Subnet: "ff15:150::/64"}, errText: "ff00::/8"},
+		{name: "IPv6 loopback", req: api.NetworkCreateRequest{Name: "x", Subnet: "::/127"}, errText: "::/96"},
+		{name: "IPv4-compatible subnet", req: api.NetworkCreateRequest{Name: "x", Subnet: "::100/120"}, errText: "::/96"},
+		{name: "all of IPv6", req: api.NetworkCreateRequest{Name: "x", Subnet: "::/0"}, errText: "overlaps ::/96"},
+		{name: "unsafe says what to use", req: api.NetworkCreateRequest{Name: "x", Subnet: "127.0.0.0/8"}, errText: "use a private range such as 10.0.0.0/8"},
+		{name: "unsafe IPv6 says what to use", req: api.NetworkCreateRequest{Name: "x", Subnet: "fe80::/64"}, errText: "fd00::/8"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

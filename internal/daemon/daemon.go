@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -75,8 +74,9 @@ type Daemon struct {
 	state     *stateFile
 
 	// mu serialises changes (networks, attach, detach), so that checking
-	// a name or address and taking it happen as one step.
-	mu sync.Mutex
+	// a name or address and taking it happen as one step. A change waits
+	// for it with lockFor, which gives up if the client does.
+	mu turnLock
 	// nets holds every network by name.
 	nets map[string]*network
 	// ports holds the container ports by name; gateways are in nets.
@@ -309,6 +309,8 @@ func ipamError(err error) error {
 		return fmt.Errorf("%w: %w", api.ErrInvalid, err)
 	case errors.Is(err, ipam.ErrInUse):
 		return api.Errorf(api.ErrConflict, api.ReasonAddressInUse, "%w", err)
+	case errors.Is(err, ipam.ErrUnsafeRange):
+		return api.Errorf(api.ErrInvalid, api.ReasonUnsafeRange, "%w", err)
 	case errors.Is(err, ipam.ErrOverlap):
 		return api.Errorf(api.ErrConflict, api.ReasonSubnetOverlap, "%w", err)
 	case errors.Is(err, ipam.ErrPoolExhausted):

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -47,15 +48,17 @@ func (n *network) gatewayPrefix() netip.Prefix {
 }
 
 // CreateNetwork implements apiserver.Backend.
-func (d *Daemon) CreateNetwork(req api.NetworkCreateRequest) (api.Network, error) {
+func (d *Daemon) CreateNetwork(ctx context.Context, req api.NetworkCreateRequest) (api.Network, error) {
 	if err := checkNetworkName(req.Name); err != nil {
 		return api.Network{}, fmt.Errorf("create network: %w", err)
 	}
-	d.mu.Lock()
+	if err := d.lockFor(ctx); err != nil {
+		return api.Network{}, fmt.Errorf("create network %q: %w", req.Name, err)
+	}
 	defer d.mu.Unlock()
 	n, err := d.createNetworkLocked(req)
 	if err != nil {
-		return api.Network{}, fmt.Errorf("create network %q: %w", req.Name, err)
+		return api.Network{}, fmt.Errorf("create network %q: %w", req.Name, startError(err))
 	}
 	d.saveLocked()
 	return d.networkViewLocked(n), nil
@@ -213,11 +216,13 @@ func (d *Daemon) stopNetworkLocked(n *network) error {
 }
 
 // RemoveNetwork implements apiserver.Backend.
-func (d *Daemon) RemoveNetwork(name string, force bool) error {
+func (d *Daemon) RemoveNetwork(ctx context.Context, name string, force bool) error {
 	if name == api.DefaultNetwork {
 		return fmt.Errorf("remove network %q: %w", name, invalid("the default network is predefined and cannot be removed"))
 	}
-	d.mu.Lock()
+	if err := d.lockFor(ctx); err != nil {
+		return fmt.Errorf("remove network %q: %w", name, err)
+	}
 	defer d.mu.Unlock()
 	n, ok := d.nets[name]
 	if !ok {

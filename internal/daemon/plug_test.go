@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -147,7 +148,7 @@ func startDaemon(t *testing.T, dir string, h *fakeHost) *Daemon {
 // frontNet creates network "front" with a subnet of its own.
 func frontNet(t *testing.T, d *Daemon) {
 	t.Helper()
-	if _, err := d.CreateNetwork(api.NetworkCreateRequest{Name: "front", Subnet: "10.250.7.0/24"}); err != nil {
+	if _, err := d.CreateNetwork(context.Background(), api.NetworkCreateRequest{Name: "front", Subnet: "10.250.7.0/24"}); err != nil {
 		t.Fatalf("CreateNetwork(front) = %v", err)
 	}
 }
@@ -158,7 +159,7 @@ func attach(d *Daemon, name, ifname string, extra ...func(*api.AttachRequest)) (
 	for _, f := range extra {
 		f(&req)
 	}
-	return d.Attach(req)
+	return d.Attach(context.Background(), req)
 }
 
 // nothingLeft fails t if anything of port name with interface ifname is
@@ -220,7 +221,7 @@ func TestAttachDetach(t *testing.T) {
 		t.Fatalf("routes = %v, want only the first port's", h.routes)
 	}
 	for _, name := range []string{"web", "api"} {
-		if err := d.Detach(name); err != nil {
+		if err := d.Detach(context.Background(), name); err != nil {
 			t.Fatalf("Detach(%s) = %v", name, err)
 		}
 	}
@@ -310,7 +311,7 @@ func TestConnect(t *testing.T) {
 	d := startDaemon(t, "", h)
 	defer d.CloseAndRemove()
 	frontNet(t, d)
-	if _, err := d.CreateNetwork(api.NetworkCreateRequest{Name: "back", Subnet: "10.250.8.0/24"}); err != nil {
+	if _, err := d.CreateNetwork(context.Background(), api.NetworkCreateRequest{Name: "back", Subnet: "10.250.8.0/24"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := attach(d, "web", "t0"); err != nil {
@@ -318,14 +319,14 @@ func TestConnect(t *testing.T) {
 	}
 	// A TAP that cannot be made leaves nothing on back.
 	h.taps.FailCreate = func(tap.Config) error { return errors.New("no TAP for you") }
-	if _, err := d.Connect("back", api.ConnectRequest{Port: "web"}); err == nil {
+	if _, err := d.Connect(context.Background(), "back", api.ConnectRequest{Port: "web"}); err == nil {
 		t.Fatal("Connect() = nil error with no TAP to be had")
 	}
 	if a := d.nets["back"].subnet.Allocated(); len(a) != 0 {
 		t.Fatalf("back's IPAM holds %v after a failed connect", a)
 	}
 	h.taps.FailCreate = nil
-	p, err := d.Connect("back", api.ConnectRequest{Port: "web"})
+	p, err := d.Connect(context.Background(), "back", api.ConnectRequest{Port: "web"})
 	if err != nil {
 		t.Fatalf("Connect() = %v", err)
 	}
@@ -335,7 +336,7 @@ func TestConnect(t *testing.T) {
 	if a := d.nets["back"].subnet.Allocated(); len(a) != 1 {
 		t.Fatalf("back's IPAM holds %v, want the connected port's address only", a)
 	}
-	if _, err := d.Connect("back", api.ConnectRequest{Port: "web"}); !errors.Is(err, api.ErrConflict) {
+	if _, err := d.Connect(context.Background(), "back", api.ConnectRequest{Port: "web"}); !errors.Is(err, api.ErrConflict) {
 		t.Fatalf("second Connect() = %v, want a conflict", err)
 	}
 }
@@ -358,16 +359,16 @@ func TestGatewayIsAPortOfItsOwnKind(t *testing.T) {
 	if len(d.Ports(false)) != 0 {
 		t.Fatalf("Ports() = %v, want no container ports", d.Ports(false))
 	}
-	if err := d.Detach(gw); api.ReasonOf(err) != api.ReasonGatewayPort {
+	if err := d.Detach(context.Background(), gw); api.ReasonOf(err) != api.ReasonGatewayPort {
 		t.Fatalf("Detach(gateway) = %v, want reason %s", err, api.ReasonGatewayPort)
 	}
-	if _, err := d.Connect("default", api.ConnectRequest{Port: gw}); api.ReasonOf(err) != api.ReasonGatewayPort {
+	if _, err := d.Connect(context.Background(), "default", api.ConnectRequest{Port: gw}); api.ReasonOf(err) != api.ReasonGatewayPort {
 		t.Fatalf("Connect(gateway) = %v, want reason %s", err, api.ReasonGatewayPort)
 	}
 	if !h.taps.Exists("", gw) || !h.dns[netip.MustParseAddrPort("10.250.7.1:53")] {
 		t.Fatal("front has no gateway TAP or DNS server")
 	}
-	if err := d.RemoveNetwork("front", false); err != nil {
+	if err := d.RemoveNetwork(context.Background(), "front", false); err != nil {
 		t.Fatal(err)
 	}
 	if h.taps.Exists("", gw) || h.dns[netip.MustParseAddrPort("10.250.7.1:53")] || h.fw["front"].Name != "" {
@@ -384,7 +385,7 @@ func TestNetworkRollback(t *testing.T) {
 	d := startDaemon(t, "", h)
 	defer d.CloseAndRemove()
 	h.dnsErr = errors.New("port 53 taken")
-	if _, err := d.CreateNetwork(api.NetworkCreateRequest{Name: "front", Subnet: "10.250.7.0/24"}); err == nil {
+	if _, err := d.CreateNetwork(context.Background(), api.NetworkCreateRequest{Name: "front", Subnet: "10.250.7.0/24"}); err == nil {
 		t.Fatal("CreateNetwork() = nil error with no DNS server")
 	}
 	gw := GatewayName("", "front")

@@ -1,11 +1,13 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -135,6 +137,9 @@ func (d *Daemon) validate(req api.AttachRequest) (attachSpec, error) {
 	if s.ips, err = apiserver.ParseAddrs(req.IPs); err != nil {
 		return s, err
 	}
+	if err := apiserver.CheckAddrRanges(s.ips); err != nil {
+		return s, err
+	}
 	if err := apiserver.CheckMTU(s.mtu, s.ips); err != nil {
 		return s, err
 	}
@@ -144,31 +149,50 @@ func (d *Daemon) validate(req api.AttachRequest) (attachSpec, error) {
 	if s.netnsPath, err = resolveNetns(req.Netns); err != nil {
 		return s, err
 	}
+	ns, err := nsIDOf(s.netnsPath)
+	if err != nil {
+		return s, resolveError(err)
+	}
+	host := d.isHostNetns(ns)
+	if host && !req.AllowHostNetns {
+		return s, hostNetnsError(req.Netns)
+	}
+	// Recorded only where it mattered.
+	s.req.AllowHostNetns = host
 	return s, nil
 }
 
 func resolveNetns(spec string) (string, error) {
 	path, err := namespace.Resolve(spec)
 	if err != nil {
-		if errors.Is(err, namespace.ErrNotFound) {
-			return "", fmt.Errorf("%w: %w", api.ErrNotFound, err)
-		}
-		return "", fmt.Errorf("%w: %w", api.ErrInvalid, err)
+		return "", resolveError(err)
 	}
 	return path, nil
 }
 
-// Attach implements apiserver.Backend.
-func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
+// resolveError gives a failure to find or read a namespace its API
+// class: gone is 404, anything else the request's fault.
+func resolveError(err error) error {
+	if errors.Is(err, namespace.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w: %w", api.ErrNotFound, err)
+	}
+	return fmt.Errorf("%w: %w", api.ErrInvalid, err)
+}
+
+// Attach implements apiserver.Backend. ctx bounds the wait for the
+// daemon's lock only.
+func (d *Daemon) Attach(ctx context.Context, req api.AttachRequest) (api.Port, error) {
 	s, err := d.validate(req)
 	if err != nil {
 		return api.Port{}, fmt.Errorf("attach netns %q: %w", req.Netns, err)
 	}
-	d.mu.Lock()
+	if err := d.lockFor(ctx); err != nil {
+		return api.Port{}, fmt.Errorf("attach netns %q: %w", req.Netns, err)
+	}
 	defer d.mu.Unlock()
 	p, err := d.attachLocked(s)
 	if err != nil {
-		return api.Port{}, fmt.Errorf("attach netns %q: %w", req.Netns, err)
+		return api.Port{}, fmt.Errorf("attach netns %q: %w", req.Netns, kernelError(err, s.ips))
 	}
 	return p.view(), nil
 }
@@ -314,8 +338,10 @@ func (d *Daemon) checkFree(s attachSpec, n *network) error {
 }
 
 // Detach implements apiserver.Backend.
-func (d *Daemon) Detach(name string) error {
-	d.mu.Lock()
+func (d *Daemon) Detach(ctx context.Context, name string) error {
+	if err := d.lockFor(ctx); err != nil {
+		return fmt.Errorf("detach %q: %w", name, err)
+	}
 	defer d.mu.Unlock()
 	sp, err := d.sw.Port(name)
 	if err != nil {
@@ -341,8 +367,10 @@ func applyPolicy(info *vswitch.PortInfo, pol api.PortPolicy) {
 
 // UpdatePort changes an attached port's policy and records it, so that a
 // restart keeps it.
-func (d *Daemon) UpdatePort(name string, req api.PortUpdateRequest) (api.Port, error) {
-	d.mu.Lock()
+func (d *Daemon) UpdatePort(ctx context.Context, name string, req api.PortUpdateRequest) (api.Port, error) {
+	if err := d.lockFor(ctx); err != nil {
+		return api.Port{}, fmt.Errorf("update port %q: %w", name, err)
+	}
 	defer d.mu.Unlock()
 	sp, err := d.sw.Port(name)
 	if err != nil {
@@ -457,8 +485,9 @@ func (d *Daemon) writtenByUs(path string) bool {
 	return err == nil && d.mayReplaceResolvConf(line)
 }
 
-// Connect implements apiserver.Backend.
-func (d *Daemon) Connect(network string, req api.ConnectRequest) (api.Port, error) {
+// Connect implements apiserver.Backend. ctx bounds the wait for the
+// daemon's lock only.
+func (d *Daemon) Connect(ctx context.Context, network string, req api.ConnectRequest) (api.Port, error) {
 	fail := func(err error) (api.Port, error) {
 		return api.Port{}, fmt.Errorf("connect port %q to network %q: %w", req.Port, network, err)
 	}
@@ -466,7 +495,12 @@ func (d *Daemon) Connect(network string, req api.ConnectRequest) (api.Port, erro
 	if err != nil {
 		return fail(err)
 	}
-	d.mu.Lock()
+	if err := apiserver.CheckAddrRanges(ips); err != nil {
+		return fail(err)
+	}
+	if err := d.lockFor(ctx); err != nil {
+		return fail(err)
+	}
 	defer d.mu.Unlock()
 	sp, err := d.sw.Port(req.Port)
 	if err != nil {
@@ -475,6 +509,10 @@ func (d *Daemon) Connect(network string, req api.ConnectRequest) (api.Port, erro
 	orig, ok := d.ports[sp.Name()]
 	if !ok || orig.kind == api.KindGateway {
 		return fail(api.Errorf(api.ErrInvalid, api.ReasonGatewayPort, "port %q is a network's gateway, not a container's port", sp.Name()))
+	}
+	host := d.isHostNetns(orig.ns)
+	if host && !req.AllowHostNetns {
+		return fail(hostNetnsError(orig.state.Request.Netns))
 	}
 	n, ok := d.nets[network]
 	if !ok {
@@ -499,10 +537,11 @@ func (d *Daemon) Connect(network string, req api.ConnectRequest) (api.Port, erro
 	netns, path := orig.state.Request.Netns, orig.nsPath
 	ifname, err := d.host.nextIfname(path)
 	if err != nil {
-		return fail(err)
+		return fail(kernelError(err, nil))
 	}
 	s := attachSpec{
-		req:       api.AttachRequest{Netns: netns, Network: network, Name: name, Ifname: ifname, IPs: req.IPs, PortPolicy: req.PortPolicy},
+		req: api.AttachRequest{Netns: netns, Network: network, Name: name, Ifname: ifname, IPs: req.IPs, PortPolicy: req.PortPolicy,
+			AllowHostNetns: host},
 		netns:     netns,
 		netnsPath: path,
 		network:   network,
@@ -513,7 +552,7 @@ func (d *Daemon) Connect(network string, req api.ConnectRequest) (api.Port, erro
 	}
 	p, err := d.attachLocked(s)
 	if err != nil {
-		return fail(err)
+		return fail(kernelError(err, ips))
 	}
 	return p.view(), nil
 }

@@ -29,6 +29,7 @@ func TestReasons(t *testing.T) {
 		{ipam.ErrInUse, ipamError, api.ErrConflict, api.ReasonAddressInUse},
 		{ipam.ErrFull, ipamError, api.ErrConflict, ""},
 		{ipam.ErrReserved, ipamError, api.ErrInvalid, ""},
+		{ipam.ErrUnsafeRange, ipamError, api.ErrInvalid, api.ReasonUnsafeRange},
 	}
 	for _, tt := range tests {
 		t.Run(tt.cause.Error(), func(t *testing.T) {

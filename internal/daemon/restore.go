@@ -43,6 +43,9 @@ func (d *Daemon) restoreLocked(doc stateDoc) error {
 			return fmt.Errorf("state file %s: network %q: %w", d.state.path, ns.Name, err)
 		}
 		n := &network{name: ns.Name, internal: ns.Internal, subnet: sub, bridge: GatewayName(d.cfg.StateDir, ns.Name)}
+		if err := ipam.CheckSubnetRange(sub.Prefix()); err != nil {
+			d.log.Warn("restored network lies in a range no new network may use; remove it and create it on another subnet", "network", n.name, "err", err)
+		}
 		if routesErr == nil {
 			if err := ipam.CheckOverlap(sub.Prefix(), routes); err != nil {
 				d.log.Warn("restored network overlaps a host route; its containers may be unreachable", "network", n.name, "err", err)

@@ -7,6 +7,11 @@ var (
 	// subnet: not a network address, or too small for a gateway and a host.
 	ErrInvalidSubnet = errors.New("ipam: invalid subnet")
 
+	// ErrUnsafeRange is returned for a subnet or address in a range no
+	// network may live in (loopback, link-local, multicast, reserved; see
+	// CheckSubnetRange).
+	ErrUnsafeRange = errors.New("ipam: unsafe range")
+
 	// ErrInvalidGateway is returned for a gateway outside its subnet or on
 	// its network or broadcast address.
 	ErrInvalidGateway = errors.New("ipam: invalid gateway")

@@ -66,7 +66,9 @@ func restoreSubnet(st SubnetState) (*Subnet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	s, err := NewSubnet(prefix, gw)
+	// A network saved before unsafe ranges were refused comes back; the
+	// daemon warns about it (CheckSubnetRange).
+	s, err := makeSubnet(prefix, gw, false)
 	if err != nil {
 		return nil, err
 	}

@@ -36,8 +36,15 @@ type Subnet struct {
 
 // NewSubnet returns an empty Subnet for prefix. A zero gateway means the
 // first host address. The prefix must be a network address (host bits
-// zero) with room for the gateway and at least one more host.
+// zero) with room for the gateway and at least one more host, and share
+// no address with a range a network must not live in (CheckSubnetRange).
 func NewSubnet(prefix netip.Prefix, gateway netip.Addr) (*Subnet, error) {
+	return makeSubnet(prefix, gateway, true)
+}
+
+// makeSubnet is NewSubnet; checkRange false takes a prefix in an unsafe
+// range, for a network saved before such ranges were refused.
+func makeSubnet(prefix netip.Prefix, gateway netip.Addr, checkRange bool) (*Subnet, error) {
 	if !prefix.IsValid() {
 		return nil, fmt.Errorf("%w: no prefix given; give one such as 10.20.0.0/24", ErrInvalidSubnet)
 	}
@@ -50,6 +57,11 @@ func NewSubnet(prefix netip.Prefix, gateway netip.Addr) (*Subnet, error) {
 		// ::ffff: marker with at least 96 bits, so the IPv4 form exists.
 		v4 := netip.PrefixFrom(prefix.Addr().Unmap(), prefix.Bits()-96)
 		return nil, fmt.Errorf("%w: %s is an IPv4-mapped IPv6 prefix; give it in IPv4 form: %s", ErrInvalidSubnet, prefix, v4)
+	}
+	if checkRange {
+		if err := CheckSubnetRange(prefix); err != nil {
+			return nil, err
+		}
 	}
 	bitLen := prefix.Addr().BitLen()
 	hostBits := bitLen - prefix.Bits()

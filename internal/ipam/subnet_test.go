@@ -99,7 +99,7 @@ func TestNewSubnetErrors(t *testing.T) {
 			"10.20.0.0 is the network address of 10.20.0.0/24; choose a host address such as 10.20.0.1"},
 		{"gateway broadcast address", pfx("10.20.0.0/24"), "10.20.0.255", ErrInvalidGateway, "10.20.0.255 is the broadcast address"},
 		{"gateway v6 network address", pfx("fd00::/64"), "fd00::", ErrInvalidGateway, "fd00:: is the network address"},
-		{"gateway with zone", pfx("fe80::/64"), "fe80::1%eth0", ErrInvalidGateway, "has an IPv6 zone"},
+		{"gateway with zone", pfx("fd00::/64"), "fd00::1%eth0", ErrInvalidGateway, "has an IPv6 zone"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -284,7 +284,7 @@ func TestReserve(t *testing.T) {
 		{"other family", "10.20.0.0/24", addr("fd00::5"), ErrOutOfRange, "fd00::5 is not in 10.20.0.0/24"},
 		{"IPv4-mapped", "10.20.0.0/24", addr("::ffff:10.20.0.5"), ErrOutOfRange, "not in 10.20.0.0/24"},
 		{"zero address", "10.20.0.0/24", netip.Addr{}, ErrOutOfRange, "no address given"},
-		{"zone", "fe80::/64", addr("fe80::5%eth0"), ErrOutOfRange, "has an IPv6 zone"},
+		{"zone", "fd00::/64", addr("fd00::5%eth0"), ErrOutOfRange, "has an IPv6 zone"},
 		{"network address", "10.20.0.0/24", addr("10.20.0.0"), ErrReserved,
 			"ipam: reserved address: 10.20.0.0 is the network address of 10.20.0.0/24; choose another address"},
 		{"broadcast address", "10.20.0.0/24", addr("10.20.0.255"), ErrReserved, "10.20.0.255 is the broadcast address of 10.20.0.0/24"},
