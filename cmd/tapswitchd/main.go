@@ -154,7 +154,7 @@ func run(o options) error {
 	}
 	srv := apiServer(access.Guard(apiserver.NewHandler(d, log), log), log)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(limitConns(ln, apiMaxConns, log)) }()
+	go func() { errc <- srv.Serve(limitConns(ln, apiMaxConns, apiMaxConnsPerUser, log)) }()
 	log.Info("tapswitchd started", "version", version.String(), "socket", o.socket, "access", access, "pid", os.Getpid())
 
 	select {

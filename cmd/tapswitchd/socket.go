@@ -30,6 +30,13 @@ const (
 	// new connection waits in the socket's backlog until one closes, as
 	// with a busy server, rather than being refused.
 	apiMaxConns = 64
+	// apiMaxConnsPerUser caps the open API connections of one user
+	// other than root (a member of --group), so that one such user, or
+	// a script of theirs that leaks connections, leaves three quarters
+	// of apiMaxConns to root and the others. A connection beyond is
+	// closed at once. Root is bounded by apiMaxConns only: a hostile
+	// root needs no socket to do harm.
+	apiMaxConnsPerUser = 16
 	// apiReadHeaderTimeout bounds the wait for a request's headers, and
 	// for the first request of a new connection: the CLI sends its
 	// request at once, so 10 s only ever cuts off a client that stalls.
@@ -71,42 +78,87 @@ func apiServer(h http.Handler, log *slog.Logger) *http.Server {
 
 // limitConns makes ln accept at most max connections open at once: past
 // that, Accept waits for one to close, and the kernel holds new ones in
-// the socket's backlog. A full episode is logged at most once per 10 s.
-func limitConns(ln net.Listener, max int, log *slog.Logger) net.Listener {
-	return &limitListener{Listener: ln, sem: make(chan struct{}, max), done: make(chan struct{}), log: log}
+// the socket's backlog. A user other than root may have perUser of them;
+// a connection beyond is closed at once. Each kind of episode is logged
+// at most once per 10 s.
+func limitConns(ln net.Listener, max, perUser int, log *slog.Logger) net.Listener {
+	return &limitListener{Listener: ln, sem: make(chan struct{}, max), perUser: perUser, users: map[uint32]int{}, done: make(chan struct{}), log: log}
 }
 
 type limitListener struct {
 	net.Listener
 	// sem holds a token per open connection.
-	sem  chan struct{}
-	done chan struct{}
-	log  *slog.Logger
-	// lastWarn is when a full episode was last logged, in Unix ns.
-	lastWarn  atomic.Int64
-	closeOnce sync.Once
+	sem     chan struct{}
+	perUser int
+	done    chan struct{}
+	log     *slog.Logger
+	// mu guards users, the open connections by UID, root's left out.
+	mu    sync.Mutex
+	users map[uint32]int
+	// lastFull and lastUser are when each episode was last logged, in
+	// Unix ns.
+	lastFull, lastUser atomic.Int64
+	closeOnce          sync.Once
+}
+
+// warnEvery logs msg unless it was logged less than 10 s ago by last.
+func (l *limitListener) warnEvery(last *atomic.Int64, msg string, args ...any) {
+	now, prev := time.Now().UnixNano(), last.Load()
+	if now-prev >= int64(10*time.Second) && last.CompareAndSwap(prev, now) {
+		l.log.Warn(msg, args...)
+	}
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
-	select {
-	case l.sem <- struct{}{}:
-	default:
-		now := time.Now().UnixNano()
-		if last := l.lastWarn.Load(); now-last >= int64(10*time.Second) && l.lastWarn.CompareAndSwap(last, now) {
-			l.log.Warn("API connection limit reached; new connections wait for one to close", "limit", cap(l.sem))
-		}
+	for {
 		select {
 		case l.sem <- struct{}{}:
-		case <-l.done:
-			return nil, net.ErrClosed
+		default:
+			l.warnEvery(&l.lastFull, "API connection limit reached; new connections wait for one to close", "limit", cap(l.sem))
+			select {
+			case l.sem <- struct{}{}:
+			case <-l.done:
+				return nil, net.ErrClosed
+			}
 		}
-	}
-	c, err := l.Listener.Accept()
-	if err != nil {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			<-l.sem
+			return nil, err
+		}
+		if lc := l.admit(c); lc != nil {
+			return lc, nil
+		}
 		<-l.sem
-		return nil, err
 	}
-	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+}
+
+// admit counts c against its user's cap, or closes it when the user has
+// reached it. A peer whose credentials cannot be read is left to the
+// access check, which refuses it.
+func (l *limitListener) admit(c net.Conn) net.Conn {
+	p, err := apiserver.PeerOf(c)
+	if err != nil || p.UID == 0 {
+		return &limitConn{Conn: c, release: func() { <-l.sem }}
+	}
+	l.mu.Lock()
+	n := l.users[p.UID]
+	if n >= l.perUser {
+		l.mu.Unlock()
+		c.Close()
+		l.warnEvery(&l.lastUser, "user at the API's connection limit; closing its new connections", "uid", p.UID, "pid", p.PID, "limit", l.perUser)
+		return nil
+	}
+	l.users[p.UID] = n + 1
+	l.mu.Unlock()
+	return &limitConn{Conn: c, release: func() {
+		l.mu.Lock()
+		if l.users[p.UID]--; l.users[p.UID] <= 0 {
+			delete(l.users, p.UID)
+		}
+		l.mu.Unlock()
+		<-l.sem
+	}}
 }
 
 func (l *limitListener) Close() error {

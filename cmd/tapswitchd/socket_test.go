@@ -103,7 +103,7 @@ func TestLimitConns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := limitConns(inner, 2, slog.New(slog.DiscardHandler))
+	ln := limitConns(inner, 2, 1, slog.New(slog.DiscardHandler))
 	defer ln.Close()
 	accepted := make(chan net.Conn, 4)
 	go func() {
@@ -116,14 +116,12 @@ func TestLimitConns(t *testing.T) {
 			accepted <- c
 		}
 	}()
-	var clients []net.Conn
 	for range 3 {
 		c, err := net.Dial("unix", path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		clients = append(clients, c)
 	}
 	first, second := <-accepted, <-accepted
 	// The connection's peer is still readable through the wrapper.
@@ -168,7 +166,7 @@ func TestAPIServerBounds(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	}), slog.New(slog.DiscardHandler))
-	go srv.Serve(limitConns(ln, apiMaxConns, slog.New(slog.DiscardHandler)))
+	go srv.Serve(limitConns(ln, apiMaxConns, apiMaxConnsPerUser, slog.New(slog.DiscardHandler)))
 	defer srv.Close()
 	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", path)
