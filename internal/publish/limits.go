@@ -26,6 +26,8 @@ import (
 // takes its value from DefaultLimits.
 type Limits struct {
 	// ConnsPerPort caps the open TCP connections of one published port.
+	// Zero means DefaultLimits' 4096, or a quarter of what the
+	// descriptor budget holds when that is less (see PortConns).
 	ConnsPerPort int
 	// ConnsPerSource caps the open TCP connections of one published port
 	// from one source: an IPv4 address, or an IPv6 /64 (what one host
@@ -45,7 +47,9 @@ type Limits struct {
 //     (worker_connections 1024), enough for a busy service behind one
 //     port; each connection holds 6 descriptors (connFDs), so a full port
 //     holds about 24,600, a few percent of the descriptors the daemon
-//     raises its limit to (1,048,576, fs.nr_open's default).
+//     raises its limit to (1,048,576, fs.nr_open's default). Where the
+//     limit cannot be raised, PortConns lowers it to a quarter of the
+//     budget.
 //   - ConnsPerSource 256: a browser opens 6 connections to a host and an
 //     HTTP client pool tens; 256 leaves room for a load generator or a
 //     small NAT while one client takes at most a sixteenth of a port.
@@ -91,16 +95,29 @@ func (l Limits) withDefaults() Limits {
 // Check reports a limit that is negative or that a per-source cap above
 // its port's makes meaningless.
 func (l Limits) Check() error {
+	port := l.ConnsPerPort
 	l = l.withDefaults()
+	l.ConnsPerPort = port
 	switch {
 	case l.ConnsPerPort < 0, l.ConnsPerSource < 0, l.FlowsPerSource < 0, l.IdleTimeout < 0:
 		return errors.New("publish limits must not be negative")
-	case l.ConnsPerSource > l.ConnsPerPort:
+	case l.ConnsPerPort > 0 && l.ConnsPerSource > l.ConnsPerPort:
 		return fmt.Errorf("%d TCP connections per source is more than the %d of a whole port; lower it or raise the port's", l.ConnsPerSource, l.ConnsPerPort)
 	case l.IdleTimeout < time.Second:
 		return fmt.Errorf("idle timeout %v: must be at least 1s", l.IdleTimeout)
 	}
 	return nil
+}
+
+// PortConns is the ConnsPerPort a zero one stands for with a descriptor
+// budget of budget: 4096, or a quarter of the connections the budget
+// holds when that is less, at least 64. A daemon whose limit could not be
+// raised (20,000 descriptors, a budget of 17,500, 2,916 connections)
+// then lets one port take 729, so that a flood of one port from many
+// sources leaves three quarters of the budget to the other published
+// ports and the DNS servers.
+func PortConns(budget int) int {
+	return min(DefaultLimits().ConnsPerPort, max(budget/connFDs/4, 64))
 }
 
 // configured are the Limits Start gives every Proxy; nil means
@@ -113,7 +130,10 @@ func SetLimits(l Limits) error {
 	if err := l.Check(); err != nil {
 		return err
 	}
+	port := l.ConnsPerPort
 	l = l.withDefaults()
+	// Left to Start, which knows the budget.
+	l.ConnsPerPort = port
 	configured.Store(&l)
 	return nil
 }
@@ -123,7 +143,9 @@ func current() Limits {
 	if l := configured.Load(); l != nil {
 		return *l
 	}
-	return DefaultLimits()
+	l := DefaultLimits()
+	l.ConnsPerPort = 0
+	return l
 }
 
 // connFDs is what one proxied TCP connection holds: the client's and the

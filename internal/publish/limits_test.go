@@ -330,7 +330,7 @@ func TestLimitsCheck(t *testing.T) {
 		{"defaults", Limits{}, ""},
 		{"negative", Limits{ConnsPerPort: -1}, "negative"},
 		{"source above port", Limits{ConnsPerPort: 10, ConnsPerSource: 20}, "more than"},
-		{"source above default port", Limits{ConnsPerSource: 5000}, "more than"},
+		{"source above an automatic port cap", Limits{ConnsPerSource: 5000}, ""},
 		{"short idle", Limits{IdleTimeout: time.Millisecond}, "at least 1s"},
 	}
 	for _, tt := range tests {
@@ -357,5 +357,18 @@ func TestRefusalLogRateLimited(t *testing.T) {
 	}
 	if s := rf.snapshot(); s["source_limit"] != 1000 || s["port_limit"] != 1 || len(s) != 2 {
 		t.Fatalf("snapshot() = %v, want 1000 source_limit and 1 port_limit", s)
+	}
+}
+
+func TestPortConns(t *testing.T) {
+	tests := []struct{ budget, want int }{
+		{917504, 4096},
+		{17500, 729},
+		{1024, 64},
+	}
+	for _, tt := range tests {
+		if got := PortConns(tt.budget); got != tt.want {
+			t.Errorf("PortConns(%d) = %d, want %d", tt.budget, got, tt.want)
+		}
 	}
 }

@@ -160,6 +160,9 @@ func Start(m Mapping, target netip.Addr, log *slog.Logger) (*Proxy, error) {
 	lim := defaultLimits
 	lim.Limits = current()
 	lim.budget = fdlimit.Process()
+	if lim.ConnsPerPort == 0 {
+		lim.ConnsPerPort = PortConns(lim.budget.Limit())
+	}
 	return start(m, target, log, lim)
 }
 
