@@ -436,7 +436,7 @@ func udpEcho(c *net.UDPConn, msg string, expect bool) bool {
 // no data either way for --publish-idle-timeout is closed and counted,
 // while one the target keeps talking on stays open.
 func TestLimitsIdleTimeout(t *testing.T) {
-	const idle = 2 * time.Second
+	const idle = 3 * time.Second
 	e := newEnvArgs(t, []string{"--publish-idle-timeout", idle.String()})
 	e.mustCLI("network", "create", "limidle", "--subnet", "10.110.20.0/24")
 	web := e.limNetns("idle")

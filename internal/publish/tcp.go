@@ -103,13 +103,15 @@ func (p *Proxy) admitConn(c *net.TCPConn) *proxied {
 	if pc != nil {
 		return pc
 	}
+	// Counted before the client can see it, so that its count is there
+	// for whoever the client tells.
+	if !closed {
+		p.refuse(r, client, limit)
+	}
 	// A reset, at once: the client learns it was refused rather than
 	// waiting on a connection nobody will serve.
 	c.SetLinger(0)
 	c.Close()
-	if !closed {
-		p.refuse(r, client, limit)
-	}
 	return nil
 }
 
@@ -117,11 +119,12 @@ func (p *Proxy) admitConn(c *net.TCPConn) *proxied {
 // directions end.
 func (p *Proxy) serveConn(pc *proxied) {
 	defer p.wg.Done()
-	defer p.endConn(pc)
 	client := pc.client
 	p.stats.total.Add(1)
 	p.stats.active.Add(1)
+	// Active drops once the place is given back, not before.
 	defer p.stats.active.Add(-1)
+	defer p.endConn(pc)
 
 	d := net.Dialer{Timeout: p.lim.dialTimeout}
 	c, err := d.DialContext(p.ctx, "tcp", p.target.String())
