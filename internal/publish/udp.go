@@ -217,11 +217,15 @@ func (p *Proxy) runFlow(f *udpFlow) {
 
 // endFlow forgets and closes f.
 func (p *Proxy) endFlow(f *udpFlow) {
-	f.conn.Close()
+	// Out of the table before it is closed, so that toTarget's second
+	// try finds no closed flow but opens a new one.
 	p.mu.Lock()
 	if p.flows[f.client] == f {
 		delete(p.flows, f.client)
 	}
+	p.mu.Unlock()
+	f.conn.Close()
+	p.mu.Lock()
 	p.releaseLocked(f.src, flowFDs)
 	p.mu.Unlock()
 	p.stats.active.Add(-1)
