@@ -180,6 +180,9 @@ type Port struct {
 	// Publish lists the published ports in canonical form
 	// (HOSTPORT:CONTAINERPORT/PROTO).
 	Publish []string `json:"publish"`
+	// Published are the counters of the published ports, one per entry
+	// of Publish that is being served.
+	Published []PublishedCounters `json:"published,omitempty"`
 	// PortSecurity says whether the port may only send from its own MAC
 	// and addresses; MACs is how many MACs the network has learned behind
 	// it, of at most MACLimit.
@@ -199,6 +202,31 @@ type PortCounters struct {
 	// Drops counts frames dropped, by reason (for example "runt",
 	// "bad_source", "tx_error"). Reasons with a zero count are omitted.
 	Drops map[string]uint64 `json:"drops,omitempty"`
+}
+
+// PublishedCounters are one published port's counters since it was
+// published.
+type PublishedCounters struct {
+	// Publish is the published port, as in Port.Publish.
+	Publish string `json:"publish"`
+	// Active is the number of open TCP connections or live UDP flows.
+	Active int64 `json:"active"`
+	// Total counts TCP connections served or UDP flows opened.
+	Total int64 `json:"total"`
+	// Failed counts TCP connections reset because the container could
+	// not be reached, and UDP flows that could not be opened.
+	Failed int64 `json:"failed"`
+	// Dropped counts UDP datagrams dropped.
+	Dropped int64 `json:"dropped"`
+	// Refused counts new TCP connections reset, and datagrams of new UDP
+	// clients dropped, because a limit was reached, by reason:
+	// "port_limit", "source_limit" or "descriptors". Reasons with a zero
+	// count are omitted.
+	Refused map[string]uint64 `json:"refused,omitempty"`
+	// IdleClosed counts TCP connections closed for idleness.
+	IdleClosed    int64  `json:"idle_closed"`
+	BytesToTarget uint64 `json:"bytes_to_target"`
+	BytesToClient uint64 `json:"bytes_to_client"`
 }
 
 // FDBEntry is one learned MAC address.

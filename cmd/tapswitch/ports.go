@@ -43,16 +43,16 @@ each network, are left out unless --all.`,
 		// KIND tells gateways apart, so it is only worth a column when
 		// they are listed.
 		kind := func(p api.Port) string { return "" }
-		head := "ID\tNAME\tNETWORK\tNETNS\tIFNAME\tMAC\tIP\tPUBLISH\tSECURITY\tMACS\tRX FRAMES\tRX BYTES\tTX FRAMES\tTX BYTES\tDROPS"
+		head := "ID\tNAME\tNETWORK\tNETNS\tIFNAME\tMAC\tIP\tPUBLISH\tREFUSED\tSECURITY\tMACS\tRX FRAMES\tRX BYTES\tTX FRAMES\tTX BYTES\tDROPS"
 		if all {
 			kind = func(p api.Port) string { return p.Kind + "\t" }
 			head = strings.Replace(head, "NAME\t", "NAME\tKIND\t", 1)
 		}
 		fmt.Fprintln(tw, head)
 		for _, p := range ports {
-			fmt.Fprintf(tw, "%d\t%s\t%s%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%d\t%d\t%d\t%d\t%s\n",
+			fmt.Fprintf(tw, "%d\t%s\t%s%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%d\t%d\t%d\t%d\t%s\n",
 				p.ID, p.Name, kind(p), p.Network, dash(p.Netns), p.Ifname, p.MAC,
-				dash(strings.Join(p.IPs, ",")), dash(strings.Join(p.Publish, ",")), onOff(p.PortSecurity), p.MACs, p.MACLimit,
+				dash(strings.Join(p.IPs, ",")), dash(strings.Join(p.Publish, ",")), formatRefused(p), onOff(p.PortSecurity), p.MACs, p.MACLimit,
 				p.Stats.RxFrames, p.Stats.RxBytes, p.Stats.TxFrames, p.Stats.TxBytes, formatDrops(p.Stats.Drops))
 		}
 		return tw.Flush()
@@ -73,6 +73,21 @@ func formatDrops(d map[string]uint64) string {
 	}
 	sort.Strings(reasons)
 	return fmt.Sprintf("%d (%s)", total, strings.Join(reasons, ","))
+}
+
+// formatRefused renders the clients of a port's published ports turned
+// away by a limit as formatDrops does, or "-" when it publishes none.
+func formatRefused(p api.Port) string {
+	if len(p.Published) == 0 {
+		return "-"
+	}
+	sum := map[string]uint64{}
+	for _, c := range p.Published {
+		for r, n := range c.Refused {
+			sum[r] += n
+		}
+	}
+	return formatDrops(sum)
 }
 
 func onOff(b bool) string {

@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -46,6 +45,8 @@ type options struct {
 	// started is when main began, the origin of the times the status
 	// reports.
 	started time.Time
+	// limits bound what outsiders can make the daemon hold (limits.go).
+	limits limitOptions
 }
 
 func main() {
@@ -88,6 +89,7 @@ directory and come back at the next start.`,
 	f.IntVar(&o.queues, "queues", daemon.DefaultQueues(), "queues per TAP, each read by its own loop (1 to 16)")
 	f.BoolVar(&o.removeOnExit, "remove-on-exit", false, "on SIGINT or SIGTERM, detach every port and remove the gateway interfaces, pins and nftables table, instead of keeping them for the next start")
 	f.StringArrayVar(&o.dnsUpstreams, "dns-upstream", nil, "resolver `ADDR` (IP or IP:PORT) the networks' DNS servers forward other names to, instead of the nameservers of /etc/resolv.conf (repeatable)")
+	addLimitFlags(f, &o.limits)
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintf(os.Stderr, "tapswitchd: %v\n", err)
 		os.Exit(1)
@@ -116,6 +118,9 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
+	if err := o.limits.check(); err != nil {
+		return err
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
 	if os.Geteuid() != 0 {
@@ -126,6 +131,9 @@ func run(o options) error {
 	// the state is restored stops the daemon once it is, the proper way.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if err := o.limits.apply(log); err != nil {
+		return err
+	}
 	ln, err := listen(o.socket, access)
 	if err != nil {
 		return err
@@ -144,14 +152,9 @@ func run(o options) error {
 		ln.Close()
 		return err
 	}
-	srv := &http.Server{
-		Handler:           access.Guard(apiserver.NewHandler(d, log), log),
-		ConnContext:       apiserver.ConnContext,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := apiServer(access.Guard(apiserver.NewHandler(d, log), log), log)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(limitConns(ln, apiMaxConns, apiMaxConnsPerUser, log)) }()
 	log.Info("tapswitchd started", "version", version.String(), "socket", o.socket, "access", access, "pid", os.Getpid())
 
 	select {

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
+	"io"
+	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tapswitch/tapswitch/internal/apiserver"
 	"github.com/tapswitch/tapswitch/internal/privtest"
@@ -88,6 +93,107 @@ func TestListen(t *testing.T) {
 				t.Fatalf("dial %s: %v", path, err)
 			}
 			c.Close()
+		})
+	}
+}
+
+func TestLimitConns(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sock")
+	inner, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := limitConns(inner, 2, 1, slog.New(slog.DiscardHandler))
+	defer ln.Close()
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c
+		}
+	}()
+	for range 3 {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	first, second := <-accepted, <-accepted
+	// The connection's peer is still readable through the wrapper.
+	if p, err := apiserver.PeerOf(first); err != nil || p.PID != os.Getpid() {
+		t.Errorf("PeerOf(accepted) = %+v, %v; want this process", p, err)
+	}
+	select {
+	case c := <-accepted:
+		t.Fatalf("third connection %v accepted with 2 open and a limit of 2", c.LocalAddr())
+	case <-time.After(200 * time.Millisecond):
+	}
+	first.Close()
+	first.Close() // a second Close gives nothing back twice
+	third := <-accepted
+	if third == nil {
+		t.Fatal("listener closed before the third connection was accepted")
+	}
+	select {
+	case c := <-accepted:
+		t.Fatalf("a fourth accept (%v) with 2 open and a limit of 2", c)
+	case <-time.After(100 * time.Millisecond):
+	}
+	second.Close()
+	third.Close()
+	// Close ends an Accept that waits for a place.
+	ln.Close()
+	for c := range accepted {
+		t.Fatalf("accepted %v after Close", c)
+	}
+}
+
+func TestAPIServerBounds(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := apiServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}), slog.New(slog.DiscardHandler))
+	go srv.Serve(limitConns(ln, apiMaxConns, apiMaxConnsPerUser, slog.New(slog.DiscardHandler)))
+	defer srv.Close()
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", path)
+	}}}
+	tests := []struct {
+		name   string
+		header int
+		body   int
+		want   int
+	}{
+		{"small", 100, 100, http.StatusNoContent},
+		{"body at the cap", 0, apiMaxBody, http.StatusNoContent},
+		{"body over the cap", 0, apiMaxBody + 1, http.StatusRequestEntityTooLarge},
+		{"headers over the cap", 2 * apiMaxHeaderBytes, 0, http.StatusRequestHeaderFieldsTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", "http://tapswitchd/v1/ports", strings.NewReader(strings.Repeat("x", tt.body)))
+			req.Header.Set("X-Pad", strings.Repeat("h", tt.header))
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatalf("POST with %d bytes of headers and %d of body: %v", tt.header, tt.body, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Fatalf("POST with %d bytes of headers and %d of body: status %d, want %d", tt.header, tt.body, resp.StatusCode, tt.want)
+			}
 		})
 	}
 }

@@ -76,6 +76,9 @@ func (p *port) view() api.Port {
 	for _, m := range p.publish {
 		v.Publish = append(v.Publish, m.String())
 	}
+	for _, px := range p.proxies {
+		v.Published = append(v.Published, publishedView(px))
+	}
 	return v
 }
 

@@ -17,12 +17,23 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Reserve is how many descriptors the control plane keeps for itself:
-// the API's connections (bounded separately), a TAP queue per port and
-// queue, netlink and nftables sockets, namespace handles and the state
-// file. 1024 is four times what a daemon with 64 ports of two queues
-// holds at rest.
+// Reserve is the least the control plane keeps for itself: the API's
+// connections (at most 64, see tapswitchd), a TAP queue per port and
+// queue, a gateway's queues and DNS sockets per network, netlink and
+// nftables sockets, namespace handles and the state file. 1024 is four
+// times what a daemon with 64 ports of two queues holds at rest. A larger
+// limit keeps an eighth of itself instead (ReserveOf), so that a daemon
+// of thousands of ports, whose TAP queues alone pass 1024, still has
+// room to attach the next one.
 const Reserve = 1024
+
+// ReserveOf is what the control plane keeps of a descriptor limit: an
+// eighth of it, at least Reserve. With the 1,048,576 that tapswitchd
+// raises its limit to, that is 131,072, enough for 30,000 ports of four
+// queues; the rest, 917,504, is the budget of outside work.
+func ReserveOf(limit int) int {
+	return max(Reserve, limit/8)
+}
 
 // Budget counts descriptors taken by outside-driven work against a limit.
 // Its methods are safe for concurrent use; a nil *Budget admits
@@ -94,16 +105,28 @@ var (
 )
 
 // Process returns the budget shared by the whole process: the soft
-// RLIMIT_NOFILE (which the Go runtime raises to the hard limit at start)
-// less Reserve, and at least a quarter of the limit.
+// RLIMIT_NOFILE (which the Go runtime raises to the hard limit at start,
+// and tapswitchd further, see Raise) less ReserveOf it, and at least a
+// quarter of the limit. It reads the limit once, at its first call: raise
+// the limit before.
 func Process() *Budget {
 	processOnce.Do(func() {
-		var rl unix.Rlimit
-		limit := int64(1024)
-		if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err == nil && rl.Cur > 0 && rl.Cur < 1<<31 {
-			limit = int64(rl.Cur)
-		}
-		process = New(int(max(limit-Reserve, limit/4)))
+		process = New(budgetOf(Limit()))
 	})
 	return process
+}
+
+// budgetOf is what Process leaves of limit to outside work.
+func budgetOf(limit int) int {
+	return max(limit-ReserveOf(limit), limit/4)
+}
+
+// Limit is the process's soft RLIMIT_NOFILE, or 1024 when it cannot be
+// read.
+func Limit() int {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err == nil && rl.Cur > 0 && rl.Cur < 1<<31 {
+		return int(rl.Cur)
+	}
+	return 1024
 }

@@ -61,3 +61,30 @@ func TestProcess(t *testing.T) {
 		t.Fatalf("process budget %d", p.Limit())
 	}
 }
+
+func TestReserveOf(t *testing.T) {
+	tests := []struct{ limit, reserve, budget int }{
+		{1024, 1024, 256},
+		{2048, 1024, 1024},
+		{20000, 2500, 17500},
+		{1 << 20, 1 << 17, 1<<20 - 1<<17},
+	}
+	for _, tt := range tests {
+		if got := ReserveOf(tt.limit); got != tt.reserve {
+			t.Errorf("ReserveOf(%d) = %d, want %d", tt.limit, got, tt.reserve)
+		}
+		if got := budgetOf(tt.limit); got != tt.budget {
+			t.Errorf("budgetOf(%d) = %d, want %d", tt.limit, got, tt.budget)
+		}
+	}
+}
+
+func TestNROpen(t *testing.T) {
+	n, err := NROpen()
+	if err != nil {
+		t.Skipf("no %s: %v", nrOpenPath, err)
+	}
+	if n < 1024 {
+		t.Fatalf("NROpen() = %d, want at least 1024", n)
+	}
+}

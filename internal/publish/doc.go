@@ -14,6 +14,12 @@
 //	  udp: one connected socket per client address (a flow), replies sent
 //	       back from the listening socket
 //
+// What clients can make a Proxy hold is bounded (limits.go): open TCP
+// connections per port and per source, UDP flows per port and per source,
+// descriptors from the daemon's fdlimit budget, and an idle timeout.
+// Clients beyond a bound are turned away at once, counted by reason in
+// Stats.Refused and logged at most once per 10 s.
+//
 // ParseSpec reads the --publish syntax, [HOSTIP:]HOSTPORT:CONTAINERPORT[/PROTO],
 // into a Mapping; Start runs a Proxy for a Mapping.
 package publish

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/tapswitch/tapswitch/internal/fdlimit"
 )
 
 // ErrPortInUse reports a host port another socket already holds. Its text
@@ -21,9 +23,16 @@ var ErrPortInUse = errors.New("address already in use")
 
 var _ io.Closer = (*Proxy)(nil)
 
-// limits are a Proxy's tunables. Start uses defaultLimits; tests shrink
+// limits are a Proxy's tunables. Start uses defaultLimits with the
+// Limits SetLimits set and the process's descriptor budget; tests shrink
 // them to see expiry and caps without waiting.
 type limits struct {
+	// Limits are the caps and the idle timeout the daemon's options set;
+	// zero fields take DefaultLimits.
+	Limits
+	// budget is where connections and flows take their descriptors
+	// from; nil admits any number (tests that do not look at it).
+	budget *fdlimit.Budget
 	// dialTimeout bounds connecting to the target, so a client of a
 	// container that is gone is turned away in seconds, not after the
 	// kernel's SYN retries (minutes).
@@ -36,6 +45,13 @@ type limits struct {
 	// buffer, so 1024 bounds a flood of source addresses to 1024 fds and
 	// 64 MiB instead of exhausting the daemon's descriptors.
 	maxFlows int
+}
+
+// sweepEvery is how often a TCP Proxy looks for connections idle for
+// longer than idle: an eighth of it, so a connection is closed at most
+// 12.5% late, and no more often than every 50 ms.
+func sweepEvery(idle time.Duration) time.Duration {
+	return max(idle/8, 50*time.Millisecond)
 }
 
 var defaultLimits = limits{
@@ -76,23 +92,29 @@ type Proxy struct {
 	// wg counts the goroutines Close waits for.
 	wg sync.WaitGroup
 
-	// mu guards closed, conns and flows.
+	// budget is lim.budget, what connections and flows take their
+	// descriptors from.
+	budget *fdlimit.Budget
+
+	// mu guards closed, conns, flows and sources.
 	mu sync.Mutex
 	// closed is set by Close; nothing new is tracked after it.
 	closed bool
-	// conns are the open TCP connections, both sides, for Close.
-	conns map[*net.TCPConn]struct{}
+	// conns are the open TCP connections, for Close and the idle sweep.
+	conns map[*proxied]struct{}
 	// flows are the live UDP flows by client address.
 	flows map[netip.AddrPort]*udpFlow
+	// sources counts the open connections or live flows by source
+	// (sourceOf), for Limits.ConnsPerSource and FlowsPerSource.
+	sources map[netip.Addr]int
 
-	// full is set while new UDP clients are turned away, so that the
-	// warning is logged once per episode, not per datagram.
-	full atomic.Bool
+	// refused counts and logs clients turned away by a limit.
+	refused refusals
 
 	// stats are the counters Stats reports.
 	stats struct {
-		active, total, failed, dropped atomic.Int64
-		toTarget, toClient             atomic.Uint64
+		active, total, failed, dropped, idle atomic.Int64
+		toTarget, toClient                   atomic.Uint64
 	}
 
 	closeOnce sync.Once
@@ -108,9 +130,18 @@ type Stats struct {
 	// Failed counts TCP connections turned away because the target could
 	// not be reached, and UDP flows that could not open a socket.
 	Failed int64 `json:"failed"`
-	// Dropped counts UDP datagrams dropped: from clients beyond the flow
-	// cap, or that could not be sent on.
+	// Dropped counts UDP datagrams dropped: from new clients turned away
+	// (see Refused), or that could not be sent on.
 	Dropped int64 `json:"dropped"`
+	// Refused counts new TCP connections reset, and datagrams of new UDP
+	// clients dropped, because a limit was reached, by reason:
+	// "port_limit" (the port's cap), "source_limit" (the source's cap
+	// on this port), "descriptors" (the daemon's descriptor budget for
+	// outside work). Reasons with a zero count are omitted.
+	Refused map[string]uint64 `json:"refused,omitempty"`
+	// IdleClosed counts TCP connections closed after Limits.IdleTimeout
+	// without data either way.
+	IdleClosed int64 `json:"idle_closed"`
 	// BytesToTarget and BytesToClient count payload bytes each way. TCP
 	// bytes are added when a direction ends, because the kernel splices
 	// them without passing them through the daemon.
@@ -122,8 +153,17 @@ type Stats struct {
 // m.TargetPort of target until Close. A zero m.HostPort lets the kernel
 // choose one; Addr reports it. A nil log discards. When the host port is
 // taken the error wraps ErrPortInUse.
+//
+// New connections and flows are bounded by the Limits last given to
+// SetLimits and take their descriptors from fdlimit.Process().
 func Start(m Mapping, target netip.Addr, log *slog.Logger) (*Proxy, error) {
-	return start(m, target, log, defaultLimits)
+	lim := defaultLimits
+	lim.Limits = current()
+	lim.budget = fdlimit.Process()
+	if lim.ConnsPerPort == 0 {
+		lim.ConnsPerPort = PortConns(lim.budget.Limit())
+	}
+	return start(m, target, log, lim)
 }
 
 func start(m Mapping, target netip.Addr, log *slog.Logger, lim limits) (*Proxy, error) {
@@ -137,13 +177,16 @@ func start(m Mapping, target netip.Addr, log *slog.Logger, lim limits) (*Proxy, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	lim.Limits = lim.Limits.withDefaults()
 	p := &Proxy{
-		m:      m,
-		target: netip.AddrPortFrom(target, m.TargetPort),
-		lim:    lim,
-		epoch:  time.Now(),
-		conns:  make(map[*net.TCPConn]struct{}),
-		flows:  make(map[netip.AddrPort]*udpFlow),
+		m:       m,
+		target:  netip.AddrPortFrom(target, m.TargetPort),
+		lim:     lim,
+		epoch:   time.Now(),
+		budget:  lim.budget,
+		conns:   make(map[*proxied]struct{}),
+		flows:   make(map[netip.AddrPort]*udpFlow),
+		sources: make(map[netip.Addr]int),
 	}
 	p.log = log.With("publish", m.String(), "target", p.target.String())
 
@@ -182,6 +225,8 @@ func start(m Mapping, target netip.Addr, log *slog.Logger, lim limits) (*Proxy, 
 	p.wg.Add(1)
 	if p.tcp != nil {
 		go p.serveTCP()
+		p.wg.Add(1)
+		go p.sweepIdle()
 	} else {
 		if !m.HostIP.IsValid() || m.HostIP.IsUnspecified() {
 			if p.pktinfo, err = enablePktinfo(p.udp); err != nil {
@@ -226,6 +271,8 @@ func (p *Proxy) Stats() Stats {
 		Total:         p.stats.total.Load(),
 		Failed:        p.stats.failed.Load(),
 		Dropped:       p.stats.dropped.Load(),
+		Refused:       p.refused.snapshot(),
+		IdleClosed:    p.stats.idle.Load(),
 		BytesToTarget: p.stats.toTarget.Load(),
 		BytesToClient: p.stats.toClient.Load(),
 	}
@@ -239,7 +286,7 @@ func (p *Proxy) Close() error {
 		p.cancel()
 		p.mu.Lock()
 		p.closed = true
-		conns := make([]*net.TCPConn, 0, len(p.conns))
+		conns := make([]*proxied, 0, len(p.conns))
 		for c := range p.conns {
 			conns = append(conns, c)
 		}
@@ -255,7 +302,7 @@ func (p *Proxy) Close() error {
 			p.closeErr = p.udp.Close()
 		}
 		for _, c := range conns {
-			c.Close()
+			c.close()
 		}
 		for _, f := range flows {
 			f.conn.Close()
@@ -291,3 +338,6 @@ func (p *Proxy) sleep(d time.Duration) bool {
 		return true
 	}
 }
+
+// Mapping is what p publishes.
+func (p *Proxy) Mapping() Mapping { return p.m }

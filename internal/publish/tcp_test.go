@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -106,7 +107,7 @@ func TestTCPConcurrent(t *testing.T) {
 	}
 	waitFor(t, "connections to end", func() bool { return p.Stats().Active == 0 })
 	want := Stats{Total: conns, BytesToTarget: conns * size, BytesToClient: conns * size}
-	if s := p.Stats(); s != want {
+	if s := p.Stats(); !reflect.DeepEqual(s, want) {
 		t.Fatalf("Stats() = %+v, want %+v", s, want)
 	}
 }

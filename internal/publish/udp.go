@@ -39,6 +39,8 @@ var flowBufs = sync.Pool{New: func() any {
 type udpFlow struct {
 	// client is where replies go.
 	client netip.AddrPort
+	// src is the client's source, as the per-source cap counts it.
+	src netip.Addr
 	// conn is connected to the target.
 	conn *net.UDPConn
 	// oob makes replies leave from the address the client sent to; nil
@@ -105,31 +107,42 @@ func (p *Proxy) toTarget(pkt, oob []byte, client netip.AddrPort) {
 }
 
 // flow finds client's flow or opens one. It returns nil when the client
-// must be turned away. Only serveUDP calls it, so two flows are never
-// opened for one client.
+// must be turned away: the port has maxFlows flows, the client's source
+// its FlowsPerSource, or the descriptor budget is spent. Only serveUDP
+// calls it, so two flows are never opened for one client.
 func (p *Proxy) flow(client netip.AddrPort, oob []byte) *udpFlow {
 	p.mu.Lock()
-	f, n, closed := p.flows[client], len(p.flows), p.closed
+	f, closed := p.flows[client], p.closed
+	var (
+		src   netip.Addr
+		r     reason
+		limit int
+		ok    bool
+	)
+	if f == nil && !closed {
+		src, r, limit, ok = p.admitLocked(client, len(p.flows), p.lim.maxFlows, p.lim.FlowsPerSource, flowFDs)
+	}
 	p.mu.Unlock()
 	switch {
 	case f != nil:
 		return f
 	case closed:
 		return nil
-	case n >= p.lim.maxFlows:
-		if !p.full.Swap(true) {
-			p.log.Warn("too many UDP clients; dropping datagrams from new ones", "flows", n)
-		}
+	case !ok:
+		p.refuse(r, client, limit)
 		return nil
 	}
 
 	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(p.target))
 	if err != nil {
+		p.mu.Lock()
+		p.releaseLocked(src, flowFDs)
+		p.mu.Unlock()
 		p.stats.failed.Add(1)
 		p.log.Debug("cannot open UDP flow", "client", client.String(), "err", err)
 		return nil
 	}
-	f = &udpFlow{client: client, conn: conn}
+	f = &udpFlow{client: client, src: src, conn: conn}
 	if p.pktinfo {
 		f.oob = replyOOB(oob)
 	}
@@ -137,6 +150,7 @@ func (p *Proxy) flow(client netip.AddrPort, oob []byte) *udpFlow {
 
 	p.mu.Lock()
 	if p.closed {
+		p.releaseLocked(src, flowFDs)
 		p.mu.Unlock()
 		conn.Close()
 		return nil
@@ -145,7 +159,6 @@ func (p *Proxy) flow(client netip.AddrPort, oob []byte) *udpFlow {
 	p.wg.Add(1)
 	p.mu.Unlock()
 
-	p.full.Store(false)
 	p.stats.total.Add(1)
 	p.stats.active.Add(1)
 	p.log.Debug("UDP flow opened", "client", client.String())
@@ -204,11 +217,16 @@ func (p *Proxy) runFlow(f *udpFlow) {
 
 // endFlow forgets and closes f.
 func (p *Proxy) endFlow(f *udpFlow) {
+	// Out of the table before it is closed, so that toTarget's second
+	// try finds no closed flow but opens a new one.
 	p.mu.Lock()
 	if p.flows[f.client] == f {
 		delete(p.flows, f.client)
 	}
 	p.mu.Unlock()
 	f.conn.Close()
+	p.mu.Lock()
+	p.releaseLocked(f.src, flowFDs)
+	p.mu.Unlock()
 	p.stats.active.Add(-1)
 }

@@ -76,7 +76,9 @@ func TestUDPEcho(t *testing.T) {
 func TestUDPFlowExpiry(t *testing.T) {
 	port := serveUDPEcho(t)
 	lim := testLimits
-	lim.udpIdle = 150 * time.Millisecond
+	// Long enough that a round trip every third of it keeps the flow on
+	// a loaded machine.
+	lim.udpIdle = 600 * time.Millisecond
 	p := startProxy(t, Mapping{Proto: "udp", HostIP: loopback4, TargetPort: port}, loopback4, lim)
 	c, err := net.Dial("udp", proxyAddr(t, p, "127.0.0.1"))
 	if err != nil {
