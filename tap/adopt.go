@@ -1,0 +1,22 @@
+package tap
+
+// Exporter is a Device whose queues can be handed to another process:
+// the daemon's successor in a hand-over, or the service manager's file
+// descriptor store, which keeps them across a crash. While any process
+// holds a queue's descriptor the queue stays attached, so frames the
+// namespace sends wait in its ring (Config.TxQueueLen frames) instead of
+// being dropped.
+type Exporter interface {
+	// ExportQueues returns a duplicate of every queue's descriptor,
+	// close-on-exec; the caller owns them. The device keeps its own.
+	ExportQueues() ([]int, error)
+}
+
+// Adopt makes a Device of the queue descriptors fds, which another
+// process opened on the TAP cfg.Name inside cfg.Netns and handed over
+// (see Exporter). Only Netns and Name are read. Each descriptor must be
+// a queue of a TAP with a virtio net header, attached to a device of
+// that name in that namespace; the device's MAC, MTU, addresses and
+// link state are left as they are, and its offloads set as Open does.
+// Adopt owns fds from the call on: it closes them on failure.
+func Adopt(cfg Config, fds []int) (Device, error) { return adoptFDs(cfg, fds) }
