@@ -1,12 +1,16 @@
 package publish
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Adopt is Start on sock, a socket another process listened on for m and
@@ -21,12 +25,28 @@ func Adopt(m Mapping, target netip.Addr, log *slog.Logger, sock *os.File) (*Prox
 
 // File returns a duplicate of the Proxy's listening socket, for another
 // process to Adopt; the caller closes it. The Proxy keeps serving on its
-// own until Close.
+// own until Close. Unlike the net package's File methods, it leaves the
+// socket non-blocking, as the Proxy needs it while it serves, whatever
+// the caller does with the duplicate's Fd.
 func (p *Proxy) File() (*os.File, error) {
+	var rc syscall.RawConn
+	var err error
 	if p.tcp != nil {
-		return p.tcp.File()
+		rc, err = p.tcp.SyscallConn()
+	} else {
+		rc, err = p.udp.SyscallConn()
 	}
-	return p.udp.File()
+	if err != nil {
+		return nil, fmt.Errorf("publish %v: %w", p.m, err)
+	}
+	dup, ctlErr := -1, error(nil)
+	err = rc.Control(func(fd uintptr) {
+		dup, ctlErr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	})
+	if err = cmp.Or(err, ctlErr); err != nil {
+		return nil, fmt.Errorf("publish %v: duplicate the socket: %w", p.m, err)
+	}
+	return os.NewFile(uintptr(dup), "publish "+p.m.String()), nil
 }
 
 // adoptSocket makes sock the Proxy's listener or UDP socket, once it is
