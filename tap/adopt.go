@@ -12,6 +12,17 @@ type Exporter interface {
 	ExportQueues() ([]int, error)
 }
 
+// Pauser is a Device whose reads can be stopped while it stays open:
+// before its queues are handed over, the daemon stops reading so that
+// no frame is taken from a ring and then lost on the way out; frames
+// wait in the rings for the next reader. Writes go on, so that what was
+// read before goes out.
+type Pauser interface {
+	// PauseReads makes every later read find the queues empty, until
+	// the device is closed or released.
+	PauseReads()
+}
+
 // Adopt makes a Device of the queue descriptors fds, which another
 // process opened on the TAP cfg.Name inside cfg.Netns and handed over
 // (see Exporter). Only Netns and Name are read. Each descriptor must be

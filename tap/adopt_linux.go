@@ -16,7 +16,17 @@ import (
 // is the device it is said to be and not one of the same name elsewhere.
 const tunGetDevNetns = 0x54e3
 
-var _ Exporter = (*tapDevice)(nil)
+var (
+	_ Exporter = (*tapDevice)(nil)
+	_ Pauser   = (*tapDevice)(nil)
+)
+
+// PauseReads implements Pauser.
+func (d *tapDevice) PauseReads() {
+	for _, f := range d.fds {
+		f.paused.Store(true)
+	}
+}
 
 // ExportQueues implements Exporter.
 func (d *tapDevice) ExportQueues() ([]int, error) {

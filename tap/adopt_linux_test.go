@@ -19,9 +19,9 @@ import (
 )
 
 // TestExportAndAdopt hands a TAP's queues over as a daemon does to its
-// successor: the queues are exported, the device released, and frames
-// the namespace sends meanwhile wait in the rings; the adopted device
-// reads every one of them.
+// successor: the queues are exported, reads paused, the device
+// released, and frames the namespace sends meanwhile wait in the rings;
+// the adopted device reads every one of them.
 func TestExportAndAdopt(t *testing.T) {
 	privtest.Require(t, "create namespaces and TAP devices", "ip")
 	ns := privtest.Netns(t, fmt.Sprintf("hotap%d", os.Getpid()))
@@ -38,9 +38,7 @@ func TestExportAndAdopt(t *testing.T) {
 	if len(fds) != 2 {
 		t.Fatalf("ExportQueues() = %d descriptors, want 2", len(fds))
 	}
-	if err := d.Release(); err != nil {
-		t.Fatalf("Release() = %v", err)
-	}
+	d.(Pauser).PauseReads()
 	if tun := nsLink(t, ns, "eth0").(*netlink.Tuntap); tun.Queues != 2 {
 		t.Fatalf("eth0 after Release with its queues exported: %d queues attached, want 2", tun.Queues)
 	}
@@ -66,6 +64,15 @@ func TestExportAndAdopt(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatalf("send in the namespace: %v", err)
+	}
+	// Paused, the device reads nothing: the frames wait in the rings.
+	for _, q := range d.Queues() {
+		if frames, err := tryRead(q.(device.PollQueue)); len(frames) != 0 || err != nil {
+			t.Fatalf("TryRead after PauseReads = %d frames, %v; want none", len(frames), err)
+		}
+	}
+	if err := d.Release(); err != nil {
+		t.Fatalf("Release() = %v", err)
 	}
 
 	a, err := Adopt(Config{Netns: ns, Name: "eth0"}, fds)

@@ -28,6 +28,10 @@ type rawFD struct {
 
 	// refs counts calls using fd; closedBit is set once Close has begun.
 	refs atomic.Int64
+	// paused makes reads find the queue empty, so that frames wait in
+	// the kernel's ring for the process the queue is handed to (see
+	// Pauser); writes go on.
+	paused atomic.Bool
 }
 
 const closedBit = 1 << 62
@@ -69,6 +73,13 @@ func (r *rawFD) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	defer r.release()
 	pfd := [2]unix.PollFd{{Fd: int32(r.fd), Events: unix.POLLIN}, {Fd: int32(r.wake), Events: unix.POLLIN}}
 	for {
+		if r.paused.Load() {
+			// Handed over: wait for Close rather than read.
+			if _, err := unix.Poll(pfd[1:], -1); err != nil && err != unix.EINTR {
+				return 0, os.NewSyscallError("poll", err)
+			}
+			return 0, os.ErrClosed
+		}
 		n, err := r.readBatch(bufs, sizes, offset)
 		if n > 0 {
 			return n, nil
@@ -176,6 +187,10 @@ func (r *rawFD) Fd() int { return r.fd }
 func (r *rawFD) TryRead(bufs [][]byte, sizes []int, offset int) (int, error) {
 	if !r.acquire() {
 		return 0, os.ErrClosed
+	}
+	if r.paused.Load() {
+		r.release()
+		return 0, nil
 	}
 	n, err := r.readBatch(bufs, sizes, offset)
 	r.release()
