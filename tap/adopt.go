@@ -16,11 +16,15 @@ type Exporter interface {
 // before its queues are handed over, the daemon stops reading so that
 // no frame is taken from a ring and then lost on the way out; frames
 // wait in the rings for the next reader. Writes go on, so that what was
-// read before goes out.
+// read before goes out. The next daemon keeps the queues it adopts
+// paused until every port is back, so that no frame is read before the
+// port it goes to is there.
 type Pauser interface {
 	// PauseReads makes every later read find the queues empty, until
-	// the device is closed or released.
+	// ResumeReads.
 	PauseReads()
+	// ResumeReads lets reads take frames again.
+	ResumeReads()
 }
 
 // Adopt makes a Device of the queue descriptors fds, which another

@@ -28,6 +28,13 @@ func (d *tapDevice) PauseReads() {
 	}
 }
 
+// ResumeReads implements Pauser.
+func (d *tapDevice) ResumeReads() {
+	for _, f := range d.fds {
+		f.paused.Store(false)
+	}
+}
+
 // ExportQueues implements Exporter.
 func (d *tapDevice) ExportQueues() ([]int, error) {
 	var out []int

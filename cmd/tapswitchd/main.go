@@ -25,6 +25,8 @@ import (
 	"github.com/tapswitch/tapswitch/fdb"
 	"github.com/tapswitch/tapswitch/internal/apiserver"
 	"github.com/tapswitch/tapswitch/internal/daemon"
+	"github.com/tapswitch/tapswitch/internal/fdset"
+	"github.com/tapswitch/tapswitch/internal/sdnotify"
 	"github.com/tapswitch/tapswitch/internal/version"
 	"github.com/tapswitch/tapswitch/tap"
 )
@@ -43,6 +45,9 @@ type options struct {
 	// removeOnExit undoes everything at exit instead of keeping it for
 	// the next start.
 	removeOnExit bool
+	// upgrade takes over from the daemon running with the same state
+	// directory (see handover.go).
+	upgrade bool
 	// started is when main began, the origin of the times the status
 	// reports.
 	started time.Time
@@ -87,6 +92,7 @@ directory and come back at the next start.`,
 	f.IntVar(&o.fdbLimit, "fdb-limit", fdb.DefaultLimit, "most MAC addresses learned per network")
 	f.IntVar(&o.queues, "queues", daemon.DefaultQueues(), "queues per TAP, each read by its own loop (1 to 16)")
 	f.BoolVar(&o.removeOnExit, "remove-on-exit", false, "on SIGINT or SIGTERM, detach every port and remove the gateway interfaces, pins and nftables table, instead of keeping them for the next start")
+	f.BoolVar(&o.upgrade, "upgrade", false, "take over from the tapswitchd running with the same --state-dir, without losing a frame: it hands over its TAPs' queues and its sockets, and exits once this one forwards (give the other flags as it has them); with none running, start as usual")
 	f.StringArrayVar(&o.dnsUpstreams, "dns-upstream", nil, "resolver `ADDR` (IP or IP:PORT) the networks' DNS servers forward other names to, instead of the nameservers of /etc/resolv.conf (repeatable)")
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintf(os.Stderr, "tapswitchd: %v\n", err)
@@ -108,9 +114,22 @@ func run(o options) error {
 	if o.fdbLimit < 1 {
 		return fmt.Errorf("--fdb-limit %d: must be at least 1", o.fdbLimit)
 	}
+	if o.upgrade && o.stateDir == "" {
+		return errors.New("--upgrade needs the --state-dir of the running tapswitchd: the hand-over socket is there")
+	}
 	upstreams, err := parseUpstreams(o.dnsUpstreams)
 	if err != nil {
 		return err
+	}
+	// Absolute, so that the listeners handed to a successor name
+	// their sockets as its flags do, whatever its working directory.
+	if o.socket, err = filepath.Abs(o.socket); err != nil {
+		return fmt.Errorf("--socket: %w", err)
+	}
+	if o.stateDir != "" {
+		if o.stateDir, err = filepath.Abs(o.stateDir); err != nil {
+			return fmt.Errorf("--state-dir: %w", err)
+		}
 	}
 	access, err := socketAccess(o.group)
 	if err != nil {
@@ -126,49 +145,173 @@ func run(o options) error {
 	// the state is restored stops the daemon once it is, the proper way.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	ln, err := listen(o.socket, access)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(o.socket)
 
-	d, err := daemon.New(daemon.Config{
-		StateDir:     o.stateDir,
-		FDB:          fdb.Config{Limit: o.fdbLimit, AgeingTime: o.fdbAgeing},
-		Queues:       o.queues,
-		DNSUpstreams: upstreams,
-		Logger:       log,
-		Started:      o.started,
-	})
+	// What outlived the previous daemon: descriptors the service
+	// manager kept, or those the running daemon hands over.
+	notifier, err := sdnotify.FromEnv()
 	if err != nil {
-		ln.Close()
+		log.Warn("no notifications to the service manager", "err", err)
+	}
+	inherited, err := sdnotify.Listen()
+	if err != nil {
+		log.Warn("descriptors from the service manager not taken; the TAPs are opened by name", "err", err)
+	}
+	var pred *daemon.Predecessor
+	if o.upgrade {
+		start := time.Now()
+		p, set, err := daemon.TakeOver(o.stateDir)
+		switch {
+		case err == nil:
+			pred = p
+			log.Info("taking over", "from_pid", p.Pid, "descriptors", set.Len(), "received_in", time.Since(start))
+		case errors.Is(err, daemon.ErrNoPredecessor):
+			log.Warn("nothing to take over from; starting as usual", "err", err)
+		case errors.Is(err, daemon.ErrPredecessorGone):
+			log.Warn("starting as after a crash, with the descriptors received", "err", err)
+		default:
+			inherited.Close()
+			return err
+		}
+		if set != nil {
+			inherited.Close()
+			inherited = set
+		}
+	}
+	s := &server{o: o, access: access, log: log, notifier: notifier}
+	ok := false
+	defer func() {
+		if !ok {
+			if pred != nil {
+				pred.Abort(err)
+			}
+			inherited.Close()
+		}
+	}()
+	if s.ln, err = apiListener(o.socket, access, inherited, log); err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           access.Guard(apiserver.NewHandler(d, log), log),
+	if o.stateDir != "" {
+		if s.hln, err = handoverListener(o.stateDir, inherited, log); err != nil {
+			s.ln.Close()
+			return err
+		}
+	}
+	s.d, err = daemon.New(s.daemonConfig(upstreams, inherited))
+	if err != nil {
+		s.ln.Close()
+		return err
+	}
+	ok = true
+	s.serve()
+	if pred != nil {
+		if err := pred.Done(); err != nil {
+			log.Warn("could not tell the previous tapswitchd it was taken over from; it resumes after its time-out unless it has exited", "pid", pred.Pid, "err", err)
+		}
+		log.Info("took over", "from_pid", pred.Pid, "since_start", time.Since(o.started))
+	}
+	s.notifyReady()
+	log.Info("tapswitchd started", "version", version.String(), "socket", o.socket, "access", access, "pid", os.Getpid())
+	return s.loop(ctx, upstreams)
+}
+
+// server is the running daemon with its API server.
+type server struct {
+	o        options
+	access   apiserver.Access
+	log      *slog.Logger
+	notifier *sdnotify.Notifier
+	d        *daemon.Daemon
+	// ln is the API listener, hln the hand-over listener (nil without
+	// a state directory).
+	ln   net.Listener
+	hln  *net.UnixListener
+	srv  *http.Server
+	errc chan error
+	// apiStored: the service manager keeps a copy of ln.
+	apiStored bool
+}
+
+func (s *server) daemonConfig(upstreams []netip.AddrPort, inherited *fdset.Set) daemon.Config {
+	cfg := daemon.Config{
+		StateDir:     s.o.stateDir,
+		FDB:          fdb.Config{Limit: s.o.fdbLimit, AgeingTime: s.o.fdbAgeing},
+		Queues:       s.o.queues,
+		DNSUpstreams: upstreams,
+		Logger:       s.log,
+		Started:      s.o.started,
+		Inherited:    inherited,
+	}
+	if s.notifier != nil {
+		cfg.FDStore = s.notifier
+	}
+	return cfg
+}
+
+// serve starts the API server on s.ln.
+func (s *server) serve() {
+	s.srv = &http.Server{
+		Handler:           s.access.Guard(apiserver.NewHandler(s.d, s.log), s.log),
 		ConnContext:       apiserver.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	errc := make(chan error, 1)
+	s.errc = make(chan error, 1)
+	srv, ln, errc := s.srv, s.ln, s.errc
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("tapswitchd started", "version", version.String(), "socket", o.socket, "access", access, "pid", os.Getpid())
+}
 
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case err = <-errc:
-		log.Error("API server failed", "err", err)
+// loop runs until a signal, a failure of the API server or a hand-over
+// ends it.
+func (s *server) loop(ctx context.Context, upstreams []netip.AddrPort) error {
+	successors := make(chan *daemon.Successor)
+	next := make(chan struct{})
+	if s.hln != nil {
+		go acceptSuccessors(s.hln, successors, next, s.log)
 	}
+	var err error
+	for {
+		select {
+		case <-ctx.Done():
+			s.log.Info("shutting down")
+		case err = <-s.errc:
+			s.log.Error("API server failed", "err", err)
+		case succ := <-successors:
+			done, herr := s.handOver(succ, upstreams)
+			if herr != nil {
+				return herr
+			}
+			if done {
+				return nil
+			}
+			next <- struct{}{}
+			continue
+		}
+		break
+	}
+	s.notifier.Stopping()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = srv.Shutdown(sctx)
-	if o.removeOnExit {
-		d.CloseAndRemove()
-		log.Info("tapswitchd stopped; its ports, gateways and firewall table are removed")
+	_ = s.srv.Shutdown(sctx)
+	if s.hln != nil {
+		s.hln.Close()
+		os.Remove(daemon.HandoverSocket(s.o.stateDir))
+	}
+	if s.o.removeOnExit {
+		s.d.ForgetStored()
+		if s.apiStored {
+			s.notifier.Remove(apiFDName)
+		}
+		s.d.CloseAndRemove()
+		os.Remove(s.o.socket)
+		s.log.Info("tapswitchd stopped; its ports, gateways and firewall table are removed")
 	} else {
-		d.Close()
-		log.Info("tapswitchd stopped; its ports, gateways and firewall table stay for the next start", "state_dir", o.stateDir)
+		s.d.Close()
+		if !s.apiStored {
+			// The service manager keeps the listener for the next
+			// start otherwise, and clients queue on it meanwhile.
+			os.Remove(s.o.socket)
+		}
+		s.log.Info("tapswitchd stopped; its ports, gateways and firewall table stay for the next start", "state_dir", s.o.stateDir)
 	}
 	return err
 }

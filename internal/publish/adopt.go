@@ -111,3 +111,6 @@ func (m Mapping) boundTo(local net.Addr) error {
 	}
 	return nil
 }
+
+// Mapping is what the Proxy publishes.
+func (p *Proxy) Mapping() Mapping { return p.m }
