@@ -128,9 +128,11 @@ func newHandoverConn(c *net.UnixConn) (*handoverConn, error) {
 		c.Close()
 		return nil, fmt.Errorf("hand-over: credentials of the other side: %w", err)
 	}
-	if cred.Uid != 0 {
+	// The daemon runs as root, so the other side must too. (The socket
+	// is root's, mode 0600, so no one else could connect anyway.)
+	if int(cred.Uid) != os.Geteuid() {
 		c.Close()
-		return nil, fmt.Errorf("hand-over: %w: the other side (pid %d) runs as uid %d, not root", ErrHandoverRefused, cred.Pid, cred.Uid)
+		return nil, fmt.Errorf("hand-over: %w: the other side (pid %d) runs as uid %d, not %d", ErrHandoverRefused, cred.Pid, cred.Uid, os.Geteuid())
 	}
 	h := &handoverConn{conn: c, Pid: int(cred.Pid), pidfd: -1}
 	if fd, err := unix.PidfdOpen(h.Pid, 0); err == nil {
