@@ -71,6 +71,14 @@ namespace attached by pid or path is pinned under the state directory
 until its port is detached. With --remove-on-exit, stopping removes all of
 it instead.
 
+To restart without losing a frame, start the new tapswitchd with the same
+flags and --upgrade: the running one hands over its TAPs' queues and its
+sockets, and exits once the new one forwards; frames sent meanwhile wait
+in the TAPs' rings. Under a service manager that keeps file descriptors
+(systemd's Type=notify with FileDescriptorStoreMax=, see
+contrib/tapswitchd.service), tapswitchd stores them there, so that a
+restart or even a crash loses nothing either.
+
 Every network has a gateway interface in the daemon's namespace, named
 tsw- and 8 hex digits derived from the state directory and the network,
 with a DNS server on port 53 that answers for the network's ports and

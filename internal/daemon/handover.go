@@ -114,16 +114,6 @@ func (d *Daemon) markHeld(name string) {
 	d.inherited.held[name] = true
 }
 
-// fdNames names p's descriptors: its TAP's queues and its published
-// ports' sockets.
-func (p *port) fdNames() []string {
-	names := []string{tapFDName(p.name())}
-	for _, px := range p.proxies {
-		names = append(names, publishFDName(p.name(), slices.Index(p.publish, px.Mapping())))
-	}
-	return names
-}
-
 // storeLocked gives the store copies of p's queues and published ports'
 // sockets that it does not hold yet. A failure is logged: the port
 // works, and only a crash of the daemon costs it more than a restart.
