@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -25,6 +26,10 @@ const ListenFDsStart = 3
 // maxFDsPerMessage is how many descriptors one datagram carries: the
 // kernel takes at most 253 (SCM_MAX_FD) in one SCM_RIGHTS message.
 const maxFDsPerMessage = 253
+
+// sendTimeout bounds one notification: the manager reads its socket as
+// messages come, so a second means it is stuck.
+const sendTimeout = time.Second
 
 // ErrBadName: a descriptor name the protocol cannot carry.
 var ErrBadName = errors.New("sdnotify: a descriptor name is 1 to 255 printable ASCII characters other than ':'")
@@ -76,6 +81,13 @@ func Dial(path string) (*Notifier, error) {
 	}
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
+		return nil, fmt.Errorf("notification socket: %w", err)
+	}
+	// The daemon notifies while it holds its lock; a manager that does
+	// not read costs it a second per message, not forever.
+	tv := unix.NsecToTimeval(sendTimeout.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
+		unix.Close(fd)
 		return nil, fmt.Errorf("notification socket: %w", err)
 	}
 	return &Notifier{fd: fd, addr: &unix.SockaddrUnix{Name: name}}, nil
