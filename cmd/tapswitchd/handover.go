@@ -178,19 +178,18 @@ func (s *server) handOver(succ *daemon.Successor, upstreams []netip.AddrPort) (d
 	set.Add(handoverFDName, hoFD)
 	err = succ.Send(set)
 	sent := time.Since(start)
-	// The successor restores meanwhile: this daemon's own copies of
-	// the descriptors go, the set's stay.
-	s.d.Close()
 	if err == nil {
+		// Nothing more is done here until the successor answers: its
+		// restore has the machine to itself. On exit this process's
+		// copies of the descriptors close; the successor has its own.
 		err = succ.Wait()
 	}
 	if err == nil {
-		set.Close()
-		succ.Close()
 		log.Info("handed over; exiting", "api_stopped_in", apiStopped, "suspended_in", suspended, "sent_in", sent, "taken_over_in", time.Since(start))
 		return true, nil
 	}
 	log.Error("hand-over failed; resuming", "err", err)
+	s.d.Close()
 	if !succ.Stop() {
 		set.Close()
 		succ.Close()

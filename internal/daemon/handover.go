@@ -220,10 +220,9 @@ const handoverSettle = time.Millisecond
 // the duplicates, so the frames sent meanwhile wait in their rings. When
 // it fails, the daemon is left running as it was.
 //
-// The caller owns the set: it passes it to the successor, or, if the
-// hand-over fails, to New, to resume. Either way it then stops the
-// daemon with Close, which lets go of the daemon's own copies and may
-// run while the successor restores.
+// The caller owns the set: it passes it to the successor, and exits
+// once the successor has taken over; or, if the hand-over fails, it
+// stops the daemon with Close and passes the set to New, to resume.
 func (d *Daemon) Suspend() (_ *fdset.Set, err error) {
 	set := &fdset.Set{}
 	d.mu.Lock()
@@ -251,12 +250,14 @@ func (d *Daemon) Suspend() (_ *fdset.Set, err error) {
 			set.Add(publishFDName(p.name(), slices.Index(p.publish, px.Mapping())), fd)
 		}
 	}
+	// The state file is current (every change writes it); written
+	// again before the pause, its sync does not add to the outage.
+	d.saveLocked()
 	for _, p := range d.ports {
 		if pz, ok := p.dev.(tap.Pauser); ok {
 			pz.PauseReads()
 		}
 	}
-	d.saveLocked()
 	d.mu.Unlock()
 	time.Sleep(handoverSettle)
 	d.mu.Lock()

@@ -566,6 +566,7 @@ func TestFDStoreKill(t *testing.T) {
 		t.Errorf("the store refused %d descriptors", sup.Refused())
 	}
 
+	before := e.ports()
 	srv := e.startIperfServer(e.nsB, e.ipB, "-J", "-i", "0.1")
 	seconds := 8
 	timeouts := tcpTimeouts(t, e.nsA)
@@ -600,7 +601,7 @@ func TestFDStoreKill(t *testing.T) {
 	if !strings.Contains(e.daemonLog(), "descriptors handed over\" taps=4 sockets=1 unused=[]") {
 		t.Errorf("the restarted daemon's log does not say it took 4 TAPs and 1 socket from the store\n%s", e.daemonLog())
 	}
-	e.checkResumed(t, "kill -9 under the service manager", findPorts(e.ports(), "a", "b"))
+	e.checkResumed(t, "kill -9 under the service manager", before)
 
 	// A port detached leaves the store.
 	e.mustCLI("detach", "b")
@@ -618,15 +619,4 @@ func TestFDStoreKill(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// findPorts is the ports of ps named names.
-func findPorts(ps []api.Port, names ...string) []api.Port {
-	var out []api.Port
-	for _, n := range names {
-		if p := findPort(ps, n); p != nil {
-			out = append(out, *p)
-		}
-	}
-	return out
 }
