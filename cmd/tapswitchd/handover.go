@@ -149,6 +149,15 @@ func (s *server) handOver(succ *daemon.Successor, upstreams []netip.AddrPort) (d
 	start := time.Now()
 	log := s.log.With("successor_pid", succ.Pid, "successor_version", succ.Version)
 	log.Info("hand-over requested")
+	if s.notifier != nil {
+		// The service manager would take this daemon's exit for a
+		// crash and start another, which finds the successor in its
+		// way; its restart keeps the descriptors in its store instead.
+		err := errors.New("this tapswitchd runs under a service manager, which would start another when it exits: restart it there (systemctl restart tapswitchd); its file descriptor store makes that as lossless")
+		succ.Refuse(err)
+		log.Warn("hand-over refused", "err", err)
+		return false, nil
+	}
 	apiFD, err := dupListener(s.ln)
 	if err != nil {
 		succ.Refuse(fmt.Errorf("API listener: %w", err))
