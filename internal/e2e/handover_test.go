@@ -603,6 +603,17 @@ func TestFDStoreKill(t *testing.T) {
 	}
 	e.checkResumed(t, "kill -9 under the service manager", before)
 
+	// A hand-over is refused: the service manager would start another
+	// daemon when this one exits.
+	supervised := e.daemon
+	args := e.daemonCommand("--upgrade")
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || !strings.Contains(string(out), "service manager") {
+		t.Errorf("tapswitchd --upgrade of a daemon under a service manager: %v, want it refused\n%s", err, out)
+	}
+	e.waitServed(supervised)
+
 	// A port detached leaves the store.
 	e.mustCLI("detach", "b")
 	deadline := time.Now().Add(5 * time.Second)
