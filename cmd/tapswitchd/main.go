@@ -173,6 +173,11 @@ func run(o options) error {
 			pred = p
 			log.Info("taking over", "from_pid", p.Pid, "descriptors", set.Len(), "received_in", time.Since(start))
 		case errors.Is(err, daemon.ErrNoPredecessor):
+			if c, derr := net.DialTimeout("unix", o.socket, time.Second); derr == nil {
+				c.Close()
+				inherited.Close()
+				return fmt.Errorf("the tapswitchd serving %s offers no hand-over on %s: it predates --upgrade or runs with another --state-dir; stop it and start this one instead", o.socket, daemon.HandoverSocket(o.stateDir))
+			}
 			log.Warn("nothing to take over from; starting as usual", "err", err)
 		case errors.Is(err, daemon.ErrPredecessorGone):
 			log.Warn("starting as after a crash, with the descriptors received", "err", err)

@@ -188,7 +188,9 @@ func (d *Daemon) inheritedDoneLocked() {
 			d.cfg.FDStore.Remove(name)
 		}
 	}
-	d.log.Info("descriptors handed over", "taps", d.inherited.taps, "sockets", d.inherited.sockets, "unused", left)
+	if d.inherited.taps+d.inherited.sockets+len(left) > 0 {
+		d.log.Info("descriptors handed over", "taps", d.inherited.taps, "sockets", d.inherited.sockets, "unused", left)
+	}
 }
 
 // ForgetStored tells the store to drop everything it holds for the

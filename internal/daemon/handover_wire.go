@@ -60,8 +60,8 @@ var (
 // restores every port before it says "done", about a millisecond a port
 // (TestRestartKill's figures), so 30 s leaves room for thousands of
 // ports on a loaded machine, while a successor that hangs gives the
-// ports back to the predecessor within a minute.
-const handoverTimeout = 30 * time.Second
+// ports back to the predecessor within a minute. A variable for tests.
+var handoverTimeout = 30 * time.Second
 
 // fdsPerMessage bounds the descriptors of one message: the kernel takes
 // at most 253 in one SCM_RIGHTS message (SCM_MAX_FD).

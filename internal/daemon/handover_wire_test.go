@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -139,6 +140,41 @@ func TestHandoverRefusals(t *testing.T) {
 		}()
 		if _, _, err := TakeOver(dir); !errors.Is(err, ErrHandoverRefused) || !contains(err, "busy with something") {
 			t.Fatalf("TakeOver() = %v, want ErrHandoverRefused with the reason", err)
+		}
+	})
+	t.Run("successor hangs", func(t *testing.T) {
+		defer func(d time.Duration) { handoverTimeout = d }(handoverTimeout)
+		handoverTimeout = 200 * time.Millisecond
+		dir := t.TempDir()
+		ln, err := ListenHandover(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		set, _ := pipes(t, 1, func(int) string { return "tap/x" })
+		waited := make(chan error, 1)
+		go func() {
+			succ, err := AcceptSuccessor(ln)
+			if err != nil {
+				waited <- err
+				return
+			}
+			defer succ.Close()
+			if err := succ.Send(set); err != nil {
+				waited <- err
+				return
+			}
+			waited <- succ.Wait()
+		}()
+		p, got, err := TakeOver(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		got.Close()
+		// Says nothing: the predecessor gives up waiting.
+		if err := <-waited; err == nil || !contains(err, "did not take over within") {
+			t.Fatalf("Wait() with a successor that says nothing = %v, want a time-out", err)
 		}
 	})
 	t.Run("successor gives up", func(t *testing.T) {
