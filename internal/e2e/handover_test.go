@@ -541,9 +541,9 @@ func (e *testEnv) startUnder(sup *sdnotifytest.Supervisor) *proc {
 // emulated service manager: the daemon says READY=1 once it serves and
 // stores every TAP's queues, the published port's listener and the
 // API listener; killed with SIGKILL mid-stream and started again with
-// what the store kept, it loses no frame (ping -i 0.002 gets every
-// reply) and the iperf3 stream goes on; a port detached leaves the
-// store.
+// what the store kept, it loses no frame but those it held when killed
+// (ping -i 0.002 misses at most the request and reply in flight) and
+// the iperf3 stream goes on; a port detached leaves the store.
 func TestFDStoreKill(t *testing.T) {
 	e := newHandoverEnv(t, 14, "iperf3")
 	sup, err := sdnotifytest.New(e.dir, fdStoreMax)
@@ -588,7 +588,12 @@ func TestFDStoreKill(t *testing.T) {
 	t.Logf("ping -i 0.002 through it: %d sent, %d received, longest round trip %v", pr.sent, pr.received, pr.maxRTT)
 	t.Logf("iperf3 through it: %d bytes sent, %d received (%.2f Gbit/s), %d retransmits, %d retransmission timeouts, longest gap seen by the receiver %v (in 0.1s intervals)",
 		sent, got, r.gbps(), r.End.SumSent.Retransmits, timeouts, gap)
-	checkNoLoss(t, "ping through kill -9 with the descriptors in the store", pr)
+	// What the killed daemon had read and not yet written dies with it:
+	// at most the echo request or reply in flight then, one of each.
+	if pr.sent == 0 || len(pr.missing) > 2 || pr.sent-pr.received > 2 {
+		t.Errorf("ping through kill -9 with the descriptors in the store: %d echo requests, %d replies, missing icmp_seq %v; want at most the 2 in flight in the killed daemon lost",
+			pr.sent, pr.received, pr.missing)
+	}
 	if sent == 0 || got < sent-sent/10 {
 		t.Errorf("%s: %d bytes sent, %d received; want the transfer whole", client.desc, sent, got)
 	}
