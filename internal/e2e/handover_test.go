@@ -343,7 +343,32 @@ func TestHandoverPing(t *testing.T) {
 	before := e.ports()
 	ping := e.startPing(e.nsA, e.ipB, 1500)
 	time.Sleep(time.Second)
+	// The API through the hand-over: a client that connects while the
+	// daemons change waits in the listener's queue and is answered.
+	stopCalls := make(chan struct{})
+	calls := make(chan []string, 1)
+	go func() {
+		var failed []string
+		for {
+			select {
+			case <-stopCalls:
+				calls <- failed
+				return
+			default:
+			}
+			// Not runCLI, which may only fail the test from the
+			// test's goroutine.
+			out, err := exec.Command(filepath.Join(binDir, "tapswitch"), "--socket", e.sock, "status", "-o", "json").CombinedOutput()
+			if err != nil {
+				failed = append(failed, fmt.Sprintf("%v: %s", err, out))
+			}
+		}
+	}()
 	took := e.upgrade()
+	close(stopCalls)
+	if failed := <-calls; len(failed) > 0 {
+		t.Errorf("tapswitch status during the hand-over failed %d times: %q", len(failed), failed)
+	}
 	r := ping.result(t)
 	t.Logf("ping -i 0.002 through tapswitchd --upgrade: %d sent, %d received, longest round trip %v; old daemon gone %v after the new one started",
 		r.sent, r.received, r.maxRTT, took)
