@@ -74,6 +74,13 @@ func (d *Daemon) adoptTAPLocked(s plugSpec, cfg tap.Config) (_ tap.Device, ok bo
 	dev, err := tap.Adopt(tap.Config{Netns: cfg.Netns, Name: cfg.Name}, fds)
 	if err != nil {
 		d.log.Warn("queues handed over refused; opening the TAP by name", "port", s.state.Name, "descriptors", len(fds), "err", err)
+		if d.cfg.FDStore != nil {
+			// The store's copies would hold the queues, and the
+			// TAP could not be opened. (A predecessor's copies do
+			// too: the open fails as in use, and the hand-over with
+			// it, so the predecessor resumes.)
+			d.cfg.FDStore.Remove(name)
+		}
 		return nil, false
 	}
 	if pz, ok := dev.(tap.Pauser); ok {
