@@ -133,12 +133,16 @@ func TestHandoverRefusals(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer ln.Close()
+		refused := make(chan struct{})
 		go func() {
+			defer close(refused)
 			if succ, err := AcceptSuccessor(ln); err == nil {
 				succ.Refuse(errors.New("busy with something"))
 			}
 		}()
-		if _, _, err := TakeOver(dir); !errors.Is(err, ErrHandoverRefused) || !contains(err, "busy with something") {
+		_, _, err = TakeOver(dir)
+		<-refused
+		if !errors.Is(err, ErrHandoverRefused) || !contains(err, "busy with something") {
 			t.Fatalf("TakeOver() = %v, want ErrHandoverRefused with the reason", err)
 		}
 	})
