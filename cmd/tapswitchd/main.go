@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -24,6 +25,8 @@ import (
 	"github.com/tapswitch/tapswitch/fdb"
 	"github.com/tapswitch/tapswitch/internal/apiserver"
 	"github.com/tapswitch/tapswitch/internal/daemon"
+	"github.com/tapswitch/tapswitch/internal/fdset"
+	"github.com/tapswitch/tapswitch/internal/sdnotify"
 	"github.com/tapswitch/tapswitch/internal/version"
 	"github.com/tapswitch/tapswitch/tap"
 )
@@ -42,6 +45,9 @@ type options struct {
 	// removeOnExit undoes everything at exit instead of keeping it for
 	// the next start.
 	removeOnExit bool
+	// upgrade takes over from the daemon running with the same state
+	// directory (see handover.go).
+	upgrade bool
 	// started is when main began, the origin of the times the status
 	// reports.
 	started time.Time
@@ -67,6 +73,14 @@ namespace attached by pid or path is pinned under the state directory
 until its port is detached. With --remove-on-exit, stopping removes all of
 it instead.
 
+To restart without losing a frame, start the new tapswitchd with the same
+flags and --upgrade: the running one hands over its TAPs' queues and its
+sockets, and exits once the new one forwards; frames sent meanwhile wait
+in the TAPs' rings. Under a service manager that keeps file descriptors
+(systemd's Type=notify with FileDescriptorStoreMax=, see
+contrib/tapswitchd.service), tapswitchd stores them there, so that a
+restart or even a crash loses nothing either.
+
 Every network has a gateway interface in the daemon's namespace, named
 tsw- and 8 hex digits derived from the state directory and the network,
 with a DNS server on port 53 that answers for the network's ports and
@@ -88,6 +102,7 @@ directory and come back at the next start.`,
 	f.IntVar(&o.fdbLimit, "fdb-limit", fdb.DefaultLimit, "most MAC addresses learned per network")
 	f.IntVar(&o.queues, "queues", daemon.DefaultQueues(), "queues per TAP, each read by its own loop (1 to 16)")
 	f.BoolVar(&o.removeOnExit, "remove-on-exit", false, "on SIGINT or SIGTERM, detach every port and remove the gateway interfaces, pins and nftables table, instead of keeping them for the next start")
+	f.BoolVar(&o.upgrade, "upgrade", false, "take over from the tapswitchd running with the same --state-dir, without losing a frame: it hands over its TAPs' queues and its sockets, and exits once this one forwards (give the other flags as it has them); with none running, start as usual")
 	f.StringArrayVar(&o.dnsUpstreams, "dns-upstream", nil, "resolver `ADDR` (IP or IP:PORT) the networks' DNS servers forward other names to, instead of the nameservers of /etc/resolv.conf (repeatable)")
 	addLimitFlags(f, &o.limits)
 	if err := cmd.Execute(); err != nil {
@@ -110,9 +125,22 @@ func run(o options) error {
 	if o.fdbLimit < 1 {
 		return fmt.Errorf("--fdb-limit %d: must be at least 1", o.fdbLimit)
 	}
+	if o.upgrade && o.stateDir == "" {
+		return errors.New("--upgrade needs the --state-dir of the running tapswitchd: the hand-over socket is there")
+	}
 	upstreams, err := parseUpstreams(o.dnsUpstreams)
 	if err != nil {
 		return err
+	}
+	// Absolute, so that the listeners handed to a successor name
+	// their sockets as its flags do, whatever its working directory.
+	if o.socket, err = filepath.Abs(o.socket); err != nil {
+		return fmt.Errorf("--socket: %w", err)
+	}
+	if o.stateDir != "" {
+		if o.stateDir, err = filepath.Abs(o.stateDir); err != nil {
+			return fmt.Errorf("--state-dir: %w", err)
+		}
 	}
 	access, err := socketAccess(o.group)
 	if err != nil {
@@ -134,44 +162,173 @@ func run(o options) error {
 	if err := o.limits.apply(log); err != nil {
 		return err
 	}
-	ln, err := listen(o.socket, access)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(o.socket)
 
-	d, err := daemon.New(daemon.Config{
-		StateDir:     o.stateDir,
-		FDB:          fdb.Config{Limit: o.fdbLimit, AgeingTime: o.fdbAgeing},
-		Queues:       o.queues,
-		DNSUpstreams: upstreams,
-		Logger:       log,
-		Started:      o.started,
-	})
+	// What outlived the previous daemon: descriptors the service
+	// manager kept, or those the running daemon hands over.
+	notifier, err := sdnotify.FromEnv()
 	if err != nil {
-		ln.Close()
+		log.Warn("no notifications to the service manager", "err", err)
+	}
+	inherited, err := sdnotify.Listen()
+	if err != nil {
+		log.Warn("descriptors from the service manager not taken; the TAPs are opened by name", "err", err)
+	}
+	var pred *daemon.Predecessor
+	if o.upgrade {
+		start := time.Now()
+		p, set, err := daemon.TakeOver(o.stateDir)
+		switch {
+		case err == nil:
+			pred = p
+			log.Info("taking over", "from_pid", p.Pid, "descriptors", set.Len(), "received_in", time.Since(start))
+		case errors.Is(err, daemon.ErrNoPredecessor):
+			if c, derr := net.DialTimeout("unix", o.socket, time.Second); derr == nil {
+				c.Close()
+				inherited.Close()
+				return fmt.Errorf("the tapswitchd serving %s offers no hand-over on %s: it predates --upgrade or runs with another --state-dir; stop it and start this one instead", o.socket, daemon.HandoverSocket(o.stateDir))
+			}
+			log.Warn("nothing to take over from; starting as usual", "err", err)
+		case errors.Is(err, daemon.ErrPredecessorGone):
+			log.Warn("starting as after a crash, with the descriptors received", "err", err)
+		default:
+			inherited.Close()
+			return err
+		}
+		if set != nil {
+			inherited.Close()
+			inherited = set
+		}
+	}
+	s := &server{o: o, access: access, log: log, notifier: notifier}
+	ok := false
+	defer func() {
+		if !ok {
+			if pred != nil {
+				pred.Abort(err)
+			}
+			inherited.Close()
+		}
+	}()
+	if s.ln, err = apiListener(o.socket, access, inherited, log); err != nil {
 		return err
 	}
-	srv := apiServer(access.Guard(apiserver.NewHandler(d, log), log), log)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(limitConns(ln, apiMaxConns, apiMaxConnsPerUser, log)) }()
+	if o.stateDir != "" {
+		if s.hln, err = handoverListener(o.stateDir, inherited, log); err != nil {
+			s.ln.Close()
+			return err
+		}
+	}
+	s.d, err = daemon.New(s.daemonConfig(upstreams, inherited))
+	if err != nil {
+		s.ln.Close()
+		return err
+	}
+	ok = true
+	s.serve()
+	if pred != nil {
+		if err := pred.Done(); err != nil {
+			log.Warn("could not tell the previous tapswitchd it was taken over from; it resumes after its time-out unless it has exited", "pid", pred.Pid, "err", err)
+		}
+		log.Info("took over", "from_pid", pred.Pid, "since_start", time.Since(o.started))
+	}
+	s.notifyReady()
 	log.Info("tapswitchd started", "version", version.String(), "socket", o.socket, "access", access, "pid", os.Getpid())
+	return s.loop(ctx, upstreams)
+}
 
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case err = <-errc:
-		log.Error("API server failed", "err", err)
+// server is the running daemon with its API server.
+type server struct {
+	o        options
+	access   apiserver.Access
+	log      *slog.Logger
+	notifier *sdnotify.Notifier
+	d        *daemon.Daemon
+	// ln is the API listener, hln the hand-over listener (nil without
+	// a state directory).
+	ln   net.Listener
+	hln  *net.UnixListener
+	srv  *http.Server
+	errc chan error
+	// apiStored: the service manager keeps a copy of ln.
+	apiStored bool
+}
+
+func (s *server) daemonConfig(upstreams []netip.AddrPort, inherited *fdset.Set) daemon.Config {
+	cfg := daemon.Config{
+		StateDir:     s.o.stateDir,
+		FDB:          fdb.Config{Limit: s.o.fdbLimit, AgeingTime: s.o.fdbAgeing},
+		Queues:       s.o.queues,
+		DNSUpstreams: upstreams,
+		Logger:       s.log,
+		Started:      s.o.started,
+		Inherited:    inherited,
 	}
+	if s.notifier != nil {
+		cfg.FDStore = s.notifier
+	}
+	return cfg
+}
+
+// serve starts the API server on s.ln.
+func (s *server) serve() {
+	s.srv = apiServer(s.access.Guard(apiserver.NewHandler(s.d, s.log), s.log), s.log)
+	s.errc = make(chan error, 1)
+	srv, ln, errc := s.srv, limitConns(s.ln, apiMaxConns, apiMaxConnsPerUser, s.log), s.errc
+	go func() { errc <- srv.Serve(ln) }()
+}
+
+// loop runs until a signal, a failure of the API server or a hand-over
+// ends it.
+func (s *server) loop(ctx context.Context, upstreams []netip.AddrPort) error {
+	successors := make(chan *daemon.Successor)
+	next := make(chan struct{})
+	if s.hln != nil {
+		go acceptSuccessors(s.hln, successors, next, s.log)
+	}
+	var err error
+	for {
+		select {
+		case <-ctx.Done():
+			s.log.Info("shutting down")
+		case err = <-s.errc:
+			s.log.Error("API server failed", "err", err)
+		case succ := <-successors:
+			done, herr := s.handOver(succ, upstreams)
+			if herr != nil {
+				return herr
+			}
+			if done {
+				return nil
+			}
+			next <- struct{}{}
+			continue
+		}
+		break
+	}
+	s.notifier.Stopping()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = srv.Shutdown(sctx)
-	if o.removeOnExit {
-		d.CloseAndRemove()
-		log.Info("tapswitchd stopped; its ports, gateways and firewall table are removed")
+	_ = s.srv.Shutdown(sctx)
+	if s.hln != nil {
+		s.hln.Close()
+		os.Remove(daemon.HandoverSocket(s.o.stateDir))
+	}
+	if s.o.removeOnExit {
+		s.d.ForgetStored()
+		if s.apiStored {
+			s.notifier.Remove(apiFDName)
+		}
+		s.d.CloseAndRemove()
+		os.Remove(s.o.socket)
+		s.log.Info("tapswitchd stopped; its ports, gateways and firewall table are removed")
 	} else {
-		d.Close()
-		log.Info("tapswitchd stopped; its ports, gateways and firewall table stay for the next start", "state_dir", o.stateDir)
+		s.d.Close()
+		if !s.apiStored {
+			// The service manager keeps the listener for the next
+			// start otherwise, and clients queue on it meanwhile.
+			os.Remove(s.o.socket)
+		}
+		s.log.Info("tapswitchd stopped; its ports, gateways and firewall table stay for the next start", "state_dir", s.o.stateDir)
 	}
 	return err
 }

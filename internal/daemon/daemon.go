@@ -17,6 +17,7 @@ import (
 	"github.com/tapswitch/tapswitch/fdb"
 	"github.com/tapswitch/tapswitch/internal/apiserver"
 	"github.com/tapswitch/tapswitch/internal/dns"
+	"github.com/tapswitch/tapswitch/internal/fdset"
 	"github.com/tapswitch/tapswitch/internal/ipam"
 	"github.com/tapswitch/tapswitch/internal/version"
 	vswitch "github.com/tapswitch/tapswitch/switch"
@@ -47,6 +48,15 @@ type Config struct {
 	// start; nil means tap.Kernel. Tests pass an in-memory one
 	// (taptest.Maker).
 	TAPs tap.Maker
+	// Inherited are descriptors a predecessor handed over or the
+	// service manager kept: TAP queues and published ports' sockets,
+	// by name (see handover.go). New takes those of the ports it
+	// restores in place of opening them again, and closes the rest.
+	Inherited *fdset.Set
+	// FDStore, when set, keeps copies of every TAP's queues and
+	// published port's socket across the daemon's crashes: the service
+	// manager's descriptor store.
+	FDStore FDStore
 }
 
 // DefaultQueues is one queue per CPU, up to four: the kernel keeps a flow
@@ -92,6 +102,8 @@ type Daemon struct {
 	firstForward atomic.Int64
 	stopWatch    chan struct{}
 	watchDone    chan struct{}
+	// inherited is what was handed over, and what the store holds.
+	inherited inherited
 }
 
 var _ apiserver.Backend = (*Daemon)(nil)
@@ -168,6 +180,7 @@ func newDaemon(cfg Config, h host) (_ *Daemon, err error) {
 	if err := d.restoreLocked(doc); err != nil {
 		return nil, err
 	}
+	d.inheritedDoneLocked()
 	restored := time.Since(cfg.Started)
 	table := TableName(cfg.StateDir)
 	if d.nat, err = d.host.firewall(d.log, table, GatewayPrefix); err != nil {

@@ -204,6 +204,7 @@ func (d *Daemon) stopNetworkLocked(n *network) error {
 	if err := d.nat.RemoveNetwork(n.name); err != nil && !errors.Is(err, nat.ErrUnknownNetwork) {
 		errs = append(errs, err)
 	}
+	d.unstoreLocked(n.gw)
 	if err := d.sw.RemovePort(n.gw.sw); err != nil && !errors.Is(err, vswitch.ErrNoPort) {
 		errs = append(errs, err)
 	}

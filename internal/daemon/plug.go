@@ -134,7 +134,7 @@ func (d *Daemon) plugLocked(s plugSpec) (_ *port, err error) {
 	if err != nil {
 		return nil, classify(err)
 	}
-	p := &port{kind: s.kind, state: s.state, sw: sp, net: n, ns: s.ns, nsPath: s.nsPath, owned: s.owned, publish: s.publish}
+	p := &port{kind: s.kind, state: s.state, sw: sp, dev: dev, net: n, ns: s.ns, nsPath: s.nsPath, owned: s.owned, publish: s.publish}
 	if s.restore && p.state.MAC != "" && p.state.MAC != dev.MAC().String() {
 		d.log.Warn("the port's MAC was changed while tapswitchd was down; taking the new one", "port", p.name(), "was", p.state.MAC, "now", dev.MAC().String())
 	}
@@ -164,11 +164,11 @@ func (d *Daemon) plugLocked(s plugSpec) (_ *port, err error) {
 		d.log.Error(msg, append(args, "port", p.name(), "err", err)...)
 		return nil
 	}
-	for _, m := range s.publish {
+	for i, m := range s.publish {
 		if len(local) == 0 {
 			break
 		}
-		px, err := publish.Start(m, local[0], d.log.With("port", p.name()))
+		px, err := d.startProxyLocked(p.name(), i, m, local[0], d.log.With("port", p.name()))
 		if err != nil {
 			if err := fail(publishError(err), "published port not restored; detach and attach the port again once the host port is free", "publish", m.String()); err != nil {
 				return nil, err
@@ -191,6 +191,7 @@ func (d *Daemon) plugLocked(s plugSpec) (_ *port, err error) {
 		p.state.ResolvConf = resolvConf
 	}
 	d.ports[p.name()] = p
+	d.storeLocked(p)
 	d.log.Debug("port plugged in", "port", p.name(), "kind", p.kind, "restore", s.restore, "took", time.Since(start))
 	return p, nil
 }
@@ -212,6 +213,11 @@ func publishError(err error) error {
 // that of a restored one.
 func (d *Daemon) deviceLocked(s plugSpec) (tap.Device, error) {
 	cfg := tap.Config{Netns: s.nsPath, Name: s.ifname, Queues: d.cfg.Queues}
+	if s.restore {
+		if dev, ok := d.adoptTAPLocked(s, cfg); ok {
+			return dev, nil
+		}
+	}
 	switch s.kind {
 	case api.KindContainer:
 		if s.restore {

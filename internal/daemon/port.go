@@ -21,6 +21,7 @@ import (
 	"github.com/tapswitch/tapswitch/internal/publish"
 	"github.com/tapswitch/tapswitch/namespace"
 	vswitch "github.com/tapswitch/tapswitch/switch"
+	"github.com/tapswitch/tapswitch/tap"
 )
 
 // netnsEtcDir is where `ip netns exec NAME` finds files to bind-mount
@@ -34,7 +35,9 @@ type port struct {
 	kind  string
 	state portState
 	sw    *vswitch.Port
-	net   *network
+	// dev is the port's device, which the switch owns.
+	dev tap.Device
+	net *network
 	// ns identifies the namespace, however it was named at attach.
 	ns nsID
 	// nsPath is the namespace file the port is reached through: the
@@ -400,6 +403,7 @@ func (d *Daemon) UpdatePort(ctx context.Context, name string, req api.PortUpdate
 // forgetLocked undoes what attachLocked set up around a port the switch
 // no longer has.
 func (d *Daemon) forgetLocked(p *port) {
+	d.unstoreLocked(p)
 	p.stopProxies()
 	p.net.records.Remove(p.name())
 	for _, a := range p.owned {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -167,6 +168,12 @@ func Start(m Mapping, target netip.Addr, log *slog.Logger) (*Proxy, error) {
 }
 
 func start(m Mapping, target netip.Addr, log *slog.Logger, lim limits) (*Proxy, error) {
+	return startOn(m, target, log, lim, nil)
+}
+
+// startOn is start on sock, a socket handed over already bound (see
+// Adopt), or on a new one when sock is nil.
+func startOn(m Mapping, target netip.Addr, log *slog.Logger, lim limits, sock *os.File) (*Proxy, error) {
 	if err := m.check(); err != nil {
 		return nil, err
 	}
@@ -204,7 +211,9 @@ func start(m Mapping, target netip.Addr, log *slog.Logger, lim limits) (*Proxy, 
 	}
 
 	var err error
-	if m.Proto == "tcp" {
+	if sock != nil {
+		err = p.adoptSocket(sock)
+	} else if m.Proto == "tcp" {
 		a := &net.TCPAddr{Port: int(m.HostPort)}
 		if m.HostIP.IsValid() {
 			a = net.TCPAddrFromAddrPort(laddr)
