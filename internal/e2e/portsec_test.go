@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -275,9 +276,7 @@ func TestStormControl(t *testing.T) {
 	e.attach(nsD, "--network", "ps2", "--ip", "10.140.2.14/24")
 
 	srv := e.startIperfServer(nsD, "10.140.2.14")
-	const secs = "3"
-	base := e.iperf(nsC, srv, "-t", secs)
-	t.Logf("TCP c->d alone: %.2f Gbit/s", base.gbps())
+	const secs = "2"
 
 	pa := openPacketConn(t, nsA, "eth0")
 	// storm blasts from a while fn runs, and checks what got through to
@@ -321,9 +320,18 @@ func TestStormControl(t *testing.T) {
 			t.Errorf("an idle neighbour received %d of %d broadcasts, want far fewer", reached, res.n)
 		}
 	}
-	var during *iperfRun
-	storm(api.DefaultStormRate, func() { during = e.iperf(nsC, srv, "-t", secs) })
-	t.Logf("TCP c->d during a broadcast storm from a: %.2f Gbit/s, %.2fx of alone", during.gbps(), during.gbps()/base.gbps())
+	// The machine's load varies: alone and during a storm alternate,
+	// three times, and the median ratio is reported.
+	var ratios []float64
+	for range 3 {
+		base := e.iperf(nsC, srv, "-t", secs)
+		var during *iperfRun
+		storm(api.DefaultStormRate, func() { during = e.iperf(nsC, srv, "-t", secs) })
+		ratios = append(ratios, during.gbps()/base.gbps())
+		t.Logf("TCP c->d alone: %.2f Gbit/s; during a broadcast storm from a: %.2f Gbit/s, %.2fx", base.gbps(), during.gbps(), during.gbps()/base.gbps())
+	}
+	slices.Sort(ratios)
+	t.Logf("TCP c->d during a broadcast storm: median %.2fx of alone (%.2f to %.2f)", ratios[1], ratios[0], ratios[2])
 
 	if p := findPort(e.ports(), portA); p.StormBroadcast != api.DefaultStormRate || p.StormMulticast != api.DefaultStormRate || p.StormUnknown != api.DefaultStormRate {
 		t.Fatalf("port %s storm rates %d/%d/%d, want the default %d for each", portA, p.StormBroadcast, p.StormMulticast, p.StormUnknown, api.DefaultStormRate)
