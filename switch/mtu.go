@@ -11,7 +11,10 @@ package vswitch
 //     namespace was attached with: a namespace that raised its MTU is
 //     caught here, and the drop is counted on its port;
 //   - on the way out, against the MTU of each port it goes to, when that
-//     is smaller: counted on that port, as a frame it could not take.
+//     is smaller: counted on that port, as a frame it could not take; but
+//     not to a port that takes any size (PortInfo.TakesAnySize: the
+//     gateway, whose host stack takes what it is given, as a bridge's own
+//     interface does).
 //
 // Both start with one comparison of the frame's length against the
 // port's MTU plus an Ethernet header; only a longer frame is looked at

@@ -40,6 +40,11 @@ type PortInfo struct {
 	// from it or to it that carries a larger one, or a super-frame whose
 	// segments would, is dropped (oversize). 0 means no limit.
 	MTU int
+	// TakesAnySize exempts frames to the port from its MTU: for a
+	// gateway, whose host stack takes a frame of any size and routes
+	// it on by its own MTUs, as a Linux bridge delivers to its own
+	// interface. Frames from the port are still held to it.
+	TakesAnySize bool
 	// NoSecurity turns port security off, letting the port send from any
 	// source MAC and address: for a port that forwards others' traffic,
 	// such as a router or a gateway that routes between the network and
@@ -183,11 +188,12 @@ type Port struct {
 	// guard is what the port may send as, loaded once per frame by the
 	// forwarding path; nil while port security is off.
 	guard atomic.Pointer[identity]
-	// maxFrame is the longest frame the port takes or sends without a
-	// look at its headers: its MTU and an Ethernet header (math.MaxInt
-	// without an MTU); mtu is the MTU, for a longer one (mtu.go). Both
-	// are fixed at attach.
-	maxFrame, mtu int
+	// maxFrame is the longest frame the port sends without a look at
+	// its headers, maxTx the longest it is sent: its MTU and an Ethernet
+	// header (math.MaxInt without an MTU, or for maxTx with
+	// TakesAnySize); mtu is the MTU, for a longer one (mtu.go). All are
+	// fixed at attach.
+	maxFrame, maxTx, mtu int
 
 	id   uint32
 	name string

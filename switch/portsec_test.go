@@ -160,10 +160,16 @@ func TestMTUFlood(t *testing.T) {
 	r.addInfo(t, "n", "b", PortInfo{NoSecurity: true, MTU: 1500})
 	r.addInfo(t, "n", "c", PortInfo{NoSecurity: true, MTU: 9000})
 	r.addInfo(t, "n", "d", PortInfo{NoSecurity: true})
+	r.addInfo(t, "n", "gw", PortInfo{NoSecurity: true, MTU: 1500, TakesAnySize: true})
 	f := frame(bcast, macA, string(make([]byte, 4000)))
 	r.forward("a", f)
-	if got := r.receivers(f, "b", "c", "d"); !slicesEqual(got, []string{"c", "d"}) {
-		t.Fatalf("4000-byte broadcast from a went to %v, want [c d] (b's MTU is 1500)", got)
+	if got := r.receivers(f, "b", "c", "d", "gw"); !slicesEqual(got, []string{"c", "d", "gw"}) {
+		t.Fatalf("4000-byte broadcast from a went to %v, want [c d gw] (b's MTU is 1500, gw takes any size)", got)
+	}
+	// What the gateway sends is held to its MTU.
+	r.forward("gw", frame(bcast, "02:00:00:00:00:99", string(make([]byte, 4000))))
+	if d := r.ports["gw"].Counters().Drops["oversize"]; d != 1 {
+		t.Fatalf("gw: %d oversize drops of a 4000-byte frame it sent, want 1", d)
 	}
 	if d := r.ports["b"].Counters().Drops["oversize"]; d != 1 {
 		t.Fatalf("b: %d oversize drops, want 1", d)

@@ -300,7 +300,9 @@ var securityCases = []struct {
 func newSecureRig(t testing.TB) *rig {
 	t.Helper()
 	r := newRig(t)
-	r.addInfo(t, "n", "a", testInfo(0))
+	info := testInfo(0)
+	info.Storm = noStorm
+	r.addInfo(t, "n", "a", info)
 	r.add(t, "n", "b")
 	r.add(t, "n", "c")
 	return r

@@ -210,7 +210,10 @@ func (s *Switch) AddPort(network, name string, dev device.Device, info PortInfo)
 	info.IPs = slices.Clone(info.IPs)
 	s.nextID++
 	p := &Port{id: s.nextID, name: name, info: info, ident: id, net: n, dev: dev, caps: dev.Caps(), done: make(chan struct{}),
-		mtu: info.MTU, maxFrame: maxFrameFor(info.MTU)}
+		mtu: info.MTU, maxFrame: maxFrameFor(info.MTU), maxTx: maxFrameFor(info.MTU)}
+	if info.TakesAnySize {
+		p.maxTx = maxFrameFor(0)
+	}
 	p.publishLocked()
 	p.SetMACLimit(info.MACLimit)
 	p.SetStormLimits(info.Storm)
