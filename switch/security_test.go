@@ -591,7 +591,7 @@ func TestDropNames(t *testing.T) {
 		}
 		seen[name] = true
 	}
-	for _, want := range []string{"bad_vnet_hdr", "src_mac", "arp_spoof", "ip_spoof", "nd_spoof", "ra_guard", "malformed", "mac_limit", "fdb_full"} {
+	for _, want := range []string{"bad_vnet_hdr", "src_mac", "arp_spoof", "ip_spoof", "nd_spoof", "ra_guard", "malformed", "mac_limit", "fdb_full", "ethertype", "link_local", "storm", "oversize"} {
 		if !seen[want] {
 			t.Errorf("no drop reason named %q", want)
 		}

@@ -88,10 +88,12 @@ With port security on (the default for every port) the switch drops, and
 counts by reason, every frame from the port whose source MAC is not the
 port's own (src_mac), ARP that claims another MAC or address (arp_spoof),
 IPv4 or IPv6 from an address that is not the port's (ip_spoof), neighbour
-advertisements for another's address (nd_spoof), router advertisements
-(ra_guard), Ethertypes other than IPv4, IPv6, ARP and RARP (ethertype)
-and truncated headers (malformed). Turn it off for a namespace that
-bridges or routes for others.
+advertisements for another's address and Neighbor Discovery in fragments
+(nd_spoof), router advertisements, behind any extension headers (ra_guard),
+Ethertypes other than IPv4, IPv6, ARP, RARP and the local experimental
+0x88b5 and 0x88b6 (ethertype), and truncated headers or first fragments
+without their upper-layer header (malformed). Turn it off for a namespace
+that bridges or routes for others.
 
 --mac-limit bounds the MAC addresses the network learns behind the port;
 frames from further new addresses are dropped (mac_limit).
