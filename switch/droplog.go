@@ -17,8 +17,8 @@ const dropLogEvery = time.Minute
 // loggedDrops are the reasons logged.
 var loggedDrops = [...]DropReason{DropStorm, DropOversize, DropLinkLocal, DropEtherType}
 
-// dropLog is what the ager remembers of a port's logged drops; only the
-// ager touches it.
+// dropLog is what the ager remembers of a port's logged drops, under the
+// switch's dlogMu.
 type dropLog struct {
 	n  [len(loggedDrops)]uint64
 	at [len(loggedDrops)]time.Time
@@ -27,14 +27,19 @@ type dropLog struct {
 // logDrops logs the drops of loggedDrops that rose since they were last
 // logged, for ports not logged in the last dropLogEvery.
 func (s *Switch) logDrops(now time.Time) {
+	s.dlogMu.Lock()
+	defer s.dlogMu.Unlock()
 	for _, p := range s.Ports() {
 		for i, r := range loggedDrops {
 			n := p.c.drops[r].Load()
 			if n == p.dlog.n[i] || now.Sub(p.dlog.at[i]) < dropLogEvery {
 				continue
 			}
-			s.log.Warn("port dropping frames", "port", p.name, "network", p.net.name, "reason", r.String(),
-				"count", n-p.dlog.n[i], "since", p.dlog.at[i], "hint", dropHints[r])
+			args := []any{"port", p.name, "network", p.net.name, "reason", r.String(), "count", n - p.dlog.n[i]}
+			if !p.dlog.at[i].IsZero() {
+				args = append(args, "since", p.dlog.at[i].Format(time.RFC3339))
+			}
+			s.log.Warn("port dropping frames", append(args, "hint", dropHints[r])...)
 			p.dlog.n[i], p.dlog.at[i] = n, now
 		}
 	}

@@ -1,9 +1,12 @@
 package vswitch
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -455,5 +458,39 @@ func BenchmarkCheckIPv6(b *testing.B) {
 			}
 			_ = fmt.Sprint(why)
 		})
+	}
+}
+
+// TestDropLog checks that the drops of a limit are logged, with their
+// count, at most once a minute per port and reason.
+func TestDropLog(t *testing.T) {
+	var buf bytes.Buffer
+	sw := New(Config{Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	defer sw.Close()
+	net, _ := sw.CreateNetwork("n")
+	a, _ := sw.AddPort("n", "a", newFakeDev(), PortInfo{NoSecurity: true})
+	sw.AddPort("n", "b", newFakeDev(), PortInfo{NoSecurity: true})
+	stp := frame("01:80:c2:00:00:00", macA, "bpdu")
+	buf.Reset()
+	now := time.Now()
+	sw.logDrops(now)
+	if buf.Len() != 0 {
+		t.Fatalf("logged without drops: %s", buf.String())
+	}
+	net.fwd(a, stp)
+	net.fwd(a, stp)
+	sw.logDrops(now)
+	if got := buf.String(); strings.Count(got, "port dropping frames") != 1 || !strings.Contains(got, "reason=link_local count=2") {
+		t.Fatalf("log after 2 link_local drops: %q, want one line with the count", got)
+	}
+	buf.Reset()
+	net.fwd(a, stp)
+	sw.logDrops(now.Add(30 * time.Second))
+	if buf.Len() != 0 {
+		t.Fatalf("logged again within a minute: %s", buf.String())
+	}
+	sw.logDrops(now.Add(61 * time.Second))
+	if got := buf.String(); !strings.Contains(got, "reason=link_local count=1") {
+		t.Fatalf("log a minute later: %q, want the one drop since", got)
 	}
 }

@@ -60,6 +60,8 @@ type Switch struct {
 
 	stopAger chan struct{}
 	agerDone chan struct{}
+	// dlogMu serialises logDrops, which the ager calls (and tests).
+	dlogMu sync.Mutex
 }
 
 // Network is one isolated Ethernet segment.
