@@ -103,7 +103,23 @@ type PortPolicy struct {
 	// port with security off, such as a namespace holding a bridge of
 	// its own.
 	MACLimit int `json:"mac_limit,omitempty"`
+	// StormBroadcast, StormMulticast and StormUnknown bound the
+	// broadcast, multicast and unknown-unicast frames a second the port
+	// may send (storm control), 1 to MaxStormRate each; 0 means
+	// DefaultStormRate, -1 no limit. Frames over the rate are dropped
+	// (counted as "storm"). A port may send a second's worth at once.
+	StormBroadcast int `json:"storm_broadcast,omitempty"`
+	StormMulticast int `json:"storm_multicast,omitempty"`
+	StormUnknown   int `json:"storm_unknown,omitempty"`
 }
+
+// DefaultStormRate and MaxStormRate bound the storm control rates of
+// PortPolicy, in frames per second; NoStormLimit turns one off.
+const (
+	DefaultStormRate = 2000
+	MaxStormRate     = 10_000_000
+	NoStormLimit     = -1
+)
 
 // Secure reports whether port security is on under the policy.
 func (p PortPolicy) Secure() bool { return p.PortSecurity == nil || *p.PortSecurity }
@@ -119,6 +135,16 @@ const (
 type PortUpdateRequest struct {
 	PortSecurity *bool `json:"port_security,omitempty"`
 	MACLimit     *int  `json:"mac_limit,omitempty"`
+	// StormBroadcast, StormMulticast and StormUnknown are as in
+	// PortPolicy: 0 puts a rate back to the default, -1 lifts it.
+	StormBroadcast *int `json:"storm_broadcast,omitempty"`
+	StormMulticast *int `json:"storm_multicast,omitempty"`
+	StormUnknown   *int `json:"storm_unknown,omitempty"`
+}
+
+// Empty reports whether the request changes nothing.
+func (r PortUpdateRequest) Empty() bool {
+	return r.PortSecurity == nil && r.MACLimit == nil && r.StormBroadcast == nil && r.StormMulticast == nil && r.StormUnknown == nil
 }
 
 // ConnectRequest asks the daemon to give the namespace of an attached
@@ -186,10 +212,15 @@ type Port struct {
 	// PortSecurity says whether the port may only send from its own MAC
 	// and addresses; MACs is how many MACs the network has learned behind
 	// it, of at most MACLimit.
-	PortSecurity bool         `json:"port_security"`
-	MACs         int          `json:"macs"`
-	MACLimit     int          `json:"mac_limit"`
-	Stats        PortCounters `json:"stats"`
+	PortSecurity bool `json:"port_security"`
+	MACs         int  `json:"macs"`
+	MACLimit     int  `json:"mac_limit"`
+	// StormBroadcast, StormMulticast and StormUnknown are the storm
+	// control rates in force, in frames a second; -1 for no limit.
+	StormBroadcast int          `json:"storm_broadcast"`
+	StormMulticast int          `json:"storm_multicast"`
+	StormUnknown   int          `json:"storm_unknown"`
+	Stats          PortCounters `json:"stats"`
 }
 
 // PortCounters are a port's traffic counters since it was attached. Rx

@@ -36,7 +36,11 @@ func benchSwitch(b *testing.B, n int) (*Network, []*Port) {
 	}
 	ports := make([]*Port, n)
 	for i := range ports {
-		if ports[i], err = sw.AddPort("n", string(rune('a'+i)), newDiscardDev(), testInfo(i)); err != nil {
+		// Storm control on, at a rate a benchmark's flood stays under, so
+		// that its cost is counted but nothing is dropped.
+		info := testInfo(i)
+		info.Storm = StormLimits{MaxStormRate, MaxStormRate, MaxStormRate}
+		if ports[i], err = sw.AddPort("n", string(rune('a'+i)), newDiscardDev(), info); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -70,6 +74,9 @@ func BenchmarkFlood(b *testing.B) {
 	for b.Loop() {
 		net.forward(ports[0], l, f)
 	}
+	if d := ports[0].Counters().Drops; len(d) != 0 {
+		b.Fatalf("drops %v: the benchmark measured drops, not floods", d)
+	}
 }
 
 // BenchmarkForwardParallel forwards from two ports at once, as two loops
@@ -97,7 +104,10 @@ func TestForwardAllocatesNothing(t *testing.T) {
 	sw := New(Config{Logger: quietLogger(), FDB: fdb.Config{Limit: 4}})
 	defer sw.Close()
 	net, _ := sw.CreateNetwork("n")
-	a, _ := sw.AddPort("n", "a", newDiscardDev(), testInfo(0))
+	// a floods thousands of frames: storm control would drop them.
+	infoA := testInfo(0)
+	infoA.Storm = StormLimits{-1, -1, -1}
+	a, _ := sw.AddPort("n", "a", newDiscardDev(), infoA)
 	bp, _ := sw.AddPort("n", "b", newDiscardDev(), testInfo(1))
 	open := testInfo(2)
 	open.NoSecurity, open.MACLimit = true, 1
@@ -107,19 +117,23 @@ func TestForwardAllocatesNothing(t *testing.T) {
 	badVnet := frame(bcast, macA, "payload")
 	badVnet[1] = 2
 	frames := map[string][]byte{
-		"unicast":         frame(macB, macA, "payload"),
-		"flood":           frame(bcast, macA, "payload"),
-		"tcp4":            tcp4Frame(1514),
-		"tso4":            tcp4Frame(65000),
-		"na":              pkt(eth(macA, bcast, etIPv6), ip6(ip6A, "ff02::1", icmpv6), icmp6(136), na(ip6A, lla(optTgt, macA))),
-		"vlan arp":        pkt(eth(macA, bcast, etVLAN), vlan(10, etARP), arpPkt(1, macA, ipA, ipB)),
-		"drop src_mac":    frame(bcast, macB, "payload"),
-		"drop ip_spoof":   pkt(eth(macA, bcast, etIPv4), ip4(ipB, ipA, udp), &layers.UDP{}),
-		"drop nd_spoof":   pkt(eth(macA, bcast, etIPv6), ip6(ip6A, "ff02::1", icmpv6), icmp6(136), na(ip6B)),
-		"drop malformed":  bare(etIPv6),
-		"drop bad vnet":   badVnet,
-		"drop arp_spoof":  pkt(eth(macA, bcast, etARP), arpPkt(2, macA, ipB, ipA)),
-		"drop bad source": frame(bcast, bcast, "payload"),
+		"unicast":                       frame(macB, macA, "payload"),
+		"flood":                         frame(bcast, macA, "payload"),
+		"tcp4":                          tcp4Frame(1514),
+		"tso4":                          tcp4Frame(65000),
+		"na":                            pkt(eth(macA, bcast, etIPv6), ip6(ip6A, "ff02::1", icmpv6), icmp6(136), na(ip6A, lla(optTgt, macA))),
+		"vlan arp":                      pkt(eth(macA, bcast, etVLAN), vlan(10, etARP), arpPkt(1, macA, ipA, ipB)),
+		"drop src_mac":                  frame(bcast, macB, "payload"),
+		"drop ip_spoof":                 pkt(eth(macA, bcast, etIPv4), ip4(ipB, ipA, udp), &layers.UDP{}),
+		"drop nd_spoof":                 pkt(eth(macA, bcast, etIPv6), ip6(ip6A, "ff02::1", icmpv6), icmp6(136), na(ip6B)),
+		"drop malformed":                bare(etIPv6),
+		"drop bad vnet":                 badVnet,
+		"drop arp_spoof":                pkt(eth(macA, bcast, etARP), arpPkt(2, macA, ipB, ipA)),
+		"drop bad source":               frame(bcast, bcast, "payload"),
+		"drop link_local":               frame("01:80:c2:00:00:00", macA, "payload"),
+		"drop ethertype":                bare(0x8847),
+		"drop ra_guard in a fragment":   pkt(eth(macA, bcast, etIPv6), ip6(llA, "ff02::1", fragH), frag(58, 0, true), icmp6(134), ra()),
+		"drop malformed first fragment": pkt(eth(macA, bcast, etIPv6), ip6(llA, "ff02::1", fragH), frag(58, 0, true)),
 	}
 	// A super-frame cut for a port that takes none.
 	plain, _ := sw.AddPort("n", "plain", devicetest.New(devicetest.Config{Discard: true, Caps: device.Caps{MTU: 1500}}), PortInfo{NoSecurity: true})
@@ -131,6 +145,31 @@ func TestForwardAllocatesNothing(t *testing.T) {
 			t.Errorf("forward(%s) allocates %v times per frame, want 0", name, n)
 		}
 	}
+	// Over the MTU: of the sender (a's MTU 1500), and of a receiver.
+	small := testInfo(3)
+	small.MTU = 1500
+	sw.AddPort("n", "small", newDiscardDev(), small)
+	a.mtu, a.maxFrame, a.maxTx = 1500, maxFrameFor(1500), maxFrameFor(1500)
+	for name, f := range map[string][]byte{
+		"drop oversize":           frame(macB, macA, string(make([]byte, 1600))),
+		"drop oversize tso":       tcp4FrameMSS(9000, 1461),
+		"tso over a receiver mtu": func() []byte { f := tcp4FrameMSS(9000, 1460); copy(f[HdrLen:], mustMAC(bcast)); return f }(),
+	} {
+		l, buf := onLane(f)
+		if n := testing.AllocsPerRun(1000, func() { net.forward(a, l, buf) }); n != 0 {
+			t.Errorf("forward(%s) allocates %v times per frame, want 0", name, n)
+		}
+	}
+	// A broadcast storm, over b's rate.
+	bp.SetStormLimits(StormLimits{Broadcast: 1})
+	l, storm := onLane(frame(bcast, macB, "payload"))
+	if n := testing.AllocsPerRun(1000, func() { net.forward(bp, l, storm) }); n != 0 {
+		t.Errorf("forward(storm) allocates %v times per frame, want 0", n)
+	}
+	if d := bp.Counters().Drops["storm"]; d < 999 {
+		t.Errorf("port b: %d storm drops of 1001 broadcasts at 1/s, want at least 999", d)
+	}
+
 	// A MAC flood from c, at its limit, then with the table full.
 	l, flood := onLane(frame(bcast, macC, "payload"))
 	i := 0
@@ -169,7 +208,10 @@ func sizeName(n int) string {
 // tcp4Frame builds a virtio header and an IPv4/TCP frame of size bytes
 // (Ethernet header included) from port 0 of benchSwitch to port 1. A
 // frame over the MTU gets the header of a TSO super-frame.
-func tcp4Frame(size int) []byte {
+func tcp4Frame(size int) []byte { return tcp4FrameMSS(size, 1448) }
+
+// tcp4FrameMSS is tcp4Frame with segment size mss for a super-frame.
+func tcp4FrameMSS(size, mss int) []byte {
 	b := frame(macB, macA, string(make([]byte, size-ethHdrLen)))
 	f := b[HdrLen:]
 	f[12], f[13] = 0x08, 0x00
@@ -182,7 +224,7 @@ func tcp4Frame(size int) []byte {
 	ip[32] = 5 << 4 // TCP data offset
 	if size > 1514 {
 		// NEEDS_CSUM, TCPv4 GSO, hdr_len 54, gso_size 1448, csum 34+16.
-		copy(b, []byte{1, 1, 54, 0, 0xa8, 0x05, 34, 0, 16, 0})
+		copy(b, []byte{1, 1, 54, 0, byte(mss), byte(mss >> 8), 34, 0, 16, 0})
 	}
 	return b
 }
@@ -216,5 +258,31 @@ func BenchmarkForwardTCP4(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkForwardMTU is BenchmarkForwardTCP4 with security on between
+// ports of MTU 1500, as the daemon attaches them: a 1514-byte frame
+// passes on the length alone, a super-frame is measured by its segments,
+// on the way in and on the way out.
+func BenchmarkForwardMTU(b *testing.B) {
+	for _, size := range []int{1514, 65000} {
+		b.Run(sizeName(size), func(b *testing.B) {
+			net, ports := benchSwitch(b, 2)
+			for _, p := range ports {
+				p.mtu, p.maxFrame, p.maxTx = 1500, maxFrameFor(1500), maxFrameFor(1500)
+			}
+			net.fwd(ports[1], frame(bcast, macB, "learn"))
+			l, f := onLane(tcp4Frame(size))
+			net.forward(ports[0], l, f)
+			if got := ports[1].Counters().TxFrames; got != 1 {
+				b.Fatalf("port b sent %d frames, want 1: %v", got, ports[0].Counters().Drops)
+			}
+			b.ReportAllocs()
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				net.forward(ports[0], l, f)
+			}
+		})
 	}
 }

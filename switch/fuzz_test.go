@@ -17,7 +17,7 @@ import (
 // forwarding path of a three-port network, a, b and c, described by
 // testInfo(0..2). Bits 0-2 of flags turn port security on for a, b and c;
 // bit 3 pads the buffer to the receive buffer's size, as a read cut short
-// would leave it.
+// would leave it; bit 4 gives a an MTU of 9000 and b and c one of 1500.
 //
 // Whatever the bytes, forward must not panic, must never write back to the
 // ingress port, must write a frame whole or not at all, and must account
@@ -44,6 +44,9 @@ func FuzzForward(f *testing.F) {
 	short := slices.Clone(tso)
 	binary.LittleEndian.PutUint16(short[2:], 9001)
 	f.Add(short, uint8(0), uint8(0))
+	f.Add(frame(bcast, macA, string(make([]byte, 4000))), uint8(0), uint8(16))
+	f.Add(tcp4FrameMSS(9000, 1460), uint8(0), uint8(16))
+	f.Add(tcp4FrameMSS(9000, 8000), uint8(0), uint8(16+1))
 
 	names := []string{"a", "b", "c"}
 	f.Fuzz(func(t *testing.T, b []byte, from, flags uint8) {
@@ -51,6 +54,12 @@ func FuzzForward(f *testing.F) {
 		for i, n := range names {
 			info := testInfo(i)
 			info.NoSecurity = flags&(1<<i) == 0
+			if flags&16 != 0 {
+				info.MTU = 1500
+				if i == 0 {
+					info.MTU = 9000
+				}
+			}
 			r.addInfo(t, "n", n, info)
 		}
 		ii := int(from) % 3
@@ -106,8 +115,19 @@ func FuzzForward(f *testing.F) {
 		hairpin := drops["hairpin"]
 		switch {
 		case rx == 1 && dropped == 0:
-			if writes == 0 {
+			// Written somewhere, unless the ports it was for were too
+			// small for it.
+			too := 0
+			for _, n := range names {
+				if n != in && r.ports[n].Counters().Drops["oversize"] > before[n].Drops["oversize"] {
+					too++
+				}
+			}
+			if writes == 0 && too == 0 {
 				t.Fatalf("frame counted in rx but written nowhere")
+			}
+			if writes+too != len(names)-1 && hairpin == 0 && b[HdrLen]&1 != 0 {
+				t.Fatalf("flooded frame written %d times and too big for %d ports, want every other port once", writes, too)
 			}
 		case rx == 1 && dropped == 1 && hairpin == 1, rx == 0 && dropped == 1:
 			if writes != 0 {

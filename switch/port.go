@@ -36,7 +36,15 @@ type PortInfo struct {
 	// IPs are the port's addresses; with port security on, the only
 	// source addresses it may send from (see security.go for the rules).
 	IPs []netip.Prefix
+	// MTU is the largest IP packet the port sends and receives: a frame
+	// from it or to it that carries a larger one, or a super-frame whose
+	// segments would, is dropped (oversize). 0 means no limit.
 	MTU int
+	// TakesAnySize exempts frames to the port from its MTU: for a
+	// gateway, whose host stack takes a frame of any size and routes
+	// it on by its own MTUs, as a Linux bridge delivers to its own
+	// interface. Frames from the port are still held to it.
+	TakesAnySize bool
 	// NoSecurity turns port security off, letting the port send from any
 	// source MAC and address: for a port that forwards others' traffic,
 	// such as a router or a gateway that routes between the network and
@@ -47,6 +55,9 @@ type PortInfo struct {
 	// DefaultPortMACLimit; less than 0 means only the network's table
 	// limit applies.
 	MACLimit int
+	// Storm bounds the broadcast, multicast and unknown-unicast frames
+	// the port may send; the zero value is DefaultStormRate for each.
+	Storm StormLimits
 }
 
 // DropReason says why a frame was not forwarded.
@@ -56,7 +67,9 @@ type DropReason int
 const (
 	// DropRunt: shorter than a virtio header and an Ethernet header.
 	DropRunt DropReason = iota
-	// DropOversize: filled the whole receive buffer, so it may be cut.
+	// DropOversize: filled the whole receive buffer, so it may be cut;
+	// or larger than the MTU of the port that sent it (counted on that
+	// port) or of a port it was for (counted on that one). See mtu.go.
 	DropOversize
 	// DropBadSource: multicast or all-zero source MAC.
 	DropBadSource
@@ -91,6 +104,16 @@ const (
 	// that this port does not take could not be segmented or completed
 	// for it (device.Caps); counted on the port it was for.
 	DropSegment
+	// DropEtherType: port security; an Ethertype it does not let
+	// through (see security.go).
+	DropEtherType
+	// DropLinkLocal: sent to one of the IEEE 802.1D reserved link-local
+	// group addresses, 01:80:c2:00:00:00 to 0f (STP, pause, LACP,
+	// 802.1X, LLDP, ...), which a bridge never forwards.
+	DropLinkLocal
+	// DropStorm: a broadcast, multicast or unknown-unicast frame over
+	// the port's storm control rate (see storm.go).
+	DropStorm
 	numDropReasons
 )
 
@@ -111,6 +134,9 @@ var dropNames = [numDropReasons]string{
 	DropMACLimit:   "mac_limit",
 	DropFDBFull:    "fdb_full",
 	DropSegment:    "segment",
+	DropEtherType:  "ethertype",
+	DropLinkLocal:  "link_local",
+	DropStorm:      "storm",
 }
 
 func (r DropReason) String() string {
@@ -162,6 +188,12 @@ type Port struct {
 	// guard is what the port may send as, loaded once per frame by the
 	// forwarding path; nil while port security is off.
 	guard atomic.Pointer[identity]
+	// maxFrame is the longest frame the port sends without a look at
+	// its headers, maxTx the longest it is sent: its MTU and an Ethernet
+	// header (math.MaxInt without an MTU, or for maxTx with
+	// TakesAnySize); mtu is the MTU, for a longer one (mtu.go). All are
+	// fixed at attach.
+	maxFrame, maxTx, mtu int
 
 	id   uint32
 	name string
@@ -171,6 +203,13 @@ type Port struct {
 	slots []*slot
 
 	c counters
+
+	// dlog is the ager's record of the port's logged drops.
+	dlog dropLog
+
+	// storm is the port's storm control, written by every loop that
+	// floods a frame from it.
+	storm storm
 
 	// macs counts and bounds the port's entries in its network's table;
 	// written only when the port gains or loses a MAC.
@@ -185,6 +224,8 @@ type Port struct {
 	// ident is the port's identity, published in guard while security
 	// is on.
 	ident *identity
+	// stormNow are the storm control rates in force (StormLimits).
+	stormNow StormLimits
 
 	// done is closed when every receive loop has returned.
 	done chan struct{}

@@ -7,14 +7,16 @@ package vswitch
 //	queue.Read(bufs) ──▶ a batch of [headroom | vnet hdr | dst | src | ...], one per buffer
 //	                        │
 //	                        ├─ runt, cut short, bad vnet header, bad source ──▶ drop
+//	                        ├─ to 01:80:c2:00:00:0X, over the port's MTU (mtu.go) ──▶ drop
 //	                        ├─ port security (in.guard, one atomic load)  ──▶ drop if spoofed
 //	                        ├─ fdb.Learn(src, in)           refresh is one atomic store, or none;
 //	                        │                               a new MAC over a limit ──▶ drop
 //	                        ├─ dst unicast and learned ──▶ out.send   (tx.go)
-//	                        ├─ broadcast, multicast, unknown ──▶ every other port's send
+//	                        ├─ broadcast, multicast, unknown ──▶ storm control (storm.go) ──▶ every other port's send
 //	                        └─ observers, if the network has any ──▶ a copy each, or a loss counted
 //
-//	send: the device takes the frame as it is (device.Caps) ──▶ Write, header and all, from the buffer
+//	send: over the port's MTU ──▶ drop
+//	      the device takes the frame as it is (device.Caps) ──▶ Write, header and all, from the buffer
 //	      else (a super-frame or a partial checksum it does not take) ──▶ segments in the lane's scratch ──▶ Write
 //
 // The buffers are the loop's own, allocated once; nothing on this path
@@ -130,6 +132,13 @@ func (n *Network) route(in *Port, qi int, buf []byte) (*Port, DropReason) {
 	if frame[6]&1 != 0 || src == 0 {
 		return nil, DropBadSource
 	}
+	dst := fdb.Key(frame[0:6])
+	if frame[0]&1 != 0 && dst&^0xf == linkLocalGroups {
+		return nil, DropLinkLocal
+	}
+	if len(frame) > in.maxFrame && in.tooBig(b) {
+		return nil, DropOversize
+	}
 	if id := in.guard.Load(); id != nil && !id.allows(src, frame) {
 		if why := id.check(src, frame); why != noDrop {
 			return nil, why
@@ -143,17 +152,34 @@ func (n *Network) route(in *Port, qi int, buf []byte) (*Port, DropReason) {
 	case fdb.PortLimitReached:
 		return nil, DropMACLimit
 	}
+	var out *Port
+	class := stormUnknown
+	switch {
+	case frame[0]&1 == 0:
+		out = n.fdb.Lookup(dst)
+	case dst == broadcast:
+		class = stormBroadcast
+	default:
+		class = stormMulticast
+	}
+	if out == nil && !in.storm.b[class].allow() {
+		return nil, DropStorm
+	}
 	r := in.rx[qi]
 	r.rxFrames.Store(r.rxFrames.Load() + 1)
 	r.rxBytes.Store(r.rxBytes.Load() + uint64(len(frame)))
-
-	if frame[0]&1 == 0 {
-		if out := n.fdb.Lookup(fdb.Key(frame[0:6])); out != nil {
-			if out == in {
-				return nil, DropHairpin
-			}
-			return out, noDrop
-		}
+	if out == in {
+		return nil, DropHairpin
 	}
-	return nil, noDrop
+	return out, noDrop
 }
+
+// linkLocalGroups is 01:80:c2:00:00:00, the first of the sixteen IEEE
+// 802.1D reserved link-local group addresses (STP, pause, LACP, 802.1X,
+// LLDP, ...), which a bridge never forwards: what is sent to them is for
+// the bridge itself, and a pause frame forwarded would stop its
+// receivers' traffic. broadcast is ff:ff:ff:ff:ff:ff.
+const (
+	linkLocalGroups = 0x0180c2000000
+	broadcast       = 0xffffffffffff
+)

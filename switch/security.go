@@ -23,31 +23,52 @@ package vswitch
 //	           port's IPv6 addresses or its link-local address, or a
 //	           source or target link-layer address option of a Router
 //	           Solicitation, Neighbor Solicitation or Neighbor
-//	           Advertisement is not the port's MAC
-//	ra_guard   an ICMPv6 Router Advertisement: a namespace is never the
-//	           network's router (the gateway, which has no port security,
-//	           is), and a rogue one would hand its neighbours a default
-//	           route and addresses of its choosing (RA guard, RFC 6105)
+//	           Advertisement is not the port's MAC; or any Neighbor
+//	           Discovery message (RS, NS, NA, Redirect, SEND's CPS and
+//	           CPA) behind a Fragment header, which RFC 6980 forbids and
+//	           receivers ignore
+//	ra_guard   an ICMPv6 Router Advertisement, fragmented or not: a
+//	           namespace is never the network's router (the gateway,
+//	           which has no port security, is), and a rogue one would
+//	           hand its neighbours a default route and addresses of its
+//	           choosing (RA guard, RFC 6105)
+//	ethertype  an Ethertype port security does not know to be safe (see
+//	           below)
 //	malformed  ARP shorter than 28 bytes or not Ethernet/IPv4; an IPv4
 //	           header shorter than 20 bytes, with IHL below 5, past the end
 //	           of the frame or not of version 4; an IPv6 header shorter than
 //	           40 bytes or not of version 6; an extension header chain
-//	           cut short or longer than maxExtHdrs; a Neighbor Discovery
-//	           message cut short, or with an option of length 0 or past
-//	           the payload; a VLAN tag cut short, or more than two tags
+//	           cut short, running past the payload or longer than
+//	           maxExtHdrs; a first fragment without the whole upper-layer
+//	           header (RFC 7112); a Neighbor Discovery message cut short,
+//	           or with an option of length 0 or past the payload; a VLAN
+//	           tag cut short, or more than two tags
 //
-// VLAN-tagged frames (802.1Q 0x8100 and 802.1ad 0x88a8, up to two tags,
-// as a namespace with VLAN interfaces sends them) are checked like
-// untagged ones on the ethertype inside the tags: the switch does not
-// separate VLANs, so a tag must not hide a spoofed sender. A frame with
-// more tags is dropped as malformed rather than let through unchecked.
+// What a port with security on may send, by Ethertype (inside up to two
+// VLAN tags, 802.1Q 0x8100 and 802.1ad 0x88a8, as a namespace with VLAN
+// interfaces sends them; the switch does not separate VLANs, so a tag
+// must not hide a spoofed sender, and a frame with more tags is dropped
+// as malformed rather than let through unchecked):
 //
-// Every other ethertype passes with the source MAC check alone.
-//
-// The IPv6 walk to the ICMPv6 header follows hop-by-hop, routing and
-// destination options headers; it stops at a fragment header, since
-// Neighbor Discovery messages are never fragmented and receivers drop
-// fragmented ones (RFC 6980).
+//	0x0800 IPv4          source address checked (above); what it carries,
+//	                     tunnels included (GRE, IPIP, 6in4, VXLAN), is
+//	                     between its endpoints, who must have agreed to it
+//	0x86dd IPv6          source address checked, extension headers walked
+//	                     to the upper layer (ip6.go), RA and ND checked
+//	0x0806 ARP           sender MAC and address checked
+//	0x8035 RARP          checked as ARP
+//	0x88b5, 0x88b6       IEEE local experimental: no stack interprets
+//	                     them; for an application's own protocol
+//	anything else        dropped (ethertype): 802.3 length frames (LLC and
+//	                     SNAP, which can carry IPv4, RFC 1042), MPLS
+//	                     0x8847/0x8848 (an IP packet under labels, or a
+//	                     whole Ethernet frame under a pseudowire), PPPoE
+//	                     0x8863/0x8864 (IP in PPP), MACsec 0x88e5
+//	                     (encrypted, uncheckable), 802.1ah 0x88e7 and
+//	                     0x6558 (a whole Ethernet frame), TIPC, HSR/PRP,
+//	                     batman-adv, NSH and the rest a receiver might
+//	                     interpret. A namespace that needs one is a router
+//	                     or a bridge of its own: turn its security off.
 //
 // Under GSO the frame's headers are at its front like in any other
 // frame, so a super-frame is checked by the same code.
@@ -72,20 +93,25 @@ const (
 	ipProtoTCP = 6
 	ipProtoUDP = 17
 
+	etherRARP = 0x8035
+	// etherLocal1 and etherLocal2 are IEEE 802's local experimental
+	// Ethertypes, which no stack interprets: for a protocol of one's own.
+	etherLocal1 = 0x88b5
+	etherLocal2 = 0x88b6
+
 	ip6HopByHop = 0
 	ip6Routing  = 43
 	ip6Fragment = 44
 	ip6ICMP     = 58
 	ip6DestOpts = 60
-	// maxExtHdrs bounds the extension headers walked in front of ICMPv6.
-	// A real sender uses one or two; a longer chain can only be an attempt
-	// to hide a Neighbor Advertisement from the check, so it is dropped.
-	maxExtHdrs = 8
 
 	icmp6RouterSolicit   = 133
 	icmp6RouterAdvert    = 134
 	icmp6NeighborSolicit = 135
 	icmp6NeighborAdvert  = 136
+	icmp6Redirect        = 137
+	icmp6CertPathSolicit = 148 // SEND (RFC 3971), Neighbor Discovery too
+	icmp6CertPathAdvert  = 149
 	ndOptSourceLLA       = 1
 	ndOptTargetLLA       = 2
 )
@@ -207,8 +233,8 @@ func (id *identity) own6(a addr6) bool {
 // whose source MAC is src, is one of the most common frames a port sends,
 // which check would let through: from the port's MAC, untagged TCP or UDP
 // over IPv6 from the port's first IPv6 address, untagged IPv4 without
-// options from its first IPv4 address, or an ethertype check does not
-// parse. It is small enough to be inlined into forward, so that most
+// options from its first IPv4 address, or the first local experimental
+// Ethertype. It is small enough to be inlined into forward, so that most
 // frames cost no call; when it says false, check decides.
 func (id *identity) allows(src uint64, f []byte) bool {
 	if src != id.mac {
@@ -219,10 +245,10 @@ func (id *identity) allows(src uint64, f []byte) bool {
 		return len(f) >= ethHdrLen+20 && f[14] == 0x45 && uint64(binary.BigEndian.Uint32(f[26:])) == id.ip4First
 	case etherIPv6:
 		return len(f) >= ethHdrLen+40 && f[14] == 0x60 && upperLayer[f[20]] && [16]byte(f[22:38]) == id.ip6First
-	case etherARP, etherVLAN, etherQinQ:
-		return false
+	case etherLocal1:
+		return true
 	}
-	return true
+	return false
 }
 
 // upperLayer marks the IPv6 next headers after which check looks no
@@ -251,10 +277,17 @@ func (id *identity) check(src uint64, f []byte) DropReason {
 		return id.checkIPv4(l3)
 	case etherIPv6:
 		return id.checkIPv6(l3)
-	case etherARP:
+	case etherARP, etherRARP:
+		// RARP has ARP's layout; a client's request names itself as
+		// the sender, and a namespace is never a RARP server.
 		return id.checkARP(l3)
+	case etherLocal1, etherLocal2:
+		return noDrop
 	}
-	return noDrop
+	// Anything else may carry an address port security cannot see, in
+	// a form some receiver takes: MPLS, PPPoE, MACsec, 802.1ah, LLC/SNAP
+	// and the rest (see the list at the top of this file).
+	return DropEtherType
 }
 
 func (id *identity) checkIPv4(h []byte) DropReason {
@@ -304,34 +337,25 @@ func (id *identity) checkIPv6(h []byte) DropReason {
 	if !unspecified && !id.own6(src) {
 		return DropIPSpoof
 	}
-	nh, off := h[6], 40
-	for n := 0; ; n++ {
-		switch nh {
-		case ip6ICMP:
-			return id.checkICMPv6(h, off)
-		case ip6HopByHop, ip6Routing, ip6DestOpts:
-			// Next header and length in 8-byte units, not counting the
-			// first 8.
-			if n == maxExtHdrs || len(h) < off+8 {
-				return DropMalformed
-			}
-			nh = h[off]
-			off += (int(h[off+1]) + 1) * 8
-		default:
-			// Upper layers and fragments: nothing more to check, but
-			// only ICMPv6 may come from ::.
-			if unspecified {
-				return DropIPSpoof
-			}
-			return noDrop
-		}
+	c := walkIPv6(h)
+	switch {
+	case c.frag == fragBad:
+		return DropMalformed
+	case c.proto == ip6ICMP && c.frag != fragLater:
+		return id.checkICMPv6(h, c)
+	case unspecified:
+		// Only ICMPv6 may come from ::, and a later fragment's
+		// protocol cannot be told.
+		return DropIPSpoof
 	}
+	return noDrop
 }
 
 // checkICMPv6 checks the Neighbor Discovery messages among the ICMPv6
-// message at h[off:], h being the IPv6 packet.
-func (id *identity) checkICMPv6(h []byte, off int) DropReason {
-	if len(h) < off+4 {
+// messages, the upper layer of c in h, the IPv6 packet.
+func (id *identity) checkICMPv6(h []byte, c ip6Chain) DropReason {
+	off := c.off
+	if c.end < off+4 {
 		return DropMalformed
 	}
 	var opts int // where the options start in the message
@@ -342,7 +366,21 @@ func (id *identity) checkICMPv6(h []byte, off int) DropReason {
 		return DropRAGuard
 	case icmp6NeighborSolicit, icmp6NeighborAdvert:
 		opts = 24
+	case icmp6Redirect, icmp6CertPathSolicit, icmp6CertPathAdvert:
+		// Redirects are checked by their source (a router's address,
+		// which a port with security on cannot send from); only a
+		// fragmented one is dropped here, as below.
+		opts = -1
 	default:
+		return noDrop
+	}
+	// Neighbor Discovery is never fragmented and receivers ignore it
+	// when it is (RFC 6980); one behind a Fragment header is a way
+	// around checks that do not look behind it.
+	if c.frag != fragNone {
+		return DropNDSpoof
+	}
+	if opts < 0 {
 		return noDrop
 	}
 	// The options run to the end of the payload, which Ethernet padding

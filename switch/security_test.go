@@ -82,6 +82,29 @@ func ext(nh layers.IPProtocol) gopacket.Payload {
 	return gopacket.Payload{byte(nh), 0, 1, 4, 0, 0, 0, 0}
 }
 
+// fragH is the Fragment header's next header number.
+const fragH = layers.IPProtocolIPv6Fragment
+
+// frag is an IPv6 Fragment header followed by nh, at offset off (in
+// 8-byte units), with M set if more.
+func frag(nh layers.IPProtocol, off uint16, more bool) gopacket.Payload {
+	fo := off << 3
+	if more {
+		fo |= 1
+	}
+	return gopacket.Payload{byte(nh), 0, byte(fo >> 8), byte(fo), 0, 0, 0x12, 0x34}
+}
+
+// ah is a 12-byte IPv6 Authentication Header followed by nh.
+func ah(nh layers.IPProtocol) gopacket.Payload {
+	return gopacket.Payload{byte(nh), 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1}
+}
+
+// ra is a Router Advertisement offering a default route.
+func ra() *layers.ICMPv6RouterAdvertisement {
+	return &layers.ICMPv6RouterAdvertisement{HopLimit: 64, RouterLifetime: 1800}
+}
+
 // at returns b with its frame byte i (counted from the Ethernet header)
 // set to v.
 func at(b []byte, i int, v byte) []byte {
@@ -138,7 +161,18 @@ var securityCases = []struct {
 	{"ipv6 dad", pkt(eth(macA, bcast, etIPv6), ip6("::", "ff02::1:ff00:1", icmpv6), icmp6(135), ns(ip6A)), ""},
 	{"mld report from ::", pkt(eth(macA, bcast, etIPv6), ip6("::", "ff02::16", layers.IPProtocolIPv6HopByHop),
 		ext(icmpv6), icmp6(143), gopacket.Payload{0, 0, 0, 0}), ""},
-	{"ipv6 fragment", pkt(eth(macA, bcast, etIPv6), ip6(ip6A, ip6B, layers.IPProtocolIPv6Fragment), gopacket.Payload{58, 0, 0, 1, 0, 0, 0, 1}), ""},
+	{"ipv6 first fragment", pkt(eth(macA, bcast, etIPv6), ip6(ip6A, ip6B, fragH), frag(58, 0, true), icmp6(128), gopacket.Payload{0, 1, 0, 1}), ""},
+	{"ipv6 first fragment udp", pkt(eth(macA, bcast, etIPv6), ip6(ip6A, ip6B, fragH), frag(17, 0, true), &layers.UDP{SrcPort: 1, DstPort: 2}), ""},
+	{"ipv6 first fragment tcp", pkt(eth(macA, bcast, etIPv6), ip6(ip6A, ip6B, fragH), frag(6, 0, true), &layers.TCP{SrcPort: 1, DstPort: 2, DataOffset: 5}), ""},
+	{"ipv6 atomic fragment echo", pkt(eth(macA, bcast, etIPv6), ip6(ip6A, ip6B, fragH), frag(58, 0, false), icmp6(128), gopacket.Payload{0, 1, 0, 1}), ""},
+	// A later fragment holds no upper-layer header, whatever its bytes
+	// look like: the first fragment was checked.
+	{"ipv6 later fragment", pkt(eth(macA, bcast, etIPv6), ip6(ip6A, ip6B, fragH), frag(58, 185, false), gopacket.Payload{134, 0, 0, 0, 64, 0, 7, 8}), ""},
+	{"icmpv6 echo behind AH", pkt(eth(macA, bcast, etIPv6), ip6(ip6A, ip6B, layers.IPProtocolAH), ah(58), icmp6(128), gopacket.Payload{0, 1, 0, 1}), ""},
+	{"esp", pkt(eth(macA, bcast, etIPv6), ip6(ip6A, ip6B, layers.IPProtocolESP), gopacket.Payload{0, 0, 1, 0, 0, 0, 0, 1, 9, 9, 9, 9}), ""},
+	{"no next header", pkt(eth(macA, bcast, etIPv6), ip6(ip6A, ip6B, layers.IPProtocolIPv6Destination), ext(59)), ""},
+	{"rarp request", pkt(eth(macA, bcast, layers.EthernetType(0x8035)), arpPkt(3, macA, "0.0.0.0", "0.0.0.0")), ""},
+	{"local experimental 2", bare(0x88b6), ""},
 	{"ipv6 behind destination options", pkt(eth(macA, bcast, etIPv6), ip6(ip6A, ip6B, layers.IPProtocolIPv6Destination), ext(udp), &layers.UDP{}), ""},
 	{"na own", pkt(eth(macA, bcast, etIPv6), ip6(ip6A, "ff02::1", icmpv6), icmp6(136), na(ip6A, lla(optTgt, macA))), ""},
 	{"na link-local", pkt(eth(macA, bcast, etIPv6), ip6(llA, "ff02::1", icmpv6), icmp6(136), na(llA)), ""},
@@ -208,6 +242,51 @@ var securityCases = []struct {
 	{"na option past the payload", at(pkt(eth(macA, bcast, etIPv6), ip6(ip6A, "ff02::1", icmpv6), icmp6(136), na(ip6A, lla(optTgt, macA))), l3+40+24+1, 2), "malformed"},
 	{"icmpv6 cut", cut(pkt(eth(macA, bcast, etIPv6), ip6(ip6A, ip6B, icmpv6)), l3+40+3), "malformed"},
 
+	// Neighbor Discovery behind extension headers (RFC 7113) and in
+	// fragments (RFC 6980).
+	{"ra behind a fragment header", pkt(eth(macA, bcast, etIPv6), ip6(llA, "ff02::1", fragH), frag(58, 0, false), icmp6(134), ra()), "ra_guard"},
+	{"ra in a first fragment", pkt(eth(macA, bcast, etIPv6), ip6(llA, "ff02::1", fragH), frag(58, 0, true), icmp6(134), ra()), "ra_guard"},
+	{"ra in a first fragment holding only its header", cut(pkt(eth(macA, bcast, etIPv6), ip6(llA, "ff02::1", fragH), frag(58, 0, true), icmp6(134), ra()), l3+40+8+4), "ra_guard"},
+	{"ra behind hop-by-hop and destination options", pkt(eth(macA, bcast, etIPv6), ip6(llA, "ff02::1", layers.IPProtocolIPv6HopByHop),
+		ext(60), ext(icmpv6), icmp6(134), ra()), "ra_guard"},
+	{"ra behind hop-by-hop, destination options and a fragment header", pkt(eth(macA, bcast, etIPv6), ip6(llA, "ff02::1", layers.IPProtocolIPv6HopByHop),
+		ext(60), ext(44), frag(58, 0, false), icmp6(134), ra()), "ra_guard"},
+	{"ra behind AH", pkt(eth(macA, bcast, etIPv6), ip6(llA, "ff02::1", layers.IPProtocolAH), ah(58), icmp6(134), ra()), "ra_guard"},
+	{"ra behind an experimental header", pkt(eth(macA, bcast, etIPv6), ip6(llA, "ff02::1", 253), ext(icmpv6), icmp6(134), ra()), "ra_guard"},
+	{"ra behind mobility, HIP and shim6 headers", pkt(eth(macA, bcast, etIPv6), ip6(llA, "ff02::1", 135), ext(139), ext(140), ext(icmpv6), icmp6(134), ra()), "ra_guard"},
+	{"ra behind a routing header", pkt(eth(macA, bcast, etIPv6), ip6(llA, "ff02::1", layers.IPProtocolIPv6Routing), ext(icmpv6), icmp6(134), ra()), "ra_guard"},
+	{"na other target behind a fragment header", pkt(eth(macA, bcast, etIPv6), ip6(ip6A, "ff02::1", fragH), frag(58, 0, false), icmp6(136), na(ip6B)), "nd_spoof"},
+	{"na own target behind a fragment header", pkt(eth(macA, bcast, etIPv6), ip6(ip6A, "ff02::1", fragH), frag(58, 0, false), icmp6(136), na(ip6A, lla(optTgt, macA))), "nd_spoof"},
+	{"na other target behind hop-by-hop and destination options", pkt(eth(macA, bcast, etIPv6), ip6(ip6A, "ff02::1", layers.IPProtocolIPv6HopByHop),
+		ext(60), ext(icmpv6), icmp6(136), na(ip6B)), "nd_spoof"},
+	{"ns in a fragment", pkt(eth(macA, bcast, etIPv6), ip6(ip6A, "ff02::1:ff00:2", fragH), frag(58, 0, true), icmp6(135), ns(ip6B, lla(optSrc, macA))), "nd_spoof"},
+	{"redirect in a fragment", pkt(eth(macA, bcast, etIPv6), ip6(llA, "ff02::1", fragH), frag(58, 0, false), icmp6(137), gopacket.Payload(make([]byte, 36))), "nd_spoof"},
+	{"first fragment without its upper layer", pkt(eth(macA, bcast, etIPv6), ip6(llA, "ff02::1", fragH), frag(58, 0, true)), "malformed"},
+	{"first fragment with half an icmpv6 header", cut(pkt(eth(macA, bcast, etIPv6), ip6(llA, "ff02::1", fragH), frag(58, 0, true), icmp6(134), ra()), l3+40+8+2), "malformed"},
+	{"first fragment without a destination options header", pkt(eth(macA, bcast, etIPv6), ip6(llA, "ff02::1", fragH), frag(60, 0, true)), "malformed"},
+	{"first fragment with half a tcp header", cut(pkt(eth(macA, bcast, etIPv6), ip6(ip6A, ip6B, fragH), frag(6, 0, true), &layers.TCP{DataOffset: 5}), l3+40+8+10), "malformed"},
+	{"first fragment without the tcp options", at(pkt(eth(macA, bcast, etIPv6), ip6(ip6A, ip6B, fragH), frag(6, 0, true), &layers.TCP{DataOffset: 5}), l3+40+8+12, 0x60), "malformed"},
+	{"first fragment without its udp header", cut(pkt(eth(macA, bcast, etIPv6), ip6(ip6A, ip6B, fragH), frag(17, 0, true), &layers.UDP{}), l3+40+8+4), "malformed"},
+	{"fragment header cut", cut(pkt(eth(macA, bcast, etIPv6), ip6(llA, "ff02::1", fragH), frag(58, 0, true), icmp6(134), ra()), l3+40+6), "malformed"},
+	{"extension header past the payload length", at(pkt(eth(macA, bcast, etIPv6), ip6(ip6A, ip6B, layers.IPProtocolIPv6HopByHop), ext(udp), &layers.UDP{}), l3+41, 2), "malformed"},
+	{"AH past the payload", at(pkt(eth(macA, bcast, etIPv6), ip6(llA, "ff02::1", layers.IPProtocolAH), ah(58), icmp6(134), ra()), l3+41, 200), "malformed"},
+	{"later fragment from ::", pkt(eth(macA, bcast, etIPv6), ip6("::", ip6B, fragH), frag(58, 185, false), gopacket.Payload{1, 2, 3, 4, 5, 6, 7, 8}), "ip_spoof"},
+	{"udp in a first fragment from ::", pkt(eth(macA, bcast, etIPv6), ip6("::", ip6B, fragH), frag(17, 0, true), &layers.UDP{}), "ip_spoof"},
+
+	// Ethertypes.
+	{"rarp other sender", pkt(eth(macA, bcast, layers.EthernetType(0x8035)), arpPkt(4, macA, ipB, ipA)), "arp_spoof"},
+	{"mpls", pkt(eth(macA, bcast, layers.EthernetTypeMPLSUnicast), gopacket.Payload{0, 0, 0x11, 64}, ip4(ipB, ipA, udp), &layers.UDP{}), "ethertype"},
+	{"mpls multicast", bare(0x8848), "ethertype"},
+	{"pppoe session", pkt(eth(macA, bcast, layers.EthernetTypePPPoESession), gopacket.Payload{0x11, 0, 0, 1, 0, 22, 0, 0x21}, ip4(ipB, ipA, udp), &layers.UDP{}), "ethertype"},
+	{"pppoe discovery", bare(0x8863), "ethertype"},
+	{"llc snap ipv4", pkt(eth(macA, bcast, layers.EthernetType(36)), gopacket.Payload{0xaa, 0xaa, 3, 0, 0, 0, 8, 0}, ip4(ipB, ipA, udp), &layers.UDP{}), "ethertype"},
+	{"macsec", bare(0x88e5), "ethertype"},
+	{"802.1ah", bare(0x88e7), "ethertype"},
+	{"transparent ethernet bridging", bare(0x6558), "ethertype"},
+	{"lldp to a unicast address", bare(0x88cc), "ethertype"},
+	{"vlan mpls", pkt(eth(macA, bcast, etVLAN), vlan(10, layers.EthernetTypeMPLSUnicast), gopacket.Payload{0, 0, 0x11, 64}), "ethertype"},
+	{"qinq pppoe", pkt(eth(macA, bcast, etQinQ), vlan(10, etVLAN), vlan(20, layers.EthernetTypePPPoESession), gopacket.Payload{0x11, 0, 0, 1}), "ethertype"},
+
 	// VLAN tags.
 	{"vlan ipv4 other source", pkt(eth(macA, bcast, etVLAN), vlan(10, etIPv4), ip4(ipB, ipA, udp), &layers.UDP{}), "ip_spoof"},
 	{"qinq arp other sender", pkt(eth(macA, bcast, etQinQ), vlan(10, etVLAN), vlan(20, etARP), arpPkt(2, macA, ipB, ipA)), "arp_spoof"},
@@ -221,7 +300,9 @@ var securityCases = []struct {
 func newSecureRig(t testing.TB) *rig {
 	t.Helper()
 	r := newRig(t)
-	r.addInfo(t, "n", "a", testInfo(0))
+	info := testInfo(0)
+	info.Storm = noStorm
+	r.addInfo(t, "n", "a", info)
 	r.add(t, "n", "b")
 	r.add(t, "n", "c")
 	return r
@@ -510,7 +591,7 @@ func TestDropNames(t *testing.T) {
 		}
 		seen[name] = true
 	}
-	for _, want := range []string{"bad_vnet_hdr", "src_mac", "arp_spoof", "ip_spoof", "nd_spoof", "ra_guard", "malformed", "mac_limit", "fdb_full"} {
+	for _, want := range []string{"bad_vnet_hdr", "src_mac", "arp_spoof", "ip_spoof", "nd_spoof", "ra_guard", "malformed", "mac_limit", "fdb_full", "ethertype", "link_local", "storm", "oversize"} {
 		if !seen[want] {
 			t.Errorf("no drop reason named %q", want)
 		}

@@ -60,6 +60,8 @@ type Switch struct {
 
 	stopAger chan struct{}
 	agerDone chan struct{}
+	// dlogMu serialises logDrops, which the ager calls (and tests).
+	dlogMu sync.Mutex
 }
 
 // Network is one isolated Ethernet segment.
@@ -110,6 +112,7 @@ func (s *Switch) ager() {
 					s.log.Debug("fdb entries aged out", "network", n.name, "count", k)
 				}
 			}
+			s.logDrops(now)
 		}
 	}
 }
@@ -208,9 +211,14 @@ func (s *Switch) AddPort(network, name string, dev device.Device, info PortInfo)
 	info.MAC = bytes.Clone(info.MAC)
 	info.IPs = slices.Clone(info.IPs)
 	s.nextID++
-	p := &Port{id: s.nextID, name: name, info: info, ident: id, net: n, dev: dev, caps: dev.Caps(), done: make(chan struct{})}
+	p := &Port{id: s.nextID, name: name, info: info, ident: id, net: n, dev: dev, caps: dev.Caps(), done: make(chan struct{}),
+		mtu: info.MTU, maxFrame: maxFrameFor(info.MTU), maxTx: maxFrameFor(info.MTU)}
+	if info.TakesAnySize {
+		p.maxTx = maxFrameFor(0)
+	}
 	p.publishLocked()
 	p.SetMACLimit(info.MACLimit)
+	p.SetStormLimits(info.Storm)
 	p.txq = dev.Queues()
 	if len(p.txq) == 0 {
 		return fail(fmt.Errorf("port %q: device has no queues", name))
@@ -226,7 +234,7 @@ func (s *Switch) AddPort(network, name string, dev device.Device, info PortInfo)
 	next := append(slices.Clip(old), p)
 	n.ports.Store(&next)
 	s.log.Info("port attached", "port", name, "id", p.id, "network", network, "netns", info.Netns, "ifname", info.Ifname, "mac", info.MAC.String(),
-		"security", !info.NoSecurity, "mac_limit", p.MACLimit())
+		"security", !info.NoSecurity, "mac_limit", p.MACLimit(), "mtu", info.MTU, "storm", p.StormLimits())
 	return p, nil
 }
 

@@ -98,12 +98,16 @@ func newRig(t testing.TB, names ...string) *rig {
 	return r
 }
 
-// add attaches a port with security off, so that tests of forwarding can
-// send from any MAC; security has tests of its own.
+// add attaches a port with security and storm control off, so that
+// tests of forwarding can send from any MAC and as many broadcasts as
+// they like; security and storm control have tests of their own.
 func (r *rig) add(t testing.TB, network, name string) {
 	t.Helper()
-	r.addInfo(t, network, name, PortInfo{Ifname: "eth0", NoSecurity: true})
+	r.addInfo(t, network, name, PortInfo{Ifname: "eth0", NoSecurity: true, Storm: noStorm})
 }
+
+// noStorm turns storm control off.
+var noStorm = StormLimits{-1, -1, -1}
 
 func (r *rig) addInfo(t testing.TB, network, name string, info PortInfo) {
 	t.Helper()

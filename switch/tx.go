@@ -62,6 +62,10 @@ func (p *Port) queue(qi int) device.Queue {
 // port: from where it lies if the device takes it as it is, else cut into
 // segments, or with its checksum completed, in the lane's scratch.
 func (p *Port) send(l *lane, buf []byte) {
+	if len(buf)-headroom > p.maxTx && p.tooBig(buf[headroom-HdrLen:]) {
+		p.drop(DropOversize)
+		return
+	}
 	flags, gso := buf[headroom-HdrLen], buf[headroom-HdrLen+1]
 	if (flags != 0 || gso != 0) && !p.caps.Takes(flags, gso) {
 		p.sendSegments(l, buf)

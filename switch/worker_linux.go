@@ -28,6 +28,25 @@ const burst = 64
 // queue's own BatchSize may be smaller.
 const workerBatch = 8
 
+// A queue that sends mostly frames storm control drops is parked: the
+// worker stops waiting on it for stormPark, and its device's own queue
+// (a TAP's holds 1000 frames) fills and drops the rest in the sender's
+// kernel, at the sender's cost. Reading a frame costs a system call;
+// dropping it after costs the switch no less, so without parking a
+// blasting namespace kept a worker busy reading a quarter of a million
+// frames a second that it then dropped, which took the CPU from its
+// neighbours' traffic. Parked for 20 ms, a queue is read at most about
+// its size per 20 ms, a twentieth of that; its own traffic waits as
+// long, which only a port that storms pays.
+const (
+	stormPark = 20 * time.Millisecond
+	// stormParkMin: a serve pass parks its queue when it read at least
+	// this many frames and storm control dropped at least half of them
+	// (counting the port's other queues' drops meanwhile too): a burst
+	// of a port's ordinary ARP never reaches that.
+	stormParkMin = burst / 2
+)
+
 type worker struct {
 	// qi is the queue number the worker serves.
 	qi   int
@@ -43,6 +62,11 @@ type worker struct {
 	mu   sync.Mutex
 	free []int
 
+	// parked are the slots waiting out stormPark; only the worker's
+	// goroutine touches it. parks counts the times a slot was parked.
+	parked []parkedSlot
+	parks  atomic.Uint64
+
 	done chan struct{}
 }
 
@@ -52,6 +76,14 @@ type slot struct {
 	port *Port
 	qi   int
 	q    device.PollQueue
+	// idx is the slot's epoll data, its index in the worker's slots.
+	idx int
+}
+
+// parkedSlot is a slot the worker does not wait on until resume.
+type parkedSlot struct {
+	s      *slot
+	resume time.Time
 }
 
 // stopData is the epoll data of the stop eventfd.
@@ -104,6 +136,7 @@ func (w *worker) add(p *Port, qi int, q device.PollQueue) (*slot, error) {
 		idx = len(next)
 		next = append(next, s)
 	}
+	s.idx = idx
 	w.slots.Store(&next)
 	ev := unix.EpollEvent{Events: unix.EPOLLIN}
 	setData(&ev, uint64(idx))
@@ -152,7 +185,7 @@ func (w *worker) run() {
 	l := newLane(w.qi, workerBatch)
 	events := make([]unix.EpollEvent, 64)
 	for {
-		n, err := unix.EpollWait(w.epfd, events, -1)
+		n, err := unix.EpollWait(w.epfd, events, w.timeout())
 		if err != nil {
 			if err == unix.EINTR {
 				continue
@@ -160,6 +193,9 @@ func (w *worker) run() {
 			return
 		}
 		w.seq.Add(1)
+		if len(w.parked) > 0 {
+			w.unpark()
+		}
 		slots := *w.slots.Load()
 		for i := range n {
 			d := getData(&events[i])
@@ -188,7 +224,9 @@ func (w *worker) serve(s *slot, l *lane) {
 	p := s.port
 	full := min(len(l.bufs), s.q.BatchSize())
 	batch := 1
-	for done := 0; done < burst; {
+	storm0 := p.c.drops[DropStorm].Load()
+	done := 0
+	for done < burst {
 		n, err := s.q.TryRead(l.bufs[:batch], l.sizes, headroom)
 		if err != nil {
 			if !errors.Is(err, os.ErrClosed) {
@@ -200,10 +238,65 @@ func (w *worker) serve(s *slot, l *lane) {
 		for i := range n {
 			p.net.forward(p, l, l.bufs[i][:headroom+l.sizes[i]])
 		}
-		if n < batch {
-			return
-		}
 		done += n
+		if n < batch {
+			break
+		}
 		batch = full
 	}
+	if done >= stormParkMin && p.c.drops[DropStorm].Load()-storm0 >= uint64(done)/2 {
+		w.park(s)
+	}
+}
+
+// park stops waiting on s for stormPark. It runs within a handling pass,
+// so s's queue is still open even if remove has taken s out already (the
+// modification then fails, and unpark lets s go).
+func (w *worker) park(s *slot) {
+	ev := unix.EpollEvent{}
+	setData(&ev, uint64(s.idx))
+	if unix.EpollCtl(w.epfd, unix.EPOLL_CTL_MOD, s.q.Fd(), &ev) != nil {
+		return
+	}
+	w.parked = append(w.parked, parkedSlot{s, time.Now().Add(stormPark)})
+	w.parks.Add(1)
+}
+
+// unpark waits on the parked slots whose time is up again; a slot removed
+// meanwhile is let go. Under mu, so that remove cannot take the slot out,
+// and a new queue take its descriptor number, in between.
+func (w *worker) unpark() {
+	now := time.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	slots := *w.slots.Load()
+	keep := w.parked[:0]
+	for _, ps := range w.parked {
+		if now.Before(ps.resume) {
+			keep = append(keep, ps)
+			continue
+		}
+		if ps.s.idx < len(slots) && slots[ps.s.idx] == ps.s {
+			ev := unix.EpollEvent{Events: unix.EPOLLIN}
+			setData(&ev, uint64(ps.s.idx))
+			unix.EpollCtl(w.epfd, unix.EPOLL_CTL_MOD, ps.s.q.Fd(), &ev)
+		}
+	}
+	clear(w.parked[len(keep):])
+	w.parked = keep
+}
+
+// timeout is how long epoll_wait may wait: until the first parked slot is
+// due, or for ever.
+func (w *worker) timeout() int {
+	if len(w.parked) == 0 {
+		return -1
+	}
+	first := w.parked[0].resume
+	for _, ps := range w.parked[1:] {
+		if ps.resume.Before(first) {
+			first = ps.resume
+		}
+	}
+	return max(1, int((time.Until(first)+time.Millisecond-1)/time.Millisecond))
 }

@@ -160,3 +160,65 @@ func TestWorkersForward(t *testing.T) {
 		t.Fatalf("after RemovePort(a), Lookup(%s) = port %s, want nil", macA, got.name)
 	}
 }
+
+// TestStormPark blasts broadcasts into a port over its storm control
+// rate: the worker parks the queue rather than read it flat out, comes
+// back to it, and in the end every frame is accounted for and the port
+// forwards again.
+func TestStormPark(t *testing.T) {
+	sw := New(Config{Logger: quietLogger()})
+	defer sw.Close()
+	if _, err := sw.CreateNetwork("n"); err != nil {
+		t.Fatal(err)
+	}
+	a, b := newSeqpacketDev(t, 1), newSeqpacketDev(t, 1)
+	pa, err := sw.AddPort("n", "a", a, PortInfo{MAC: mustMAC(macA), NoSecurity: true, Storm: StormLimits{Broadcast: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sw.AddPort("n", "b", b, PortInfo{MAC: mustMAC(macB), NoSecurity: true}); err != nil {
+		t.Fatal(err)
+	}
+	// b speaks first, so a's unicast to it is known.
+	unix.Write(b.peer[0], frame(bcast, macB, "learn"))
+	a.recv(t, 0)
+	const sent = 300
+	f := frame(bcast, macA, "storm")
+	for i := 0; i < sent; {
+		_, err := unix.Write(a.peer[0], f)
+		switch {
+		case err == unix.EAGAIN: // full while parked
+			time.Sleep(time.Millisecond)
+		case err != nil:
+			t.Fatalf("write %d: %v", i, err)
+		default:
+			i++
+		}
+	}
+	w := pa.slots[0].w
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c := pa.Counters()
+		if c.RxFrames+c.Drops["storm"] == sent {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %d broadcasts: rx %d, storm drops %d; want them all accounted for", sent, c.RxFrames, c.Drops["storm"])
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if w.parks.Load() == 0 {
+		t.Fatalf("the worker never parked a queue sending %d broadcasts at a rate of 1/s", sent)
+	}
+	u := frame(macB, macA, "after the storm")
+	unix.Write(a.peer[0], u)
+	for {
+		got := b.recv(t, 0)
+		if got == nil {
+			t.Fatal("a unicast frame after the storm never reached b: the queue was not waited on again")
+		}
+		if bytes.Equal(got, u) {
+			break
+		}
+	}
+}

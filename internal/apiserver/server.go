@@ -275,8 +275,8 @@ func DecodePortUpdateRequest(r io.Reader) (api.PortUpdateRequest, error) {
 	if err := decodeStrict(r, &req, "port update request"); err != nil {
 		return api.PortUpdateRequest{}, err
 	}
-	if req.PortSecurity == nil && req.MACLimit == nil {
-		return api.PortUpdateRequest{}, fmt.Errorf("%w: port update request: nothing to change; give port_security or mac_limit", api.ErrInvalid)
+	if req.Empty() {
+		return api.PortUpdateRequest{}, fmt.Errorf("%w: port update request: nothing to change; give port_security, mac_limit, storm_broadcast, storm_multicast or storm_unknown", api.ErrInvalid)
 	}
 	return req, nil
 }

@@ -319,7 +319,10 @@ func validateAttach(r api.AttachRequest) error {
 	if _, err = ParsePublish(r.Publish); err != nil {
 		return err
 	}
-	return CheckMACLimit(r.MACLimit, true)
+	if err := CheckMACLimit(r.MACLimit, true); err != nil {
+		return err
+	}
+	return CheckStormPolicy(r.PortPolicy)
 }
 
 // CheckMACLimit checks a port's MAC limit: 1 to MaxMACLimit, or 0 (the
@@ -331,12 +334,45 @@ func CheckMACLimit(n int, zeroOK bool) error {
 	return invalid("MAC limit %d: use 1 to %d (default %d)", n, api.MaxMACLimit, api.DefaultMACLimit)
 }
 
+// CheckStormRate checks one storm control rate of a port, named what:
+// 1 to MaxStormRate frames a second, 0 for the default or -1 for none.
+func CheckStormRate(what string, n int) error {
+	if n >= api.NoStormLimit && n <= api.MaxStormRate {
+		return nil
+	}
+	return invalid("%s storm control rate %d: use 1 to %d frames a second, 0 for the default (%d) or -1 for no limit", what, n, api.MaxStormRate, api.DefaultStormRate)
+}
+
+// CheckStormPolicy checks the storm control rates of a port policy.
+func CheckStormPolicy(p api.PortPolicy) error {
+	for _, r := range []struct {
+		what string
+		n    int
+	}{{"broadcast", p.StormBroadcast}, {"multicast", p.StormMulticast}, {"unknown-unicast", p.StormUnknown}} {
+		if err := CheckStormRate(r.what, r.n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ValidatePortUpdate checks a port update request.
 func ValidatePortUpdate(r api.PortUpdateRequest) error {
 	if r.MACLimit != nil {
-		return CheckMACLimit(*r.MACLimit, false)
+		if err := CheckMACLimit(*r.MACLimit, false); err != nil {
+			return err
+		}
 	}
-	return nil
+	var storm api.PortPolicy
+	for _, f := range []struct {
+		to   *int
+		from *int
+	}{{&storm.StormBroadcast, r.StormBroadcast}, {&storm.StormMulticast, r.StormMulticast}, {&storm.StormUnknown, r.StormUnknown}} {
+		if f.from != nil {
+			*f.to = *f.from
+		}
+	}
+	return CheckStormPolicy(storm)
 }
 
 // ValidateConnect checks every field of a request to connect a port to
@@ -358,6 +394,9 @@ func ValidateConnect(network string, r api.ConnectRequest) error {
 	}
 	if err == nil {
 		err = CheckMACLimit(r.MACLimit, true)
+	}
+	if err == nil {
+		err = CheckStormPolicy(r.PortPolicy)
 	}
 	if err != nil {
 		return fmt.Errorf("connect port %s to network %s: %w", quote(r.Port), quote(network), err)

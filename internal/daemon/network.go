@@ -321,6 +321,7 @@ func switchPortView(sp *vswitch.Port) api.Port {
 		ips = append(ips, ip.String())
 	}
 	c := sp.Counters()
+	storm := sp.StormLimits()
 	return api.Port{
 		ID:           sp.ID(),
 		Name:         sp.Name(),
@@ -334,6 +335,8 @@ func switchPortView(sp *vswitch.Port) api.Port {
 		PortSecurity: sp.Security(),
 		MACs:         sp.MACs(),
 		MACLimit:     sp.MACLimit(),
+		// Storm control rates in force.
+		StormBroadcast: storm.Broadcast, StormMulticast: storm.Multicast, StormUnknown: storm.UnknownUnicast,
 		Stats: api.PortCounters{
 			RxFrames: c.RxFrames, RxBytes: c.RxBytes,
 			TxFrames: c.TxFrames, TxBytes: c.TxBytes,

@@ -125,8 +125,9 @@ func (d *Daemon) plugLocked(s plugSpec) (_ *port, err error) {
 	info := vswitch.PortInfo{Netns: s.state.Request.Netns, NetnsPath: s.nsPath, Ifname: s.ifname, MAC: dev.MAC(), IPs: s.ips, MTU: mtu}
 	if s.kind == api.KindGateway {
 		// The gateway routes for the network: replies from outside come
-		// out of it with their own source addresses.
-		info.NoSecurity = true
+		// out of it with their own source addresses. Its host stack
+		// takes frames of any size, from ports of a larger MTU too.
+		info.NoSecurity, info.TakesAnySize = true, true
 	} else {
 		applyPolicy(&info, s.state.Request.PortPolicy)
 	}

@@ -369,6 +369,7 @@ func (d *Daemon) Detach(ctx context.Context, name string) error {
 func applyPolicy(info *vswitch.PortInfo, pol api.PortPolicy) {
 	info.NoSecurity = !pol.Secure()
 	info.MACLimit = pol.MACLimit
+	info.Storm = vswitch.StormLimits{Broadcast: pol.StormBroadcast, Multicast: pol.StormMulticast, UnknownUnicast: pol.StormUnknown}
 }
 
 // UpdatePort changes an attached port's policy and records it, so that a
@@ -396,8 +397,26 @@ func (d *Daemon) UpdatePort(ctx context.Context, name string, req api.PortUpdate
 		pol.MACLimit = *req.MACLimit
 		sp.SetMACLimit(*req.MACLimit)
 	}
+	if req.StormBroadcast != nil || req.StormMulticast != nil || req.StormUnknown != nil {
+		setStorm(pol, req)
+		var info vswitch.PortInfo
+		applyPolicy(&info, *pol)
+		sp.SetStormLimits(info.Storm)
+	}
 	d.saveLocked()
 	return p.view(), nil
+}
+
+// setStorm puts the storm control rates req sets into pol.
+func setStorm(pol *api.PortPolicy, req api.PortUpdateRequest) {
+	for _, f := range []struct {
+		to   *int
+		from *int
+	}{{&pol.StormBroadcast, req.StormBroadcast}, {&pol.StormMulticast, req.StormMulticast}, {&pol.StormUnknown, req.StormUnknown}} {
+		if f.from != nil {
+			*f.to = *f.from
+		}
+	}
 }
 
 // forgetLocked undoes what attachLocked set up around a port the switch
