@@ -433,3 +433,26 @@ func TestConnectionLimit(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// FuzzParseAddr: whatever --metrics is given, ParseAddr returns an
+// address it reads back the same, or an error that names the flag.
+func FuzzParseAddr(f *testing.F) {
+	for _, s := range []string{"127.0.0.1:9469", "[::1]:9469", ":9469", "localhost:9469", "[fe80::1%eth0]:1", "1.2.3.4:0", "9469", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		a, err := ParseAddr(s)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "--metrics ") {
+				t.Fatalf("ParseAddr(%q) = %v: the error does not name the flag", s, err)
+			}
+			return
+		}
+		if a.Port() == 0 || a.Addr().Zone() != "" || a.Addr().Is4In6() {
+			t.Fatalf("ParseAddr(%q) = %v", s, a)
+		}
+		if b, err := ParseAddr(a.String()); err != nil || b != a {
+			t.Fatalf("ParseAddr(%q) = %v, but ParseAddr(%q) = %v, %v", s, a, a.String(), b, err)
+		}
+	})
+}
