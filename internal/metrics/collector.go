@@ -49,8 +49,8 @@ var (
 	portLabels      = []string{lNetwork, lPort, lKind}
 	publishedLabels = []string{lNetwork, lPort, lPublish}
 
-	dPortRxFrames = desc("port_rx_frames_total", "Frames the switch read from the port.", portLabels...)
-	dPortRxBytes  = desc("port_rx_bytes_total", "Bytes of the frames the switch read from the port (a super-frame counts whole).", portLabels...)
+	dPortRxFrames = desc("port_rx_frames_total", "Frames the switch read from the port that passed its checks (those dropped are in tapswitch_port_dropped_frames_total).", portLabels...)
+	dPortRxBytes  = desc("port_rx_bytes_total", "Bytes of those frames (a super-frame counts whole).", portLabels...)
 	dPortTxFrames = desc("port_tx_frames_total", "Frames the switch wrote to the port.", portLabels...)
 	dPortTxBytes  = desc("port_tx_bytes_total", "Bytes of the frames the switch wrote to the port.", portLabels...)
 	dPortDropped  = desc("port_dropped_frames_total", "Frames from or to the port that the switch dropped, by reason (runt, oversize, src_mac, ip_spoof, mac_limit, storm, tx_error, ...).", append(slices.Clone(portLabels), lReason)...)
