@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -340,9 +341,10 @@ func TestMetricsPrometheus(t *testing.T) {
 	}
 }
 
-// TestMetricsUpgrade: tapswitchd --upgrade with the same --metrics takes
-// the metrics listener over from the running daemon, so the port is
-// never free nor in use by the wrong daemon, and serves the restored
+// TestMetricsUpgrade: a daemon resumed after a failed hand-over serves
+// its new self's metrics; tapswitchd --upgrade with the same --metrics
+// takes the metrics listener over from the running daemon, so the port
+// is never free nor in use by the wrong daemon, and serves the restored
 // ports' metrics there.
 func TestMetricsUpgrade(t *testing.T) {
 	maddr := fmt.Sprintf("127.0.0.1:%d", freeLoopbackPort(t))
@@ -355,6 +357,24 @@ func TestMetricsUpgrade(t *testing.T) {
 	if v, _ := series(mfs, "tapswitch_restore_ports", map[string]string{"outcome": "restored"}); v != 0 {
 		t.Fatalf("a fresh daemon restored %v ports", v)
 	}
+	// A successor that gives up (its --socket unusable: under a regular
+	// file): the running daemon resumes, made anew, and its metrics are
+	// the new one's, on the listener it kept.
+	old := e.daemon
+	args := e.daemonCommand("--upgrade")
+	args[slices.Index(args, "--socket")+1] = filepath.Join(e.logPath, "sock")
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err == nil {
+		t.Fatalf("tapswitchd --upgrade with an unusable --socket succeeded\n%s", out)
+	}
+	e.waitServed(old)
+	mfs, _ = scrapeMetrics(t, maddr)
+	if v, _ := series(mfs, "tapswitch_restore_ports", map[string]string{"outcome": "restored"}); v != 1 {
+		t.Fatalf("after a failed hand-over: tapswitch_restore_ports{outcome=restored} = %v, want 1 (the daemon resumed)", v)
+	}
+	if _, ok := series(mfs, "tapswitch_port_rx_frames_total", map[string]string{"port": "metu"}); !ok {
+		t.Fatal("after a failed hand-over: no metrics of port metu")
+	}
+
 	e.upgrade()
 	mfs, body := scrapeMetrics(t, maddr)
 	if v, _ := series(mfs, "tapswitch_restore_ports", map[string]string{"outcome": "restored"}); v != 1 {
