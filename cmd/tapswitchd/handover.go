@@ -185,6 +185,7 @@ func (s *server) handOver(succ *daemon.Successor, upstreams []netip.AddrPort) (d
 	suspended := time.Since(start)
 	set.Add(apiFDName, apiFD)
 	set.Add(handoverFDName, hoFD)
+	s.handMetricsOver(set, log)
 	err = succ.Send(set)
 	sent := time.Since(start)
 	if err == nil {
@@ -218,6 +219,7 @@ func (s *server) handOver(succ *daemon.Successor, upstreams []netip.AddrPort) (d
 	if err := s.resumeAPI(apiFD); err != nil {
 		return false, err
 	}
+	s.serveMetrics()
 	log.Info("resumed after a failed hand-over", "took", time.Since(start))
 	return false, nil
 }

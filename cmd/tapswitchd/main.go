@@ -26,6 +26,7 @@ import (
 	"github.com/tapswitch/tapswitch/internal/apiserver"
 	"github.com/tapswitch/tapswitch/internal/daemon"
 	"github.com/tapswitch/tapswitch/internal/fdset"
+	"github.com/tapswitch/tapswitch/internal/metrics"
 	"github.com/tapswitch/tapswitch/internal/sdnotify"
 	"github.com/tapswitch/tapswitch/internal/version"
 	"github.com/tapswitch/tapswitch/tap"
@@ -53,6 +54,8 @@ type options struct {
 	started time.Time
 	// limits bound what outsiders can make the daemon hold (limits.go).
 	limits limitOptions
+	// metrics is where to serve Prometheus metrics; empty for nowhere.
+	metrics string
 }
 
 func main() {
@@ -105,6 +108,7 @@ directory and come back at the next start.`,
 	f.BoolVar(&o.upgrade, "upgrade", false, "take over from the tapswitchd running with the same --state-dir, without losing a frame: it hands over its TAPs' queues and its sockets, and exits once this one forwards (give the other flags as it has them); with none running, start as usual")
 	f.StringArrayVar(&o.dnsUpstreams, "dns-upstream", nil, "resolver `ADDR` (IP or IP:PORT) the networks' DNS servers forward other names to, instead of the nameservers of /etc/resolv.conf (repeatable)")
 	addLimitFlags(f, &o.limits)
+	f.StringVar(&o.metrics, "metrics", "", metricsFlagHelp)
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintf(os.Stderr, "tapswitchd: %v\n", err)
 		os.Exit(1)
@@ -148,6 +152,12 @@ func run(o options) error {
 	}
 	if err := o.limits.check(); err != nil {
 		return err
+	}
+	var metricsAddr netip.AddrPort
+	if o.metrics != "" {
+		if metricsAddr, err = metrics.ParseAddr(o.metrics); err != nil {
+			return err
+		}
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
@@ -218,6 +228,12 @@ func run(o options) error {
 			return err
 		}
 	}
+	if o.metrics != "" {
+		if err = s.openMetrics(metricsAddr, inherited); err != nil {
+			s.ln.Close()
+			return err
+		}
+	}
 	s.d, err = daemon.New(s.daemonConfig(upstreams, inherited))
 	if err != nil {
 		s.ln.Close()
@@ -225,6 +241,7 @@ func run(o options) error {
 	}
 	ok = true
 	s.serve()
+	s.serveMetrics()
 	if pred != nil {
 		if err := pred.Done(); err != nil {
 			log.Warn("could not tell the previous tapswitchd it was taken over from; it resumes after its time-out unless it has exited", "pid", pred.Pid, "err", err)
@@ -251,6 +268,10 @@ type server struct {
 	errc chan error
 	// apiStored: the service manager keeps a copy of ln.
 	apiStored bool
+	// metrics, served by msrv on mln, are nil without --metrics.
+	metrics *metrics.Metrics
+	mln     *net.TCPListener
+	msrv    *http.Server
 }
 
 func (s *server) daemonConfig(upstreams []netip.AddrPort, inherited *fdset.Set) daemon.Config {
@@ -265,6 +286,9 @@ func (s *server) daemonConfig(upstreams []netip.AddrPort, inherited *fdset.Set) 
 	}
 	if s.notifier != nil {
 		cfg.FDStore = s.notifier
+	}
+	if s.metrics != nil {
+		cfg.Timings = s.metrics
 	}
 	return cfg
 }
@@ -309,6 +333,7 @@ func (s *server) loop(ctx context.Context, upstreams []netip.AddrPort) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = s.srv.Shutdown(sctx)
+	s.stopMetrics()
 	if s.hln != nil {
 		s.hln.Close()
 		os.Remove(daemon.HandoverSocket(s.o.stateDir))

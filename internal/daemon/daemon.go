@@ -57,6 +57,9 @@ type Config struct {
 	// published port's socket across the daemon's crashes: the service
 	// manager's descriptor store.
 	FDStore FDStore
+	// Timings, when set, is told how long each attach and detach took
+	// (the metrics' latency histograms).
+	Timings Timings
 }
 
 // DefaultQueues is one queue per CPU, up to four: the kernel keeps a flow

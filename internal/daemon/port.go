@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -188,6 +189,7 @@ func resolveError(err error) error {
 // Attach implements apiserver.Backend. ctx bounds the wait for the
 // daemon's lock only.
 func (d *Daemon) Attach(ctx context.Context, req api.AttachRequest) (api.Port, error) {
+	start := time.Now()
 	s, err := d.validate(req)
 	if err != nil {
 		return api.Port{}, fmt.Errorf("attach netns %q: %w", req.Netns, err)
@@ -200,6 +202,7 @@ func (d *Daemon) Attach(ctx context.Context, req api.AttachRequest) (api.Port, e
 	if err != nil {
 		return api.Port{}, fmt.Errorf("attach netns %q: %w", req.Netns, kernelError(err, s.ips))
 	}
+	d.timeAttach(start)
 	return p.view(), nil
 }
 
@@ -345,6 +348,7 @@ func (d *Daemon) checkFree(s attachSpec, n *network) error {
 
 // Detach implements apiserver.Backend.
 func (d *Daemon) Detach(ctx context.Context, name string) error {
+	start := time.Now()
 	if err := d.lockFor(ctx); err != nil {
 		return fmt.Errorf("detach %q: %w", name, err)
 	}
@@ -362,6 +366,7 @@ func (d *Daemon) Detach(ctx context.Context, name string) error {
 	}
 	d.forgetLocked(p)
 	d.saveLocked()
+	d.timeDetach(start)
 	return nil
 }
 
