@@ -358,3 +358,96 @@ func busy(screen, port string) bool {
 	}
 	return false
 }
+
+// dropNetns deletes the namespace ns of the test's own, which the
+// cleanup then leaves alone.
+func (e *testEnv) dropNetns(ns string) {
+	e.t.Helper()
+	if out, err := run("ip", "netns", "del", ns); err != nil {
+		e.t.Fatalf("ip netns del %s: %v\n%s", ns, err, out)
+	}
+	e.namespaces = slices.DeleteFunc(e.namespaces, func(n string) bool { return n == ns })
+}
+
+// replay is `tapswitch events -o json` of the kept events of types since
+// t0, until now.
+func (e *testEnv) replay(t0 time.Time, types ...string) []api.Event {
+	e.t.Helper()
+	args := []string{"events", "-o", "json", "--since", t0.Format(time.RFC3339Nano), "--until", time.Now().Format(time.RFC3339Nano)}
+	for _, typ := range types {
+		args = append(args, "--filter", "type="+typ)
+	}
+	var out []api.Event
+	for _, line := range strings.Split(strings.TrimSpace(e.mustCLI(args...)), "\n") {
+		if line == "" {
+			continue
+		}
+		var ev api.Event
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			e.t.Fatalf("tapswitch events -o json: line %q: %v", line, err)
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+// TestEventsRestarts: a stream running through tapswitchd --upgrade
+// ends with daemon.handover; the new daemon tells its start with what it
+// restored; one running through a stop ends with daemon.stop; a port
+// whose namespace went while the daemon was down is told as port.failed
+// at the next start, and one whose TAP is deleted while it runs too.
+func TestEventsRestarts(t *testing.T) {
+	e := newRestartEnv(t, "ss", "nsenter")
+	t0 := time.Now()
+	e.mustCLI("network", "create", "evho", "--subnet", "10.200.4.0/24")
+	nsA, nsB := e.newEvNetns("ha"), e.newEvNetns("hb")
+	e.attach(nsA, "--network", "evho", "--name", "eva")
+	e.attach(nsB, "--network", "evho", "--name", "evb")
+
+	s := e.streamEvents("--since", t0.Format(time.RFC3339Nano), "--filter", "type=daemon", "--filter", "type=network")
+	s.next(20*time.Second, "network.create (the stream is open)", isType(api.EventNetworkCreate))
+	e.upgrade()
+	ev, _ := s.next(20*time.Second, "daemon.handover", isType(api.EventDaemonHandover))
+	if ev.Counts["successor_pid"] != int64(e.daemon.cmd.Process.Pid) {
+		t.Errorf("daemon.handover = %+v, want the successor's pid %d", ev, e.daemon.cmd.Process.Pid)
+	}
+	if err := s.p.wait(10 * time.Second); err != nil || !strings.Contains(s.stderr.String(), "daemon.handover") {
+		t.Errorf("tapswitch events after the hand-over: %v, stderr %q; want exit 0 saying the daemon ended the stream", err, s.stderr)
+	}
+	starts := e.replay(t0, "daemon.start")
+	if len(starts) != 1 || starts[0].Counts["restored"] != 2 || starts[0].Counts["dropped"] != 0 || starts[0].Counts["taps_handed_over"] != 4 {
+		t.Fatalf("the new daemon's daemon.start = %+v, want one, restored 2, dropped 0, 4 TAPs handed over", starts)
+	}
+	t.Logf("after --upgrade: %+v", starts[0])
+
+	s = e.streamEvents("--since", "1h", "--filter", "type=daemon")
+	s.next(20*time.Second, "daemon.start (the stream is open)", isType(api.EventDaemonStart))
+	if err := e.stopDaemon(); err != nil {
+		t.Fatal(err)
+	}
+	if ev, _ := s.next(20*time.Second, "daemon.stop", isType(api.EventDaemonStop)); ev.Attrs["remove"] != "false" {
+		t.Errorf("daemon.stop = %+v, want remove false", ev)
+	}
+	if err := s.p.wait(10 * time.Second); err != nil {
+		t.Errorf("tapswitch events after the stop: %v", err)
+	}
+	e.dropNetns(nsB)
+	e.stopped, e.stopErr = false, nil
+	t1 := time.Now()
+	e.startDaemon()
+	e.waitServed(e.daemon)
+	evs := e.replay(t1, "port.failed", "daemon.start")
+	if len(evs) != 2 || evs[0].Type != api.EventPortFailed || evs[0].Port != "evb" || evs[0].Netns != nsB || evs[0].Attrs["phase"] != "restore" ||
+		evs[1].Type != api.EventDaemonStart || evs[1].Counts["restored"] != 1 || evs[1].Counts["dropped"] != 1 {
+		t.Fatalf("events of a start without evb's namespace: %+v\nwant port.failed evb (restore), then daemon.start with 1 restored, 1 dropped", evs)
+	}
+	t.Logf("start with a namespace gone: %+v", evs)
+
+	s = e.streamEvents("--filter", "port=eva", "--since", "1h")
+	if out, err := nsRun(nsA, "ip", "link", "del", "eth0"); err != nil {
+		t.Fatalf("ip link del eth0 in %s: %v\n%s", nsA, err, out)
+	}
+	if ev, _ := s.next(20*time.Second, "port.failed eva", isType(api.EventPortFailed)); ev.Attrs["phase"] != "run" || ev.Reason == "" {
+		t.Errorf("port.failed = %+v, want phase run with a reason", ev)
+	}
+}
