@@ -37,7 +37,7 @@ type Event struct {
 }
 
 // EventType names a kind of event: its family ("port", "network",
-// "daemon", "published", "events") and what happened, joined by a dot.
+// "published", "request", "daemon", "events") and what happened, joined by a dot.
 type EventType string
 
 // The event types. New ones may be added; a client must pass over one it
@@ -90,6 +90,12 @@ const (
 	// (since the last such event). At most one per published port and
 	// reason per EventDropInterval.
 	EventPublishedRefused EventType = "published.refused"
+	// EventRequestDropped: changes asked of the API were not carried
+	// out because their clients went away while they waited their turn
+	// (a client's time-out shorter than the queue of changes). Counts:
+	// requests (since the last such event). At most one per
+	// EventDropInterval.
+	EventRequestDropped EventType = "request.dropped"
 	// EventDaemonStart: the daemon started and restored its state.
 	// Counts: networks, restored (ports taken back), dropped (ports
 	// given up, each also a port.failed), ms (from the process's start
@@ -115,7 +121,7 @@ const (
 var EventTypes = []EventType{
 	EventPortAttach, EventPortConnect, EventPortDetach, EventPortUpdate, EventPortFailed,
 	EventPortMACLimit, EventPortFDBFull, EventPortStorm, EventPortSecurity,
-	EventNetworkCreate, EventNetworkRemove, EventPublishedRefused,
+	EventNetworkCreate, EventNetworkRemove, EventPublishedRefused, EventRequestDropped,
 	EventDaemonStart, EventDaemonStop, EventDaemonHandover,
 }
 

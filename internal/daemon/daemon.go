@@ -109,6 +109,9 @@ type Daemon struct {
 	// for the goroutine that tells counters as events (events.go).
 	events                 *events.Bus
 	stopEvents, eventsDone chan struct{}
+	// requestsDropped counts changes not carried out because their
+	// client went away (lockFor), for the request.dropped event.
+	requestsDropped atomic.Uint64
 }
 
 var _ apiserver.Backend = (*Daemon)(nil)

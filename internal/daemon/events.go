@@ -133,7 +133,8 @@ func (d *Daemon) stopEventWatch() {
 }
 
 // watchCounters reads, once per eventWatchInterval, the drop counters of
-// every port and the refusals of every published port, and tells a rise
+// every port, the refusals of every published port and the count of
+// dropped requests, and tells a rise
 // as an event: at once the first time, then at most once per
 // api.EventDropInterval per port (or published port) and reason, with
 // the count since the last time told.
@@ -142,6 +143,7 @@ func (d *Daemon) watchCounters() {
 	t := time.NewTicker(eventWatchInterval)
 	defer t.Stop()
 	w := dropWatch{ports: make(map[*vswitch.Port]map[string]*told), published: make(map[string]*told)}
+	var requests told
 	for {
 		select {
 		case <-d.stopEvents:
@@ -149,6 +151,9 @@ func (d *Daemon) watchCounters() {
 		case now := <-t.C:
 			d.watchDrops(&w, now)
 			d.watchPublished(&w, now)
+			if n, ok := requests.rise(d.requestsDropped.Load(), now); ok {
+				d.events.Publish(api.Event{Type: api.EventRequestDropped, Counts: map[string]int64{"requests": int64(n)}})
+			}
 		}
 	}
 }

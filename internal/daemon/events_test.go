@@ -160,3 +160,24 @@ func TestToldRise(t *testing.T) {
 		}
 	}
 }
+
+func TestEventsRequestDropped(t *testing.T) {
+	h := newFakeHost()
+	d := startDaemon(t, "", h)
+	defer d.CloseAndRemove()
+	s, err := d.SubscribeEvents(api.EventsQuery{Types: []string{"request"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 3 {
+		if _, err := d.CreateNetwork(ctx, api.NetworkCreateRequest{Name: "front", Subnet: "10.250.7.0/24"}); err == nil {
+			t.Fatal("CreateNetwork() of a client gone = nil, want not carried out")
+		}
+	}
+	if ev := eventsOf(t, s, 1)[0]; ev.Type != api.EventRequestDropped || ev.Counts["requests"] != 3 {
+		t.Fatalf("event = %+v, want request.dropped with 3 requests", ev)
+	}
+}

@@ -318,7 +318,7 @@ func NewFilter(q api.EventsQuery) (Filter, error) {
 		case knownFamily(t):
 			f.families = add(f.families, et)
 		default:
-			return Filter{}, fmt.Errorf("%w: event type %s: not one of %s, nor a family of them (port, network, published, daemon)", api.ErrInvalid, strconv.Quote(t), typeList())
+			return Filter{}, fmt.Errorf("%w: event type %s: not one of %s, nor a family of them (port, network, published, request, daemon)", api.ErrInvalid, strconv.Quote(t), typeList())
 		}
 	}
 	for _, p := range q.Ports {
