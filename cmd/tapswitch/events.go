@@ -25,8 +25,9 @@ func newEvents(g *globals) *cobra.Command {
 		Long: `Show what happens in tapswitchd as it happens, one line an event: ports
 attached, connected, detached, changed or failed (their TAP or namespace
 went), MAC limits hit, storm control and port security dropping frames,
-published ports refusing clients, networks created and removed, the
-daemon's start (with what it restored), stop and hand-over.
+published ports refusing clients, requests dropped because their client
+went away, networks created and removed, the daemon's start (with what
+it restored), stop and hand-over.
 
 With --since, the events the daemon keeps from then (its last 1,024, since
 it started) come first. The stream ends at --until, on Ctrl-C, or when the
@@ -44,7 +45,7 @@ Event types: ` + eventTypeList() + `.`,
 	var since, until string
 	var filters []string
 	cmd.Flags().StringVar(&since, "since", "", "show the kept events from `TIME` first: a duration before now (10m), an RFC 3339 time or Unix seconds")
-	cmd.Flags().StringVar(&until, "until", "", "end the stream at `TIME`, given as --since")
+	cmd.Flags().StringVar(&until, "until", "", "end the stream at `TIME`, given as --since (a duration is before now: a past --until replays and ends)")
 	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "show only events that match `KEY=VALUE`: type=TYPE (port.attach) or a family (port), port=NAME, network=NAME; repeated keys are alternatives")
 	out := addOutput(cmd, "table", "table", "json")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
