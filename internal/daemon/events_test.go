@@ -3,12 +3,15 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/internal/events"
+	vswitch "github.com/tapswitch/tapswitch/switch"
 )
 
 // eventsOf reads the events of s until want of them have come, or a
@@ -179,5 +182,31 @@ func TestEventsRequestDropped(t *testing.T) {
 	}
 	if ev := eventsOf(t, s, 1)[0]; ev.Type != api.EventRequestDropped || ev.Counts["requests"] != 3 {
 		t.Fatalf("event = %+v, want request.dropped with 3 requests", ev)
+	}
+}
+
+// BenchmarkWatchDrops is one tick of the watcher over 200 ports: what
+// the events of drops cost the daemon a second.
+func BenchmarkWatchDrops(b *testing.B) {
+	h := newFakeHost()
+	d, err := newDaemon(Config{TAPs: h.taps, Queues: 1, DNSUpstreams: []netip.AddrPort{}, Logger: slog.New(slog.DiscardHandler)}, h)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.CloseAndRemove()
+	if _, err := d.CreateNetwork(context.Background(), api.NetworkCreateRequest{Name: "front", Subnet: "10.250.0.0/16"}); err != nil {
+		b.Fatal(err)
+	}
+	for i := range 200 {
+		if _, err := attach(d, fmt.Sprintf("p%d", i), fmt.Sprintf("t%d", i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	w := dropWatch{ports: make(map[*vswitch.Port]map[string]*told), published: make(map[string]*told)}
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		d.watchDrops(&w, now)
+		d.watchPublished(&w, now)
 	}
 }
