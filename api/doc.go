@@ -18,9 +18,27 @@
 //	GET    /v1/networks/{network} NetworkDetail
 //	DELETE /v1/networks/{network}?force=true  204
 //	POST   /v1/networks/{network}/connect     ConnectRequest -> Port (201)
+//	GET    /v1/events?since=T&until=T&type=TYPE&port=P&network=N  stream of Event
 //
 // GET /v1/ports lists the ports of containers; ?all=true adds the
 // gateway ports, the daemon's own side of each network.
+//
+// # Events
+//
+// GET /v1/events answers 200 with Content-Type application/x-ndjson and
+// then one Event (JSON) a line, each flushed as it happens, the response
+// chunked, as Docker's GET /events: what curl and jq read as it comes, and
+// what `tapswitch events -o json` prints. Without since, only new events
+// come; with since (RFC 3339, or Unix seconds with a fraction), the events
+// the daemon keeps from then (its last 1,024, since it started) come first.
+// The stream ends at until, when the client closes it, or when the daemon
+// stops or hands over (after a daemon.stop or daemon.handover event).
+// type, port and network filter (each may be given several times: any of
+// them; different parameters: all of them); type takes an EventType or a
+// family ("port"). A reader that falls behind by more than 256 events
+// loses the newest and finds an "events.lost" notice where they were; at
+// most 32 streams are served at once (409, too_many_streams, beyond).
+// Client.Events reads the stream.
 //
 // # Errors
 //

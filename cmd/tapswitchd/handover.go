@@ -171,6 +171,8 @@ func (s *server) handOver(succ *daemon.Successor, upstreams []netip.AddrPort) (d
 		log.Error("hand-over refused", "err", err)
 		return false, nil
 	}
+	// Event streams last; they end now, or the API's stop would wait.
+	s.d.HandingOver(succ.Pid)
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	s.srv.Shutdown(sctx)
 	cancel()

@@ -330,6 +330,8 @@ func (s *server) loop(ctx context.Context, upstreams []netip.AddrPort) error {
 		break
 	}
 	s.notifier.Stopping()
+	// Event streams last; they end now, or the API's stop would wait.
+	s.d.Stopping(s.o.removeOnExit)
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = s.srv.Shutdown(sctx)

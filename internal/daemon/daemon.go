@@ -17,6 +17,7 @@ import (
 	"github.com/tapswitch/tapswitch/fdb"
 	"github.com/tapswitch/tapswitch/internal/apiserver"
 	"github.com/tapswitch/tapswitch/internal/dns"
+	"github.com/tapswitch/tapswitch/internal/events"
 	"github.com/tapswitch/tapswitch/internal/fdset"
 	"github.com/tapswitch/tapswitch/internal/ipam"
 	"github.com/tapswitch/tapswitch/internal/version"
@@ -107,6 +108,13 @@ type Daemon struct {
 	watchDone    chan struct{}
 	// inherited is what was handed over, and what the store holds.
 	inherited inherited
+	// events is the event bus; stopEvents and eventsDone stop and wait
+	// for the goroutine that tells counters as events (events.go).
+	events                 *events.Bus
+	stopEvents, eventsDone chan struct{}
+	// requestsDropped counts changes not carried out because their
+	// client went away (lockFor), for the request.dropped event.
+	requestsDropped atomic.Uint64
 }
 
 var _ apiserver.Backend = (*Daemon)(nil)
@@ -145,6 +153,8 @@ func newDaemon(cfg Config, h host) (_ *Daemon, err error) {
 		pool:  ipam.DefaultPool(),
 		nets:  make(map[string]*network),
 		ports: make(map[string]*port),
+		// First: the restore tells of the ports it drops.
+		events: events.New(),
 	}
 	d.firstForward.Store(-1)
 	if d.state, err = openState(cfg.StateDir); err != nil {
@@ -204,6 +214,8 @@ func newDaemon(cfg Config, h host) (_ *Daemon, err error) {
 	d.ready = time.Since(cfg.Started)
 	d.log.Info("state restored", "networks", len(d.nets), "ports", d.restored, "dropped", d.dropped,
 		"ports_back_since_start", restored, "ready_since_start", d.ready)
+	d.events.Publish(d.startEvent())
+	d.startEventWatch()
 	return d, nil
 }
 
@@ -229,6 +241,8 @@ func (d *Daemon) Close() { d.shutdown(!d.persistent()) }
 func (d *Daemon) CloseAndRemove() { d.shutdown(true) }
 
 func (d *Daemon) shutdown(remove bool) {
+	d.stopEventWatch()
+	d.events.EndAll()
 	if d.stopWatch != nil {
 		close(d.stopWatch)
 		<-d.watchDone
@@ -346,8 +360,10 @@ func (d *Daemon) portFailed(sp *vswitch.Port, err error) {
 	switch {
 	case !ok || p.sw != sp:
 	case p.kind == api.KindGateway:
+		d.events.Publish(failedEvent(p, err, "run"))
 		d.log.Error("gateway interface lost: the network's containers have no gateway, DNS or outbound access until it is removed and created again, or tapswitchd restarts", "network", p.net.name, "bridge", p.name(), "err", err)
 	default:
+		d.events.Publish(failedEvent(p, err, "run"))
 		d.forgetLocked(p)
 		d.saveLocked()
 	}

@@ -67,10 +67,12 @@ func (l *turnLock) LockContext(ctx context.Context) error {
 // to a client that is not there to read it.
 func (d *Daemon) lockFor(ctx context.Context) error {
 	if err := d.mu.LockContext(ctx); err != nil {
+		d.requestsDropped.Add(1)
 		return notCarriedOut(err)
 	}
 	if err := apiserver.ClientGone(ctx); err != nil {
 		d.mu.Unlock()
+		d.requestsDropped.Add(1)
 		return notCarriedOut(err)
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -102,6 +103,8 @@ func (d *Daemon) createNetworkLocked(req api.NetworkCreateRequest) (*network, er
 	if err := d.startNetworkLocked(n, false); err != nil {
 		return nil, err
 	}
+	d.events.Publish(api.Event{Type: api.EventNetworkCreate, Network: n.name, Attrs: map[string]string{
+		"subnet": n.subnet.Prefix().String(), "gateway": n.subnet.Gateway().String(), "internal": strconv.FormatBool(n.internal)}})
 	return n, nil
 }
 
@@ -241,10 +244,14 @@ func (d *Daemon) RemoveNetwork(ctx context.Context, name string, force bool) err
 		if err := d.sw.RemovePort(p.sw); err != nil && !errors.Is(err, vswitch.ErrNoPort) {
 			d.log.Error("detach port of removed network", "port", p.name(), "err", err)
 		}
+		ev := portEvent(api.EventPortDetach, p)
+		ev.Reason = "network_removed"
+		d.events.Publish(ev)
 		d.forgetLocked(p)
 	}
 	err := d.stopNetworkLocked(n)
 	d.saveLocked()
+	d.events.Publish(api.Event{Type: api.EventNetworkRemove, Network: name, Counts: map[string]int64{"ports": int64(len(ports))}})
 	if err != nil {
 		return fmt.Errorf("remove network %q: %w", name, err)
 	}

@@ -203,6 +203,7 @@ func (d *Daemon) Attach(ctx context.Context, req api.AttachRequest) (api.Port, e
 		return api.Port{}, fmt.Errorf("attach netns %q: %w", req.Netns, kernelError(err, s.ips))
 	}
 	d.timeAttach(start)
+	d.events.Publish(portEvent(api.EventPortAttach, p))
 	return p.view(), nil
 }
 
@@ -364,6 +365,7 @@ func (d *Daemon) Detach(ctx context.Context, name string) error {
 	if err := d.sw.RemovePort(sp); err != nil {
 		return fmt.Errorf("detach: %w", classify(err))
 	}
+	d.events.Publish(portEvent(api.EventPortDetach, p))
 	d.forgetLocked(p)
 	d.saveLocked()
 	d.timeDetach(start)
@@ -409,6 +411,9 @@ func (d *Daemon) UpdatePort(ctx context.Context, name string, req api.PortUpdate
 		sp.SetStormLimits(info.Storm)
 	}
 	d.saveLocked()
+	ev := portEvent(api.EventPortUpdate, p)
+	ev.Attrs = updateAttrs(req)
+	d.events.Publish(ev)
 	return p.view(), nil
 }
 
@@ -585,5 +590,8 @@ func (d *Daemon) Connect(ctx context.Context, network string, req api.ConnectReq
 	if err != nil {
 		return fail(kernelError(err, ips))
 	}
+	ev := portEvent(api.EventPortConnect, p)
+	ev.Attrs["from"] = orig.name()
+	d.events.Publish(ev)
 	return p.view(), nil
 }

@@ -62,6 +62,8 @@ func (d *Daemon) restoreLocked(doc stateDoc) error {
 				return fmt.Errorf("restore port %q: %w: is another tapswitchd running with state directory %s? Stop it first", ps.Name, err, d.cfg.StateDir)
 			}
 			d.log.Warn("port dropped: it cannot be taken back; attach it again", "port", ps.Name, "netns", ps.Request.Netns, "network", ps.Network, "err", err)
+			d.events.Publish(api.Event{Type: api.EventPortFailed, Port: ps.Name, Network: ps.Network, Netns: ps.Request.Netns,
+				Reason: err.Error(), Attrs: map[string]string{"kind": kindOf(ps), "phase": "restore"}})
 			dropped = append(dropped, ps)
 		}
 	}
