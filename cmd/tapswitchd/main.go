@@ -105,6 +105,7 @@ directory and come back at the next start.`,
 	f.BoolVar(&o.upgrade, "upgrade", false, "take over from the tapswitchd running with the same --state-dir, without losing a frame: it hands over its TAPs' queues and its sockets, and exits once this one forwards (give the other flags as it has them); with none running, start as usual")
 	f.StringArrayVar(&o.dnsUpstreams, "dns-upstream", nil, "resolver `ADDR` (IP or IP:PORT) the networks' DNS servers forward other names to, instead of the nameservers of /etc/resolv.conf (repeatable)")
 	addLimitFlags(f, &o.limits)
+	addGenCommands(cmd, os.Args[1:])
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintf(os.Stderr, "tapswitchd: %v\n", err)
 		os.Exit(1)
