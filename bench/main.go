@@ -363,6 +363,7 @@ func runMain() error {
 	}
 	start := time.Now()
 	passes := map[string]int{}
+	prog := newProgress(os.Stderr, len(runs)*len(tests), time.Duration(cfg.seconds)*time.Second+stepOverhead)
 	for i, name := range runs {
 		if i > 0 {
 			if err := sleep(ctx, pause); err != nil {
@@ -370,7 +371,11 @@ func runMain() error {
 			}
 		}
 		passes[name]++
-		pr := runPass(ctx, newSystem(cfg, name), passes[name], tests, cfg.seconds, prof)
+		label := fmt.Sprintf("pass %d of %d, %s", i+1, len(runs), name)
+		if passes[name] > 1 {
+			label += " again"
+		}
+		pr := runPass(ctx, newSystem(cfg, name), passes[name], tests, cfg.seconds, prof, prog, label)
 		rep.Systems = append(rep.Systems, pr)
 		if ctx.Err() != nil {
 			break
@@ -380,6 +385,7 @@ func runMain() error {
 	if ctx.Err() != nil {
 		return errInterrupted
 	}
+	prog.done("all passes ended")
 	rep.Ratios = computeRatios(metrics, rep.Systems)
 	if slices.Contains(systems, baseSystem) {
 		rep.AB = &abReport{
@@ -405,6 +411,10 @@ func runMain() error {
 			return fmt.Errorf("write results: %w", err)
 		}
 		fmt.Printf("\nresults: %s\n", cfg.jsonPath)
+		if err := rep.writeChartFile(chartPath(cfg.jsonPath)); err != nil {
+			return fmt.Errorf("write chart: %w", err)
+		}
+		fmt.Printf("chart: %s\n", chartPath(cfg.jsonPath))
 	}
 	if prof != nil {
 		if cfg.jsonPath == "" {
