@@ -134,6 +134,7 @@ func TestServiceUnit(t *testing.T) {
 	}
 	e.stopped, e.stopErr = false, nil
 
+	logStart := len(e.daemonLog())
 	args := append([]string{"--bounding-set", bset, "--no-new-privs", "--"}, e.daemonCommand()...)
 	start := time.Now()
 	p := e.startLogged(sup.Command("setpriv", args...))
@@ -166,6 +167,17 @@ func TestServiceUnit(t *testing.T) {
 		t.Errorf("messages to the service manager %q: want the API listener stored (FDNAME=api) before READY=1", sup.Log())
 	}
 
+	// What the unit keeps, of what this machine grants: a container may
+	// lack some (CAP_SYS_RESOURCE, often), as a host under systemd
+	// would not.
+	own, err := strconv.ParseUint(procStatus(t, os.Getpid(), "CapBnd"), 16, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lacking := wantMask &^ own; lacking != 0 {
+		t.Logf("this machine's bounding set %016x lacks %016x of the unit's", own, lacking)
+	}
+	wantMask &= own
 	pid := p.cmd.Process.Pid
 	if got := procStatus(t, pid, "CapBnd"); got != fmt.Sprintf("%016x", wantMask) {
 		t.Fatalf("tapswitchd's CapBnd = %s, want %016x (the unit's CapabilityBoundingSet=)", got, wantMask)
@@ -206,7 +218,16 @@ func TestServiceUnit(t *testing.T) {
 			}
 		}
 	}
-	if log := e.daemonLog(); strings.Contains(log, "operation not permitted") || strings.Contains(log, "permission denied") {
-		t.Errorf("the daemon with the unit's capabilities logged a refusal:\n%s", log)
+	for _, line := range strings.Split(e.daemonLog()[logStart:], "\n") {
+		if !strings.Contains(line, "operation not permitted") && !strings.Contains(line, "permission denied") {
+			continue
+		}
+		// Raising the descriptor limit needs CAP_SYS_RESOURCE, which
+		// the unit keeps; where this machine lacks it, the daemon keeps
+		// the limit it got, as it says.
+		if own&(1<<unix.CAP_SYS_RESOURCE) == 0 && strings.Contains(line, "descriptor limit not set") {
+			continue
+		}
+		t.Errorf("the daemon with the unit's capabilities logged a refusal: %s", line)
 	}
 }
