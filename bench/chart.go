@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -46,6 +47,23 @@ const otherColor = "#9467bd"
 // them, named like them.
 func chartPath(jsonPath string) string {
 	return strings.TrimSuffix(jsonPath, ".json") + ".svg"
+}
+
+// redrawChart draws the chart of the results in jsonPath, beside them.
+func redrawChart(jsonPath string) error {
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		return err
+	}
+	var r report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("%s: %w", jsonPath, err)
+	}
+	if err := r.writeChartFile(chartPath(jsonPath)); err != nil {
+		return fmt.Errorf("%s: %w", jsonPath, err)
+	}
+	fmt.Printf("chart: %s\n", chartPath(jsonPath))
+	return nil
 }
 
 func (r *report) writeChartFile(path string) error {
@@ -98,22 +116,27 @@ func niceStep(max float64) float64 {
 // chartRow is one bar: a system's value for a metric.
 type chartRow struct {
 	system string
-	value  float64 // mean of its good passes; 0 when none
-	passes int     // good passes
-	failed bool    // ran, and no pass measured it
+	value  float64   // mean of its good passes; 0 when none
+	passes int       // good passes
+	vals   []float64 // each good pass's value, when more than one
+	failed bool      // ran, and no pass measured it
 }
 
 func (r *report) chartRows(mt metric) []chartRow {
 	var rows []chartRow
 	for _, sys := range systemsInOrder(r.Systems) {
 		vals, mean := passValues(r.Systems, sys, mt.Key)
-		good := 0
+		var good []float64
 		for _, v := range vals {
 			if v > 0 {
-				good++
+				good = append(good, v)
 			}
 		}
-		rows = append(rows, chartRow{system: sys, value: mean, passes: good, failed: good == 0})
+		row := chartRow{system: sys, value: mean, passes: len(good), failed: len(good) == 0}
+		if len(good) > 1 {
+			row.vals = good
+		}
+		rows = append(rows, row)
 	}
 	return rows
 }
@@ -154,6 +177,9 @@ func (r *report) writeChart(w io.Writer) error {
 	sub := fmt.Sprintf("%s UTC, %d s per test, %d CPUs, Linux %s", r.Date.UTC().Format("2006-01-02 15:04"), r.SecondsPerTest, r.Machine.NProc, r.Machine.Kernel)
 	if r.hasBaseline() {
 		sub += "; ratios are to the bridge (the mean of its passes)"
+	}
+	if len(systems) < len(r.Systems) {
+		sub += "; a bar of several passes is their mean, marks across it each pass"
 	}
 	s.text(chartMargin, chartMargin+34, ` class="subtitle" fill="#444444"`, sub)
 
@@ -209,6 +235,11 @@ func (r *report) writeChart(w io.Writer) error {
 			}
 			s.printf(`<rect class="bar" data-system="%s" data-metric="%s" x="%.1f" y="%.1f" width="%.1f" height="%d" fill="%s"/>`+"\n",
 				row.system, mt.Key, x0, ry, width, barHeight, color)
+			// A bar that is a mean shows its passes as marks across it.
+			for _, v := range row.vals {
+				px := x0 + v/div*scale
+				s.printf(`<line class="pass" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#000000" stroke-width="2"/>`+"\n", px, ry-3, px, ry+barHeight+3)
+			}
 			label := formatValue(mt.Unit, row.value)
 			switch {
 			case row.system == baseline && row.passes > 1:

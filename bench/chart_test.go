@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/xml"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -87,6 +88,7 @@ func TestChart(t *testing.T) {
 	elems := parseSVG(t, b.Bytes())
 	bars := map[string]float64{}
 	var texts []string
+	passMarks := 0
 	for _, e := range elems {
 		switch {
 		case e.name == "rect" && e.attrs["class"] == "bar":
@@ -95,6 +97,8 @@ func TestChart(t *testing.T) {
 				t.Fatalf("bar %v: width: %v", e.attrs, err)
 			}
 			bars[e.attrs["data-metric"]+"/"+e.attrs["data-system"]] = w
+		case e.name == "line" && e.attrs["class"] == "pass":
+			passMarks++
 		case e.name == "text":
 			texts = append(texts, e.text)
 		}
@@ -122,6 +126,10 @@ func TestChart(t *testing.T) {
 		if got := bars[c.a] / bars[c.b]; got < c.ratio-0.01 || got > c.ratio+0.01 {
 			t.Errorf("width %s / width %s = %.3f, want %.2f", c.a, c.b, got, c.ratio)
 		}
+	}
+	// The bridge ran twice: a mark for each pass on its two bars.
+	if passMarks != 4 {
+		t.Errorf("%d marks of passes, want 4 (the bridge's 2 passes on 2 bars)", passMarks)
 	}
 	all := strings.Join(texts, "\n")
 	for _, w := range []string{
@@ -186,5 +194,27 @@ func TestProgress(t *testing.T) {
 		"[2/4] all passes ended in 20s\n"
 	if b.String() != want {
 		t.Errorf("progress wrote\n%s\nwant\n%s", b.String(), want)
+	}
+}
+
+func TestRedrawChart(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/run.json"
+	if err := chartReport().writeJSON(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := redrawChart(path); err != nil {
+		t.Fatalf("redrawChart(%s): %v", path, err)
+	}
+	b, err := os.ReadFile(dir + "/run.svg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte("0.50× bridge")) {
+		t.Errorf("chart redrawn from the JSON lacks tapswitch's ratio:\n%s", b)
+	}
+	parseSVG(t, b)
+	if err := redrawChart(dir + "/missing.json"); err == nil {
+		t.Error("redrawChart of a missing file succeeded")
 	}
 }

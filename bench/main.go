@@ -32,6 +32,9 @@ type config struct {
 	scale                 bool
 	// profileDir is where -profile puts its perf data, "" without it.
 	profileDir string
+	// chartFrom is a results file to draw the chart of (-chart), ""
+	// for a run.
+	chartFrom string
 	// baseTapswitchd and baseTapswitch are the base build of an A/B run,
 	// both "" without one.
 	baseTapswitchd, baseTapswitch string
@@ -81,6 +84,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.BoolVar(&cfg.scale, "scale", false, "instead of the comparison, the scale suite: attach/detach time over 100 namespaces, memory with 64 ports and a full table, 4 pairs at once, a pair among 64 ports")
 	fs.BoolVar(&profile, "profile", false, "also record a system-wide perf profile of each throughput test, kept beside the JSON in <name>-perf/, and add where the CPU went by kind of work (needs perf: apt-get install -y linux-perf)")
 	fs.BoolVar(&verbose, "v", false, "print every command run")
+	fs.StringVar(&cfg.chartFrom, "chart", "", "run nothing: draw the chart of the comparison in results `file` (bench/results/*.json) beside it, as a run does")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -303,6 +307,9 @@ func runMain() error {
 	}
 	if err != nil {
 		return err
+	}
+	if cfg.chartFrom != "" {
+		return redrawChart(cfg.chartFrom)
 	}
 	if err := checkTools(); err != nil {
 		return err
