@@ -176,7 +176,9 @@
 // writes JSON only when -json is given. Beside the JSON, the same name
 // with .svg is a chart of the comparison: a panel per row of the table,
 // a bar per system from zero, labelled with its value and its ratio to
-// the bridge.
+// the bridge; a bar that is the mean of several passes (the bridge's,
+// with -bracket) has a mark across it for each. -chart FILE draws the
+// chart of an earlier results file.
 //
 // While it runs, stderr gets a line as each test begins: which pass of
 // which system, which test, the time spent and about how much is left
