@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -107,9 +108,11 @@ func (e *testEnv) newSvcNetns(role string) string {
 // unit's CapabilityBoundingSet= and NoNewPrivileges= applied by setpriv.
 // READY=1 comes only once the API answers: the first request made when
 // it arrives is served, without a retry. With only the unit's
-// capabilities the daemon does its work: a network with its gateway and
-// DNS server on port 53, a namespace attached by name, one by pid (a
-// pin bind-mounted in the state directory), ping between them, a name
+// capabilities the daemon does its work: the API socket given to a group
+// (--group), a network with its gateway and
+// DNS server on port 53, a namespace attached by name, one by the pid of
+// another user's process (CAP_SYS_PTRACE; its pin is bind-mounted in the
+// state directory), ping between them, a name
 // resolved, both detached.
 func TestServiceUnit(t *testing.T) {
 	e := newEnv(t, "setpriv")
@@ -135,7 +138,9 @@ func TestServiceUnit(t *testing.T) {
 	e.stopped, e.stopErr = false, nil
 
 	logStart := len(e.daemonLog())
-	args := append([]string{"--bounding-set", bset, "--no-new-privs", "--"}, e.daemonCommand()...)
+	// --group: giving the socket to a group takes CAP_CHOWN (root is
+	// no member of nogroup, 65534).
+	args := append([]string{"--bounding-set", bset, "--no-new-privs", "--"}, e.daemonCommand("--group", "65534")...)
 	start := time.Now()
 	p := e.startLogged(sup.Command("setpriv", args...))
 	e.daemon = p
@@ -178,6 +183,10 @@ func TestServiceUnit(t *testing.T) {
 		t.Logf("this machine's bounding set %016x lacks %016x of the unit's", own, lacking)
 	}
 	wantMask &= own
+	var st unix.Stat_t
+	if err := unix.Stat(e.sock, &st); err != nil || st.Gid != 65534 || st.Mode&0o777 != 0o660 {
+		t.Errorf("API socket %s: gid %d, mode %o, %v; want the group 65534's, 0660 (--group)", e.sock, st.Gid, st.Mode&0o777, err)
+	}
 	pid := p.cmd.Process.Pid
 	if got := procStatus(t, pid, "CapBnd"); got != fmt.Sprintf("%016x", wantMask) {
 		t.Fatalf("tapswitchd's CapBnd = %s, want %016x (the unit's CapabilityBoundingSet=)", got, wantMask)
@@ -192,7 +201,7 @@ func TestServiceUnit(t *testing.T) {
 	e.mustCLI("network", "create", "svcnet", "--subnet", "10.210.1.0/24")
 	nsA, nsB := e.newSvcNetns("a"), e.newSvcNetns("b")
 	e.attach(nsA, "--network", "svcnet", "--name", "a")
-	e.attach(fmt.Sprintf("pid:%d", e.startSleeper(nsB)), "--network", "svcnet", "--name", "b")
+	e.attach(fmt.Sprintf("pid:%d", e.startNobodySleeper(nsB)), "--network", "svcnet", "--name", "b")
 	ports := e.ports()
 	a, b := findPort(ports, "a"), findPort(ports, "b")
 	if a == nil || b == nil || len(a.IPs) != 1 || len(b.IPs) != 1 {
@@ -229,5 +238,36 @@ func TestServiceUnit(t *testing.T) {
 			continue
 		}
 		t.Errorf("the daemon with the unit's capabilities logged a refusal: %s", line)
+	}
+}
+
+// startNobodySleeper is startSleeper with the process run as nobody
+// (65534), as a rootless container's is another user's: opening its
+// /proc/PID/ns/net takes root CAP_SYS_PTRACE.
+func (e *testEnv) startNobodySleeper(ns string) int {
+	e.t.Helper()
+	p, err := startProc(exec.Command("ip", "netns", "exec", ns, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sleep", "600"))
+	if err != nil {
+		e.t.Fatalf("ip netns exec %s setpriv sleep: %v", ns, err)
+	}
+	e.procs = append(e.procs, p)
+	pid := p.cmd.Process.Pid
+	want, err := os.Stat(nsPath(ns))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	// ip netns exec and setpriv exec in place: the pid is sleep's once
+	// it runs as nobody in ns.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, err := os.Stat(fmt.Sprintf("/proc/%d/ns/net", pid))
+		var st unix.Stat_t
+		if err == nil && os.SameFile(got, want) && unix.Stat(fmt.Sprintf("/proc/%d", pid), &st) == nil && st.Uid == 65534 {
+			return pid
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("pid %d did not enter namespace %s as nobody: %v", pid, ns, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
