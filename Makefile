@@ -1,4 +1,4 @@
-# tapswitch. Targets: build, test, unit, bench, profile, demo, fuzz, soak, install, clean.
+# tapswitch. Targets: build, test, unit, bench, profile, demo, fuzz, soak, install, uninstall, clean.
 
 GO      ?= go
 BIN     := bin
@@ -14,7 +14,7 @@ FUZZTIME  ?= 10s
 
 # Tools the tests, the demo and the benchmark run, with the Debian
 # package that provides each.
-TOOLS := ip:iproute2 ping:iputils-ping iperf3:iperf3 sockperf:sockperf useradd:passwd podman:podman runc:runc /usr/lib/cni/portmap:containernetworking-plugins busybox:busybox-static iptables:iptables nft:nftables prometheus:prometheus tmux:tmux
+TOOLS := ip:iproute2 ping:iputils-ping iperf3:iperf3 sockperf:sockperf useradd:passwd podman:podman runc:runc /usr/lib/cni/portmap:containernetworking-plugins busybox:busybox-static iptables:iptables nft:nftables prometheus:prometheus tmux:tmux systemd-analyze:systemd
 
 .PHONY: all build test unit bench profile demo fuzz soak deps install clean
 
@@ -108,12 +108,58 @@ soak:
 	@$(MAKE) --no-print-directory deps
 	TAPSWITCH_SOAK=1 $(GO) test -race -count=1 -timeout 90m -v -run 'Churn|Restart|MACFlood|Fairness' ./internal/e2e
 
+# install puts the binaries, the systemd unit, the shell completions and
+# the manual pages under PREFIX (staged under DESTDIR when set), with the
+# unit's ExecStart= naming the installed tapswitchd. systemd reads units
+# in /usr/local/lib/systemd/system and /usr/lib/systemd/system; for
+# another PREFIX, set UNITDIR=/etc/systemd/system. The completion and man
+# directories are those bash-completion, zsh, fish and man search under
+# /usr/local/share and /usr/share.
+DESTDIR     ?=
+BINDIR      ?= $(PREFIX)/bin
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+MANDIR      ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
+PROGRAMS    := tapswitchd tapswitch
+
+.PHONY: uninstall
 install: build
-	install -m 0755 $(BIN)/tapswitchd $(BIN)/tapswitch $(PREFIX)/bin/
-	install -d $(CNI_BIN)
-	install -m 0755 $(BIN)/tapswitch-cni $(CNI_BIN)/
-	if [ -d /usr/lib/cni ] && [ "$$(realpath $(CNI_BIN))" != /usr/lib/cni ]; then \
-		ln -sf $$(realpath $(CNI_BIN))/tapswitch-cni /usr/lib/cni/tapswitch-cni; fi
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(CNI_BIN) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
+	install -m 0755 $(addprefix $(BIN)/,$(PROGRAMS)) $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(BIN)/tapswitch-cni $(DESTDIR)$(CNI_BIN)/
+	if [ -d $(DESTDIR)/usr/lib/cni ] && [ "$$(realpath -m $(DESTDIR)$(CNI_BIN))" != "$$(realpath -m $(DESTDIR)/usr/lib/cni)" ]; then \
+		ln -sf $$(realpath -m $(CNI_BIN))/tapswitch-cni $(DESTDIR)/usr/lib/cni/tapswitch-cni; fi
+	sed 's|/usr/local/bin/tapswitchd|$(BINDIR)/tapswitchd|' contrib/tapswitchd.service >$(DESTDIR)$(UNITDIR)/tapswitchd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/tapswitchd.service
+	@set -e; for p in $(PROGRAMS); do \
+		echo "completions and manual pages of $$p"; \
+		$(BIN)/$$p completion bash >$(DESTDIR)$(BASHCOMPDIR)/$$p; \
+		$(BIN)/$$p completion zsh >$(DESTDIR)$(ZSHCOMPDIR)/_$$p; \
+		$(BIN)/$$p completion fish >$(DESTDIR)$(FISHCOMPDIR)/$$p.fish; \
+		chmod 0644 $(DESTDIR)$(BASHCOMPDIR)/$$p $(DESTDIR)$(ZSHCOMPDIR)/_$$p $(DESTDIR)$(FISHCOMPDIR)/$$p.fish; \
+		$(BIN)/$$p gen-man $(DESTDIR)$(MANDIR)/man8; done
+	@[ -n "$(DESTDIR)" ] || echo "to run it as a service: systemctl daemon-reload && systemctl enable --now tapswitchd"
+
+# uninstall removes what install put, the manual pages by the names the
+# binaries give them; under DESTDIR it also removes the directories left
+# empty, so that a staging tree is left as it was.
+uninstall: build
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(PROGRAMS)) $(DESTDIR)$(CNI_BIN)/tapswitch-cni \
+		$(DESTDIR)$(UNITDIR)/tapswitchd.service
+	if [ -L $(DESTDIR)/usr/lib/cni/tapswitch-cni ] && \
+		[ "$$(readlink $(DESTDIR)/usr/lib/cni/tapswitch-cni)" = "$$(realpath -m $(CNI_BIN))/tapswitch-cni" ]; then \
+		rm -f $(DESTDIR)/usr/lib/cni/tapswitch-cni; fi
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; for p in $(PROGRAMS); do \
+		rm -f $(DESTDIR)$(BASHCOMPDIR)/$$p $(DESTDIR)$(ZSHCOMPDIR)/_$$p $(DESTDIR)$(FISHCOMPDIR)/$$p.fish; \
+		$(BIN)/$$p gen-man $$tmp; done; \
+	for f in $$tmp/*.8; do rm -f $(DESTDIR)$(MANDIR)/man8/$${f##*/}; done
+	@if [ -n "$(DESTDIR)" ]; then find $(DESTDIR) -mindepth 1 -depth -type d -empty -delete; \
+	elif [ -e /etc/systemd/system/multi-user.target.wants/tapswitchd.service ] || \
+		[ -L /etc/systemd/system/multi-user.target.wants/tapswitchd.service ]; then \
+		echo "tapswitchd is still enabled: systemctl disable --now tapswitchd" >&2; fi
 
 clean:
 	rm -rf $(BIN)

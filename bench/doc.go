@@ -173,7 +173,17 @@
 // for -profile, linux-perf are optional. Results also go to
 // bench/results/<UTC time>.json (-json to choose the file): every raw
 // value with its unit, the ratios, tool versions and the machine. -demo
-// writes JSON only when -json is given.
+// writes JSON only when -json is given. Beside the JSON, the same name
+// with .svg is a chart of the comparison: a panel per row of the table,
+// a bar per system from zero, labelled with its value and its ratio to
+// the bridge; a bar that is the mean of several passes (the bridge's,
+// with -bracket) has a mark across it for each. -chart FILE draws the
+// chart of an earlier results file.
+//
+// While it runs, stderr gets a line as each test begins: which pass of
+// which system, which test, the time spent and about how much is left
+// (estimated from the tests done). Lines are appended, never redrawn,
+// so a log or CI job reads as a terminal does.
 //
 // Everything bench creates carries its pid in its name (tsb-PID-a,
 // tsb-PID-b, tsbPIDbr, tsb-PID-s042, ...) and is removed after each

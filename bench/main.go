@@ -32,6 +32,9 @@ type config struct {
 	scale                 bool
 	// profileDir is where -profile puts its perf data, "" without it.
 	profileDir string
+	// chartFrom is a results file to draw the chart of (-chart), ""
+	// for a run.
+	chartFrom string
 	// baseTapswitchd and baseTapswitch are the base build of an A/B run,
 	// both "" without one.
 	baseTapswitchd, baseTapswitch string
@@ -81,6 +84,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.BoolVar(&cfg.scale, "scale", false, "instead of the comparison, the scale suite: attach/detach time over 100 namespaces, memory with 64 ports and a full table, 4 pairs at once, a pair among 64 ports")
 	fs.BoolVar(&profile, "profile", false, "also record a system-wide perf profile of each throughput test, kept beside the JSON in <name>-perf/, and add where the CPU went by kind of work (needs perf: apt-get install -y linux-perf)")
 	fs.BoolVar(&verbose, "v", false, "print every command run")
+	fs.StringVar(&cfg.chartFrom, "chart", "", "run nothing: draw the chart of the comparison in results `file` (bench/results/*.json) beside it, as a run does")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -304,6 +308,9 @@ func runMain() error {
 	if err != nil {
 		return err
 	}
+	if cfg.chartFrom != "" {
+		return redrawChart(cfg.chartFrom)
+	}
 	if err := checkTools(); err != nil {
 		return err
 	}
@@ -363,6 +370,7 @@ func runMain() error {
 	}
 	start := time.Now()
 	passes := map[string]int{}
+	prog := newProgress(os.Stderr, len(runs)*len(tests), time.Duration(cfg.seconds)*time.Second+stepOverhead)
 	for i, name := range runs {
 		if i > 0 {
 			if err := sleep(ctx, pause); err != nil {
@@ -370,7 +378,11 @@ func runMain() error {
 			}
 		}
 		passes[name]++
-		pr := runPass(ctx, newSystem(cfg, name), passes[name], tests, cfg.seconds, prof)
+		label := fmt.Sprintf("pass %d of %d, %s", i+1, len(runs), name)
+		if passes[name] > 1 {
+			label += " again"
+		}
+		pr := runPass(ctx, newSystem(cfg, name), passes[name], tests, cfg.seconds, prof, prog, label)
 		rep.Systems = append(rep.Systems, pr)
 		if ctx.Err() != nil {
 			break
@@ -380,6 +392,7 @@ func runMain() error {
 	if ctx.Err() != nil {
 		return errInterrupted
 	}
+	prog.done("all passes ended")
 	rep.Ratios = computeRatios(metrics, rep.Systems)
 	if slices.Contains(systems, baseSystem) {
 		rep.AB = &abReport{
@@ -405,6 +418,10 @@ func runMain() error {
 			return fmt.Errorf("write results: %w", err)
 		}
 		fmt.Printf("\nresults: %s\n", cfg.jsonPath)
+		if err := rep.writeChartFile(chartPath(cfg.jsonPath)); err != nil {
+			return fmt.Errorf("write chart: %w", err)
+		}
+		fmt.Printf("chart: %s\n", chartPath(cfg.jsonPath))
 	}
 	if prof != nil {
 		if cfg.jsonPath == "" {

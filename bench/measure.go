@@ -156,10 +156,16 @@ func (p *passResult) value(key string) (measurement, bool) {
 // one starts.
 const pause = time.Second
 
+// stepOverhead is what a test takes beyond its duration, for the first
+// estimate of a run's length: the pause before it, starting the tool
+// and its server, and a pass's set-up and teardown spread over its tests
+// (about 3s in all on a 2-CPU VM).
+const stepOverhead = 3 * time.Second
+
 // runPass sets up sys on a fresh pair of namespaces, runs the tests and
 // tears everything down again, whatever happened in between. prof, when
 // not nil, profiles the throughput tests (-profile).
-func runPass(ctx context.Context, sys system, pass int, tests []test, seconds int, prof *profiler) (pr passResult) {
+func runPass(ctx context.Context, sys system, pass int, tests []test, seconds int, prof *profiler, prog *progress, passLabel string) (pr passResult) {
 	pr = passResult{System: sys.name(), Pass: pass, Started: time.Now().UTC()}
 	var errs []error
 	defer func() {
@@ -207,6 +213,7 @@ func runPass(ctx context.Context, sys system, pass int, tests []test, seconds in
 				return pr
 			}
 		}
+		prog.step("%s: %s (test %d of %d)", passLabel, testLabel(t), i+1, len(tests))
 		ms, err := t.run(ctx, tb, seconds)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -229,6 +236,18 @@ func runPass(ctx context.Context, sys system, pass int, tests []test, seconds in
 		pr.Listings = l.listings()
 	}
 	return pr
+}
+
+// testLabel names a test by its rows: "UDP RTT avg, UDP RTT p99".
+func testLabel(t test) string {
+	var out string
+	for i, m := range t.metrics {
+		if i > 0 {
+			out += ", "
+		}
+		out += m.Label
+	}
+	return out
 }
 
 func metricByKey(key string) metric {

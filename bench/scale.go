@@ -247,13 +247,15 @@ func runScale(ctx context.Context, cfg *config, res *scaleResult) {
 	if s.bracket {
 		steps = append(steps, scaleStep{"TCP pair, 2 ports again", func(ctx context.Context) error { return s.pairFew(ctx, &res.Pair.FewAgain) }, false})
 	}
+	prog := newProgress(os.Stderr, len(steps), time.Duration(cfg.seconds)*time.Second+stepOverhead)
+	defer prog.done("scale ended")
 	for i, st := range steps {
 		if i > 0 {
 			if sleep(ctx, pause) != nil {
 				return
 			}
 		}
-		logf("scale: %s", st.name)
+		prog.step("scale: %s (step %d of %d)", st.name, i+1, len(steps))
 		err := st.run(ctx)
 		if ctx.Err() != nil {
 			return

@@ -109,6 +109,7 @@ directory and come back at the next start.`,
 	f.StringArrayVar(&o.dnsUpstreams, "dns-upstream", nil, "resolver `ADDR` (IP or IP:PORT) the networks' DNS servers forward other names to, instead of the nameservers of /etc/resolv.conf (repeatable)")
 	addLimitFlags(f, &o.limits)
 	f.StringVar(&o.metrics, "metrics", "", metricsFlagHelp)
+	addGenCommands(cmd, os.Args[1:])
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintf(os.Stderr, "tapswitchd: %v\n", err)
 		os.Exit(1)
