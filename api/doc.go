@@ -18,9 +18,16 @@
 //	GET    /v1/networks/{network} NetworkDetail
 //	DELETE /v1/networks/{network}?force=true  204
 //	POST   /v1/networks/{network}/connect     ConnectRequest -> Port (201)
+//	GET    /v1/capture?port=PORT|network=NET[&filter=F][&count=N][&snaplen=N]  pcapng stream
 //
 // GET /v1/ports lists the ports of containers; ?all=true adds the
 // gateway ports, the daemon's own side of each network.
+//
+// GET /v1/capture streams the frames of a port, or of a network, as
+// pcapng (CaptureRequest, CaptureContentType) until the client closes
+// the connection or shuts its sending side, the count is reached, or the
+// port or network goes; trailers give the counts (TrailerCapture...),
+// lost frames included.
 //
 // # Errors
 //

@@ -49,6 +49,7 @@ Start the daemon first, as root:  tapswitchd &`,
 	}
 	root.PersistentFlags().StringVar(&g.socket, "socket", def, "tapswitchd's API socket (or set "+api.SocketEnv+")")
 	root.AddCommand(newAttach(g), newDetach(g), newConnect(g), newPort(g), newPorts(g), newFDB(g), newNetwork(g), newStatus(g), newVersion(g))
+	root.AddCommand(newCapture(g))
 	return root
 }
 

@@ -200,6 +200,7 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 		}
 		writeJSON(w, http.StatusCreated, p)
 	})
+	mux.HandleFunc("GET /v1/capture", serveCapture(b, log))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if allow := allowed(mux, r); len(allow) > 0 {
 			w.Header().Set("Allow", strings.Join(allow, ", "))

@@ -104,6 +104,8 @@ type Daemon struct {
 	watchDone    chan struct{}
 	// inherited is what was handed over, and what the store holds.
 	inherited inherited
+	// captures are the running captures (capture.go).
+	captures captureSlots
 }
 
 var _ apiserver.Backend = (*Daemon)(nil)
@@ -226,6 +228,7 @@ func (d *Daemon) Close() { d.shutdown(!d.persistent()) }
 func (d *Daemon) CloseAndRemove() { d.shutdown(true) }
 
 func (d *Daemon) shutdown(remove bool) {
+	d.EndCaptures()
 	if d.stopWatch != nil {
 		close(d.stopWatch)
 		<-d.watchDone
