@@ -65,6 +65,11 @@ the capture fell behind (the switch never waits for a capture).`,
 			return g.advise(cmd, captureHint(err), req.Network)
 		}
 		defer stream.Close()
+		what := "port " + req.Port
+		if req.Port == "" {
+			what = "network " + req.Network
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "capturing on %s; Ctrl-C ends\n", what)
 		// Ctrl-C asks the daemon to end the capture; it still sends
 		// what it has and the counts. A second one leaves at once.
 		sigs := make(chan os.Signal, 2)
