@@ -164,16 +164,20 @@ func TestCapturePort(t *testing.T) {
 	if len(rows) != n {
 		t.Fatalf("tshark read %d packets, want %d", len(rows), n)
 	}
-	dirs := map[string]int{}
+	dirs := map[uint64]int{}
 	for i, r := range rows {
 		if r[0] != portA {
 			t.Errorf("packet %d on interface %q, want %q", i+1, r[0], portA)
 		}
-		dirs[r[1]]++
+		// tshark shows the direction as the flags word's two bits (in
+		// hex): 1 is inbound (from the port), 2 outbound (to it).
+		d, err := strconv.ParseUint(r[1], 0, 32)
+		if err != nil {
+			t.Errorf("packet %d: direction %q: %v", i+1, r[1], err)
+		}
+		dirs[d]++
 	}
-	// tshark shows the direction as the flags word's two bits: 1 is
-	// inbound (from the port), 2 outbound (to it).
-	if dirs["1"] == 0 || dirs["2"] == 0 || dirs["1"]+dirs["2"] != n {
+	if dirs[1] == 0 || dirs[2] == 0 || dirs[1]+dirs[2] != n {
 		t.Errorf("directions %v, want both inbound (1) and outbound (2) and nothing else", dirs)
 	}
 	t.Logf("tapswitch capture %s -w %s -c %d: %s", portA, file, n, strings.TrimSpace(c.stderr.String()))
