@@ -65,8 +65,8 @@ func (s *Session) Close() { s.obs.Close() }
 // Run writes pcapng to w until ctx ends, the count is reached, the port
 // or network goes or the daemon stops; flush, if set, is called after
 // each burst of packets written, for a live reader. The records taken
-// before the end are written first, unless the end is ctx's or a
-// failed write.
+// before the end are written first, unless the count is reached or a
+// write fails.
 func (s *Session) Run(ctx context.Context, w io.Writer, flush func()) (st Stats, err error) {
 	defer func() {
 		s.obs.Close()
@@ -104,7 +104,9 @@ func (s *Session) Run(ctx context.Context, w io.Writer, flush func()) (st Stats,
 				}
 			}
 		case <-ctx.Done():
-			return Stats{End: EndClient}, s.flush(wr, flush)
+			// A client that stopped still reads the end of the stream; one
+			// that went away fails the first write.
+			return Stats{End: EndClient}, s.drain(wr, flush)
 		case <-s.stop:
 			return Stats{End: EndStopped}, s.drain(wr, flush)
 		case <-tick.C:
