@@ -387,3 +387,27 @@ func TestCaptureSlowReaderLoses(t *testing.T) {
 		t.Fatalf("stats %+v; want %d frames offered, some lost", st, n)
 	}
 }
+
+// A port the file does not list yet (attached after the capture began)
+// gets its interface with its first packet.
+func TestCaptureAddsInterfaceOnFirstPacket(t *testing.T) {
+	r := newRig(t)
+	obs, err := r.net.Observe(vswitch.ObserverConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	s := NewSession(obs, WriterConfig{Network: "n", Ports: []*vswitch.Port{r.port["a"]}, Count: 2}, func() error { return nil }, nil)
+	r.send(t, "a", nil, ping(t, macA, layers.EthernetBroadcast, ipA, ipB, false, 1))
+	if _, err := r.dev["b"].Wait(1, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	r.send(t, "b", nil, ping(t, macB, macA, ipB, ipA, true, 1))
+	if st, err := s.Run(context.Background(), &buf, nil); err != nil || st.Packets != 2 {
+		t.Fatalf("Run() = %+v, %v; want 2 packets", st, err)
+	}
+	pkts := readAll(t, buf.Bytes())
+	if pkts[0].iface != "a" || pkts[1].iface != "b" {
+		t.Fatalf("packets on %q and %q, want a then b", pkts[0].iface, pkts[1].iface)
+	}
+}
