@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/tapswitch/tapswitch/api"
+	"github.com/tapswitch/tapswitch/internal/capture"
 )
 
 func TestOpenCaptureRefusals(t *testing.T) {
@@ -67,5 +68,17 @@ func TestOpenCaptureRefusals(t *testing.T) {
 	}
 	for _, r := range runs[1:] {
 		r.Close()
+	}
+}
+
+// The ends a session reports are the API's, passed on as they are.
+func TestCaptureEndsAreTheAPIs(t *testing.T) {
+	for got, want := range map[capture.End]string{
+		capture.EndCount: api.CaptureEndCount, capture.EndClient: api.CaptureEndClient,
+		capture.EndGone: api.CaptureEndGone, capture.EndStopped: api.CaptureEndStopped, capture.EndError: api.CaptureEndError,
+	} {
+		if string(got) != want {
+			t.Errorf("capture end %q, API end %q: want them equal", got, want)
+		}
 	}
 }
