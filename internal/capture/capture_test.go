@@ -148,6 +148,7 @@ func capture(t *testing.T, r *rig, port *vswitch.Port, filter string, count uint
 	var f *Filter
 	cfg := vswitch.ObserverConfig{Port: port}
 	if filter != "" {
+		needCompiler(t)
 		var err error
 		if f, err = Compile(filter); err != nil {
 			t.Fatalf("Compile(%q) = %v", filter, err)
