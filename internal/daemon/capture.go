@@ -14,9 +14,9 @@ import (
 )
 
 // maxCaptures bounds the captures running at once. Each holds
-// vswitch.DefaultObserverRecords whole frames, about 17 MiB, which it
+// vswitch.DefaultObserverRecords whole frames, about 16 MiB, which it
 // needs to write super-frames as the segments they stand for; four bound
-// what captures take at about 68 MiB, and are more than one operator
+// what captures take at about 65 MiB, and are more than one operator
 // watches at a time.
 const maxCaptures = 4
 
