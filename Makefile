@@ -14,14 +14,19 @@ FUZZTIME  ?= 10s
 
 # Tools the tests, the demo and the benchmark run, with the Debian
 # package that provides each.
-TOOLS := ip:iproute2 ping:iputils-ping iperf3:iperf3 sockperf:sockperf useradd:passwd podman:podman runc:runc /usr/lib/cni/portmap:containernetworking-plugins busybox:busybox-static iptables:iptables nft:nftables prometheus:prometheus tmux:tmux systemd-analyze:systemd
+TOOLS := ip:iproute2 ping:iputils-ping iperf3:iperf3 sockperf:sockperf useradd:passwd podman:podman runc:runc /usr/lib/cni/portmap:containernetworking-plugins busybox:busybox-static iptables:iptables nft:nftables prometheus:prometheus tmux:tmux systemd-analyze:systemd tshark:tshark /usr/include/pcap.h:libpcap-dev
 
 .PHONY: all build test unit bench profile demo fuzz soak deps install clean
 
 all: build
 
+# tapswitchd compiles capture filters with libpcap (cgo, libpcap-dev);
+# without its header the daemon is built without cgo and refuses filters.
+NOPCAP := $(if $(wildcard /usr/include/pcap.h),,CGO_ENABLED=0)
+
 build:
-	$(GO) build -o $(BIN)/ ./cmd/tapswitchd ./cmd/tapswitch ./cmd/tapswitch-cni
+	@[ -z "$(NOPCAP)" ] || echo "note: libpcap-dev is not installed; tapswitchd is built without capture filters (make deps, as root, installs it)" >&2
+	$(NOPCAP) $(GO) build -o $(BIN)/ ./cmd/tapswitchd ./cmd/tapswitch ./cmd/tapswitch-cni
 
 # deps installs missing tools with apt-get when run as root on Debian or
 # Ubuntu, and otherwise names the packages to install.

@@ -19,6 +19,7 @@
 //	DELETE /v1/networks/{network}?force=true  204
 //	POST   /v1/networks/{network}/connect     ConnectRequest -> Port (201)
 //	GET    /v1/events?since=T&until=T&type=TYPE&port=P&network=N  stream of Event
+//	GET    /v1/capture?port=PORT|network=NET[&filter=F][&count=N][&snaplen=N]  pcapng stream
 //
 // GET /v1/ports lists the ports of containers; ?all=true adds the
 // gateway ports, the daemon's own side of each network.
@@ -39,6 +40,14 @@
 // loses the newest and finds an "events.lost" notice where they were; at
 // most 32 streams are served at once (409, too_many_streams, beyond).
 // Client.Events reads the stream.
+//
+// # Capture
+//
+// GET /v1/capture streams the frames of a port, or of a network, as
+// pcapng (CaptureRequest, CaptureContentType) until the client closes
+// the connection or shuts its sending side, the count is reached, or the
+// port or network goes; trailers give the counts (TrailerCapture...),
+// lost frames included.
 //
 // # Errors
 //

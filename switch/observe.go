@@ -26,6 +26,9 @@ import (
 type Observer struct {
 	net  *Network
 	snap int
+	// port and match narrow what the observer takes (ObserverConfig).
+	port  *Port
+	match func(frame []byte) bool
 
 	// free holds the records the reader may be handed; ready those
 	// filled, in order. Both have room for every record, so a send on
@@ -72,6 +75,18 @@ type ObserverConfig struct {
 	// Snap is how many bytes of each frame are kept; 0 keeps whole
 	// frames, super-frames included.
 	Snap int
+	// Port, if set, keeps to the frames that port sends or is sent:
+	// those in from it (dropped ones included), unicast to it, and
+	// flooded by another port. The others cost the observer a
+	// comparison each and are neither seen nor lost.
+	Port *Port
+	// Match, if set, is asked about every frame Port lets through,
+	// before it is copied, with the frame (no virtio net header, a
+	// super-frame whole); a frame it refuses is neither seen nor lost.
+	// It runs on the forwarding path, on each worker's goroutine at
+	// once: it must be safe for concurrent use, quick, and allocate
+	// nothing.
+	Match func(frame []byte) bool
 }
 
 // DefaultObserverRecords holds about a quarter second of a busy TCP
@@ -103,9 +118,14 @@ func (n *Network) Observe(cfg ObserverConfig) (*Observer, error) {
 	if cfg.Records*cfg.Snap > maxObserverBytes {
 		return nil, fmt.Errorf("observer of network %q: %d records of %d bytes: more than %d MiB; keep fewer records or fewer bytes of each (Snap)", n.name, cfg.Records, cfg.Snap, maxObserverBytes>>20)
 	}
+	if cfg.Port != nil && cfg.Port.net != n {
+		return nil, fmt.Errorf("observer of network %q: port %q: %w in this network", n.name, cfg.Port.name, ErrNoPort)
+	}
 	o := &Observer{
 		net:   n,
 		snap:  cfg.Snap,
+		port:  cfg.Port,
+		match: cfg.Match,
 		free:  make(chan *Record, cfg.Records),
 		ready: make(chan *Record, cfg.Records),
 		done:  make(chan struct{}),
@@ -196,6 +216,12 @@ func observe(obs []*Observer, in, out *Port, why DropReason, buf []byte) {
 // offer copies the frame into a free record, or counts it lost; a lost
 // frame costs two atomic adds and a look at the free list.
 func (o *Observer) offer(in, out *Port, why DropReason, buf []byte) {
+	if p := o.port; p != nil && in != p && out != p && (out != nil || why != noDrop) {
+		return
+	}
+	if o.match != nil && (len(buf) < headroom || !o.match(buf[headroom:])) {
+		return
+	}
 	o.seen.Add(1)
 	// An empty free list, the case of a reader that fell behind, is
 	// seen without taking the channel's lock.

@@ -297,6 +297,7 @@ func (s *server) daemonConfig(upstreams []netip.AddrPort, inherited *fdset.Set) 
 // serve starts the API server on s.ln.
 func (s *server) serve() {
 	s.srv = apiServer(s.access.Guard(apiserver.NewHandler(s.d, s.log), s.log), s.log)
+	s.srv.RegisterOnShutdown(s.d.EndCaptures)
 	s.errc = make(chan error, 1)
 	srv, ln, errc := s.srv, limitConns(s.ln, apiMaxConns, apiMaxConnsPerUser, s.log), s.errc
 	go func() { errc <- srv.Serve(ln) }()

@@ -201,6 +201,7 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 		writeJSON(w, http.StatusCreated, p)
 	})
 	registerEvents(mux, b, log)
+	mux.HandleFunc("GET /v1/capture", serveCapture(b, log))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if allow := allowed(mux, r); len(allow) > 0 {
 			w.Header().Set("Allow", strings.Join(allow, ", "))

@@ -115,6 +115,8 @@ type Daemon struct {
 	// requestsDropped counts changes not carried out because their
 	// client went away (lockFor), for the request.dropped event.
 	requestsDropped atomic.Uint64
+	// captures are the running captures (capture.go).
+	captures captureSlots
 }
 
 var _ apiserver.Backend = (*Daemon)(nil)
@@ -243,6 +245,7 @@ func (d *Daemon) CloseAndRemove() { d.shutdown(true) }
 func (d *Daemon) shutdown(remove bool) {
 	d.stopEventWatch()
 	d.events.EndAll()
+	d.EndCaptures()
 	if d.stopWatch != nil {
 		close(d.stopWatch)
 		<-d.watchDone
