@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -534,4 +535,70 @@ func TestFirewallInternal(t *testing.T) {
 	if nftTableExists(t, table) {
 		t.Errorf("table inet %s still there after tapswitchd --remove-on-exit stopped", table)
 	}
+}
+
+// TestFirewallForgedSource sends pings to a network's own gateway from
+// the address of another network's container, from a namespace whose port
+// security is off (as a router's is): from an internal network and from
+// an ordinary one. The host must not answer them into the other network:
+// only a network's own addresses come in through its gateway.
+func TestFirewallForgedSource(t *testing.T) {
+	fwUseBaseline(t)
+	e := newEnv(t, "nft", "nstat")
+	const sideSubnet, sideGW = "10.130.3.0/24", "10.130.3.1"
+	nsVictim, nsShut, nsSide := e.newFwNetns("v"), e.newFwNetns("s"), e.newFwNetns("o")
+	e.mustCLI("network", "create", "open", "--subnet", fwOpenSubnet)
+	e.mustCLI("network", "create", "shut", "--subnet", fwShutSubnet, "--internal")
+	e.mustCLI("network", "create", "side", "--subnet", sideSubnet)
+	e.attach(nsVictim, "--network", "open", "--name", "victim")
+	e.attach(nsShut, "--network", "shut", "--name", "shut", "--port-security=false")
+	e.attach(nsSide, "--network", "side", "--name", "side", "--port-security=false")
+	victim := findPort(e.ports(), "victim")
+	if victim == nil || len(victim.IPs) != 1 {
+		t.Fatalf("tapswitch ports: victim = %+v; want one address", victim)
+	}
+	victimAddr := addr(victim.IPs[0])
+
+	// echoReplies is how many echo replies nsVictim's kernel took in.
+	echoReplies := func() int {
+		out, err := nsRun(nsVictim, "nstat", "-az", "IcmpInEchoReps")
+		if err != nil {
+			t.Fatalf("nstat in %s: %v\n%s", nsVictim, err, out)
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "IcmpInEchoReps" {
+				n, err := strconv.Atoi(f[1])
+				if err != nil {
+					t.Fatalf("nstat: %q", line)
+				}
+				return n
+			}
+		}
+		t.Fatalf("nstat in %s has no IcmpInEchoReps:\n%s", nsVictim, out)
+		return 0
+	}
+	// forge gives ns the victim's address and pings gw from it.
+	forge := func(ns, gw string) {
+		if out, err := nsRun(ns, "ip", "addr", "add", victimAddr+"/32", "dev", "eth0"); err != nil {
+			t.Fatalf("ip addr add in %s: %v\n%s", ns, err, out)
+		}
+		defer nsRun(ns, "ip", "addr", "del", victimAddr+"/32", "dev", "eth0")
+		// Fails: no reply comes back to the forger either way.
+		nsRun(ns, "ping", "-c", "5", "-i", "0.2", "-W", "1", "-I", victimAddr, gw)
+	}
+
+	mustPing(t, nsShut, fwShutGW)
+	mustPing(t, nsSide, sideGW)
+	mustPing(t, nsVictim, fwOpenGW)
+	before := echoReplies()
+	forge(nsShut, fwShutGW)
+	forge(nsSide, sideGW)
+	got := echoReplies() - before
+	t.Logf("10 pings forged with the victim's address (5 from an internal network, 5 from another ordinary one): %d answers reached the victim", got)
+	if got != 0 {
+		t.Errorf("the victim took in %d echo replies to pings forged with its address from other networks; want 0", got)
+	}
+	// The networks' own pings are still answered.
+	mustPing(t, nsShut, fwShutGW)
+	mustPing(t, nsSide, sideGW)
 }

@@ -209,10 +209,29 @@ func TestManagerRules(t *testing.T) {
 		v6New       = `v6: oifname "tsw-v6" iifname != "tsw-v6" ct state ! established,related ct status ! dnat counter drop`
 		v6In        = `v6: iifname "tsw-v6" accept`
 		v6Out       = `v6: oifname "tsw-v6" ct state established,related accept`
+		// The source guard: only a network's own addresses come in
+		// through its gateway.
+		frontForeign = `front: iifname "tsw-front" meta nfproto ipv4 ip saddr != 10.20.0.0/24 counter drop`
+		frontOther   = `front: iifname "tsw-front" meta nfproto != ipv4 counter drop`
+		v6Foreign    = `v6: iifname "tsw-v6" meta nfproto ipv6 ip6 saddr != fd00:20::/64 counter drop`
+		v6Other      = `v6: iifname "tsw-v6" meta nfproto != ipv6 counter drop`
 	)
+	// An ordinary network's drops at the head of the forward chain, and
+	// its input rules.
+	frontHead := []string{frontNew, frontForeign, frontOther}
+	v6Head := []string{v6New, v6Foreign, v6Other}
+	frontOrdIn := []string{frontOther, frontForeign}
+	v6OrdIn := []string{
+		`v6: iifname "tsw-v6" meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type nd-neighbor-solicit accept`,
+		`v6: iifname "tsw-v6" meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type nd-neighbor-advert accept`,
+		v6Other, v6Foreign,
+	}
+	cat := func(parts ...[]string) []string { return slices.Concat(parts...) }
 	// The input rules of an internal network, with and without a gateway
 	// address.
 	backInput := []string{
+		`back: iifname "tsw-back" meta nfproto != ipv4 counter drop`,
+		`back: iifname "tsw-back" meta nfproto ipv4 ip saddr != 10.30.0.0/24 counter drop`,
 		`back: iifname "tsw-back" ct state established,related accept`,
 		`back: iifname "tsw-back" meta nfproto ipv4 ip daddr 10.30.0.1 meta l4proto udp th dport 53 accept`,
 		`back: iifname "tsw-back" meta nfproto ipv4 ip daddr 10.30.0.1 meta l4proto tcp th dport 53 accept`,
@@ -220,6 +239,7 @@ func TestManagerRules(t *testing.T) {
 		`back: iifname "tsw-back" counter drop`,
 	}
 	frontInput := []string{
+		frontOther, frontForeign,
 		`front: iifname "tsw-front" ct state established,related accept`,
 		`front: iifname "tsw-front" counter drop`,
 	}
@@ -243,42 +263,42 @@ func TestManagerRules(t *testing.T) {
 		},
 		{
 			name: "ipv4", call: "AddNetwork(front)", do: func() error { return m.AddNetwork(front) },
-			post: []string{frontMasq}, fwd: []string{frontNew, backInDrop, backOutDrop, frontIn, frontOut}, input: backInput,
+			post: []string{frontMasq}, fwd: cat(frontHead, []string{backInDrop, backOutDrop, frontIn, frontOut}), input: cat(backInput, frontOrdIn),
 			networks: []string{"back", "front"}, forward4: "1", forward6: "0",
 		},
 		{
 			name: "ipv6", call: "AddNetwork(v6)", do: func() error { return m.AddNetwork(v6) },
-			post: []string{frontMasq, v6Masq}, fwd: []string{v6New, frontNew, backInDrop, backOutDrop, frontIn, frontOut, v6In, v6Out}, input: backInput,
+			post: []string{frontMasq, v6Masq}, fwd: cat(v6Head, frontHead, []string{backInDrop, backOutDrop, frontIn, frontOut, v6In, v6Out}), input: cat(backInput, frontOrdIn, v6OrdIn),
 			networks: []string{"back", "front", "v6"}, forward4: "1", forward6: "1",
 		},
 		{
 			name: "replace with internal", call: "AddNetwork(front internal)", do: func() error { return m.AddNetwork(frontInternal) },
-			post: []string{v6Masq}, fwd: []string{frontInDrop, frontOutDr, v6New, backInDrop, backOutDrop, v6In, v6Out}, input: append(slices.Clone(backInput), frontInput...),
+			post: []string{v6Masq}, fwd: cat([]string{frontInDrop, frontOutDr}, v6Head, []string{backInDrop, backOutDrop, v6In, v6Out}), input: cat(backInput, v6OrdIn, frontInput),
 			networks: []string{"back", "front", "v6"}, forward4: "1", forward6: "1",
 		},
 		{
 			name: "remove", call: `RemoveNetwork("back")`, do: func() error { return m.RemoveNetwork("back") },
-			post: []string{v6Masq}, fwd: []string{frontInDrop, frontOutDr, v6New, v6In, v6Out}, input: frontInput,
+			post: []string{v6Masq}, fwd: cat([]string{frontInDrop, frontOutDr}, v6Head, []string{v6In, v6Out}), input: cat(v6OrdIn, frontInput),
 			networks: []string{"front", "v6"}, forward4: "1", forward6: "1",
 		},
 		{
 			name: "remove unknown", call: `RemoveNetwork("back")`, do: func() error { return m.RemoveNetwork("back") }, wantErr: ErrUnknownNetwork,
-			post: []string{v6Masq}, fwd: []string{frontInDrop, frontOutDr, v6New, v6In, v6Out}, input: frontInput,
+			post: []string{v6Masq}, fwd: cat([]string{frontInDrop, frontOutDr}, v6Head, []string{v6In, v6Out}), input: cat(v6OrdIn, frontInput),
 			networks: []string{"front", "v6"}, forward4: "1", forward6: "1",
 		},
 		{
 			name: "invalid", call: "AddNetwork(no bridge)", do: func() error { return m.AddNetwork(Network{Name: "x", Subnet: front.Subnet}) }, wantErr: ErrInvalidNetwork,
-			post: []string{v6Masq}, fwd: []string{frontInDrop, frontOutDr, v6New, v6In, v6Out}, input: frontInput,
+			post: []string{v6Masq}, fwd: cat([]string{frontInDrop, frontOutDr}, v6Head, []string{v6In, v6Out}), input: cat(v6OrdIn, frontInput),
 			networks: []string{"front", "v6"}, forward4: "1", forward6: "1",
 		},
 		{
 			name: "replace with outbound", call: "AddNetwork(front)", do: func() error { return m.AddNetwork(front) },
-			post: []string{v6Masq, frontMasq}, fwd: []string{frontNew, v6New, v6In, v6Out, frontIn, frontOut}, input: []string{},
+			post: []string{v6Masq, frontMasq}, fwd: cat(frontHead, v6Head, []string{v6In, v6Out, frontIn, frontOut}), input: cat(v6OrdIn, frontOrdIn),
 			networks: []string{"front", "v6"}, forward4: "1", forward6: "1",
 		},
 		{
 			name: "remove last outbound", call: `RemoveNetwork("front")`, do: func() error { return m.RemoveNetwork("front") },
-			post: []string{v6Masq}, fwd: []string{v6New, v6In, v6Out}, input: []string{},
+			post: []string{v6Masq}, fwd: cat(v6Head, []string{v6In, v6Out}), input: v6OrdIn,
 			networks: []string{"v6"}, forward4: "1", forward6: "1",
 		},
 	}
@@ -683,8 +703,8 @@ func TestConcurrentCalls(t *testing.T) {
 	if got, err := m.Networks(); err != nil || !slices.Equal(got, want) {
 		t.Fatalf("Networks() = %q, %v; want %q", got, err, want)
 	}
-	// An internal network has two forward rules, an ordinary one three.
-	if got, want := len(chainRules(t, kernel(t, ns), chainForward)), n/2*2+n/2*3; got != want {
+	// An internal network has two forward rules, an ordinary one five.
+	if got, want := len(chainRules(t, kernel(t, ns), chainForward)), n/2*2+n/2*5; got != want {
 		t.Fatalf("chain forward holds %d rules, want %d", got, want)
 	}
 }

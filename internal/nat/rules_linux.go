@@ -58,6 +58,55 @@ func networkRules(n Network) []ruleSpec {
 		}
 		return append(specs, inputRules(n)...)
 	}
+	return append(sourceGuard(n, true), ordinaryRules(n)...)
+}
+
+// sourceGuard drops what arrives on n's gateway interface from a source
+// outside n's subnet, or of the other IP family: only the network's own
+// addresses enter the host from it. Without it a namespace that sends
+// from another network's address (its port security off, as a router's
+// is, or an --ip of a plain wire) has the host answer, or forward, to
+// whoever owns that address in another network: an internal network
+// could reach the outside, and one network another. On an IPv6 network
+// neighbour discovery, which comes from link-local addresses and from
+// ::, is let through first on input; the kernel forwards neither. The
+// forward rules go at the head of the chain, before any accept; the
+// input rules come first among the network's own.
+func sourceGuard(n Network, forward bool) []ruleSpec {
+	fam := byte(unix.NFPROTO_IPV4)
+	if n.Subnet.Addr().Is6() {
+		fam = unix.NFPROTO_IPV6
+	}
+	iif := ifname(unix.NFT_META_IIFNAME, n.Bridge, expr.CmpOpEq)
+	otherFamily := join(iif, nfprotoNot(fam), counterDrop())
+	var foreign []expr.Any
+	if n.Subnet.Bits() > 0 { // a /0 has no foreign source of its family
+		foreign = join(iif, saddrNot(n.Subnet), counterDrop())
+	}
+	var specs []ruleSpec
+	add := func(chain string, head bool, exprs []expr.Any) {
+		if exprs != nil {
+			specs = append(specs, ruleSpec{chain: chain, head: head, exprs: exprs})
+		}
+	}
+	if forward {
+		add(chainForward, true, otherFamily)
+		add(chainForward, true, foreign)
+	}
+	if fam == unix.NFPROTO_IPV6 {
+		for _, typ := range []byte{ndNeighborSolicit, ndNeighborAdvert} {
+			specs = append(specs, ruleSpec{chain: chainInput, exprs: join(iif,
+				nfproto(unix.NFPROTO_IPV6), l4proto(unix.IPPROTO_ICMPV6), icmpType(typ), verdict(expr.VerdictAccept))})
+		}
+	}
+	add(chainInput, false, otherFamily)
+	add(chainInput, false, foreign)
+	return specs
+}
+
+// ordinaryRules are the forward and masquerade rules of a network that
+// is not internal.
+func ordinaryRules(n Network) []ruleSpec {
 	return []ruleSpec{
 		// Nothing enters the network from elsewhere but replies: a host
 		// that routes to the subnet through this one (a LAN neighbour)
@@ -107,7 +156,11 @@ func inputRules(n Network) []ruleSpec {
 	in := func(parts ...[]expr.Any) ruleSpec {
 		return ruleSpec{chain: chainInput, exprs: join(append([][]expr.Any{ifname(unix.NFT_META_IIFNAME, n.Bridge, expr.CmpOpEq)}, parts...)...)}
 	}
-	specs := []ruleSpec{in(ctEstablishedRelated(), verdict(expr.VerdictAccept))}
+	// Only the network's own addresses, before anything is accepted: a
+	// ping or a DNS query from another network's address would be
+	// answered to that network.
+	specs := sourceGuard(n, false)
+	specs = append(specs, in(ctEstablishedRelated(), verdict(expr.VerdictAccept)))
 	if gw := n.Gateway; gw.IsValid() {
 		specs = append(specs,
 			in(daddr(gw), l4proto(unix.IPPROTO_UDP), dport(53), verdict(expr.VerdictAccept)),
@@ -115,12 +168,8 @@ func inputRules(n Network) []ruleSpec {
 			in(daddr(gw), echoRequest(gw), verdict(expr.VerdictAccept)),
 		)
 	}
-	if n.Subnet.Addr().Is6() {
-		specs = append(specs,
-			in(nfproto(unix.NFPROTO_IPV6), l4proto(unix.IPPROTO_ICMPV6), icmpType(ndNeighborSolicit), verdict(expr.VerdictAccept)),
-			in(nfproto(unix.NFPROTO_IPV6), l4proto(unix.IPPROTO_ICMPV6), icmpType(ndNeighborAdvert), verdict(expr.VerdictAccept)),
-		)
-	}
+	// Neighbour discovery on an IPv6 network was let through by the
+	// source guard.
 	return append(specs, in(counterDrop()))
 }
 
@@ -204,6 +253,21 @@ func addrMatch(p netip.Prefix, offset uint32) []expr.Any {
 }
 
 // nfproto matches the network protocol (meta nfproto ipv4 or ipv6).
+// nfprotoNot matches packets of any family but proto.
+func nfprotoNot(proto byte) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{proto}},
+	}
+}
+
+// saddrNot matches packets of p's family whose source is not in p.
+func saddrNot(p netip.Prefix) []expr.Any {
+	out := saddr(p)
+	last := out[len(out)-1].(*expr.Cmp)
+	return append(out[:len(out)-1:len(out)-1], &expr.Cmp{Op: expr.CmpOpNeq, Register: last.Register, Data: last.Data})
+}
+
 func nfproto(proto byte) []expr.Any {
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},

@@ -2,6 +2,7 @@ package nat
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"math/bits"
@@ -169,6 +170,10 @@ func TestRulesFor(t *testing.T) {
 			name: "ipv4",
 			n:    Network{Name: "front", Subnet: netip.MustParsePrefix("10.20.0.0/24"), Bridge: "tsw-front"},
 			want: []string{
+				`forward (head): iifname "tsw-front" meta nfproto != ipv4 counter drop`,
+				`forward (head): iifname "tsw-front" meta nfproto ipv4 ip saddr != 10.20.0.0/24 counter drop`,
+				`input: iifname "tsw-front" meta nfproto != ipv4 counter drop`,
+				`input: iifname "tsw-front" meta nfproto ipv4 ip saddr != 10.20.0.0/24 counter drop`,
 				`forward (head): oifname "tsw-front" iifname != "tsw-front" ct state ! established,related ct status ! dnat counter drop`,
 				`forward: iifname "tsw-front" accept`,
 				`forward: oifname "tsw-front" ct state established,related accept`,
@@ -179,6 +184,12 @@ func TestRulesFor(t *testing.T) {
 			name: "ipv6",
 			n:    Network{Name: "v6", Subnet: netip.MustParsePrefix("fd00:20::/64"), Bridge: "tsw-v6"},
 			want: []string{
+				`forward (head): iifname "tsw-v6" meta nfproto != ipv6 counter drop`,
+				`forward (head): iifname "tsw-v6" meta nfproto ipv6 ip6 saddr != fd00:20::/64 counter drop`,
+				`input: iifname "tsw-v6" meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type nd-neighbor-solicit accept`,
+				`input: iifname "tsw-v6" meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type nd-neighbor-advert accept`,
+				`input: iifname "tsw-v6" meta nfproto != ipv6 counter drop`,
+				`input: iifname "tsw-v6" meta nfproto ipv6 ip6 saddr != fd00:20::/64 counter drop`,
 				`forward (head): oifname "tsw-v6" iifname != "tsw-v6" ct state ! established,related ct status ! dnat counter drop`,
 				`forward: iifname "tsw-v6" accept`,
 				`forward: oifname "tsw-v6" ct state established,related accept`,
@@ -189,6 +200,10 @@ func TestRulesFor(t *testing.T) {
 			name: "single host",
 			n:    Network{Name: "one", Subnet: netip.MustParsePrefix("10.20.0.7/32"), Bridge: "tsw-one"},
 			want: []string{
+				`forward (head): iifname "tsw-one" meta nfproto != ipv4 counter drop`,
+				`forward (head): iifname "tsw-one" meta nfproto ipv4 ip saddr != 10.20.0.7/32 counter drop`,
+				`input: iifname "tsw-one" meta nfproto != ipv4 counter drop`,
+				`input: iifname "tsw-one" meta nfproto ipv4 ip saddr != 10.20.0.7/32 counter drop`,
 				`forward (head): oifname "tsw-one" iifname != "tsw-one" ct state ! established,related ct status ! dnat counter drop`,
 				`forward: iifname "tsw-one" accept`,
 				`forward: oifname "tsw-one" ct state established,related accept`,
@@ -199,6 +214,8 @@ func TestRulesFor(t *testing.T) {
 			name: "every ipv4 address",
 			n:    Network{Name: "all", Subnet: netip.MustParsePrefix("0.0.0.0/0"), Bridge: "tsw-all"},
 			want: []string{
+				`forward (head): iifname "tsw-all" meta nfproto != ipv4 counter drop`,
+				`input: iifname "tsw-all" meta nfproto != ipv4 counter drop`,
 				`forward (head): oifname "tsw-all" iifname != "tsw-all" ct state ! established,related ct status ! dnat counter drop`,
 				`forward: iifname "tsw-all" accept`,
 				`forward: oifname "tsw-all" ct state established,related accept`,
@@ -211,6 +228,8 @@ func TestRulesFor(t *testing.T) {
 			want: []string{
 				`forward (head): oifname "tsw-back" counter drop`,
 				`forward (head): iifname "tsw-back" counter drop`,
+				`input: iifname "tsw-back" meta nfproto != ipv4 counter drop`,
+				`input: iifname "tsw-back" meta nfproto ipv4 ip saddr != 10.30.0.0/24 counter drop`,
 				`input: iifname "tsw-back" ct state established,related accept`,
 				`input: iifname "tsw-back" meta nfproto ipv4 ip daddr 10.30.0.1 meta l4proto udp th dport 53 accept`,
 				`input: iifname "tsw-back" meta nfproto ipv4 ip daddr 10.30.0.1 meta l4proto tcp th dport 53 accept`,
@@ -224,12 +243,14 @@ func TestRulesFor(t *testing.T) {
 			want: []string{
 				`forward (head): oifname "tsw-back6" counter drop`,
 				`forward (head): iifname "tsw-back6" counter drop`,
+				`input: iifname "tsw-back6" meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type nd-neighbor-solicit accept`,
+				`input: iifname "tsw-back6" meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type nd-neighbor-advert accept`,
+				`input: iifname "tsw-back6" meta nfproto != ipv6 counter drop`,
+				`input: iifname "tsw-back6" meta nfproto ipv6 ip6 saddr != fd00:30::/64 counter drop`,
 				`input: iifname "tsw-back6" ct state established,related accept`,
 				`input: iifname "tsw-back6" meta nfproto ipv6 ip6 daddr fd00:30::1 meta l4proto udp th dport 53 accept`,
 				`input: iifname "tsw-back6" meta nfproto ipv6 ip6 daddr fd00:30::1 meta l4proto tcp th dport 53 accept`,
 				`input: iifname "tsw-back6" meta nfproto ipv6 ip6 daddr fd00:30::1 meta l4proto ipv6-icmp icmpv6 type echo-request accept`,
-				`input: iifname "tsw-back6" meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type nd-neighbor-solicit accept`,
-				`input: iifname "tsw-back6" meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type nd-neighbor-advert accept`,
 				`input: iifname "tsw-back6" counter drop`,
 			},
 		},
@@ -240,6 +261,8 @@ func TestRulesFor(t *testing.T) {
 			want: []string{
 				`forward (head): oifname "tsw-bare" counter drop`,
 				`forward (head): iifname "tsw-bare" counter drop`,
+				`input: iifname "tsw-bare" meta nfproto != ipv4 counter drop`,
+				`input: iifname "tsw-bare" meta nfproto ipv4 ip saddr != 10.31.0.0/24 counter drop`,
 				`input: iifname "tsw-bare" ct state established,related accept`,
 				`input: iifname "tsw-bare" counter drop`,
 			},
@@ -250,6 +273,10 @@ func TestRulesFor(t *testing.T) {
 			name: "gateway of an ordinary network",
 			n:    Network{Name: "front", Subnet: netip.MustParsePrefix("10.20.0.0/24"), Bridge: "tsw-front", Gateway: netip.MustParseAddr("10.20.0.1")},
 			want: []string{
+				`forward (head): iifname "tsw-front" meta nfproto != ipv4 counter drop`,
+				`forward (head): iifname "tsw-front" meta nfproto ipv4 ip saddr != 10.20.0.0/24 counter drop`,
+				`input: iifname "tsw-front" meta nfproto != ipv4 counter drop`,
+				`input: iifname "tsw-front" meta nfproto ipv4 ip saddr != 10.20.0.0/24 counter drop`,
 				`forward (head): oifname "tsw-front" iifname != "tsw-front" ct state ! established,related ct status ! dnat counter drop`,
 				`forward: iifname "tsw-front" accept`,
 				`forward: oifname "tsw-front" ct state established,related accept`,
@@ -314,8 +341,8 @@ func FuzzNetworkOf(f *testing.F) {
 func TestRulesForIsolation(t *testing.T) {
 	n := Network{Name: "front", Subnet: netip.MustParsePrefix("10.20.0.0/24"), Bridge: "tsw-front"}
 	specs := rulesFor(n, "tsw-")
-	if len(specs) != 5 {
-		t.Fatalf("rulesFor(%+v, tsw-) = %d rules, want 5", n, len(specs))
+	if len(specs) != 9 {
+		t.Fatalf("rulesFor(%+v, tsw-) = %d rules, want 9", n, len(specs))
 	}
 	first := specs[0]
 	got := first.chain + ": " + render(first.exprs)
@@ -460,17 +487,33 @@ func TestRulesEvaluate(t *testing.T) {
 		ic4 = unix.IPPROTO_ICMP
 		ic6 = unix.IPPROTO_ICMPV6
 	)
+	// from sets a packet's source address.
+	from := func(p packet, src string) packet {
+		a := netip.MustParseAddr(src)
+		p.net = slices.Clone(p.net)
+		if a.Is4() {
+			copy(p.net[12:], a.AsSlice())
+		} else {
+			copy(p.net[8:], a.AsSlice())
+		}
+		return p
+	}
+	// Packets come from an address of the network behind their input
+	// interface (a link-local one for IPv6 on an IPv4 network), or from
+	// a LAN host.
+	own4 := map[string]string{"tsw-front": "10.20.0.5", "tsw-back": "10.30.0.5", "tsw-back6": "10.30.0.5"}
+	own6 := map[string]string{"tsw-side": "fd00:21::5", "tsw-back6": "fd00:30::5"}
 	in4 := func(iif, dst string, ct uint32, l4 byte, dport uint16) packet {
 		n, th := ipv4To(dst, l4, dport)
-		return packet{iif: iif, ct: ct, nfproto: v4, l4proto: l4, net: n, th: th}
+		return from(packet{iif: iif, ct: ct, nfproto: v4, l4proto: l4, net: n, th: th}, cmp.Or(own4[iif], "198.51.100.7"))
 	}
 	in6 := func(iif, dst string, ct uint32, l4 byte, dport uint16) packet {
 		n, th := ipv6To(dst, l4, dport)
-		return packet{iif: iif, ct: ct, nfproto: v6, l4proto: l4, net: n, th: th}
+		return from(packet{iif: iif, ct: ct, nfproto: v6, l4proto: l4, net: n, th: th}, cmp.Or(own6[iif], "fe80::5"))
 	}
 	fwd := func(iif, oif string, ct uint32) packet {
 		n, th := ipv4To("192.0.2.1", tcp, 80)
-		return packet{iif: iif, oif: oif, ct: ct, nfproto: v4, l4proto: tcp, net: n, th: th}
+		return from(packet{iif: iif, oif: oif, ct: ct, nfproto: v4, l4proto: tcp, net: n, th: th}, cmp.Or(own4[iif], "198.51.100.7"))
 	}
 	dnat := func(p packet) packet {
 		p.status |= ipsDstNAT
@@ -528,6 +571,17 @@ func TestRulesEvaluate(t *testing.T) {
 		// An ordinary network's gateway interface is left open, as
 		// Docker's bridges are.
 		{"ordinary network to host service", chainInput, in4("tsw-front", "10.20.0.1", nw, tcp, 22), "policy"},
+		// Only a network's own addresses come in through its gateway.
+		{"forged source out of an ordinary network", chainForward, from(fwd("tsw-front", "eth0", nw), "10.30.0.5"), "drop"},
+		{"forged source, reply to another network", chainForward, from(fwd("tsw-front", "eth0", est), "10.30.0.5"), "drop"},
+		{"other family out of an ipv4 network", chainForward, from(packet{iif: "tsw-front", oif: "eth0", ct: nw, nfproto: v6, l4proto: tcp, net: make([]byte, 40), th: make([]byte, 8)}, "fd00:21::5"), "drop"},
+		{"forged source to the host from an ordinary network", chainInput, from(in4("tsw-front", "10.20.0.1", nw, ic4, icmpEchoRequest), "10.30.0.5"), "drop"},
+		{"ping own gateway from another network's address", chainInput, from(in4("tsw-back", "10.30.0.1", nw, ic4, icmpEchoRequest), "10.20.0.5"), "drop"},
+		{"dns from another network's address", chainInput, from(in4("tsw-back", "10.30.0.1", nw, udp, 53), "10.20.0.5"), "drop"},
+		{"forged established into the host", chainInput, from(in4("tsw-back", "10.30.0.1", est, tcp, 40000), "10.20.0.5"), "drop"},
+		{"ipv6 forged source", chainInput, from(in6("tsw-side", "fd00:21::1", nw, udp, 53), "fd00:30::5"), "drop"},
+		{"ipv6 neighbour solicitation from ::", chainInput, from(in6("tsw-side", "ff02::1:ff00:1", nw, ic6, ndNeighborSolicit), "::"), "accept"},
+		{"ipv6 to an ordinary ipv6 network's gateway", chainInput, in6("tsw-side", "fd00:21::1", nw, udp, 53), "policy"},
 	}
 	nets := []Network{front, side, back, back6}
 	var orders [][]Network
