@@ -546,3 +546,23 @@ func TestAttachContainerID(t *testing.T) {
 		t.Fatalf("after a restart: container id %q, DNS name %q; want 0f3e9c, db", got.ContainerID, got.DNSName)
 	}
 }
+
+// TestAttachIPv6NetworkSmallMTU attaches, with an MTU below IPv6's
+// 1280, to a network whose handed-out address is IPv6: a 400 that says
+// why, before anything is made, not the kernel's refusal of the address.
+func TestAttachIPv6NetworkSmallMTU(t *testing.T) {
+	h := newFakeHost()
+	d := startDaemon(t, t.TempDir(), h)
+	defer d.Close()
+	if _, err := d.CreateNetwork(context.Background(), api.NetworkCreateRequest{Name: "front", Subnet: "fd00:250:7::/64"}); err != nil {
+		t.Fatalf("CreateNetwork(front) = %v", err)
+	}
+	_, err := attach(d, "web", "eth0", func(r *api.AttachRequest) { r.MTU = 1000 })
+	if !errors.Is(err, api.ErrInvalid) || !strings.Contains(err.Error(), "1280") {
+		t.Fatalf("Attach(mtu 1000) on an IPv6 network = %v; want invalid, naming 1280", err)
+	}
+	nothingLeft(t, d, h, "web", "eth0")
+	if _, err := attach(d, "web", "eth0", func(r *api.AttachRequest) { r.MTU = 1280 }); err != nil {
+		t.Fatalf("Attach(mtu 1280) = %v", err)
+	}
+}

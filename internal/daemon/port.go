@@ -255,6 +255,14 @@ func (d *Daemon) attachLocked(s attachSpec) (_ *port, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// An address the network handed out may be IPv6, which the request's
+	// own check of --mtu could not know of.
+	if err := apiserver.CheckMTU(s.mtu, ips); err != nil {
+		for _, a := range owned {
+			n.subnet.Release(a)
+		}
+		return nil, err
+	}
 	if len(s.publish) > 0 && !slices.ContainsFunc(ips, func(ip netip.Prefix) bool { return n.subnet.Contains(ip.Addr()) }) {
 		for _, a := range owned {
 			n.subnet.Release(a)
