@@ -74,6 +74,11 @@ func CheckName(what, name string) error {
 	if !nameRE.MatchString(name) {
 		return invalid("%s name %s: %s (it is a DNS name)", what, quote(name), NameRule)
 	}
+	// RFC 6761: localhost names the host's own loopback, in every
+	// resolver; the network's DNS must not answer it with a container.
+	if strings.EqualFold(name, "localhost") {
+		return invalid("%s name %s: reserved for the loopback address (RFC 6761); choose another", what, quote(name))
+	}
 	return nil
 }
 

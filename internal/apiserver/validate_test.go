@@ -356,3 +356,16 @@ func FuzzValidateNetworkCreateRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestCheckNameLocalhost: localhost, in any case, names no port or
+// network (RFC 6761).
+func TestCheckNameLocalhost(t *testing.T) {
+	for _, name := range []string{"localhost", "LocalHost"} {
+		if err := CheckName("port", name); err == nil || !strings.Contains(err.Error(), "RFC 6761") {
+			t.Errorf("CheckName(port, %q) = %v; want refused as reserved", name, err)
+		}
+	}
+	if err := CheckName("port", "localhost2"); err != nil {
+		t.Errorf("CheckName(port, localhost2) = %v; want nil", err)
+	}
+}

@@ -566,3 +566,22 @@ func TestAttachIPv6NetworkSmallMTU(t *testing.T) {
 		t.Fatalf("Attach(mtu 1280) = %v", err)
 	}
 }
+
+// TestAttachNameCase: a port name that differs from another only in
+// case is refused, as DNS would answer one for both.
+func TestAttachNameCase(t *testing.T) {
+	h := newFakeHost()
+	d := startDaemon(t, t.TempDir(), h)
+	defer d.Close()
+	frontNet(t, d)
+	if _, err := attach(d, "web", "eth0"); err != nil {
+		t.Fatalf("Attach(web) = %v", err)
+	}
+	_, err := attach(d, "WEB", "eth1")
+	if !errors.Is(err, api.ErrConflict) || !strings.Contains(err.Error(), "case") {
+		t.Fatalf("Attach(WEB) = %v; want a conflict about case", err)
+	}
+	if _, err := d.sw.Port("WEB"); err == nil || h.taps.Exists(selfPath, "eth1") {
+		t.Errorf("the refused attach left its port or TAP")
+	}
+}

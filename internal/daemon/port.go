@@ -338,6 +338,12 @@ func (d *Daemon) checkFree(s attachSpec, n *network) error {
 		}
 		return api.Errorf(api.ErrConflict, api.ReasonPortNameInUse, "port name %q already exists (%s)", s.name, where)
 	}
+	// A port's name is its DNS name, and DNS does not tell case apart.
+	for name := range d.ports {
+		if strings.EqualFold(name, s.name) {
+			return api.Errorf(api.ErrConflict, api.ReasonPortNameInUse, "port name %q differs only in case from port %q, and DNS does not tell them apart; choose another name", s.name, name)
+		}
+	}
 	for _, p := range n.vn.Ports() {
 		if p != n.gw.sw {
 			for _, have := range p.Info().IPs {
