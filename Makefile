@@ -149,8 +149,9 @@ install: build
 	@[ -n "$(DESTDIR)" ] || echo "to run it as a service: systemctl daemon-reload && systemctl enable --now tapswitchd"
 
 # uninstall removes what install put, the manual pages by the names the
-# binaries give them; under DESTDIR it also removes the directories left
-# empty, so that a staging tree is left as it was.
+# binaries give them; under DESTDIR it also removes the directories
+# install writes into, and their parents, where they are left empty.
+# Nothing else is touched: other empty directories stay.
 uninstall: build
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(PROGRAMS)) $(DESTDIR)$(CNI_BIN)/tapswitch-cni \
 		$(DESTDIR)$(UNITDIR)/tapswitchd.service
@@ -161,7 +162,8 @@ uninstall: build
 		rm -f $(DESTDIR)$(BASHCOMPDIR)/$$p $(DESTDIR)$(ZSHCOMPDIR)/_$$p $(DESTDIR)$(FISHCOMPDIR)/$$p.fish; \
 		$(BIN)/$$p gen-man $$tmp; done; \
 	for f in $$tmp/*.8; do rm -f $(DESTDIR)$(MANDIR)/man8/$${f##*/}; done
-	@if [ -n "$(DESTDIR)" ]; then find $(DESTDIR) -mindepth 1 -depth -type d -empty -delete; \
+	@if [ -n "$(DESTDIR)" ]; then for d in $(BINDIR) $(CNI_BIN) $(UNITDIR) $(MANDIR)/man8 $(BASHCOMPDIR) $(ZSHCOMPDIR) $(FISHCOMPDIR); do \
+		while [ -n "$$d" ] && [ "$$d" != / ] && [ "$$d" != . ] && rmdir "$(DESTDIR)$$d" 2>/dev/null; do d=$$(dirname "$$d"); done; done; \
 	elif [ -e /etc/systemd/system/multi-user.target.wants/tapswitchd.service ] || \
 		[ -L /etc/systemd/system/multi-user.target.wants/tapswitchd.service ]; then \
 		echo "tapswitchd is still enabled: systemctl disable --now tapswitchd" >&2; fi

@@ -35,8 +35,10 @@ written as the wire-sized segments they stand for.
 
 The filter is tcpdump's language (man 7 pcap-filter). The capture ends
 after -c packets, on Ctrl-C, or when the port or network goes; then the
-counts go to standard error: packets captured, and frames lost because
-the capture fell behind (the switch never waits for a capture).`,
+counts go to standard error: packets captured (a TCP super-frame counts
+as the segments written for it), and of the frames the switch offered
+(a super-frame counts once), those lost because the capture fell behind
+(the switch never waits for a capture).`,
 		Example: `  tapswitch capture web -w web.pcap -c 1000
   tapswitch capture --network front -w - | tshark -r -
   tapswitch capture web -f 'tcp port 80'`,
@@ -165,7 +167,9 @@ func captureCounts(st api.CaptureStats) string {
 	default:
 		why = st.End
 	}
-	return fmt.Sprintf("%d packets captured, %d lost (of %d frames the switch offered); %s", st.Packets, st.Lost, st.Frames, why)
+	// Packets are what was written, a super-frame's segments each one;
+	// frames are what the switch forwarded, a super-frame one.
+	return fmt.Sprintf("%d packets captured; of %d frames the switch offered, %d lost; %s", st.Packets, st.Frames, st.Lost, why)
 }
 
 // printSummaries reads pcapng from r and prints one line per packet, as

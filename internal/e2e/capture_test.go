@@ -105,7 +105,7 @@ func (e *testEnv) startCapture(out io.Writer, args ...string) *captureProc {
 }
 
 // countsRE is the line a capture ends with on standard error.
-var countsRE = regexp.MustCompile(`(\d+) packets captured, (\d+) lost \(of (\d+) frames the switch offered\); (.*)`)
+var countsRE = regexp.MustCompile(`(\d+) packets captured; of (\d+) frames the switch offered, (\d+) lost; (.*)`)
 
 // captureCounts waits for the capture to end and returns its counts.
 func (c *captureProc) counts(t *testing.T) (packets, lost, frames uint64, end string) {
@@ -118,7 +118,7 @@ func (c *captureProc) counts(t *testing.T) (packets, lost, frames uint64, end st
 		t.Fatalf("tapswitch capture printed no counts:\n%s", c.stderr)
 	}
 	n := func(s string) uint64 { v, _ := strconv.ParseUint(s, 10, 64); return v }
-	return n(m[1]), n(m[2]), n(m[3]), m[4]
+	return n(m[1]), n(m[3]), n(m[2]), m[4]
 }
 
 // tshark reads a pcapng file with the checksums verified and prints

@@ -65,6 +65,14 @@ func TestInstall(t *testing.T) {
 	}
 	dest, bin := t.TempDir(), t.TempDir()
 	makeArgs := []string{"-C", root, "--no-print-directory", "DESTDIR=" + dest, "BIN=" + bin, "CNI_BIN=/opt/cni/bin", "PREFIX=/usr/local"}
+	// Empty directories the staging tree had before, one beside where
+	// install writes: uninstall must leave them.
+	kept := []string{"var/empty/sshd", "usr/local/share/man/man1"}
+	for _, d := range kept {
+		if err := os.MkdirAll(filepath.Join(dest, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if out, err := exec.Command("make", append([]string{"install"}, makeArgs...)...).CombinedOutput(); err != nil {
 		t.Fatalf("make install DESTDIR=%s: %v\n%s", dest, err, out)
 	}
@@ -210,12 +218,20 @@ func TestInstall(t *testing.T) {
 	if out, err := exec.Command("make", append([]string{"uninstall"}, makeArgs...)...).CombinedOutput(); err != nil {
 		t.Fatalf("make uninstall DESTDIR=%s: %v\n%s", dest, err, out)
 	}
-	left, err := os.ReadDir(dest)
-	if err != nil {
-		t.Fatal(err)
+	if left := installed(t, dest); len(left) != 0 {
+		t.Errorf("make uninstall left %v in DESTDIR", left)
 	}
-	if len(left) != 0 {
-		t.Errorf("make uninstall left %v in DESTDIR", installed(t, dest))
+	// The directories that were there before stay, even empty; those
+	// install made go.
+	for _, d := range kept {
+		if fi, err := os.Stat(filepath.Join(dest, d)); err != nil || !fi.IsDir() {
+			t.Errorf("make uninstall removed %s, which was there before make install (%v)", d, err)
+		}
+	}
+	for _, d := range []string{"usr/local/bin", "usr/local/lib", "opt"} {
+		if _, err := os.Stat(filepath.Join(dest, d)); err == nil {
+			t.Errorf("make uninstall left the directory %s that make install made", d)
+		}
 	}
 }
 
