@@ -60,10 +60,25 @@ as the segments written for it), and of the frames the switch offered
 		case req.Port != "" && req.Network != "":
 			return errors.New("name a port or --network, not both")
 		case req.SnapLen < 0:
-			return errors.New("--snaplen must be positive")
+			return errors.New("--snaplen must be 0 (whole packets) or more")
+		}
+		// The file is opened before the capture starts, so that a path
+		// that cannot be written fails before anything is asked of
+		// tapswitchd; a capture that cannot start leaves no file.
+		var out *os.File
+		if file != "" && file != "-" {
+			var err error
+			if out, err = os.Create(file); err != nil {
+				return fmt.Errorf("capture: %w", err)
+			}
+			defer out.Close()
 		}
 		stream, err := g.client().Capture(cmd.Context(), req)
 		if err != nil {
+			if out != nil {
+				out.Close()
+				os.Remove(file)
+			}
 			return g.advise(cmd, captureHint(err), req.Network)
 		}
 		defer stream.Close()
@@ -97,10 +112,6 @@ as the segments written for it), and of the frames the switch offered
 		case "-":
 			_, werr = io.Copy(cmd.OutOrStdout(), stream.Body)
 		default:
-			out, err := os.Create(file)
-			if err != nil {
-				return fmt.Errorf("capture: %w", err)
-			}
 			_, werr = io.Copy(out, stream.Body)
 			if err := out.Close(); werr == nil && err != nil {
 				werr = err
