@@ -158,7 +158,8 @@ func captureHint(err error) error {
 	case api.ReasonBadFilter:
 		return &hintError{err: err, hint: "the filter is tcpdump's language: see man 7 pcap-filter, e.g. -f 'tcp port 80 and host 10.0.0.2'"}
 	case api.ReasonTooManyCaptures:
-		return &hintError{err: err, hint: "end another tapswitch capture (Ctrl-C) and try again"}
+		// tapswitchd's message says to end one.
+		return err
 	}
 	return err
 }

@@ -51,7 +51,7 @@ over one interval, -n N prints N.`,
 	var count int
 	var once bool
 	cmd.Flags().DurationVar(&interval, "interval", time.Second, "time between two readings of the counters")
-	cmd.Flags().IntVarP(&count, "count", "n", 0, "print N tables, one per interval, then exit (0: for ever, drawing on a terminal)")
+	cmd.Flags().IntVarP(&count, "count", "n", 0, "print N tables, one per interval, then exit (0: for ever: drawing on a terminal, else a table per interval)")
 	cmd.Flags().BoolVar(&once, "once", false, "print one table of the rates over one interval and exit (as -n 1)")
 	cmd.Flags().BoolVar(&v.drops, "drops", false, "show each port's drops by reason")
 	cmd.Flags().BoolVarP(&v.all, "all", "a", false, "show the networks' gateway ports too")
@@ -63,6 +63,9 @@ over one interval, -n N prints N.`,
 			return fmt.Errorf("--count %d: must be 0 or more", count)
 		}
 		if once {
+			if cmd.Flags().Changed("count") && count != 1 {
+				return fmt.Errorf("--once prints one table and -n %d asks for %d: give one of them", count, count)
+			}
 			count = 1
 		}
 		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -89,6 +92,8 @@ type topView struct {
 	all bool
 	// sort is the order: one of topSorts.
 	sort int
+	// keys shows which keys do what, when drawing on a terminal.
+	keys bool
 }
 
 // topSorts are the orders top cycles through.
@@ -202,6 +207,14 @@ var topColumns = []column{
 // dropping port, with v.drops), each at most width characters, at most
 // height lines (0: no bound) with the last saying how many ports did not
 // fit. status is a line for the user (an error), or "".
+// keyHints is the header's list of keys, on a terminal only.
+func keyHints(v topView) string {
+	if !v.keys {
+		return ""
+	}
+	return " - q quit, d drops, s sort, a all"
+}
+
 func renderTop(rows []rateRow, v topView, at time.Time, width, height int, status string) []string {
 	width = max(width, 20)
 	sortRows(rows, v)
@@ -214,7 +227,7 @@ func renderTop(rows []rateRow, v topView, at time.Time, width, height int, statu
 		tot.drops += r.drops
 	}
 	lines := []string{
-		fmt.Sprintf("tapswitch top - %s - %d ports - sort: %s - q quit, d drops, s sort, a all", at.Format("15:04:05"), len(rows), topSorts[v.sort]),
+		fmt.Sprintf("tapswitch top - %s - %d ports - sort: %s%s", at.Format("15:04:05"), len(rows), topSorts[v.sort], keyHints(v)),
 		fmt.Sprintf("rx %s frames/s %sB/s  tx %s frames/s %sB/s  drops %s/s",
 			si(tot.rxFrames), si(tot.rxByte), si(tot.txFrames), si(tot.txByte), si(tot.drops)),
 	}
@@ -393,6 +406,7 @@ func (t *topper) interactive(ctx context.Context, in, out int) error {
 	if err != nil {
 		return fmt.Errorf("put the terminal in raw mode: %w (use --once or -n N to print instead)", err)
 	}
+	t.view.keys = true
 	w := os.Stdout
 	fmt.Fprint(w, altScreenOn+cursorHide)
 	defer func() {
@@ -440,7 +454,11 @@ func (t *topper) interactive(ctx context.Context, in, out int) error {
 	refresh := func() {
 		s, err := t.read(ctx)
 		if err != nil {
-			status = "tapswitchd: " + err.Error()
+			// Figures of a daemon that does not answer are not shown as
+			// if live: the table empties until it answers again, and the
+			// rates start afresh then.
+			status = "tapswitch: cannot read the counters (" + err.Error() + "); is tapswitchd running? The table comes back when it answers."
+			rows, cur = nil, sample{}
 			return
 		}
 		status = ""

@@ -166,3 +166,15 @@ func TestEventsQuery(t *testing.T) {
 		t.Error("--since yesterday accepted")
 	}
 }
+
+// TestRenderTopKeys: the header lists the keys when drawing on a
+// terminal only, not in the tables printed for scripts.
+func TestRenderTopKeys(t *testing.T) {
+	at := time.Date(2026, 12, 6, 15, 0, 0, 0, time.UTC)
+	if h := renderTop(nil, topView{}, at, 100, 0, "")[0]; strings.Contains(h, "q quit") {
+		t.Errorf("printed table's header %q lists the keys", h)
+	}
+	if h := renderTop(nil, topView{keys: true}, at, 100, 0, "")[0]; !strings.Contains(h, "q quit") {
+		t.Errorf("drawn header %q lacks the keys", h)
+	}
+}
