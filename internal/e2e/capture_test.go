@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,29 +15,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/tapswitch/tapswitch/namespace"
 )
 
 // capNetns is newNetns with names of the capture tests' own ("cap...").
 func (e *testEnv) capNetns(role string) string {
 	e.t.Helper()
-	for range 20 {
-		name := fmt.Sprintf("cap%04x%s", rand.N(0x10000), role)
-		if namespace.Exists(nsPath(name)) {
-			continue
-		}
-		if out, err := run("ip", "netns", "add", name); err != nil {
-			e.t.Fatalf("ip netns add %s: %v\n%s", name, err, out)
-		}
-		e.namespaces = append(e.namespaces, name)
-		if out, err := nsRun(name, "ip", "link", "set", "lo", "up"); err != nil {
-			e.t.Fatalf("ip link set lo up in %s: %v\n%s", name, err, out)
-		}
-		return name
-	}
-	e.t.Fatal("no free namespace name")
-	return ""
+	return e.newNetnsNamed("cap", role)
 }
 
 // capturePair makes network net on 10.180.N.0/24 with two namespaces

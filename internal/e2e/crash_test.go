@@ -17,7 +17,6 @@ import (
 
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/internal/daemon"
-	"github.com/tapswitch/tapswitch/namespace"
 )
 
 // crashRounds is how many kills TestCrashRestartLeftovers makes: 100
@@ -218,19 +217,7 @@ func dirSnapshot(t *testing.T, dir string) map[string]string {
 // newSwpNetns is newNetns with the name starting "swp".
 func (e *testEnv) newSwpNetns(role string) string {
 	e.t.Helper()
-	for range 20 {
-		name := fmt.Sprintf("swp%04x%s", rand.N(0x10000), role)
-		if namespace.Exists(nsPath(name)) {
-			continue
-		}
-		if out, err := run("ip", "netns", "add", name); err != nil {
-			e.t.Fatalf("ip netns add %s: %v\n%s", name, err, out)
-		}
-		e.namespaces = append(e.namespaces, name)
-		return name
-	}
-	e.t.Fatal("no free namespace name")
-	return ""
+	return e.newNetnsNamed("swp", role)
 }
 
 func (e *testEnv) daemonLogText() string {

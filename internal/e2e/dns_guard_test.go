@@ -238,22 +238,7 @@ func TestDNSGuard(t *testing.T) {
 // loopback up, deleted when the test ends.
 func dnsNetns(e *testEnv, role string) string {
 	e.t.Helper()
-	for range 20 {
-		name := fmt.Sprintf("dns%04x%s", rand.N(0x10000), role)
-		if namespace.Exists(nsPath(name)) {
-			continue
-		}
-		if out, err := run("ip", "netns", "add", name); err != nil {
-			e.t.Fatalf("ip netns add %s: %v\n%s", name, err, out)
-		}
-		e.namespaces = append(e.namespaces, name)
-		if out, err := nsRun(name, "ip", "link", "set", "lo", "up"); err != nil {
-			e.t.Fatalf("ip link set lo up in %s: %v\n%s", name, err, out)
-		}
-		return name
-	}
-	e.t.Fatal("no free namespace name")
-	return ""
+	return e.newNetnsNamed("dns", role)
 }
 
 // dnsOutside makes a namespace standing for a host outside that routes

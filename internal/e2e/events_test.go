@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,29 +14,13 @@ import (
 	"time"
 
 	"github.com/tapswitch/tapswitch/api"
-	"github.com/tapswitch/tapswitch/namespace"
 )
 
 // newEvNetns makes a namespace named ev, 4 hex digits and role, removed
 // by the environment's cleanup.
 func (e *testEnv) newEvNetns(role string) string {
 	e.t.Helper()
-	for range 20 {
-		name := fmt.Sprintf("ev%04x%s", rand.N(0x10000), role)
-		if namespace.Exists(nsPath(name)) {
-			continue
-		}
-		if out, err := run("ip", "netns", "add", name); err != nil {
-			e.t.Fatalf("ip netns add %s: %v\n%s", name, err, out)
-		}
-		e.namespaces = append(e.namespaces, name)
-		if out, err := nsRun(name, "ip", "link", "set", "lo", "up"); err != nil {
-			e.t.Fatalf("ip link set lo up in %s: %v\n%s", name, err, out)
-		}
-		return name
-	}
-	e.t.Fatal("no free namespace name")
-	return ""
+	return e.newNetnsNamed("ev", role)
 }
 
 // eventStream is a running `tapswitch events -o json`.

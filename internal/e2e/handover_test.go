@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +17,6 @@ import (
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/internal/daemon"
 	"github.com/tapswitch/tapswitch/internal/sdnotify/sdnotifytest"
-	"github.com/tapswitch/tapswitch/namespace"
 )
 
 // The tests of a restart without loss: a hand-over to a successor
@@ -115,22 +113,7 @@ func newHandoverEnv(t *testing.T, sub int, tools ...string) *handoverEnv {
 // newHoNetns is newNetns with this part's prefix for namespace names.
 func (e *testEnv) newHoNetns(role string) string {
 	e.t.Helper()
-	for range 20 {
-		name := fmt.Sprintf("ho%04x%s", rand.N(0x10000), role)
-		if namespace.Exists(nsPath(name)) {
-			continue
-		}
-		if out, err := run("ip", "netns", "add", name); err != nil {
-			e.t.Fatalf("ip netns add %s: %v\n%s", name, err, out)
-		}
-		e.namespaces = append(e.namespaces, name)
-		if out, err := nsRun(name, "ip", "link", "set", "lo", "up"); err != nil {
-			e.t.Fatalf("ip link set lo up in %s: %v\n%s", name, err, out)
-		}
-		return name
-	}
-	e.t.Fatal("no free namespace name")
-	return ""
+	return e.newNetnsNamed("ho", role)
 }
 
 // daemonCommand is the command line startDaemon runs, with extra added.

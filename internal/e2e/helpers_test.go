@@ -280,9 +280,16 @@ func nsPath(ns string) string {
 // brings its loopback up, and deletes it when the test ends.
 func (e *testEnv) newNetns(role string) string {
 	e.t.Helper()
+	return e.newNetnsNamed("tst", role)
+}
+
+// newNetnsNamed is newNetns with names that start with prefix, so that a
+// group of tests can tell its namespaces from others'.
+func (e *testEnv) newNetnsNamed(prefix, role string) string {
+	e.t.Helper()
 	for range 20 {
 		// Short names: the default port name is the namespace's name.
-		name := fmt.Sprintf("tst%04x%s", rand.N(0x10000), role)
+		name := fmt.Sprintf("%s%04x%s", prefix, rand.N(0x10000), role)
 		if namespace.Exists(nsPath(name)) {
 			continue
 		}

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"runtime"
@@ -31,22 +30,7 @@ import (
 // limNetns is newNetns with the "lim" prefix this file's namespaces have.
 func (e *testEnv) limNetns(role string) string {
 	e.t.Helper()
-	for range 20 {
-		name := fmt.Sprintf("lim%04x%s", rand.N(0x10000), role)
-		if namespace.Exists(nsPath(name)) {
-			continue
-		}
-		if out, err := run("ip", "netns", "add", name); err != nil {
-			e.t.Fatalf("ip netns add %s: %v\n%s", name, err, out)
-		}
-		e.namespaces = append(e.namespaces, name)
-		if out, err := nsRun(name, "ip", "link", "set", "lo", "up"); err != nil {
-			e.t.Fatalf("ip link set lo up in %s: %v\n%s", name, err, out)
-		}
-		return name
-	}
-	e.t.Fatal("no free namespace name")
-	return ""
+	return e.newNetnsNamed("lim", role)
 }
 
 // serveEcho runs a TCP echo server on port tcpPort and a UDP one on

@@ -8,7 +8,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -24,8 +23,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-
-	"github.com/tapswitch/tapswitch/namespace"
 )
 
 // metricsWait bounds each wait for a scrape to show something: Prometheus
@@ -36,22 +33,7 @@ const metricsWait = 60 * time.Second
 // newMetNetns is newNetns with this part's prefix for namespace names.
 func (e *testEnv) newMetNetns(role string) string {
 	e.t.Helper()
-	for range 20 {
-		name := fmt.Sprintf("met%04x%s", rand.N(0x10000), role)
-		if namespace.Exists(nsPath(name)) {
-			continue
-		}
-		if out, err := run("ip", "netns", "add", name); err != nil {
-			e.t.Fatalf("ip netns add %s: %v\n%s", name, err, out)
-		}
-		e.namespaces = append(e.namespaces, name)
-		if out, err := nsRun(name, "ip", "link", "set", "lo", "up"); err != nil {
-			e.t.Fatalf("ip link set lo up in %s: %v\n%s", name, err, out)
-		}
-		return name
-	}
-	e.t.Fatal("no free namespace name")
-	return ""
+	return e.newNetnsNamed("met", role)
 }
 
 // freeLoopbackPort is a TCP port of 127.0.0.1 that nothing listens on.

@@ -15,7 +15,6 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/tapswitch/tapswitch/api"
-	"github.com/tapswitch/tapswitch/namespace"
 )
 
 // The tests here attack the gaps port security had: Neighbor Discovery
@@ -27,22 +26,7 @@ import (
 // newPSNetns is newNetns with a name starting with "ps".
 func (e *testEnv) newPSNetns(role string) string {
 	e.t.Helper()
-	for range 20 {
-		name := fmt.Sprintf("ps%04x%s", rand.N(0x10000), role)
-		if namespace.Exists(nsPath(name)) {
-			continue
-		}
-		if out, err := run("ip", "netns", "add", name); err != nil {
-			e.t.Fatalf("ip netns add %s: %v\n%s", name, err, out)
-		}
-		e.namespaces = append(e.namespaces, name)
-		if out, err := nsRun(name, "ip", "link", "set", "lo", "up"); err != nil {
-			e.t.Fatalf("ip link set lo up in %s: %v\n%s", name, err, out)
-		}
-		return name
-	}
-	e.t.Fatal("no free namespace name")
-	return ""
+	return e.newNetnsNamed("ps", role)
 }
 
 // withExt returns f, an Ethernet/IPv6 frame, with ext, 8-byte extension

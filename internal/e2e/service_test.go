@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"strconv"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/internal/sdnotify/sdnotifytest"
-	"github.com/tapswitch/tapswitch/namespace"
 )
 
 // unitSettings reads contrib/tapswitchd.service: each [Service] key's
@@ -84,22 +82,7 @@ func procStatus(t *testing.T, pid int, field string) string {
 // newSvcNetns is newNetns with this test's prefix for namespace names.
 func (e *testEnv) newSvcNetns(role string) string {
 	e.t.Helper()
-	for range 20 {
-		name := fmt.Sprintf("svc%04x%s", rand.N(0x10000), role)
-		if namespace.Exists(nsPath(name)) {
-			continue
-		}
-		if out, err := run("ip", "netns", "add", name); err != nil {
-			e.t.Fatalf("ip netns add %s: %v\n%s", name, err, out)
-		}
-		e.namespaces = append(e.namespaces, name)
-		if out, err := nsRun(name, "ip", "link", "set", "lo", "up"); err != nil {
-			e.t.Fatalf("ip link set lo up in %s: %v\n%s", name, err, out)
-		}
-		return name
-	}
-	e.t.Fatal("no free namespace name")
-	return ""
+	return e.newNetnsNamed("svc", role)
 }
 
 // TestServiceUnit runs tapswitchd as systemd runs contrib/tapswitchd.service,

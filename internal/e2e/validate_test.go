@@ -19,7 +19,6 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/tapswitch/tapswitch/api"
-	"github.com/tapswitch/tapswitch/namespace"
 )
 
 // The tests of this file attack the daemon's input checks: networks on
@@ -32,22 +31,7 @@ import (
 // deletes it when the test ends.
 func (e *testEnv) valNetns(role string) string {
 	e.t.Helper()
-	for range 20 {
-		name := fmt.Sprintf("val%04x%s", rand.N(0x10000), role)
-		if namespace.Exists(nsPath(name)) {
-			continue
-		}
-		if out, err := run("ip", "netns", "add", name); err != nil {
-			e.t.Fatalf("ip netns add %s: %v\n%s", name, err, out)
-		}
-		e.namespaces = append(e.namespaces, name)
-		if out, err := nsRun(name, "ip", "link", "set", "lo", "up"); err != nil {
-			e.t.Fatalf("ip link set lo up in %s: %v\n%s", name, err, out)
-		}
-		return name
-	}
-	e.t.Fatal("no free namespace name")
-	return ""
+	return e.newNetnsNamed("val", role)
 }
 
 // hostLinkExists reports whether the host (the test's and the daemon's
