@@ -1,14 +1,11 @@
 package tap
 
 import (
-	"errors"
 	"fmt"
 	"os"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-
-	"github.com/tapswitch/tapswitch/device"
 )
 
 // tunGetDevNetns is TUNGETDEVNETNS (Linux 5.2): a descriptor of the
@@ -105,22 +102,9 @@ func adoptFDs(cfg Config, fds []int) (_ Device, err error) {
 			d.Release()
 		}
 	}()
-	if err := unix.IoctlSetPointerInt(d.fds[0].fd, unix.TUNSETVNETHDRSZ, device.VnetHdrLen); err != nil {
-		return nil, fmt.Errorf("TAP %s: set virtio net header size: %w", cfg.Name, err)
+	if err := d.takeUp(h); err != nil {
+		return nil, err
 	}
-	if d.caps, err = setOffloads(d.fds[0].fd); err != nil {
-		return nil, fmt.Errorf("TAP %s: set offloads: %w", cfg.Name, err)
-	}
-	link, err := h.LinkByName(cfg.Name)
-	if err != nil {
-		var nf netlink.LinkNotFoundError
-		if errors.As(err, &nf) {
-			return nil, fmt.Errorf("%s: %w in the namespace", cfg.Name, ErrNotFound)
-		}
-		return nil, fmt.Errorf("TAP %s: %w", cfg.Name, err)
-	}
-	d.mac, d.index = link.Attrs().HardwareAddr, link.Attrs().Index
-	d.queues = queuesOf(d.fds)
 	return d, nil
 }
 

@@ -416,22 +416,36 @@ func open(cfg Config) (_ Device, err error) {
 			d.Release()
 		}
 	}()
-	// The header size and offloads are the device's, so they survived;
-	// they are set again so that the device is what the switch expects
-	// whoever had it last.
+	if err := d.takeUp(h); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// takeUp makes an existing TAP's device, opened again or handed over,
+// what the switch expects whoever had it last: the header size and
+// offloads are the device's and survived, and are set again; its MAC,
+// index and queues are read back.
+func (d *tapDevice) takeUp(h *netlink.Handle) error {
 	if err := unix.IoctlSetPointerInt(d.fds[0].fd, unix.TUNSETVNETHDRSZ, device.VnetHdrLen); err != nil {
-		return nil, fmt.Errorf("TAP %s: set virtio net header size: %w", cfg.Name, err)
+		return fmt.Errorf("TAP %s: set virtio net header size: %w", d.name, err)
 	}
-	if d.caps, err = setOffloads(d.fds[0].fd); err != nil {
-		return nil, fmt.Errorf("TAP %s: set offloads: %w", cfg.Name, err)
-	}
-	link, err := h.LinkByName(cfg.Name)
+	caps, err := setOffloads(d.fds[0].fd)
 	if err != nil {
-		return nil, fmt.Errorf("TAP %s: %w", cfg.Name, err)
+		return fmt.Errorf("TAP %s: set offloads: %w", d.name, err)
+	}
+	d.caps = caps
+	link, err := h.LinkByName(d.name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return fmt.Errorf("%s: %w in the namespace", d.name, ErrNotFound)
+		}
+		return fmt.Errorf("TAP %s: %w", d.name, err)
 	}
 	d.mac, d.index = link.Attrs().HardwareAddr, link.Attrs().Index
 	d.queues = queuesOf(d.fds)
-	return d, nil
+	return nil
 }
 
 func queuesOf(raw []*rawFD) []device.Queue {
