@@ -174,6 +174,29 @@ type NetworkCreateRequest struct {
 	Gateway string `json:"gateway,omitempty"`
 	// Internal networks have no access outside and publish no ports.
 	Internal bool `json:"internal,omitempty"`
+	// Subnets are the network's subnets when it has more than one: at
+	// most one IPv4 and one IPv6 prefix (a dual-stack network), each
+	// with an optional gateway. Subnet and Gateway, when set, are one
+	// more entry. An entry whose Subnet is "ipv4" or "ipv6" asks for a
+	// free subnet of that family from the pool.
+	Subnets []SubnetRequest `json:"subnets,omitempty"`
+}
+
+// SubnetRequest is one subnet of a new network.
+type SubnetRequest struct {
+	// Subnet in CIDR form, or "ipv4" / "ipv6" for a free one of that
+	// family from the pool.
+	Subnet string `json:"subnet"`
+	// Gateway is the daemon's address in the subnet; empty means its
+	// first host address.
+	Gateway string `json:"gateway,omitempty"`
+}
+
+// NetworkSubnet is one subnet of a network and the daemon's address in
+// it.
+type NetworkSubnet struct {
+	Subnet  string `json:"subnet"`
+	Gateway string `json:"gateway"`
 }
 
 // Port kinds.
@@ -278,6 +301,9 @@ type Network struct {
 	// default route and nameserver.
 	Gateway  string `json:"gateway"`
 	Internal bool   `json:"internal"`
+	// Subnets lists every subnet of the network with its gateway, the
+	// IPv4 one first; Subnet and Gateway are the first of them.
+	Subnets []NetworkSubnet `json:"subnets,omitempty"`
 	// Bridge is the gateway's interface in the daemon's namespace.
 	Bridge string `json:"bridge"`
 	// DNS is where the network's name server listens.
