@@ -107,13 +107,13 @@ func parseIperfUDP(data []byte) (float64, map[string]float64, error) {
 // report, with where the CPU went meanwhile (nil when that could not be
 // measured; see cpuWatch). also, when not nil, watches the client too.
 func runIperf(ctx context.Context, tb *testbed, seconds int, also watcher, extra ...string) ([]byte, map[string]float64, error) {
-	srv, err := startIperfServer(ctx, tb.nsB, hostAddr(addrB), iperfPort)
+	srv, err := startIperfServer(ctx, tb.enterB, tb.serverAddr, iperfPort)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer srv.stop(2 * time.Second)
 	cpu := newCPUWatch(seconds, "iperf3", srv.pid(), tb.switchPID)
-	out, err := runIperfClient(ctx, tb.nsA, hostAddr(addrB), iperfPort, seconds, watchAll(cpu.watch, also), extra...)
+	out, err := runIperfClient(ctx, tb.enterA, tb.serverAddr, iperfPort, seconds, watchAll(cpu.watch, also), extra...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -121,12 +121,14 @@ func runIperf(ctx context.Context, tb *testbed, seconds int, also watcher, extra
 	return out, cpu.figures, nil
 }
 
-// startIperfServer starts an iperf3 server in ns on addr and port and
+// startIperfServer starts an iperf3 server in the namespace enter enters
+// (see testbed), on addr and port, and
 // returns once it listens. The server serves exactly one test (-1), so a
 // stray client from an earlier test cannot be measured by accident. The
 // caller stops it.
-func startIperfServer(ctx context.Context, ns, addr string, port int) (*proc, error) {
-	srv, err := startProc("ip", "netns", "exec", ns, "iperf3", "-s", "-1", "-B", addr, "-p", strconv.Itoa(port))
+func startIperfServer(ctx context.Context, enter []string, addr string, port int) (*proc, error) {
+	name, args := inNetns(enter, "iperf3", "-s", "-1", "-B", addr, "-p", strconv.Itoa(port))
+	srv, err := startProc(name, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -137,15 +139,16 @@ func startIperfServer(ctx context.Context, ns, addr string, port int) (*proc, er
 	return srv, nil
 }
 
-// runIperfClient runs the client side of one test from ns to the server
+// runIperfClient runs the client side of one test from the namespace
+// enter enters to the server
 // on addr and port, with watch (when not nil) alongside, and returns its
 // -J report.
-func runIperfClient(ctx context.Context, ns, addr string, port, seconds int, watch watcher, extra ...string) ([]byte, error) {
+func runIperfClient(ctx context.Context, enter []string, addr string, port, seconds int, watch watcher, extra ...string) ([]byte, error) {
 	// Generous: a slow switch still ends on time, a wedged one does not.
 	cctx, cancel := context.WithTimeout(ctx, time.Duration(seconds)*time.Second+30*time.Second)
 	defer cancel()
-	args := append([]string{"netns", "exec", ns, "iperf3", "-c", addr, "-p", strconv.Itoa(port), "-t", strconv.Itoa(seconds), "-J"}, extra...)
-	out, err := runWatched(cctx, "", watch, "ip", args...)
+	name, args := inNetns(enter, append([]string{"iperf3", "-c", addr, "-p", strconv.Itoa(port), "-t", strconv.Itoa(seconds), "-J"}, extra...)...)
+	out, err := runWatched(cctx, "", watch, name, args...)
 	if err != nil {
 		// The reason is in the JSON on stdout, not on stderr.
 		if _, jerr := decodeIperf([]byte(out)); jerr != nil {

@@ -206,36 +206,46 @@ func runPass(ctx context.Context, sys system, pass int, tests []test, seconds in
 		tb.switchPID = sp.switchPID()
 	}
 
+	if err := runTests(ctx, tb, &pr, tests, seconds, prog, passLabel); err != nil {
+		errs = append(errs, err)
+		return pr
+	}
+	if l, ok := sys.(lister); ok {
+		pr.Listings = l.listings()
+	}
+	return pr
+}
+
+// runTests runs tests one after the other on tb, which is set up and
+// reachable, and adds their rows to pr. A test that fails fills its rows
+// with the error and the next one runs; only an interrupted run stops,
+// with ctx's error.
+func runTests(ctx context.Context, tb *testbed, pr *passResult, tests []test, seconds int, prog *progress, passLabel string) error {
 	for i, t := range tests {
 		if i > 0 {
 			if err := sleep(ctx, pause); err != nil {
-				errs = append(errs, err)
-				return pr
+				return err
 			}
 		}
 		prog.step("%s: %s (test %d of %d)", passLabel, testLabel(t), i+1, len(tests))
 		ms, err := t.run(ctx, tb, seconds)
 		if err != nil {
 			if ctx.Err() != nil {
-				errs = append(errs, ctx.Err())
-				return pr
+				return ctx.Err()
 			}
 			for _, m := range t.metrics {
 				ms = append(ms, measurement{Metric: m.Key, Unit: m.Unit, Error: err.Error()})
 			}
-			logf("%s: %s: %v", sys.name(), t.metrics[0].Label, err)
+			logf("%s: %s: %v", pr.System, t.metrics[0].Label, err)
 		}
 		for _, m := range ms {
 			pr.Results = append(pr.Results, m)
 			if m.ok() {
-				logf("%-10s %-19s %s", sys.name()+":", metricByKey(m.Metric).Label, formatValue(m.Unit, m.Value))
+				logf("%-10s %-19s %s", pr.System+":", metricByKey(m.Metric).Label, formatValue(m.Unit, m.Value))
 			}
 		}
 	}
-	if l, ok := sys.(lister); ok {
-		pr.Listings = l.listings()
-	}
-	return pr
+	return nil
 }
 
 // testLabel names a test by its rows: "UDP RTT avg, UDP RTT p99".

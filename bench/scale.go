@@ -479,7 +479,7 @@ func aggregateTCP(ctx context.Context, pairs []nsPair, seconds int, m *measureme
 	// Every server listens before any client starts, so the tests
 	// overlap for all but the clients' start-up.
 	for i, p := range pairs {
-		srv, err := startIperfServer(ctx, p.server, p.serverAddr, iperfPort+i)
+		srv, err := startIperfServer(ctx, netnsExec(p.server), p.serverAddr, iperfPort+i)
 		if err != nil {
 			return err
 		}
@@ -490,7 +490,7 @@ func aggregateTCP(ctx context.Context, pairs []nsPair, seconds int, m *measureme
 	var wg sync.WaitGroup
 	for i, p := range pairs {
 		wg.Go(func() {
-			outs[i], errs[i] = runIperfClient(ctx, p.client, p.serverAddr, iperfPort+i, seconds, nil)
+			outs[i], errs[i] = runIperfClient(ctx, netnsExec(p.client), p.serverAddr, iperfPort+i, seconds, nil)
 		})
 	}
 	wg.Wait()
@@ -513,12 +513,12 @@ func aggregateTCP(ctx context.Context, pairs []nsPair, seconds int, m *measureme
 
 // tcpStream runs one single-stream iperf3 test across p into m.
 func tcpStream(ctx context.Context, p nsPair, seconds int, m *measurement) error {
-	srv, err := startIperfServer(ctx, p.server, p.serverAddr, iperfPort)
+	srv, err := startIperfServer(ctx, netnsExec(p.server), p.serverAddr, iperfPort)
 	if err != nil {
 		return err
 	}
 	defer srv.stop(2 * time.Second)
-	out, err := runIperfClient(ctx, p.client, p.serverAddr, iperfPort, seconds, nil)
+	out, err := runIperfClient(ctx, netnsExec(p.client), p.serverAddr, iperfPort, seconds, nil)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -58,7 +59,13 @@ type listing struct {
 // testbed is the pair of namespaces one system is measured in.
 type testbed struct {
 	nsA, nsB string
-	created  []string
+	// enterA and enterB are the command prefixes that run a program in
+	// A's and B's network namespace: ip netns exec for the namespaces
+	// the testbed creates, nsenter for a container's (see docker.go).
+	enterA, enterB []string
+	// serverAddr is B's address, which the clients in A talk to.
+	serverAddr string
+	created    []string
 	// switchPID is the system's forwarding process (see switchProcess),
 	// set once it is up; 0 for none.
 	switchPID int
@@ -68,10 +75,26 @@ type testbed struct {
 }
 
 func newTestbed(pid int) *testbed {
-	return &testbed{
-		nsA: fmt.Sprintf("tsb-%d-a", pid),
-		nsB: fmt.Sprintf("tsb-%d-b", pid),
+	tb := &testbed{
+		nsA:        fmt.Sprintf("tsb-%d-a", pid),
+		nsB:        fmt.Sprintf("tsb-%d-b", pid),
+		serverAddr: hostAddr(addrB),
 	}
+	tb.enterA, tb.enterB = netnsExec(tb.nsA), netnsExec(tb.nsB)
+	return tb
+}
+
+// netnsExec is the command prefix that runs a program in the named
+// network namespace ns.
+func netnsExec(ns string) []string {
+	return []string{"ip", "netns", "exec", ns}
+}
+
+// inNetns splits the command that runs args in the namespace enter
+// enters into a name and arguments, as exec wants them.
+func inNetns(enter []string, args ...string) (string, []string) {
+	full := append(slices.Clone(enter), args...)
+	return full[0], full[1:]
 }
 
 func hostAddr(cidr string) string {
@@ -131,14 +154,22 @@ func configure(ctx context.Context, ns, link, cidr string) error {
 // fill the switch's forwarding table and the ARP caches, which would
 // otherwise be charged to the first test.
 func (tb *testbed) waitReachable(ctx context.Context, timeout time.Duration) error {
-	return waitPing(ctx, tb.nsA, hostAddr(addrB), timeout)
+	return waitPingIn(ctx, tb.enterA, tb.serverAddr, timeout)
 }
 
 // waitPing pings addr from ns until it answers or timeout passes.
 func waitPing(ctx context.Context, ns, addr string, timeout time.Duration) error {
+	return waitPingIn(ctx, netnsExec(ns), addr, timeout)
+}
+
+// waitPingIn pings addr from the namespace enter enters until it answers
+// or timeout passes.
+func waitPingIn(ctx context.Context, enter []string, addr string, timeout time.Duration) error {
+	ns := strings.Join(enter, " ")
 	deadline := time.Now().Add(timeout)
 	for {
-		_, err := run(ctx, "ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "1", addr)
+		name, args := inNetns(enter, "ping", "-c", "1", "-W", "1", addr)
+		_, err := run(ctx, name, args...)
 		if err == nil {
 			return nil
 		}

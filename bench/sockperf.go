@@ -82,7 +82,8 @@ func parseSockperf(out string) (sockperfResult, error) {
 // meanwhile (nil when that could not be measured; see cpuWatch).
 func runSockperf(ctx context.Context, tb *testbed, seconds int) (string, map[string]float64, error) {
 	port := strconv.Itoa(sockperfPort)
-	srv, err := startProc("ip", "netns", "exec", tb.nsB, "sockperf", "server", "-i", hostAddr(addrB), "-p", port)
+	name, args := inNetns(tb.enterB, "sockperf", "server", "-i", tb.serverAddr, "-p", port)
+	srv, err := startProc(name, args...)
 	if err != nil {
 		return "", nil, err
 	}
@@ -92,7 +93,8 @@ func runSockperf(ctx context.Context, tb *testbed, seconds int) (string, map[str
 	}
 	cctx, cancel := context.WithTimeout(ctx, time.Duration(seconds)*time.Second+30*time.Second)
 	defer cancel()
-	cmd := command(cctx, "ip", "netns", "exec", tb.nsA, "sockperf", "ping-pong", "-i", hostAddr(addrB), "-p", port, "-t", strconv.Itoa(seconds), "--full-rtt")
+	name, args = inNetns(tb.enterA, "sockperf", "ping-pong", "-i", tb.serverAddr, "-p", port, "-t", strconv.Itoa(seconds), "--full-rtt")
+	cmd := command(cctx, name, args...)
 	// sockperf splits its report between stdout and stderr. One writer
 	// for both keeps the order and gets one copying goroutine.
 	var out bytes.Buffer
