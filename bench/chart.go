@@ -173,6 +173,9 @@ func (r *report) writeChart(w io.Writer) error {
 		chartWidth, height, chartWidth, height)
 	s.printf(`<rect x="0" y="0" width="%d" height="%d" fill="#ffffff"/>`+"\n", chartWidth, height)
 	title := "Side by side: " + strings.Join(systems, ", ")
+	if r.Setting != "" {
+		title += ", " + r.Setting
+	}
 	s.text(chartMargin, chartMargin+14, ` class="title" font-size="16" font-weight="bold"`, title)
 	sub := fmt.Sprintf("%s UTC, %d s per test, %d CPUs, Linux %s", r.Date.UTC().Format("2006-01-02 15:04"), r.SecondsPerTest, r.Machine.NProc, r.Machine.Kernel)
 	if r.hasBaseline() {

@@ -35,6 +35,10 @@ type config struct {
 	// chartFrom is a results file to draw the chart of (-chart), ""
 	// for a run.
 	chartFrom string
+	// docker is -docker: the comparison between two Docker containers,
+	// on Docker's bridge driver and on tapswitch's, in rounds.
+	docker bool
+	rounds int
 	// baseTapswitchd and baseTapswitch are the base build of an A/B run,
 	// both "" without one.
 	baseTapswitchd, baseTapswitch string
@@ -84,6 +88,8 @@ func parseFlags(args []string) (*config, error) {
 	fs.BoolVar(&cfg.scale, "scale", false, "instead of the comparison, the scale suite: attach/detach time over 100 namespaces, memory with 64 ports and a full table, 4 pairs at once, a pair among 64 ports")
 	fs.BoolVar(&profile, "profile", false, "also record a system-wide perf profile of each throughput test, kept beside the JSON in <name>-perf/, and add where the CPU went by kind of work (needs perf: apt-get install -y linux-perf)")
 	fs.BoolVar(&verbose, "v", false, "print every command run")
+	fs.BoolVar(&cfg.docker, "docker", false, "instead of the namespaces, two Docker containers on a network of Docker's bridge driver next to two on a tapswitch network, of one private dockerd (needs docker.io, and tapswitchd with its Docker driver unless -only bridge)")
+	fs.IntVar(&cfg.rounds, "rounds", 2, "with -docker: rounds of passes, each running bridge then tapswitch")
 	fs.StringVar(&cfg.chartFrom, "chart", "", "run nothing: draw the chart of the comparison in results `file` (bench/results/*.json) beside it, as a run does")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -121,6 +127,13 @@ func parseFlags(args []string) (*config, error) {
 	} else if cfg.demo {
 		cfg.only = []string{"bridge", "tapswitch"}
 	}
+	if cfg.docker {
+		if err := checkDockerFlags(cfg, set); err != nil {
+			return nil, err
+		}
+	} else if set["rounds"] {
+		return nil, errors.New("-rounds goes with -docker")
+	}
 	if cfg.bracket && cfg.only != nil && !slices.Contains(cfg.only, baseline) {
 		if cfg.ab() {
 			return nil, errors.New("A/B needs the bridge among -only: its two passes are the drift a difference is judged by")
@@ -132,7 +145,11 @@ func parseFlags(args []string) (*config, error) {
 	}
 	stamp := time.Now().UTC().Format("20060102T150405Z")
 	if cfg.jsonPath == "" && !cfg.demo {
-		cfg.jsonPath = filepath.Join("bench", "results", stamp+".json")
+		name := stamp + ".json"
+		if cfg.docker {
+			name = "docker-" + name
+		}
+		cfg.jsonPath = filepath.Join("bench", "results", name)
 	}
 	if profile {
 		cfg.profileDir = profileDir(cfg.jsonPath, stamp)
@@ -316,6 +333,9 @@ func runMain() error {
 	}
 	if cfg.scale {
 		return runScaleMain(cfg)
+	}
+	if cfg.docker {
+		return runDockerMain(cfg)
 	}
 	systems, notes, err := chooseSystems(cfg)
 	if err != nil {

@@ -24,6 +24,9 @@ type report struct {
 	SecondsPerTest int               `json:"seconds_per_test"`
 	ElapsedSeconds float64           `json:"elapsed_seconds"`
 	Tools          map[string]string `json:"tools,omitempty"`
+	// Setting says where the systems were measured when it is not
+	// between two bare namespaces, as with -docker.
+	Setting string `json:"setting,omitempty"`
 	// Metrics and Systems are empty with -scale, which fills Scale.
 	Metrics []metric `json:"metrics,omitempty"`
 	// Systems is in run order; with -bracket the bridge appears twice,
@@ -276,6 +279,9 @@ func (r *report) writeTable(w io.Writer) error {
 		order = append(order, p.System)
 	}
 	r.writeMachine(w)
+	if r.Setting != "" {
+		fmt.Fprintf(w, "setting:  %s\n", r.Setting)
+	}
 	fmt.Fprintf(w, "duration: %d s per test, %s in all; systems in run order: %s\n\n",
 		r.SecondsPerTest, (time.Duration(r.ElapsedSeconds) * time.Second).String(), strings.Join(order, ", "))
 

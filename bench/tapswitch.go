@@ -19,6 +19,9 @@ type tapswitchSystem struct {
 	// "tapswitch-base" for an A/B run's other build.
 	label               string
 	daemonPath, cliPath string
+	// extraArgs are more flags for the daemon, such as the Docker
+	// driver's.
+	extraArgs []string
 
 	dir    string // temp dir holding the socket and the state
 	socket string
@@ -76,13 +79,15 @@ func (s *tapswitchSystem) start(ctx context.Context) error {
 	}
 	s.dir = dir
 	s.socket = filepath.Join(dir, "tapswitch.sock")
-	s.daemon, err = startProc(s.daemonPath,
+	args := []string{
 		"--socket", s.socket,
 		"--state-dir", filepath.Join(dir, "state"),
 		"--log-level", "warn",
 		// The run's daemon is not restarted: everything it made goes
 		// with it.
-		"--remove-on-exit")
+		"--remove-on-exit",
+	}
+	s.daemon, err = startProc(s.daemonPath, append(args, s.extraArgs...)...)
 	if err != nil {
 		return err
 	}
