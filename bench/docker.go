@@ -424,10 +424,10 @@ func checkBridgePair(ctx context.Context, d *dockerd, p *dockerPair) error {
 	}
 	ifs, err := os.ReadDir(filepath.Join("/sys/class/net", dockerBridgeName, "brif"))
 	if err != nil {
-		return fmt.Errorf("Docker's bridge %s: %w", dockerBridgeName, err)
+		return fmt.Errorf("the bridge %s of the bridge network: %w", dockerBridgeName, err)
 	}
 	if len(ifs) != 2 {
-		return fmt.Errorf("Docker's bridge %s has %d ports, want the 2 containers' veths", dockerBridgeName, len(ifs))
+		return fmt.Errorf("the bridge %s of the bridge network has %d ports, want the 2 containers' veths", dockerBridgeName, len(ifs))
 	}
 	return nil
 }
