@@ -83,6 +83,17 @@ bench-ab: $(if $(BASE),deps)
 	$(GO) run ./bench -tapswitchd $$tmp/new/tapswitchd -tapswitch $$tmp/new/tapswitch \
 		-base-tapswitchd $$tmp/base/tapswitchd -base-tapswitch $$tmp/base/tapswitch $(ARGS)
 
+# bench-docker compares two Docker containers on a network of Docker's
+# bridge driver with two on a tapswitch network, of one private dockerd
+# the run starts and removes (its own data root and socket; the host's
+# dockerd, firewall and bridges are left alone), passes interleaved.
+# Needs Debian's docker.io and busybox-static (the image is imported
+# from it; no registry). E.g. make bench-docker ARGS="-t 10 -rounds 3"
+.PHONY: bench-docker
+bench-docker: TOOLS += /usr/bin/docker:docker.io dockerd:docker.io nsenter:util-linux
+bench-docker: deps build
+	$(GO) run ./bench -docker -tapswitchd $(BIN)/tapswitchd -tapswitch $(BIN)/tapswitch $(ARGS)
+
 # profile runs the comparison with a system-wide perf profile of each
 # throughput test and adds where the CPU went by kind of work (copy,
 # scheduling, allocation, ...); the perf data goes beside the JSON.
