@@ -117,6 +117,8 @@ type Daemon struct {
 	requestsDropped atomic.Uint64
 	// captures are the running captures (capture.go).
 	captures captureSlots
+	// docker is what the Docker network driver keeps (docker.go).
+	docker dockerState
 }
 
 var _ apiserver.Backend = (*Daemon)(nil)
@@ -195,6 +197,7 @@ func newDaemon(cfg Config, h host) (_ *Daemon, err error) {
 	if err := d.restoreLocked(doc); err != nil {
 		return nil, err
 	}
+	d.restoreDockerLocked(doc.Docker)
 	d.inheritedDoneLocked()
 	restored := time.Since(cfg.Started)
 	table := TableName(cfg.StateDir)
@@ -278,7 +281,7 @@ func (d *Daemon) shutdown(remove bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, p := range d.ports {
-		if p.kind == api.KindContainer {
+		if p.kind != api.KindGateway {
 			d.forgetLocked(p)
 		}
 	}
@@ -378,7 +381,7 @@ func (d *Daemon) Ports(all bool) []api.Port {
 	defer d.mu.Unlock()
 	var out []api.Port
 	for _, sp := range d.sw.Ports() {
-		if p, ok := d.ports[sp.Name()]; ok && p.sw == sp && (all || p.kind == api.KindContainer) {
+		if p, ok := d.ports[sp.Name()]; ok && p.sw == sp && (all || p.kind != api.KindGateway) {
 			out = append(out, p.view())
 		}
 	}
