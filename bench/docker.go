@@ -564,6 +564,40 @@ func startTapswitchDriver(ctx context.Context, cfg *config, plugin string, cl *c
 	}
 }
 
+// removeLeftoverTAPs deletes the TAPs of containers, found in the host's
+// namespace by their MAC, that neither Docker nor tapswitchd deleted once
+// the containers were removed and tapswitchd stopped, and says so: the
+// run must leave nothing behind, and a TAP left is a leak to fix.
+func removeLeftoverTAPs(cs []container) error {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, c := range cs {
+		if c.mac == "" {
+			continue
+		}
+		for _, ifc := range ifs {
+			if !strings.EqualFold(ifc.HardwareAddr.String(), c.mac) {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join("/sys/class/net", ifc.Name, "tun_flags")); err != nil {
+				continue
+			}
+			ctx, cancel := cleanupContext()
+			_, err := run(ctx, "ip", "link", "delete", ifc.Name)
+			cancel()
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			errs = append(errs, fmt.Errorf("the TAP %s of container %s (MAC %s) was still in the host's namespace after the container was removed and tapswitchd stopped; the bench deleted it", ifc.Name, c.name, c.mac))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // createNetwork makes a Docker network and has it removed at the end.
 func createNetwork(ctx context.Context, d *dockerd, cl *cleanups, name string, args ...string) error {
 	cl.add(func() error {
@@ -604,12 +638,15 @@ func setupBridgePair(ctx context.Context, d *dockerd, cl *cleanups) (*dockerPair
 // Docker driver, a network of that driver and its two containers, and
 // checks that their traffic crosses tapswitch.
 func setupTapswitchPair(ctx context.Context, cfg *config, d *dockerd, cl *cleanups) (*dockerPair, error) {
+	p := dockerPair{system: "tapswitch", network: fmt.Sprintf("dbx-%d-tapswitch", pidForNames)}
+	// Runs after tapswitchd has stopped, the containers being gone.
+	cl.add(func() error { return removeLeftoverTAPs([]container{p.a, p.b}) })
 	plugin := randomPluginName()
 	tsd, err := startTapswitchDriver(ctx, cfg, plugin, cl)
 	if err != nil {
 		return nil, err
 	}
-	p := dockerPair{system: "tapswitch", network: fmt.Sprintf("dbx-%d-tapswitch", pidForNames), tsd: tsd}
+	p.tsd = tsd
 	if err := createNetwork(ctx, d, cl, p.network, "-d", plugin, "--subnet", dockerTapswitchSubnet); err != nil {
 		return nil, tsd.withDaemonLog(err)
 	}
