@@ -816,6 +816,14 @@ func runDockerMain(cfg *config) (err error) {
 	if len(pairs) > 1 {
 		notes = append(notes, "ratios are tapswitch over the mean of the bridge passes")
 	}
+	if pairs["tapswitch"] != nil {
+		notes = append(notes, fmt.Sprintf("checked before the tests: eth0 in both tapswitch containers is a TAP (it has tun_flags), and %d pings between them moved both tapswitch ports' counters both ways", verifyPings))
+	}
+	if pairs["bridge"] != nil {
+		if n := brNetfilterNote(); n != "" {
+			notes = append(notes, n)
+		}
+	}
 	var mtus []string
 	for _, sys := range systems {
 		if p := pairs[sys]; p != nil {
@@ -886,4 +894,18 @@ func checkDockerFlags(cfg *config, set map[string]bool) error {
 		}
 	}
 	return nil
+}
+
+// brNetfilterNote says whether frames crossing Docker's bridge also pass
+// the host's iptables (br_netfilter), which costs the bridge some of its
+// speed; Docker loads br_netfilter itself when it manages iptables.
+func brNetfilterNote() string {
+	b, err := os.ReadFile("/proc/sys/net/bridge/bridge-nf-call-iptables")
+	switch {
+	case err != nil:
+		return "br_netfilter is not loaded: frames crossing Docker's bridge skip iptables, unlike on a Docker host with --iptables=true (the default)"
+	case strings.TrimSpace(string(b)) == "1":
+		return "br_netfilter is loaded with bridge-nf-call-iptables=1: frames crossing Docker's bridge also pass the host's iptables, as on a Docker host with --iptables=true (the default)"
+	}
+	return "bridge-nf-call-iptables=0: frames crossing Docker's bridge skip iptables, unlike on a Docker host with --iptables=true (the default)"
 }
