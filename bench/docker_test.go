@@ -157,7 +157,7 @@ func TestDockerFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cfg.docker || cfg.rounds != 2 || !strings.Contains(cfg.jsonPath, "docker-") {
+	if !cfg.docker || cfg.rounds != 3 || !strings.Contains(cfg.jsonPath, "docker-") {
 		t.Errorf("%+v", cfg)
 	}
 	cfg, err = parseFlags([]string{"-docker", "-only", "bridge", "-rounds", "1"})

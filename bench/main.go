@@ -89,7 +89,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.BoolVar(&profile, "profile", false, "also record a system-wide perf profile of each throughput test, kept beside the JSON in <name>-perf/, and add where the CPU went by kind of work (needs perf: apt-get install -y linux-perf)")
 	fs.BoolVar(&verbose, "v", false, "print every command run")
 	fs.BoolVar(&cfg.docker, "docker", false, "instead of the namespaces, two Docker containers on a network of Docker's bridge driver next to two on a tapswitch network, of one private dockerd (needs docker.io, and tapswitchd with its Docker driver unless -only bridge)")
-	fs.IntVar(&cfg.rounds, "rounds", 2, "with -docker: rounds of passes, each running bridge then tapswitch")
+	fs.IntVar(&cfg.rounds, "rounds", 3, "with -docker: rounds of passes, each running bridge then tapswitch")
 	fs.StringVar(&cfg.chartFrom, "chart", "", "run nothing: draw the chart of the comparison in results `file` (bench/results/*.json) beside it, as a run does")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
