@@ -156,6 +156,44 @@
 // The targets are reported, met or missed, never asserted. Results go to
 // the JSON's "scale" section.
 //
+// # Docker containers (-docker)
+//
+// -docker (make bench-docker) measures between two Docker containers
+// instead of two bare namespaces: two on a network of Docker's own
+// bridge driver (its Linux bridge named dbxbr0, 10.151.1.0/24) next to
+// two on a tapswitch network (10.151.2.0/24), both networks of one
+// dockerd, so the only difference is the network driver. The run starts
+// that dockerd itself, private to the run (its own data root, exec root,
+// pid file, API socket and containerd namespace, with --iptables=false
+// --ip6tables=false --ip-forward=false --bridge=none: the host's dockerd,
+// firewall, sysctls and bridges are left alone), imports an image of
+// busybox-static alone with docker import (no registry is needed), and
+// starts a tapswitchd of its own (own socket and state directory) with
+// --docker --docker-plugin db-<random>, the plugin name being the run's
+// own as /run/docker/plugins is shared by every dockerd. The containers
+// only sleep: iperf3 and sockperf of the host run in their network
+// namespaces (nsenter --net=/proc/PID/ns/net), the server in one and the
+// client in the other.
+//
+// Before anything is measured, the tapswitch pair is checked to really
+// cross tapswitch: eth0 in both containers is a TAP (it has tun_flags),
+// and pings between them move both tapswitch ports' counters both ways;
+// the bridge pair's eth0 are veths of dbxbr0. Rows are TCP 1 stream,
+// TCP 4 streams and UDP RTT avg and p99, as above, in -rounds rounds (3
+// by default) of bridge then tapswitch; the table shows each bridge pass,
+// the mean of tapswitch's and its ratio to the mean of the bridge's, and
+// after it tapswitch's ports with their counters. The notes say the
+// containers' MTU and whether bridged frames pass iptables
+// (br_netfilter), as they do on a Docker host by default. -only bridge
+// measures the bridge half alone, with a tapswitchd built without the
+// driver; when one half cannot be set up, the other is still measured
+// and the run fails with the reason. At the end, on failure and on
+// SIGINT or SIGTERM, everything is removed: containers, networks, image,
+// tapswitchd and its plugin socket, dockerd (stopped by its pid) with
+// whatever it left mounted under its directory, and the directory. A
+// container's TAP found in the host's namespace once the container and
+// tapswitchd are gone is deleted too, and reported as an error.
+//
 // # Running it
 //
 // As root, from the repository root, after building the binaries:
@@ -168,9 +206,12 @@
 //	sudo go run ./bench -scale               # the scale suite, about a minute
 //	sudo go run ./bench -base-tapswitchd old/tapswitchd -base-tapswitch old/tapswitch
 //	sudo make bench-ab BASE=main NEW=dataplane  # A/B of two revisions, built in a temporary clone
+//	sudo make bench-docker                   # two Docker containers: Docker's bridge driver and tapswitch's
+//	sudo go run ./bench -docker -only bridge -rounds 1
 //
 // Needs ip (iproute2), iperf3 and ping; sockperf, openvswitch-switch and,
-// for -profile, linux-perf are optional. Results also go to
+// for -profile, linux-perf are optional; -docker also needs docker.io,
+// busybox-static, nsenter (util-linux) and sockperf. Results also go to
 // bench/results/<UTC time>.json (-json to choose the file): every raw
 // value with its unit, the ratios, tool versions and the machine. -demo
 // writes JSON only when -json is given. Beside the JSON, the same name
