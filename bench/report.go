@@ -384,9 +384,6 @@ func (r *report) writeCPUTable(w io.Writer) error {
 	for _, mt := range metrics {
 		for i := range r.Systems {
 			p := &r.Systems[i]
-			if len(p.Results) == 0 {
-				continue // a pass that failed before its first test
-			}
 			title := p.title()
 			d, _ := measured(mt, p)
 			fmt.Fprintf(tw, "%s\t%s", mt.Label, title)
