@@ -312,9 +312,19 @@ func (d *Daemon) dockerDeleteNetwork(ctx context.Context, id string) error {
 	return nil
 }
 
-// randomMAC is a locally administered unicast MAC.
-func randomMAC() net.HardwareAddr {
+// endpointMAC is the MAC of an endpoint Docker gave none: made of its
+// IPv4 address, as Docker's bridge driver does (02:42 and the address),
+// so that a container started again with the same address has the same
+// MAC and its peers' ARP caches stay right; a random locally
+// administered one without an address.
+func endpointMAC(a netip.Addr) net.HardwareAddr {
 	m := make(net.HardwareAddr, 6)
+	if a.Is4() {
+		b := a.As4()
+		m[0], m[1] = 0x02, 0x42
+		copy(m[2:], b[:])
+		return m
+	}
 	rand.Read(m)
 	m[0] = m[0]&0xfe | 0x02
 	return m
@@ -343,18 +353,13 @@ func (d *Daemon) dockerCreateEndpoint(ctx context.Context, e docker.Endpoint) (d
 	if len(e.PortMap) > 0 && n.internal {
 		return docker.EndpointInterface{}, fmt.Errorf("network %s is internal: its containers' ports cannot be published (-p); publish them on another network", docker.ShortID(e.NetworkID))
 	}
-	mac := randomMAC()
+	var mac net.HardwareAddr
 	if e.MAC != "" {
 		if mac, err = apiserver.ParseMAC(e.MAC); err != nil {
 			return docker.EndpointInterface{}, err
 		}
 	}
-	for _, p := range n.vn.Ports() {
-		if p.Info().MAC.String() == mac.String() {
-			return docker.EndpointInterface{}, fmt.Errorf("MAC %s is already in use by port %q on the network; give the container another --mac-address", mac, p.Name())
-		}
-	}
-	ep := &dockerEndpoint{ID: e.EndpointID, NetworkID: e.NetworkID, Network: n.name, MAC: mac.String(), PortMap: e.PortMap}
+	ep := &dockerEndpoint{ID: e.EndpointID, NetworkID: e.NetworkID, Network: n.name, PortMap: e.PortMap}
 	addr := e.Address
 	if !addr.IsValid() {
 		a, err := n.subnet.Allocate()
@@ -378,6 +383,29 @@ func (d *Daemon) dockerCreateEndpoint(ctx context.Context, e docker.Endpoint) (d
 	}
 	ep.Addrs = []string{addr.String()}
 	ep.MTU = dn.MTU
+	if mac == nil {
+		mac = endpointMAC(addr.Addr())
+	}
+	release := func() {
+		for _, s := range ep.Owned {
+			if a, err := netip.ParseAddr(s); err == nil {
+				n.subnet.Release(a)
+			}
+		}
+	}
+	for _, p := range n.vn.Ports() {
+		if p.Info().MAC.String() == mac.String() {
+			release()
+			return docker.EndpointInterface{}, fmt.Errorf("MAC %s is already in use by port %q on the network; give the container another --mac-address", mac, p.Name())
+		}
+	}
+	for _, o := range d.docker.endpoints {
+		if o.Network == n.name && o.MAC == mac.String() {
+			release()
+			return docker.EndpointInterface{}, fmt.Errorf("MAC %s is already in use by endpoint %s on the network; give the container another --mac-address", mac, docker.ShortID(o.ID))
+		}
+	}
+	ep.MAC = mac.String()
 	d.docker.endpoints[ep.ID] = ep
 	d.saveLocked()
 	return ep.iface(), nil
@@ -534,7 +562,7 @@ func (d *Daemon) dockerJoin(ctx context.Context, j docker.Join) (docker.JoinResp
 	p, err := d.plugLocked(plugSpec{
 		kind: api.KindDocker,
 		state: portState{Name: name, Network: n.name, MTU: ep.MTU,
-			Request: api.AttachRequest{Network: n.name, Name: name, ContainerID: ep.ID}},
+			Request: api.AttachRequest{Netns: j.SandboxKey, Network: n.name, Name: name, ContainerID: ep.ID}},
 		net:     n,
 		ns:      own,
 		ifname:  ifname,
