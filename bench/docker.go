@@ -94,14 +94,29 @@ type dockerd struct {
 	dir    string
 	socket string
 	proc   *proc
+	// cgroupParent holds the containers' cgroups, removed at the end.
+	cgroupParent string
+	// madePaths are the dockerHostPaths that did not exist before.
+	madePaths []string
 }
+
+// dockerHostPaths are made by any dockerd whatever its flags: its trust
+// key, and the directory Docker looks for plugin sockets in. Those the
+// run made are removed at the end, directories only when empty, as
+// another dockerd or tapswitchd may be using them.
+var dockerHostPaths = []string{"/etc/docker", "/etc/docker/key.json", "/run/docker", dockerPluginDir}
 
 func startDockerd(ctx context.Context, cl *cleanups) (*dockerd, error) {
 	dir, err := os.MkdirTemp("", "dbx-")
 	if err != nil {
 		return nil, err
 	}
-	d := &dockerd{dir: dir, socket: filepath.Join(dir, "docker.sock")}
+	d := &dockerd{dir: dir, socket: filepath.Join(dir, "docker.sock"), cgroupParent: fmt.Sprintf("/dbx-%d", pidForNames)}
+	for _, p := range dockerHostPaths {
+		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+			d.madePaths = append(d.madePaths, p)
+		}
+	}
 	cl.add(d.remove)
 	// An empty configuration file keeps /etc/docker/daemon.json, made for
 	// the host's own dockerd, out of the run.
@@ -118,6 +133,7 @@ func startDockerd(ctx context.Context, cl *cleanups) (*dockerd, error) {
 		"-H", "unix://"+d.socket,
 		"--containerd-namespace", ns,
 		"--containerd-plugins-namespace", ns+"-plugins",
+		"--cgroup-parent", d.cgroupParent,
 		"--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
 		"--bridge=none",
 		"--log-level", "warn")
@@ -159,14 +175,114 @@ func (d *dockerd) stop() error {
 	return err
 }
 
-// remove unmounts whatever dockerd left mounted under its directory
-// (overlays, namespace pins) and removes it.
+// remove ends what dockerd left running (its containerd and the
+// containers' shims, which name its directory), removes the containers'
+// cgroup parent, unmounts whatever is still mounted under its directory
+// (overlays, namespace pins), and removes that and the host paths it made.
 func (d *dockerd) remove() error {
-	err := unmountUnder(d.dir)
-	if rerr := os.RemoveAll(d.dir); rerr != nil {
-		return errors.Join(err, fmt.Errorf("remove dockerd's directory: %w", rerr))
+	var errs []error
+	killLeft(d.dir)
+	errs = append(errs, removeCgroupParent(d.cgroupParent))
+	errs = append(errs, unmountUnder(d.dir))
+	if err := os.RemoveAll(d.dir); err != nil {
+		errs = append(errs, fmt.Errorf("remove dockerd's directory: %w", err))
 	}
-	return err
+	for i := len(d.madePaths) - 1; i >= 0; i-- {
+		os.Remove(d.madePaths[i])
+	}
+	return errors.Join(errs...)
+}
+
+// killLeft waits a little for the processes whose command line names dir
+// to end, then kills those left, by pid.
+func killLeft(dir string) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pids := procsNaming(dir + "/")
+		if len(pids) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, pid := range pids {
+				logf("docker: killing pid %d, left running by dockerd", pid)
+				_ = unix.Kill(pid, unix.SIGKILL)
+			}
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// procsNaming lists the processes whose command line contains s.
+func procsNaming(s string) []int {
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	var pids []int
+	for _, p := range dirs {
+		pid, err := strconv.Atoi(filepath.Base(p))
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if b, err := os.ReadFile(filepath.Join(p, "cmdline")); err == nil && bytes.Contains(b, []byte(s)) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// removeCgroupParent removes the cgroup parent of the run's containers
+// from every cgroup hierarchy, deepest first, killing by pid what is
+// still in it: only the run's containers can be.
+func removeCgroupParent(parent string) error {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, m := range cgroupMounts(data) {
+		var dirs []string
+		_ = filepath.WalkDir(filepath.Join(m, parent), func(path string, de os.DirEntry, err error) error {
+			if err == nil && de.IsDir() {
+				dirs = append(dirs, path)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			for range 50 {
+				b, _ := os.ReadFile(filepath.Join(dirs[i], "cgroup.procs"))
+				pids := strings.Fields(string(b))
+				if len(pids) == 0 {
+					break
+				}
+				for _, p := range pids {
+					if pid, err := strconv.Atoi(p); err == nil {
+						_ = unix.Kill(pid, unix.SIGKILL)
+					}
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if err := os.Remove(dirs[i]); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("remove cgroup %s: %w", dirs[i], err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// cgroupMounts returns the mount points of the cgroup hierarchies in a
+// mountinfo table, v1 and v2.
+func cgroupMounts(mountinfo []byte) []string {
+	var out []string
+	for _, line := range strings.Split(string(mountinfo), "\n") {
+		_, after, ok := strings.Cut(line, " - ")
+		f, af := strings.Fields(line), strings.Fields(after)
+		if !ok || len(f) < 5 || len(af) < 1 {
+			continue
+		}
+		if af[0] == "cgroup" || af[0] == "cgroup2" {
+			out = append(out, unescapeMountinfo(f[4]))
+		}
+	}
+	return out
 }
 
 // unmountUnder unmounts every mount point at or below dir, deepest

@@ -202,3 +202,15 @@ func TestCleanupsRunLastFirst(t *testing.T) {
 		t.Error("cleanups ran twice")
 	}
 }
+
+func TestCgroupMounts(t *testing.T) {
+	info := `22 1 8:1 / / rw - ext4 /dev/vda rw
+30 22 0:26 / /sys/fs/cgroup/memory rw,relatime shared:9 - cgroup cgroup rw,memory
+31 22 0:27 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+32 22 0:28 / /sys/fs/cgroup-not rw - tmpfs cgroup rw
+`
+	got := cgroupMounts([]byte(info))
+	if want := []string{"/sys/fs/cgroup/memory", "/sys/fs/cgroup/unified"}; !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
