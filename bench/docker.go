@@ -747,6 +747,11 @@ func setupBridgePair(ctx context.Context, d *dockerd, cl *cleanups) (*dockerPair
 	if err := checkBridgePair(ctx, d, &p); err != nil {
 		return nil, err
 	}
+	// As for tapswitch: the first frames fill the ARP caches and the
+	// bridge's table, which the first test would otherwise be charged.
+	if err := waitPingIn(ctx, p.a.enter(), p.b.ip, 10*time.Second); err != nil {
+		return nil, err
+	}
 	return &p, nil
 }
 
