@@ -658,7 +658,7 @@ func startTapswitchDriver(ctx context.Context, cfg *config, plugin string, cl *c
 		return err
 	})
 	if err := tsd.start(ctx); err != nil {
-		if out := tsd.daemon.output.String(); strings.Contains(out, "unknown flag: --docker") {
+		if tsd.daemon != nil && strings.Contains(tsd.daemon.output.String(), "unknown flag: --docker") {
 			return nil, fmt.Errorf("%s has no Docker network driver (it does not know --docker): build tapswitchd with it, or run the bridge half alone with -only bridge", cfg.tapswitchd)
 		}
 		return nil, err
