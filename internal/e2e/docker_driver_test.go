@@ -125,14 +125,14 @@ func TestDockerDriverSession(t *testing.T) {
 	if got[front] != "10.131.40.0/24 10.131.40.1" || got[back] != "10.131.41.0/24 10.131.41.1" {
 		t.Fatalf("tapswitch network ls = %v, want %s on 10.131.40.0/24 and %s on 10.131.41.0/24", got, front, back)
 	}
-	if gw := dk.Inspect("ddback", "{{(index .IPAM.Config 0).Gateway}}"); gw != "10.131.41.1" {
-		t.Errorf("ddback's gateway as Docker has it = %q, want tapswitch's 10.131.41.1", gw)
-	}
 
 	dk.RunDetached("dd-db", []string{"--network", "ddback"}, HTTPServer...)
 	dk.RunDetached("dd-api", []string{"--network", "ddfront"})
 	_, apiFront := e.endpoint("dd-api", "ddfront")
 	_, dbPort := e.endpoint("dd-db", "ddback")
+	if gw := dk.Inspect("dd-db", `{{(index .NetworkSettings.Networks "ddback").Gateway}}`); gw != "10.131.41.1" {
+		t.Errorf("dd-db's gateway on ddback as Docker has it = %q, want tapswitch's 10.131.41.1", gw)
+	}
 	if p := e.port(apiFront); p.Kind != api.KindDocker || p.Network != front {
 		t.Errorf("port %s = kind %q on %q, want docker on %s", apiFront, p.Kind, p.Network, front)
 	}
@@ -259,7 +259,7 @@ func TestDockerDriverInternal(t *testing.T) {
 	e := newDockerDriver(t)
 	dk := e.dk
 	id := dk.MustDocker("network", "create", "-d", e.plugin, "--internal", "--subnet", "10.131.42.0/24", "ddinternal")
-	var n api.Network
+	var n api.NetworkDetail
 	if err := json.Unmarshal([]byte(e.mustCLI("network", "inspect", id[:12], "-o", "json")), &n); err != nil {
 		t.Fatal(err)
 	}
