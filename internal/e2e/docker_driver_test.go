@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -280,4 +281,69 @@ func TestDockerDriverInternal(t *testing.T) {
 	}
 	dk.MustDocker("rm", "-f", "dd-i1", "dd-i2")
 	dk.MustDocker("network", "rm", "ddinternal")
+}
+
+// TestDockerDriverSocketAndUpgrade checks the plugin socket (root's,
+// 0600; a second daemon refused while one serves it) and that
+// tapswitchd --upgrade hands it over with the Docker ports: traffic goes
+// on and Docker's next calls reach the successor.
+func TestDockerDriverSocketAndUpgrade(t *testing.T) {
+	e := newDockerDriver(t)
+	dk := e.dk
+	path := filepath.Join("/run/docker/plugins", e.plugin+".sock")
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatalf("plugin socket: %v", err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
+		t.Errorf("plugin socket %s is %v, want a socket with mode 0600", path, fi.Mode())
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Uid != 0 || st.Gid != 0 {
+		t.Errorf("plugin socket %s is not root's", path)
+	}
+
+	// Another daemon asking for the same plugin name is refused, and
+	// leaves the socket to the one serving it.
+	other, err := os.MkdirTemp("", "tsdd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(other)
+	out, err := run(filepath.Join(binDir, "tapswitchd"), "--socket", filepath.Join(other, "sock"), "--state-dir", filepath.Join(other, "state"),
+		"--docker", "--docker-plugin", e.plugin)
+	if err == nil || !strings.Contains(out, "another process serves the Docker plugin socket") {
+		t.Errorf("a second tapswitchd --docker-plugin %s = %v\n%s\nwant a refusal", e.plugin, err, out)
+	}
+	if c, err := net.Dial("unix", path); err != nil {
+		t.Errorf("the plugin socket no longer answers after the refused start: %v", err)
+	} else {
+		c.Close()
+	}
+
+	dk.MustDocker("network", "create", "-d", e.plugin, "--subnet", "10.131.43.0/24", "ddup")
+	dk.RunDetached("dd-u1", []string{"--network", "ddup"}, HTTPServer...)
+	dk.RunDetached("dd-u2", []string{"--network", "ddup"})
+	_, u2 := e.endpoint("dd-u2", "ddup")
+	took := e.upgrade()
+	t.Logf("the previous tapswitchd exited %v after tapswitchd --upgrade started", took)
+	if st := e.status(); st.RestoredPorts != 2 || st.DroppedPorts != 0 {
+		t.Errorf("after --upgrade: %d ports restored, %d dropped; want 2 and 0", st.RestoredPorts, st.DroppedPorts)
+	}
+	before := e.port(u2).Stats.TxFrames
+	if out := e.mustExec("dd-u2", "wget", "-qO-", "http://dd-u1/"); out != dockerPage {
+		t.Errorf("after --upgrade, wget http://dd-u1/ = %q", out)
+	}
+	if after := e.port(u2).Stats.TxFrames; after == before {
+		t.Errorf("after --upgrade, port %s forwarded no frames", u2)
+	}
+	// Docker's next calls reach the successor.
+	dk.RunDetached("dd-u3", []string{"--network", "ddup"})
+	if out, err := dk.Exec("dd-u3", "ping", "-c", "1", "-W", "5", "dd-u1"); err != nil {
+		t.Errorf("a container started after --upgrade cannot ping: %v\n%s", err, out)
+	}
+	dk.MustDocker("rm", "-f", "dd-u1", "dd-u2", "dd-u3")
+	dk.MustDocker("network", "rm", "ddup")
+	if len(e.ports()) != 0 {
+		t.Errorf("ports left after the containers were removed:\n%s", e.mustCLI("ports"))
+	}
 }
