@@ -694,7 +694,10 @@ func (d *Daemon) dockerProgramExternal(ctx context.Context, nid, eid string, pm 
 		return fmt.Errorf("endpoint %s has not joined a container", docker.ShortID(eid))
 	}
 	p, ok := d.ports[ep.Port.Name]
-	if !ok || len(p.proxies) > 0 || len(ep.PortMap) == 0 {
+	if !ok {
+		return nil
+	}
+	if len(p.proxies) > 0 || len(ep.PortMap) == 0 {
 		return nil
 	}
 	if p.net.internal {
@@ -720,6 +723,42 @@ func (d *Daemon) dockerProgramExternal(ctx context.Context, nid, eid string, pm 
 	d.storeLocked(p)
 	d.saveLocked()
 	return nil
+}
+
+// locateDockerPortsLocked records where Docker has put the TAPs of the
+// Docker ports not yet found in their containers: Docker moves a TAP
+// into the container and renames it after the driver's calls, when it
+// sets up the container's namespace. A port then shows the container's
+// name of it; the switch, holding its queues, needs nothing. Each port
+// is looked for until found, when the ports are listed.
+func (d *Daemon) locateDockerPortsLocked() {
+	finder, ok := d.host.(dockerTAPFinder)
+	if !ok {
+		return
+	}
+	changed := false
+	for _, ep := range d.docker.endpoints {
+		if ep.Port == nil || ep.SandboxKey == "" {
+			continue
+		}
+		p, ok := d.ports[ep.Port.Name]
+		if !ok || p.kind != api.KindDocker || p.nsPath == ep.SandboxKey {
+			continue
+		}
+		nsPath, ifname, err := finder.findDockerTAP(ep.SandboxKey, ep.MAC, dockerIfname(ep.ID))
+		if err != nil || nsPath != ep.SandboxKey {
+			continue
+		}
+		ns, err := nsIDOf(nsPath)
+		if err != nil {
+			continue
+		}
+		p.nsPath, p.ns, p.state.Ifname = nsPath, ns, ifname
+		changed = true
+	}
+	if changed {
+		d.saveLocked()
+	}
 }
 
 // dockerTarget is the address of p the published ports forward to.

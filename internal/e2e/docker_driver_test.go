@@ -134,8 +134,8 @@ func TestDockerDriverSession(t *testing.T) {
 	if gw := dk.Inspect("dd-db", `{{(index .NetworkSettings.Networks "ddback").Gateway}}`); gw != "10.131.41.1" {
 		t.Errorf("dd-db's gateway on ddback as Docker has it = %q, want tapswitch's 10.131.41.1", gw)
 	}
-	if p := e.port(apiFront); p.Kind != api.KindDocker || p.Network != front {
-		t.Errorf("port %s = kind %q on %q, want docker on %s", apiFront, p.Kind, p.Network, front)
+	if p := e.port(apiFront); p.Kind != api.KindDocker || p.Network != front || p.Ifname != "eth0" {
+		t.Errorf("port %s = kind %q on %q, interface %q; want docker on %s, eth0 (Docker's name)", apiFront, p.Kind, p.Network, p.Ifname, front)
 	}
 	if ip := e.port(dbPort).IPs; len(ip) != 1 || !strings.HasPrefix(ip[0], "10.131.41.") {
 		t.Errorf("db's port has %v, want an address of ddback from tapswitch's IPAM", ip)
