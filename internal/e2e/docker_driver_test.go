@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tapswitch/tapswitch/api"
+	"github.com/tapswitch/tapswitch/internal/daemon"
 )
 
 // The Docker network and IPAM driver with a real dockerd: the session of
@@ -235,6 +236,30 @@ func TestDockerDriverSession(t *testing.T) {
 		t.Errorf("host port %d still served after docker rm", hostPort)
 	}
 
+	// -p without a host port: tapswitch chooses a free one.
+	dk.RunDetached("dd-web2", []string{"--network", "ddfront", "-p", "127.0.0.1::80"}, HTTPServer...)
+	_, web2Port := e.endpoint("dd-web2", "ddfront")
+	pub := e.port(web2Port).Publish
+	if len(pub) != 1 || !strings.HasPrefix(pub[0], "127.0.0.1:") || !strings.HasSuffix(pub[0], ":80/tcp") {
+		t.Fatalf("tapswitch ports shows %v for -p 127.0.0.1::80, want 127.0.0.1:PORT:80/tcp", pub)
+	}
+	if chosen := strings.Split(pub[0], ":")[1]; chosen == "0" {
+		t.Errorf("host port 0 published: %v", pub)
+	} else if out, err := httpGet("http://127.0.0.1:" + chosen + "/"); err != nil || out != dockerPage {
+		t.Errorf("GET on the chosen host port %s = %q, %v", chosen, out, err)
+	}
+	dk.MustDocker("rm", "-f", "dd-web2")
+
+	// docker network disconnect takes eth1 away, and its port.
+	dk.MustDocker("network", "disconnect", "ddback", "dd-api")
+	if p := findPort(e.ports(), apiBack); p != nil {
+		t.Errorf("port %s left after docker network disconnect", apiBack)
+	}
+	if out, err := dk.Exec("dd-api", "cat", "/sys/class/net/eth1/tun_flags"); err == nil {
+		t.Errorf("eth1 still in dd-api after docker network disconnect: %s", out)
+	}
+	dk.MustDocker("network", "connect", "ddback", "dd-api")
+
 	// docker restart: a new endpoint, and traffic again.
 	dk.MustDocker("restart", "-t", "1", "dd-db")
 	if out := e.mustExec("dd-api", "wget", "-qO-", "http://dd-db/"); out != dockerPage {
@@ -345,5 +370,45 @@ func TestDockerDriverSocketAndUpgrade(t *testing.T) {
 	dk.MustDocker("network", "rm", "ddup")
 	if len(e.ports()) != 0 {
 		t.Errorf("ports left after the containers were removed:\n%s", e.mustCLI("ports"))
+	}
+}
+
+// TestDockerDriverCrashMidJoin leaves what a tapswitchd killed in the
+// middle of a Join leaves (a TAP of its own in its namespace that no port
+// holds, and the intent record of the Join) and checks that the next
+// start removes both.
+func TestDockerDriverCrashMidJoin(t *testing.T) {
+	requireDocker(t)
+	plugin := fmt.Sprintf("dd-%08x", rand.Uint32())
+	e := newEnvArgs(t, []string{"--docker", "--docker-plugin", plugin, "--remove-on-exit=false"})
+	if err := e.stopDaemon(); err != nil {
+		t.Fatal(err)
+	}
+	e.stopped = false
+	id := strings.TrimPrefix(daemon.TableName(e.stateDir()), "tapswitch-")
+	name := fmt.Sprintf("%012x", rand.Uint64()&(1<<48-1))
+	ifname := "ts" + name + "0"
+	t.Cleanup(func() { run("ip", "link", "del", ifname) })
+	for _, args := range [][]string{
+		{"ip", "tuntap", "add", "mode", "tap", "multi_queue", "name", ifname},
+		{"ip", "link", "set", ifname, "alias", "tapswitch " + id},
+	} {
+		if out, err := run(args[0], args[1:]...); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	intent := filepath.Join(e.stateDir(), "intents", name+".json")
+	rec := fmt.Sprintf(`{"port":%q,"network":"x","netns_path":"/proc/thread-self/ns/net","ifname":%q}`, name, ifname)
+	if err := os.WriteFile(intent, []byte(rec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.startDaemon()
+	// Answered once the start, its sweep included, is over.
+	e.status()
+	if out, err := run("ip", "link", "show", ifname); err == nil {
+		t.Errorf("the TAP of the interrupted Join is still there after the start:\n%s", out)
+	}
+	if _, err := os.Stat(intent); err == nil {
+		t.Errorf("the intent record %s is still there after the start", intent)
 	}
 }
