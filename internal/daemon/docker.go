@@ -562,7 +562,7 @@ func (d *Daemon) dockerJoin(ctx context.Context, j docker.Join) (docker.JoinResp
 	p, err := d.plugLocked(plugSpec{
 		kind: api.KindDocker,
 		state: portState{Name: name, Network: n.name, MTU: ep.MTU,
-			Request: api.AttachRequest{Netns: j.SandboxKey, Network: n.name, Name: name, ContainerID: ep.ID}},
+			Request: api.AttachRequest{Netns: j.SandboxKey, Network: n.name, Name: name}},
 		net:     n,
 		ns:      own,
 		ifname:  ifname,
@@ -925,7 +925,7 @@ func dockerOwnsPort(p *port) error {
 	if p.kind != api.KindDocker {
 		return nil
 	}
-	return invalid("port %q is Docker's (endpoint %s): remove it with docker rm, docker stop or docker network disconnect", p.name(), docker.ShortID(p.state.Request.ContainerID))
+	return invalid("port %q is a Docker container's: remove it with docker rm, docker stop or docker network disconnect", p.name())
 }
 
 // dockerOwnsNetworkLocked refuses to remove a network Docker manages.
