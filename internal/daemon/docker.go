@@ -211,8 +211,8 @@ func (d *Daemon) dockerNetLocked(id string) (*dockerNet, *network, error) {
 	return dn, n, nil
 }
 
-// dockerManaged says which Docker object holds the tapswitch network or
-// port name, if any.
+// dockerNetworkOf is the id of the Docker network that is the tapswitch
+// network name, if any.
 func (d *Daemon) dockerNetworkOf(name string) (string, bool) {
 	for _, dn := range d.docker.nets {
 		if dn.Network == name {
@@ -222,7 +222,7 @@ func (d *Daemon) dockerNetworkOf(name string) (string, bool) {
 	return "", false
 }
 
-// CreateNetwork implements docker.Backend.
+// dockerCreateNetwork is docker.Backend's CreateNetwork.
 func (d *Daemon) dockerCreateNetwork(ctx context.Context, dn docker.Network) error {
 	if err := d.lockFor(ctx); err != nil {
 		return err
@@ -276,7 +276,7 @@ func (d *Daemon) dockerCreateNetwork(ctx context.Context, dn docker.Network) err
 	return nil
 }
 
-// DeleteNetwork implements docker.Backend.
+// dockerDeleteNetwork is docker.Backend's DeleteNetwork.
 func (d *Daemon) dockerDeleteNetwork(ctx context.Context, id string) error {
 	if err := d.lockFor(ctx); err != nil {
 		return err
@@ -330,7 +330,7 @@ func endpointMAC(a netip.Addr) net.HardwareAddr {
 	return m
 }
 
-// CreateEndpoint implements docker.Backend.
+// dockerCreateEndpoint is docker.Backend's CreateEndpoint.
 func (d *Daemon) dockerCreateEndpoint(ctx context.Context, e docker.Endpoint) (docker.EndpointInterface, error) {
 	if err := d.lockFor(ctx); err != nil {
 		return docker.EndpointInterface{}, err
@@ -430,7 +430,7 @@ func (d *Daemon) givenByPoolLocked(n *network, a netip.Addr) bool {
 	return false
 }
 
-// DeleteEndpoint implements docker.Backend.
+// dockerDeleteEndpoint is docker.Backend's DeleteEndpoint.
 func (d *Daemon) dockerDeleteEndpoint(ctx context.Context, nid, eid string) error {
 	if err := d.lockFor(ctx); err != nil {
 		return err
@@ -454,7 +454,7 @@ func (d *Daemon) dockerDeleteEndpoint(ctx context.Context, nid, eid string) erro
 	return nil
 }
 
-// EndpointInfo implements docker.Backend.
+// dockerEndpointInfo is docker.Backend's EndpointInfo.
 func (d *Daemon) dockerEndpointInfo(ctx context.Context, nid, eid string) (map[string]any, error) {
 	if err := d.lockFor(ctx); err != nil {
 		return nil, err
@@ -495,7 +495,7 @@ func dockerIfname(eid string) string {
 	return "ts" + eid
 }
 
-// Join implements docker.Backend.
+// dockerJoin is docker.Backend's Join.
 func (d *Daemon) dockerJoin(ctx context.Context, j docker.Join) (docker.JoinResponse, error) {
 	if err := d.lockFor(ctx); err != nil {
 		return docker.JoinResponse{}, err
@@ -647,7 +647,7 @@ func freePort(m publish.Mapping, from, to int) (uint16, error) {
 	return 0, fmt.Errorf("host ports %d-%d/%s are all in use: %w", from, to, m.Proto, publish.ErrPortInUse)
 }
 
-// Leave implements docker.Backend.
+// dockerLeave is docker.Backend's Leave.
 func (d *Daemon) dockerLeave(ctx context.Context, nid, eid string) error {
 	if err := d.lockFor(ctx); err != nil {
 		return err
@@ -677,7 +677,7 @@ func (d *Daemon) leaveLocked(ep *dockerEndpoint) {
 	ep.Port, ep.SandboxKey, ep.Publish = nil, "", nil
 }
 
-// ProgramExternal implements docker.Backend.
+// dockerProgramExternal is docker.Backend's ProgramExternal.
 func (d *Daemon) dockerProgramExternal(ctx context.Context, nid, eid string, pm []docker.PortBinding) error {
 	if err := d.lockFor(ctx); err != nil {
 		return err
@@ -771,7 +771,7 @@ func dockerTarget(p *port) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-// RevokeExternal implements docker.Backend.
+// dockerRevokeExternal is docker.Backend's RevokeExternal.
 func (d *Daemon) dockerRevokeExternal(ctx context.Context, nid, eid string) error {
 	if err := d.lockFor(ctx); err != nil {
 		return err
@@ -794,7 +794,7 @@ func (d *Daemon) dockerRevokeExternal(ctx context.Context, nid, eid string) erro
 	return nil
 }
 
-// RequestPool implements docker.Backend.
+// dockerRequestPool is docker.Backend's RequestPool.
 func (d *Daemon) dockerRequestPool(ctx context.Context, req docker.Pool) (string, netip.Prefix, error) {
 	if err := d.lockFor(ctx); err != nil {
 		return "", netip.Prefix{}, err
@@ -834,7 +834,7 @@ func (d *Daemon) dockerRequestPool(ctx context.Context, req docker.Pool) (string
 	return id, prefix, nil
 }
 
-// ReleasePool implements docker.Backend.
+// dockerReleasePool is docker.Backend's ReleasePool.
 func (d *Daemon) dockerReleasePool(ctx context.Context, id string) error {
 	if err := d.lockFor(ctx); err != nil {
 		return err
@@ -856,7 +856,7 @@ func (d *Daemon) dockerReleasePool(ctx context.Context, id string) error {
 	return nil
 }
 
-// RequestAddress implements docker.Backend.
+// dockerRequestAddress is docker.Backend's RequestAddress.
 func (d *Daemon) dockerRequestAddress(ctx context.Context, id string, addr netip.Addr, gateway bool) (netip.Prefix, error) {
 	if err := d.lockFor(ctx); err != nil {
 		return netip.Prefix{}, err
@@ -902,7 +902,7 @@ func (d *Daemon) dockerRequestAddress(ctx context.Context, id string, addr netip
 	return netip.PrefixFrom(addr, bits), nil
 }
 
-// ReleaseAddress implements docker.Backend.
+// dockerReleaseAddress is docker.Backend's ReleaseAddress.
 func (d *Daemon) dockerReleaseAddress(ctx context.Context, id string, addr netip.Addr) error {
 	if err := d.lockFor(ctx); err != nil {
 		return err
