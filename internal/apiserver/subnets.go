@@ -110,4 +110,3 @@ func subnetSpec(a api.SubnetRequest) (SubnetSpec, error) {
 	}
 	return SubnetSpec{Prefix: prefix, Gateway: gw, IPv6: prefix.Addr().Is6() && !prefix.Addr().Is4In6()}, nil
 }
-
