@@ -57,17 +57,6 @@ func (n *network) gatewayPrefixes() []netip.Prefix {
 	return out
 }
 
-// gatewayOf returns n's gateway of a's family, or an invalid address if
-// n has no subnet of that family.
-func (n *network) gatewayOf(a netip.Addr) netip.Addr {
-	for _, s := range n.subnets {
-		if s.Prefix().Addr().Is4() == a.Is4() {
-			return s.Gateway()
-		}
-	}
-	return netip.Addr{}
-}
-
 // subnetsString lists n's subnets for messages and events.
 func (n *network) subnetsString() string {
 	var s []string
