@@ -438,3 +438,65 @@ func TestDualStackErrors(t *testing.T) {
 		t.Errorf("tapswitch network create --ipv6: subnets %v, want 10.141.13.0/24 and fd41:0:0:ff00::/64", six.Subnets)
 	}
 }
+
+// TestDualStackOutbound: a dual-stack network reaches a host outside
+// over IPv4 and IPv6 through the gateway, masqueraded (the outside host
+// has no route back to the network: only the host's own address can be
+// answered); nothing new enters from outside, of either family; an
+// internal dual-stack network reaches nothing outside over either.
+func TestDualStackOutbound(t *testing.T) {
+	e := newEnv(t)
+	out := e.dsNetns("out")
+	id := rand.N(0x10000)
+	// Not "tsw-": the daemon's isolation rules cover that prefix.
+	hostIf, peer := fmt.Sprintf("dso%04x", id), fmt.Sprintf("dsp%04x", id)
+	if o, err := run("ip", "link", "add", hostIf, "type", "veth", "peer", "name", peer, "netns", out); err != nil {
+		t.Fatalf("ip link add %s type veth: %v\n%s", hostIf, err, o)
+	}
+	t.Cleanup(func() { run("ip", "link", "del", hostIf) })
+	const outside4, outside6 = "10.141.200.2", "fd41:0:0:c8::2"
+	for _, c := range [][]string{
+		{"ip", "addr", "add", "10.141.200.1/24", "dev", hostIf},
+		{"ip", "addr", "add", "fd41:0:0:c8::1/64", "dev", hostIf, "nodad"},
+		{"ip", "link", "set", hostIf, "up"},
+		{"ip", "netns", "exec", out, "ip", "addr", "add", outside4 + "/24", "dev", peer},
+		{"ip", "netns", "exec", out, "ip", "addr", "add", outside6 + "/64", "dev", peer, "nodad"},
+		{"ip", "netns", "exec", out, "ip", "link", "set", peer, "up"},
+	} {
+		if o, err := run(c[0], c[1:]...); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(c, " "), err, o)
+		}
+	}
+	nsOpen, nsShut := e.dsNetns("open"), e.dsNetns("shut")
+	e.mustCLI("network", "create", "dsopen", "--subnet", "10.141.20.0/24", "--subnet", "fd41:0:0:20::/64")
+	e.mustCLI("network", "create", "dsshut", "--subnet", "10.141.21.0/24", "--subnet", "fd41:0:0:21::/64", "--internal")
+	e.attach(nsOpen, "--network", "dsopen", "--name", "dsopen1")
+	e.attach(nsShut, "--network", "dsshut", "--name", "dsshut1")
+	_, open6 := portAddrs(t, findPort(e.ports(), "dsopen1"))
+
+	if o, err := ping4(nsOpen, outside4); err != nil {
+		t.Errorf("ping -4 %s from %s: %v\n%s", outside4, nsOpen, err, o)
+	}
+	if o, err := ping6(nsOpen, outside6); err != nil {
+		t.Errorf("ping -6 %s from %s: %v\n%s", outside6, nsOpen, err, o)
+	}
+	if o, err := ping4(nsShut, outside4); err == nil {
+		t.Errorf("ping -4 %s from %s on an internal network: replies came\n%s", outside4, nsShut, o)
+	}
+	if o, err := ping6(nsShut, outside6); err == nil {
+		t.Errorf("ping -6 %s from %s on an internal network: replies came\n%s", outside6, nsShut, o)
+	}
+	// The internal network's gateway still answers, over both families.
+	if o, err := ping6(nsShut, "fd41:0:0:21::1"); err != nil {
+		t.Errorf("ping -6 the internal network's gateway from %s: %v\n%s", nsShut, err, o)
+	}
+	mustPing(t, nsShut, "10.141.21.1")
+	// Only replies enter: the outside host, given a route to the
+	// network through the host, reaches no port.
+	if o, err := nsRun(out, "ip", "-6", "route", "add", "fd41:0:0:20::/64", "via", "fd41:0:0:c8::1"); err != nil {
+		t.Fatalf("ip -6 route add in %s: %v\n%s", out, err, o)
+	}
+	if o, err := ping6(out, open6); err == nil {
+		t.Errorf("ping -6 %s (a port) from outside: replies came\n%s", open6, o)
+	}
+}
