@@ -3,6 +3,7 @@ package daemon
 import (
 	"cmp"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
 
@@ -160,7 +161,22 @@ func (d *Daemon) refreshResolvConfLocked(ns nsID) {
 	if !nameserver.IsValid() {
 		return
 	}
+	// Most changes leave it as it is (a port of a namespace on one
+	// network); the write syncs the file, which an attach need not wait
+	// for then.
+	want, err := dns.ResolvConfText(d.resolvOwner(), nameserver, search)
+	if have, rerr := os.ReadFile(path); err == nil && rerr == nil && string(have) == want {
+		return
+	}
 	if err := dns.WriteResolvConfAs(path, d.resolvOwner(), nameserver, search); err != nil {
 		d.log.Warn("resolv.conf of the namespace not updated: names of its other networks may not resolve", "path", path, "err", err)
 	}
+}
+
+// searchOf is the search domains of a namespace on n alone.
+func searchOf(n *network) []string {
+	if dom := n.records.Domain(); dom != "" {
+		return []string{dom}
+	}
+	return nil
 }

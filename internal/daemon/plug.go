@@ -187,7 +187,7 @@ func (d *Daemon) plugLocked(s plugSpec) (_ *port, err error) {
 		}
 	}
 	if s.kind == api.KindContainer && !s.restore && resolvConf == "" && len(local) > 0 {
-		resolvConf = d.writeResolvConf(s.state.Request.Netns, n.subnet.Gateway())
+		resolvConf = d.writeResolvConf(s.state.Request.Netns, n.subnet.Gateway(), searchOf(n))
 	}
 	if s.kind == api.KindContainer {
 		p.state.ResolvConf = resolvConf

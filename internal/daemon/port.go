@@ -429,14 +429,15 @@ func (d *Daemon) forgetLocked(p *port) {
 	d.removeResolvConf(p.state.ResolvConf)
 }
 
-// writeResolvConf points the namespace named netns at nameserver, through
+// writeResolvConf points the namespace named netns at nameserver, with
+// the search domains search (see names.go), through
 // the file `ip netns exec` bind-mounts over /etc/resolv.conf, and returns
 // its path; or "" for a namespace given by pid or path, which no such
 // file serves, or when someone else wrote one (the administrator, or a
 // tapswitchd of another state directory). A failure is logged, not
 // returned: the port works without it. Nothing is written through a
 // symbolic link (see dns.WriteResolvConfAs).
-func (d *Daemon) writeResolvConf(netns string, nameserver netip.Addr) string {
+func (d *Daemon) writeResolvConf(netns string, nameserver netip.Addr, search []string) string {
 	path := resolvConfPath(netns)
 	if path == "" {
 		return ""
@@ -451,7 +452,7 @@ func (d *Daemon) writeResolvConf(netns string, nameserver netip.Addr) string {
 		d.log.Info("resolv.conf of the namespace left as it is: it was not written by this tapswitchd", "path", path)
 		return ""
 	}
-	if err := dns.WriteResolvConfAs(path, d.resolvOwner(), nameserver, nil); err != nil {
+	if err := dns.WriteResolvConfAs(path, d.resolvOwner(), nameserver, search); err != nil {
 		d.log.Warn("names will not resolve through the gateway in this namespace", "netns", netns, "err", err)
 		return ""
 	}
