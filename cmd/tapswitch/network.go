@@ -286,8 +286,12 @@ func newConnect(g *globals) *cobra.Command {
 		Long: `Create a further TAP in the namespace of PORT (named eth1, eth2, ...: the
 first free ethN) and attach it to NETWORK. The new port is named
 PORT-NETWORK unless --name says otherwise; NETWORK's DNS answers for it
-with PORT's name. It gets an address from NETWORK's subnet unless --ip
-gives one, and no default route: the namespace keeps the one it has.
+with PORT's name. It gets an address of each of NETWORK's subnets (two
+on a dual-stack network) unless --ip gives them, and no default route:
+the namespace keeps the one it has. The namespace then resolves the
+names of every network it is on, as NAME and NAME.NETWORK, and its
+resolv.conf (for a namespace attached by name) lists each network as a
+search domain; names of networks it is not on stay unknown to it.
 A PORT in tapswitchd's own namespace, the host's (attached with
 --allow-host-netns), needs --allow-host-netns here too.`,
 		Example: `  tapswitch connect api back
