@@ -79,7 +79,8 @@ const (
 	// were dropped; Reason is the drop reason. Counts: drops.
 	EventPortSecurity EventType = "port.security"
 	// EventNetworkCreate: a network was created. Attrs: subnet,
-	// gateway, internal.
+	// gateway (of a dual-stack network, both, comma-separated, the
+	// IPv4 one first), internal.
 	EventNetworkCreate EventType = "network.create"
 	// EventNetworkRemove: a network was removed. Counts: ports (those
 	// detached with it).
