@@ -327,6 +327,21 @@ func TestDualStackNamesAcrossNetworks(t *testing.T) {
 			t.Errorf("DNS A dsweb from %s = %v, %v; want %s", nsAPI, answers(r), err, web4)
 		}
 	})
+	t.Run("the first network leaving", func(t *testing.T) {
+		// Back on dsback, then off dsfront, its first network: the
+		// nameserver becomes dsback's gateway.
+		e.mustCLI("connect", "dsapi", "dsback", "--name", "dsapi-b")
+		e.mustCLI("detach", "dsapi")
+		if rc := resolvConf(t, nsAPI); !strings.Contains(rc, "nameserver 10.141.4.1\n") || !strings.Contains(rc, "search dsback\n") || strings.Contains(rc, "dsfront") {
+			t.Errorf("resolv.conf of %s on dsback only:\n%s\nwant nameserver 10.141.4.1 and search dsback", nsAPI, rc)
+		}
+		if out, err := ping6(nsAPI, "dsdb"); err != nil || !strings.Contains(out, db6) {
+			t.Errorf("ping -6 dsdb from %s on dsback only: %v\n%s", nsAPI, err, out)
+		}
+		if r, err := dnsQuery(nsAPI, "10.141.4.1:53", "dsweb", mdns.TypeA); err != nil || r.Rcode != mdns.RcodeNameError {
+			t.Errorf("DNS A dsweb from %s, no longer on dsfront = %v, %v; want NXDOMAIN", nsAPI, answers(r), err)
+		}
+	})
 }
 
 // TestDualStackRestart: a restarted tapswitchd (SIGTERM, then kill -9)
