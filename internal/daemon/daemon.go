@@ -124,6 +124,8 @@ type Daemon struct {
 	requestsDropped atomic.Uint64
 	// captures are the running captures (capture.go).
 	captures captureSlots
+	// docker is what the Docker network driver keeps (docker.go).
+	docker dockerState
 }
 
 var _ apiserver.Backend = (*Daemon)(nil)
@@ -211,6 +213,7 @@ func newDaemon(cfg Config, h host) (_ *Daemon, err error) {
 	if err := d.restoreLocked(doc); err != nil {
 		return nil, err
 	}
+	d.restoreDockerLocked(doc.Docker)
 	d.inheritedDoneLocked()
 	restored := time.Since(cfg.Started)
 	table := TableName(cfg.StateDir)
@@ -294,7 +297,7 @@ func (d *Daemon) shutdown(remove bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, p := range d.ports {
-		if p.kind == api.KindContainer {
+		if p.kind != api.KindGateway {
 			d.forgetLocked(p)
 		}
 	}
@@ -392,9 +395,10 @@ func (d *Daemon) portFailed(sp *vswitch.Port, err error) {
 func (d *Daemon) Ports(all bool) []api.Port {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.locateDockerPortsLocked()
 	var out []api.Port
 	for _, sp := range d.sw.Ports() {
-		if p, ok := d.ports[sp.Name()]; ok && p.sw == sp && (all || p.kind == api.KindContainer) {
+		if p, ok := d.ports[sp.Name()]; ok && p.sw == sp && (all || p.kind != api.KindGateway) {
 			out = append(out, p.view())
 		}
 	}
