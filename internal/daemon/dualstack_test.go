@@ -12,6 +12,7 @@ import (
 	mdns "github.com/miekg/dns"
 
 	"github.com/tapswitch/tapswitch/api"
+	"github.com/tapswitch/tapswitch/internal/docker"
 )
 
 // dualNet creates network "front" with an IPv4 and an IPv6 subnet, each
@@ -221,5 +222,41 @@ func TestPeerNames(t *testing.T) {
 	}
 	if got := d.peers.lookup("front", addrOf(web)); got != nil {
 		t.Fatalf("after web left back, front's server answers it the names of %v, want none", got)
+	}
+}
+
+// TestDockerPoolIsTheNetworksSubnet: a network made on a pool of the
+// Docker IPAM driver hands out, and takes back, addresses of the pool's
+// subnet, whichever way a port comes and goes: its first subnet is the
+// pool's.
+func TestDockerPoolIsTheNetworksSubnet(t *testing.T) {
+	ctx := context.Background()
+	h := newFakeHost()
+	d := startDaemon(t, t.TempDir(), h)
+	defer d.CloseAndRemove()
+	b := d.Docker()
+	id, _, err := b.RequestPool(ctx, docker.Pool{Prefix: netip.MustParsePrefix("10.141.40.0/24")})
+	if err != nil {
+		t.Fatalf("RequestPool = %v", err)
+	}
+	if _, err := b.RequestAddress(ctx, id, netip.Addr{}, true); err != nil {
+		t.Fatalf("RequestAddress(gateway) = %v", err)
+	}
+	dockerNetwork(t, b, dnID2, "10.141.40.0/24")
+	n := d.nets[docker.ShortID(dnID2)]
+	if n.subnets[0] != n.subnet || n.subnet != d.docker.pools[id].sub {
+		t.Fatalf("network on a Docker pool: subnets[0] %p, subnet %p, pool %p; want one subnet", n.subnets[0], n.subnet, d.docker.pools[id].sub)
+	}
+	if _, err := d.Attach(ctx, api.AttachRequest{Netns: self, Network: n.name, Name: "web", Ifname: "t0"}); err != nil {
+		t.Fatalf("Attach to the Docker network = %v", err)
+	}
+	if got := d.docker.pools[id].sub.Allocated(); len(got) != 1 {
+		t.Fatalf("the pool holds %v after an attach, want the port's address", got)
+	}
+	if err := d.Detach(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.docker.pools[id].sub.Allocated(); len(got) != 0 {
+		t.Fatalf("the pool holds %v after the detach, want nothing", got)
 	}
 }
