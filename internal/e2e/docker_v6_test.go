@@ -261,6 +261,28 @@ func TestDockerV6DockerIPAM(t *testing.T) {
 	if r := e.cli("network", "inspect", tsNet); r.code == 0 {
 		t.Errorf("network %s left after docker network rm", tsNet)
 	}
+
+	// --ipv6 without an IPv6 subnet: Docker's IPAM has no IPv6 pool of
+	// its own and refuses. An IPv6 --subnet without --ipv6: Docker
+	// leaves IPv6 out (no IPv6 data reaches the driver), as with its
+	// bridge driver: the network and its containers are IPv4 only.
+	if out, err := dk.Docker("network", "create", "-d", e.plugin, "--ipv6", "--subnet", "10.133.6.0/24", "d6nov6"); err == nil {
+		t.Errorf("docker network create --ipv6 without an IPv6 subnet succeeded: %s", out)
+		dk.Docker("network", "rm", "d6nov6")
+	} else {
+		t.Logf("--ipv6 without an IPv6 subnet, Docker's IPAM: %s", strings.TrimSpace(out))
+	}
+	id = dk.MustDocker("network", "create", "-d", e.plugin, "--subnet", "10.133.7.0/24", "--subnet", "fd33:0:0:7::/64", "d6noflag")
+	if got := e.networkSubnets(id[:12]); len(got) != 1 || got[0] != "10.133.7.0/24 10.133.7.1" {
+		t.Errorf("an IPv6 --subnet without --ipv6 made tapswitch network %v, want 10.133.7.0/24 only, as Docker leaves IPv6 out", got)
+	}
+	dk.RunDetached("d6-p", []string{"--network", "d6noflag"})
+	_, pPort := e.endpoint("d6-p", "d6noflag")
+	if ips := e.port(pPort).IPs; len(ips) != 1 {
+		t.Errorf("a container on a network without --ipv6 has %v in tapswitch, want its IPv4 address only", ips)
+	}
+	dk.MustDocker("rm", "-f", "d6-p")
+	dk.MustDocker("network", "rm", "d6noflag")
 }
 
 // TestDockerV6TapswitchIPAM: --ipam-driver of tapswitch with --ipv6: the
