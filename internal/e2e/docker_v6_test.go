@@ -159,11 +159,15 @@ func checkDualStack(t *testing.T, e *dockerDriverEnv, network, tsNet string, use
 	// over IPv6. Frames cross tapswitch: d6-b's port counts them.
 	if out, err := dk.Exec("d6-b", "nslookup", "-type=AAAA", "d6-a", "127.0.0.11"); err != nil || !strings.Contains(out, a6.String()) {
 		t.Errorf("nslookup -type=AAAA d6-a in d6-b = %v\n%s\nwant %s", err, out, a6)
+	} else {
+		t.Logf("docker exec d6-b nslookup -type=AAAA d6-a 127.0.0.11:\n%s", out)
 	}
 	before := e.port(bPort).Stats
 	for _, target := range []string{"d6-a", a6.String()} {
 		if out, err := dk.Exec("d6-b", "ping", "-6", "-c", "3", "-W", "5", target); err != nil || !strings.Contains(out, a6.String()) {
 			t.Errorf("ping -6 %s from d6-b: %v\n%s", target, err, out)
+		} else {
+			t.Logf("docker exec d6-b ping -6 -c 3 %s:\n%s", target, out)
 		}
 	}
 	url := fmt.Sprintf("http://[%s]/", a6)
@@ -216,6 +220,7 @@ func TestDockerV6DockerIPAM(t *testing.T) {
 		t.Fatalf("tapswitch network %s has %v, want %v", tsNet, got, want)
 	}
 	t.Logf("tapswitch network ls:\n%s", e.mustCLI("network", "ls"))
+	t.Logf("docker network inspect d6dual (IPAM): %s", dk.Inspect("d6dual", `{{json .EnableIPv6}} {{json .IPAM.Config}}`))
 	checkDualStack(t, e, "d6dual", tsNet, true)
 
 	// A published port on a dual-stack network.
