@@ -223,12 +223,16 @@ func TestDockerV6DockerIPAM(t *testing.T) {
 	t.Logf("docker network inspect d6dual (IPAM): %s", dk.Inspect("d6dual", `{{json .EnableIPv6}} {{json .IPAM.Config}}`))
 	checkDualStack(t, e, "d6dual", tsNet, true)
 
-	// A published port on a dual-stack network.
-	hostPort := freeHostPort(t, 18330)
-	dk.RunDetached("d6-web", []string{"--network", "d6dual", "-p", fmt.Sprintf("127.0.0.1:%d:80", hostPort)}, HTTPServer...)
+	// A published port on a dual-stack network, on the host's IPv4 and
+	// IPv6 loopback; both reach the container (at its IPv4 address).
+	hostPort, hostPort6 := freeHostPort(t, 18330), freeHostPort(t, 18331)
+	dk.RunDetached("d6-web", []string{"--network", "d6dual", "-p", fmt.Sprintf("127.0.0.1:%d:80", hostPort), "-p", fmt.Sprintf("[::1]:%d:80", hostPort6)}, HTTPServer...)
 	url := fmt.Sprintf("http://127.0.0.1:%d/", hostPort)
-	if out, err := httpGet(url); err != nil || out != dockerPage {
-		t.Errorf("GET %s = %q, %v; want the page", url, out, err)
+	url6 := fmt.Sprintf("http://[::1]:%d/", hostPort6)
+	for _, u := range []string{url, url6} {
+		if out, err := httpGet(u); err != nil || out != dockerPage {
+			t.Errorf("GET %s = %q, %v; want the page", u, out, err)
+		}
 	}
 	_, bPort := e.endpoint("d6-b", "d6dual")
 	webV6 := e.v6Of("d6-web", "d6dual")
