@@ -164,18 +164,7 @@ func (d *Daemon) startNetworkLocked(n *network, reopen bool) (err error) {
 			d.sw.RemovePort(gw.sw)
 		}
 	}()
-	srv, err := d.host.startDNS(dns.Config{
-		Addr:      netip.AddrPortFrom(n.subnet.Gateway(), 53),
-		Records:   records,
-		Subnets:   []netip.Prefix{n.subnet.Prefix()},
-		Upstreams: d.upstreams,
-		Logger:    d.log.With("network", n.name),
-		// Only the network's own ports, on its gateway; an internal
-		// network's names stay its own and nothing is forwarded.
-		Interface: n.bridge,
-		Internal:  n.internal,
-		FDs:       fdlimit.Process(),
-	})
+	srv, err := d.host.startDNS(d.dnsConfig(n))
 	if err != nil {
 		return fmt.Errorf("DNS server on %s: %w (is another DNS server bound to every address on port 53?)", netip.AddrPortFrom(n.subnet.Gateway(), 53), err)
 	}
@@ -195,6 +184,22 @@ func (d *Daemon) startNetworkLocked(n *network, reopen bool) (err error) {
 	d.nets[n.name] = n
 	d.log.Info("network up", "network", n.name, "subnet", n.subnet.Prefix(), "gateway", n.subnet.Gateway(), "bridge", n.bridge, "internal", n.internal)
 	return nil
+}
+
+// dnsConfig is the configuration of n's DNS server.
+func (d *Daemon) dnsConfig(n *network) dns.Config {
+	return dns.Config{
+		Addr:      netip.AddrPortFrom(n.subnet.Gateway(), 53),
+		Records:   n.records,
+		Subnets:   []netip.Prefix{n.subnet.Prefix()},
+		Upstreams: d.upstreams,
+		Logger:    d.log.With("network", n.name),
+		// Only the network's own ports, on its gateway; an internal
+		// network's names stay its own and nothing is forwarded.
+		Interface: n.bridge,
+		Internal:  n.internal,
+		FDs:       fdlimit.Process(),
+	}
 }
 
 // stopNetworkLocked undoes startNetworkLocked; n must have no container

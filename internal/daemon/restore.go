@@ -31,7 +31,7 @@ func (d *Daemon) restoreLocked(doc stateDoc) error {
 	// subnets; those are no overlap.
 	var bridges []string
 	for _, ns := range doc.Networks {
-		bridges = append(bridges, GatewayName(d.cfg.StateDir, ns.Name))
+		bridges = append(bridges, d.bridgeOf(ns))
 	}
 	routes, routesErr := hostRoutes(bridges)
 	for _, ns := range doc.Networks {
@@ -42,7 +42,7 @@ func (d *Daemon) restoreLocked(doc stateDoc) error {
 		if err != nil {
 			return fmt.Errorf("state file %s: network %q: %w", d.state.path, ns.Name, err)
 		}
-		n := &network{name: ns.Name, internal: ns.Internal, subnet: sub, bridge: GatewayName(d.cfg.StateDir, ns.Name)}
+		n := &network{name: ns.Name, internal: ns.Internal, subnet: sub, bridge: d.bridgeOf(ns)}
 		if err := ipam.CheckSubnetRange(sub.Prefix()); err != nil {
 			d.log.Warn("restored network lies in a range no new network may use; remove it and create it on another subnet", "network", n.name, "err", err)
 		}

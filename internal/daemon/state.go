@@ -58,6 +58,9 @@ type networkState struct {
 	Name     string           `json:"name"`
 	Internal bool             `json:"internal,omitempty"`
 	Subnet   ipam.SubnetState `json:"subnet"`
+	// Bridge is the gateway interface of a network renamed since it
+	// was made; empty while the network's name gives it (GatewayName).
+	Bridge string `json:"bridge,omitempty"`
 }
 
 // stateFile is the daemon's record of its networks and ports, rewritten
@@ -140,7 +143,7 @@ func (d *Daemon) stateLocked() stateDoc {
 		Ports:    []portState{},
 	}
 	for _, n := range d.nets {
-		doc.Networks = append(doc.Networks, networkState{Name: n.name, Internal: n.internal, Subnet: n.subnet.State()})
+		doc.Networks = append(doc.Networks, networkState{Name: n.name, Internal: n.internal, Subnet: n.subnet.State(), Bridge: d.bridgeToRecord(n)})
 	}
 	for _, p := range d.ports {
 		if p.kind == api.KindContainer {
