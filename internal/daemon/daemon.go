@@ -117,6 +117,8 @@ type Daemon struct {
 	requestsDropped atomic.Uint64
 	// captures are the running captures (capture.go).
 	captures captureSlots
+	// vanish frees the ports of namespaces gone (vanish.go).
+	vanish vanishWatch
 }
 
 var _ apiserver.Backend = (*Daemon)(nil)
@@ -218,6 +220,7 @@ func newDaemon(cfg Config, h host) (_ *Daemon, err error) {
 		"ports_back_since_start", restored, "ready_since_start", d.ready)
 	d.events.Publish(d.startEvent())
 	d.startEventWatch()
+	d.startVanishWatch()
 	return d, nil
 }
 
@@ -243,6 +246,7 @@ func (d *Daemon) Close() { d.shutdown(!d.persistent()) }
 func (d *Daemon) CloseAndRemove() { d.shutdown(true) }
 
 func (d *Daemon) shutdown(remove bool) {
+	d.stopVanishWatch()
 	d.stopEventWatch()
 	d.events.EndAll()
 	d.EndCaptures()
