@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -436,7 +437,7 @@ func TestNetworkRestart(t *testing.T) {
 	for i := range before {
 		before[i].MACs, before[i].Ports = 0, 0
 	}
-	if !slices.Equal(after, before) {
+	if !reflect.DeepEqual(after, before) {
 		t.Fatalf("tapswitch network ls after a restart:\n%+v\nwant\n%+v", after, before)
 	}
 	if len(e.ports()) != 0 {
