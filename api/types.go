@@ -205,6 +205,10 @@ const (
 	KindContainer = "container"
 	// KindGateway is a network's TAP in the daemon's own namespace.
 	KindGateway = "gateway"
+	// KindDocker is a Docker container's TAP: made in the daemon's
+	// namespace for the network driver's Join, then moved into the
+	// container and renamed by Docker.
+	KindDocker = "docker"
 )
 
 // Port is one attached TAP as the API reports it.

@@ -158,6 +158,8 @@ func (s *server) handOver(succ *daemon.Successor, upstreams []netip.AddrPort) (d
 		log.Warn("hand-over refused", "err", err)
 		return false, nil
 	}
+	pluginSet := &fdset.Set{}
+	defer pluginSet.Close()
 	apiFD, err := dupListener(s.ln)
 	if err != nil {
 		succ.Refuse(fmt.Errorf("API listener: %w", err))
@@ -171,6 +173,7 @@ func (s *server) handOver(succ *daemon.Successor, upstreams []netip.AddrPort) (d
 		log.Error("hand-over refused", "err", err)
 		return false, nil
 	}
+	s.handPluginOver(pluginSet, log)
 	// Event streams last; they end now, or the API's stop would wait.
 	s.d.HandingOver(succ.Pid)
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -182,11 +185,15 @@ func (s *server) handOver(succ *daemon.Successor, upstreams []netip.AddrPort) (d
 		unix.Close(hoFD)
 		succ.Refuse(err)
 		log.Error("hand-over refused; serving on", "err", err)
+		s.resumePlugin(pluginSet)
 		return false, s.resumeAPI(apiFD)
 	}
 	suspended := time.Since(start)
 	set.Add(apiFDName, apiFD)
 	set.Add(handoverFDName, hoFD)
+	if fd := pluginSet.TakeOne(pluginFDName); fd >= 0 {
+		set.Add(pluginFDName, fd)
+	}
 	s.handMetricsOver(set, log)
 	err = succ.Send(set)
 	sent := time.Since(start)
@@ -212,6 +219,9 @@ func (s *server) handOver(succ *daemon.Successor, upstreams []netip.AddrPort) (d
 		unix.Close(fd)
 	}
 	apiFD = set.TakeOne(apiFDName)
+	if fd := set.TakeOne(pluginFDName); fd >= 0 {
+		pluginSet.Add(pluginFDName, fd)
+	}
 	if s.d, err = daemon.New(s.daemonConfig(upstreams, set)); err != nil {
 		if apiFD >= 0 {
 			unix.Close(apiFD)
@@ -222,6 +232,7 @@ func (s *server) handOver(succ *daemon.Successor, upstreams []netip.AddrPort) (d
 		return false, err
 	}
 	s.serveMetrics()
+	s.resumePlugin(pluginSet)
 	log.Info("resumed after a failed hand-over", "took", time.Since(start))
 	return false, nil
 }

@@ -56,6 +56,10 @@ type options struct {
 	limits limitOptions
 	// metrics is where to serve Prometheus metrics; empty for nowhere.
 	metrics string
+	// docker serves the Docker network and IPAM driver on the plugin
+	// socket of dockerPlugin (docker.go).
+	docker       bool
+	dockerPlugin string
 }
 
 func main() {
@@ -109,6 +113,8 @@ directory and come back at the next start.`,
 	f.StringArrayVar(&o.dnsUpstreams, "dns-upstream", nil, "resolver `ADDR` (IP or IP:PORT) the networks' DNS servers forward other names to, instead of the nameservers of /etc/resolv.conf (repeatable)")
 	addLimitFlags(f, &o.limits)
 	f.StringVar(&o.metrics, "metrics", "", metricsFlagHelp)
+	f.BoolVar(&o.docker, "docker", false, "also serve the Docker network and IPAM driver on /run/docker/plugins/NAME.sock (root only): docker network create -d NAME, --ipam-driver NAME")
+	f.StringVar(&o.dockerPlugin, "docker-plugin", defaultPluginName, "the driver's `NAME` for --docker, as docker network create -d NAME gives it")
 	addGenCommands(cmd, os.Args[1:])
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintf(os.Stderr, "tapswitchd: %v\n", err)
@@ -235,14 +241,20 @@ func run(o options) error {
 			return err
 		}
 	}
+	if err = s.openPlugin(inherited); err != nil {
+		s.ln.Close()
+		return err
+	}
 	s.d, err = daemon.New(s.daemonConfig(upstreams, inherited))
 	if err != nil {
 		s.ln.Close()
+		s.closePluginListener()
 		return err
 	}
 	ok = true
 	s.serve()
 	s.serveMetrics()
+	s.servePlugin()
 	if pred != nil {
 		if err := pred.Done(); err != nil {
 			log.Warn("could not tell the previous tapswitchd it was taken over from; it resumes after its time-out unless it has exited", "pid", pred.Pid, "err", err)
@@ -273,6 +285,11 @@ type server struct {
 	metrics *metrics.Metrics
 	mln     *net.TCPListener
 	msrv    *http.Server
+	// pln is the Docker plugin listener on pluginPath, served by psrv;
+	// nil without --docker.
+	pln        *net.UnixListener
+	pluginPath string
+	psrv       *http.Server
 }
 
 func (s *server) daemonConfig(upstreams []netip.AddrPort, inherited *fdset.Set) daemon.Config {
@@ -332,6 +349,7 @@ func (s *server) loop(ctx context.Context, upstreams []netip.AddrPort) error {
 		break
 	}
 	s.notifier.Stopping()
+	s.stopPlugin(true)
 	// Event streams last; they end now, or the API's stop would wait.
 	s.d.Stopping(s.o.removeOnExit)
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

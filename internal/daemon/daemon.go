@@ -119,6 +119,8 @@ type Daemon struct {
 	captures captureSlots
 	// vanish frees the ports of namespaces gone (vanish.go).
 	vanish vanishWatch
+	// docker is what the Docker network driver keeps (docker.go).
+	docker dockerState
 }
 
 var _ apiserver.Backend = (*Daemon)(nil)
@@ -197,6 +199,7 @@ func newDaemon(cfg Config, h host) (_ *Daemon, err error) {
 	if err := d.restoreLocked(doc); err != nil {
 		return nil, err
 	}
+	d.restoreDockerLocked(doc.Docker)
 	d.inheritedDoneLocked()
 	restored := time.Since(cfg.Started)
 	table := TableName(cfg.StateDir)
@@ -282,7 +285,7 @@ func (d *Daemon) shutdown(remove bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, p := range d.ports {
-		if p.kind == api.KindContainer {
+		if p.kind != api.KindGateway {
 			d.forgetLocked(p)
 		}
 	}
@@ -382,7 +385,7 @@ func (d *Daemon) Ports(all bool) []api.Port {
 	defer d.mu.Unlock()
 	var out []api.Port
 	for _, sp := range d.sw.Ports() {
-		if p, ok := d.ports[sp.Name()]; ok && p.sw == sp && (all || p.kind == api.KindContainer) {
+		if p, ok := d.ports[sp.Name()]; ok && p.sw == sp && (all || p.kind != api.KindGateway) {
 			out = append(out, p.view())
 		}
 	}

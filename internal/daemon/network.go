@@ -237,6 +237,9 @@ func (d *Daemon) RemoveNetwork(ctx context.Context, name string, force bool) err
 	if !ok {
 		return fmt.Errorf("remove network: %w", noNetwork(name))
 	}
+	if err := d.dockerOwnsNetworkLocked(name); err != nil {
+		return fmt.Errorf("remove network %q: %w", name, err)
+	}
 	ports := d.portsOfLocked(n)
 	if len(ports) > 0 && !force {
 		names := make([]string, len(ports))
@@ -286,7 +289,7 @@ func (d *Daemon) InspectNetwork(name string) (api.NetworkDetail, error) {
 func (d *Daemon) portsOfLocked(n *network) []*port {
 	var out []*port
 	for _, p := range d.ports {
-		if p.net == n && p.kind == api.KindContainer {
+		if p.net == n && p.kind != api.KindGateway {
 			out = append(out, p)
 		}
 	}

@@ -25,6 +25,8 @@ import (
 //	container   a TAP the daemon makes inside a namespace     yes        default route, DNS name, published ports, resolv.conf
 //	gateway     a TAP in the daemon's namespace               no (the    nothing of its own: the network's DNS server and
 //	                                                          network)   firewall rules are the network's
+//	docker      a TAP made in the daemon's namespace, which   yes (its   DNS name, published ports; Docker sets the route,
+//	            Docker moves into the container (docker.go)   endpoint)  resolv.conf and addresses
 
 // kindOf is the kind of a port the state file records; files written
 // before kinds were recorded hold container ports only.
@@ -89,7 +91,7 @@ func (d *Daemon) plugLocked(s plugSpec) (_ *port, err error) {
 	// ports reach; others (a flat wire between namespaces) are only put on
 	// the interface.
 	var local []netip.Addr
-	if s.kind == api.KindContainer {
+	if s.kind != api.KindGateway {
 		for _, ip := range s.ips {
 			if n.subnet.Contains(ip.Addr()) {
 				local = append(local, ip.Addr())
@@ -224,6 +226,11 @@ func (d *Daemon) deviceLocked(s plugSpec) (tap.Device, error) {
 		if s.restore {
 			return d.openTAP(cfg)
 		}
+	case api.KindDocker:
+		if s.restore {
+			return d.openTAP(cfg)
+		}
+
 	case api.KindGateway:
 		if s.restore && d.persistent() {
 			// A gateway gone while no daemon ran is made again.
@@ -236,6 +243,11 @@ func (d *Daemon) deviceLocked(s plugSpec) (tap.Device, error) {
 		return nil, fmt.Errorf("port kind %q is not one this tapswitchd knows", s.kind)
 	}
 	cfg.MAC, cfg.MTU, cfg.Addrs = s.mac, s.mtu, s.ips
+	if s.kind == api.KindDocker {
+		// Made in the daemon's namespace for Docker to move into the
+		// container, where Docker puts the addresses on it.
+		cfg.Addrs = nil
+	}
 	cfg.Persist, cfg.Alias = d.persistent(), d.alias()
 	dev, err := d.cfg.TAPs.Create(cfg)
 	if s.kind == api.KindGateway {

@@ -376,6 +376,9 @@ func (d *Daemon) Detach(ctx context.Context, name string) error {
 	if !ok || p.kind == api.KindGateway {
 		return fmt.Errorf("detach: %w", api.Errorf(api.ErrInvalid, api.ReasonGatewayPort, "port %q is the gateway of network %q", sp.Name(), sp.Network().Name()))
 	}
+	if err := dockerOwnsPort(p); err != nil {
+		return fmt.Errorf("detach: %w", err)
+	}
 	if err := d.sw.RemovePort(sp); err != nil {
 		return fmt.Errorf("detach: %w", classify(err))
 	}
@@ -559,6 +562,9 @@ func (d *Daemon) Connect(ctx context.Context, network string, req api.ConnectReq
 	orig, ok := d.ports[sp.Name()]
 	if !ok || orig.kind == api.KindGateway {
 		return fail(api.Errorf(api.ErrInvalid, api.ReasonGatewayPort, "port %q is a network's gateway, not a container's port", sp.Name()))
+	}
+	if orig.kind == api.KindDocker {
+		return fail(invalid("port %q is a Docker container's: connect the container with docker network connect", sp.Name()))
 	}
 	host := d.isHostNetns(orig.ns)
 	if host && !req.AllowHostNetns {

@@ -80,6 +80,9 @@ type stateDoc struct {
 	Version  int            `json:"version"`
 	Networks []networkState `json:"networks"`
 	Ports    []portState    `json:"ports"`
+	// Docker is what the Docker network driver keeps: Docker's ids of
+	// networks and endpoints, its ports, and its IPAM pools.
+	Docker *dockerDoc `json:"docker,omitempty"`
 }
 
 func openState(dir string) (*stateFile, error) {
@@ -150,6 +153,7 @@ func (d *Daemon) stateLocked() stateDoc {
 			doc.Ports = append(doc.Ports, p.state)
 		}
 	}
+	doc.Docker = d.dockerDocLocked()
 	slices.SortFunc(doc.Networks, func(a, b networkState) int { return cmp.Compare(a.Name, b.Name) })
 	slices.SortFunc(doc.Ports, func(a, b portState) int { return cmp.Compare(a.Name, b.Name) })
 	return doc

@@ -18,7 +18,7 @@ func (d *Daemon) Status() api.Status {
 	d.mu.Lock()
 	nets, ports := len(d.nets), 0
 	for _, p := range d.ports {
-		if p.kind == api.KindContainer {
+		if p.kind != api.KindGateway {
 			ports++
 		}
 	}

@@ -191,7 +191,7 @@ func (d *Daemon) sweepLocked() {
 	heldTAP := make(map[tapKey]bool)
 	heldConf := make(map[string]bool)
 	for _, p := range d.ports {
-		if p.kind == api.KindContainer {
+		if p.kind != api.KindGateway {
 			heldTAP[tapKey{p.ns, p.state.Ifname}] = true
 			heldConf[p.state.ResolvConf] = true
 		}
