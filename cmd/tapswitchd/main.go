@@ -60,6 +60,9 @@ type options struct {
 	// socket of dockerPlugin (docker.go).
 	docker       bool
 	dockerPlugin string
+	// dockerHost is dockerd's API, which --docker asks for names and
+	// re-syncs with (docker_sync.go).
+	dockerHost string
 }
 
 func main() {
@@ -115,6 +118,7 @@ directory and come back at the next start.`,
 	f.StringVar(&o.metrics, "metrics", "", metricsFlagHelp)
 	f.BoolVar(&o.docker, "docker", false, "also serve the Docker network and IPAM driver on /run/docker/plugins/NAME.sock (root only): docker network create -d NAME, --ipam-driver NAME")
 	f.StringVar(&o.dockerPlugin, "docker-plugin", defaultPluginName, "the driver's `NAME` for --docker, as docker network create -d NAME gives it")
+	f.StringVar(&o.dockerHost, "docker-host", "", dockerHostHelp)
 	addGenCommands(cmd, os.Args[1:])
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintf(os.Stderr, "tapswitchd: %v\n", err)

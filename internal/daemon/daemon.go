@@ -121,6 +121,8 @@ type Daemon struct {
 	vanish vanishWatch
 	// docker is what the Docker network driver keeps (docker.go).
 	docker dockerState
+	// dsync keeps it in step with dockerd (docker_sync.go).
+	dsync dockerSync
 }
 
 var _ apiserver.Backend = (*Daemon)(nil)
@@ -249,6 +251,7 @@ func (d *Daemon) Close() { d.shutdown(!d.persistent()) }
 func (d *Daemon) CloseAndRemove() { d.shutdown(true) }
 
 func (d *Daemon) shutdown(remove bool) {
+	d.StopDockerSync()
 	d.stopVanishWatch()
 	d.stopEventWatch()
 	d.events.EndAll()
@@ -375,6 +378,7 @@ func (d *Daemon) portFailed(sp *vswitch.Port, err error) {
 	default:
 		d.events.Publish(failedEvent(p, err, "run"))
 		d.forgetLocked(p)
+		d.dockerPortFailedLocked(p)
 		d.saveLocked()
 	}
 }

@@ -51,15 +51,14 @@ func (d *Daemon) renameNetworkLocked(n *network, name string) error {
 	n.name = name
 	d.nets[name] = n
 	for _, p := range d.ports {
-		if p.net == n {
+		if p.net == n && p.kind != api.KindGateway {
 			p.state.Network = name
-			if p.kind == api.KindContainer {
-				p.state.Request.Network = name
-				d.setRecordLocked(records, p)
-			}
+			p.state.Request.Network = name
+			d.setRecordLocked(records, p)
 		}
 	}
 	n.gw.state.Network = name
+	d.dockerRenamedLocked("network", old, name)
 	// The DNS server answers for one domain: a new one takes its place,
 	// on the same address. A lookup in between is retried by the
 	// resolver.
@@ -125,6 +124,7 @@ func (d *Daemon) renamePortLocked(p *port, name, dnsName string) error {
 		}
 		delete(d.ports, old)
 		d.ports[name] = p
+		d.dockerRenamedLocked("port", old, name)
 	}
 	p.net.records.Remove(old)
 	p.state.Name, p.state.DNSName = name, dnsName
@@ -143,8 +143,12 @@ func (d *Daemon) renamePortLocked(p *port, name, dnsName string) error {
 }
 
 // setRecordLocked gives the port p its DNS record in records: its name
-// and DNS name for its addresses in its network's subnet.
+// and DNS name for its addresses in its network's subnet. Docker's ports
+// have none: Docker's own resolver answers for its containers.
 func (d *Daemon) setRecordLocked(records *dns.Records, p *port) {
+	if p.kind != api.KindContainer {
+		return
+	}
 	var local []netip.Addr
 	for _, s := range p.state.IPs {
 		if ip, err := netip.ParsePrefix(s); err == nil && p.net.subnet.Contains(ip.Addr()) {

@@ -3,12 +3,15 @@ package daemon
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/namespace"
@@ -152,6 +155,16 @@ func (d *Daemon) freeVanished() int {
 		d.saveLocked()
 	}
 	return freed
+}
+
+// failCause names why a port's device failed for good, for port.failed's
+// cause: EBADFD is a TAP whose device was destroyed under its open
+// queues, deleted or gone with its namespace.
+func failCause(err error) string {
+	if errors.Is(err, unix.EBADFD) {
+		return "device_gone"
+	}
+	return ""
 }
 
 // nsLost reports whether the name p was attached by no longer leads to
