@@ -97,6 +97,7 @@ func adoptFDs(cfg Config, fds []int) (_ Device, err error) {
 	if err != nil {
 		return nil, err
 	}
+	d.movable = cfg.Movable
 	defer func() {
 		if err != nil {
 			d.Release()

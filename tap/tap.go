@@ -57,6 +57,13 @@ type Config struct {
 	// alias whose queues no process holds: one left by a maker that died
 	// before it could record it.
 	Alias string
+	// Movable says another program may move the device to another
+	// namespace and rename it (Docker does, with a network driver's
+	// interface). Close then removes it wherever it is, by clearing its
+	// persistence and closing its queues, rather than by deleting the
+	// link through the namespace it was made or opened in, where its
+	// index may since name another link.
+	Movable bool
 }
 
 // Device is an open TAP: a port of the switch (device.Device) whose

@@ -34,6 +34,8 @@ type tapDevice struct {
 	name  string
 	mac   net.HardwareAddr
 	caps  device.Caps
+	// movable: see Config.Movable.
+	movable bool
 }
 
 var _ Device = (*tapDevice)(nil)
@@ -57,6 +59,18 @@ func (d *tapDevice) Close() error {
 		if !f.shutdown() {
 			return os.ErrClosed
 		}
+	}
+	if d.movable {
+		// A TAP with no queue left and not persistent is removed by
+		// the kernel, in whatever namespace it is now.
+		err := unix.IoctlSetInt(d.fds[0].fd, unix.TUNSETPERSIST, 0)
+		if d.nl != nil {
+			d.nl.Close()
+		}
+		if err != nil {
+			err = fmt.Errorf("TAP %s: clear persistence: %w", d.name, err)
+		}
+		return errors.Join(err, d.closeFDs())
 	}
 	if d.nl == nil {
 		return d.closeFDs()
@@ -284,6 +298,7 @@ func create(cfg Config) (_ Device, err error) {
 	if err != nil {
 		return nil, err
 	}
+	d.movable = cfg.Movable
 	defer func() {
 		if err != nil {
 			// Closing every descriptor of a TAP not yet persistent
@@ -411,6 +426,7 @@ func open(cfg Config) (_ Device, err error) {
 	if err != nil {
 		return nil, err
 	}
+	d.movable = cfg.Movable
 	defer func() {
 		if err != nil {
 			d.Release()

@@ -75,7 +75,11 @@ func (d *Daemon) restoreDockerPortLocked(ep *dockerEndpoint) error {
 	if _, ok := d.ports[ep.Port.Name]; ok {
 		return fmt.Errorf("port %q is in the state file twice", ep.Port.Name)
 	}
-	nsPath, ifname, err := findDockerTAP(ep.SandboxKey, ep.MAC, dockerIfname(ep.ID))
+	finder, ok := d.host.(dockerTAPFinder)
+	if !ok {
+		return errors.New("the host cannot look for TAPs in namespaces")
+	}
+	nsPath, ifname, err := finder.findDockerTAP(ep.SandboxKey, ep.MAC, dockerIfname(ep.ID))
 	if err != nil {
 		return err
 	}
@@ -112,11 +116,19 @@ func cmpOr(a, b string) string {
 // errNoDockerTAP: the TAP of a Docker port is in neither place.
 var errNoDockerTAP = errors.New("its TAP is neither in the container's namespace nor in the daemon's")
 
+// dockerTAPFinder is a host that finds a Docker port's TAP where Docker
+// moved it: linuxHost.
+type dockerTAPFinder interface {
+	findDockerTAP(sandbox, mac, ownName string) (nsPath, ifname string, err error)
+}
+
+var _ dockerTAPFinder = linuxHost{}
+
 // findDockerTAP looks for a Docker port's TAP: in the namespace
 // sandbox, the TAP with MAC, whatever its name; else in the daemon's own
 // namespace, by its own name. It returns the namespace file ("" for the
 // daemon's own) and the TAP's name there.
-func findDockerTAP(sandbox, mac, ownName string) (string, string, error) {
+func (linuxHost) findDockerTAP(sandbox, mac, ownName string) (string, string, error) {
 	if sandbox != "" && namespace.Exists(sandbox) {
 		var found string
 		err := namespace.Do(sandbox, func() error {

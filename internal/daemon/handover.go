@@ -71,7 +71,7 @@ func (d *Daemon) adoptTAPLocked(s plugSpec, cfg tap.Config) (_ tap.Device, ok bo
 	if len(fds) == 0 {
 		return nil, false
 	}
-	dev, err := tap.Adopt(tap.Config{Netns: cfg.Netns, Name: cfg.Name}, fds)
+	dev, err := tap.Adopt(tap.Config{Netns: cfg.Netns, Name: cfg.Name, Movable: cfg.Movable}, fds)
 	if err != nil {
 		d.log.Warn("queues handed over refused; opening the TAP by name", "port", s.state.Name, "descriptors", len(fds), "err", err)
 		if d.cfg.FDStore != nil {

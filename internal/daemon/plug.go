@@ -215,7 +215,7 @@ func publishError(err error) error {
 // deviceLocked makes the device of a new port of s's kind, or takes back
 // that of a restored one.
 func (d *Daemon) deviceLocked(s plugSpec) (tap.Device, error) {
-	cfg := tap.Config{Netns: s.nsPath, Name: s.ifname, Queues: d.cfg.Queues}
+	cfg := tap.Config{Netns: s.nsPath, Name: s.ifname, Queues: d.cfg.Queues, Movable: s.kind == api.KindDocker}
 	if s.restore {
 		if dev, ok := d.adoptTAPLocked(s, cfg); ok {
 			return dev, nil

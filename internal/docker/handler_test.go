@@ -37,7 +37,9 @@ func (r *recorder) CreateEndpoint(_ context.Context, e Endpoint) (EndpointInterf
 	r.endpoint = e
 	return EndpointInterface{Address: "10.131.0.9/24", MacAddress: "02:42:0a:83:00:09"}, r.rec("CreateEndpoint")
 }
-func (r *recorder) DeleteEndpoint(context.Context, string, string) error { return r.rec("DeleteEndpoint") }
+func (r *recorder) DeleteEndpoint(context.Context, string, string) error {
+	return r.rec("DeleteEndpoint")
+}
 func (r *recorder) EndpointInfo(context.Context, string, string) (map[string]any, error) {
 	return map[string]any{OptionPortMap: []PortBinding{{Proto: 6, Port: 80, HostPort: 8080}}}, r.rec("EndpointInfo")
 }
@@ -50,7 +52,9 @@ func (r *recorder) ProgramExternal(_ context.Context, _, _ string, pm []PortBind
 	r.portMap = pm
 	return r.rec("ProgramExternal")
 }
-func (r *recorder) RevokeExternal(context.Context, string, string) error { return r.rec("RevokeExternal") }
+func (r *recorder) RevokeExternal(context.Context, string, string) error {
+	return r.rec("RevokeExternal")
+}
 func (r *recorder) RequestPool(_ context.Context, p Pool) (string, netip.Prefix, error) {
 	r.pool = p
 	return "pool1", netip.MustParsePrefix("10.131.5.0/24"), r.rec("RequestPool")
