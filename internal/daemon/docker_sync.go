@@ -36,7 +36,9 @@ import (
 //     DeleteEndpoint or DeleteNetwork would have (it makes those calls
 //     only while the plugin answers, and a dockerd killed makes none).
 //     Only what existed before the stream opened is looked at: what
-//     dockerd makes meanwhile may not be in its answers yet.
+//     dockerd makes meanwhile may not be in its answers yet. A dockerd
+//     that knows none of the driver's networks is taken for another
+//     than the one using the plugin, and frees nothing.
 //   - dockerd unreachable: the provisional names stay, the sync tries
 //     again (every second at first, then every dockerSyncMaxWait), and
 //     says so once in the log, never as an error of a call.
@@ -226,7 +228,15 @@ func (d *Daemon) dockerResync(ctx context.Context, c *dockerapi.Client, before d
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.applyDockerNamesLocked(seen)
-	plan := staleDocker(before, d.dockerIDsLocked(), known, seen)
+	have := d.dockerIDsLocked()
+	if len(have.nets) > 0 && len(ask) == 0 {
+		// Not one of the networks is this dockerd's: another dockerd
+		// than the one that uses the plugin, most likely. Nothing is
+		// freed on its word.
+		d.tellNameOnce("dockerd "+c.Host(), "dockerd knows none of tapswitch's Docker networks: is --docker-host the dockerd that uses this plugin? Nothing is re-synced with it", "networks", len(have.nets))
+		return
+	}
+	plan := staleDocker(before, have, known, seen)
 	for _, id := range plan.endpoints {
 		d.dropDockerEndpointLocked(d.docker.endpoints[id], "docker_forgot")
 	}
