@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 )
 
 // DefaultHost is dockerd's socket when neither --docker-host nor
@@ -51,8 +50,10 @@ func New(host string) (*Client, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", path)
 		},
-		MaxIdleConns:    2,
-		IdleConnTimeout: 30 * time.Second,
+		// A connection per question: the sync asks seldom, and keeps
+		// no descriptor open between questions (the event stream has
+		// its own).
+		DisableKeepAlives: true,
 	}
 	return &Client{host: host, hc: &http.Client{Transport: tr}}, nil
 }
