@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -77,7 +78,15 @@ func (s *server) openPlugin(set *fdset.Set) error {
 
 func listenPlugin(path string) (*net.UnixListener, error) {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		// 0755 whatever the umask: dockerd looks here for every plugin.
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("plugin socket directory: %w", err)
+		}
+		if err := os.Chmod(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("plugin socket directory: %w", err)
+		}
+	} else if err != nil {
 		return nil, fmt.Errorf("plugin socket directory: %w", err)
 	}
 	if _, err := os.Lstat(path); err == nil {
@@ -95,13 +104,9 @@ func listenPlugin(path string) (*net.UnixListener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
+	// The daemon runs as root: the socket is root's.
 	ul := ln.(*net.UnixListener)
 	ul.SetUnlinkOnClose(false)
-	if err := os.Chown(path, 0, 0); err != nil {
-		ul.Close()
-		os.Remove(path)
-		return nil, fmt.Errorf("plugin socket %s: %w", path, err)
-	}
 	return ul, nil
 }
 

@@ -387,6 +387,7 @@ func (d *Daemon) portFailed(sp *vswitch.Port, err error) {
 func (d *Daemon) Ports(all bool) []api.Port {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.locateDockerPortsLocked()
 	var out []api.Port
 	for _, sp := range d.sw.Ports() {
 		if p, ok := d.ports[sp.Name()]; ok && p.sw == sp && (all || p.kind != api.KindGateway) {

@@ -211,8 +211,8 @@ func (d *Daemon) dockerNetLocked(id string) (*dockerNet, *network, error) {
 	return dn, n, nil
 }
 
-// dockerManaged says which Docker object holds the tapswitch network or
-// port name, if any.
+// dockerNetworkOf is the id of the Docker network that is the tapswitch
+// network name, if any.
 func (d *Daemon) dockerNetworkOf(name string) (string, bool) {
 	for _, dn := range d.docker.nets {
 		if dn.Network == name {
@@ -222,7 +222,7 @@ func (d *Daemon) dockerNetworkOf(name string) (string, bool) {
 	return "", false
 }
 
-// CreateNetwork implements docker.Backend.
+// dockerCreateNetwork is docker.Backend's CreateNetwork.
 func (d *Daemon) dockerCreateNetwork(ctx context.Context, dn docker.Network) error {
 	if err := d.lockFor(ctx); err != nil {
 		return err
@@ -276,7 +276,7 @@ func (d *Daemon) dockerCreateNetwork(ctx context.Context, dn docker.Network) err
 	return nil
 }
 
-// DeleteNetwork implements docker.Backend.
+// dockerDeleteNetwork is docker.Backend's DeleteNetwork.
 func (d *Daemon) dockerDeleteNetwork(ctx context.Context, id string) error {
 	if err := d.lockFor(ctx); err != nil {
 		return err
@@ -330,7 +330,7 @@ func endpointMAC(a netip.Addr) net.HardwareAddr {
 	return m
 }
 
-// CreateEndpoint implements docker.Backend.
+// dockerCreateEndpoint is docker.Backend's CreateEndpoint.
 func (d *Daemon) dockerCreateEndpoint(ctx context.Context, e docker.Endpoint) (docker.EndpointInterface, error) {
 	if err := d.lockFor(ctx); err != nil {
 		return docker.EndpointInterface{}, err
@@ -430,7 +430,7 @@ func (d *Daemon) givenByPoolLocked(n *network, a netip.Addr) bool {
 	return false
 }
 
-// DeleteEndpoint implements docker.Backend.
+// dockerDeleteEndpoint is docker.Backend's DeleteEndpoint.
 func (d *Daemon) dockerDeleteEndpoint(ctx context.Context, nid, eid string) error {
 	if err := d.lockFor(ctx); err != nil {
 		return err
@@ -454,7 +454,7 @@ func (d *Daemon) dockerDeleteEndpoint(ctx context.Context, nid, eid string) erro
 	return nil
 }
 
-// EndpointInfo implements docker.Backend.
+// dockerEndpointInfo is docker.Backend's EndpointInfo.
 func (d *Daemon) dockerEndpointInfo(ctx context.Context, nid, eid string) (map[string]any, error) {
 	if err := d.lockFor(ctx); err != nil {
 		return nil, err
@@ -495,7 +495,7 @@ func dockerIfname(eid string) string {
 	return "ts" + eid
 }
 
-// Join implements docker.Backend.
+// dockerJoin is docker.Backend's Join.
 func (d *Daemon) dockerJoin(ctx context.Context, j docker.Join) (docker.JoinResponse, error) {
 	if err := d.lockFor(ctx); err != nil {
 		return docker.JoinResponse{}, err
@@ -562,7 +562,7 @@ func (d *Daemon) dockerJoin(ctx context.Context, j docker.Join) (docker.JoinResp
 	p, err := d.plugLocked(plugSpec{
 		kind: api.KindDocker,
 		state: portState{Name: name, Network: n.name, MTU: ep.MTU,
-			Request: api.AttachRequest{Netns: j.SandboxKey, Network: n.name, Name: name, ContainerID: ep.ID}},
+			Request: api.AttachRequest{Netns: j.SandboxKey, Network: n.name, Name: name}},
 		net:     n,
 		ns:      own,
 		ifname:  ifname,
@@ -647,7 +647,7 @@ func freePort(m publish.Mapping, from, to int) (uint16, error) {
 	return 0, fmt.Errorf("host ports %d-%d/%s are all in use: %w", from, to, m.Proto, publish.ErrPortInUse)
 }
 
-// Leave implements docker.Backend.
+// dockerLeave is docker.Backend's Leave.
 func (d *Daemon) dockerLeave(ctx context.Context, nid, eid string) error {
 	if err := d.lockFor(ctx); err != nil {
 		return err
@@ -677,7 +677,7 @@ func (d *Daemon) leaveLocked(ep *dockerEndpoint) {
 	ep.Port, ep.SandboxKey, ep.Publish = nil, "", nil
 }
 
-// ProgramExternal implements docker.Backend.
+// dockerProgramExternal is docker.Backend's ProgramExternal.
 func (d *Daemon) dockerProgramExternal(ctx context.Context, nid, eid string, pm []docker.PortBinding) error {
 	if err := d.lockFor(ctx); err != nil {
 		return err
@@ -694,7 +694,10 @@ func (d *Daemon) dockerProgramExternal(ctx context.Context, nid, eid string, pm 
 		return fmt.Errorf("endpoint %s has not joined a container", docker.ShortID(eid))
 	}
 	p, ok := d.ports[ep.Port.Name]
-	if !ok || len(p.proxies) > 0 || len(ep.PortMap) == 0 {
+	if !ok {
+		return nil
+	}
+	if len(p.proxies) > 0 || len(ep.PortMap) == 0 {
 		return nil
 	}
 	if p.net.internal {
@@ -722,6 +725,42 @@ func (d *Daemon) dockerProgramExternal(ctx context.Context, nid, eid string, pm 
 	return nil
 }
 
+// locateDockerPortsLocked records where Docker has put the TAPs of the
+// Docker ports not yet found in their containers: Docker moves a TAP
+// into the container and renames it after the driver's calls, when it
+// sets up the container's namespace. A port then shows the container's
+// name of it; the switch, holding its queues, needs nothing. Each port
+// is looked for until found, when the ports are listed.
+func (d *Daemon) locateDockerPortsLocked() {
+	finder, ok := d.host.(dockerTAPFinder)
+	if !ok {
+		return
+	}
+	changed := false
+	for _, ep := range d.docker.endpoints {
+		if ep.Port == nil || ep.SandboxKey == "" {
+			continue
+		}
+		p, ok := d.ports[ep.Port.Name]
+		if !ok || p.kind != api.KindDocker || p.nsPath == ep.SandboxKey {
+			continue
+		}
+		nsPath, ifname, err := finder.findDockerTAP(ep.SandboxKey, ep.MAC, dockerIfname(ep.ID))
+		if err != nil || nsPath != ep.SandboxKey {
+			continue
+		}
+		ns, err := nsIDOf(nsPath)
+		if err != nil {
+			continue
+		}
+		p.nsPath, p.ns, p.state.Ifname = nsPath, ns, ifname
+		changed = true
+	}
+	if changed {
+		d.saveLocked()
+	}
+}
+
 // dockerTarget is the address of p the published ports forward to.
 func dockerTarget(p *port) (netip.Addr, bool) {
 	for _, ip := range p.sw.Info().IPs {
@@ -732,7 +771,7 @@ func dockerTarget(p *port) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-// RevokeExternal implements docker.Backend.
+// dockerRevokeExternal is docker.Backend's RevokeExternal.
 func (d *Daemon) dockerRevokeExternal(ctx context.Context, nid, eid string) error {
 	if err := d.lockFor(ctx); err != nil {
 		return err
@@ -755,7 +794,7 @@ func (d *Daemon) dockerRevokeExternal(ctx context.Context, nid, eid string) erro
 	return nil
 }
 
-// RequestPool implements docker.Backend.
+// dockerRequestPool is docker.Backend's RequestPool.
 func (d *Daemon) dockerRequestPool(ctx context.Context, req docker.Pool) (string, netip.Prefix, error) {
 	if err := d.lockFor(ctx); err != nil {
 		return "", netip.Prefix{}, err
@@ -795,7 +834,7 @@ func (d *Daemon) dockerRequestPool(ctx context.Context, req docker.Pool) (string
 	return id, prefix, nil
 }
 
-// ReleasePool implements docker.Backend.
+// dockerReleasePool is docker.Backend's ReleasePool.
 func (d *Daemon) dockerReleasePool(ctx context.Context, id string) error {
 	if err := d.lockFor(ctx); err != nil {
 		return err
@@ -817,7 +856,7 @@ func (d *Daemon) dockerReleasePool(ctx context.Context, id string) error {
 	return nil
 }
 
-// RequestAddress implements docker.Backend.
+// dockerRequestAddress is docker.Backend's RequestAddress.
 func (d *Daemon) dockerRequestAddress(ctx context.Context, id string, addr netip.Addr, gateway bool) (netip.Prefix, error) {
 	if err := d.lockFor(ctx); err != nil {
 		return netip.Prefix{}, err
@@ -863,7 +902,7 @@ func (d *Daemon) dockerRequestAddress(ctx context.Context, id string, addr netip
 	return netip.PrefixFrom(addr, bits), nil
 }
 
-// ReleaseAddress implements docker.Backend.
+// dockerReleaseAddress is docker.Backend's ReleaseAddress.
 func (d *Daemon) dockerReleaseAddress(ctx context.Context, id string, addr netip.Addr) error {
 	if err := d.lockFor(ctx); err != nil {
 		return err
@@ -886,7 +925,7 @@ func dockerOwnsPort(p *port) error {
 	if p.kind != api.KindDocker {
 		return nil
 	}
-	return invalid("port %q is Docker's (endpoint %s): remove it with docker rm, docker stop or docker network disconnect", p.name(), docker.ShortID(p.state.Request.ContainerID))
+	return invalid("port %q is a Docker container's: remove it with docker rm, docker stop or docker network disconnect", p.name())
 }
 
 // dockerOwnsNetworkLocked refuses to remove a network Docker manages.

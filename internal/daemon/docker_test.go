@@ -286,3 +286,38 @@ func TestDockerInternalRefusesPublish(t *testing.T) {
 		t.Errorf("Join of an unknown endpoint = %v, want a clear refusal", err)
 	}
 }
+
+func TestDockerJoinHostPortInUse(t *testing.T) {
+	ctx := context.Background()
+	h := newFakeHost()
+	d := startDaemon(t, t.TempDir(), h)
+	defer d.CloseAndRemove()
+	b := d.Docker()
+	dockerNetwork(t, b, dnID, "10.131.11.0/24")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	taken := l.Addr().(*net.TCPAddr).Port
+	e := docker.Endpoint{NetworkID: dnID, EndpointID: epID, Address: netip.MustParsePrefix("10.131.11.2/24"),
+		PortMap: []docker.PortBinding{{Proto: docker.ProtoTCP, Port: 80, HostIP: "127.0.0.1", HostPort: taken, HostPortEnd: taken}}}
+	if _, err := b.CreateEndpoint(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.Join(ctx, docker.Join{NetworkID: dnID, EndpointID: epID, SandboxKey: "/x"})
+	if err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("Join publishing a host port in use = %v, want in use", err)
+	}
+	if h.taps.Exists("", dockerIfname(epID)) {
+		t.Errorf("the failed Join left its TAP")
+	}
+	if _, ok := d.ports[docker.ShortID(epID)]; ok {
+		t.Errorf("the failed Join left its port")
+	}
+	// Freed, the same Join succeeds: nothing of the first try is in the way.
+	l.Close()
+	if _, err := b.Join(ctx, docker.Join{NetworkID: dnID, EndpointID: epID, SandboxKey: "/x"}); err != nil {
+		t.Fatalf("Join once the host port is free = %v", err)
+	}
+}

@@ -77,6 +77,10 @@ func (p *port) view() api.Port {
 	}
 	v.DNSName = p.dnsName()
 	v.ContainerID = p.state.Request.ContainerID
+	if p.kind == api.KindDocker && p.state.Ifname != "" {
+		// Docker renames the TAP in the container (see docker.go).
+		v.Ifname = p.state.Ifname
+	}
 	for _, m := range p.publish {
 		v.Publish = append(v.Publish, m.String())
 	}

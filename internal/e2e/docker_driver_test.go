@@ -9,10 +9,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tapswitch/tapswitch/api"
+	"github.com/tapswitch/tapswitch/internal/daemon"
 )
 
 // The Docker network and IPAM driver with a real dockerd: the session of
@@ -125,16 +127,16 @@ func TestDockerDriverSession(t *testing.T) {
 	if got[front] != "10.131.40.0/24 10.131.40.1" || got[back] != "10.131.41.0/24 10.131.41.1" {
 		t.Fatalf("tapswitch network ls = %v, want %s on 10.131.40.0/24 and %s on 10.131.41.0/24", got, front, back)
 	}
-	if gw := dk.Inspect("ddback", "{{(index .IPAM.Config 0).Gateway}}"); gw != "10.131.41.1" {
-		t.Errorf("ddback's gateway as Docker has it = %q, want tapswitch's 10.131.41.1", gw)
-	}
 
 	dk.RunDetached("dd-db", []string{"--network", "ddback"}, HTTPServer...)
 	dk.RunDetached("dd-api", []string{"--network", "ddfront"})
 	_, apiFront := e.endpoint("dd-api", "ddfront")
 	_, dbPort := e.endpoint("dd-db", "ddback")
-	if p := e.port(apiFront); p.Kind != api.KindDocker || p.Network != front {
-		t.Errorf("port %s = kind %q on %q, want docker on %s", apiFront, p.Kind, p.Network, front)
+	if gw := dk.Inspect("dd-db", `{{(index .NetworkSettings.Networks "ddback").Gateway}}`); gw != "10.131.41.1" {
+		t.Errorf("dd-db's gateway on ddback as Docker has it = %q, want tapswitch's 10.131.41.1", gw)
+	}
+	if p := e.port(apiFront); p.Kind != api.KindDocker || p.Network != front || p.Ifname != "eth0" {
+		t.Errorf("port %s = kind %q on %q, interface %q; want docker on %s, eth0 (Docker's name)", apiFront, p.Kind, p.Network, p.Ifname, front)
 	}
 	if ip := e.port(dbPort).IPs; len(ip) != 1 || !strings.HasPrefix(ip[0], "10.131.41.") {
 		t.Errorf("db's port has %v, want an address of ddback from tapswitch's IPAM", ip)
@@ -234,6 +236,30 @@ func TestDockerDriverSession(t *testing.T) {
 		t.Errorf("host port %d still served after docker rm", hostPort)
 	}
 
+	// -p without a host port: tapswitch chooses a free one.
+	dk.RunDetached("dd-web2", []string{"--network", "ddfront", "-p", "127.0.0.1::80"}, HTTPServer...)
+	_, web2Port := e.endpoint("dd-web2", "ddfront")
+	pub := e.port(web2Port).Publish
+	if len(pub) != 1 || !strings.HasPrefix(pub[0], "127.0.0.1:") || !strings.HasSuffix(pub[0], ":80/tcp") {
+		t.Fatalf("tapswitch ports shows %v for -p 127.0.0.1::80, want 127.0.0.1:PORT:80/tcp", pub)
+	}
+	if chosen := strings.Split(pub[0], ":")[1]; chosen == "0" {
+		t.Errorf("host port 0 published: %v", pub)
+	} else if out, err := httpGet("http://127.0.0.1:" + chosen + "/"); err != nil || out != dockerPage {
+		t.Errorf("GET on the chosen host port %s = %q, %v", chosen, out, err)
+	}
+	dk.MustDocker("rm", "-f", "dd-web2")
+
+	// docker network disconnect takes eth1 away, and its port.
+	dk.MustDocker("network", "disconnect", "ddback", "dd-api")
+	if p := findPort(e.ports(), apiBack); p != nil {
+		t.Errorf("port %s left after docker network disconnect", apiBack)
+	}
+	if out, err := dk.Exec("dd-api", "cat", "/sys/class/net/eth1/tun_flags"); err == nil {
+		t.Errorf("eth1 still in dd-api after docker network disconnect: %s", out)
+	}
+	dk.MustDocker("network", "connect", "ddback", "dd-api")
+
 	// docker restart: a new endpoint, and traffic again.
 	dk.MustDocker("restart", "-t", "1", "dd-db")
 	if out := e.mustExec("dd-api", "wget", "-qO-", "http://dd-db/"); out != dockerPage {
@@ -259,7 +285,7 @@ func TestDockerDriverInternal(t *testing.T) {
 	e := newDockerDriver(t)
 	dk := e.dk
 	id := dk.MustDocker("network", "create", "-d", e.plugin, "--internal", "--subnet", "10.131.42.0/24", "ddinternal")
-	var n api.Network
+	var n api.NetworkDetail
 	if err := json.Unmarshal([]byte(e.mustCLI("network", "inspect", id[:12], "-o", "json")), &n); err != nil {
 		t.Fatal(err)
 	}
@@ -280,4 +306,109 @@ func TestDockerDriverInternal(t *testing.T) {
 	}
 	dk.MustDocker("rm", "-f", "dd-i1", "dd-i2")
 	dk.MustDocker("network", "rm", "ddinternal")
+}
+
+// TestDockerDriverSocketAndUpgrade checks the plugin socket (root's,
+// 0600; a second daemon refused while one serves it) and that
+// tapswitchd --upgrade hands it over with the Docker ports: traffic goes
+// on and Docker's next calls reach the successor.
+func TestDockerDriverSocketAndUpgrade(t *testing.T) {
+	e := newDockerDriver(t)
+	dk := e.dk
+	path := filepath.Join("/run/docker/plugins", e.plugin+".sock")
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatalf("plugin socket: %v", err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
+		t.Errorf("plugin socket %s is %v, want a socket with mode 0600", path, fi.Mode())
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Uid != 0 || st.Gid != 0 {
+		t.Errorf("plugin socket %s is not root's", path)
+	}
+
+	// Another daemon asking for the same plugin name is refused, and
+	// leaves the socket to the one serving it.
+	other, err := os.MkdirTemp("", "tsdd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(other)
+	out, err := run(filepath.Join(binDir, "tapswitchd"), "--socket", filepath.Join(other, "sock"), "--state-dir", filepath.Join(other, "state"),
+		"--docker", "--docker-plugin", e.plugin)
+	if err == nil || !strings.Contains(out, "another process serves the Docker plugin socket") {
+		t.Errorf("a second tapswitchd --docker-plugin %s = %v\n%s\nwant a refusal", e.plugin, err, out)
+	}
+	if c, err := net.Dial("unix", path); err != nil {
+		t.Errorf("the plugin socket no longer answers after the refused start: %v", err)
+	} else {
+		c.Close()
+	}
+
+	dk.MustDocker("network", "create", "-d", e.plugin, "--subnet", "10.131.43.0/24", "ddup")
+	dk.RunDetached("dd-u1", []string{"--network", "ddup"}, HTTPServer...)
+	dk.RunDetached("dd-u2", []string{"--network", "ddup"})
+	_, u2 := e.endpoint("dd-u2", "ddup")
+	took := e.upgrade()
+	t.Logf("the previous tapswitchd exited %v after tapswitchd --upgrade started", took)
+	if st := e.status(); st.RestoredPorts != 2 || st.DroppedPorts != 0 {
+		t.Errorf("after --upgrade: %d ports restored, %d dropped; want 2 and 0", st.RestoredPorts, st.DroppedPorts)
+	}
+	before := e.port(u2).Stats.TxFrames
+	if out := e.mustExec("dd-u2", "wget", "-qO-", "http://dd-u1/"); out != dockerPage {
+		t.Errorf("after --upgrade, wget http://dd-u1/ = %q", out)
+	}
+	if after := e.port(u2).Stats.TxFrames; after == before {
+		t.Errorf("after --upgrade, port %s forwarded no frames", u2)
+	}
+	// Docker's next calls reach the successor.
+	dk.RunDetached("dd-u3", []string{"--network", "ddup"})
+	if out, err := dk.Exec("dd-u3", "ping", "-c", "1", "-W", "5", "dd-u1"); err != nil {
+		t.Errorf("a container started after --upgrade cannot ping: %v\n%s", err, out)
+	}
+	dk.MustDocker("rm", "-f", "dd-u1", "dd-u2", "dd-u3")
+	dk.MustDocker("network", "rm", "ddup")
+	if len(e.ports()) != 0 {
+		t.Errorf("ports left after the containers were removed:\n%s", e.mustCLI("ports"))
+	}
+}
+
+// TestDockerDriverCrashMidJoin leaves what a tapswitchd killed in the
+// middle of a Join leaves (a TAP of its own in its namespace that no port
+// holds, and the intent record of the Join) and checks that the next
+// start removes both.
+func TestDockerDriverCrashMidJoin(t *testing.T) {
+	requireDocker(t)
+	plugin := fmt.Sprintf("dd-%08x", rand.Uint32())
+	e := newEnvArgs(t, []string{"--docker", "--docker-plugin", plugin, "--remove-on-exit=false"})
+	if err := e.stopDaemon(); err != nil {
+		t.Fatal(err)
+	}
+	e.stopped = false
+	id := strings.TrimPrefix(daemon.TableName(e.stateDir()), "tapswitch-")
+	name := fmt.Sprintf("%012x", rand.Uint64()&(1<<48-1))
+	ifname := "ts" + name + "0"
+	t.Cleanup(func() { run("ip", "link", "del", ifname) })
+	for _, args := range [][]string{
+		{"ip", "tuntap", "add", "mode", "tap", "multi_queue", "name", ifname},
+		{"ip", "link", "set", ifname, "alias", "tapswitch " + id},
+	} {
+		if out, err := run(args[0], args[1:]...); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	intent := filepath.Join(e.stateDir(), "intents", name+".json")
+	rec := fmt.Sprintf(`{"port":%q,"network":"x","netns_path":"/proc/thread-self/ns/net","ifname":%q}`, name, ifname)
+	if err := os.WriteFile(intent, []byte(rec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.startDaemon()
+	// Answered once the start, its sweep included, is over.
+	e.status()
+	if out, err := run("ip", "link", "show", ifname); err == nil {
+		t.Errorf("the TAP of the interrupted Join is still there after the start:\n%s", out)
+	}
+	if _, err := os.Stat(intent); err == nil {
+		t.Errorf("the intent record %s is still there after the start", intent)
+	}
 }
