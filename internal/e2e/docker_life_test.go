@@ -354,7 +354,7 @@ func TestDockerLifeDockerdRestartNoLiveRestore(t *testing.T) {
 	e.waitPorts(30*time.Second, "dl-a", "dl-b")
 
 	dk.Restart()
-	e.waitPorts(30*time.Second)
+	e.waitPorts(30 * time.Second)
 	if a := e.allocated("dlnolive"); len(a) != 0 {
 		t.Errorf("addresses held after dockerd stopped its containers: %v", a)
 	}
@@ -366,7 +366,7 @@ func TestDockerLifeDockerdRestartNoLiveRestore(t *testing.T) {
 
 	dk.Kill()
 	dk.Start()
-	e.waitPorts(60*time.Second)
+	e.waitPorts(60 * time.Second)
 	eventually(t, 30*time.Second, "addresses freed", func() (bool, string) {
 		a := e.allocated("dlnolive")
 		return len(a) == 0, fmt.Sprint(a)
@@ -487,7 +487,7 @@ func TestDockerLifeLeak(t *testing.T) {
 		t.Errorf("dl-keep after the cycles: %v\n%s", err, out)
 	}
 	dk.MustDocker("rm", "-f", "dl-keep")
-	e.waitPorts(30*time.Second)
+	e.waitPorts(30 * time.Second)
 	if a := e.allocated("dlleak"); len(a) != 0 {
 		t.Errorf("addresses held with no container: %v", a)
 	}
