@@ -237,18 +237,22 @@ func TestDockerLifeNames(t *testing.T) {
 	dk.MustDocker("rename", "dl-db", "dl-db2")
 	e.waitPorts(30*time.Second, "dl-web", "dl-db2", "dl-web-dlback")
 
-	// The names are in the state file: a tapswitchd killed keeps them.
-	e.killDaemon()
-	e.stopped = false
-	e.startDaemon()
+	// The names are in the state file: tapswitchd stopped (SIGTERM;
+	// kill -9 is TestDockerDriverSession's) and started again keeps
+	// them, and traffic resumes.
+	e.restartDaemon()
 	if got := e.portNames(); !slices.Equal(got, []string{"dl-db2", "dl-web", "dl-web-dlback"}) {
-		t.Errorf("after kill -9: ports %v", got)
+		t.Errorf("after a restart: ports %v", got)
 	}
 	if got := e.netNames(); !slices.Equal(got, []string{"dlback", "dlfront"}) {
-		t.Errorf("after kill -9: networks %v", got)
+		t.Errorf("after a restart: networks %v", got)
 	}
+	before = e.port("dl-db2").Stats.TxFrames
 	if out, err := dk.Exec("dl-db2", "wget", "-qO-", "http://dl-web/"); err != nil || out != dockerPage {
-		t.Errorf("after kill -9, wget http://dl-web/ = %q, %v", out, err)
+		t.Errorf("after a restart, wget http://dl-web/ = %q, %v", out, err)
+	}
+	if after := e.port("dl-db2").Stats.TxFrames; after <= before {
+		t.Errorf("after a restart, port dl-db2 forwarded nothing during wget: %d then %d", before, after)
 	}
 	dk.MustDocker("rm", "-f", "dl-web", "dl-db2")
 	dk.MustDocker("network", "rm", "dlfront", "dlback")
@@ -315,6 +319,7 @@ func TestDockerLifeDockerdRestart(t *testing.T) {
 	// once dockerd is back.
 	ipC := e.ipOf("dl-c", "dllive")
 	pidC := dk.ContainerPid("dl-c")
+	t1 := time.Now()
 	dk.Kill()
 	if err := killPid(pidC); err != nil {
 		t.Fatalf("kill dl-c's process %d: %v", pidC, err)
@@ -327,6 +332,20 @@ func TestDockerLifeDockerdRestart(t *testing.T) {
 	})
 	if taps := dockerTAPs(t); len(taps) != 0 {
 		t.Errorf("TAPs of Docker's ports left in the host: %v", taps)
+	}
+	// An event says why dl-c went: the re-sync found dockerd without its
+	// endpoint (port.detach, docker_forgot), or its namespace went first
+	// (port.failed, device_gone).
+	var told []api.Event
+	for _, ev := range e.replay(t1, "port.detach", "port.failed") {
+		if ev.Port == "dl-c" && (ev.Reason == "docker_forgot" || ev.Attrs["cause"] == "device_gone") {
+			told = append(told, ev)
+		}
+	}
+	if len(told) != 1 {
+		t.Errorf("events of dl-c since dockerd's kill: %+v; want one port.detach docker_forgot or port.failed device_gone", e.replay(t1, "port"))
+	} else {
+		t.Logf("dl-c freed: %s %s %v", told[0].Type, told[0].Reason, told[0].Attrs)
 	}
 	if out, err := e.pingFrom("dl-a", ipB, 3); err != nil {
 		t.Errorf("ping dl-b after dockerd's kill: %v\n%s", err, out)
