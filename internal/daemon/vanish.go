@@ -91,8 +91,11 @@ func (d *Daemon) stopVanishWatch() {
 // vanishCandidate is a port whose namespace is no longer reached by the
 // name it was attached by.
 type vanishCandidate struct {
-	p   *port
-	why string
+	p *port
+	// name is the port's name when it was found, for the log: p's own
+	// may change (a rename) once the lock is let go.
+	name, why string
+	ns        nsID
 }
 
 // freeVanished detaches the ports whose namespace has vanished, and
@@ -110,7 +113,7 @@ func (d *Daemon) freeVanished() int {
 			pins = append(pins, p.state.Pin)
 		}
 		if why, lost := nsLost(p); lost {
-			cands = append(cands, vanishCandidate{p, why})
+			cands = append(cands, vanishCandidate{p: p, name: p.name(), why: why, ns: p.ns})
 		}
 	}
 	d.mu.Unlock()
@@ -121,9 +124,9 @@ func (d *Daemon) freeVanished() int {
 	// detached meanwhile is left alone below.
 	var gone []vanishCandidate
 	for _, c := range cands {
-		in, err := held(c.p.ns, pins)
+		in, err := held(c.ns, pins)
 		if err != nil {
-			d.log.Warn("cannot tell whether a port's namespace is still in use; the port stays", "port", c.p.name(), "err", err)
+			d.log.Warn("cannot tell whether a port's namespace is still in use; the port stays", "port", c.name, "err", err)
 			continue
 		}
 		if !in {
