@@ -80,8 +80,9 @@ gateway interfaces and the nftables table, and the next tapswitchd with
 the same state directory takes them all back, so that connections through
 the switch only see a short loss (tapswitch status shows how short). A
 namespace attached by pid or path is pinned under the state directory
-until its port is detached. With --remove-on-exit, stopping removes all of
-it instead.
+until its port is detached, or until no process and no other mount holds
+the namespace any more: a namespace that vanishes takes its port with it.
+With --remove-on-exit, stopping removes all of it instead.
 
 To restart without losing a frame, start the new tapswitchd with the same
 flags and --upgrade: the running one hands over its TAPs' queues and its
