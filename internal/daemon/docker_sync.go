@@ -464,7 +464,7 @@ func (d *Daemon) dockerPortFailedLocked(p *port) {
 		if ep.Port != nil && ep.Port.Name == p.name() {
 			// The port is gone already: only the endpoint is left.
 			ep.Port = nil
-			d.dropDockerEndpointLocked(ep, "namespace_vanished")
+			d.dropDockerEndpointLocked(ep, "device_gone")
 			return
 		}
 	}
