@@ -111,6 +111,10 @@ func (d *Daemon) freeVanished() int {
 		}
 		if p.state.Pin != "" {
 			pins = append(pins, p.state.Pin)
+			// mountinfo shows the path with its links resolved.
+			if dir, err := filepath.EvalSymlinks(filepath.Dir(p.state.Pin)); err == nil {
+				pins = append(pins, filepath.Join(dir, filepath.Base(p.state.Pin)))
+			}
 		}
 		if why, lost := nsLost(p); lost {
 			cands = append(cands, vanishCandidate{p: p, name: p.name(), why: why, ns: p.ns})

@@ -56,7 +56,7 @@ func TestFreeVanished(t *testing.T) {
 	d.mu.Lock()
 	d.vanish.held = func(ns nsID, pins []string) (bool, error) {
 		asked = append(asked, ns)
-		if len(pins) != 2 {
+		if len(pins) < 2 {
 			t.Errorf("held(%v, %v): want the pins of both ports", ns, pins)
 		}
 		return held, nil
