@@ -188,12 +188,14 @@ func TestDockerLifeNames(t *testing.T) {
 	dk.RunDetached("dl-web", []string{"--network", "dlfront"}, HTTPServer...)
 	dk.RunDetached("dl-db", []string{"--network", "dlfront"})
 	dk.MustDocker("network", "connect", "dlback", "dl-web")
+	connected := time.Now()
 
 	eventually(t, 30*time.Second, "tapswitch network ls = docker network ls", func() (bool, string) {
 		got, want := e.netNames(), e.dockerNetNames()
 		return slices.Equal(got, want) && len(want) == 2, fmt.Sprintf("tapswitch %v, docker %v", got, want)
 	})
 	e.waitPorts(30*time.Second, "dl-web", "dl-db", "dl-web-dlback")
+	t.Logf("every name in place %v after docker network connect returned", time.Since(connected).Round(time.Millisecond))
 	t.Logf("tapswitch network ls:\n%s", e.mustCLI("network", "ls"))
 	t.Logf("tapswitch ports:\n%s", e.mustCLI("ports"))
 	if p := e.port("dl-web"); p.Kind != api.KindDocker || p.Network != "dlfront" {
