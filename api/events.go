@@ -82,7 +82,8 @@ const (
 	// was (the old name), dns_name.
 	EventPortRename EventType = "port.rename"
 	// EventNetworkCreate: a network was created. Attrs: subnet,
-	// gateway, internal.
+	// gateway (of a dual-stack network, both, comma-separated, the
+	// IPv4 one first), internal.
 	EventNetworkCreate EventType = "network.create"
 	// EventNetworkRemove: a network was removed. Counts: ports (those
 	// detached with it).

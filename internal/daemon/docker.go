@@ -268,7 +268,9 @@ func (d *Daemon) dockerCreateNetwork(ctx context.Context, dn docker.Network) err
 	}
 	rec := &dockerNet{ID: dn.ID, Network: n.name, MTU: mtu}
 	if pool != nil {
-		n.subnet = pool.sub
+		// The first of n's subnets (see subnets.go), the one Docker's
+		// IPv4 data names.
+		n.subnet, n.subnets[0] = pool.sub, pool.sub
 		pool.Network, rec.Pool = n.name, pool.ID
 	}
 	d.docker.nets[dn.ID] = rec

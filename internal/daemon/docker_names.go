@@ -73,6 +73,16 @@ func (d *Daemon) renameNetworkLocked(n *network, name string) error {
 	} else {
 		n.dns = srv
 	}
+	// Names across networks are kept by network name, and the search
+	// domains of the namespaces on it name it.
+	d.rebuildPeerNamesLocked()
+	done := map[nsID]bool{}
+	for _, p := range d.ports {
+		if p.net == n && p.kind == api.KindContainer && !done[p.ns] {
+			done[p.ns] = true
+			d.refreshResolvConfLocked(p.ns)
+		}
+	}
 	// The firewall's rules are kept by network name: the new ones are
 	// in place before the old go, so nothing is let through or dropped
 	// in between.
@@ -151,7 +161,7 @@ func (d *Daemon) setRecordLocked(records *dns.Records, p *port) {
 	}
 	var local []netip.Addr
 	for _, s := range p.state.IPs {
-		if ip, err := netip.ParsePrefix(s); err == nil && p.net.subnet.Contains(ip.Addr()) {
+		if ip, err := netip.ParsePrefix(s); err == nil && p.net.contains(ip.Addr()) {
 			local = append(local, ip.Addr())
 		}
 	}

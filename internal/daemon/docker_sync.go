@@ -414,7 +414,7 @@ func (d *Daemon) dropDockerEndpointLocked(ep *dockerEndpoint, reason string) {
 	if n, ok := d.nets[ep.Network]; ok {
 		for _, s := range ep.Owned {
 			if a, err := netip.ParseAddr(s); err == nil {
-				n.subnet.Release(a)
+				n.release(a)
 			}
 		}
 	}
