@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -112,5 +113,47 @@ func TestRenameNetworkAndPort(t *testing.T) {
 	}
 	if _, ok := h.fw["backnet"]; ok || h.taps.Exists("", bridge) {
 		t.Errorf("after removing backnet: firewall %v, gateway left %v", h.fw, h.taps.Exists("", bridge))
+	}
+}
+
+// TestRenameNetworkPeers: the names across networks follow a rename: a
+// namespace on front and a renamed network still resolves the names of
+// both, through the new records.
+func TestRenameNetworkPeers(t *testing.T) {
+	h := newFakeHost()
+	d := startDaemon(t, t.TempDir(), h)
+	defer d.CloseAndRemove()
+	frontNet(t, d)
+	ctx := context.Background()
+	if _, err := d.CreateNetwork(ctx, api.NetworkCreateRequest{Name: "ab12cd34ef56", Subnet: "10.132.30.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := attach(d, "a", "t0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := d.Connect(ctx, "ab12cd34ef56", api.ConnectRequest{Port: "a", Name: "a2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.mu.Lock()
+	if err := d.renameNetworkLocked(d.nets["ab12cd34ef56"], "rear"); err != nil {
+		d.mu.Unlock()
+		t.Fatal(err)
+	}
+	front, rear := d.nets["front"].records, d.nets["rear"].records
+	d.mu.Unlock()
+	addrOf := func(p api.Port) netip.Addr { return netip.MustParsePrefix(p.IPs[0]).Addr() }
+	if got := d.peers.lookup("front", addrOf(a)); len(got) != 1 || got[0] != rear {
+		t.Errorf("front's peers of a = %v, want rear's records", got)
+	}
+	if got := d.peers.lookup("rear", addrOf(b)); len(got) != 1 || got[0] != front {
+		t.Errorf("rear's peers of a2 = %v, want front's records", got)
+	}
+	if got := d.peers.lookup("ab12cd34ef56", addrOf(b)); len(got) != 0 {
+		t.Errorf("the old name still has peers: %v", got)
+	}
+	if addrs, _ := rear.Lookup("a2.rear.", dns.TypeA); len(addrs) != 1 {
+		t.Errorf("rear answers a2.rear. with %v, want a2's address", addrs)
 	}
 }
