@@ -43,9 +43,13 @@ import (
 //     again (every second at first, then every dockerSyncMaxWait), and
 //     says so once in the log, never as an error of a call.
 
-// dockerSyncMaxWait is the longest wait between two attempts to reach
-// dockerd.
-const dockerSyncMaxWait = 10 * time.Second
+// dockerSyncFirstWait and dockerSyncMaxWait are the first and the
+// longest wait between two attempts to reach dockerd; variables for the
+// package's tests.
+var (
+	dockerSyncFirstWait = time.Second
+	dockerSyncMaxWait   = 10 * time.Second
+)
 
 // dockerSyncTimeout bounds one round of questions to dockerd.
 const dockerSyncTimeout = 30 * time.Second
@@ -118,7 +122,7 @@ func (d *Daemon) dockerBeforeNow() dockerBefore {
 func (d *Daemon) runDockerSync(ctx context.Context, c *dockerapi.Client) {
 	log := d.log.With("docker_host", c.Host())
 	before := d.dockerBeforeNow()
-	wait := time.Second
+	wait := dockerSyncFirstWait
 	warned, wasUp := false, false
 	for {
 		opened := false
@@ -127,7 +131,7 @@ func (d *Daemon) runDockerSync(ctx context.Context, c *dockerapi.Client) {
 			if wasUp || warned {
 				log.Info("dockerd answers again; re-syncing Docker's networks and endpoints")
 			}
-			warned, wait = false, time.Second
+			warned, wait = false, dockerSyncFirstWait
 			d.dockerResync(ctx, c, before)
 		}, func(ev dockerapi.Event) { d.dockerEvent(ctx, c, ev) })
 		if ctx.Err() != nil {

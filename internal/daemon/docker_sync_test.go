@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -228,4 +230,55 @@ func TestDockerPortVanished(t *testing.T) {
 	if err := b.DeleteEndpoint(context.Background(), dnID, epID); err != nil {
 		t.Errorf("Docker's DeleteEndpoint afterwards = %v", err)
 	}
+}
+
+// TestDockerSyncUnreachable: with no dockerd, the provisional names stay,
+// the log says so once however often the sync tries, and nothing is
+// freed.
+func TestDockerSyncUnreachable(t *testing.T) {
+	defer func(w, m time.Duration) { dockerSyncFirstWait, dockerSyncMaxWait = w, m }(dockerSyncFirstWait, dockerSyncMaxWait)
+	dockerSyncFirstWait, dockerSyncMaxWait = time.Millisecond, 5*time.Millisecond
+	h := newFakeHost()
+	var logs lockedBuffer
+	d, err := newDaemon(Config{StateDir: t.TempDir(), TAPs: h.taps, Queues: 1, DNSUpstreams: []netip.AddrPort{},
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.CloseAndRemove()
+	b := d.Docker()
+	dockerNetwork(t, b, dnID, "10.132.9.0/24")
+	joinEndpoint(t, b, dnID, epID, "10.132.9.2/24")
+	if err := d.StartDockerSync("unix://" + filepath.Join(t.TempDir(), "none.sock")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // tens of attempts; no assertion waits on it
+	d.StopDockerSync()
+	if n := strings.Count(logs.String(), "dockerd does not answer"); n != 1 {
+		t.Errorf("the log says dockerd does not answer %d times, want once:\n%s", n, logs.String())
+	}
+	if _, ok := d.ports[docker.ShortID(epID)]; !ok || len(d.docker.endpoints) != 1 {
+		t.Errorf("ports %+v, endpoints %d: want the provisional port and its endpoint kept", d.Ports(false), len(d.docker.endpoints))
+	}
+	if err := d.StartDockerSync("tcp://127.0.0.1:2375"); err == nil {
+		t.Errorf("StartDockerSync(tcp://...) = nil, want an error: only unix:// is served")
+	}
+}
+
+// lockedBuffer is a bytes.Buffer the daemon's goroutines may log to.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
