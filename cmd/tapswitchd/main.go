@@ -63,6 +63,9 @@ type options struct {
 	// socket of dockerPlugin (docker.go).
 	docker       bool
 	dockerPlugin string
+	// dockerHost is dockerd's API, which --docker asks for names and
+	// re-syncs with (docker_sync.go).
+	dockerHost string
 }
 
 func main() {
@@ -80,8 +83,9 @@ gateway interfaces and the nftables table, and the next tapswitchd with
 the same state directory takes them all back, so that connections through
 the switch only see a short loss (tapswitch status shows how short). A
 namespace attached by pid or path is pinned under the state directory
-until its port is detached. With --remove-on-exit, stopping removes all of
-it instead.
+until its port is detached, or until no process and no other mount holds
+the namespace any more: a namespace that vanishes takes its port with it.
+With --remove-on-exit, stopping removes all of it instead.
 
 To restart without losing a frame, start the new tapswitchd with the same
 flags and --upgrade: the running one hands over its TAPs' queues and its
@@ -119,6 +123,7 @@ directory and come back at the next start.`,
 	f.StringVar(&o.metrics, "metrics", "", metricsFlagHelp)
 	f.BoolVar(&o.docker, "docker", false, "also serve the Docker network and IPAM driver on /run/docker/plugins/NAME.sock (root only): docker network create -d NAME, --ipam-driver NAME")
 	f.StringVar(&o.dockerPlugin, "docker-plugin", defaultPluginName, "the driver's `NAME` for --docker, as docker network create -d NAME gives it")
+	f.StringVar(&o.dockerHost, "docker-host", "", dockerHostHelp)
 	addGenCommands(cmd, os.Args[1:])
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintf(os.Stderr, "tapswitchd: %v\n", err)

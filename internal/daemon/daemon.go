@@ -124,8 +124,12 @@ type Daemon struct {
 	requestsDropped atomic.Uint64
 	// captures are the running captures (capture.go).
 	captures captureSlots
+	// vanish frees the ports of namespaces gone (vanish.go).
+	vanish vanishWatch
 	// docker is what the Docker network driver keeps (docker.go).
 	docker dockerState
+	// dsync keeps it in step with dockerd (docker_sync.go).
+	dsync dockerSync
 }
 
 var _ apiserver.Backend = (*Daemon)(nil)
@@ -237,6 +241,7 @@ func newDaemon(cfg Config, h host) (_ *Daemon, err error) {
 		"ports_back_since_start", restored, "ready_since_start", d.ready)
 	d.events.Publish(d.startEvent())
 	d.startEventWatch()
+	d.startVanishWatch()
 	return d, nil
 }
 
@@ -262,6 +267,8 @@ func (d *Daemon) Close() { d.shutdown(!d.persistent()) }
 func (d *Daemon) CloseAndRemove() { d.shutdown(true) }
 
 func (d *Daemon) shutdown(remove bool) {
+	d.StopDockerSync()
+	d.stopVanishWatch()
 	d.stopEventWatch()
 	d.events.EndAll()
 	d.EndCaptures()
@@ -387,6 +394,7 @@ func (d *Daemon) portFailed(sp *vswitch.Port, err error) {
 	default:
 		d.events.Publish(failedEvent(p, err, "run"))
 		d.forgetLocked(p)
+		d.dockerPortFailedLocked(p)
 		d.saveLocked()
 	}
 }

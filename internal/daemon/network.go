@@ -149,19 +149,7 @@ func (d *Daemon) startNetworkLocked(n *network, reopen bool) (err error) {
 			d.sw.RemovePort(gw.sw)
 		}
 	}()
-	srv, err := d.host.startDNS(dns.Config{
-		Addr:      netip.AddrPortFrom(n.subnet.Gateway(), 53),
-		Records:   records,
-		Subnets:   n.prefixes(),
-		Peers:     func(a netip.Addr) []*dns.Records { return d.peers.lookup(n.name, a) },
-		Upstreams: d.upstreams,
-		Logger:    d.log.With("network", n.name),
-		// Only the network's own ports, on its gateway; an internal
-		// network's names stay its own and nothing is forwarded.
-		Interface: n.bridge,
-		Internal:  n.internal,
-		FDs:       fdlimit.Process(),
-	})
+	srv, err := d.host.startDNS(d.dnsConfig(n))
 	if err != nil {
 		return fmt.Errorf("DNS server on %s: %w (is another DNS server bound to every address on port 53?)", netip.AddrPortFrom(n.subnet.Gateway(), 53), err)
 	}
@@ -181,6 +169,25 @@ func (d *Daemon) startNetworkLocked(n *network, reopen bool) (err error) {
 	d.nets[n.name] = n
 	d.log.Info("network up", "network", n.name, "subnet", n.subnetsString(), "gateway", n.gatewaysString(), "bridge", n.bridge, "internal", n.internal)
 	return nil
+}
+
+// dnsConfig is the configuration of n's DNS server.
+func (d *Daemon) dnsConfig(n *network) dns.Config {
+	// The server's own copy: a rename starts a new server.
+	name := n.name
+	return dns.Config{
+		Addr:      netip.AddrPortFrom(n.subnet.Gateway(), 53),
+		Records:   n.records,
+		Subnets:   n.prefixes(),
+		Peers:     func(a netip.Addr) []*dns.Records { return d.peers.lookup(name, a) },
+		Upstreams: d.upstreams,
+		Logger:    d.log.With("network", n.name),
+		// Only the network's own ports, on its gateway; an internal
+		// network's names stay its own and nothing is forwarded.
+		Interface: n.bridge,
+		Internal:  n.internal,
+		FDs:       fdlimit.Process(),
+	}
 }
 
 // stopNetworkLocked undoes startNetworkLocked; n must have no container

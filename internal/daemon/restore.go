@@ -31,7 +31,7 @@ func (d *Daemon) restoreLocked(doc stateDoc) error {
 	// subnets; those are no overlap.
 	var bridges []string
 	for _, ns := range doc.Networks {
-		bridges = append(bridges, GatewayName(d.cfg.StateDir, ns.Name))
+		bridges = append(bridges, d.bridgeOf(ns))
 	}
 	routes, routesErr := hostRoutes(bridges)
 	for _, ns := range doc.Networks {
@@ -43,6 +43,7 @@ func (d *Daemon) restoreLocked(doc stateDoc) error {
 			return fmt.Errorf("state file %s: network %q: %w", d.state.path, ns.Name, err)
 		}
 		n := d.newNetwork(ns.Name, ns.Internal, subnets)
+		n.bridge = d.bridgeOf(ns)
 		for _, p := range n.prefixes() {
 			if err := ipam.CheckSubnetRange(p); err != nil {
 				d.log.Warn("restored network lies in a range no new network may use; remove it and create it on another subnet", "network", n.name, "err", err)
