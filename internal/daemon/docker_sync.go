@@ -449,9 +449,8 @@ func (d *Daemon) dropDockerNetworkLocked(id string) {
 		ev := api.Event{Type: api.EventNetworkRemove, Network: n.name, Reason: "docker_forgot"}
 		d.events.Publish(ev)
 	}
-	if p, ok := d.docker.pools[dn.Pool]; ok {
-		delete(d.docker.pools, p.ID)
-	}
+	delete(d.docker.pools, dn.Pool)
+	delete(d.docker.pools, dn.Pool6)
 	delete(d.docker.nets, id)
 	d.log.Info("Docker's network freed: dockerd no longer has it", "docker_network", docker.ShortID(id), "network", dn.Network)
 }

@@ -244,3 +244,30 @@ func TestDockerDualStackIPAM(t *testing.T) {
 		t.Errorf("RequestPool(%s) after DeleteNetwork = %v %v", p6, again, err)
 	}
 }
+
+// TestDockerDualStackForgotten: a dual-stack network of the IPAM driver
+// that dockerd no longer has lets both its pools go.
+func TestDockerDualStackForgotten(t *testing.T) {
+	ctx := context.Background()
+	d := startDaemon(t, t.TempDir(), newFakeHost())
+	defer d.CloseAndRemove()
+	b := d.Docker()
+	_, p4, err := b.RequestPool(ctx, docker.Pool{Prefix: netip.MustParsePrefix("10.133.14.0/24")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, p6, err := b.RequestPool(ctx, docker.Pool{V6: true, Prefix: netip.MustParsePrefix("fd33:0:0:14::/64")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dn := docker.Network{ID: dnID, Subnet: p4, IPv6: true, V6: []docker.Subnet{{Prefix: p6}}}
+	if err := b.CreateNetwork(ctx, dn); err != nil {
+		t.Fatal(err)
+	}
+	d.mu.Lock()
+	d.dropDockerNetworkLocked(dnID)
+	d.mu.Unlock()
+	if len(d.docker.pools) != 0 || len(d.docker.nets) != 0 {
+		t.Errorf("after dockerd forgot the network: pools %v, networks %v; want none", d.docker.pools, d.docker.nets)
+	}
+}
