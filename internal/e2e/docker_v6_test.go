@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,7 +30,7 @@ func newDockerV6(t *testing.T, daemonArgs ...string) *dockerDriverEnv {
 
 // stateAllocated6 is what the state file says network's IPv6 subnet
 // holds.
-func (e *dockerDriverEnv) stateAllocated6(network string) []string {
+func (e *testEnv) stateAllocated6(network string) []string {
 	e.t.Helper()
 	data, err := os.ReadFile(filepath.Join(e.stateDir(), "state.json"))
 	if err != nil {
@@ -350,4 +351,65 @@ func TestDockerV6TapswitchIPAM(t *testing.T) {
 		t.Errorf("network d6again = %v, want %s again", got, p6)
 	}
 	dk.MustDocker("network", "rm", "d6again")
+}
+
+// TestDockerV6DockerdRestart: a dual-stack network with the names
+// tapswitchd takes from dockerd; dockerd restarted with --live-restore
+// while a ping -6 runs (every reply comes), then killed while one
+// container dies: both of its addresses are freed once dockerd is back,
+// and the other two still reach each other over IPv6.
+func TestDockerV6DockerdRestart(t *testing.T) {
+	e := newDockerLife(t, "--live-restore")
+	dk := e.dk
+	dk.MustDocker("network", "create", "-d", e.plugin, "--ipv6", "--subnet", "10.133.20.0/24", "--subnet", "fd33:0:0:20::/64", "d6live")
+	for _, c := range []string{"d6-la", "d6-lb", "d6-lc"} {
+		dk.RunDetached(c, []string{"--network", "d6live"})
+	}
+	e.waitPorts(30*time.Second, "d6-la", "d6-lb", "d6-lc")
+	v6 := func(c string) string {
+		return dk.Inspect(c, `{{(index .NetworkSettings.Networks "d6live").GlobalIPv6Address}}`)
+	}
+	b6, c6, c4 := v6("d6-lb"), v6("d6-lc"), e.ipOf("d6-lc", "d6live")
+	if ips := e.port("d6-lb").IPs; len(ips) != 2 || ips[1] != b6+"/64" {
+		t.Fatalf("port d6-lb has %v, want its IPv4 address and %s/64", ips, b6)
+	}
+
+	const pings = 100 // 20 s, longer than the restart
+	var wg sync.WaitGroup
+	var out string
+	var perr error
+	wg.Go(func() {
+		// The host's ping in the container's namespace: docker exec's
+		// stream ends with dockerd.
+		out, perr = dk.NsRun("d6-la", "ping", "-6", "-c", fmt.Sprint(pings), "-i", "0.2", "-W", "5", b6)
+	})
+	time.Sleep(time.Second) // a few replies before the restart
+	t0 := time.Now()
+	dk.Restart()
+	t.Logf("dockerd --live-restore restarted in %v", time.Since(t0).Round(time.Millisecond))
+	wg.Wait()
+	sent, got := pingCounts(out)
+	t.Logf("ping -6 across the dockerd restart: %d sent, %d received", sent, got)
+	if perr != nil || sent != pings || got != sent {
+		t.Errorf("ping -6 across the dockerd restart: %v, %d of %d; want every reply\n%s", perr, got, sent, out)
+	}
+
+	// dockerd killed, and d6-lc dies meanwhile: both its addresses go
+	// once dockerd is back.
+	pidC := dk.ContainerPid("d6-lc")
+	dk.Kill()
+	if err := killPid(pidC); err != nil {
+		t.Fatalf("kill d6-lc's process %d: %v", pidC, err)
+	}
+	dk.Start()
+	e.waitPorts(60*time.Second, "d6-la", "d6-lb")
+	eventually(t, 30*time.Second, "d6-lc's addresses freed", func() (bool, string) {
+		a4, a6 := e.allocated("d6live"), e.stateAllocated6("d6live")
+		return !slices.Contains(a4, c4) && !slices.Contains(a6, c6), fmt.Sprint(a4, a6)
+	})
+	if out, err := dk.Exec("d6-la", "ping", "-6", "-c", "3", "-W", "5", "d6-lb"); err != nil {
+		t.Errorf("ping -6 d6-lb after dockerd's kill: %v\n%s", err, out)
+	}
+	dk.MustDocker("rm", "-f", "d6-la", "d6-lb")
+	dk.MustDocker("network", "rm", "d6live")
 }
