@@ -78,12 +78,19 @@ const (
 	// MAC, ARP, IP or neighbour advertisement, router advertisement)
 	// were dropped; Reason is the drop reason. Counts: drops.
 	EventPortSecurity EventType = "port.security"
+	// EventPortRename: a port was renamed; Port is its new name. Attrs:
+	// was (the old name), dns_name.
+	EventPortRename EventType = "port.rename"
 	// EventNetworkCreate: a network was created. Attrs: subnet,
-	// gateway, internal.
+	// gateway (of a dual-stack network, both, comma-separated, the
+	// IPv4 one first), internal.
 	EventNetworkCreate EventType = "network.create"
 	// EventNetworkRemove: a network was removed. Counts: ports (those
 	// detached with it).
 	EventNetworkRemove EventType = "network.remove"
+	// EventNetworkRename: a network was renamed; Network is its new
+	// name, and its DNS domain. Attrs: was (the old name).
+	EventNetworkRename EventType = "network.rename"
 	// EventPublishedRefused: clients of a published port were turned
 	// away by a limit; Reason is the refusal's ("port_limit",
 	// "source_limit", "descriptors"). Attrs: publish. Counts: refused
@@ -120,8 +127,8 @@ const (
 // EventTypes lists the event types, for validation and help.
 var EventTypes = []EventType{
 	EventPortAttach, EventPortConnect, EventPortDetach, EventPortUpdate, EventPortFailed,
-	EventPortMACLimit, EventPortFDBFull, EventPortStorm, EventPortSecurity,
-	EventNetworkCreate, EventNetworkRemove, EventPublishedRefused, EventRequestDropped,
+	EventPortMACLimit, EventPortFDBFull, EventPortStorm, EventPortSecurity, EventPortRename,
+	EventNetworkCreate, EventNetworkRemove, EventNetworkRename, EventPublishedRefused, EventRequestDropped,
 	EventDaemonStart, EventDaemonStop, EventDaemonHandover,
 }
 

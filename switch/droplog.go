@@ -35,7 +35,7 @@ func (s *Switch) logDrops(now time.Time) {
 			if n == p.dlog.n[i] || now.Sub(p.dlog.at[i]) < dropLogEvery {
 				continue
 			}
-			args := []any{"port", p.name, "network", p.net.name, "reason", r.String(), "count", n - p.dlog.n[i]}
+			args := []any{"port", p.Name(), "network", p.net.Name(), "reason", r.String(), "count", n - p.dlog.n[i]}
 			if !p.dlog.at[i].IsZero() {
 				args = append(args, "since", p.dlog.at[i].Format(time.RFC3339))
 			}

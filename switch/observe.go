@@ -110,16 +110,16 @@ func (n *Network) Observe(cfg ObserverConfig) (*Observer, error) {
 		cfg.Records = DefaultObserverRecords
 	}
 	if cfg.Records < 0 || cfg.Records > maxObserverRecords {
-		return nil, fmt.Errorf("observer of network %q: %d records: want 1 to %d", n.name, cfg.Records, maxObserverRecords)
+		return nil, fmt.Errorf("observer of network %q: %d records: want 1 to %d", n.Name(), cfg.Records, maxObserverRecords)
 	}
 	if cfg.Snap <= 0 || cfg.Snap > frameRoom {
 		cfg.Snap = frameRoom
 	}
 	if cfg.Records*cfg.Snap > maxObserverBytes {
-		return nil, fmt.Errorf("observer of network %q: %d records of %d bytes: more than %d MiB; keep fewer records or fewer bytes of each (Snap)", n.name, cfg.Records, cfg.Snap, maxObserverBytes>>20)
+		return nil, fmt.Errorf("observer of network %q: %d records of %d bytes: more than %d MiB; keep fewer records or fewer bytes of each (Snap)", n.Name(), cfg.Records, cfg.Snap, maxObserverBytes>>20)
 	}
 	if cfg.Port != nil && cfg.Port.net != n {
-		return nil, fmt.Errorf("observer of network %q: port %q: %w in this network", n.name, cfg.Port.name, ErrNoPort)
+		return nil, fmt.Errorf("observer of network %q: port %q: %w in this network", n.Name(), cfg.Port.Name(), ErrNoPort)
 	}
 	o := &Observer{
 		net:   n,

@@ -195,8 +195,9 @@ type Port struct {
 	// fixed at attach.
 	maxFrame, maxTx, mtu int
 
-	id   uint32
-	name string
+	id uint32
+	// name is replaced whole by RenamePort (under the switch's mu).
+	name atomic.Pointer[string]
 	dev  device.Device
 	// slots are the port's queues as the workers serve them, when the
 	// device's queues can be polled; otherwise each queue has a loop.
@@ -235,7 +236,7 @@ type Port struct {
 func (p *Port) ID() uint32 { return p.id }
 
 // Name is the port's name, unique in the switch.
-func (p *Port) Name() string { return p.name }
+func (p *Port) Name() string { return *p.name.Load() }
 
 // Info says where the port lives and what it may send as.
 func (p *Port) Info() PortInfo {
@@ -269,11 +270,11 @@ func (p *Port) SetSecurity(on bool) {
 // changes.
 func (p *Port) SetAddresses(mac net.HardwareAddr, ips []netip.Prefix) error {
 	if !isUnicastMAC(mac) {
-		return fmt.Errorf("port %q: MAC %q: %w", p.name, mac, ErrBadMAC)
+		return fmt.Errorf("port %q: MAC %q: %w", p.Name(), mac, ErrBadMAC)
 	}
 	id, err := newIdentity(mac, ips)
 	if err != nil {
-		return fmt.Errorf("port %q: %w", p.name, err)
+		return fmt.Errorf("port %q: %w", p.Name(), err)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

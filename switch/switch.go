@@ -66,7 +66,8 @@ type Switch struct {
 
 // Network is one isolated Ethernet segment.
 type Network struct {
-	name string
+	// name is replaced whole by RenameNetwork (under sw.mu).
+	name atomic.Pointer[string]
 	sw   *Switch
 	fdb  *fdb.Table[Port]
 	// ports is replaced whole on every attach and detach (under sw.mu).
@@ -109,7 +110,7 @@ func (s *Switch) ager() {
 		case now := <-t.C:
 			for _, n := range s.Networks() {
 				if k := n.fdb.Expire(now); k > 0 {
-					s.log.Debug("fdb entries aged out", "network", n.name, "count", k)
+					s.log.Debug("fdb entries aged out", "network", n.Name(), "count", k)
 				}
 			}
 			s.logDrops(now)
@@ -127,7 +128,8 @@ func (s *Switch) CreateNetwork(name string) (*Network, error) {
 	if _, ok := s.networks[name]; ok {
 		return nil, fmt.Errorf("network %q: %w", name, ErrNetworkExists)
 	}
-	n := &Network{name: name, sw: s, fdb: fdb.NewWithQuota(s.cfg.FDB, (*Port).quota)}
+	n := &Network{sw: s, fdb: fdb.NewWithQuota(s.cfg.FDB, (*Port).quota)}
+	n.name.Store(&name)
 	n.fdb.Tick(time.Now())
 	n.ports.Store(&[]*Port{})
 	s.networks[name] = n
@@ -170,7 +172,7 @@ func (s *Switch) Networks() []*Network {
 	for _, n := range s.networks {
 		out = append(out, n)
 	}
-	slices.SortFunc(out, func(a, b *Network) int { return cmp.Compare(a.name, b.name) })
+	slices.SortFunc(out, func(a, b *Network) int { return cmp.Compare(a.Name(), b.Name()) })
 	return out
 }
 
@@ -211,8 +213,9 @@ func (s *Switch) AddPort(network, name string, dev device.Device, info PortInfo)
 	info.MAC = bytes.Clone(info.MAC)
 	info.IPs = slices.Clone(info.IPs)
 	s.nextID++
-	p := &Port{id: s.nextID, name: name, info: info, ident: id, net: n, dev: dev, caps: dev.Caps(), done: make(chan struct{}),
+	p := &Port{id: s.nextID, info: info, ident: id, net: n, dev: dev, caps: dev.Caps(), done: make(chan struct{}),
 		mtu: info.MTU, maxFrame: maxFrameFor(info.MTU), maxTx: maxFrameFor(info.MTU)}
+	p.name.Store(&name)
 	if info.TakesAnySize {
 		p.maxTx = maxFrameFor(0)
 	}
@@ -253,7 +256,7 @@ func (s *Switch) serveLocked(p *Port) error {
 			close(p.done)
 			return nil
 		}
-		s.log.Warn("queues cannot be polled together; reading each with its own loop", "port", p.name, "err", err)
+		s.log.Warn("queues cannot be polled together; reading each with its own loop", "port", p.Name(), "err", err)
 	}
 	var wg sync.WaitGroup
 	for i := range p.rx {
@@ -329,9 +332,9 @@ func (s *Switch) Ports() []*Port {
 // returns, its device is closed and its learned MACs are gone.
 func (s *Switch) RemovePort(p *Port) error {
 	s.mu.Lock()
-	if s.ports[p.name] != p {
+	if s.ports[p.Name()] != p {
 		s.mu.Unlock()
-		return fmt.Errorf("port %q: %w", p.name, ErrNoPort)
+		return fmt.Errorf("port %q: %w", p.Name(), ErrNoPort)
 	}
 	s.unlinkLocked(p)
 	s.mu.Unlock()
@@ -341,7 +344,7 @@ func (s *Switch) RemovePort(p *Port) error {
 
 // unlinkLocked takes p out of the switch's and its network's port sets.
 func (s *Switch) unlinkLocked(p *Port) {
-	delete(s.ports, p.name)
+	delete(s.ports, p.Name())
 	old := *p.net.ports.Load()
 	next := make([]*Port, 0, len(old))
 	for _, q := range old {
@@ -367,15 +370,15 @@ func (s *Switch) stopPort(p *Port, release bool) {
 	}
 	<-p.done
 	k := p.net.fdb.FlushPort(p)
-	s.log.Info("port detached", "port", p.name, "id", p.id, "network", p.net.name, "macs_flushed", k)
+	s.log.Info("port detached", "port", p.Name(), "id", p.id, "network", p.net.Name(), "macs_flushed", k)
 }
 
 // portFailed is called by a port's loop when its device fails for good.
 func (s *Switch) portFailed(p *Port, err error) {
-	s.log.Warn("port device failed; detaching it", "port", p.name, "err", err)
+	s.log.Warn("port device failed; detaching it", "port", p.Name(), "err", err)
 	go func() {
 		s.mu.Lock()
-		owned := s.ports[p.name] == p
+		owned := s.ports[p.Name()] == p
 		if owned {
 			s.unlinkLocked(p)
 		}
@@ -427,7 +430,7 @@ func (s *Switch) shutdown(release bool) {
 }
 
 // Name is the network's name.
-func (n *Network) Name() string { return n.name }
+func (n *Network) Name() string { return *n.name.Load() }
 
 // Ports is the network's current port snapshot; do not modify it.
 func (n *Network) Ports() []*Port { return *n.ports.Load() }

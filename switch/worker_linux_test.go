@@ -157,7 +157,7 @@ func TestWorkersForward(t *testing.T) {
 	close(stop)
 	<-done
 	if got := pa.net.fdb.Lookup(fdb.Key(mustMAC(macA))); got != nil {
-		t.Fatalf("after RemovePort(a), Lookup(%s) = port %s, want nil", macA, got.name)
+		t.Fatalf("after RemovePort(a), Lookup(%s) = port %s, want nil", macA, got.Name())
 	}
 }
 

@@ -14,19 +14,33 @@ import (
 
 // buildResult is the ADD result of port on the network det: the
 // network's gateway interface (host side) and the TAP (sandbox netns);
-// the port's addresses, with the gateway for those in the network's
-// subnet; a default route via the gateway when the daemon made one (the
-// namespace's first port, with an address in the subnet: first says
-// whether port is); and the network's DNS server and domain when the port
-// is in the subnet (DNS answers only there).
+// the port's addresses, with the gateway of their subnet for those in one
+// of the network's subnets (two for a dual-stack network); a default
+// route via the gateway of each such address's family when the daemon
+// made one (the namespace's first port, with an address in a subnet:
+// first says whether port is); and the network's DNS server and domain
+// when the port is in a subnet (DNS answers only there).
 func buildResult(det api.NetworkDetail, port *api.Port, netns string, first bool) (*types100.Result, error) {
-	subnet, err := netip.ParsePrefix(det.Subnet)
-	if err != nil {
-		return nil, fmt.Errorf("network %q has subnet %q: %w", det.Name, det.Subnet, err)
+	subnets := det.Subnets
+	if len(subnets) == 0 {
+		// A daemon from before networks could have two subnets.
+		subnets = []api.NetworkSubnet{{Subnet: det.Subnet, Gateway: det.Gateway}}
 	}
-	gw, err := netip.ParseAddr(det.Gateway)
-	if err != nil {
-		return nil, fmt.Errorf("network %q has gateway %q: %w", det.Name, det.Gateway, err)
+	type subnetGW struct {
+		prefix netip.Prefix
+		gw     netip.Addr
+	}
+	var sgs []subnetGW
+	for _, sn := range subnets {
+		p, err := netip.ParsePrefix(sn.Subnet)
+		if err != nil {
+			return nil, fmt.Errorf("network %q has subnet %q: %w", det.Name, sn.Subnet, err)
+		}
+		gw, err := netip.ParseAddr(sn.Gateway)
+		if err != nil {
+			return nil, fmt.Errorf("network %q has gateway %q: %w", det.Name, sn.Gateway, err)
+		}
+		sgs = append(sgs, subnetGW{p, gw})
 	}
 	host := &types100.Interface{Name: det.Bridge}
 	for _, q := range det.Ports {
@@ -38,30 +52,44 @@ func buildResult(det api.NetworkDetail, port *api.Port, netns string, first bool
 		CNIVersion: types100.ImplementedSpecVersion,
 		Interfaces: []*types100.Interface{host, {Name: port.Ifname, Mac: port.MAC, Mtu: port.MTU, Sandbox: netns}},
 	}
-	local := false
+	// local marks the subnets the port has an address in.
+	local := make([]bool, len(sgs))
 	for _, s := range port.IPs {
 		a, err := netip.ParsePrefix(s)
 		if err != nil {
 			return nil, fmt.Errorf("port %q has address %q: %w", port.Name, s, err)
 		}
 		ip := &types100.IPConfig{Interface: types100.Int(1), Address: ipNet(a)}
-		if subnet.Contains(a.Addr()) {
-			ip.Gateway = net.IP(gw.AsSlice())
-			local = true
+		for i, sg := range sgs {
+			if sg.prefix.Contains(a.Addr()) {
+				ip.Gateway = net.IP(sg.gw.AsSlice())
+				local[i] = true
+			}
 		}
 		res.IPs = append(res.IPs, ip)
 	}
-	if !local {
+	// The gateways of the families the port has an address of, in the
+	// network's order.
+	var gws []netip.Addr
+	for i, sg := range sgs {
+		if local[i] {
+			gws = append(gws, sg.gw)
+		}
+	}
+	if len(gws) == 0 {
 		return res, nil
 	}
 	if first {
-		dst := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
-		if gw.Is6() {
-			dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+		for _, gw := range gws {
+			dst := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+			if gw.Is6() {
+				dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+			}
+			res.Routes = append(res.Routes, &types.Route{Dst: ipNet(dst), GW: net.IP(gw.AsSlice())})
 		}
-		res.Routes = []*types.Route{{Dst: ipNet(dst), GW: net.IP(gw.AsSlice())}}
 	}
-	res.DNS = types.DNS{Nameservers: []string{gw.String()}, Domain: det.Name, Search: []string{det.Name}}
+	// The DNS server listens on the first subnet's gateway.
+	res.DNS = types.DNS{Nameservers: []string{sgs[0].gw.String()}, Domain: det.Name, Search: []string{det.Name}}
 	return res, nil
 }
 

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -27,14 +29,27 @@ The network "default" always exists and is used when attach is given no
 }
 
 func newNetworkCreate(g *globals) *cobra.Command {
-	var req api.NetworkCreateRequest
+	var (
+		req      api.NetworkCreateRequest
+		subnets  []string
+		gateways []string
+		ipv6     bool
+	)
 	cmd := &cobra.Command{
-		Use:   "create NAME",
+		Use:   "create NAME [--subnet PREFIX]... [--gateway ADDR]... [--ipv6] [--internal]",
 		Short: "Create a network",
 		Long: `Create a network. Its subnet is --subnet, or else the first free /24 of
 10.89.0.0/16 that overlaps no other network and no route of the host. Its
 gateway is --gateway, or else the subnet's first host address. NAME is also
 the network's DNS domain: a port "web" answers as web and web.NAME.
+
+A dual-stack network has an IPv4 and an IPv6 subnet: give --subnet twice,
+once for each family, or --ipv6 for a free IPv6 /64 of fd89:7473:7700::/48
+besides the IPv4 subnet (given, or free from the pool). Each --gateway
+goes with the subnet of its family. The gateway holds an address in each
+subnet, ports get one address of each family, and DNS answers their names
+with both (A and AAAA). A single --subnet of IPv6 makes an IPv6-only
+network.
 
 A subnet may not share an address with the loopback, link-local,
 multicast or reserved ranges (0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16,
@@ -42,12 +57,15 @@ multicast or reserved ranges (0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16,
 the gateway is an address of the host and its DNS server listens there.`,
 		Example: `  tapswitch network create front --subnet 10.20.0.0/24
   tapswitch network create back
+  tapswitch network create both --subnet 10.20.1.0/24 --subnet fd00:20:1::/64
+  tapswitch network create six --ipv6
   tapswitch network create vault --internal`,
 		Args: cobra.ExactArgs(1),
 	}
 	f := cmd.Flags()
-	f.StringVar(&req.Subnet, "subnet", "", "subnet in CIDR form (default: a free one from 10.89.0.0/16)")
-	f.StringVar(&req.Gateway, "gateway", "", "gateway address (default: the subnet's first host address)")
+	f.StringArrayVar(&subnets, "subnet", nil, "subnet in CIDR form, at most one IPv4 and one IPv6 (repeatable; default: a free IPv4 /24 of 10.89.0.0/16)")
+	f.StringArrayVar(&gateways, "gateway", nil, "gateway address in the --subnet of its family (repeatable; default: each subnet's first host address)")
+	f.BoolVar(&ipv6, "ipv6", false, "dual-stack: also an IPv6 subnet, a free /64 of fd89:7473:7700::/48 unless --subnet gives one")
 	f.BoolVar(&req.Internal, "internal", false, "no access outside the network and no published ports")
 	out := addOutput(cmd, "name", "name", "json")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
@@ -55,6 +73,9 @@ the gateway is an address of the host and its DNS server listens there.`,
 			return err
 		}
 		req.Name = args[0]
+		if err := subnetRequests(&req, subnets, gateways, ipv6); err != nil {
+			return err
+		}
 		n, err := g.client().CreateNetwork(cmd.Context(), req)
 		if err != nil {
 			return g.advise(cmd, err, req.Name)
@@ -62,6 +83,66 @@ the gateway is an address of the host and its DNS server listens there.`,
 		return out.printNamed(cmd.OutOrStdout(), n, n.Name)
 	}
 	return cmd
+}
+
+// subnetRequests puts the --subnet, --gateway and --ipv6 of network
+// create into req: one subnet and gateway as Subnet and Gateway, as
+// before networks could have two; more, or --ipv6, as Subnets, each
+// gateway with the subnet of its family and a subnet from the pool for
+// each family --ipv6 asks for and no --subnet gives. What is wrong with
+// a subnet or gateway itself the daemon says.
+func subnetRequests(req *api.NetworkCreateRequest, subnets, gateways []string, ipv6 bool) error {
+	if !ipv6 && len(subnets) <= 1 && len(gateways) <= 1 {
+		if len(subnets) == 1 {
+			req.Subnet = subnets[0]
+		}
+		if len(gateways) == 1 {
+			req.Gateway = gateways[0]
+		}
+		return nil
+	}
+	// family is "ipv4" or "ipv6" for a parsable address or prefix, ""
+	// for one the daemon is to refuse.
+	family := func(s string) string {
+		a, err := netip.ParseAddr(s)
+		if p, perr := netip.ParsePrefix(s); perr == nil {
+			a, err = p.Addr(), nil
+		}
+		switch {
+		case err != nil:
+			return ""
+		case a.Is4() || a.Is4In6():
+			return "ipv4"
+		}
+		return "ipv6"
+	}
+	for _, s := range subnets {
+		req.Subnets = append(req.Subnets, api.SubnetRequest{Subnet: s})
+	}
+	for _, gw := range gateways {
+		fam := family(gw)
+		i := slices.IndexFunc(req.Subnets, func(r api.SubnetRequest) bool { return family(r.Subnet) == fam })
+		switch {
+		case fam == "" && len(req.Subnets) == 1:
+			i = 0
+		case fam == "":
+			return fmt.Errorf("--gateway %q: not an address; give one such as 10.20.0.1 or fd00:20::1", gw)
+		case i < 0:
+			return fmt.Errorf("--gateway %s: no --subnet of its family (IPv%s); give the subnet it is in", gw, fam[3:])
+		}
+		if req.Subnets[i].Gateway != "" {
+			return fmt.Errorf("--gateway %s and %s: one gateway per subnet", req.Subnets[i].Gateway, gw)
+		}
+		req.Subnets[i].Gateway = gw
+	}
+	if ipv6 {
+		for _, fam := range []string{"ipv4", "ipv6"} {
+			if !slices.ContainsFunc(req.Subnets, func(r api.SubnetRequest) bool { return family(r.Subnet) == fam }) {
+				req.Subnets = append(req.Subnets, api.SubnetRequest{Subnet: fam})
+			}
+		}
+	}
+	return nil
 }
 
 func newNetworkLs(g *globals) *cobra.Command {
@@ -86,7 +167,8 @@ func newNetworkLs(g *globals) *cobra.Command {
 		tw := newTable(cmd.OutOrStdout())
 		fmt.Fprintln(tw, "NAME\tSUBNET\tGATEWAY\tINTERNAL\tPORTS\tBRIDGE")
 		for _, n := range nets {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%t\t%d\t%s\n", n.Name, n.Subnet, n.Gateway, n.Internal, n.Ports, n.Bridge)
+			subnets, gateways := networkSubnets(n)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%t\t%d\t%s\n", n.Name, subnets, gateways, n.Internal, n.Ports, n.Bridge)
 		}
 		return tw.Flush()
 	}
@@ -118,10 +200,11 @@ func newNetworkInspect(g *globals) *cobra.Command {
 
 func writeNetworkTable(w io.Writer, n api.NetworkDetail) error {
 	tw := newTable(w)
+	subnets, gateways := networkSubnets(n.Network)
 	for _, kv := range [][2]string{
 		{"Name", n.Name},
-		{"Subnet", n.Subnet},
-		{"Gateway", n.Gateway},
+		{"Subnet", subnets},
+		{"Gateway", gateways},
 		{"Internal", fmt.Sprint(n.Internal)},
 		{"Bridge", n.Bridge},
 		{"DNS", n.DNS},
@@ -146,6 +229,21 @@ func writeNetworkTable(w io.Writer, n api.NetworkDetail) error {
 			dash(strings.Join(p.IPs, ",")), dash(p.DNSName), dash(strings.Join(p.Publish, ",")))
 	}
 	return tw.Flush()
+}
+
+// networkSubnets lists a network's subnets and its gateways, each
+// comma-separated, the IPv4 one first; a daemon from before networks
+// could have two sends Subnet and Gateway only.
+func networkSubnets(n api.Network) (subnets, gateways string) {
+	if len(n.Subnets) == 0 {
+		return n.Subnet, n.Gateway
+	}
+	var s, g []string
+	for _, sub := range n.Subnets {
+		s = append(s, sub.Subnet)
+		g = append(g, sub.Gateway)
+	}
+	return strings.Join(s, ","), strings.Join(g, ",")
 }
 
 // dash shows an empty cell as "-".
@@ -188,8 +286,12 @@ func newConnect(g *globals) *cobra.Command {
 		Long: `Create a further TAP in the namespace of PORT (named eth1, eth2, ...: the
 first free ethN) and attach it to NETWORK. The new port is named
 PORT-NETWORK unless --name says otherwise; NETWORK's DNS answers for it
-with PORT's name. It gets an address from NETWORK's subnet unless --ip
-gives one, and no default route: the namespace keeps the one it has.
+with PORT's name. It gets an address of each of NETWORK's subnets (two
+on a dual-stack network) unless --ip gives them, and no default route:
+the namespace keeps the one it has. The namespace then resolves the
+names of every network it is on, as NAME and NAME.NETWORK, and its
+resolv.conf (for a namespace attached by name) lists each network as a
+search domain; names of networks it is not on stay unknown to it.
 A PORT in tapswitchd's own namespace, the host's (attached with
 --allow-host-netns), needs --allow-host-netns here too.`,
 		Example: `  tapswitch connect api back

@@ -48,6 +48,9 @@ func (s *server) openPlugin(set *fdset.Set) error {
 	if !s.o.docker {
 		return nil
 	}
+	if err := checkDockerHost(s.o.dockerHost); err != nil {
+		return err
+	}
 	path, err := pluginSocket(s.o.dockerPlugin)
 	if err != nil {
 		return err
@@ -140,6 +143,7 @@ func (s *server) servePlugin() {
 		}
 	}()
 	s.log.Info("serving the Docker network and IPAM driver", "plugin", s.o.dockerPlugin, "socket", s.pluginPath)
+	s.startDockerSync()
 }
 
 // stopPlugin stops serving the plugin socket; calls in progress finish.
@@ -148,6 +152,7 @@ func (s *server) stopPlugin(remove bool) {
 	if s.psrv == nil {
 		return
 	}
+	s.d.StopDockerSync()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	s.psrv.Shutdown(ctx)

@@ -43,6 +43,9 @@ type options struct {
 	queues    int
 	// dnsUpstreams override the nameservers of /etc/resolv.conf.
 	dnsUpstreams []string
+	// ipv6Pool is --ipv6-pool as given, pool6 as parsed by run.
+	ipv6Pool string
+	pool6    netip.Prefix
 	// removeOnExit undoes everything at exit instead of keeping it for
 	// the next start.
 	removeOnExit bool
@@ -60,6 +63,9 @@ type options struct {
 	// socket of dockerPlugin (docker.go).
 	docker       bool
 	dockerPlugin string
+	// dockerHost is dockerd's API, which --docker asks for names and
+	// re-syncs with (docker_sync.go).
+	dockerHost string
 }
 
 func main() {
@@ -77,8 +83,9 @@ gateway interfaces and the nftables table, and the next tapswitchd with
 the same state directory takes them all back, so that connections through
 the switch only see a short loss (tapswitch status shows how short). A
 namespace attached by pid or path is pinned under the state directory
-until its port is detached. With --remove-on-exit, stopping removes all of
-it instead.
+until its port is detached, or until no process and no other mount holds
+the namespace any more: a namespace that vanishes takes its port with it.
+With --remove-on-exit, stopping removes all of it instead.
 
 To restart without losing a frame, start the new tapswitchd with the same
 flags and --upgrade: the running one hands over its TAPs' queues and its
@@ -111,10 +118,12 @@ directory and come back at the next start.`,
 	f.BoolVar(&o.removeOnExit, "remove-on-exit", false, "on SIGINT or SIGTERM, detach every port and remove the gateway interfaces, pins and nftables table, instead of keeping them for the next start")
 	f.BoolVar(&o.upgrade, "upgrade", false, "take over from the tapswitchd running with the same --state-dir, without losing a frame: it hands over its TAPs' queues and its sockets, and exits once this one forwards (give the other flags as it has them); with none running, start as usual")
 	f.StringArrayVar(&o.dnsUpstreams, "dns-upstream", nil, "resolver `ADDR` (IP or IP:PORT) the networks' DNS servers forward other names to, instead of the nameservers of /etc/resolv.conf (repeatable)")
+	f.StringVar(&o.ipv6Pool, "ipv6-pool", "", "IPv6 `PREFIX` (/48 or so) whose free /64s networks get when they ask for an IPv6 subnet from the pool (network create --ipv6); default fd89:7473:7700::/48")
 	addLimitFlags(f, &o.limits)
 	f.StringVar(&o.metrics, "metrics", "", metricsFlagHelp)
 	f.BoolVar(&o.docker, "docker", false, "also serve the Docker network and IPAM driver on /run/docker/plugins/NAME.sock (root only): docker network create -d NAME, --ipam-driver NAME")
 	f.StringVar(&o.dockerPlugin, "docker-plugin", defaultPluginName, "the driver's `NAME` for --docker, as docker network create -d NAME gives it")
+	f.StringVar(&o.dockerHost, "docker-host", "", dockerHostHelp)
 	addGenCommands(cmd, os.Args[1:])
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintf(os.Stderr, "tapswitchd: %v\n", err)
@@ -142,6 +151,11 @@ func run(o options) error {
 	upstreams, err := parseUpstreams(o.dnsUpstreams)
 	if err != nil {
 		return err
+	}
+	if o.ipv6Pool != "" {
+		if o.pool6, err = netip.ParsePrefix(o.ipv6Pool); err != nil || !o.pool6.Addr().Is6() || o.pool6.Bits() > 63 {
+			return fmt.Errorf("--ipv6-pool %q: want an IPv6 prefix of /63 or shorter, such as fd89:7473:7700::/48", o.ipv6Pool)
+		}
 	}
 	// Absolute, so that the listeners handed to a successor name
 	// their sockets as its flags do, whatever its working directory.
@@ -298,6 +312,7 @@ func (s *server) daemonConfig(upstreams []netip.AddrPort, inherited *fdset.Set) 
 		FDB:          fdb.Config{Limit: s.o.fdbLimit, AgeingTime: s.o.fdbAgeing},
 		Queues:       s.o.queues,
 		DNSUpstreams: upstreams,
+		IPv6Pool:     s.o.pool6,
 		Logger:       s.log,
 		Started:      s.o.started,
 		Inherited:    inherited,

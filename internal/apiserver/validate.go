@@ -424,26 +424,8 @@ func ValidateNetworkCreate(r api.NetworkCreateRequest) error {
 }
 
 func validateNetworkAddrs(r api.NetworkCreateRequest) error {
-	if r.Subnet == "" {
-		if r.Gateway != "" {
-			return api.Errorf(api.ErrInvalid, api.ReasonGatewayWithoutSubnet, "gateway %s without a subnet", quote(r.Gateway))
-		}
-		return nil
-	}
-	prefix, err := netip.ParsePrefix(r.Subnet)
-	if err != nil {
-		return invalid("subnet %s: want a prefix such as 10.20.0.0/24", quote(r.Subnet))
-	}
-	var gw netip.Addr
-	if r.Gateway != "" {
-		if gw, err = netip.ParseAddr(r.Gateway); err != nil {
-			return invalid("gateway %s: want an address such as 10.20.0.1", quote(r.Gateway))
-		}
-	}
-	if _, err := ipam.NewSubnet(prefix, gw); err != nil {
-		return SubnetError(err)
-	}
-	return nil
+	_, err := NetworkSubnets(r)
+	return err
 }
 
 // SubnetError gives an error of ipam.NewSubnet its API class and reason:

@@ -49,6 +49,9 @@ type Config struct {
 	// start; nil means tap.Kernel. Tests pass an in-memory one
 	// (taptest.Maker).
 	TAPs tap.Maker
+	// IPv6Pool is where networks asking for an IPv6 subnet from the
+	// pool get a /64; zero means ipam.DefaultPool6's fd89:7473:7700::/48.
+	IPv6Pool netip.Prefix
 	// Inherited are descriptors a predecessor handed over or the
 	// service manager kept: TAP queues and published ports' sockets,
 	// by name (see handover.go). New takes those of the ports it
@@ -81,8 +84,12 @@ type Daemon struct {
 	nat firewall
 	// host changes the machine for the daemon (see host.go).
 	host host
-	// pool is where networks created without a subnet get one.
-	pool *ipam.Pool
+	// pool is where networks created without a subnet get one, pool6
+	// where those asking for an IPv6 subnet from the pool get theirs.
+	pool, pool6 *ipam.Pool
+	// peers is what each network's DNS server answers of the other
+	// networks its askers are on (see names.go).
+	peers peerNames
 	// upstreams are what the DNS servers forward to.
 	upstreams []netip.AddrPort
 	state     *stateFile
@@ -117,8 +124,12 @@ type Daemon struct {
 	requestsDropped atomic.Uint64
 	// captures are the running captures (capture.go).
 	captures captureSlots
+	// vanish frees the ports of namespaces gone (vanish.go).
+	vanish vanishWatch
 	// docker is what the Docker network driver keeps (docker.go).
 	docker dockerState
+	// dsync keeps it in step with dockerd (docker_sync.go).
+	dsync dockerSync
 }
 
 var _ apiserver.Backend = (*Daemon)(nil)
@@ -155,12 +166,21 @@ func newDaemon(cfg Config, h host) (_ *Daemon, err error) {
 		host:  h,
 		log:   cfg.Logger,
 		pool:  ipam.DefaultPool(),
+		pool6: ipam.DefaultPool6(),
 		nets:  make(map[string]*network),
 		ports: make(map[string]*port),
 		// First: the restore tells of the ports it drops.
 		events: events.New(),
 	}
 	d.firstForward.Store(-1)
+	if cfg.IPv6Pool.IsValid() {
+		if d.pool6, err = ipam.NewPool([]netip.Prefix{cfg.IPv6Pool}, 64); err != nil {
+			return nil, fmt.Errorf("IPv6 pool: %w", err)
+		}
+		if !d.pool6.Is6() {
+			return nil, fmt.Errorf("IPv6 pool %s: not an IPv6 prefix; give one such as fd89:7473:7700::/48", cfg.IPv6Pool)
+		}
+	}
 	if d.state, err = openState(cfg.StateDir); err != nil {
 		return nil, err
 	}
@@ -221,6 +241,7 @@ func newDaemon(cfg Config, h host) (_ *Daemon, err error) {
 		"ports_back_since_start", restored, "ready_since_start", d.ready)
 	d.events.Publish(d.startEvent())
 	d.startEventWatch()
+	d.startVanishWatch()
 	return d, nil
 }
 
@@ -246,6 +267,8 @@ func (d *Daemon) Close() { d.shutdown(!d.persistent()) }
 func (d *Daemon) CloseAndRemove() { d.shutdown(true) }
 
 func (d *Daemon) shutdown(remove bool) {
+	d.StopDockerSync()
+	d.stopVanishWatch()
 	d.stopEventWatch()
 	d.events.EndAll()
 	d.EndCaptures()
@@ -371,6 +394,7 @@ func (d *Daemon) portFailed(sp *vswitch.Port, err error) {
 	default:
 		d.events.Publish(failedEvent(p, err, "run"))
 		d.forgetLocked(p)
+		d.dockerPortFailedLocked(p)
 		d.saveLocked()
 	}
 }

@@ -9,13 +9,16 @@
 //
 //   - a subnet and its addresses (package ipam), chosen from the pool
 //     unless given, overlapping no other network and no route of the host;
+//     or two, one IPv4 and one IPv6 (a dual-stack network; subnets.go);
 //   - a gateway: a TAP in the daemon's own namespace holding the gateway
-//     address, plugged into the network as a port of kind "gateway" and
+//     address of each subnet, plugged into the network as a port of kind "gateway" and
 //     named GatewayName (tsw- and 8 hex digits of the state directory and
 //     the network's name, so that daemons with different state never
 //     clash);
-//   - a DNS server on gateway:53 answering with the names of the
-//     network's ports (package dns);
+//   - a DNS server on the first gateway address, port 53, answering with
+//     the names of the network's ports (package dns), and for a namespace
+//     on several networks with those of its other networks too
+//     (names.go);
 //   - firewall rules in the daemon's own nftables table (TableName):
 //     masquerade for outbound access unless the network is internal, and
 //     no forwarding between networks (package nat).
@@ -25,14 +28,16 @@
 //
 // # Ports
 //
-// A port asked for without addresses gets one from its network's subnet;
-// an address asked for inside the subnet is reserved for it; an address
-// outside it is only put on the TAP, as on a plain wire between
-// namespaces. A port with an address in the subnet gets a default route
-// via the gateway when it is the first of its namespace, a DNS name (the
-// port's name, or for a port made by connect the name of the port it
-// joined), and for a namespace attached by name a resolv.conf under
-// /etc/netns naming the gateway. Published ports are proxies in the
+// A port asked for without addresses gets one from each of its network's
+// subnets; an address asked for inside a subnet is reserved for it (and a
+// port of a dual-stack network that asks for one family gets the other
+// from the network); an address outside them is only put on the TAP, as
+// on a plain wire between namespaces. A port with an address in a subnet
+// gets a default route via the gateway of each family it has when it is
+// the first of its namespace, a DNS name (the port's name, or for a port
+// made by connect the name of the port it joined), and for a namespace
+// attached by name a resolv.conf under /etc/netns naming the gateway of
+// its first network and the domains of all its networks. Published ports are proxies in the
 // daemon (package publish) to that address.
 //
 // # State and restarts

@@ -109,8 +109,10 @@ type dockerNet struct {
 	ID string `json:"id"`
 	// Network is the tapswitch network's name.
 	Network string `json:"network"`
-	// Pool is the IPAM pool the network was made of, if any.
-	Pool string `json:"pool,omitempty"`
+	// Pool is the IPAM pool the network was made of, if any; Pool6 the
+	// one of its IPv6 subnet.
+	Pool  string `json:"pool,omitempty"`
+	Pool6 string `json:"pool6,omitempty"`
 	// MTU is -o com.docker.network.driver.mtu, the MTU of the
 	// network's containers' interfaces; 0 for 1500.
 	MTU int `json:"mtu,omitempty"`
@@ -230,7 +232,7 @@ func (d *Daemon) dockerCreateNetwork(ctx context.Context, dn docker.Network) err
 	defer d.mu.Unlock()
 	d.docker.init()
 	if have, ok := d.docker.nets[dn.ID]; ok {
-		if n, ok := d.nets[have.Network]; ok && n.subnet.Prefix() == dn.Subnet {
+		if n, ok := d.nets[have.Network]; ok && slices.Equal(n.prefixes(), dn.Prefixes()) {
 			return nil
 		}
 		return fmt.Errorf("network %s was created before with another subnet; remove it with docker network rm", docker.ShortID(dn.ID))
@@ -243,24 +245,31 @@ func (d *Daemon) dockerCreateNetwork(ctx context.Context, dn docker.Network) err
 		}
 		mtu = m
 	}
-	if len(dn.V6) > 0 || dn.IPv6 {
-		return errors.New("IPv6 (--ipv6) on tapswitch networks made by Docker is not supported by this tapswitchd yet; create the network without --ipv6")
+	if err := checkDockerV6(dn, mtu); err != nil {
+		return err
 	}
 	name := docker.ShortID(dn.ID)
 	req := api.NetworkCreateRequest{Name: name, Subnet: dn.Subnet.String(), Internal: dn.Internal}
 	if dn.Gateway.IsValid() {
 		req.Gateway = dn.Gateway.String()
 	}
-	// A pool of the IPAM driver: the network hands out from it.
-	var pool *dockerPool
-	for _, p := range d.docker.pools {
-		if p.Network == "" && p.sub.Prefix() == dn.Subnet {
-			pool = p
-			break
+	for _, s := range dn.V6 {
+		sr := api.SubnetRequest{Subnet: s.Prefix.String()}
+		if s.Gateway.IsValid() {
+			sr.Gateway = s.Gateway.String()
 		}
+		req.Subnets = append(req.Subnets, sr)
 	}
-	if pool != nil && dn.Gateway.IsValid() && pool.sub.Gateway() != dn.Gateway {
-		return fmt.Errorf("gateway %s is not the one tapswitch's IPAM gave the subnet (%s)", dn.Gateway, pool.sub.Gateway())
+	// Pools of the IPAM driver: the network hands out from them.
+	pool, err := d.dockerPoolForLocked(dn.Subnet, dn.Gateway)
+	if err != nil {
+		return err
+	}
+	var pool6 *dockerPool
+	if len(dn.V6) == 1 {
+		if pool6, err = d.dockerPoolForLocked(dn.V6[0].Prefix, dn.V6[0].Gateway); err != nil {
+			return err
+		}
 	}
 	n, err := d.createNetworkLocked(req)
 	if err != nil {
@@ -268,12 +277,33 @@ func (d *Daemon) dockerCreateNetwork(ctx context.Context, dn docker.Network) err
 	}
 	rec := &dockerNet{ID: dn.ID, Network: n.name, MTU: mtu}
 	if pool != nil {
-		n.subnet = pool.sub
+		// The first of n's subnets (see subnets.go), the one Docker's
+		// IPv4 data names.
+		n.subnet, n.subnets[0] = pool.sub, pool.sub
 		pool.Network, rec.Pool = n.name, pool.ID
+	}
+	if pool6 != nil && len(n.subnets) == 2 {
+		n.subnets[1] = pool6.sub
+		pool6.Network, rec.Pool6 = n.name, pool6.ID
 	}
 	d.docker.nets[dn.ID] = rec
 	d.saveLocked()
 	return nil
+}
+
+// dockerPoolForLocked is the IPAM driver's pool not yet a network's
+// whose subnet is prefix, if any; a gateway Docker gives must be the
+// pool's.
+func (d *Daemon) dockerPoolForLocked(prefix netip.Prefix, gw netip.Addr) (*dockerPool, error) {
+	for _, p := range d.docker.pools {
+		if p.Network == "" && p.sub.Prefix() == prefix {
+			if gw.IsValid() && p.sub.Gateway() != gw {
+				return nil, fmt.Errorf("gateway %s is not the one tapswitch's IPAM gave the subnet (%s)", gw, p.sub.Gateway())
+			}
+			return p, nil
+		}
+	}
+	return nil, nil
 }
 
 // dockerDeleteNetwork is docker.Backend's DeleteNetwork.
@@ -302,11 +332,10 @@ func (d *Daemon) dockerDeleteNetwork(ctx context.Context, id string) error {
 		}
 		d.events.Publish(api.Event{Type: api.EventNetworkRemove, Network: n.name})
 	}
-	if p, ok := d.docker.pools[dn.Pool]; ok {
-		// The subnet is free once its network is gone; Docker's
-		// ReleasePool that follows finds nothing left.
-		delete(d.docker.pools, p.ID)
-	}
+	// The subnets are free once their network is gone; Docker's
+	// ReleasePool that follows finds nothing left.
+	delete(d.docker.pools, dn.Pool)
+	delete(d.docker.pools, dn.Pool6)
 	delete(d.docker.nets, id)
 	d.saveLocked()
 	return nil
@@ -347,9 +376,6 @@ func (d *Daemon) dockerCreateEndpoint(ctx context.Context, e docker.Endpoint) (d
 	if err != nil {
 		return docker.EndpointInterface{}, err
 	}
-	if e.AddressIPv6.IsValid() {
-		return docker.EndpointInterface{}, errors.New("IPv6 addresses on tapswitch networks made by Docker are not supported by this tapswitchd yet")
-	}
 	if len(e.PortMap) > 0 && n.internal {
 		return docker.EndpointInterface{}, fmt.Errorf("network %s is internal: its containers' ports cannot be published (-p); publish them on another network", docker.ShortID(e.NetworkID))
 	}
@@ -360,38 +386,33 @@ func (d *Daemon) dockerCreateEndpoint(ctx context.Context, e docker.Endpoint) (d
 		}
 	}
 	ep := &dockerEndpoint{ID: e.EndpointID, NetworkID: e.NetworkID, Network: n.name, PortMap: e.PortMap}
-	addr := e.Address
-	if !addr.IsValid() {
-		a, err := n.subnet.Allocate()
-		if err != nil {
-			return docker.EndpointInterface{}, fmt.Errorf("network %s: %w", docker.ShortID(e.NetworkID), ipamError(err))
-		}
-		addr = netip.PrefixFrom(a, n.subnet.Prefix().Bits())
-		ep.Owned = append(ep.Owned, a.String())
-	} else if !d.givenByPoolLocked(n, addr.Addr()) {
-		// Docker's own IPAM chose it: tapswitch's IPAM holds it too.
-		if !n.subnet.Contains(addr.Addr()) {
-			return docker.EndpointInterface{}, fmt.Errorf("address %s is outside network %s's subnet %s", addr, docker.ShortID(e.NetworkID), n.subnet.Prefix())
-		}
-		if err := n.subnet.Reserve(addr.Addr()); err != nil {
-			if errors.Is(err, ipam.ErrInUse) {
-				return docker.EndpointInterface{}, fmt.Errorf("address %s is already in use on tapswitch network %q; give the container another --ip, or leave it to the IPAM", addr.Addr(), n.name)
-			}
-			return docker.EndpointInterface{}, fmt.Errorf("address %s: %w", addr.Addr(), err)
-		}
-		ep.Owned = append(ep.Owned, addr.Addr().String())
-	}
-	ep.Addrs = []string{addr.String()}
-	ep.MTU = dn.MTU
-	if mac == nil {
-		mac = endpointMAC(addr.Addr())
-	}
 	release := func() {
 		for _, s := range ep.Owned {
 			if a, err := netip.ParseAddr(s); err == nil {
-				n.subnet.Release(a)
+				n.release(a)
 			}
 		}
+	}
+	// An address of each of the network's subnets: Docker's (held in
+	// tapswitch's IPAM too unless the IPAM driver handed it out), or one
+	// the network hands out.
+	for i, addr := range []netip.Prefix{e.Address, e.AddressIPv6} {
+		a, err := d.dockerEndpointAddrLocked(n, e.NetworkID, addr, i == 1, ep)
+		if err != nil {
+			release()
+			return docker.EndpointInterface{}, err
+		}
+		if a.IsValid() {
+			ep.Addrs = append(ep.Addrs, a.String())
+		}
+	}
+	ep.MTU = dn.MTU
+	if mac == nil {
+		var first netip.Prefix
+		if len(ep.Addrs) > 0 {
+			first, _ = netip.ParsePrefix(ep.Addrs[0])
+		}
+		mac = endpointMAC(first.Addr())
 	}
 	for _, p := range n.vn.Ports() {
 		if p.Info().MAC.String() == mac.String() {
@@ -413,8 +434,15 @@ func (d *Daemon) dockerCreateEndpoint(ctx context.Context, e docker.Endpoint) (d
 
 func (e *dockerEndpoint) iface() docker.EndpointInterface {
 	ifc := docker.EndpointInterface{MacAddress: e.MAC}
-	if len(e.Addrs) > 0 {
-		ifc.Address = e.Addrs[0]
+	for _, s := range e.Addrs {
+		p, err := netip.ParsePrefix(s)
+		switch {
+		case err != nil:
+		case p.Addr().Is4() && ifc.Address == "":
+			ifc.Address = s
+		case p.Addr().Is6() && ifc.AddressIPv6 == "":
+			ifc.AddressIPv6 = s
+		}
 	}
 	return ifc
 }
@@ -445,7 +473,7 @@ func (d *Daemon) dockerDeleteEndpoint(ctx context.Context, nid, eid string) erro
 	if n, ok := d.nets[ep.Network]; ok {
 		for _, s := range ep.Owned {
 			if a, err := netip.ParseAddr(s); err == nil {
-				n.subnet.Release(a)
+				n.release(a)
 			}
 		}
 	}
@@ -512,9 +540,12 @@ func (d *Daemon) dockerJoin(ctx context.Context, j docker.Join) (docker.JoinResp
 	}
 	resp := docker.JoinResponse{InterfaceName: docker.InterfaceName{SrcName: dockerIfname(ep.ID), DstPrefix: "eth"}}
 	if !n.internal {
-		// The default route; an internal network has none, as with
+		// The default routes; an internal network has none, as with
 		// Docker's bridge.
 		resp.Gateway = n.subnet.Gateway().String()
+		if s := n.subnet6(); s != nil {
+			resp.GatewayIPv6 = s.Gateway().String()
+		}
 	}
 	if ep.Port != nil {
 		if _, ok := d.ports[ep.Port.Name]; ok {
@@ -801,9 +832,6 @@ func (d *Daemon) dockerRequestPool(ctx context.Context, req docker.Pool) (string
 	}
 	defer d.mu.Unlock()
 	d.docker.init()
-	if req.V6 {
-		return "", netip.Prefix{}, errors.New("IPv6 pools are not supported by this tapswitchd yet; create the network without --ipv6")
-	}
 	if req.SubPool.IsValid() && req.SubPool != req.Prefix {
 		return "", netip.Prefix{}, errors.New("--ip-range is not supported by tapswitch's IPAM: addresses come from the whole subnet; leave it out")
 	}
@@ -821,7 +849,7 @@ func (d *Daemon) dockerRequestPool(ctx context.Context, req docker.Pool) (string
 		if err := ipam.CheckOverlap(prefix, inUse); err != nil {
 			return "", netip.Prefix{}, ipamError(err)
 		}
-	} else if prefix, err = d.pool.Next(slices.Collect(maps.Values(inUse))); err != nil {
+	} else if prefix, err = d.poolOf(req.V6).Next(slices.Collect(maps.Values(inUse))); err != nil {
 		return "", netip.Prefix{}, ipamError(err)
 	}
 	sub, err := ipam.NewSubnet(prefix, netip.Addr{})

@@ -36,8 +36,8 @@ func (d *Daemon) restoreDockerLocked(doc *dockerDoc) {
 	}
 	for _, p := range doc.Pools {
 		c := p
-		if n, ok := d.nets[p.Network]; ok {
-			c.sub = n.subnet
+		if sub := poolSubnetOf(d.nets[p.Network], p.Subnet.Prefix); sub != nil {
+			c.sub = sub
 		} else {
 			sub, err := ipam.RestoreSubnet(p.Subnet)
 			if err != nil {

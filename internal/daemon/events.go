@@ -258,6 +258,9 @@ func failedEvent(p *port, err error, phase string) api.Event {
 		Attrs: map[string]string{"kind": p.kind, "phase": phase}}
 	if err != nil {
 		ev.Reason = err.Error()
+		if c := failCause(err); c != "" {
+			ev.Attrs["cause"] = c
+		}
 	}
 	return ev
 }

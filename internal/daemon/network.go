@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -26,7 +25,10 @@ import (
 type network struct {
 	name     string
 	internal bool
-	subnet   *ipam.Subnet
+	// subnets are the network's subnets, one or one of each family, the
+	// IPv4 one first; subnet is the first of them (see subnets.go).
+	subnets []*ipam.Subnet
+	subnet  *ipam.Subnet
 	// bridge is the gateway interface's name (GatewayName).
 	bridge string
 
@@ -39,13 +41,16 @@ type network struct {
 
 // natNetwork is n as the firewall sees it.
 func (n *network) natNetwork() nat.Network {
-	return nat.Network{Name: n.name, Subnet: n.subnet.Prefix(), Bridge: n.bridge, Gateway: n.subnet.Gateway(), Internal: n.internal}
+	nn := nat.Network{Name: n.name, Subnet: n.subnet.Prefix(), Bridge: n.bridge, Gateway: n.subnet.Gateway(), Internal: n.internal}
+	if len(n.subnets) > 1 {
+		nn.Subnet6, nn.Gateway6 = n.subnets[1].Prefix(), n.subnets[1].Gateway()
+	}
+	return nn
 }
 
-// gatewayPrefix is the gateway address with the subnet's length, as the
-// gateway interface holds it.
-func (n *network) gatewayPrefix() netip.Prefix {
-	return netip.PrefixFrom(n.subnet.Gateway(), n.subnet.Prefix().Bits())
+// newNetwork is a network of the daemon, not yet started, on subnets.
+func (d *Daemon) newNetwork(name string, internal bool, subnets []*ipam.Subnet) *network {
+	return &network{name: name, internal: internal, subnets: subnets, subnet: subnets[0], bridge: GatewayName(d.cfg.StateDir, name)}
 }
 
 // CreateNetwork implements apiserver.Backend.
@@ -69,42 +74,16 @@ func (d *Daemon) createNetworkLocked(req api.NetworkCreateRequest) (*network, er
 	if _, ok := d.nets[req.Name]; ok {
 		return nil, api.Errorf(api.ErrConflict, api.ReasonNetworkExists, "network %q already exists", req.Name)
 	}
-	var gw netip.Addr
-	if req.Gateway != "" {
-		if req.Subnet == "" {
-			return nil, api.Errorf(api.ErrInvalid, api.ReasonGatewayWithoutSubnet, "gateway %s without a subnet", req.Gateway)
-		}
-		a, err := netip.ParseAddr(req.Gateway)
-		if err != nil {
-			return nil, invalid("gateway %q: want an address such as 10.20.0.1", req.Gateway)
-		}
-		gw = a
-	}
-	inUse, err := d.inUseLocked()
+	subnets, err := d.newSubnetsLocked(req)
 	if err != nil {
 		return nil, err
 	}
-	var prefix netip.Prefix
-	if req.Subnet != "" {
-		if prefix, err = netip.ParsePrefix(req.Subnet); err != nil {
-			return nil, invalid("subnet %q: want a prefix such as 10.20.0.0/24", req.Subnet)
-		}
-		if err := ipam.CheckOverlap(prefix, inUse); err != nil {
-			return nil, ipamError(err)
-		}
-	} else if prefix, err = d.pool.Next(slices.Collect(maps.Values(inUse))); err != nil {
-		return nil, ipamError(err)
-	}
-	sub, err := ipam.NewSubnet(prefix, gw)
-	if err != nil {
-		return nil, ipamError(err)
-	}
-	n := &network{name: req.Name, internal: req.Internal, subnet: sub, bridge: GatewayName(d.cfg.StateDir, req.Name)}
+	n := d.newNetwork(req.Name, req.Internal, subnets)
 	if err := d.startNetworkLocked(n, false); err != nil {
 		return nil, err
 	}
 	d.events.Publish(api.Event{Type: api.EventNetworkCreate, Network: n.name, Attrs: map[string]string{
-		"subnet": n.subnet.Prefix().String(), "gateway": n.subnet.Gateway().String(), "internal": strconv.FormatBool(n.internal)}})
+		"subnet": n.subnetsString(), "gateway": n.gatewaysString(), "internal": strconv.FormatBool(n.internal)}})
 	return n, nil
 }
 
@@ -121,7 +100,13 @@ func (d *Daemon) inUseLocked() (map[string]netip.Prefix, error) {
 		return nil, err
 	}
 	for _, n := range d.nets {
-		inUse[fmt.Sprintf("network %q", n.name)] = n.subnet.Prefix()
+		for i, p := range n.prefixes() {
+			key := fmt.Sprintf("network %q", n.name)
+			if i > 0 {
+				key += " (its IPv6 subnet)"
+			}
+			inUse[key] = p
+		}
 	}
 	return inUse, nil
 }
@@ -152,7 +137,7 @@ func (d *Daemon) startNetworkLocked(n *network, reopen bool) (err error) {
 		state:   portState{Name: n.bridge, Network: n.name},
 		net:     n,
 		ifname:  n.bridge,
-		ips:     []netip.Prefix{n.gatewayPrefix()},
+		ips:     n.gatewayPrefixes(),
 		restore: reopen,
 	})
 	if err != nil {
@@ -164,18 +149,7 @@ func (d *Daemon) startNetworkLocked(n *network, reopen bool) (err error) {
 			d.sw.RemovePort(gw.sw)
 		}
 	}()
-	srv, err := d.host.startDNS(dns.Config{
-		Addr:      netip.AddrPortFrom(n.subnet.Gateway(), 53),
-		Records:   records,
-		Subnets:   []netip.Prefix{n.subnet.Prefix()},
-		Upstreams: d.upstreams,
-		Logger:    d.log.With("network", n.name),
-		// Only the network's own ports, on its gateway; an internal
-		// network's names stay its own and nothing is forwarded.
-		Interface: n.bridge,
-		Internal:  n.internal,
-		FDs:       fdlimit.Process(),
-	})
+	srv, err := d.host.startDNS(d.dnsConfig(n))
 	if err != nil {
 		return fmt.Errorf("DNS server on %s: %w (is another DNS server bound to every address on port 53?)", netip.AddrPortFrom(n.subnet.Gateway(), 53), err)
 	}
@@ -193,8 +167,27 @@ func (d *Daemon) startNetworkLocked(n *network, reopen bool) (err error) {
 	}
 	n.gw, n.dns = gw, srv
 	d.nets[n.name] = n
-	d.log.Info("network up", "network", n.name, "subnet", n.subnet.Prefix(), "gateway", n.subnet.Gateway(), "bridge", n.bridge, "internal", n.internal)
+	d.log.Info("network up", "network", n.name, "subnet", n.subnetsString(), "gateway", n.gatewaysString(), "bridge", n.bridge, "internal", n.internal)
 	return nil
+}
+
+// dnsConfig is the configuration of n's DNS server.
+func (d *Daemon) dnsConfig(n *network) dns.Config {
+	// The server's own copy: a rename starts a new server.
+	name := n.name
+	return dns.Config{
+		Addr:      netip.AddrPortFrom(n.subnet.Gateway(), 53),
+		Records:   n.records,
+		Subnets:   n.prefixes(),
+		Peers:     func(a netip.Addr) []*dns.Records { return d.peers.lookup(name, a) },
+		Upstreams: d.upstreams,
+		Logger:    d.log.With("network", n.name),
+		// Only the network's own ports, on its gateway; an internal
+		// network's names stay its own and nothing is forwarded.
+		Interface: n.bridge,
+		Internal:  n.internal,
+		FDs:       fdlimit.Process(),
+	}
 }
 
 // stopNetworkLocked undoes startNetworkLocked; n must have no container
@@ -297,6 +290,7 @@ func (d *Daemon) networkViewLocked(n *network) api.Network {
 		Name:     n.name,
 		Subnet:   n.subnet.Prefix().String(),
 		Gateway:  n.subnet.Gateway().String(),
+		Subnets:  n.subnetViews(),
 		Internal: n.internal,
 		Bridge:   n.bridge,
 		DNS:      n.dns.Addr().String(),

@@ -78,7 +78,7 @@ func (d *Daemon) plugLocked(s plugSpec) (_ *port, err error) {
 		defer func() {
 			if err != nil {
 				for _, a := range s.owned {
-					n.subnet.Release(a)
+					n.release(a)
 				}
 			}
 		}()
@@ -93,7 +93,7 @@ func (d *Daemon) plugLocked(s plugSpec) (_ *port, err error) {
 	var local []netip.Addr
 	if s.kind != api.KindGateway {
 		for _, ip := range s.ips {
-			if n.subnet.Contains(ip.Addr()) {
+			if n.contains(ip.Addr()) {
 				local = append(local, ip.Addr())
 			}
 		}
@@ -111,13 +111,14 @@ func (d *Daemon) plugLocked(s plugSpec) (_ *port, err error) {
 		}
 	}
 	if s.kind == api.KindContainer && !s.restore && first && len(local) > 0 {
-		gw := n.subnet.Gateway()
-		if err := d.host.addDefaultRoute(s.nsPath, s.ifname, gw); err != nil {
-			if !errors.Is(err, errDefaultRouteExists) {
-				dev.Close()
-				return nil, err
+		for _, gw := range defaultGateways(n, local) {
+			if err := d.host.addDefaultRoute(s.nsPath, s.ifname, gw); err != nil {
+				if !errors.Is(err, errDefaultRouteExists) {
+					dev.Close()
+					return nil, err
+				}
+				d.log.Warn("default route left as it was", "netns", s.state.Request.Netns, "gateway", gw, "err", err)
 			}
-			d.log.Warn("default route left as it was", "netns", s.state.Request.Netns, "gateway", gw, "err", err)
 		}
 	}
 	mtu := s.mtu
@@ -188,13 +189,16 @@ func (d *Daemon) plugLocked(s plugSpec) (_ *port, err error) {
 		}
 	}
 	if s.kind == api.KindContainer && !s.restore && resolvConf == "" && len(local) > 0 {
-		resolvConf = d.writeResolvConf(s.state.Request.Netns, n.subnet.Gateway())
+		resolvConf = d.writeResolvConf(s.state.Request.Netns, n.subnet.Gateway(), searchOf(n))
 	}
 	if s.kind == api.KindContainer {
 		p.state.ResolvConf = resolvConf
 	}
 	d.ports[p.name()] = p
 	d.storeLocked(p)
+	if !s.restore {
+		d.namesChangedLocked(p.ns)
+	}
 	d.log.Debug("port plugged in", "port", p.name(), "kind", p.kind, "restore", s.restore, "took", time.Since(start))
 	return p, nil
 }

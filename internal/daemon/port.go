@@ -18,7 +18,6 @@ import (
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/internal/apiserver"
 	"github.com/tapswitch/tapswitch/internal/dns"
-	"github.com/tapswitch/tapswitch/internal/ipam"
 	"github.com/tapswitch/tapswitch/internal/publish"
 	"github.com/tapswitch/tapswitch/namespace"
 	vswitch "github.com/tapswitch/tapswitch/switch"
@@ -263,15 +262,15 @@ func (d *Daemon) attachLocked(s attachSpec) (_ *port, err error) {
 	// own check of --mtu could not know of.
 	if err := apiserver.CheckMTU(s.mtu, ips); err != nil {
 		for _, a := range owned {
-			n.subnet.Release(a)
+			n.release(a)
 		}
 		return nil, err
 	}
-	if len(s.publish) > 0 && !slices.ContainsFunc(ips, func(ip netip.Prefix) bool { return n.subnet.Contains(ip.Addr()) }) {
+	if len(s.publish) > 0 && !slices.ContainsFunc(ips, func(ip netip.Prefix) bool { return n.contains(ip.Addr()) }) {
 		for _, a := range owned {
-			n.subnet.Release(a)
+			n.release(a)
 		}
-		return nil, api.Errorf(api.ErrInvalid, api.ReasonPublishNeedsAddress, "published ports need an address in network %q's subnet %s, and the port has none", n.name, n.subnet.Prefix())
+		return nil, api.Errorf(api.ErrInvalid, api.ReasonPublishNeedsAddress, "published ports need an address in network %q's subnet %s, and the port has none", n.name, n.subnetsString())
 	}
 	p, err := d.plugLocked(plugSpec{
 		kind: api.KindContainer,
@@ -292,45 +291,6 @@ func (d *Daemon) attachLocked(s attachSpec) (_ *port, err error) {
 	}
 	saved = d.saveLocked() == nil
 	return p, nil
-}
-
-// addresses returns the addresses a port on n gets and those of them
-// that n's IPAM now holds for it: one allocated when none are asked for,
-// and each asked for inside the subnet. Addresses outside the subnet are
-// the user's own business, as on a plain wire.
-func addresses(n *network, asked []netip.Prefix) (ips []netip.Prefix, owned []netip.Addr, err error) {
-	bits := n.subnet.Prefix().Bits()
-	if len(asked) == 0 {
-		a, err := n.subnet.Allocate()
-		if err != nil {
-			return nil, nil, fmt.Errorf("network %q: %w", n.name, ipamError(err))
-		}
-		return []netip.Prefix{netip.PrefixFrom(a, bits)}, []netip.Addr{a}, nil
-	}
-	release := func() {
-		for _, a := range owned {
-			n.subnet.Release(a)
-		}
-	}
-	for _, ip := range asked {
-		a := ip.Addr()
-		if !n.subnet.Contains(a) {
-			continue
-		}
-		if ip.Bits() != bits {
-			release()
-			return nil, nil, invalid("address %s is in network %q's subnet %s: give it as %s", ip, n.name, n.subnet.Prefix(), netip.PrefixFrom(a, bits))
-		}
-		if err := n.subnet.Reserve(a); err != nil {
-			release()
-			if errors.Is(err, ipam.ErrInUse) {
-				return nil, nil, api.Errorf(api.ErrConflict, api.ReasonAddressInUse, "address %s already in use in network %q", a, n.name)
-			}
-			return nil, nil, fmt.Errorf("network %q: %w", n.name, ipamError(err))
-		}
-		owned = append(owned, a)
-	}
-	return asked, owned, nil
 }
 
 // checkFree refuses a port name, address or MAC another port holds.
@@ -457,10 +417,11 @@ func (d *Daemon) forgetLocked(p *port) {
 	p.stopProxies()
 	p.net.records.Remove(p.name())
 	for _, a := range p.owned {
-		p.net.subnet.Release(a)
+		p.net.release(a)
 	}
 	p.owned = nil
 	delete(d.ports, p.name())
+	d.namesChangedLocked(p.ns)
 	if p.state.Pin != "" {
 		d.unpin(p.state.Pin)
 	}
@@ -475,14 +436,15 @@ func (d *Daemon) forgetLocked(p *port) {
 	d.removeResolvConf(p.state.ResolvConf)
 }
 
-// writeResolvConf points the namespace named netns at nameserver, through
+// writeResolvConf points the namespace named netns at nameserver, with
+// the search domains search (see names.go), through
 // the file `ip netns exec` bind-mounts over /etc/resolv.conf, and returns
 // its path; or "" for a namespace given by pid or path, which no such
 // file serves, or when someone else wrote one (the administrator, or a
 // tapswitchd of another state directory). A failure is logged, not
 // returned: the port works without it. Nothing is written through a
 // symbolic link (see dns.WriteResolvConfAs).
-func (d *Daemon) writeResolvConf(netns string, nameserver netip.Addr) string {
+func (d *Daemon) writeResolvConf(netns string, nameserver netip.Addr, search []string) string {
 	path := resolvConfPath(netns)
 	if path == "" {
 		return ""
@@ -497,7 +459,7 @@ func (d *Daemon) writeResolvConf(netns string, nameserver netip.Addr) string {
 		d.log.Info("resolv.conf of the namespace left as it is: it was not written by this tapswitchd", "path", path)
 		return ""
 	}
-	if err := dns.WriteResolvConfAs(path, d.resolvOwner(), nameserver, nil); err != nil {
+	if err := dns.WriteResolvConfAs(path, d.resolvOwner(), nameserver, search); err != nil {
 		d.log.Warn("names will not resolve through the gateway in this namespace", "netns", netns, "err", err)
 		return ""
 	}

@@ -31,24 +31,27 @@ func (d *Daemon) restoreLocked(doc stateDoc) error {
 	// subnets; those are no overlap.
 	var bridges []string
 	for _, ns := range doc.Networks {
-		bridges = append(bridges, GatewayName(d.cfg.StateDir, ns.Name))
+		bridges = append(bridges, d.bridgeOf(ns))
 	}
 	routes, routesErr := hostRoutes(bridges)
 	for _, ns := range doc.Networks {
 		if err := checkNetworkName(ns.Name); err != nil {
 			return fmt.Errorf("state file: %w; correct or remove this network in %s", err, d.state.path)
 		}
-		sub, err := ipam.RestoreSubnet(ns.Subnet)
+		subnets, err := restoreSubnets(ns)
 		if err != nil {
 			return fmt.Errorf("state file %s: network %q: %w", d.state.path, ns.Name, err)
 		}
-		n := &network{name: ns.Name, internal: ns.Internal, subnet: sub, bridge: GatewayName(d.cfg.StateDir, ns.Name)}
-		if err := ipam.CheckSubnetRange(sub.Prefix()); err != nil {
-			d.log.Warn("restored network lies in a range no new network may use; remove it and create it on another subnet", "network", n.name, "err", err)
-		}
-		if routesErr == nil {
-			if err := ipam.CheckOverlap(sub.Prefix(), routes); err != nil {
-				d.log.Warn("restored network overlaps a host route; its containers may be unreachable", "network", n.name, "err", err)
+		n := d.newNetwork(ns.Name, ns.Internal, subnets)
+		n.bridge = d.bridgeOf(ns)
+		for _, p := range n.prefixes() {
+			if err := ipam.CheckSubnetRange(p); err != nil {
+				d.log.Warn("restored network lies in a range no new network may use; remove it and create it on another subnet", "network", n.name, "err", err)
+			}
+			if routesErr == nil {
+				if err := ipam.CheckOverlap(p, routes); err != nil {
+					d.log.Warn("restored network overlaps a host route; its containers may be unreachable", "network", n.name, "err", err)
+				}
 			}
 		}
 		if err := d.startNetworkLocked(n, true); err != nil {
@@ -80,7 +83,7 @@ func (d *Daemon) restoreLocked(doc stateDoc) error {
 		if n, ok := d.nets[ps.Network]; ok {
 			for _, s := range ps.Owned {
 				if a, err := netip.ParseAddr(s); err == nil && !held[n.name+" "+a.String()] {
-					n.subnet.Release(a)
+					n.release(a)
 				}
 			}
 		}
@@ -92,6 +95,7 @@ func (d *Daemon) restoreLocked(doc stateDoc) error {
 		d.intendDroppedLocked(ps)
 	}
 	d.restored, d.dropped = len(doc.Ports)-len(dropped), len(dropped)
+	d.rebuildPeerNamesLocked()
 	return nil
 }
 
@@ -188,4 +192,25 @@ func (d *Daemon) removeStaleLocked() {
 			d.log.Warn("remove stale gateway interface", "bridge", t.Attrs().Name, "err", err)
 		}
 	}
+}
+
+// restoreSubnets rebuilds the subnets the state file records of a
+// network: Subnet, and Subnet6 of a dual-stack one.
+func restoreSubnets(ns networkState) ([]*ipam.Subnet, error) {
+	sub, err := ipam.RestoreSubnet(ns.Subnet)
+	if err != nil {
+		return nil, err
+	}
+	subnets := []*ipam.Subnet{sub}
+	if ns.Subnet6 != nil {
+		sub6, err := ipam.RestoreSubnet(*ns.Subnet6)
+		if err != nil {
+			return nil, err
+		}
+		if !sub.Prefix().Addr().Is4() || !sub6.Prefix().Addr().Is6() {
+			return nil, fmt.Errorf("%w: subnets %s and %s: a dual-stack network has an IPv4 subnet and an IPv6 one; correct or remove this network in the state file", ipam.ErrInvalidState, sub.Prefix(), sub6.Prefix())
+		}
+		subnets = append(subnets, sub6)
+	}
+	return subnets, nil
 }

@@ -58,6 +58,13 @@ type networkState struct {
 	Name     string           `json:"name"`
 	Internal bool             `json:"internal,omitempty"`
 	Subnet   ipam.SubnetState `json:"subnet"`
+	// Bridge is the gateway interface of a network renamed since it
+	// was made; empty while the network's name gives it (GatewayName).
+	Bridge string `json:"bridge,omitempty"`
+	// Subnet6 is the IPv6 subnet of a dual-stack network, whose Subnet
+	// is its IPv4 one; absent for a network of one subnet, and in files
+	// written before networks could have two.
+	Subnet6 *ipam.SubnetState `json:"subnet6,omitempty"`
 }
 
 // stateFile is the daemon's record of its networks and ports, rewritten
@@ -143,7 +150,12 @@ func (d *Daemon) stateLocked() stateDoc {
 		Ports:    []portState{},
 	}
 	for _, n := range d.nets {
-		doc.Networks = append(doc.Networks, networkState{Name: n.name, Internal: n.internal, Subnet: n.subnet.State()})
+		ns := networkState{Name: n.name, Internal: n.internal, Subnet: n.subnet.State(), Bridge: d.bridgeToRecord(n)}
+		if len(n.subnets) > 1 {
+			st := n.subnets[1].State()
+			ns.Subnet6 = &st
+		}
+		doc.Networks = append(doc.Networks, ns)
 	}
 	for _, p := range d.ports {
 		if p.kind == api.KindContainer {

@@ -386,7 +386,7 @@ func TestWriteResolvConfSymlink(t *testing.T) {
 	}
 	d := daemonOf(t.TempDir(), newFakeHost())
 	for _, ns := range []string{"dirlink", "filelink"} {
-		if got := d.writeResolvConf(ns, netip.MustParseAddr("10.250.7.1")); got != "" {
+		if got := d.writeResolvConf(ns, netip.MustParseAddr("10.250.7.1"), nil); got != "" {
 			t.Errorf("writeResolvConf(%s) = %q, want none written", ns, got)
 		}
 		d.removeResolvConf(filepath.Join(etc, ns, "resolv.conf"))

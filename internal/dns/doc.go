@@ -6,9 +6,13 @@
 //
 //   - answers A, AAAA and PTR queries for the ports of its own network from
 //     Records: a port "web" on network "front" is "web" and "web.front";
+//   - answers an asker that is also on other networks (Config.Peers: its
+//     namespace has a port on each) with their names too, as NAME and
+//     NAME.NETWORK, its own network's first;
 //   - answers NXDOMAIN, without forwarding, for any other single-label name
-//     and any other name under the network's domain, so that the names of
-//     other networks stay invisible (isolation);
+//     and any other name under the network's domain, or under the domain
+//     of one of the asker's other networks, so that the names of networks
+//     the asker is not on stay invisible (isolation);
 //   - forwards every other query to the host's resolvers, read from
 //     /etc/resolv.conf with UpstreamsFromResolvConf, except on an internal
 //     network, which forwards nothing and answers SERVFAIL.
@@ -23,7 +27,7 @@
 //
 // WriteResolvConf and RemoveResolvConf keep /etc/netns/NAME/resolv.conf, the
 // file `ip netns exec NAME` bind-mounts over /etc/resolv.conf, pointing at
-// the gateway.
+// the gateway, with the domains of the namespace's networks to search.
 //
 // The package imports github.com/miekg/dns as mdns to keep its own name.
 package dns

@@ -74,16 +74,27 @@ func FuzzServeDNS(f *testing.F) {
 	seed(func(m *mdns.Msg) { m.Question = nil })
 	seed(func(m *mdns.Msg) { m.Response = true })
 	seed(func(m *mdns.Msg) { m.Question[0].Qclass = mdns.ClassCHAOS })
+	seed(func(m *mdns.Msg) { m.Question[0].Name = "db.back." })
+	seed(func(m *mdns.Msg) { m.SetQuestion("2.1.20.10.in-addr.arpa.", mdns.TypePTR) })
 	f.Add([]byte{})
 	f.Add([]byte{0, 1, 0, 0, 0, 1})
 
 	up := startUpstream(f, false)
+	// The asker is also on network back (names across networks).
+	back, err := NewRecords("back")
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := back.Set("db", nil, []netip.Addr{netip.MustParseAddr("10.20.1.2"), netip.MustParseAddr("fd00:21::2")}); err != nil {
+		f.Fatal(err)
+	}
 	s := NewServer(Config{
 		Addr:      netip.MustParseAddrPort("10.20.0.1:53"),
 		Records:   frontRecords(f),
 		Subnets:   []netip.Prefix{netip.MustParsePrefix("10.20.0.0/24")},
 		Upstreams: []netip.AddrPort{up.addr},
 		Timeout:   time.Second,
+		Peers:     func(netip.Addr) []*Records { return []*Records{back} },
 	})
 	f.Cleanup(func() { s.Close() })
 	// One source sends every input: no rate limit, so that all of them

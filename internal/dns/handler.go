@@ -69,7 +69,7 @@ func (s *Server) admitQuery(src netip.AddrPort, proto string) bool {
 // nil if req gets none. udp tells whether the reply must fit the client's
 // UDP payload size.
 func (s *Server) answer(req *mdns.Msg, src netip.AddrPort, udp bool) *mdns.Msg {
-	resp, fwd := s.prepare(req)
+	resp, fwd := s.prepare(req, src.Addr())
 	if fwd {
 		proto := "tcp"
 		if udp {
@@ -85,9 +85,9 @@ func (s *Server) answer(req *mdns.Msg, src netip.AddrPort, udp bool) *mdns.Msg {
 	return s.finish(req, resp, udp)
 }
 
-// prepare returns the reply to req that needs no upstream, or nil if req
-// gets none; fwd reports that req is to be forwarded instead.
-func (s *Server) prepare(req *mdns.Msg) (resp *mdns.Msg, fwd bool) {
+// prepare returns the reply to req from asker that needs no upstream, or
+// nil if req gets none; fwd reports that req is to be forwarded instead.
+func (s *Server) prepare(req *mdns.Msg, asker netip.Addr) (resp *mdns.Msg, fwd bool) {
 	if req.Response {
 		return nil, false
 	}
@@ -108,7 +108,7 @@ func (s *Server) prepare(req *mdns.Msg) (resp *mdns.Msg, fwd bool) {
 		// zone nor the forwarder produce.
 		return reply(req, mdns.RcodeRefused), false
 	}
-	if resp := s.resolveLocal(req, q); resp != nil {
+	if resp := s.resolveLocal(req, q, asker); resp != nil {
 		return resp, false
 	}
 	switch {
@@ -179,11 +179,22 @@ func (s *Server) acquireForward(src netip.AddrPort, proto string) (release func(
 	}, true
 }
 
-// resolveLocal answers q from the network's records, or returns nil if q
-// is to be forwarded.
-func (s *Server) resolveLocal(req *mdns.Msg, q mdns.Question) *mdns.Msg {
+// resolveLocal answers q from the network's records, and from those of
+// the other networks asker is on (Config.Peers), or returns nil if q is
+// to be forwarded.
+func (s *Server) resolveLocal(req *mdns.Msg, q mdns.Question, asker netip.Addr) *mdns.Msg {
+	var peers []*Records
+	if s.cfg.Peers != nil && asker.IsValid() {
+		peers = s.cfg.Peers(asker.Unmap())
+	}
 	if addr, ok := reverseAddr(q.Name); ok {
-		names := s.records.Reverse(addr)
+		names, domain := s.records.Reverse(addr), s.records.Domain()
+		for _, r := range peers {
+			if len(names) > 0 {
+				break
+			}
+			names, domain = r.Reverse(addr), r.Domain()
+		}
 		if len(names) == 0 {
 			if s.inSubnets(addr) {
 				return s.localReply(req, mdns.RcodeNameError)
@@ -194,8 +205,8 @@ func (s *Server) resolveLocal(req *mdns.Msg, q mdns.Question) *mdns.Msg {
 		if q.Qtype == mdns.TypePTR || q.Qtype == mdns.TypeANY {
 			for _, n := range names {
 				target := n + "."
-				if d := s.records.Domain(); d != "" {
-					target = n + "." + d + "."
+				if domain != "" {
+					target = n + "." + domain + "."
 				}
 				resp.Answer = append(resp.Answer, &mdns.PTR{Hdr: s.hdr(q, mdns.TypePTR), Ptr: target})
 			}
@@ -203,10 +214,23 @@ func (s *Server) resolveLocal(req *mdns.Msg, q mdns.Question) *mdns.Msg {
 		return resp
 	}
 
-	if !s.records.local(q.Name) {
+	local := s.records.local(q.Name)
+	addrs, found := s.records.Lookup(q.Name, q.Qtype)
+	// A name of the asker's own network comes first; then, in the order
+	// Peers gives, those of the other networks it is on. A single label
+	// is every network's, NAME.NETWORK only that network's.
+	for _, r := range peers {
+		if found {
+			break
+		}
+		if r.local(q.Name) {
+			local = true
+			addrs, found = r.Lookup(q.Name, q.Qtype)
+		}
+	}
+	if !local {
 		return nil
 	}
-	addrs, found := s.records.Lookup(q.Name, q.Qtype)
 	if !found {
 		return s.localReply(req, mdns.RcodeNameError)
 	}

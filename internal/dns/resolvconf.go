@@ -126,20 +126,9 @@ func WriteResolvConfAs(path, owner string, nameserver netip.Addr, search []strin
 	if !nameserver.IsValid() {
 		return fmt.Errorf("write %s: nameserver %v: %w", path, nameserver, ErrInvalidAddr)
 	}
-	if err := checkOwner(owner); err != nil {
+	text, err := ResolvConfText(owner, nameserver, search)
+	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
-	}
-	var b strings.Builder
-	b.WriteString(Header(owner) + "\n")
-	fmt.Fprintf(&b, "nameserver %s\n", nameserver.Unmap())
-	if len(search) > 0 {
-		for _, d := range search {
-			// A domain with a space or newline would add keywords of its own.
-			if _, ok := mdns.IsDomainName(d); !ok || d == "" || d == "." || strings.ContainsAny(d, " \t\r\n#;\\") {
-				return fmt.Errorf("write %s: search %q: %w", path, d, ErrInvalidSearch)
-			}
-		}
-		fmt.Fprintf(&b, "search %s\n", strings.Join(search, " "))
 	}
 	fail := func(err error) error { return fmt.Errorf("dns: write %s: %w", path, err) }
 
@@ -184,7 +173,7 @@ func WriteResolvConfAs(path, owner string, nameserver netip.Addr, search []strin
 	if err := f.Chmod(0o644); err != nil {
 		return fail(err)
 	}
-	if _, err := f.WriteString(b.String()); err != nil {
+	if _, err := f.WriteString(text); err != nil {
 		return fail(err)
 	}
 	if err := f.Sync(); err != nil {
@@ -197,6 +186,30 @@ func WriteResolvConfAs(path, owner string, nameserver netip.Addr, search []strin
 		return fail(fmt.Errorf("rename %s to %s: %w", tmp, file, err))
 	}
 	return nil
+}
+
+// ResolvConfText is what WriteResolvConfAs writes: Header(owner), the
+// nameserver and the search domains, if any.
+func ResolvConfText(owner string, nameserver netip.Addr, search []string) (string, error) {
+	if !nameserver.IsValid() {
+		return "", fmt.Errorf("nameserver %v: %w", nameserver, ErrInvalidAddr)
+	}
+	if err := checkOwner(owner); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	b.WriteString(Header(owner) + "\n")
+	fmt.Fprintf(&b, "nameserver %s\n", nameserver.Unmap())
+	if len(search) > 0 {
+		for _, d := range search {
+			// A domain with a space or newline would add keywords of its own.
+			if _, ok := mdns.IsDomainName(d); !ok || d == "" || d == "." || strings.ContainsAny(d, " \t\r\n#;\\") {
+				return "", fmt.Errorf("search %q: %w", d, ErrInvalidSearch)
+			}
+		}
+		fmt.Fprintf(&b, "search %s\n", strings.Join(search, " "))
+	}
+	return b.String(), nil
 }
 
 // FirstLine returns the first line of the resolv.conf at path, without

@@ -76,6 +76,15 @@ type Config struct {
 	// unanswered. The host's own queries are refused by their source
 	// (clientAllowed). Empty serves every interface (tests).
 	Interface string
+	// Peers, when set, returns the records of the other networks the
+	// client at asker is also on (through another interface of its
+	// namespace): their names resolve for it here too, as NAME and as
+	// NAME.NETWORK, as Docker's embedded resolver answers a container
+	// the names of every network it is on. Names of a network the asker
+	// is not on stay unknown to it. It is called for every query that
+	// its own network does not answer, on the server's goroutines, so it
+	// must be quick and must not wait on what may wait on the server.
+	Peers func(asker netip.Addr) []*Records
 	// Internal is set for a network that reaches nothing outside itself:
 	// names that are not its own are never forwarded (see notForwarded).
 	Internal bool

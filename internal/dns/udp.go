@@ -73,7 +73,7 @@ func (s *Server) serveUDPPacket(w udpWriter, b []byte, src netip.AddrPort, ifind
 		}
 		return
 	}
-	resp, fwd := s.prepare(req)
+	resp, fwd := s.prepare(req, src.Addr())
 	if fwd {
 		release, ok := s.acquireForward(src, "udp")
 		if ok {

@@ -337,6 +337,9 @@ func ParseNetwork(req CreateNetworkRequest) (Network, error) {
 	}
 	switch len(req.IPv4Data) {
 	case 0:
+		if len(req.IPv6Data) > 0 {
+			return n, errors.New("IPv6-only networks are not supported: a tapswitch network made by Docker has an IPv4 subnet, and an IPv6 one with --ipv6; give an IPv4 --subnet too")
+		}
 		return n, errors.New("the network has no IPv4 subnet: give --subnet, or let an IPAM driver choose one")
 	case 1:
 	default:

@@ -24,6 +24,8 @@ type recorder struct {
 	pool     Pool
 	addr     netip.Addr
 	gateway  bool
+	// ifc, when set, is what CreateEndpoint answers.
+	ifc *EndpointInterface
 }
 
 func (r *recorder) rec(c string) error { r.calls = append(r.calls, c); return r.fail }
@@ -35,6 +37,9 @@ func (r *recorder) CreateNetwork(_ context.Context, n Network) error {
 func (r *recorder) DeleteNetwork(context.Context, string) error { return r.rec("DeleteNetwork") }
 func (r *recorder) CreateEndpoint(_ context.Context, e Endpoint) (EndpointInterface, error) {
 	r.endpoint = e
+	if r.ifc != nil {
+		return *r.ifc, r.rec("CreateEndpoint")
+	}
 	return EndpointInterface{Address: "10.131.0.9/24", MacAddress: "02:42:0a:83:00:09"}, r.rec("CreateEndpoint")
 }
 func (r *recorder) DeleteEndpoint(context.Context, string, string) error {
@@ -297,11 +302,20 @@ func FuzzParse(f *testing.F) {
 	f.Add(`{"NetworkID":"` + nid + `","Options":{"com.docker.network.generic":{"internal":"1"},"com.docker.network.enable_ipv6":true},"IPv4Data":[{"Pool":"10.131.1.0/24","Gateway":"10.131.1.1"}],"IPv6Data":[{"Pool":"fd31::/64"}]}`)
 	f.Add(`{"NetworkID":"` + nid + `","EndpointID":"` + eid + `","Interface":{"Address":"10.131.0.9/24","AddressIPv6":"fd31::9/64"},"Options":{"com.docker.network.portmap":[{"Proto":17,"Port":53,"HostIP":"127.0.0.1","HostPort":1,"HostPortEnd":9}]}}`)
 	f.Add(`{"Pool":"10.131.0.0/16","SubPool":"10.131.1.0/24"}`)
+	f.Add(`{"NetworkID":"` + nid + `","IPv4Data":[{"Pool":"10.133.1.0/24","Gateway":"10.133.1.1/24"}],"IPv6Data":[{"Pool":"fd33:0:0:1::/64","Gateway":"fd33:0:0:1::1/64"}]}`)
+	f.Add(`{"NetworkID":"` + nid + `","IPv6Data":[{"Pool":"fd33::/64","Gateway":"10.0.0.1"}]}`)
 	f.Fuzz(func(t *testing.T, body string) {
 		var n CreateNetworkRequest
 		if Decode([]byte(body), &n) == nil {
-			if got, err := ParseNetwork(n); err == nil && (!got.Subnet.IsValid() || got.Gateway.IsValid() && !got.Subnet.Contains(got.Gateway)) {
-				t.Fatalf("ParseNetwork(%q) = %+v: no subnet, or a gateway outside it", body, got)
+			if got, err := ParseNetwork(n); err == nil {
+				if !got.Subnet.IsValid() || !got.Subnet.Addr().Is4() || got.Gateway.IsValid() && !got.Subnet.Contains(got.Gateway) {
+					t.Fatalf("ParseNetwork(%q) = %+v: no IPv4 subnet, or a gateway outside it", body, got)
+				}
+				for _, s := range got.V6 {
+					if !s.Prefix.Addr().Is6() || s.Gateway.IsValid() && !s.Prefix.Contains(s.Gateway) {
+						t.Fatalf("ParseNetwork(%q) = %+v: an IPv6 subnet that is not, or a gateway outside it", body, got)
+					}
+				}
 			}
 		}
 		var e CreateEndpointRequest
@@ -325,4 +339,56 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDualStack: Docker's IPv6 data reaches the backend; an IPv6-only
+// network is refused with the reason; the driver's IPv6 address is
+// answered only when Docker gave none; Join's IPv6 gateway reaches Docker.
+func TestDualStack(t *testing.T) {
+	r := &recorder{}
+	h := NewHandler(r, nil)
+	code, out := post(t, h, "/NetworkDriver.CreateNetwork", `{"NetworkID":"`+nid+`","Options":{"com.docker.network.enable_ipv6":true,"com.docker.network.generic":{}},
+		"IPv4Data":[{"AddressSpace":"LocalDefault","Pool":"10.133.1.0/24","Gateway":"10.133.1.1/24"}],
+		"IPv6Data":[{"AddressSpace":"LocalDefault","Pool":"fd33:0:0:1::/64","Gateway":"fd33:0:0:1::1/64"}]}`)
+	if code != http.StatusOK || !r.network.IPv6 || len(r.network.V6) != 1 ||
+		r.network.V6[0].Prefix.String() != "fd33:0:0:1::/64" || r.network.V6[0].Gateway.String() != "fd33:0:0:1::1" {
+		t.Errorf("CreateNetwork = %d %v; backend got %+v", code, out, r.network)
+	}
+	if got := r.network.Prefixes(); len(got) != 2 || got[0].String() != "10.133.1.0/24" || got[1].String() != "fd33:0:0:1::/64" {
+		t.Errorf("Prefixes() = %v", got)
+	}
+	for body, want := range map[string]string{
+		`{"NetworkID":"` + nid + `","IPv6Data":[{"Pool":"fd33:0:0:1::/64"}]}`:                                                        "IPv6-only",
+		`{"NetworkID":"` + nid + `","IPv4Data":[{"Pool":"10.133.1.0/24"}],"IPv6Data":[{"Pool":"10.133.2.0/24"}]}`:                    "not of the family",
+		`{"NetworkID":"` + nid + `","IPv4Data":[{"Pool":"10.133.1.0/24"}],"IPv6Data":[{"Pool":"fd33::/64","Gateway":"fd34::1/64"}]}`: "outside",
+	} {
+		code, out := post(t, h, "/NetworkDriver.CreateNetwork", body)
+		if code != http.StatusInternalServerError || !strings.Contains(out["Err"].(string), want) {
+			t.Errorf("CreateNetwork(%s) = %d %v, want an Err saying %q", body, code, out, want)
+		}
+	}
+	r.ifc = &EndpointInterface{Address: "10.133.1.2/24", AddressIPv6: "fd33:0:0:1::2/64", MacAddress: "02:42:0a:85:01:02"}
+	_, out = post(t, h, "/NetworkDriver.CreateEndpoint", `{"NetworkID":"`+nid+`","EndpointID":"`+eid+`","Interface":{"Address":"10.133.1.2/24"}}`)
+	if ifc := out["Interface"].(map[string]any); ifc["AddressIPv6"] != "fd33:0:0:1::2/64" || ifc["Address"] != nil {
+		t.Errorf("CreateEndpoint without an IPv6 address = %v, want the driver's IPv6 address and not the IPv4 one", ifc)
+	}
+	_, out = post(t, h, "/NetworkDriver.CreateEndpoint", `{"NetworkID":"`+nid+`","EndpointID":"`+eid+`","Interface":{"Address":"10.133.1.2/24","AddressIPv6":"fd33:0:0:1::2/64"}}`)
+	if ifc := out["Interface"].(map[string]any); ifc["AddressIPv6"] != nil || ifc["MacAddress"] == nil {
+		t.Errorf("CreateEndpoint with both addresses = %v, want the MAC only", ifc)
+	}
+	if r.endpoint.AddressIPv6.String() != "fd33:0:0:1::2/64" {
+		t.Errorf("the backend got %+v", r.endpoint)
+	}
+	code, out = post(t, h, "/NetworkDriver.CreateEndpoint", `{"NetworkID":"`+nid+`","EndpointID":"`+eid+`","Interface":{"Address":"10.133.1.2/24","AddressIPv6":"10.133.1.3/24"}}`)
+	if code != http.StatusInternalServerError || !strings.Contains(out["Err"].(string), "IPv6") {
+		t.Errorf("CreateEndpoint with an IPv4 AddressIPv6 = %d %v", code, out)
+	}
+	code, out = post(t, h, "/IpamDriver.RequestPool", `{"AddressSpace":"tapswitch-local","Pool":"","V6":true}`)
+	if code != http.StatusOK || !r.pool.V6 {
+		t.Errorf("RequestPool(V6) = %d %v; backend got %+v", code, out, r.pool)
+	}
+	code, out = post(t, h, "/IpamDriver.RequestPool", `{"Pool":"10.133.0.0/24","V6":true}`)
+	if code != http.StatusInternalServerError || !strings.Contains(out["Err"].(string), "family") {
+		t.Errorf("RequestPool(V6) of an IPv4 prefix = %d %v", code, out)
+	}
 }

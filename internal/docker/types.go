@@ -386,3 +386,12 @@ func checkID(what, id string) error {
 	}
 	return nil
 }
+
+// Prefixes are n's subnets, the IPv4 one first.
+func (n Network) Prefixes() []netip.Prefix {
+	out := []netip.Prefix{n.Subnet}
+	for _, s := range n.V6 {
+		out = append(out, s.Prefix)
+	}
+	return out
+}

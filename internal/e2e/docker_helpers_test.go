@@ -446,10 +446,11 @@ func (d *dockerEnv) cleanup() {
 	}
 }
 
-// procsOf lists the processes whose command line names the test's
-// directory: dockerd, its containerd, the containers' shims.
+// procsOf lists the processes whose command line names the test's data
+// or exec root: dockerd, its containerd, the containers' shims; not a
+// tapswitchd told where dockerd's socket is.
 func (d *dockerEnv) procsOf() []int {
-	want := []byte(d.dir + "/")
+	roots := [][]byte{[]byte(filepath.Join(d.dir, "data")), []byte(filepath.Join(d.dir, "x") + "/")}
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	var pids []int
 	for _, p := range dirs {
@@ -457,8 +458,15 @@ func (d *dockerEnv) procsOf() []int {
 		if err != nil || pid == os.Getpid() {
 			continue
 		}
-		if b, err := os.ReadFile(filepath.Join(p, "cmdline")); err == nil && bytes.Contains(b, want) {
-			pids = append(pids, pid)
+		b, err := os.ReadFile(filepath.Join(p, "cmdline"))
+		if err != nil {
+			continue
+		}
+		for _, root := range roots {
+			if bytes.Contains(b, root) {
+				pids = append(pids, pid)
+				break
+			}
 		}
 	}
 	return pids

@@ -1,10 +1,13 @@
 // Package ipam hands out IP addresses for tapswitch networks, the way
 // Docker's default IPAM does for its bridge networks.
 //
-// Each network has one Subnet: its prefix, its gateway and the set of
-// addresses given to attached ports. A network created without --subnet
-// gets its prefix from a Pool, which picks the first block that overlaps
-// neither another network nor a route the host already has.
+// Each network has one Subnet, or two of different families (a
+// dual-stack network): its prefix, its gateway and the set of addresses
+// given to attached ports. A network created without --subnet gets its
+// prefix from a Pool, which picks the first block that overlaps neither
+// another network nor a route the host already has: DefaultPool's /24s of
+// 10.89.0.0/16, and for an IPv6 subnet DefaultPool6's /64s of the unique
+// local fd89:7473:7700::/48.
 //
 // # Addresses
 //

@@ -19,6 +19,19 @@ var defaultBase = netip.MustParsePrefix("10.89.0.0/16")
 // network and 256 networks.
 const defaultSize = 24
 
+// defaultBase6 is where DefaultPool6 carves IPv6 subnets from: a unique
+// local /48 (RFC 4193, fd00::/8) whose 40-bit global id spells the 10.89
+// of the IPv4 pool and "tsw" in hex (89:7473:77), so that it is easy to
+// tell apart and collides with no well-known range. A fixed id rather
+// than a random one: networks keep the same subnets on every host, as
+// the IPv4 pool's do, and the host-route check keeps them off a LAN that
+// happens to use it.
+var defaultBase6 = netip.MustParsePrefix("fd89:7473:7700::/48")
+
+// defaultSize6 is the prefix length of DefaultPool6's subnets: /64, the
+// size SLAAC and every IPv6 host expect of a link, and 65536 networks.
+const defaultSize6 = 64
+
 // Pool is where networks created without a subnet get theirs: fixed-size
 // blocks carved from a list of base prefixes. A Pool never changes once
 // built, so it is safe for concurrent use.
@@ -55,6 +68,15 @@ func NewPool(bases []netip.Prefix, size int) (*Pool, error) {
 func DefaultPool() *Pool {
 	return &Pool{bases: []netip.Prefix{defaultBase}, size: defaultSize}
 }
+
+// DefaultPool6 returns the IPv6 pool used when none is configured:
+// fd89:7473:7700::/48 in /64 blocks.
+func DefaultPool6() *Pool {
+	return &Pool{bases: []netip.Prefix{defaultBase6}, size: defaultSize6}
+}
+
+// Is6 reports whether the pool hands out IPv6 subnets.
+func (p *Pool) Is6() bool { return p.bases[0].Addr().Is6() }
 
 // Next returns the first block, in base order, that overlaps nothing in
 // inUse: the other networks' subnets and the host's routes. Default

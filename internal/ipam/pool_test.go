@@ -149,3 +149,35 @@ func TestPoolExhaustedMessage(t *testing.T) {
 		t.Fatalf("Next() = %v, want %q", err, want)
 	}
 }
+
+// TestDefaultPool6: IPv6 subnets from the pool are the /64s of
+// fd89:7473:7700::/48 in order, past those in use, and never overlap an
+// IPv4 one.
+func TestDefaultPool6(t *testing.T) {
+	p := DefaultPool6()
+	if !p.Is6() || DefaultPool().Is6() {
+		t.Fatalf("DefaultPool6().Is6() = %v, DefaultPool().Is6() = %v", p.Is6(), DefaultPool().Is6())
+	}
+	tests := []struct {
+		inUse []string
+		want  string
+	}{
+		{nil, "fd89:7473:7700::/64"},
+		{[]string{"10.89.0.0/24", "fd89:7473:7700::/64"}, "fd89:7473:7700:1::/64"},
+		{[]string{"fd89:7473:7700::/63"}, "fd89:7473:7700:2::/64"},
+		{[]string{"fd89:7473:7700:0:1::/80"}, "fd89:7473:7700:1::/64"},
+	}
+	for _, tt := range tests {
+		var inUse []netip.Prefix
+		for _, s := range tt.inUse {
+			inUse = append(inUse, netip.MustParsePrefix(s))
+		}
+		got, err := p.Next(inUse)
+		if err != nil || got.String() != tt.want {
+			t.Errorf("DefaultPool6().Next(%v) = %v, %v; want %s", tt.inUse, got, err, tt.want)
+		}
+		if _, err := NewSubnet(got, netip.Addr{}); err != nil {
+			t.Errorf("NewSubnet(%v) = %v", got, err)
+		}
+	}
+}

@@ -67,7 +67,8 @@
 // # Forwarding is host-wide
 //
 // AddNetwork of a non-internal network writes 1 to
-// /proc/sys/net/ipv4/ip_forward, and for an IPv6 subnet to
+// /proc/sys/net/ipv4/ip_forward, and for an IPv6 subnet (of an IPv6
+// network, or the second subnet of a dual-stack one, Network.Subnet6) to
 // /proc/sys/net/ipv6/conf/all/forwarding. These switches belong to the
 // whole network namespace, not to tapswitch's interfaces, and stay on
 // after RemoveNetwork and Close, as Docker leaves them: turning them off

@@ -52,6 +52,31 @@ type Network struct {
 	// Internal networks get no forwarding at all, and their gateway
 	// interface admits nothing of the host but their own DNS.
 	Internal bool
+	// Subnet6 and Gateway6 are the IPv6 subnet and gateway address of a
+	// dual-stack network, whose Subnet and Gateway are IPv4: both
+	// families are masqueraded, guarded and admitted alike. Zero for a
+	// network of one subnet.
+	Subnet6  netip.Prefix
+	Gateway6 netip.Addr
+}
+
+// subnets returns n's subnets, one or two.
+func (n Network) subnets() []netip.Prefix {
+	if n.Subnet6.IsValid() {
+		return []netip.Prefix{n.Subnet, n.Subnet6}
+	}
+	return []netip.Prefix{n.Subnet}
+}
+
+// gateways returns n's gateway addresses, those set.
+func (n Network) gateways() []netip.Addr {
+	var out []netip.Addr
+	for _, a := range []netip.Addr{n.Gateway, n.Gateway6} {
+		if a.IsValid() {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // Option configures New.
@@ -141,7 +166,7 @@ func (m *Manager) AddNetwork(n Network) error {
 	if err := m.sys.addNetwork(n); err != nil {
 		return fmt.Errorf("add network %q: %w", n.Name, err)
 	}
-	m.log.Info("nat: network rules set", "network", n.Name, "subnet", n.Subnet, "bridge", n.Bridge, "internal", n.Internal)
+	m.log.Info("nat: network rules set", "network", n.Name, "subnet", n.Subnet, "subnet6", n.Subnet6, "bridge", n.Bridge, "internal", n.Internal)
 	return nil
 }
 
@@ -229,6 +254,19 @@ func normalize(n Network) (Network, error) {
 	if n.Gateway.IsValid() && !n.Subnet.Contains(n.Gateway) {
 		// Contains is false for another family, a zone or a mapped form.
 		return n, fmt.Errorf("network %q: %w: gateway %v is not an address of subnet %v", n.Name, ErrInvalidNetwork, n.Gateway, n.Subnet)
+	}
+	if !n.Subnet6.IsValid() {
+		if n.Gateway6.IsValid() {
+			return n, fmt.Errorf("network %q: %w: IPv6 gateway %v without an IPv6 subnet", n.Name, ErrInvalidNetwork, n.Gateway6)
+		}
+		return n, nil
+	}
+	if !n.Subnet.Addr().Is4() || !n.Subnet6.Addr().Is6() || n.Subnet6.Addr().Is4In6() || n.Subnet6.Addr().Zone() != "" {
+		return n, fmt.Errorf("network %q: %w: subnets %v and %v: a dual-stack network has an IPv4 Subnet and an IPv6 Subnet6", n.Name, ErrInvalidNetwork, n.Subnet, n.Subnet6)
+	}
+	n.Subnet6 = n.Subnet6.Masked()
+	if n.Gateway6.IsValid() && !n.Subnet6.Contains(n.Gateway6) {
+		return n, fmt.Errorf("network %q: %w: gateway %v is not an address of subnet %v", n.Name, ErrInvalidNetwork, n.Gateway6, n.Subnet6)
 	}
 	return n, nil
 }

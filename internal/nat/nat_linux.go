@@ -88,8 +88,10 @@ func newSystem(cfg config) (*system, error) {
 
 func (s *system) addNetwork(n Network) error {
 	if !n.Internal {
-		if err := s.enableForwarding(n.Subnet); err != nil {
-			return err
+		for _, p := range n.subnets() {
+			if err := s.enableForwarding(p); err != nil {
+				return err
+			}
 		}
 	}
 	old, err := s.rulesOf(n.Name)

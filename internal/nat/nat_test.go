@@ -37,6 +37,17 @@ func TestNormalize(t *testing.T) {
 		{name: "gateway outside the subnet", edit: func(n *Network) { n.Gateway = netip.MustParseAddr("10.21.0.1") }, errText: "not an address of subnet"},
 		{name: "ipv6 gateway of an ipv4 subnet", edit: func(n *Network) { n.Gateway = netip.MustParseAddr("fd00::1") }, errText: "not an address of subnet"},
 		{name: "mapped gateway", edit: func(n *Network) { n.Gateway = netip.MustParseAddr("::ffff:10.20.0.1") }, errText: "not an address of subnet"},
+		{name: "dual-stack", edit: func(n *Network) {
+			n.Subnet6, n.Gateway6 = netip.MustParsePrefix("fd41::1/64"), netip.MustParseAddr("fd41::1")
+		}, wantSubnet: "10.20.0.0/24"},
+		{name: "dual-stack, IPv6 first", edit: func(n *Network) {
+			n.Subnet, n.Subnet6 = netip.MustParsePrefix("fd41::/64"), netip.MustParsePrefix("10.20.0.0/24")
+		}, errText: "an IPv4 Subnet and an IPv6 Subnet6"},
+		{name: "dual-stack, two IPv4", edit: func(n *Network) { n.Subnet6 = netip.MustParsePrefix("10.21.0.0/24") }, errText: "an IPv4 Subnet and an IPv6 Subnet6"},
+		{name: "IPv6 gateway outside", edit: func(n *Network) {
+			n.Subnet6, n.Gateway6 = netip.MustParsePrefix("fd41::/64"), netip.MustParseAddr("fd42::1")
+		}, errText: "not an address of subnet fd41::/64"},
+		{name: "IPv6 gateway without IPv6 subnet", edit: func(n *Network) { n.Gateway6 = netip.MustParseAddr("fd41::1") }, errText: "without an IPv6 subnet"},
 		{name: "zoned gateway", edit: func(n *Network) {
 			n.Subnet = netip.MustParsePrefix("fd00:20::/64")
 			n.Gateway = netip.MustParseAddr("fd00:20::1%eth0")

@@ -73,15 +73,25 @@ func networkRules(n Network) []ruleSpec {
 // forward rules go at the head of the chain, before any accept; the
 // input rules come first among the network's own.
 func sourceGuard(n Network, forward bool) []ruleSpec {
-	fam := byte(unix.NFPROTO_IPV4)
-	if n.Subnet.Addr().Is6() {
-		fam = unix.NFPROTO_IPV6
-	}
 	iif := ifname(unix.NFT_META_IIFNAME, n.Bridge, expr.CmpOpEq)
-	otherFamily := join(iif, nfprotoNot(fam), counterDrop())
-	var foreign []expr.Any
-	if n.Subnet.Bits() > 0 { // a /0 has no foreign source of its family
-		foreign = join(iif, saddrNot(n.Subnet), counterDrop())
+	var otherFamily []expr.Any
+	if !n.Subnet6.IsValid() {
+		// A dual-stack network has no other family.
+		fam := byte(unix.NFPROTO_IPV4)
+		if n.Subnet.Addr().Is6() {
+			fam = unix.NFPROTO_IPV6
+		}
+		otherFamily = join(iif, nfprotoNot(fam), counterDrop())
+	}
+	// One rule per subnet: each matches only packets of its subnet's
+	// family (saddr checks the protocol first).
+	var foreign [][]expr.Any
+	has6 := false
+	for _, p := range n.subnets() {
+		has6 = has6 || p.Addr().Is6()
+		if p.Bits() > 0 { // a /0 has no foreign source of its family
+			foreign = append(foreign, join(iif, saddrNot(p), counterDrop()))
+		}
 	}
 	var specs []ruleSpec
 	add := func(chain string, head bool, exprs []expr.Any) {
@@ -91,23 +101,27 @@ func sourceGuard(n Network, forward bool) []ruleSpec {
 	}
 	if forward {
 		add(chainForward, true, otherFamily)
-		add(chainForward, true, foreign)
+		for _, f := range foreign {
+			add(chainForward, true, f)
+		}
 	}
-	if fam == unix.NFPROTO_IPV6 {
+	if has6 {
 		for _, typ := range []byte{ndNeighborSolicit, ndNeighborAdvert} {
 			specs = append(specs, ruleSpec{chain: chainInput, exprs: join(iif,
 				nfproto(unix.NFPROTO_IPV6), l4proto(unix.IPPROTO_ICMPV6), icmpType(typ), verdict(expr.VerdictAccept))})
 		}
 	}
 	add(chainInput, false, otherFamily)
-	add(chainInput, false, foreign)
+	for _, f := range foreign {
+		add(chainInput, false, f)
+	}
 	return specs
 }
 
 // ordinaryRules are the forward and masquerade rules of a network that
 // is not internal.
 func ordinaryRules(n Network) []ruleSpec {
-	return []ruleSpec{
+	specs := []ruleSpec{
 		// Nothing enters the network from elsewhere but replies: a host
 		// that routes to the subnet through this one (a LAN neighbour)
 		// reaches no container port. The daemon's published ports are
@@ -126,10 +140,16 @@ func ordinaryRules(n Network) []ruleSpec {
 		{chain: chainForward, exprs: join(ifname(unix.NFT_META_IIFNAME, n.Bridge, expr.CmpOpEq), verdict(expr.VerdictAccept))},
 		// The reply path, explicit rather than left to the chain's policy.
 		{chain: chainForward, exprs: join(ifname(unix.NFT_META_OIFNAME, n.Bridge, expr.CmpOpEq), ctEstablishedRelated(), verdict(expr.VerdictAccept))},
-		// Traffic that stays on the network's own interface (a container
-		// reaching another through the gateway) keeps its source.
-		{chain: chainPostrouting, exprs: join(saddr(n.Subnet), ifname(unix.NFT_META_OIFNAME, n.Bridge, expr.CmpOpNeq), []expr.Any{&expr.Masq{}})},
 	}
+	// Traffic that stays on the network's own interface (a container
+	// reaching another through the gateway) keeps its source. Each
+	// family of a dual-stack network is masqueraded alike: its IPv6
+	// subnet is usually unique local space, which is not routed beyond
+	// the host.
+	for _, p := range n.subnets() {
+		specs = append(specs, ruleSpec{chain: chainPostrouting, exprs: join(saddr(p), ifname(unix.NFT_META_OIFNAME, n.Bridge, expr.CmpOpNeq), []expr.Any{&expr.Masq{}})})
+	}
+	return specs
 }
 
 // inputRules close an internal network's gateway interface to
@@ -161,7 +181,7 @@ func inputRules(n Network) []ruleSpec {
 	// answered to that network.
 	specs := sourceGuard(n, false)
 	specs = append(specs, in(ctEstablishedRelated(), verdict(expr.VerdictAccept)))
-	if gw := n.Gateway; gw.IsValid() {
+	for _, gw := range n.gateways() {
 		specs = append(specs,
 			in(daddr(gw), l4proto(unix.IPPROTO_UDP), dport(53), verdict(expr.VerdictAccept)),
 			in(daddr(gw), l4proto(unix.IPPROTO_TCP), dport(53), verdict(expr.VerdictAccept)),
