@@ -503,6 +503,9 @@ func TestTCPLimits(t *testing.T) {
 		if _, err := tcpQuery(dialFrom(t, "127.0.0.2", s.Addr()), 1); err != nil {
 			t.Fatalf("query from a client: %v", err)
 		}
+		// The reply is counted once written: the client may read it
+		// first.
+		waitFor(t, "the answer counted", func() bool { return s.Stats().Answered >= 1 })
 		if st := s.Stats(); st.RefusedSource != 1 || st.Answered != 1 {
 			t.Fatalf("Stats() = %+v, want RefusedSource 1, Answered 1", st)
 		}
