@@ -886,8 +886,14 @@ func (d *Daemon) dockerRequestAddress(ctx context.Context, id string, addr netip
 		return netip.PrefixFrom(addr, bits), nil
 	}
 	if addr.IsValid() {
+		// The protocol names no endpoint: an address given already is
+		// another container's (Docker asks once per endpoint and replays
+		// nothing, see GetCapabilities). Handing it out again would give
+		// two containers one address, and the ReleaseAddress of the
+		// refused one would free the other's.
 		if slices.Contains(p.Given, addr.String()) {
-			return netip.PrefixFrom(addr, bits), nil
+			return netip.Prefix{}, api.Errorf(api.ErrConflict, api.ReasonAddressInUse,
+				"address %s is already in use by another container; give the container another --ip, or leave it out", addr)
 		}
 		if err := p.sub.Reserve(addr); err != nil {
 			return netip.Prefix{}, fmt.Errorf("address %s: %w", addr, ipamError(err))

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -220,6 +221,18 @@ func TestDockerIPAM(t *testing.T) {
 		t.Fatalf("RequestAddress() = %v %v", a, err)
 	}
 	n := d.nets[docker.ShortID(dnID2)]
+	// The same address asked for again (docker run --ip of a running
+	// container's address) is another container's: refused, and the
+	// ReleaseAddress Docker makes for the refused one frees nothing.
+	if again, err := b.RequestAddress(ctx, id, a.Addr(), false); err == nil || !strings.Contains(err.Error(), "already in use") || !strings.Contains(err.Error(), "--ip") {
+		t.Fatalf("RequestAddress(%s) again = %v %v, want a refusal naming --ip", a.Addr(), again, err)
+	}
+	if !slices.Contains(d.docker.pools[id].Given, a.Addr().String()) {
+		t.Fatalf("after a refused RequestAddress, the pool gave %v, want %s still", d.docker.pools[id].Given, a.Addr())
+	}
+	if err := n.subnet.Reserve(a.Addr()); err == nil {
+		t.Fatalf("after a refused RequestAddress, %s is free in the network's IPAM", a.Addr())
+	}
 	if _, err := b.CreateEndpoint(ctx, docker.Endpoint{NetworkID: dnID2, EndpointID: epID, Address: a}); err != nil {
 		t.Fatalf("CreateEndpoint with the IPAM's address = %v", err)
 	}
