@@ -353,7 +353,7 @@ func (d *Daemon) dockerCreateEndpoint(ctx context.Context, e docker.Endpoint) (d
 		return docker.EndpointInterface{}, errors.New("IPv6 addresses on tapswitch networks made by Docker are not supported by this tapswitchd yet")
 	}
 	if len(e.PortMap) > 0 && n.internal {
-		return docker.EndpointInterface{}, fmt.Errorf("network %s is internal: its containers' ports cannot be published (-p); publish them on another network", docker.ShortID(e.NetworkID))
+		return docker.EndpointInterface{}, fmt.Errorf("network %q is internal: its containers' ports cannot be published (-p); publish them on another network", n.name)
 	}
 	var mac net.HardwareAddr
 	if e.MAC != "" {
@@ -528,7 +528,7 @@ func (d *Daemon) dockerJoin(ctx context.Context, j docker.Join) (docker.JoinResp
 		ep.PortMap = j.PortMap
 	}
 	if len(ep.PortMap) > 0 && n.internal {
-		return docker.JoinResponse{}, fmt.Errorf("network %s is internal: its containers' ports cannot be published (-p)", docker.ShortID(ep.NetworkID))
+		return docker.JoinResponse{}, fmt.Errorf("network %q is internal: its containers' ports cannot be published (-p); publish them on another network", n.name)
 	}
 	mac, err := net.ParseMAC(ep.MAC)
 	if err != nil {
@@ -703,7 +703,7 @@ func (d *Daemon) dockerProgramExternal(ctx context.Context, nid, eid string, pm 
 		return nil
 	}
 	if p.net.internal {
-		return fmt.Errorf("network %s is internal: its containers' ports cannot be published (-p)", docker.ShortID(nid))
+		return fmt.Errorf("network %q is internal: its containers' ports cannot be published (-p); publish them on another network", p.net.name)
 	}
 	mappings, err := hostPorts(ep.PortMap)
 	if err != nil {

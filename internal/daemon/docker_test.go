@@ -280,12 +280,30 @@ func TestDockerInternalRefusesPublish(t *testing.T) {
 	if !d.nets[docker.ShortID(dnID)].internal {
 		t.Fatalf("the network is not internal")
 	}
-	_, err := b.CreateEndpoint(ctx, docker.Endpoint{NetworkID: dnID, EndpointID: epID, Address: netip.MustParsePrefix("10.131.9.2/24"),
+	// Named as docker network ls names it, once the sync has renamed it.
+	d.mu.Lock()
+	err := d.renameNetworkLocked(d.nets[docker.ShortID(dnID)], "inside")
+	d.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.CreateEndpoint(ctx, docker.Endpoint{NetworkID: dnID, EndpointID: epID, Address: netip.MustParsePrefix("10.131.9.2/24"),
 		PortMap: []docker.PortBinding{{Proto: docker.ProtoTCP, Port: 80, HostPort: 8080}}})
-	if err == nil || !strings.Contains(err.Error(), "internal") {
-		t.Errorf("CreateEndpoint with -p on an internal network = %v, want a refusal", err)
+	if err == nil || !strings.Contains(err.Error(), `network "inside" is internal`) {
+		t.Errorf("CreateEndpoint with -p on an internal network = %v, want a refusal naming the network", err)
 	}
 	if _, err := b.CreateEndpoint(ctx, docker.Endpoint{NetworkID: dnID, EndpointID: epID, Address: netip.MustParsePrefix("10.131.9.2/24")}); err != nil {
+		t.Fatal(err)
+	}
+	// As docker run -p gives it: the map at Join.
+	if _, err := b.CreateEndpoint(ctx, docker.Endpoint{NetworkID: dnID, EndpointID: epID2, Address: netip.MustParsePrefix("10.131.9.3/24")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Join(ctx, docker.Join{NetworkID: dnID, EndpointID: epID2, SandboxKey: "/x",
+		PortMap: []docker.PortBinding{{Proto: docker.ProtoTCP, Port: 80, HostPort: 8080}}}); err == nil || !strings.Contains(err.Error(), `network "inside" is internal`) {
+		t.Errorf("Join with -p on an internal network = %v, want a refusal naming the network", err)
+	}
+	if err := b.DeleteEndpoint(ctx, dnID, epID2); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := b.Join(ctx, docker.Join{NetworkID: dnID, EndpointID: epID, SandboxKey: "/x"})
