@@ -527,7 +527,17 @@ func (d *Daemon) dockerJoin(ctx context.Context, j docker.Join) (docker.JoinResp
 	if len(j.PortMap) > 0 {
 		ep.PortMap = j.PortMap
 	}
-	if len(ep.PortMap) > 0 && n.internal {
+	// Docker gives a container's port map to each of its endpoints and
+	// publishes it on one, its gateway's: ProgramExternalConnectivity
+	// names it, RevokeExternalConnectivity takes the ports from the one
+	// before when the gateway moves. A Join publishes at once, unless
+	// another endpoint of the container publishes them already (docker
+	// network connect of a container with -p): its host ports are taken.
+	pm := ep.PortMap
+	if d.sandboxPublishesLocked(j.SandboxKey, ep.ID) {
+		pm = nil
+	}
+	if len(pm) > 0 && n.internal {
 		return docker.JoinResponse{}, fmt.Errorf("network %q is internal: its containers' ports cannot be published (-p); publish them on another network", n.name)
 	}
 	mac, err := net.ParseMAC(ep.MAC)
@@ -542,7 +552,7 @@ func (d *Daemon) dockerJoin(ctx context.Context, j docker.Join) (docker.JoinResp
 		}
 		ips = append(ips, p)
 	}
-	mappings, err := hostPorts(ep.PortMap)
+	mappings, err := hostPorts(pm)
 	if err != nil {
 		return docker.JoinResponse{}, publishError(err)
 	}
@@ -582,6 +592,20 @@ func (d *Daemon) dockerJoin(ctx context.Context, j docker.Join) (docker.JoinResp
 	d.saveLocked()
 	d.events.Publish(portEvent(api.EventPortAttach, p))
 	return resp, nil
+}
+
+// sandboxPublishesLocked reports whether an endpoint other than eid in
+// the container's namespace sandbox publishes ports.
+func (d *Daemon) sandboxPublishesLocked(sandbox, eid string) bool {
+	if sandbox == "" {
+		return false
+	}
+	for _, o := range d.docker.endpoints {
+		if o.ID != eid && o.SandboxKey == sandbox && len(o.Publish) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // hostPorts are the mappings of a portmap, with a free host port chosen

@@ -352,3 +352,86 @@ func TestDockerJoinHostPortInUse(t *testing.T) {
 		t.Fatalf("Join once the host port is free = %v", err)
 	}
 }
+
+// TestDockerConnectPublished: a container with -p connected to a second
+// network (docker network connect) gets the port map on both endpoints,
+// as Docker gives it. The second Join publishes nothing (the first
+// endpoint has the host ports), and the ports move with Docker's gateway:
+// RevokeExternal of the first, ProgramExternal of the second.
+func TestDockerConnectPublished(t *testing.T) {
+	ctx := context.Background()
+	h := newFakeHost()
+	d := startDaemon(t, t.TempDir(), h)
+	defer d.CloseAndRemove()
+	b := d.Docker()
+	dockerNetwork(t, b, dnID, "10.131.12.0/24")
+	dockerNetwork(t, b, dnID2, "10.131.13.0/24")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostPort := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	pm := []docker.PortBinding{{Proto: docker.ProtoTCP, Port: 80, HostIP: "127.0.0.1", HostPort: hostPort}}
+	const sandbox = "/var/run/docker/netns/c"
+	for _, e := range []docker.Endpoint{
+		{NetworkID: dnID, EndpointID: epID, Address: netip.MustParsePrefix("10.131.12.2/24"), PortMap: pm},
+		{NetworkID: dnID2, EndpointID: epID2, Address: netip.MustParsePrefix("10.131.13.2/24"), PortMap: pm},
+	} {
+		if _, err := b.CreateEndpoint(ctx, e); err != nil {
+			t.Fatalf("CreateEndpoint(%s) = %v", docker.ShortID(e.EndpointID), err)
+		}
+	}
+	if _, err := b.Join(ctx, docker.Join{NetworkID: dnID, EndpointID: epID, SandboxKey: sandbox, PortMap: pm}); err != nil {
+		t.Fatalf("Join of the first network = %v", err)
+	}
+	if err := b.ProgramExternal(ctx, dnID, epID, pm); err != nil {
+		t.Fatalf("ProgramExternal of the first network = %v", err)
+	}
+	first := d.ports[docker.ShortID(epID)]
+	served := func() bool {
+		c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", itoa(hostPort)))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}
+	if len(first.proxies) != 1 || !served() {
+		t.Fatalf("the first endpoint publishes %d ports, host port served %v; want 1, true", len(first.proxies), served())
+	}
+	// docker network connect: the second Join, with the same map.
+	for range 2 {
+		if _, err := b.Join(ctx, docker.Join{NetworkID: dnID2, EndpointID: epID2, SandboxKey: sandbox, PortMap: pm}); err != nil {
+			t.Fatalf("Join of the second network, of a container that publishes on the first = %v, want it joined", err)
+		}
+	}
+	second := d.ports[docker.ShortID(epID2)]
+	if second == nil || len(second.proxies) != 0 || len(first.proxies) != 1 {
+		t.Fatalf("after the second Join: second port %v, first publishes %d; want the second joined publishing nothing, the first 1", second, len(first.proxies))
+	}
+	// Docker's gateway moves to the second network.
+	if err := b.RevokeExternal(ctx, dnID, epID); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ProgramExternal(ctx, dnID2, epID2, pm); err != nil {
+		t.Fatalf("ProgramExternal of the second network = %v", err)
+	}
+	if len(first.proxies) != 0 || len(second.proxies) != 1 || !served() {
+		t.Fatalf("after the gateway moved: first publishes %d, second %d, served %v; want 0, 1, true", len(first.proxies), len(second.proxies), served())
+	}
+	// docker network disconnect of the first, docker stop: nothing left.
+	for _, ep := range []struct{ n, e string }{{dnID, epID}, {dnID2, epID2}} {
+		if err := b.RevokeExternal(ctx, ep.n, ep.e); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Leave(ctx, ep.n, ep.e); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.DeleteEndpoint(ctx, ep.n, ep.e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if served() {
+		t.Errorf("host port %d served after every endpoint left", hostPort)
+	}
+}
