@@ -228,6 +228,11 @@ type Port struct {
 	// stormNow are the storm control rates in force (StormLimits).
 	stormNow StormLimits
 
+	// failed is set by the first loop that finds the device failed for
+	// good: the others, and a worker that polls the failed queue again
+	// before the port is taken out, neither count nor report it again.
+	failed atomic.Bool
+
 	// done is closed when every receive loop has returned.
 	done chan struct{}
 }

@@ -82,7 +82,6 @@ func (p *Port) rxLoop(qi int) {
 			if errors.Is(err, os.ErrClosed) || errors.Is(err, io.EOF) {
 				return
 			}
-			p.drop(DropRxError)
 			p.net.sw.portFailed(p, err)
 			return
 		}

@@ -374,7 +374,14 @@ func (s *Switch) stopPort(p *Port, release bool) {
 }
 
 // portFailed is called by a port's loop when its device fails for good.
+// Only the first call for a port counts an rx error, logs and detaches
+// it: every queue of the device fails alike, and a worker's poll of a
+// failed queue keeps reporting it ready until the port is taken out.
 func (s *Switch) portFailed(p *Port, err error) {
+	if !p.failed.CompareAndSwap(false, true) {
+		return
+	}
+	p.drop(DropRxError)
 	s.log.Warn("port device failed; detaching it", "port", p.Name(), "err", err)
 	go func() {
 		s.mu.Lock()

@@ -230,7 +230,6 @@ func (w *worker) serve(s *slot, l *lane) {
 		n, err := s.q.TryRead(l.bufs[:batch], l.sizes, headroom)
 		if err != nil {
 			if !errors.Is(err, os.ErrClosed) {
-				p.drop(DropRxError)
 				p.net.sw.portFailed(p, err)
 			}
 			return

@@ -2,7 +2,12 @@ package vswitch
 
 import (
 	"bytes"
+	"errors"
+	"io"
+	"log/slog"
 	"os"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -221,4 +226,91 @@ func TestStormPark(t *testing.T) {
 			break
 		}
 	}
+}
+
+// badfdQueue is a seqpacketQueue whose reads fail as a TAP's do once the
+// kernel has destroyed it under its open queues (EBADFD), while its fd
+// stays ready for epoll.
+type badfdQueue struct{ *seqpacketQueue }
+
+func (q badfdQueue) TryRead([][]byte, []int, int) (int, error) {
+	if q.closed.Load() {
+		return 0, os.ErrClosed
+	}
+	return 0, unix.EBADFD
+}
+
+type badfdDev struct{ *seqpacketDev }
+
+func (d badfdDev) Queues() []device.Queue {
+	out := make([]device.Queue, len(d.qs))
+	for i, q := range d.qs {
+		out[i] = badfdQueue{q}
+	}
+	return out
+}
+
+// TestPortFailedOnce: a device whose every queue fails, and stays ready
+// to the workers' poll until the port is taken out, is reported, logged
+// and counted once, not once per poll.
+func TestPortFailedOnce(t *testing.T) {
+	var logged bytes.Buffer
+	var mu sync.Mutex
+	failed := make(chan error, 100)
+	sw := New(Config{
+		Logger:     slog.New(slog.NewTextHandler(&lockedWriter{mu: &mu, w: &logged}, nil)),
+		PortFailed: func(_ *Port, err error) { failed <- err },
+	})
+	defer sw.Close()
+	if _, err := sw.CreateNetwork("n"); err != nil {
+		t.Fatal(err)
+	}
+	a := badfdDev{newSeqpacketDev(t, 2)}
+	pa, err := sw.AddPort("n", "a", a, PortInfo{MAC: mustMAC(macA)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pa.slots) != 2 {
+		t.Fatalf("port a served by %d workers, want 2", len(pa.slots))
+	}
+	// Both queues readable, and never read: every poll wakes on them.
+	f := frame(bcast, macA, "wake")
+	unix.Write(a.peer[0], f)
+	unix.Write(a.peer[1], f)
+	select {
+	case err := <-failed:
+		if !errors.Is(err, unix.EBADFD) {
+			t.Fatalf("PortFailed got %v, want EBADFD", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("PortFailed not called for a device whose reads fail")
+	}
+	if _, err := sw.Port("a"); err == nil {
+		t.Fatal("port a still in the switch after its device failed")
+	}
+	// The port is out of the workers once PortFailed has run: whatever
+	// else was going to report it has done so by now.
+	if n := len(failed); n != 0 {
+		t.Fatalf("PortFailed called %d more times, want once", n)
+	}
+	if n := pa.c.drops[DropRxError].Load(); n != 1 {
+		t.Fatalf("rx_error drops = %d, want 1", n)
+	}
+	mu.Lock()
+	warned := strings.Count(logged.String(), "port device failed")
+	mu.Unlock()
+	if warned != 1 {
+		t.Fatalf("%q logged %d times, want once:\n%s", "port device failed", warned, logged.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }

@@ -44,8 +44,9 @@ gateway is --gateway, or else the subnet's first host address. NAME is also
 the network's DNS domain: a port "web" answers as web and web.NAME.
 
 A dual-stack network has an IPv4 and an IPv6 subnet: give --subnet twice,
-once for each family, or --ipv6 for a free IPv6 /64 of fd89:7473:7700::/48
-besides the IPv4 subnet (given, or free from the pool). Each --gateway
+once for each family, or --ipv6 for a free IPv6 /64 of tapswitchd's
+--ipv6-pool (fd89:7473:7700::/48 unless it was given another) besides
+the IPv4 subnet (given, or free from the pool). Each --gateway
 goes with the subnet of its family. The gateway holds an address in each
 subnet, ports get one address of each family, and DNS answers their names
 with both (A and AAAA). A single --subnet of IPv6 makes an IPv6-only
@@ -65,7 +66,7 @@ the gateway is an address of the host and its DNS server listens there.`,
 	f := cmd.Flags()
 	f.StringArrayVar(&subnets, "subnet", nil, "subnet in CIDR form, at most one IPv4 and one IPv6 (repeatable; default: a free IPv4 /24 of 10.89.0.0/16)")
 	f.StringArrayVar(&gateways, "gateway", nil, "gateway address in the --subnet of its family (repeatable; default: each subnet's first host address)")
-	f.BoolVar(&ipv6, "ipv6", false, "dual-stack: also an IPv6 subnet, a free /64 of fd89:7473:7700::/48 unless --subnet gives one")
+	f.BoolVar(&ipv6, "ipv6", false, "dual-stack: also an IPv6 subnet, a free /64 of tapswitchd's --ipv6-pool (default fd89:7473:7700::/48) unless --subnet gives one")
 	f.BoolVar(&req.Internal, "internal", false, "no access outside the network and no published ports")
 	out := addOutput(cmd, "name", "name", "json")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {

@@ -56,3 +56,18 @@ func checkDockerHost(host string) error {
 	}
 	return nil
 }
+
+// checkDockerFlags refuses --docker-plugin and --docker-host without
+// --docker: they would be ignored, and Docker would find no driver.
+func checkDockerFlags(o options) error {
+	if o.docker {
+		return nil
+	}
+	switch {
+	case o.dockerPluginSet:
+		return fmt.Errorf("--docker-plugin %q is the name of the Docker driver, which only --docker serves: add --docker", o.dockerPlugin)
+	case o.dockerHost != "":
+		return fmt.Errorf("--docker-host %q is for the Docker driver, which only --docker serves: add --docker", o.dockerHost)
+	}
+	return nil
+}

@@ -71,3 +71,28 @@ func TestListenPlugin(t *testing.T) {
 	}
 	c.Close()
 }
+
+// TestDockerFlagsNeedDocker: --docker-plugin or --docker-host without
+// --docker would be ignored silently; they are refused, naming --docker.
+func TestDockerFlagsNeedDocker(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		o    options
+		ok   bool
+	}{
+		{"none", options{dockerPlugin: defaultPluginName}, true},
+		{"docker alone", options{docker: true, dockerPlugin: defaultPluginName}, true},
+		{"docker with both", options{docker: true, dockerPlugin: "rv", dockerPluginSet: true, dockerHost: "unix:///x.sock"}, true},
+		{"plugin without docker", options{dockerPlugin: "rv", dockerPluginSet: true}, false},
+		{"default plugin given without docker", options{dockerPlugin: defaultPluginName, dockerPluginSet: true}, false},
+		{"host without docker", options{dockerPlugin: defaultPluginName, dockerHost: "unix:///x.sock"}, false},
+	} {
+		err := checkDockerFlags(tt.o)
+		if tt.ok != (err == nil) {
+			t.Errorf("%s: checkDockerFlags = %v, want ok %v", tt.name, err, tt.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "add --docker") {
+			t.Errorf("%s: %q does not say to add --docker", tt.name, err)
+		}
+	}
+}

@@ -63,6 +63,8 @@ type options struct {
 	// socket of dockerPlugin (docker.go).
 	docker       bool
 	dockerPlugin string
+	// dockerPluginSet: --docker-plugin was given.
+	dockerPluginSet bool
 	// dockerHost is dockerd's API, which --docker asks for names and
 	// re-syncs with (docker_sync.go).
 	dockerHost string
@@ -105,7 +107,10 @@ directory and come back at the next start.`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		RunE:          func(cmd *cobra.Command, _ []string) error { return run(o) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.dockerPluginSet = cmd.Flags().Changed("docker-plugin")
+			return run(o)
+		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.socket, "socket", api.DefaultSocket, "Unix socket to serve the API on")
@@ -147,6 +152,9 @@ func run(o options) error {
 	}
 	if o.upgrade && o.stateDir == "" {
 		return errors.New("--upgrade needs the --state-dir of the running tapswitchd: the hand-over socket is there")
+	}
+	if err := checkDockerFlags(o); err != nil {
+		return err
 	}
 	upstreams, err := parseUpstreams(o.dnsUpstreams)
 	if err != nil {

@@ -377,7 +377,7 @@ func (d *Daemon) dockerCreateEndpoint(ctx context.Context, e docker.Endpoint) (d
 		return docker.EndpointInterface{}, err
 	}
 	if len(e.PortMap) > 0 && n.internal {
-		return docker.EndpointInterface{}, fmt.Errorf("network %s is internal: its containers' ports cannot be published (-p); publish them on another network", docker.ShortID(e.NetworkID))
+		return docker.EndpointInterface{}, fmt.Errorf("network %q is internal: its containers' ports cannot be published (-p); publish them on another network", n.name)
 	}
 	var mac net.HardwareAddr
 	if e.MAC != "" {
@@ -556,8 +556,18 @@ func (d *Daemon) dockerJoin(ctx context.Context, j docker.Join) (docker.JoinResp
 	if len(j.PortMap) > 0 {
 		ep.PortMap = j.PortMap
 	}
-	if len(ep.PortMap) > 0 && n.internal {
-		return docker.JoinResponse{}, fmt.Errorf("network %s is internal: its containers' ports cannot be published (-p)", docker.ShortID(ep.NetworkID))
+	// Docker gives a container's port map to each of its endpoints and
+	// publishes it on one, its gateway's: ProgramExternalConnectivity
+	// names it, RevokeExternalConnectivity takes the ports from the one
+	// before when the gateway moves. A Join publishes at once, unless
+	// another endpoint of the container publishes them already (docker
+	// network connect of a container with -p): its host ports are taken.
+	pm := ep.PortMap
+	if d.sandboxPublishesLocked(j.SandboxKey, ep.ID) {
+		pm = nil
+	}
+	if len(pm) > 0 && n.internal {
+		return docker.JoinResponse{}, fmt.Errorf("network %q is internal: its containers' ports cannot be published (-p); publish them on another network", n.name)
 	}
 	mac, err := net.ParseMAC(ep.MAC)
 	if err != nil {
@@ -571,7 +581,7 @@ func (d *Daemon) dockerJoin(ctx context.Context, j docker.Join) (docker.JoinResp
 		}
 		ips = append(ips, p)
 	}
-	mappings, err := hostPorts(ep.PortMap)
+	mappings, err := hostPorts(pm)
 	if err != nil {
 		return docker.JoinResponse{}, publishError(err)
 	}
@@ -611,6 +621,20 @@ func (d *Daemon) dockerJoin(ctx context.Context, j docker.Join) (docker.JoinResp
 	d.saveLocked()
 	d.events.Publish(portEvent(api.EventPortAttach, p))
 	return resp, nil
+}
+
+// sandboxPublishesLocked reports whether an endpoint other than eid in
+// the container's namespace sandbox publishes ports.
+func (d *Daemon) sandboxPublishesLocked(sandbox, eid string) bool {
+	if sandbox == "" {
+		return false
+	}
+	for _, o := range d.docker.endpoints {
+		if o.ID != eid && o.SandboxKey == sandbox && len(o.Publish) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // hostPorts are the mappings of a portmap, with a free host port chosen
@@ -732,7 +756,7 @@ func (d *Daemon) dockerProgramExternal(ctx context.Context, nid, eid string, pm 
 		return nil
 	}
 	if p.net.internal {
-		return fmt.Errorf("network %s is internal: its containers' ports cannot be published (-p)", docker.ShortID(nid))
+		return fmt.Errorf("network %q is internal: its containers' ports cannot be published (-p); publish them on another network", p.net.name)
 	}
 	mappings, err := hostPorts(ep.PortMap)
 	if err != nil {
@@ -912,8 +936,14 @@ func (d *Daemon) dockerRequestAddress(ctx context.Context, id string, addr netip
 		return netip.PrefixFrom(addr, bits), nil
 	}
 	if addr.IsValid() {
+		// The protocol names no endpoint: an address given already is
+		// another container's (Docker asks once per endpoint and replays
+		// nothing, see GetCapabilities). Handing it out again would give
+		// two containers one address, and the ReleaseAddress of the
+		// refused one would free the other's.
 		if slices.Contains(p.Given, addr.String()) {
-			return netip.PrefixFrom(addr, bits), nil
+			return netip.Prefix{}, api.Errorf(api.ErrConflict, api.ReasonAddressInUse,
+				"address %s is already in use by another container; give the container another --ip, or leave it out", addr)
 		}
 		if err := p.sub.Reserve(addr); err != nil {
 			return netip.Prefix{}, fmt.Errorf("address %s: %w", addr, ipamError(err))

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -220,6 +221,18 @@ func TestDockerIPAM(t *testing.T) {
 		t.Fatalf("RequestAddress() = %v %v", a, err)
 	}
 	n := d.nets[docker.ShortID(dnID2)]
+	// The same address asked for again (docker run --ip of a running
+	// container's address) is another container's: refused, and the
+	// ReleaseAddress Docker makes for the refused one frees nothing.
+	if again, err := b.RequestAddress(ctx, id, a.Addr(), false); err == nil || !strings.Contains(err.Error(), "already in use") || !strings.Contains(err.Error(), "--ip") {
+		t.Fatalf("RequestAddress(%s) again = %v %v, want a refusal naming --ip", a.Addr(), again, err)
+	}
+	if !slices.Contains(d.docker.pools[id].Given, a.Addr().String()) {
+		t.Fatalf("after a refused RequestAddress, the pool gave %v, want %s still", d.docker.pools[id].Given, a.Addr())
+	}
+	if err := n.subnet.Reserve(a.Addr()); err == nil {
+		t.Fatalf("after a refused RequestAddress, %s is free in the network's IPAM", a.Addr())
+	}
 	if _, err := b.CreateEndpoint(ctx, docker.Endpoint{NetworkID: dnID2, EndpointID: epID, Address: a}); err != nil {
 		t.Fatalf("CreateEndpoint with the IPAM's address = %v", err)
 	}
@@ -267,12 +280,30 @@ func TestDockerInternalRefusesPublish(t *testing.T) {
 	if !d.nets[docker.ShortID(dnID)].internal {
 		t.Fatalf("the network is not internal")
 	}
-	_, err := b.CreateEndpoint(ctx, docker.Endpoint{NetworkID: dnID, EndpointID: epID, Address: netip.MustParsePrefix("10.131.9.2/24"),
+	// Named as docker network ls names it, once the sync has renamed it.
+	d.mu.Lock()
+	err := d.renameNetworkLocked(d.nets[docker.ShortID(dnID)], "inside")
+	d.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.CreateEndpoint(ctx, docker.Endpoint{NetworkID: dnID, EndpointID: epID, Address: netip.MustParsePrefix("10.131.9.2/24"),
 		PortMap: []docker.PortBinding{{Proto: docker.ProtoTCP, Port: 80, HostPort: 8080}}})
-	if err == nil || !strings.Contains(err.Error(), "internal") {
-		t.Errorf("CreateEndpoint with -p on an internal network = %v, want a refusal", err)
+	if err == nil || !strings.Contains(err.Error(), `network "inside" is internal`) {
+		t.Errorf("CreateEndpoint with -p on an internal network = %v, want a refusal naming the network", err)
 	}
 	if _, err := b.CreateEndpoint(ctx, docker.Endpoint{NetworkID: dnID, EndpointID: epID, Address: netip.MustParsePrefix("10.131.9.2/24")}); err != nil {
+		t.Fatal(err)
+	}
+	// As docker run -p gives it: the map at Join.
+	if _, err := b.CreateEndpoint(ctx, docker.Endpoint{NetworkID: dnID, EndpointID: epID2, Address: netip.MustParsePrefix("10.131.9.3/24")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Join(ctx, docker.Join{NetworkID: dnID, EndpointID: epID2, SandboxKey: "/x",
+		PortMap: []docker.PortBinding{{Proto: docker.ProtoTCP, Port: 80, HostPort: 8080}}}); err == nil || !strings.Contains(err.Error(), `network "inside" is internal`) {
+		t.Errorf("Join with -p on an internal network = %v, want a refusal naming the network", err)
+	}
+	if err := b.DeleteEndpoint(ctx, dnID, epID2); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := b.Join(ctx, docker.Join{NetworkID: dnID, EndpointID: epID, SandboxKey: "/x"})
@@ -319,5 +350,88 @@ func TestDockerJoinHostPortInUse(t *testing.T) {
 	l.Close()
 	if _, err := b.Join(ctx, docker.Join{NetworkID: dnID, EndpointID: epID, SandboxKey: "/x"}); err != nil {
 		t.Fatalf("Join once the host port is free = %v", err)
+	}
+}
+
+// TestDockerConnectPublished: a container with -p connected to a second
+// network (docker network connect) gets the port map on both endpoints,
+// as Docker gives it. The second Join publishes nothing (the first
+// endpoint has the host ports), and the ports move with Docker's gateway:
+// RevokeExternal of the first, ProgramExternal of the second.
+func TestDockerConnectPublished(t *testing.T) {
+	ctx := context.Background()
+	h := newFakeHost()
+	d := startDaemon(t, t.TempDir(), h)
+	defer d.CloseAndRemove()
+	b := d.Docker()
+	dockerNetwork(t, b, dnID, "10.131.12.0/24")
+	dockerNetwork(t, b, dnID2, "10.131.13.0/24")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostPort := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	pm := []docker.PortBinding{{Proto: docker.ProtoTCP, Port: 80, HostIP: "127.0.0.1", HostPort: hostPort}}
+	const sandbox = "/var/run/docker/netns/c"
+	for _, e := range []docker.Endpoint{
+		{NetworkID: dnID, EndpointID: epID, Address: netip.MustParsePrefix("10.131.12.2/24"), PortMap: pm},
+		{NetworkID: dnID2, EndpointID: epID2, Address: netip.MustParsePrefix("10.131.13.2/24"), PortMap: pm},
+	} {
+		if _, err := b.CreateEndpoint(ctx, e); err != nil {
+			t.Fatalf("CreateEndpoint(%s) = %v", docker.ShortID(e.EndpointID), err)
+		}
+	}
+	if _, err := b.Join(ctx, docker.Join{NetworkID: dnID, EndpointID: epID, SandboxKey: sandbox, PortMap: pm}); err != nil {
+		t.Fatalf("Join of the first network = %v", err)
+	}
+	if err := b.ProgramExternal(ctx, dnID, epID, pm); err != nil {
+		t.Fatalf("ProgramExternal of the first network = %v", err)
+	}
+	first := d.ports[docker.ShortID(epID)]
+	served := func() bool {
+		c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", itoa(hostPort)))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}
+	if len(first.proxies) != 1 || !served() {
+		t.Fatalf("the first endpoint publishes %d ports, host port served %v; want 1, true", len(first.proxies), served())
+	}
+	// docker network connect: the second Join, with the same map.
+	for range 2 {
+		if _, err := b.Join(ctx, docker.Join{NetworkID: dnID2, EndpointID: epID2, SandboxKey: sandbox, PortMap: pm}); err != nil {
+			t.Fatalf("Join of the second network, of a container that publishes on the first = %v, want it joined", err)
+		}
+	}
+	second := d.ports[docker.ShortID(epID2)]
+	if second == nil || len(second.proxies) != 0 || len(first.proxies) != 1 {
+		t.Fatalf("after the second Join: second port %v, first publishes %d; want the second joined publishing nothing, the first 1", second, len(first.proxies))
+	}
+	// Docker's gateway moves to the second network.
+	if err := b.RevokeExternal(ctx, dnID, epID); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ProgramExternal(ctx, dnID2, epID2, pm); err != nil {
+		t.Fatalf("ProgramExternal of the second network = %v", err)
+	}
+	if len(first.proxies) != 0 || len(second.proxies) != 1 || !served() {
+		t.Fatalf("after the gateway moved: first publishes %d, second %d, served %v; want 0, 1, true", len(first.proxies), len(second.proxies), served())
+	}
+	// docker network disconnect of the first, docker stop: nothing left.
+	for _, ep := range []struct{ n, e string }{{dnID, epID}, {dnID2, epID2}} {
+		if err := b.RevokeExternal(ctx, ep.n, ep.e); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Leave(ctx, ep.n, ep.e); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.DeleteEndpoint(ctx, ep.n, ep.e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if served() {
+		t.Errorf("host port %d served after every endpoint left", hostPort)
 	}
 }
