@@ -73,33 +73,6 @@ func (e *dockerDriverEnv) mustExec(container string, cmd ...string) string {
 	return out
 }
 
-// stateAllocated is what the state file says network's IPAM holds.
-func (e *dockerDriverEnv) stateAllocated(network string) []string {
-	e.t.Helper()
-	data, err := os.ReadFile(filepath.Join(e.stateDir(), "state.json"))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	var doc struct {
-		Networks []struct {
-			Name   string `json:"name"`
-			Subnet struct {
-				Allocated []string `json:"allocated"`
-			} `json:"subnet"`
-		} `json:"networks"`
-	}
-	if err := json.Unmarshal(data, &doc); err != nil {
-		e.t.Fatalf("state file: %v", err)
-	}
-	for _, n := range doc.Networks {
-		if n.Name == network {
-			return n.Subnet.Allocated
-		}
-	}
-	e.t.Fatalf("the state file has no network %s", network)
-	return nil
-}
-
 // TestDockerDriverSession runs the session of the issue against a real
 // dockerd: networks of the driver (Docker's IPAM and tapswitch's),
 // containers that reach each other by name, docker network connect, a
@@ -226,7 +199,7 @@ func TestDockerDriverSession(t *testing.T) {
 	if out, _ := run("ip", "-br", "link"); strings.Contains(out, "ts"+webID[:13]) {
 		t.Errorf("TAP ts%s left in the host after docker rm:\n%s", webID[:13], out)
 	}
-	for _, a := range e.stateAllocated(front) {
+	for _, a := range e.allocated(front) {
 		if a == webIP {
 			t.Errorf("address %s of dd-web still held on %s after docker rm", webIP, front)
 		}

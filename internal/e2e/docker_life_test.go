@@ -129,33 +129,6 @@ func (e *dockerLifeEnv) ipOf(c, network string) string {
 	return e.dk.Inspect(c, fmt.Sprintf(`{{(index .NetworkSettings.Networks %q).IPAddress}}`, network))
 }
 
-// allocated is what network's IPAM holds, as the state file says.
-func (e *dockerLifeEnv) allocated(network string) []string {
-	e.t.Helper()
-	data, err := os.ReadFile(filepath.Join(e.stateDir(), "state.json"))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	var doc struct {
-		Networks []struct {
-			Name   string `json:"name"`
-			Subnet struct {
-				Allocated []string `json:"allocated"`
-			} `json:"subnet"`
-		} `json:"networks"`
-	}
-	if err := json.Unmarshal(data, &doc); err != nil {
-		e.t.Fatalf("state file: %v", err)
-	}
-	for _, n := range doc.Networks {
-		if n.Name == network {
-			return n.Subnet.Allocated
-		}
-	}
-	e.t.Fatalf("the state file has no network %s", network)
-	return nil
-}
-
 // dockerTAPs are the TAPs of Docker's ports left in the host's namespace
 // ("ts" and an endpoint id; gateways are "tsw-").
 func dockerTAPs(t *testing.T) []string {

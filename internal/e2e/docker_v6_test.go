@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -26,37 +24,6 @@ const d6Pool6 = "fd33:0:0:f000::/52"
 func newDockerV6(t *testing.T, daemonArgs ...string) *dockerDriverEnv {
 	t.Helper()
 	return newDockerDriver(t, append([]string{"--ipv6-pool", d6Pool6}, daemonArgs...)...)
-}
-
-// stateAllocated6 is what the state file says network's IPv6 subnet
-// holds.
-func (e *testEnv) stateAllocated6(network string) []string {
-	e.t.Helper()
-	data, err := os.ReadFile(filepath.Join(e.stateDir(), "state.json"))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	var doc struct {
-		Networks []struct {
-			Name    string `json:"name"`
-			Subnet6 *struct {
-				Allocated []string `json:"allocated"`
-			} `json:"subnet6"`
-		} `json:"networks"`
-	}
-	if err := json.Unmarshal(data, &doc); err != nil {
-		e.t.Fatalf("state file: %v", err)
-	}
-	for _, n := range doc.Networks {
-		if n.Name == network {
-			if n.Subnet6 == nil {
-				e.t.Fatalf("network %s has no IPv6 subnet in the state file", network)
-			}
-			return n.Subnet6.Allocated
-		}
-	}
-	e.t.Fatalf("the state file has no network %s", network)
-	return nil
 }
 
 // networkSubnets is tapswitch's view of network: its subnets with their
@@ -187,10 +154,10 @@ func checkDualStack(t *testing.T, e *dockerDriverEnv, network, tsNet string, use
 	if p := findPort(e.ports(), aPort); p != nil {
 		t.Errorf("port %s left after docker rm", aPort)
 	}
-	if held := e.stateAllocated(tsNet); slices.Contains(held, a4) {
+	if held := e.allocated(tsNet); slices.Contains(held, a4) {
 		t.Errorf("d6-a's IPv4 address %s still held on %s after docker rm: %v", a4, tsNet, held)
 	}
-	if held := e.stateAllocated6(tsNet); slices.Contains(held, a6.String()) {
+	if held := e.allocated6(tsNet); slices.Contains(held, a6.String()) {
 		t.Errorf("d6-a's IPv6 address %s still held on %s after docker rm: %v", a6, tsNet, held)
 	}
 	if !userSubnets {
@@ -322,7 +289,7 @@ func TestDockerV6TapswitchIPAM(t *testing.T) {
 	// d6-b's IPv6 address came from the network's own subnet: tapswitch's
 	// IPAM holds it.
 	b6 := e.v6Of("d6-b", "d6pool")
-	if held := e.stateAllocated6(tsNet); !slices.Contains(held, b6.String()) {
+	if held := e.allocated6(tsNet); !slices.Contains(held, b6.String()) {
 		t.Errorf("tapswitch's IPAM of %s holds %v, not d6-b's %s", tsNet, held, b6)
 	}
 	dk.MustDocker("rm", "-f", "d6-b")
@@ -404,7 +371,7 @@ func TestDockerV6DockerdRestart(t *testing.T) {
 	dk.Start()
 	e.waitPorts(60*time.Second, "d6-la", "d6-lb")
 	eventually(t, 30*time.Second, "d6-lc's addresses freed", func() (bool, string) {
-		a4, a6 := e.allocated("d6live"), e.stateAllocated6("d6live")
+		a4, a6 := e.allocated("d6live"), e.allocated6("d6live")
 		return !slices.Contains(a4, c4) && !slices.Contains(a6, c6), fmt.Sprint(a4, a6)
 	})
 	if out, err := dk.Exec("d6-la", "ping", "-6", "-c", "3", "-W", "5", "d6-lb"); err != nil {

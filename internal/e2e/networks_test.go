@@ -647,13 +647,38 @@ func (e *testEnv) inspect(name string) api.NetworkDetail {
 // in network.
 func (e *testEnv) allocated(network string) []string {
 	e.t.Helper()
+	return e.stateNetwork(network).Subnet.Allocated
+}
+
+// allocated6 is what the state file says network's IPv6 subnet holds
+// (its second subnet, on a dual-stack network).
+func (e *testEnv) allocated6(network string) []string {
+	e.t.Helper()
+	n := e.stateNetwork(network)
+	if n.Subnet6 == nil {
+		e.t.Fatalf("network %s has no IPv6 subnet in the state file", network)
+	}
+	return n.Subnet6.Allocated
+}
+
+// stateSubnet is a subnet as the state file keeps it.
+type stateSubnet struct {
+	Allocated []string `json:"allocated"`
+}
+
+// stateNet is a network as the state file keeps it: its subnets'
+// addresses held.
+type stateNet struct {
+	Name    string       `json:"name"`
+	Subnet  stateSubnet  `json:"subnet"`
+	Subnet6 *stateSubnet `json:"subnet6"`
+}
+
+// stateNetwork is network as the state file keeps it.
+func (e *testEnv) stateNetwork(network string) stateNet {
+	e.t.Helper()
 	var doc struct {
-		Networks []struct {
-			Name   string `json:"name"`
-			Subnet struct {
-				Allocated []string `json:"allocated"`
-			} `json:"subnet"`
-		} `json:"networks"`
+		Networks []stateNet `json:"networks"`
 	}
 	b, err := os.ReadFile(filepath.Join(e.stateDir(), "state.json"))
 	if err != nil {
@@ -662,11 +687,11 @@ func (e *testEnv) allocated(network string) []string {
 	mustJSON(e.t, string(b), &doc)
 	for _, n := range doc.Networks {
 		if n.Name == network {
-			return n.Subnet.Allocated
+			return n
 		}
 	}
 	e.t.Fatalf("state file: no network %q", network)
-	return nil
+	return stateNet{}
 }
 
 func mustJSON(t *testing.T, s string, v any) {

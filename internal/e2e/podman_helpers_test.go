@@ -425,8 +425,17 @@ func cgroupMounts(t *testing.T) []string {
 // (containers and their conmon, which podman started for the test) and
 // removes the cgroups, deepest first.
 func (p *podmanEnv) removeCgroups() {
-	for _, m := range cgroupMounts(p.t) {
-		root := filepath.Join(m, p.cgroupParent)
+	removeCgroupTree(p.t, p.cgroupParent, func(pid int, dir string) {
+		p.t.Errorf("pid %d left in cgroup %s after podman rm; killed", pid, dir)
+	})
+}
+
+// removeCgroupTree kills, by pid, every process left in the cgroup
+// parent (a test's own) of every hierarchy, telling left about each, and
+// removes its cgroups, deepest first.
+func removeCgroupTree(t *testing.T, parent string, left func(pid int, dir string)) {
+	for _, m := range cgroupMounts(t) {
+		root := filepath.Join(m, parent)
 		var dirs []string
 		filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
 			if err == nil && d.IsDir() {
@@ -443,14 +452,16 @@ func (p *podmanEnv) removeCgroups() {
 				}
 				for _, s := range pids {
 					if pid, err := strconv.Atoi(s); err == nil {
-						p.t.Errorf("pid %d left in cgroup %s after podman rm; killed", pid, dirs[i])
+						if left != nil {
+							left(pid, dirs[i])
+						}
 						syscall.Kill(pid, syscall.SIGKILL)
 					}
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
 			if err := os.Remove(dirs[i]); err != nil && !errors.Is(err, os.ErrNotExist) {
-				p.t.Errorf("remove cgroup %s: %v", dirs[i], err)
+				t.Errorf("remove cgroup %s: %v", dirs[i], err)
 			}
 		}
 	}
