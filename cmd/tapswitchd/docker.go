@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -77,26 +76,9 @@ func (s *server) openPlugin(set *fdset.Set) error {
 }
 
 func listenPlugin(path string) (*net.UnixListener, error) {
-	dir := filepath.Dir(path)
-	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-		// 0755 whatever the umask: dockerd looks here for every plugin.
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("plugin socket directory: %w", err)
-		}
-		if err := os.Chmod(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("plugin socket directory: %w", err)
-		}
-	} else if err != nil {
-		return nil, fmt.Errorf("plugin socket directory: %w", err)
-	}
-	if _, err := os.Lstat(path); err == nil {
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("another process serves the Docker plugin socket %s (a tapswitchd with another --state-dir?); stop it, or give this one another --docker-plugin name", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("remove stale plugin socket: %w", err)
-		}
+	busy := fmt.Sprintf("another process serves the Docker plugin socket %s (a tapswitchd with another --state-dir?); stop it, or give this one another --docker-plugin name", path)
+	if err := clearSocket(path, "plugin socket", busy); err != nil {
+		return nil, err
 	}
 	old := syscall.Umask(0o177)
 	ln, err := net.Listen("unix", path)

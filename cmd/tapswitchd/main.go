@@ -422,31 +422,43 @@ func parseUpstreams(in []string) ([]netip.AddrPort, error) {
 	return out, nil
 }
 
+// clearSocket readies path for a socket: its directory is made 0755 if
+// missing, whatever the umask (others must reach the socket; its own mode
+// guards it), and a socket file left by a process that died is removed.
+// One a live process answers on is refused with busy. what names the
+// socket in errors.
+func clearSocket(path, what, busy string) error {
+	dir := filepath.Dir(path)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("%s directory: %w", what, err)
+		}
+		if err := os.Chmod(dir, 0o755); err != nil {
+			return fmt.Errorf("%s directory: %w", what, err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("%s directory: %w", what, err)
+	}
+	if _, err := os.Lstat(path); err == nil {
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return errors.New(busy)
+		}
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("remove stale %s: %w", what, err)
+		}
+	}
+	return nil
+}
+
 // listen opens the API socket: root's with mode 0600, or with a group in
 // access root:GROUP with mode 0660. A socket file left by a daemon that
 // died is replaced; one a live daemon answers on is not. A missing socket
 // directory is made 0755, whatever the umask, so that the group can reach
 // the socket; the socket's mode is what guards it.
 func listen(path string, access apiserver.Access) (net.Listener, error) {
-	dir := filepath.Dir(path)
-	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("socket directory: %w", err)
-		}
-		if err := os.Chmod(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("socket directory: %w", err)
-		}
-	} else if err != nil {
-		return nil, fmt.Errorf("socket directory: %w", err)
-	}
-	if _, err := os.Stat(path); err == nil {
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("another tapswitchd is already serving %s; stop it first or use --socket", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("remove stale socket: %w", err)
-		}
+	if err := clearSocket(path, "socket", fmt.Sprintf("another tapswitchd is already serving %s; stop it first or use --socket", path)); err != nil {
+		return nil, err
 	}
 	// The umask makes the socket 0600 from the start, so there is no
 	// window in which others could connect; nothing else runs yet.
@@ -470,7 +482,7 @@ func listen(path string, access apiserver.Access) (net.Listener, error) {
 			ln.Close()
 			return nil, fmt.Errorf("open socket %s to %s: %w", path, access, err)
 		}
-		warnUnreachable(dir, access)
+		warnUnreachable(filepath.Dir(path), access)
 	}
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	return ln, nil
