@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/tapswitch/tapswitch/api"
+	"github.com/tapswitch/tapswitch/namespace"
 	"golang.org/x/sys/unix"
 )
 
@@ -279,7 +280,7 @@ func cgroupMounts(mountinfo []byte) []string {
 			continue
 		}
 		if af[0] == "cgroup" || af[0] == "cgroup2" {
-			out = append(out, unescapeMountinfo(f[4]))
+			out = append(out, namespace.UnescapeMountinfo(f[4]))
 		}
 	}
 	return out
@@ -315,33 +316,13 @@ func mountsUnder(mountinfo []byte, dir string) []string {
 		if len(f) < 5 {
 			continue
 		}
-		p := unescapeMountinfo(f[4])
+		p := namespace.UnescapeMountinfo(f[4])
 		if p == dir || strings.HasPrefix(p, dir+"/") {
 			out = append(out, p)
 		}
 	}
 	slices.Reverse(out)
 	return out
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for a space) the
-// kernel writes in mountinfo's paths.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // busyboxImage is the run's only image, imported from the host's

@@ -51,12 +51,6 @@ func TestMountsUnder(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("got %q, want %q", got, want)
 	}
-	if got := unescapeMountinfo(`a\134b\040`); got != `a\b ` {
-		t.Errorf("unescape: %q", got)
-	}
-	if got := unescapeMountinfo(`a\04`); got != `a\04` {
-		t.Errorf("short escape: %q", got)
-	}
 }
 
 func TestBusyboxTar(t *testing.T) {

@@ -232,7 +232,7 @@ func mountHolds(mountinfo []byte, want string, pins []string) bool {
 		if len(f) < 5 || f[3] != want {
 			continue
 		}
-		point := unescapeMount(f[4])
+		point := namespace.UnescapeMountinfo(f[4])
 		own := false
 		for _, pin := range pins {
 			if point == pin {
@@ -244,23 +244,4 @@ func mountHolds(mountinfo []byte, want string, pins []string) bool {
 		}
 	}
 	return false
-}
-
-// unescapeMount undoes the octal escapes of mountinfo (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
