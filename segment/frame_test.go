@@ -313,6 +313,11 @@ func checkSegments(tb testing.TB, b built, mtu int, segs [][]byte) {
 			if got, err := tcp.ComputeChecksum(); err != nil || got != 0 {
 				tb.Fatalf("segment %d: TCP checksum %#x: ComputeChecksum() = %#x, %v, want 0", i, tcp.Checksum, got, err)
 			}
+			// A segment's sum is never 0, so its checksum is never
+			// 0xffff: that is 0 written in the form only UDP uses.
+			if tcp.Checksum == 0xffff {
+				tb.Fatalf("segment %d: TCP checksum 0xffff, want 0x0000 (its computed form)", i)
+			}
 			if got, want := tcp.Seq, uint32(testSeq+len(payload)); got != want {
 				tb.Fatalf("segment %d: seq = %#x, want %#x", i, got, want)
 			}

@@ -263,4 +263,9 @@ func checkAnySegment(tb testing.TB, r Splitter, seg []byte) {
 		tb.Fatalf("%d-byte segment: transport checksum %#x: sum with the pseudo-header = %#x, want 0xffff",
 			len(seg), binary.BigEndian.Uint16(seg[r.csumAt:]), got)
 	}
+	// The sum of a segment is never 0, so a computed checksum is never
+	// 0xffff: in TCP, 0 is written as it is (in UDP as 0xffff).
+	if proto == protoTCP && binary.BigEndian.Uint16(seg[r.csumAt:]) == 0xffff {
+		tb.Fatalf("%d-byte segment: TCP checksum 0xffff, want 0x0000 (its computed form)", len(seg))
+	}
 }

@@ -114,6 +114,9 @@ type Splitter struct {
 	hdrEnd int
 	// csumAt is the offset of the transport checksum field.
 	csumAt int
+	// zeroAsOnes is whether a checksum that comes out 0 is written as
+	// 0xffff (see putCsum): not in a TCP checksum.
+	zeroAsOnes bool
 	// mss is the payload bytes of every segment but the last.
 	mss int
 	// off is the offset in frame of the next segment's payload.
@@ -149,8 +152,9 @@ type Splitter struct {
 // A frame without GSO yields one segment: itself, and with
 // VnetFlagNeedsCsum its checksum completed as Linux's skb_checksum_help
 // does (summed from csum_start to the end of the frame, where the field
-// at csum_start+csum_offset holds the pseudo-header seed); mtu does not
-// apply to it.
+// at csum_start+csum_offset holds the pseudo-header seed), but for a
+// TCP checksum of 0, which stays 0 (see putCsum); mtu does not apply to
+// it.
 //
 // Only csum_start and csum_offset are taken from h, and only checked
 // against the headers Reset finds: h.HdrLen is not used, since Linux sets
@@ -185,6 +189,7 @@ func (s *Splitter) reset(h device.VnetHdr, frame []byte, mtu int) error {
 				return ErrMalformed
 			}
 			s.kind, s.l4, s.csumAt = kindCsum, start, at
+			s.zeroAsOnes = int(h.CsumOffset) != tcpCsumOff
 		}
 		return nil
 	case device.GSOTCPv4, device.GSOTCPv6:
@@ -268,6 +273,7 @@ func (s *Splitter) reset(h device.VnetHdr, frame []byte, mtu int) error {
 	}
 
 	s.frame, s.l3, s.l4, s.hdrEnd, s.csumAt = frame, l3, l4, hdrEnd, l4+csumOff
+	s.zeroAsOnes = s.kind == kindUDP
 	s.mss, s.off = mss, hdrEnd
 	// mss is 0 when TCP headers alone fill the MTU, with no payload.
 	s.segs = 1
@@ -400,8 +406,8 @@ func (s *Splitter) MaxSegment() int { return s.max }
 // segment before (the first keeps the frame's) and their header checksum;
 // IPv6 ones their payload length; UDP ones their length. The TCP or UDP
 // checksum is computed whole, pseudo-header, header and payload; a
-// result of 0 is sent as 0xffff (its other form in one's complement;
-// for UDP 0 means no checksum), as Linux does.
+// result of 0 is sent as 0 in TCP and as 0xffff (its other form in one's
+// complement) in UDP, where 0 means no checksum, as Linux does.
 func (s *Splitter) Next(dst []byte) (int, error) {
 	if s.next >= s.segs {
 		return 0, nil
@@ -415,7 +421,7 @@ func (s *Splitter) Next(dst []byte) (int, error) {
 		if s.kind == kindCsum {
 			// The field holds the seed, so it is summed as it is, then
 			// replaced.
-			putCsum(dst[s.csumAt:], checksum(dst[s.l4:n], 0))
+			putCsum(dst[s.csumAt:], checksum(dst[s.l4:n], 0), s.zeroAsOnes)
 		}
 		s.next++
 		return n, nil
@@ -455,7 +461,7 @@ func (s *Splitter) Next(dst []byte) (int, error) {
 		binary.BigEndian.PutUint16(l4[4:], uint16(n-s.l4))
 	}
 	dst[s.csumAt], dst[s.csumAt+1] = 0, 0
-	putCsum(dst[s.csumAt:], checksum(l4, s.pseudo+uint32(n-s.l4)))
+	putCsum(dst[s.csumAt:], checksum(l4, s.pseudo+uint32(n-s.l4)), s.zeroAsOnes)
 
 	s.next++
 	s.off += pay
@@ -463,10 +469,20 @@ func (s *Splitter) Next(dst []byte) (int, error) {
 }
 
 // putCsum stores the checksum for the folded sum of a packet whose
-// checksum field was summed as 0 or as the seed.
-func putCsum(b []byte, sum uint16) {
+// checksum field was summed as 0 or as the seed. A checksum of 0 is
+// written as 0xffff, its other form in one's complement, when zeroAsOnes
+// is set: in a UDP checksum, where 0 means none (RFC 768), and in a
+// frame completed without GSO whose field is not TCP's, as Linux's
+// skb_checksum_help writes any. A TCP checksum of 0 stays 0: it is the
+// only form RFC 793's sum gives (a segment, pseudo-header included, has
+// words that are not 0, so its sum is never 0 and the checksum never
+// 0xffff; RFC 1624, section 3), it is what Linux's tcp_gso_segment and a
+// NIC's checksum offload write, and 0xffff in its place, though
+// receivers take it, is a bad checksum to Wireshark and tshark ("TCP
+// Checksum 0xffff instead of 0x0000").
+func putCsum(b []byte, sum uint16, zeroAsOnes bool) {
 	c := ^sum
-	if c == 0 {
+	if c == 0 && zeroAsOnes {
 		c = 0xffff
 	}
 	binary.BigEndian.PutUint16(b, c)

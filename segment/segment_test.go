@@ -209,7 +209,7 @@ func TestCompleteChecksum(t *testing.T) {
 		name string
 		spec frameSpec
 		// zero makes the payload's last word bring the checksum to 0,
-		// which must be sent as 0xffff.
+		// which must be sent as 0xffff in UDP and as 0 in TCP.
 		zero bool
 	}{
 		{"tcp4", frameSpec{flags: flagsACK | tcpFlagPSH, tcpOpts: 12, payload: 1000}, false},
@@ -222,7 +222,9 @@ func TestCompleteChecksum(t *testing.T) {
 		{"udp6 odd length", frameSpec{udp: true, v6: true, payload: 1201}, false},
 		{"udp4 checksum 0 becomes 0xffff", frameSpec{udp: true, payload: 1200}, true},
 		{"udp6 checksum 0 becomes 0xffff", frameSpec{udp: true, v6: true, payload: 64}, true},
-		{"tcp4 checksum 0 becomes 0xffff", frameSpec{flags: flagsACK, payload: 100}, true},
+		{"tcp4 checksum 0 stays 0", frameSpec{flags: flagsACK, payload: 100}, true},
+		{"tcp6 checksum 0 stays 0", frameSpec{v6: true, flags: flagsACK, tcpOpts: 12, payload: 1000}, true},
+		{"tcp4 gso one segment checksum 0 stays 0", frameSpec{flags: flagsACK, tcpOpts: 12, payload: 1000, gsoSize: 1448}, true},
 		{"udp4 uso one datagram checksum 0 becomes 0xffff", frameSpec{udp: true, payload: 1000, gsoSize: 1400}, true},
 	}
 	for _, tt := range tests {
@@ -265,9 +267,56 @@ func TestCompleteChecksum(t *testing.T) {
 			checkSegments(t, b, 0, segs)
 			if tt.zero {
 				at := int(b.h.CsumStart + b.h.CsumOffset)
-				if got := binary.BigEndian.Uint16(seg[at:]); got != 0xffff {
-					t.Fatalf("checksum = %#x, want 0xffff", got)
+				want := uint16(0)
+				if tt.spec.udp {
+					want = 0xffff
 				}
+				if got := binary.BigEndian.Uint16(seg[at:]); got != want {
+					t.Fatalf("checksum = %#x, want %#x", got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestSplitTCPChecksumZero cuts a TCP super-frame whose second segment's
+// checksum comes out 0: it is written 0, as Linux's tcp_gso_segment
+// writes it, not 0xffff, which tshark reports as a bad checksum ("TCP
+// Checksum 0xffff instead of 0x0000"). About one TCP segment in 65,536
+// has a checksum of 0.
+func TestSplitTCPChecksumZero(t *testing.T) {
+	for _, spec := range []frameSpec{
+		{tcpOpts: 12, flags: flagsACK | tcpFlagPSH, payload: 3 * 1448, gsoSize: 1448},
+		{v6: true, tcpOpts: 12, flags: flagsACK, payload: 3*1428 + 100, gsoSize: 1428},
+	} {
+		name := "tcp4"
+		if spec.v6 {
+			name = "tcp6"
+		}
+		t.Run(name, func(t *testing.T) {
+			b := buildFrame(t, spec)
+			var s Splitter
+			segs, err := splitAll(t, &s, b.h, b.frame, 1500)
+			if err != nil {
+				t.Fatalf("Reset(%+v) = %v, want nil", b.h, err)
+			}
+			// Adding the segment's checksum c to the first word of its
+			// payload adds c to its sum S, which becomes S + ^S =
+			// 0xffff: the checksum is then 0. The payload starts at an
+			// even offset from the TCP header, so the word is one the
+			// sum adds as it is.
+			at := b.l4 + tcpCsumOff
+			c := binary.BigEndian.Uint16(segs[1][at:])
+			word := b.payload[wantMSS(b, 1500):]
+			binary.BigEndian.PutUint16(word, refFold(uint64(binary.BigEndian.Uint16(word))+uint64(c)))
+
+			segs, err = splitAll(t, &s, b.h, b.frame, 1500)
+			if err != nil {
+				t.Fatalf("Reset(%+v) = %v, want nil", b.h, err)
+			}
+			checkSegments(t, b, 1500, segs)
+			if got := binary.BigEndian.Uint16(segs[1][at:]); got != 0 {
+				t.Fatalf("segment 1: TCP checksum = %#x, want 0 (the payload was made to bring it to 0)", got)
 			}
 		})
 	}
