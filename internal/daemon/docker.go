@@ -992,5 +992,5 @@ func (d *Daemon) dockerOwnsNetworkLocked(name string) error {
 	if !ok {
 		return nil
 	}
-	return invalid("network %q is Docker's (network id %s): remove it with docker network rm", name, docker.ShortID(id))
+	return invalid("network %q is Docker's (network id %s): remove it with docker network rm; if dockerd no longer has it, tapswitch network rm --force removes it here", name, docker.ShortID(id))
 }

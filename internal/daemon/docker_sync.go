@@ -449,10 +449,20 @@ func (d *Daemon) dropDockerNetworkLocked(id string) {
 		ev := api.Event{Type: api.EventNetworkRemove, Network: n.name, Reason: "docker_forgot"}
 		d.events.Publish(ev)
 	}
+	d.forgetDockerNetworkLocked(id)
+	d.log.Info("Docker's network freed: dockerd no longer has it", "docker_network", docker.ShortID(id), "network", dn.Network)
+}
+
+// forgetDockerNetworkLocked drops what the driver records of Docker's
+// network id: the network and its IPAM pools.
+func (d *Daemon) forgetDockerNetworkLocked(id string) {
+	dn, ok := d.docker.nets[id]
+	if !ok {
+		return
+	}
 	delete(d.docker.pools, dn.Pool)
 	delete(d.docker.pools, dn.Pool6)
 	delete(d.docker.nets, id)
-	d.log.Info("Docker's network freed: dockerd no longer has it", "docker_network", docker.ShortID(id), "network", dn.Network)
 }
 
 // dockerPortFailedLocked frees the endpoint of a Docker port whose TAP

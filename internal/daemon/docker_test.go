@@ -57,8 +57,8 @@ func TestDockerNetworkEndpointJoin(t *testing.T) {
 	if !ok || n.subnet.Gateway().String() != "10.131.7.1" {
 		t.Fatalf("network %q = %v, want one on 10.131.7.0/24 with gateway 10.131.7.1", name, n)
 	}
-	if err := d.RemoveNetwork(ctx, name, true); err == nil || !strings.Contains(err.Error(), "docker network rm") {
-		t.Errorf("RemoveNetwork(%s) = %v, want a refusal naming docker network rm", name, err)
+	if err := d.RemoveNetwork(ctx, name, false); err == nil || !strings.Contains(err.Error(), "docker network rm") || !strings.Contains(err.Error(), "--force") {
+		t.Errorf("RemoveNetwork(%s) = %v, want a refusal naming docker network rm and --force", name, err)
 	}
 
 	e := docker.Endpoint{NetworkID: dnID, EndpointID: epID, Address: netip.MustParsePrefix("10.131.7.2/24"),
@@ -434,4 +434,50 @@ func TestDockerConnectPublished(t *testing.T) {
 	if served() {
 		t.Errorf("host port %d served after every endpoint left", hostPort)
 	}
+}
+
+// TestDockerNetworkForceRemove: a network of Docker's that dockerd no
+// longer has can be removed with --force, its endpoints and ports with
+// it; Docker's own later calls for them find nothing, and succeed.
+func TestDockerNetworkForceRemove(t *testing.T) {
+	ctx := context.Background()
+	h := newFakeHost()
+	d := startDaemon(t, t.TempDir(), h)
+	defer func() { d.CloseAndRemove() }()
+	b := d.Docker()
+	dockerNetwork(t, b, dnID, "10.131.8.0/24")
+	name := docker.ShortID(dnID)
+	e := docker.Endpoint{NetworkID: dnID, EndpointID: epID, Address: netip.MustParsePrefix("10.131.8.2/24")}
+	if _, err := b.CreateEndpoint(ctx, e); err != nil {
+		t.Fatalf("CreateEndpoint = %v", err)
+	}
+	if _, err := b.Join(ctx, docker.Join{NetworkID: dnID, EndpointID: epID, SandboxKey: "/var/run/docker/netns/y"}); err != nil {
+		t.Fatalf("Join = %v", err)
+	}
+	if err := d.RemoveNetwork(ctx, name, true); err != nil {
+		t.Fatalf("RemoveNetwork(%s, force) = %v", name, err)
+	}
+	if _, ok := d.nets[name]; ok {
+		t.Errorf("network %s still there", name)
+	}
+	if len(d.Ports(false)) != 0 {
+		t.Errorf("ports left: %+v", d.Ports(false))
+	}
+	if h.taps.Exists("", dockerIfname(epID)) {
+		t.Errorf("TAP %s left", dockerIfname(epID))
+	}
+	if len(d.docker.nets) != 0 || len(d.docker.endpoints) != 0 || len(d.docker.pools) != 0 {
+		t.Errorf("Docker records left: %d networks, %d endpoints, %d pools", len(d.docker.nets), len(d.docker.endpoints), len(d.docker.pools))
+	}
+	if err := b.Leave(ctx, dnID, epID); err != nil {
+		t.Errorf("Leave after the removal = %v", err)
+	}
+	if err := b.DeleteEndpoint(ctx, dnID, epID); err != nil {
+		t.Errorf("DeleteEndpoint after the removal = %v", err)
+	}
+	if err := b.DeleteNetwork(ctx, dnID); err != nil {
+		t.Errorf("DeleteNetwork after the removal = %v", err)
+	}
+	// The subnet is free again.
+	dockerNetwork(t, b, dnID2, "10.131.8.0/24")
 }

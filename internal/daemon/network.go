@@ -14,6 +14,7 @@ import (
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/fdb"
 	"github.com/tapswitch/tapswitch/internal/dns"
+	"github.com/tapswitch/tapswitch/internal/docker"
 	"github.com/tapswitch/tapswitch/internal/fdlimit"
 	"github.com/tapswitch/tapswitch/internal/ipam"
 	"github.com/tapswitch/tapswitch/internal/nat"
@@ -225,8 +226,20 @@ func (d *Daemon) RemoveNetwork(ctx context.Context, name string, force bool) err
 	if !ok {
 		return fmt.Errorf("remove network: %w", noNetwork(name))
 	}
-	if err := d.dockerOwnsNetworkLocked(name); err != nil {
-		return fmt.Errorf("remove network %q: %w", name, err)
+	dockerID, isDocker := d.dockerNetworkOf(name)
+	if isDocker && !force {
+		return fmt.Errorf("remove network %q: %w", name, d.dockerOwnsNetworkLocked(name))
+	}
+	if isDocker {
+		// Docker's own later calls for what goes here (Leave,
+		// DeleteEndpoint, DeleteNetwork) find nothing, and succeed.
+		for _, ep := range d.docker.endpoints {
+			if ep.NetworkID == dockerID {
+				d.dropDockerEndpointLocked(ep, "network_removed")
+			}
+		}
+		d.forgetDockerNetworkLocked(dockerID)
+		d.log.Warn("a network of Docker's removed with --force", "network", name, "docker_network", docker.ShortID(dockerID))
 	}
 	ports := d.portsOfLocked(n)
 	if len(ports) > 0 && !force {
