@@ -469,7 +469,14 @@ func (d *Daemon) dockerDeleteEndpoint(ctx context.Context, nid, eid string) erro
 	if !ok {
 		return nil
 	}
-	d.leaveLocked(ep)
+	d.leaveLocked(ep, "")
+	d.freeEndpointLocked(ep)
+	d.saveLocked()
+	return nil
+}
+
+// freeEndpointLocked releases the addresses ep owns and forgets it.
+func (d *Daemon) freeEndpointLocked(ep *dockerEndpoint) {
 	if n, ok := d.nets[ep.Network]; ok {
 		for _, s := range ep.Owned {
 			if a, err := netip.ParseAddr(s); err == nil {
@@ -477,9 +484,7 @@ func (d *Daemon) dockerDeleteEndpoint(ctx context.Context, nid, eid string) erro
 			}
 		}
 	}
-	delete(d.docker.endpoints, eid)
-	d.saveLocked()
-	return nil
+	delete(d.docker.endpoints, ep.ID)
 }
 
 // dockerEndpointInfo is docker.Backend's EndpointInfo.
@@ -712,13 +717,14 @@ func (d *Daemon) dockerLeave(ctx context.Context, nid, eid string) error {
 	if !ok {
 		return nil
 	}
-	d.leaveLocked(ep)
+	d.leaveLocked(ep, "")
 	d.saveLocked()
 	return nil
 }
 
-// leaveLocked unplugs ep's port, if joined, and removes its TAP.
-func (d *Daemon) leaveLocked(ep *dockerEndpoint) {
+// leaveLocked unplugs ep's port, if joined, and removes its TAP; reason,
+// if any, goes on the port.detach event.
+func (d *Daemon) leaveLocked(ep *dockerEndpoint, reason string) {
 	if ep.Port == nil {
 		return
 	}
@@ -726,7 +732,9 @@ func (d *Daemon) leaveLocked(ep *dockerEndpoint) {
 		if err := d.sw.RemovePort(p.sw); err != nil && !errors.Is(err, vswitch.ErrNoPort) {
 			d.log.Warn("unplug Docker's port", "port", p.name(), "err", err)
 		}
-		d.events.Publish(portEvent(api.EventPortDetach, p))
+		ev := portEvent(api.EventPortDetach, p)
+		ev.Reason = reason
+		d.events.Publish(ev)
 		d.forgetLocked(p)
 	}
 	ep.Port, ep.SandboxKey, ep.Publish = nil, "", nil

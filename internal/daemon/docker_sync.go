@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -14,7 +13,6 @@ import (
 	"github.com/tapswitch/tapswitch/internal/apiserver"
 	"github.com/tapswitch/tapswitch/internal/docker"
 	"github.com/tapswitch/tapswitch/internal/dockerapi"
-	vswitch "github.com/tapswitch/tapswitch/switch"
 )
 
 // The Docker sync keeps the driver's networks and ports in step with
@@ -404,25 +402,8 @@ func (d *Daemon) dropDockerEndpointLocked(ep *dockerEndpoint, reason string) {
 	if ep == nil {
 		return
 	}
-	if ep.Port != nil {
-		if p, ok := d.ports[ep.Port.Name]; ok && p.kind == api.KindDocker {
-			if err := d.sw.RemovePort(p.sw); err != nil && !errors.Is(err, vswitch.ErrNoPort) {
-				d.log.Warn("unplug Docker's port", "port", p.name(), "err", err)
-			}
-			ev := portEvent(api.EventPortDetach, p)
-			ev.Reason = reason
-			d.events.Publish(ev)
-			d.forgetLocked(p)
-		}
-	}
-	if n, ok := d.nets[ep.Network]; ok {
-		for _, s := range ep.Owned {
-			if a, err := netip.ParseAddr(s); err == nil {
-				n.release(a)
-			}
-		}
-	}
-	delete(d.docker.endpoints, ep.ID)
+	d.leaveLocked(ep, reason)
+	d.freeEndpointLocked(ep)
 	d.log.Info("Docker's endpoint freed", "endpoint", docker.ShortID(ep.ID), "network", ep.Network, "reason", reason)
 }
 

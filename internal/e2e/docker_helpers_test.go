@@ -500,3 +500,29 @@ func (d *dockerEnv) removeCgroups() {
 	// expected.
 	removeCgroupTree(d.t, d.cgroupParent, nil)
 }
+
+// PingThroughRestart pings from container (the host's ping in its
+// namespace: docker exec's stream would end with dockerd) while dockerd
+// restarts, and fails the test unless every one of the pings is
+// answered. args are ping's, the address last.
+func (d *dockerEnv) PingThroughRestart(container string, pings int, args ...string) {
+	d.t.Helper()
+	var out string
+	var perr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		full := append([]string{"ping", "-c", strconv.Itoa(pings), "-i", "0.2", "-W", "5"}, args...)
+		out, perr = d.NsRun(container, full...)
+	}()
+	time.Sleep(time.Second) // a few replies before the restart
+	t0 := time.Now()
+	d.Restart()
+	d.t.Logf("dockerd restarted in %v", time.Since(t0).Round(time.Millisecond))
+	<-done
+	sent, got := pingCounts(out)
+	d.t.Logf("ping %s across the dockerd restart: %d sent, %d received", strings.Join(args, " "), sent, got)
+	if perr != nil || sent != pings || got != sent {
+		d.t.Errorf("ping %s across the dockerd restart: %v, %d of %d; want every reply\n%s", strings.Join(args, " "), perr, got, sent, out)
+	}
+}

@@ -267,23 +267,7 @@ func TestDockerLifeDockerdRestart(t *testing.T) {
 
 	// A restart of dockerd, the ping running.
 	const pings = 100 // 20 s, longer than the restart
-	nsA := dk.NetnsPath("dl-a")
-	var wg sync.WaitGroup
-	var out string
-	var perr error
-	wg.Go(func() {
-		out, perr = run("nsenter", "--net="+nsA, "ping", "-c", fmt.Sprint(pings), "-i", "0.2", "-W", "5", ipB)
-	})
-	time.Sleep(time.Second) // a few replies before the restart
-	t0 := time.Now()
-	dk.Restart()
-	t.Logf("dockerd --live-restore restarted in %v", time.Since(t0).Round(time.Millisecond))
-	wg.Wait()
-	sent, got := pingCounts(out)
-	t.Logf("ping across the dockerd restart: %d sent, %d received", sent, got)
-	if perr != nil || sent != pings || got != sent {
-		t.Errorf("ping across the dockerd restart: %v, %d of %d; want every reply\n%s", perr, got, sent, out)
-	}
+	dk.PingThroughRestart("dl-a", pings, ipB)
 	for _, p := range e.ports() {
 		if ids[p.Name] != p.ID {
 			t.Errorf("port %s is a new one (id %d, was %d): live-restore kept the container", p.Name, p.ID, ids[p.Name])

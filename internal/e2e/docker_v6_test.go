@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -342,24 +341,7 @@ func TestDockerV6DockerdRestart(t *testing.T) {
 	}
 
 	const pings = 100 // 20 s, longer than the restart
-	var wg sync.WaitGroup
-	var out string
-	var perr error
-	wg.Go(func() {
-		// The host's ping in the container's namespace: docker exec's
-		// stream ends with dockerd.
-		out, perr = dk.NsRun("d6-la", "ping", "-6", "-c", fmt.Sprint(pings), "-i", "0.2", "-W", "5", b6)
-	})
-	time.Sleep(time.Second) // a few replies before the restart
-	t0 := time.Now()
-	dk.Restart()
-	t.Logf("dockerd --live-restore restarted in %v", time.Since(t0).Round(time.Millisecond))
-	wg.Wait()
-	sent, got := pingCounts(out)
-	t.Logf("ping -6 across the dockerd restart: %d sent, %d received", sent, got)
-	if perr != nil || sent != pings || got != sent {
-		t.Errorf("ping -6 across the dockerd restart: %v, %d of %d; want every reply\n%s", perr, got, sent, out)
-	}
+	dk.PingThroughRestart("d6-la", pings, "-6", b6)
 
 	// dockerd killed, and d6-lc dies meanwhile: both its addresses go
 	// once dockerd is back.
