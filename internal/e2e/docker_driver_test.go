@@ -36,7 +36,7 @@ func newDockerDriver(t *testing.T, daemonArgs ...string) *dockerDriverEnv {
 	plugin := fmt.Sprintf("dd-%08x", rand.Uint32())
 	// Registered first, so run last: the socket of a daemon the test
 	// killed goes even if no daemon starts again.
-	t.Cleanup(func() { os.Remove(filepath.Join("/run/docker/plugins", plugin+".sock")) })
+	pluginSocketCleanup(t, plugin)
 	e := newEnvArgs(t, append([]string{"--docker", "--docker-plugin", plugin}, daemonArgs...))
 	dk := newDocker(t)
 	return &dockerDriverEnv{testEnv: e, dk: dk, plugin: plugin}
@@ -353,6 +353,7 @@ func TestDockerDriverSocketAndUpgrade(t *testing.T) {
 func TestDockerDriverCrashMidJoin(t *testing.T) {
 	requireDocker(t)
 	plugin := fmt.Sprintf("dd-%08x", rand.Uint32())
+	pluginSocketCleanup(t, plugin)
 	e := newEnvArgs(t, []string{"--docker", "--docker-plugin", plugin, "--remove-on-exit=false"})
 	if err := e.stopDaemon(); err != nil {
 		t.Fatal(err)

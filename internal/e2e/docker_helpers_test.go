@@ -526,3 +526,23 @@ func (d *dockerEnv) PingThroughRestart(container string, pings int, args ...stri
 		d.t.Errorf("ping %s across the dockerd restart: %v, %d of %d; want every reply\n%s", strings.Join(args, " "), perr, got, sent, out)
 	}
 }
+
+// pluginSocketCleanup removes, when t ends, the socket of the plugin
+// name a tapswitchd --docker of the test serves (a daemon the test killed
+// leaves it), and /run/docker/plugins and /run/docker if the test's
+// daemon made them and they are empty. Call it before starting the
+// daemon; registered first, it runs after the daemon has stopped.
+func pluginSocketCleanup(t *testing.T, plugin string) {
+	var made []string
+	for _, p := range []string{"/run/docker", "/run/docker/plugins"} {
+		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+			made = append(made, p)
+		}
+	}
+	t.Cleanup(func() {
+		os.Remove(filepath.Join("/run/docker/plugins", plugin+".sock"))
+		for i := len(made) - 1; i >= 0; i-- {
+			os.Remove(made[i])
+		}
+	})
+}

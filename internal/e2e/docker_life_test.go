@@ -40,7 +40,7 @@ func newDockerLife(t *testing.T, dockerdArgs ...string) *dockerLifeEnv {
 	plugin := fmt.Sprintf("dl-%08x", rand.Uint32())
 	// Registered first, so run last: the socket of a daemon the test
 	// killed goes even if no daemon starts again.
-	t.Cleanup(func() { os.Remove(filepath.Join("/run/docker/plugins", plugin+".sock")) })
+	pluginSocketCleanup(t, plugin)
 	e := newEnvArgs(t, []string{"--docker", "--docker-plugin", plugin, "--remove-on-exit=false"})
 	t.Cleanup(e.removeKept)
 	dk := newDocker(t, dockerdArgs...)
