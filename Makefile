@@ -14,7 +14,7 @@ FUZZTIME  ?= 10s
 
 # Tools the tests, the demo and the benchmark run, with the Debian
 # package that provides each.
-TOOLS := ip:iproute2 ping:iputils-ping iperf3:iperf3 sockperf:sockperf useradd:passwd podman:podman runc:runc /usr/lib/cni/portmap:containernetworking-plugins busybox:busybox-static iptables:iptables nft:nftables prometheus:prometheus tmux:tmux systemd-analyze:systemd tshark:tshark /usr/include/pcap.h:libpcap-dev /usr/sbin/dockerd:docker.io
+TOOLS := ip:iproute2 ping:iputils-ping iperf3:iperf3 ethtool:ethtool sockperf:sockperf useradd:passwd podman:podman runc:runc /usr/lib/cni/portmap:containernetworking-plugins busybox:busybox-static iptables:iptables nft:nftables prometheus:prometheus tmux:tmux systemd-analyze:systemd tshark:tshark /usr/include/pcap.h:libpcap-dev /usr/sbin/dockerd:docker.io
 
 .PHONY: all build test unit bench profile demo fuzz soak deps install clean
 

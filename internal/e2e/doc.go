@@ -3,7 +3,8 @@
 // with ping, iperf3 and packet sockets as the traffic.
 //
 // The tests need root and the tools ip, ping, ss, iperf3, unshare and
-// nsenter, and useradd and groupadd for the socket tests. Without them
+// nsenter, useradd and groupadd for the socket tests, and ethtool for the
+// coalescing tests. Without them
 // they skip, unless TAPSWITCH_REQUIRE_PRIVILEGED=1 is set, when a skip is
 // a failure:
 //

@@ -1,0 +1,281 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// The coalescing tests: traffic that the switch may merge into
+// super-frames (userspace GRO) before it writes to a TAP must reach the
+// receiving sockets exactly as it was sent. They use 10.160.0.0/16 and
+// fd0a:a0::/48, and names that start with "gx".
+
+// gxPair makes a dual-stack network called network with subnets
+// 10.160.N.0/24 and fd0a:a0:0:N::/64 and attaches two namespaces to it,
+// ports gxNa (the sender) and gxNb (the receiver), and pings both ways
+// over both families so that the switch and both stacks know the MACs.
+type gxPair struct {
+	nsA, nsB       string
+	portA, portB   string
+	a4, a6, b4, b6 string
+}
+
+func (e *testEnv) gxPair(network string, n int) gxPair {
+	e.t.Helper()
+	v4, v6 := fmt.Sprintf("10.160.%d.0/24", n), fmt.Sprintf("fd0a:a0:0:%d::/64", n)
+	e.mustCLI("network", "create", network, "--subnet", v4, "--subnet", v6)
+	p := gxPair{
+		nsA: e.newNetnsNamed("gx", "a"), nsB: e.newNetnsNamed("gx", "b"),
+		portA: fmt.Sprintf("gx%da", n), portB: fmt.Sprintf("gx%db", n),
+	}
+	e.attach(p.nsA, "--network", network, "--name", p.portA)
+	e.attach(p.nsB, "--network", network, "--name", p.portB)
+	ports := e.ports()
+	p.a4, p.a6 = portAddrs(e.t, findPort(ports, p.portA))
+	p.b4, p.b6 = portAddrs(e.t, findPort(ports, p.portB))
+	for _, c := range [][2]string{{p.nsA, p.b4}, {p.nsA, p.b6}, {p.nsB, p.a4}, {p.nsB, p.a6}} {
+		mustPing(e.t, c[0], c[1])
+	}
+	return p
+}
+
+// udpMixedRuns is the schedule of TestCoalesceUDPMixedSizes: runs of
+// equal sizes the switch may merge (the longest 30 datagrams), between
+// other sizes and short datagrams that end a run, down to 8 bytes. Each
+// flow starts at another place in the list, and the flows' bursts
+// interleave.
+const udpMixedRuns = "24x1200,1x40,16x600,3x8,30x100,1x1400,20x1400,2x33,10x64,7x999"
+
+// TestCoalesceUDPMixedSizes sends UDP datagrams of mixed sizes, in
+// bursts (sendmmsg) from four flows, from one namespace to another over
+// IPv4 and IPv6, and checks at sockets without UDP_GRO that every
+// datagram that arrived is whole and as sent (length and content for its
+// sequence number), that none was merged, that each flow's arrive in
+// order, and that most arrive; and that the switch did merge some into
+// super-frames on the receiver's port.
+func TestCoalesceUDPMixedSizes(t *testing.T) {
+	e := newEnv(t)
+	bin := e.buildFlowcheck()
+	p := e.gxPair("gxudp", 1)
+	for _, fam := range []struct {
+		name     string
+		src, dst string
+		port     int
+	}{
+		{"IPv4", p.a4, p.b4, 16001},
+		{"IPv6", p.a6, p.b6, 16101},
+	} {
+		t.Run(fam.name, func(t *testing.T) {
+			const flows, rounds = 4, 20
+			sched := []string{"-runs", udpMixedRuns, "-flows", fmt.Sprint(flows), "-rounds", fmt.Sprint(rounds)}
+			before := e.coalesced(p.portB)
+			txBefore := findPort(e.ports(), p.portB).Stats.TxFrames
+			recv := e.startFlowReceiver(bin, p.nsB, append([]string{"udp-recv", "-bind", fam.dst, "-port", fmt.Sprint(fam.port)}, sched...)...)
+			var sent flowSendResult
+			e.runFlowSender(bin, p.nsA, &sent, append([]string{"udp-send", "-dst", fam.dst, "-port", fmt.Sprint(fam.port), "-pause", "2ms"}, sched...)...)
+			var got udpRecvResult
+			recv.finish(&got)
+			after := e.coalesced(p.portB)
+			txAfter := findPort(e.ports(), p.portB).Stats.TxFrames
+
+			expected, received, good := 0, 0, 0
+			for _, f := range got.Flows {
+				t.Logf("%v", f)
+				expected += f.Expected
+				received += f.Received
+				good += f.Good
+				if f.Longer > 0 {
+					t.Errorf("%s: %d datagrams arrived longer than sent: merged (%s)", fam.name, f.Longer, f.FirstError)
+				}
+				if f.Shorter+f.Corrupt+f.BadHeader > 0 {
+					t.Errorf("%s: %d datagrams cut, %d corrupt, %d naming another flow or sequence number (%s)", fam.name, f.Shorter, f.Corrupt, f.BadHeader, f.FirstError)
+				}
+				if f.OutOfOrder > 0 {
+					t.Errorf("%s: %d datagrams out of order in flow %d (%s)", fam.name, f.OutOfOrder, f.Flow, f.FirstError)
+				}
+			}
+			if len(got.Flows) != flows || sent.Sent != expected {
+				t.Fatalf("%s: sender sent %d datagrams, receiver expected %d in %d flows; want the schedule's count, %d flows", fam.name, sent.Sent, expected, len(got.Flows), flows)
+			}
+			lost := expected - received
+			t.Logf("%s: %d datagrams sent in %.3fs, %d received (%d lost, %.2f%%), %d good; socket buffer %d bytes; %s tx_frames +%d, tx_coalesced_frames +%d in %d writes (%.1f a write)",
+				fam.name, sent.Sent, sent.Seconds, received, lost, 100*float64(lost)/float64(expected), good, got.Rcvbuf,
+				p.portB, txAfter-txBefore, after.frames-before.frames, after.writes-before.writes, ratio(after.frames-before.frames, after.writes-before.writes))
+			if received < expected/2 {
+				t.Errorf("%s: %d of %d datagrams arrived; want at least half", fam.name, received, expected)
+			}
+			if good != received {
+				t.Errorf("%s: %d of %d datagrams that arrived were as sent; want all", fam.name, good, received)
+			}
+			if got := txAfter - txBefore; got < uint64(received) {
+				t.Errorf("tapswitch ports: %s tx_frames rose by %d, want at least the %d datagrams received (frames inside a super-frame count one by one)", p.portB, got, received)
+			}
+			checkCoalesced(t, p.portB, before, after)
+		})
+	}
+}
+
+// checkCoalesced fails t unless port's tx_coalesced_frames rose between
+// before and after, by more than its tx_coalesced_writes (every such
+// write carries two frames at least).
+func checkCoalesced(t *testing.T, port string, before, after txCoalesced) {
+	t.Helper()
+	if !after.reported {
+		t.Errorf("tapswitch ports -o json: %s has no tx_coalesced_frames and tx_coalesced_writes", port)
+		return
+	}
+	frames, writes := after.frames-before.frames, after.writes-before.writes
+	if frames == 0 || writes == 0 || frames < 2*writes {
+		t.Errorf("tapswitch ports: %s tx_coalesced_frames +%d in tx_coalesced_writes +%d; want some frames coalesced, at least two a write", port, frames, writes)
+	}
+}
+
+func ratio(a, b uint64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// setSegmentation turns TSO and GSO on or off on eth0 in ns and fails t
+// unless ethtool -k then reports them so.
+func setSegmentation(t *testing.T, ns string, on bool) {
+	t.Helper()
+	state := map[bool]string{true: "on", false: "off"}[on]
+	if out, err := nsRun(ns, "ethtool", "-K", "eth0", "tso", state, "gso", state); err != nil {
+		t.Fatalf("ethtool -K eth0 tso %s gso %s in %s: %v\n%s", state, state, ns, err, out)
+	}
+	out, err := nsRun(ns, "ethtool", "-k", "eth0")
+	if err != nil {
+		t.Fatalf("ethtool -k eth0 in %s: %v\n%s", ns, err, out)
+	}
+	for _, feature := range []string{"tcp-segmentation-offload", "generic-segmentation-offload"} {
+		if !strings.Contains(out, "\n"+feature+": "+state) {
+			t.Fatalf("ethtool -k eth0 in %s after -K %s %s: want %q in\n%s", ns, feature, state, feature+": "+state, out)
+		}
+	}
+}
+
+// TestCoalesceTCPNoTSO sends a 64 MiB TCP stream of a known pattern from
+// a namespace whose eth0 has TSO and GSO off, so that the switch reads
+// MSS-sized segments and may merge them into TCP super-frames, over IPv4
+// and IPv6, and checks that every byte arrives as sent and that the
+// switch did merge segments on the receiver's port. The usual path, TSO
+// on (64 KiB frames, nothing to merge), runs first as a control.
+func TestCoalesceTCPNoTSO(t *testing.T) {
+	e := newEnv(t, "ethtool")
+	bin := e.buildFlowcheck()
+	p := e.gxPair("gxtcp", 2)
+	const total = 64 << 20
+	for i, c := range []struct {
+		name     string
+		tso      bool
+		src, dst string
+	}{
+		{"TSO on IPv4 (control)", true, p.a4, p.b4},
+		{"TSO off IPv4", false, p.a4, p.b4},
+		{"TSO off IPv6", false, p.a6, p.b6},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			setSegmentation(t, p.nsA, c.tso)
+			port := 16200 + i
+			before := e.coalesced(p.portB)
+			rxBefore := findPort(e.ports(), p.portA).Stats.RxFrames
+			recv := e.startFlowReceiver(bin, p.nsB, "tcp-recv", "-bind", c.dst, "-port", fmt.Sprint(port))
+			var sent struct {
+				Bytes   uint64  `json:"bytes"`
+				Seconds float64 `json:"seconds"`
+			}
+			e.runFlowSender(bin, p.nsA, &sent, "tcp-send", "-dst", c.dst, "-port", fmt.Sprint(port), "-bytes", fmt.Sprint(total))
+			var got tcpRecvResult
+			recv.finish(&got)
+			after := e.coalesced(p.portB)
+			rxFrames := findPort(e.ports(), p.portA).Stats.RxFrames - rxBefore
+			t.Logf("%s: %d bytes sent in %.2fs, %d received in %.2fs, %d differ (first at %d); %s rx_frames +%d (%.0f bytes a frame); %s tx_coalesced_frames +%d in %d writes (%.1f a write)",
+				c.name, sent.Bytes, sent.Seconds, got.Bytes, got.Seconds, got.Mismatches, got.FirstMismatch,
+				p.portA, rxFrames, float64(got.Bytes)/float64(max(rxFrames, 1)),
+				p.portB, after.frames-before.frames, after.writes-before.writes, ratio(after.frames-before.frames, after.writes-before.writes))
+			if got.Error != "" {
+				t.Errorf("receiver: %s", got.Error)
+			}
+			if sent.Bytes != total || got.Bytes != total || got.Mismatches != 0 {
+				t.Fatalf("%d bytes sent, %d received, %d of them not as sent (the first at offset %d); want %d, all as sent", sent.Bytes, got.Bytes, got.Mismatches, got.FirstMismatch, total)
+			}
+			if c.tso {
+				return
+			}
+			// With segmentation off, the sender's stack hands eth0 one
+			// segment (at most 1448 bytes of data) at a time: the switch
+			// read at least that many frames from its port.
+			if min := uint64(total / 1500); rxFrames < min {
+				t.Errorf("tapswitch ports: %s rx_frames rose by %d for %d bytes with TSO and GSO off; want at least %d (one a segment)", p.portA, rxFrames, total, min)
+			}
+			checkCoalesced(t, p.portB, before, after)
+		})
+	}
+}
+
+// TestCoalesceBadChecksumNotRepaired sends, through a packet socket in
+// the sender's namespace, a run of UDP datagrams with their checksums
+// right and then a run of the same shape with every checksum wrong, and
+// checks that the receiver's stack takes the first and counts the second
+// as checksum errors (UdpInCsumErrors) without delivering any: the
+// switch must not merge frames whose checksum it has not verified into a
+// super-frame, for which the receiver would compute a fresh, valid one.
+func TestCoalesceBadChecksumNotRepaired(t *testing.T) {
+	e := newEnv(t)
+	bin := e.buildFlowcheck()
+	p := e.gxPair("gxcsum", 3)
+	macB := linkMAC(t, p.nsB, "eth0")
+	for _, fam := range []struct {
+		name     string
+		v6       bool
+		src, dst string
+		port     int
+	}{
+		{"IPv4", false, p.a4, p.b4, 16301},
+		{"IPv6", true, p.a6, p.b6, 16311},
+	} {
+		t.Run(fam.name, func(t *testing.T) {
+			// Flow 0 has good checksums, flow 1 bad ones: 64 datagrams
+			// each, in runs of 32 of one size, which the switch would
+			// merge if it took them for good.
+			sched := []string{"-runs", "32x200", "-flows", "2", "-rounds", "2"}
+			const perFlow = 64
+			before := e.coalesced(p.portB)
+			mibBefore := udpMIB(t, p.nsB, fam.v6)
+			recv := e.startFlowReceiver(bin, p.nsB, append([]string{"udp-recv", "-bind", fam.dst, "-port", fmt.Sprint(fam.port)}, sched...)...)
+			raw := append([]string{"raw-udp-send", "-ifname", "eth0", "-src", fam.src, "-dst", fam.dst, "-dst-mac", macB.String(), "-port", fmt.Sprint(fam.port)}, sched...)
+			var good, bad flowSendResult
+			e.runFlowSender(bin, p.nsA, &good, append(raw, "-flow", "0")...)
+			e.runFlowSender(bin, p.nsA, &bad, append(raw, "-flow", "1", "-bad-csum")...)
+			var got udpRecvResult
+			recv.finish(&got)
+			mib := mibDelta(mibBefore, udpMIB(t, p.nsB, fam.v6))
+			after := e.coalesced(p.portB)
+			for _, f := range got.Flows {
+				t.Logf("%v", f)
+			}
+			t.Logf("%s: sent %d good and %d bad; receiver's UDP counters: InDatagrams +%d, InCsumErrors +%d, InErrors +%d, RcvbufErrors +%d; %s tx_coalesced_frames +%d in %d writes",
+				fam.name, good.Sent, bad.Sent, mib["InDatagrams"], mib["InCsumErrors"], mib["InErrors"], mib["RcvbufErrors"],
+				p.portB, after.frames-before.frames, after.writes-before.writes)
+			if len(got.Flows) != 2 || good.Sent != perFlow || bad.Sent != perFlow {
+				t.Fatalf("sent %d good, %d bad, receiver reported %d flows; want %d, %d, 2", good.Sent, bad.Sent, len(got.Flows), perFlow, perFlow)
+			}
+			g, b := got.Flows[0], got.Flows[1]
+			// The control: frames built the same way with right
+			// checksums arrive, so a missing bad one is not a broken
+			// sender.
+			if g.Good < perFlow/2 || g.Good != g.Received {
+				t.Errorf("datagrams with right checksums: %v; want at least %d of %d, all as sent", g, perFlow/2, perFlow)
+			}
+			if b.Received != 0 {
+				t.Errorf("datagrams with wrong checksums: %d delivered to the socket (%v); want none", b.Received, b)
+			}
+			if n := mib["InCsumErrors"]; n < perFlow/2 || n > perFlow {
+				t.Errorf("receiver's InCsumErrors rose by %d; want the %d datagrams with wrong checksums (at least half of them)", n, perFlow)
+			}
+		})
+	}
+}
