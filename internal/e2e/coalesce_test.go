@@ -116,6 +116,99 @@ func TestCoalesceUDPMixedSizes(t *testing.T) {
 	}
 }
 
+// TestCoalesceUDPRoutedChecksums sends the datagrams of
+// TestCoalesceUDPMixedSizes through the receiver's namespace, acting as
+// a router, into a third namespace behind a veth whose transmit
+// checksumming is off. A local socket trusts a partial checksum, so a
+// super-frame whose UDP checksum field holds a wrong seed would reach it
+// intact; routed, the router's stack cuts the super-frame and completes
+// each datagram's checksum in software from that seed, and the third
+// namespace verifies it: there a wrong seed shows as UdpInCsumErrors.
+// Every datagram that arrives must be as sent, with no checksum errors,
+// and the switch must have merged some on the router's port.
+func TestCoalesceUDPRoutedChecksums(t *testing.T) {
+	e := newEnv(t, "ethtool")
+	bin := e.buildFlowcheck()
+	p := e.gxPair("gxroute", 4)
+	nsC := e.newNetnsNamed("gx", "c")
+	// The router sends replies from nsC's addresses.
+	e.mustCLI("port", "set", p.portB, "--port-security=false")
+	// gxv0 in the router (p.nsB), gxv1 in nsC, on 10.160.104.0/24 and
+	// fd0a:a0:0:104::/64.
+	for _, args := range [][]string{
+		{"ip", "link", "add", "gxv0", "netns", p.nsB, "type", "veth", "peer", "name", "gxv1", "netns", nsC},
+		{"ip", "netns", "exec", p.nsB, "ip", "addr", "add", "10.160.104.1/24", "dev", "gxv0"},
+		{"ip", "netns", "exec", p.nsB, "ip", "addr", "add", "fd0a:a0:0:104::1/64", "dev", "gxv0", "nodad"},
+		{"ip", "netns", "exec", p.nsB, "ip", "link", "set", "gxv0", "up"},
+		{"ip", "netns", "exec", nsC, "ip", "addr", "add", "10.160.104.2/24", "dev", "gxv1"},
+		{"ip", "netns", "exec", nsC, "ip", "addr", "add", "fd0a:a0:0:104::2/64", "dev", "gxv1", "nodad"},
+		{"ip", "netns", "exec", nsC, "ip", "link", "set", "gxv1", "up"},
+		{"ip", "netns", "exec", nsC, "ip", "route", "add", "default", "via", "10.160.104.1"},
+		{"ip", "netns", "exec", nsC, "ip", "-6", "route", "add", "default", "via", "fd0a:a0:0:104::1"},
+		{"ip", "netns", "exec", p.nsB, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"},
+		{"ip", "netns", "exec", p.nsA, "ip", "route", "add", "10.160.104.0/24", "via", p.b4},
+		{"ip", "netns", "exec", p.nsA, "ip", "-6", "route", "add", "fd0a:a0:0:104::/64", "via", p.b6},
+		{"ip", "netns", "exec", p.nsB, "ethtool", "-K", "gxv0", "tx", "off"},
+	} {
+		if out, err := run(args[0], args[1:]...); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	// The veth goes with the namespaces; this is for a test that failed
+	// half-way.
+	t.Cleanup(func() { run("ip", "netns", "exec", p.nsB, "ip", "link", "del", "gxv0") })
+	if out, err := nsRun(p.nsB, "ethtool", "-k", "gxv0"); err != nil || !strings.Contains(out, "\ntx-checksumming: off") {
+		t.Fatalf("ethtool -k gxv0 in %s: %v; want tx-checksumming: off in\n%s", p.nsB, err, out)
+	}
+	mustPing(t, p.nsA, "10.160.104.2")
+	if out, err := nsRun(p.nsA, "ping", "-6", "-n", "-c", "3", "-i", "0.2", "-W", "2", "fd0a:a0:0:104::2"); err != nil {
+		t.Fatalf("ping -6 fd0a:a0:0:104::2 from %s: %v\n%s", p.nsA, err, out)
+	}
+	for _, fam := range []struct {
+		name string
+		v6   bool
+		dst  string
+		port int
+	}{
+		{"IPv4", false, "10.160.104.2", 16401},
+		{"IPv6", true, "fd0a:a0:0:104::2", 16501},
+	} {
+		t.Run(fam.name, func(t *testing.T) {
+			const flows, rounds = 4, 10
+			sched := []string{"-runs", udpMixedRuns, "-flows", fmt.Sprint(flows), "-rounds", fmt.Sprint(rounds)}
+			before := e.coalesced(p.portB)
+			mibBefore := udpMIB(t, nsC, fam.v6)
+			recv := e.startFlowReceiver(bin, nsC, append([]string{"udp-recv", "-bind", fam.dst, "-port", fmt.Sprint(fam.port)}, sched...)...)
+			var sent flowSendResult
+			e.runFlowSender(bin, p.nsA, &sent, append([]string{"udp-send", "-dst", fam.dst, "-port", fmt.Sprint(fam.port), "-pause", "2ms"}, sched...)...)
+			var got udpRecvResult
+			recv.finish(&got)
+			mib := mibDelta(mibBefore, udpMIB(t, nsC, fam.v6))
+			after := e.coalesced(p.portB)
+			expected, received, good := 0, 0, 0
+			for _, f := range got.Flows {
+				t.Logf("%v", f)
+				expected += f.Expected
+				received += f.Received
+				good += f.Good
+			}
+			t.Logf("%s routed: %d datagrams sent, %d received, %d good; %s's UDP counters: InDatagrams +%d, InCsumErrors +%d, InErrors +%d; %s tx_coalesced_frames +%d in %d writes (%.1f a write)",
+				fam.name, sent.Sent, received, good, nsC, mib["InDatagrams"], mib["InCsumErrors"], mib["InErrors"],
+				p.portB, after.frames-before.frames, after.writes-before.writes, ratio(after.frames-before.frames, after.writes-before.writes))
+			if sent.Sent != expected || expected == 0 {
+				t.Fatalf("sender sent %d datagrams, receiver expected %d", sent.Sent, expected)
+			}
+			if n := mib["InCsumErrors"]; n != 0 {
+				t.Errorf("%s: InCsumErrors rose by %d behind the router: checksums completed from a wrong seed", nsC, n)
+			}
+			if good != received || received < expected/2 {
+				t.Errorf("%d of %d datagrams arrived, %d as sent; want at least half, all as sent", received, expected, good)
+			}
+			checkCoalesced(t, p.portB, before, after)
+		})
+	}
+}
+
 // checkCoalesced fails t unless port's tx_coalesced_frames rose between
 // before and after, by more than its tx_coalesced_writes (every such
 // write carries two frames at least).
