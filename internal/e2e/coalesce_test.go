@@ -47,6 +47,79 @@ func (e *testEnv) gxPair(network string, n int) gxPair {
 // interleave.
 const udpMixedRuns = "24x1200,1x40,16x600,3x8,30x100,1x1400,20x1400,2x33,10x64,7x999"
 
+// udpMixed is one run of the mixed-size UDP schedule from nsA to a
+// receiver in nsRecv at dst, through the switch's port portB.
+type udpMixed struct {
+	nsA, nsRecv, dst, portB string
+	port, rounds            int
+}
+
+// udpMixedFlows is how many flows a udpMixed run sends at once.
+const udpMixedFlows = 4
+
+// run sends the schedule, checks every datagram that arrived and the
+// coalescing counters of portB, and returns the receiver's UDP counters'
+// rise.
+func (u udpMixed) run(t *testing.T, e *testEnv, bin string, v6 bool) map[string]uint64 {
+	t.Helper()
+	sched := []string{"-runs", udpMixedRuns, "-flows", fmt.Sprint(udpMixedFlows), "-rounds", fmt.Sprint(u.rounds)}
+	before := e.coalesced(u.portB)
+	txBefore := findPort(e.ports(), u.portB).Stats.TxFrames
+	dropBefore := txDropped(t, u.nsA, "eth0")
+	mibBefore := udpMIB(t, u.nsRecv, v6)
+	recv := e.startFlowReceiver(bin, u.nsRecv, append([]string{"udp-recv", "-bind", u.dst, "-port", fmt.Sprint(u.port)}, sched...)...)
+	var sent flowSendResult
+	// Each round's bursts leave back to back; a short pause between
+	// rounds lets the switch catch up, which keeps losses at the
+	// sender's TAP low even on a busy machine.
+	e.runFlowSender(bin, u.nsA, &sent, append([]string{"udp-send", "-dst", u.dst, "-port", fmt.Sprint(u.port), "-pause", "2ms"}, sched...)...)
+	var got udpRecvResult
+	recv.finish(&got)
+	after := e.coalesced(u.portB)
+	txFrames := findPort(e.ports(), u.portB).Stats.TxFrames - txBefore
+	senderDrops := txDropped(t, u.nsA, "eth0") - dropBefore
+	mib := mibDelta(mibBefore, udpMIB(t, u.nsRecv, v6))
+
+	expected, received, good := 0, 0, 0
+	for _, f := range got.Flows {
+		t.Logf("%v", f)
+		expected += f.Expected
+		received += f.Received
+		good += f.Good
+		if f.Longer > 0 {
+			t.Errorf("flow %d: %d datagrams arrived longer than sent: merged (%s)", f.Flow, f.Longer, f.FirstError)
+		}
+		if f.Shorter+f.Corrupt+f.BadHeader > 0 {
+			t.Errorf("flow %d: %d datagrams cut, %d corrupt, %d naming another flow or sequence number (%s)", f.Flow, f.Shorter, f.Corrupt, f.BadHeader, f.FirstError)
+		}
+		if f.OutOfOrder > 0 {
+			t.Errorf("flow %d: %d datagrams out of order (%s)", f.Flow, f.OutOfOrder, f.FirstError)
+		}
+	}
+	if len(got.Flows) != udpMixedFlows || sent.Sent != expected || expected == 0 {
+		t.Fatalf("sender sent %d datagrams, receiver expected %d in %d flows; want the schedule's count, %d flows", sent.Sent, expected, len(got.Flows), udpMixedFlows)
+	}
+	lost := expected - received
+	t.Logf("%d datagrams sent in %.3fs, %d received (%d lost, %.2f%%; %d dropped by the sender's eth0, its reader the switch behind), %d good; receiver's socket buffer %d bytes, UDP counters InDatagrams +%d, InCsumErrors +%d, RcvbufErrors +%d; %s tx_frames +%d, tx_coalesced_frames +%d in %d writes (%.1f a write)",
+		sent.Sent, sent.Seconds, received, lost, 100*float64(lost)/float64(expected), senderDrops, good, got.Rcvbuf,
+		mib["InDatagrams"], mib["InCsumErrors"], mib["RcvbufErrors"],
+		u.portB, txFrames, after.frames-before.frames, after.writes-before.writes, ratio(after.frames-before.frames, after.writes-before.writes))
+	// Losses are reported, not asserted away: the sender outruns a
+	// race-built switch on a busy machine. What the switch took must
+	// mostly arrive, and a tenth at least of all that was sent.
+	if took := expected - int(min(senderDrops, uint64(expected))); received < took/2 || received < expected/10 {
+		t.Errorf("%d of %d datagrams arrived, %d dropped before the switch; want at least half of the %d it took, and a tenth of all", received, expected, senderDrops, took)
+	}
+	if good != received {
+		t.Errorf("%d of %d datagrams that arrived were as sent; want all", good, received)
+	}
+	if txFrames < uint64(received) {
+		t.Errorf("tapswitch ports: %s tx_frames rose by %d, want at least the %d datagrams received (frames inside a super-frame count one by one)", u.portB, txFrames, received)
+	}
+	checkCoalesced(t, u.portB, before, after)
+	return mib
+}
+
 // TestCoalesceUDPMixedSizes sends UDP datagrams of mixed sizes, in
 // bursts (sendmmsg) from four flows, from one namespace to another over
 // IPv4 and IPv6, and checks at sockets without UDP_GRO that every
@@ -58,62 +131,12 @@ func TestCoalesceUDPMixedSizes(t *testing.T) {
 	e := newEnv(t)
 	bin := e.buildFlowcheck()
 	p := e.gxPair("gxudp", 1)
-	for _, fam := range []struct {
-		name     string
-		src, dst string
-		port     int
-	}{
-		{"IPv4", p.a4, p.b4, 16001},
-		{"IPv6", p.a6, p.b6, 16101},
-	} {
-		t.Run(fam.name, func(t *testing.T) {
-			const flows, rounds = 4, 20
-			sched := []string{"-runs", udpMixedRuns, "-flows", fmt.Sprint(flows), "-rounds", fmt.Sprint(rounds)}
-			before := e.coalesced(p.portB)
-			txBefore := findPort(e.ports(), p.portB).Stats.TxFrames
-			recv := e.startFlowReceiver(bin, p.nsB, append([]string{"udp-recv", "-bind", fam.dst, "-port", fmt.Sprint(fam.port)}, sched...)...)
-			var sent flowSendResult
-			e.runFlowSender(bin, p.nsA, &sent, append([]string{"udp-send", "-dst", fam.dst, "-port", fmt.Sprint(fam.port), "-pause", "2ms"}, sched...)...)
-			var got udpRecvResult
-			recv.finish(&got)
-			after := e.coalesced(p.portB)
-			txAfter := findPort(e.ports(), p.portB).Stats.TxFrames
-
-			expected, received, good := 0, 0, 0
-			for _, f := range got.Flows {
-				t.Logf("%v", f)
-				expected += f.Expected
-				received += f.Received
-				good += f.Good
-				if f.Longer > 0 {
-					t.Errorf("%s: %d datagrams arrived longer than sent: merged (%s)", fam.name, f.Longer, f.FirstError)
-				}
-				if f.Shorter+f.Corrupt+f.BadHeader > 0 {
-					t.Errorf("%s: %d datagrams cut, %d corrupt, %d naming another flow or sequence number (%s)", fam.name, f.Shorter, f.Corrupt, f.BadHeader, f.FirstError)
-				}
-				if f.OutOfOrder > 0 {
-					t.Errorf("%s: %d datagrams out of order in flow %d (%s)", fam.name, f.OutOfOrder, f.Flow, f.FirstError)
-				}
-			}
-			if len(got.Flows) != flows || sent.Sent != expected {
-				t.Fatalf("%s: sender sent %d datagrams, receiver expected %d in %d flows; want the schedule's count, %d flows", fam.name, sent.Sent, expected, len(got.Flows), flows)
-			}
-			lost := expected - received
-			t.Logf("%s: %d datagrams sent in %.3fs, %d received (%d lost, %.2f%%), %d good; socket buffer %d bytes; %s tx_frames +%d, tx_coalesced_frames +%d in %d writes (%.1f a write)",
-				fam.name, sent.Sent, sent.Seconds, received, lost, 100*float64(lost)/float64(expected), good, got.Rcvbuf,
-				p.portB, txAfter-txBefore, after.frames-before.frames, after.writes-before.writes, ratio(after.frames-before.frames, after.writes-before.writes))
-			if received < expected/2 {
-				t.Errorf("%s: %d of %d datagrams arrived; want at least half", fam.name, received, expected)
-			}
-			if good != received {
-				t.Errorf("%s: %d of %d datagrams that arrived were as sent; want all", fam.name, good, received)
-			}
-			if got := txAfter - txBefore; got < uint64(received) {
-				t.Errorf("tapswitch ports: %s tx_frames rose by %d, want at least the %d datagrams received (frames inside a super-frame count one by one)", p.portB, got, received)
-			}
-			checkCoalesced(t, p.portB, before, after)
-		})
-	}
+	t.Run("IPv4", func(t *testing.T) {
+		udpMixed{nsA: p.nsA, nsRecv: p.nsB, dst: p.b4, portB: p.portB, port: 16001, rounds: 20}.run(t, e, bin, false)
+	})
+	t.Run("IPv6", func(t *testing.T) {
+		udpMixed{nsA: p.nsA, nsRecv: p.nsB, dst: p.b6, portB: p.portB, port: 16101, rounds: 20}.run(t, e, bin, true)
+	})
 }
 
 // TestCoalesceUDPRoutedChecksums sends the datagrams of
@@ -174,37 +197,10 @@ func TestCoalesceUDPRoutedChecksums(t *testing.T) {
 		{"IPv6", true, "fd0a:a0:0:104::2", 16501},
 	} {
 		t.Run(fam.name, func(t *testing.T) {
-			const flows, rounds = 4, 10
-			sched := []string{"-runs", udpMixedRuns, "-flows", fmt.Sprint(flows), "-rounds", fmt.Sprint(rounds)}
-			before := e.coalesced(p.portB)
-			mibBefore := udpMIB(t, nsC, fam.v6)
-			recv := e.startFlowReceiver(bin, nsC, append([]string{"udp-recv", "-bind", fam.dst, "-port", fmt.Sprint(fam.port)}, sched...)...)
-			var sent flowSendResult
-			e.runFlowSender(bin, p.nsA, &sent, append([]string{"udp-send", "-dst", fam.dst, "-port", fmt.Sprint(fam.port), "-pause", "2ms"}, sched...)...)
-			var got udpRecvResult
-			recv.finish(&got)
-			mib := mibDelta(mibBefore, udpMIB(t, nsC, fam.v6))
-			after := e.coalesced(p.portB)
-			expected, received, good := 0, 0, 0
-			for _, f := range got.Flows {
-				t.Logf("%v", f)
-				expected += f.Expected
-				received += f.Received
-				good += f.Good
-			}
-			t.Logf("%s routed: %d datagrams sent, %d received, %d good; %s's UDP counters: InDatagrams +%d, InCsumErrors +%d, InErrors +%d; %s tx_coalesced_frames +%d in %d writes (%.1f a write)",
-				fam.name, sent.Sent, received, good, nsC, mib["InDatagrams"], mib["InCsumErrors"], mib["InErrors"],
-				p.portB, after.frames-before.frames, after.writes-before.writes, ratio(after.frames-before.frames, after.writes-before.writes))
-			if sent.Sent != expected || expected == 0 {
-				t.Fatalf("sender sent %d datagrams, receiver expected %d", sent.Sent, expected)
-			}
+			mib := udpMixed{nsA: p.nsA, nsRecv: nsC, dst: fam.dst, portB: p.portB, port: fam.port, rounds: 10}.run(t, e, bin, fam.v6)
 			if n := mib["InCsumErrors"]; n != 0 {
 				t.Errorf("%s: InCsumErrors rose by %d behind the router: checksums completed from a wrong seed", nsC, n)
 			}
-			if good != received || received < expected/2 {
-				t.Errorf("%d of %d datagrams arrived, %d as sent; want at least half, all as sent", received, expected, good)
-			}
-			checkCoalesced(t, p.portB, before, after)
 		})
 	}
 }

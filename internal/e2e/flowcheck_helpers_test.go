@@ -263,3 +263,25 @@ func (r udpFlowResult) String() string {
 	return fmt.Sprintf("flow %d (port %d): %d of %d received, %d good, %d longer, %d shorter, %d corrupt, %d bad header, %d out of order; first error: %q",
 		r.Flow, r.Port, r.Received, r.Expected, r.Good, r.Longer, r.Shorter, r.Corrupt, r.BadHeader, r.OutOfOrder, r.FirstError)
 }
+
+// txDropped is the count of frames ifname in ns dropped on transmit: for
+// a TAP, frames its reader (the switch) had not taken when its queue was
+// full.
+func txDropped(t *testing.T, ns, ifname string) uint64 {
+	t.Helper()
+	out, err := nsRun(ns, "ip", "-j", "-s", "link", "show", "dev", ifname)
+	if err != nil {
+		t.Fatalf("ip -j -s link show dev %s in %s: %v\n%s", ifname, ns, err, out)
+	}
+	var links []struct {
+		Stats64 struct {
+			Tx struct {
+				Dropped uint64 `json:"dropped"`
+			} `json:"tx"`
+		} `json:"stats64"`
+	}
+	if err := json.Unmarshal([]byte(out), &links); err != nil || len(links) != 1 {
+		t.Fatalf("ip -j -s link show dev %s in %s: %v\n%s", ifname, ns, err, out)
+	}
+	return links[0].Stats64.Tx.Dropped
+}
