@@ -153,56 +153,76 @@ func TestCoalesceUDPRoutedChecksums(t *testing.T) {
 	e := newEnv(t, "ethtool")
 	bin := e.buildFlowcheck()
 	p := e.gxPair("gxroute", 4)
-	nsC := e.newNetnsNamed("gx", "c")
-	// The router sends replies from nsC's addresses.
-	e.mustCLI("port", "set", p.portB, "--port-security=false")
-	// gxv0 in the router (p.nsB), gxv1 in nsC, on 10.160.104.0/24 and
-	// fd0a:a0:0:104::/64.
-	for _, args := range [][]string{
-		{"ip", "link", "add", "gxv0", "netns", p.nsB, "type", "veth", "peer", "name", "gxv1", "netns", nsC},
-		{"ip", "netns", "exec", p.nsB, "ip", "addr", "add", "10.160.104.1/24", "dev", "gxv0"},
-		{"ip", "netns", "exec", p.nsB, "ip", "addr", "add", "fd0a:a0:0:104::1/64", "dev", "gxv0", "nodad"},
-		{"ip", "netns", "exec", p.nsB, "ip", "link", "set", "gxv0", "up"},
-		{"ip", "netns", "exec", nsC, "ip", "addr", "add", "10.160.104.2/24", "dev", "gxv1"},
-		{"ip", "netns", "exec", nsC, "ip", "addr", "add", "fd0a:a0:0:104::2/64", "dev", "gxv1", "nodad"},
-		{"ip", "netns", "exec", nsC, "ip", "link", "set", "gxv1", "up"},
-		{"ip", "netns", "exec", nsC, "ip", "route", "add", "default", "via", "10.160.104.1"},
-		{"ip", "netns", "exec", nsC, "ip", "-6", "route", "add", "default", "via", "fd0a:a0:0:104::1"},
-		{"ip", "netns", "exec", p.nsB, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"},
-		{"ip", "netns", "exec", p.nsA, "ip", "route", "add", "10.160.104.0/24", "via", p.b4},
-		{"ip", "netns", "exec", p.nsA, "ip", "-6", "route", "add", "fd0a:a0:0:104::/64", "via", p.b6},
-		{"ip", "netns", "exec", p.nsB, "ethtool", "-K", "gxv0", "tx", "off"},
-	} {
-		if out, err := run(args[0], args[1:]...); err != nil {
-			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	// The veth goes with the namespaces; this is for a test that failed
-	// half-way.
-	t.Cleanup(func() { run("ip", "netns", "exec", p.nsB, "ip", "link", "del", "gxv0") })
-	if out, err := nsRun(p.nsB, "ethtool", "-k", "gxv0"); err != nil || !strings.Contains(out, "\ntx-checksumming: off") {
-		t.Fatalf("ethtool -k gxv0 in %s: %v; want tx-checksumming: off in\n%s", p.nsB, err, out)
-	}
-	mustPing(t, p.nsA, "10.160.104.2")
-	if out, err := nsRun(p.nsA, "ping", "-6", "-n", "-c", "3", "-i", "0.2", "-W", "2", "fd0a:a0:0:104::2"); err != nil {
-		t.Fatalf("ping -6 fd0a:a0:0:104::2 from %s: %v\n%s", p.nsA, err, out)
-	}
+	r := e.gxRouted(p, 4)
 	for _, fam := range []struct {
 		name string
 		v6   bool
 		dst  string
 		port int
 	}{
-		{"IPv4", false, "10.160.104.2", 16401},
-		{"IPv6", true, "fd0a:a0:0:104::2", 16501},
+		{"IPv4", false, r.c4, 16401},
+		{"IPv6", true, r.c6, 16501},
 	} {
 		t.Run(fam.name, func(t *testing.T) {
-			mib := udpMixed{nsA: p.nsA, nsRecv: nsC, dst: fam.dst, portB: p.portB, port: fam.port, rounds: 10}.run(t, e, bin, fam.v6)
+			mib := udpMixed{nsA: p.nsA, nsRecv: r.nsC, dst: fam.dst, portB: p.portB, port: fam.port, rounds: 10}.run(t, e, bin, fam.v6)
 			if n := mib["InCsumErrors"]; n != 0 {
-				t.Errorf("%s: InCsumErrors rose by %d behind the router: checksums completed from a wrong seed", nsC, n)
+				t.Errorf("%s: InCsumErrors rose by %d behind the router: checksums completed from a wrong seed", r.nsC, n)
 			}
 		})
 	}
+}
+
+// gxRoute is a namespace behind p.nsB, which routes for it.
+type gxRoute struct {
+	nsC    string
+	c4, c6 string
+}
+
+// gxRouted puts a third namespace behind p.nsB, over a veth (gxv0 in
+// p.nsB, gxv1 in it) on 10.160.(100+n).0/24 and fd0a:a0:0:(100+n)::/64,
+// makes p.nsB route between it and the switch, and p.nsA route to it
+// through p.nsB. The veth's transmit checksumming is off in p.nsB, so
+// that p.nsB completes in software every checksum it forwards, from the
+// seed a partial checksum holds.
+func (e *testEnv) gxRouted(p gxPair, n int) gxRoute {
+	e.t.Helper()
+	r := gxRoute{
+		nsC: e.newNetnsNamed("gx", "c"),
+		c4:  fmt.Sprintf("10.160.%d.2", 100+n), c6: fmt.Sprintf("fd0a:a0:0:%d::2", 100+n),
+	}
+	r4, r6 := fmt.Sprintf("10.160.%d.1", 100+n), fmt.Sprintf("fd0a:a0:0:%d::1", 100+n)
+	// The router sends replies from r's addresses.
+	e.mustCLI("port", "set", p.portB, "--port-security=false")
+	for _, args := range [][]string{
+		{"ip", "link", "add", "gxv0", "netns", p.nsB, "type", "veth", "peer", "name", "gxv1", "netns", r.nsC},
+		{"ip", "netns", "exec", p.nsB, "ip", "addr", "add", r4 + "/24", "dev", "gxv0"},
+		{"ip", "netns", "exec", p.nsB, "ip", "addr", "add", r6 + "/64", "dev", "gxv0", "nodad"},
+		{"ip", "netns", "exec", p.nsB, "ip", "link", "set", "gxv0", "up"},
+		{"ip", "netns", "exec", r.nsC, "ip", "addr", "add", r.c4 + "/24", "dev", "gxv1"},
+		{"ip", "netns", "exec", r.nsC, "ip", "addr", "add", r.c6 + "/64", "dev", "gxv1", "nodad"},
+		{"ip", "netns", "exec", r.nsC, "ip", "link", "set", "gxv1", "up"},
+		{"ip", "netns", "exec", r.nsC, "ip", "route", "add", "default", "via", r4},
+		{"ip", "netns", "exec", r.nsC, "ip", "-6", "route", "add", "default", "via", r6},
+		{"ip", "netns", "exec", p.nsB, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"},
+		{"ip", "netns", "exec", p.nsA, "ip", "route", "add", r.c4 + "/32", "via", p.b4},
+		{"ip", "netns", "exec", p.nsA, "ip", "-6", "route", "add", r.c6 + "/128", "via", p.b6},
+		{"ip", "netns", "exec", p.nsB, "ethtool", "-K", "gxv0", "tx", "off"},
+	} {
+		if out, err := run(args[0], args[1:]...); err != nil {
+			e.t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	// The veth goes with the namespaces; this is for a test that fails
+	// half-way.
+	e.t.Cleanup(func() { nsRun(p.nsB, "ip", "link", "del", "gxv0") })
+	if out, err := nsRun(p.nsB, "ethtool", "-k", "gxv0"); err != nil || !strings.Contains(out, "\ntx-checksumming: off") {
+		e.t.Fatalf("ethtool -k gxv0 in %s: %v; want tx-checksumming: off in\n%s", p.nsB, err, out)
+	}
+	mustPing(e.t, p.nsA, r.c4)
+	if out, err := ping6(p.nsA, r.c6); err != nil {
+		e.t.Fatalf("ping -6 %s from %s: %v\n%s", r.c6, p.nsA, err, out)
+	}
+	return r
 }
 
 // checkCoalesced fails t unless port's tx_coalesced_frames rose between
@@ -251,42 +271,59 @@ func setSegmentation(t *testing.T, ns string, on bool) {
 // MSS-sized segments and may merge them into TCP super-frames, over IPv4
 // and IPv6, and checks that every byte arrives as sent and that the
 // switch did merge segments on the receiver's port. The usual path, TSO
-// on (64 KiB frames, nothing to merge), runs first as a control.
+// on (64 KiB frames, nothing to merge), runs first as a control. The
+// stream also goes through the receiver's namespace, routing, to a third
+// namespace that verifies every checksum (see
+// TestCoalesceUDPRoutedChecksums): none may be wrong there.
 func TestCoalesceTCPNoTSO(t *testing.T) {
 	e := newEnv(t, "ethtool")
 	bin := e.buildFlowcheck()
 	p := e.gxPair("gxtcp", 2)
+	r := e.gxRouted(p, 2)
 	const total = 64 << 20
 	for i, c := range []struct {
-		name     string
-		tso      bool
-		src, dst string
+		name   string
+		tso    bool
+		nsRecv string
+		dst    string
 	}{
-		{"TSO on IPv4 (control)", true, p.a4, p.b4},
-		{"TSO off IPv4", false, p.a4, p.b4},
-		{"TSO off IPv6", false, p.a6, p.b6},
+		{"TSO on IPv4 (control)", true, p.nsB, p.b4},
+		{"TSO off IPv4", false, p.nsB, p.b4},
+		{"TSO off IPv6", false, p.nsB, p.b6},
+		{"TSO off IPv4 routed", false, r.nsC, r.c4},
+		{"TSO off IPv6 routed", false, r.nsC, r.c6},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			setSegmentation(t, p.nsA, c.tso)
 			port := 16200 + i
 			before := e.coalesced(p.portB)
 			rxBefore := findPort(e.ports(), p.portA).Stats.RxFrames
-			recv := e.startFlowReceiver(bin, p.nsB, "tcp-recv", "-bind", c.dst, "-port", fmt.Sprint(port))
+			mibBefore := snmp(t, c.nsRecv, "Tcp")
+			recv := e.startFlowReceiver(bin, c.nsRecv, "tcp-recv", "-bind", c.dst, "-port", fmt.Sprint(port))
 			var sent struct {
 				Bytes   uint64  `json:"bytes"`
 				Seconds float64 `json:"seconds"`
+				Error   string  `json:"error"`
 			}
 			e.runFlowSender(bin, p.nsA, &sent, "tcp-send", "-dst", c.dst, "-port", fmt.Sprint(port), "-bytes", fmt.Sprint(total))
 			var got tcpRecvResult
 			recv.finish(&got)
 			after := e.coalesced(p.portB)
 			rxFrames := findPort(e.ports(), p.portA).Stats.RxFrames - rxBefore
-			t.Logf("%s: %d bytes sent in %.2fs, %d received in %.2fs, %d differ (first at %d); %s rx_frames +%d (%.0f bytes a frame); %s tx_coalesced_frames +%d in %d writes (%.1f a write)",
+			mib := mibDelta(mibBefore, snmp(t, c.nsRecv, "Tcp"))
+			t.Logf("%s: %d bytes sent in %.2fs, %d received in %.2fs, %d differ (first at %d); %s rx_frames +%d (%.0f bytes a frame); %s tx_coalesced_frames +%d in %d writes (%.1f a write); receiver's TCP counters InSegs +%d, InCsumErrors +%d, InErrs +%d",
 				c.name, sent.Bytes, sent.Seconds, got.Bytes, got.Seconds, got.Mismatches, got.FirstMismatch,
 				p.portA, rxFrames, float64(got.Bytes)/float64(max(rxFrames, 1)),
-				p.portB, after.frames-before.frames, after.writes-before.writes, ratio(after.frames-before.frames, after.writes-before.writes))
+				p.portB, after.frames-before.frames, after.writes-before.writes, ratio(after.frames-before.frames, after.writes-before.writes),
+				mib["InSegs"], mib["InCsumErrors"], mib["InErrs"])
+			if sent.Error != "" {
+				t.Errorf("sender: %s", sent.Error)
+			}
 			if got.Error != "" {
 				t.Errorf("receiver: %s", got.Error)
+			}
+			if n := mib["InCsumErrors"]; n != 0 {
+				t.Errorf("receiver's TCP InCsumErrors rose by %d; want none", n)
 			}
 			if sent.Bytes != total || got.Bytes != total || got.Mismatches != 0 {
 				t.Fatalf("%d bytes sent, %d received, %d of them not as sent (the first at offset %d); want %d, all as sent", sent.Bytes, got.Bytes, got.Mismatches, got.FirstMismatch, total)

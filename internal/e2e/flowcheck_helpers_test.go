@@ -207,7 +207,19 @@ func (e *testEnv) coalesced(name string) txCoalesced {
 // /proc/net/snmp6 for IPv6, under the same names without "Udp6".
 func udpMIB(t *testing.T, ns string, v6 bool) map[string]uint64 {
 	t.Helper()
+	if v6 {
+		return snmp(t, ns, "Udp6")
+	}
+	return snmp(t, ns, "Udp")
+}
+
+// snmp reads one table of counters of namespace ns: Udp6 (and the rest
+// of IPv6's) from /proc/net/snmp6, others (Udp, Tcp, which counts both
+// families) from /proc/net/snmp; names without the table's prefix.
+func snmp(t *testing.T, ns, table string) map[string]uint64 {
+	t.Helper()
 	file := "/proc/net/snmp"
+	v6 := strings.HasSuffix(table, "6")
 	if v6 {
 		file = "/proc/net/snmp6"
 	}
@@ -218,34 +230,35 @@ func udpMIB(t *testing.T, ns string, v6 bool) map[string]uint64 {
 	m := map[string]uint64{}
 	lines := strings.Split(out, "\n")
 	if v6 {
+		// One counter a line: Udp6InDatagrams 12.
 		for _, l := range lines {
 			f := strings.Fields(l)
-			if len(f) == 2 && strings.HasPrefix(f[0], "Udp6") {
-				m[strings.TrimPrefix(f[0], "Udp6")], _ = strconv.ParseUint(f[1], 10, 64)
+			if len(f) == 2 && strings.HasPrefix(f[0], table) {
+				m[strings.TrimPrefix(f[0], table)], _ = strconv.ParseUint(f[1], 10, 64)
 			}
 		}
-		return m
-	}
-	// Two lines start with "Udp:": the names, then the values.
-	var names []string
-	for _, l := range lines {
-		f := strings.Fields(l)
-		if len(f) == 0 || f[0] != "Udp:" {
-			continue
-		}
-		if names == nil {
-			names = f[1:]
-			continue
-		}
-		for i, v := range f[1:] {
-			if i < len(names) {
-				m[names[i]], _ = strconv.ParseUint(v, 10, 64)
+	} else {
+		// Two lines start with "Udp:": the names, then the values.
+		var names []string
+		for _, l := range lines {
+			f := strings.Fields(l)
+			if len(f) == 0 || f[0] != table+":" {
+				continue
 			}
+			if names == nil {
+				names = f[1:]
+				continue
+			}
+			for i, v := range f[1:] {
+				if i < len(names) {
+					m[names[i]], _ = strconv.ParseUint(v, 10, 64)
+				}
+			}
+			break
 		}
-		break
 	}
 	if len(m) == 0 {
-		t.Fatalf("no Udp counters in %s of %s:\n%s", file, ns, out)
+		t.Fatalf("no %s counters in %s of %s:\n%s", table, file, ns, out)
 	}
 	return m
 }

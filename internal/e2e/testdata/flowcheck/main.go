@@ -675,27 +675,38 @@ func tcpSend(args []string) error {
 	dst := fs.String("dst", "", "receiver's address")
 	port := fs.Int("port", 0, "receiver's port")
 	total := fs.Uint64("bytes", 64<<20, "bytes to send")
+	timeout := fs.Duration("timeout", time.Minute, "stop sending after this long, and say so")
 	fs.Parse(args)
 	c, err := net.DialTimeout("tcp", net.JoinHostPort(*dst, strconv.Itoa(*port)), 10*time.Second)
 	if err != nil {
 		return err
 	}
+	// A stream that stalls (its segments dropped on the way) ends with
+	// what was sent and the error, rather than hanging.
+	c.SetWriteDeadline(time.Now().Add(*timeout))
 	buf := make([]byte, 256<<10)
 	start := time.Now()
-	var off uint64
-	for off < *total {
-		n := min(uint64(len(buf)), *total-off)
-		pattern(buf[:n], off)
-		if _, err := c.Write(buf[:n]); err != nil {
-			return fmt.Errorf("write at offset %d: %w", off, err)
-		}
-		off += n
-	}
-	if err := c.Close(); err != nil {
-		return err
-	}
-	return json.NewEncoder(os.Stdout).Encode(struct {
+	res := struct {
 		Bytes   uint64  `json:"bytes"`
 		Seconds float64 `json:"seconds"`
-	}{off, time.Since(start).Seconds()})
+		Error   string  `json:"error,omitempty"`
+	}{}
+	for res.Bytes < *total {
+		n := min(uint64(len(buf)), *total-res.Bytes)
+		pattern(buf[:n], res.Bytes)
+		w, err := c.Write(buf[:n])
+		res.Bytes += uint64(w)
+		if err != nil {
+			res.Error = fmt.Sprintf("write at offset %d: %v", res.Bytes, err)
+			// Reset rather than wait to deliver the rest: the receiver
+			// ends at once.
+			c.(*net.TCPConn).SetLinger(0)
+			break
+		}
+	}
+	if err := c.Close(); err != nil && res.Error == "" {
+		res.Error = err.Error()
+	}
+	res.Seconds = time.Since(start).Seconds()
+	return json.NewEncoder(os.Stdout).Encode(res)
 }
