@@ -373,19 +373,28 @@ func TestCoalesceBadChecksumNotRepaired(t *testing.T) {
 			mibBefore := udpMIB(t, p.nsB, fam.v6)
 			recv := e.startFlowReceiver(bin, p.nsB, append([]string{"udp-recv", "-bind", fam.dst, "-port", fmt.Sprint(fam.port)}, sched...)...)
 			raw := append([]string{"raw-udp-send", "-ifname", "eth0", "-src", fam.src, "-dst", fam.dst, "-dst-mac", macB.String(), "-port", fmt.Sprint(fam.port)}, sched...)
+			// Each run is read off the counters once the switch has
+			// written it, so that the coalescing of each is known.
 			var good, bad flowSendResult
+			tx := findPort(e.ports(), p.portB).Stats.TxFrames
 			e.runFlowSender(bin, p.nsA, &good, append(raw, "-flow", "0")...)
+			tx = e.waitTxFrames(p.portB, tx+uint64(good.Sent))
+			mid := e.coalesced(p.portB)
 			e.runFlowSender(bin, p.nsA, &bad, append(raw, "-flow", "1", "-bad-csum")...)
+			e.waitTxFrames(p.portB, tx+uint64(bad.Sent))
+			after := e.coalesced(p.portB)
 			var got udpRecvResult
 			recv.finish(&got)
 			mib := mibDelta(mibBefore, udpMIB(t, p.nsB, fam.v6))
-			after := e.coalesced(p.portB)
 			for _, f := range got.Flows {
 				t.Logf("%v", f)
 			}
-			t.Logf("%s: sent %d good and %d bad; receiver's UDP counters: InDatagrams +%d, InCsumErrors +%d, InErrors +%d, RcvbufErrors +%d; %s tx_coalesced_frames +%d in %d writes",
+			t.Logf("%s: sent %d good and %d bad; receiver's UDP counters: InDatagrams +%d, InCsumErrors +%d, InErrors +%d, RcvbufErrors +%d; %s tx_coalesced_frames +%d in %d writes for the good run, +%d in %d for the bad",
 				fam.name, good.Sent, bad.Sent, mib["InDatagrams"], mib["InCsumErrors"], mib["InErrors"], mib["RcvbufErrors"],
-				p.portB, after.frames-before.frames, after.writes-before.writes)
+				p.portB, mid.frames-before.frames, mid.writes-before.writes, after.frames-mid.frames, after.writes-mid.writes)
+			if n := after.frames - mid.frames; n != 0 {
+				t.Errorf("tapswitch ports: %s tx_coalesced_frames rose by %d while datagrams with wrong checksums went through; want 0", p.portB, n)
+			}
 			if len(got.Flows) != 2 || good.Sent != perFlow || bad.Sent != perFlow {
 				t.Fatalf("sent %d good, %d bad, receiver reported %d flows; want %d, %d, 2", good.Sent, bad.Sent, len(got.Flows), perFlow, perFlow)
 			}

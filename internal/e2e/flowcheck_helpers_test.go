@@ -298,3 +298,19 @@ func txDropped(t *testing.T, ns, ifname string) uint64 {
 	}
 	return links[0].Stats64.Tx.Dropped
 }
+
+// waitTxFrames waits up to 10s until port name's tx_frames reach want,
+// and returns them: frames a sender has handed its TAP are then past the
+// switch. It does not fail: frames dropped on the way never come, and
+// what the test then checks says so.
+func (e *testEnv) waitTxFrames(name string, want uint64) uint64 {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := findPort(e.ports(), name).Stats.TxFrames
+		if got >= want || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
