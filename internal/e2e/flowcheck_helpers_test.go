@@ -170,36 +170,17 @@ type tcpRecvResult struct {
 // a super-frame the switch made, and such super-frames written.
 type txCoalesced struct {
 	frames, writes uint64
-	// reported says whether the daemon reports them at all.
-	reported bool
 }
 
 // coalesced reads port name's coalescing counters from tapswitch ports
 // -o json.
 func (e *testEnv) coalesced(name string) txCoalesced {
 	e.t.Helper()
-	out := e.mustCLI("ports", "-o", "json")
-	var ports []struct {
-		Name  string                     `json:"name"`
-		Stats map[string]json.RawMessage `json:"stats"`
+	p := findPort(e.ports(), name)
+	if p == nil {
+		e.t.Fatalf("tapswitch ports -o json: no port %s", name)
 	}
-	if err := json.Unmarshal([]byte(out), &ports); err != nil {
-		e.t.Fatalf("tapswitch ports -o json: %v\n%s", err, out)
-	}
-	for _, p := range ports {
-		if p.Name != name {
-			continue
-		}
-		var c txCoalesced
-		f, okF := p.Stats["tx_coalesced_frames"]
-		w, okW := p.Stats["tx_coalesced_writes"]
-		c.reported = okF && okW
-		json.Unmarshal(f, &c.frames)
-		json.Unmarshal(w, &c.writes)
-		return c
-	}
-	e.t.Fatalf("tapswitch ports -o json: no port %s\n%s", name, out)
-	return txCoalesced{}
+	return txCoalesced{frames: p.Stats.TxCoalescedFrames, writes: p.Stats.TxCoalescedWrites}
 }
 
 // udpMIB reads the UDP counters of namespace ns: those of /proc/net/snmp
