@@ -400,8 +400,12 @@ func benchBatch(b *testing.B, coalesce bool) {
 	}
 	frames := inArena(l, fs...)
 	net.forwardBatch(ports[0], l, frames)
-	if got := ports[1].Counters().TxFrames; got != 64 {
-		b.Fatalf("port b sent %d frames, want 64: %v", got, ports[0].Counters().Drops)
+	c := ports[1].Counters()
+	if c.TxFrames != 64 {
+		b.Fatalf("port b sent %d frames, want 64: %v", c.TxFrames, ports[0].Counters().Drops)
+	}
+	if coalesce != (c.TxCoalescedWrites > 0) {
+		b.Logf("coalescing %v: %d coalesced writes of 64 frames of one flow", coalesce, c.TxCoalescedWrites)
 	}
 	b.ReportAllocs()
 	b.SetBytes(64 * 64)
