@@ -11,16 +11,19 @@ import (
 // receiving sockets exactly as it was sent. They use 10.160.0.0/16 and
 // fd0a:a0::/48, and names that start with "gx".
 
-// gxPair makes a dual-stack network called network with subnets
-// 10.160.N.0/24 and fd0a:a0:0:N::/64 and attaches two namespaces to it,
-// ports gxNa (the sender) and gxNb (the receiver), and pings both ways
-// over both families so that the switch and both stacks know the MACs.
+// gxPair is two namespaces on one dual-stack network: nsA, the sender,
+// on port portA with addresses a4 and a6, and nsB, the receiver, on
+// portB with b4 and b6.
 type gxPair struct {
 	nsA, nsB       string
 	portA, portB   string
 	a4, a6, b4, b6 string
 }
 
+// gxPair makes a dual-stack network called network with subnets
+// 10.160.n.0/24 and fd0a:a0:0:n::/64, attaches two namespaces to it as
+// ports gxNa and gxNb, and pings both ways over both families so that
+// the switch and both stacks know the MACs.
 func (e *testEnv) gxPair(network string, n int) gxPair {
 	e.t.Helper()
 	v4, v6 := fmt.Sprintf("10.160.%d.0/24", n), fmt.Sprintf("fd0a:a0:0:%d::/64", n)
