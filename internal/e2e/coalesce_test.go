@@ -149,6 +149,27 @@ func TestCoalesceUDPMixedSizes(t *testing.T) {
 	})
 }
 
+// TestCoalesceUDPMixedSizesModes runs the IPv4 half of
+// TestCoalesceUDPMixedSizes with other daemon flags: one queue a TAP
+// (one worker serves every flow), and batches of 8 frames (runs cut at
+// batch ends, so the coalescer sees pieces of them).
+func TestCoalesceUDPMixedSizesModes(t *testing.T) {
+	for i, mode := range []struct {
+		name string
+		args []string
+	}{
+		{"one queue", []string{"--queues", "1"}},
+		{"batch 8", []string{"--batch", "8"}},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			e := newEnvArgs(t, mode.args, "ethtool")
+			bin := e.buildFlowcheck()
+			p := e.gxPair(fmt.Sprintf("gxmode%d", i), 5+i)
+			udpMixed{nsA: p.nsA, nsRecv: p.nsB, dst: p.b4, portB: p.portB, nsB: p.nsB, port: 16601, rounds: 20}.run(t, e, bin, false)
+		})
+	}
+}
+
 // TestCoalesceUDPRoutedChecksums sends the datagrams of
 // TestCoalesceUDPMixedSizes through the receiver's namespace, acting as
 // a router, into a third namespace behind a veth whose transmit
