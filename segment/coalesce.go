@@ -477,10 +477,11 @@ func (p *pkt) parse(b []byte, offset int, allow uint8) bool {
 
 // csumGood reports whether the transport checksum of frame f (vh its
 // virtio net header) is known good, in the form the Splitter writes,
-// and whether the header is one a frame to merge may have: no GSO, and
-// NeedsCsum, DataValid or no flag.
+// and whether the header is one a frame to merge may have: no GSO, a
+// header length within the frame, and NeedsCsum, DataValid or no flag.
 func csumGood(vh, f []byte, p *pkt, csumOff int) bool {
-	if vh[1] != device.GSONone {
+	// Not GSO, and a header length the kernel would have taken.
+	if vh[1] != device.GSONone || int(binary.LittleEndian.Uint16(vh[2:])) > len(f) {
 		return false
 	}
 	proto := uint32(protoUDP)
