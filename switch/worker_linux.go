@@ -243,44 +243,22 @@ func (w *worker) run() {
 func (w *worker) serveBatch(s *slot, l *lane) bool {
 	p := s.port
 	storm0 := p.c.drops[DropStorm].Load()
-	first := 0
-	if firstAtOnce {
-		l.rd[0] = l.arena[:bufSize:bufSize]
-		n, err := s.q.TryRead(l.rd[:], l.sizes[:1], headroom)
-		if err != nil {
-			if !errors.Is(err, os.ErrClosed) {
-				p.net.sw.portFailed(p, err)
-			}
-			return false
-		}
-		if n == 0 {
-			return false
-		}
-		// Written before readBatch reuses the arena.
-		p.net.forward(p, l, l.rd[0][:headroom+l.sizes[0]])
-		first = 1
-	}
 	frames, err := l.readBatch(s.q)
 	if err != nil {
 		if !errors.Is(err, os.ErrClosed) {
 			p.net.sw.portFailed(p, err)
 		}
-		return first > 0
+		return false
 	}
-	if len(frames) > 0 {
-		p.net.forwardBatch(p, l, frames)
+	if len(frames) == 0 {
+		return false
 	}
-	if done := first + len(frames); done >= stormParkMin && p.c.drops[DropStorm].Load()-storm0 >= uint64(done)/2 {
+	p.net.forwardBatch(p, l, frames)
+	if len(frames) >= stormParkMin && p.c.drops[DropStorm].Load()-storm0 >= uint64(len(frames))/2 {
 		w.park(s)
 	}
-	return first+len(frames) > 0
+	return true
 }
-
-// firstAtOnce: the first frame of a pass over a queue is forwarded as
-// soon as it is read, before the rest of the batch is read, so that a
-// lone frame (a request or its reply) does not wait for the read that
-// finds the queue empty.
-const firstAtOnce = true
 
 // serve forwards up to burst frames queued on s, a batch at a time, each
 // as it is read (Dataplane.Batch 1); it reports whether it read any.

@@ -45,6 +45,10 @@ func TestDataplaneModes(t *testing.T) {
 				t.Fatalf("iperf3 from %s: no bytes received", nsA)
 			}
 
+			// Small datagrams at no rate limit: the sender outruns the
+			// switch, so a queue holds runs of one flow to merge.
+			e.iperf(nsA, srv, "-u", "-b", "0", "-l", "64", "-t", "1")
+
 			ports := e.ports()
 			a, b := findPort(ports, portA), findPort(ports, portB)
 			if a == nil || b == nil {
@@ -62,6 +66,13 @@ func TestDataplaneModes(t *testing.T) {
 					t.Errorf("port %s: tx_coalesced %d frames in %d writes of %d tx frames: a coalesced write carries at least 2 frames, all counted in tx", p.name, p.frames, p.writes, p.tx)
 				}
 			}
+			switch coalescing := tc.name != "frame by frame"; {
+			case coalescing && b.Stats.TxCoalescedWrites == 0:
+				t.Errorf("port %s: no coalesced write after a second of 64-byte datagrams of one flow (tx %d frames)", portB, b.Stats.TxFrames)
+			case !coalescing && b.Stats.TxCoalescedWrites+a.Stats.TxCoalescedWrites != 0:
+				t.Errorf("--coalesce=false: coalesced writes a %d, b %d, want 0", a.Stats.TxCoalescedWrites, b.Stats.TxCoalescedWrites)
+			}
+			t.Logf("port %s: tx %d frames, %d of them in %d coalesced writes", portB, b.Stats.TxFrames, b.Stats.TxCoalescedFrames, b.Stats.TxCoalescedWrites)
 			if d := b.Stats.Drops["tx_error"] + a.Stats.Drops["tx_error"]; d != 0 {
 				t.Errorf("tx_error drops %d, want 0", d)
 			}
