@@ -129,6 +129,14 @@ type item struct {
 	nextID  uint16
 	// end is the FIN and PSH of the last segment, for the super-frame.
 	end uint8
+	// checked says whether the first frame's checksums were checked
+	// (when a second frame came), verified whether they were good.
+	checked, verified bool
+	// ipSum is the sum of the first frame's IPv4 header but its total
+	// length, identification and checksum, the fields in which the
+	// headers of the item's frames differ; pseudo the sum of its
+	// pseudo-header but the length.
+	ipSum, pseudo uint32
 }
 
 // pkt is what parse finds in one frame.
@@ -187,15 +195,19 @@ func (c *Coalescer) Coalesce(bufs [][]byte, offset int, caps device.Caps) (out [
 		}
 		if j := c.find(&p.key); j >= 0 {
 			it := &c.items[c.open[j]]
-			if p.ok && it.canJoin(&p, bufs[it.first][offset:], b[offset:]) {
-				c.next[it.last] = int32(i)
-				if it.join(i, &p) {
-					c.closeOpen(j)
+			if p.ok && it.canJoin(&p, bufs[it.first][offset:], b[offset:]) && it.verify(bufs, offset) {
+				// The item's first frame is good; this one must be too.
+				if it.good(b, offset) {
+					c.next[it.last] = int32(i)
+					if it.join(i, &p) {
+						c.closeOpen(j)
+					}
+					c.head[i] = headJoined
+					c.next[i] = -1
+					merged = true
+					continue
 				}
-				c.head[i] = headJoined
-				c.next[i] = -1
-				merged = true
-				continue
+				p.ok = false
 			}
 			c.closeOpen(j)
 		}
@@ -397,11 +409,10 @@ func (p *pkt) parse(b []byte, offset int, allow uint8) bool {
 		l4 = l3 + ihl
 		p.id = binary.BigEndian.Uint16(ip[4:])
 		// No options (GRO takes none), not a fragment, no padding after
-		// the packet (it would become payload), the header checksum
-		// good (the super-frame's is computed afresh).
+		// the packet (it would become payload). The header checksum
+		// is checked before the frame is merged (good).
 		p.ok = ihl == ipv4MinLen && frag&^0x4000 == 0 &&
-			int(binary.BigEndian.Uint16(ip[2:])) == len(f)-l3 &&
-			checksum(ip[:ipv4MinLen], 0) == 0xffff
+			int(binary.BigEndian.Uint16(ip[2:])) == len(f)-l3
 	case etherTypeIPv6:
 		if len(f) < l3+ipv6Len {
 			return false
@@ -469,52 +480,89 @@ func (p *pkt) parse(b []byte, offset int, allow uint8) bool {
 	p.key.ports = binary.BigEndian.Uint32(f[l4:])
 	p.l3, p.l4 = l3, l4
 	p.payload = len(f) - p.hdrEnd
-	if p.ok {
-		p.ok = csumGood(b[offset-device.VnetHdrLen:offset], f, p, csumOff)
+	// The virtio net header: not GSO, a header length the kernel would
+	// have taken, and NeedsCsum at this transport checksum,
+	// DataValid or no flag. The checksums themselves are checked only
+	// when the frame is about to be merged.
+	vh := b[offset-device.VnetHdrLen : offset]
+	if vh[1] != device.GSONone || int(binary.LittleEndian.Uint16(vh[2:])) > len(f) {
+		p.ok = false
+	}
+	switch vh[0] {
+	case device.VnetFlagNeedsCsum:
+		p.ok = p.ok && int(binary.LittleEndian.Uint16(vh[6:])) == l4 &&
+			int(binary.LittleEndian.Uint16(vh[8:])) == csumOff
+	case device.VnetFlagDataValid, 0:
+	default:
+		p.ok = false
 	}
 	return true
 }
 
-// csumGood reports whether the transport checksum of frame f (vh its
-// virtio net header) is known good, in the form the Splitter writes,
-// and whether the header is one a frame to merge may have: no GSO, and
-// NeedsCsum, DataValid or no flag.
-func csumGood(vh, f []byte, p *pkt, csumOff int) bool {
-	if vh[1] != device.GSONone {
-		return false
+// verify reports whether the checksums of the item's first frame are
+// good, checking them the first time it is asked.
+func (it *item) verify(bufs [][]byte, offset int) bool {
+	if !it.checked {
+		first := bufs[it.first][offset:]
+		ip := first[it.l3:]
+		proto := uint32(protoUDP)
+		if it.key.kind == mergeTCP4 || it.key.kind == mergeTCP6 {
+			proto = protoTCP
+		}
+		if it.key.kind == mergeUDP4 || it.key.kind == mergeTCP4 {
+			it.ipSum = uint32(checksum(ip[0:2], 0)) + // version, IHL, TOS
+				uint32(checksum(ip[6:10], 0)) + // flags, fragment offset, TTL, protocol
+				uint32(checksum(ip[12:20], 0)) // addresses
+			it.pseudo = uint32(checksum(ip[12:20], 0)) + proto
+		} else {
+			it.pseudo = uint32(checksum(ip[8:40], 0)) + proto
+		}
+		it.checked = true
+		it.verified = it.good(bufs[it.first], offset)
 	}
-	proto := uint32(protoUDP)
-	v4 := p.key.kind == mergeUDP4 || p.key.kind == mergeTCP4
-	if p.key.kind == mergeTCP4 || p.key.kind == mergeTCP6 {
-		proto = protoTCP
+	return it.verified
+}
+
+// good reports whether the checksums of b's frame (at offset, its
+// virtio net header before it), of the item's flow with headers equal
+// to its first frame's but where they may differ, are known good: the
+// IPv4 header checksum verifies, and the transport checksum is a partial
+// one with the pseudo-header sum Linux leaves (NeedsCsum), one the
+// kernel verified (DataValid) or one that verifies here; in the form the
+// Splitter writes it.
+func (it *item) good(b []byte, offset int) bool {
+	f := b[offset:]
+	if it.key.kind == mergeUDP4 || it.key.kind == mergeTCP4 {
+		ip := f[it.l3:]
+		// The header's sum with its checksum, from the fields that
+		// may differ and the sum of the rest, which do not.
+		sum := uint64(it.ipSum) + uint64(binary.BigEndian.Uint16(ip[2:])) +
+			uint64(binary.BigEndian.Uint16(ip[4:])) + uint64(binary.BigEndian.Uint16(ip[10:]))
+		if fold(sum) != 0xffff {
+			return false
+		}
 	}
-	addrs := p.key.addrs[:]
-	if v4 {
-		addrs = addrs[:8]
+	csumOff, tcp := udpCsumOff, false
+	if it.key.kind == mergeTCP4 || it.key.kind == mergeTCP6 {
+		csumOff, tcp = tcpCsumOff, true
 	}
-	l4Len := len(f) - p.l4
-	pseudo := uint32(checksum(addrs, 0)) + proto + uint32(l4Len)
-	field := binary.BigEndian.Uint16(f[p.l4+csumOff:])
-	switch vh[0] {
+	pseudo := it.pseudo + uint32(len(f)-it.l4)
+	field := binary.BigEndian.Uint16(f[it.l4+csumOff:])
+	switch b[offset-device.VnetHdrLen] {
 	case device.VnetFlagNeedsCsum:
 		// The field holds the pseudo-header sum with the length, as
 		// Linux leaves it: completing the checksum is summing from
-		// csum_start.
-		return int(binary.LittleEndian.Uint16(vh[6:])) == p.l4 &&
-			int(binary.LittleEndian.Uint16(vh[8:])) == csumOff &&
-			field == fold(uint64(pseudo))
-	case device.VnetFlagDataValid:
+		// csum_start, as the receiver does for a frame not merged.
+		return field == fold(uint64(pseudo))
 	case 0:
-		if checksum(f[p.l4:], pseudo) != 0xffff {
+		if checksum(f[it.l4:], pseudo) != 0xffff {
 			return false
 		}
-	default:
-		return false
 	}
-	// A good checksum in the form the Splitter writes it: a TCP checksum
-	// of 0 as 0, not 0xffff, and a UDP checksum present (0 is none,
-	// which GRO does not merge, for symmetry with GSO).
-	if proto == protoTCP {
+	// A good checksum in the form the Splitter writes it: a TCP
+	// checksum of 0 as 0, not 0xffff, and a UDP checksum present (0 is
+	// none, which GRO does not merge, for symmetry with GSO).
+	if tcp {
 		return field != 0xffff
 	}
 	return field != 0
