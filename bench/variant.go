@@ -37,12 +37,6 @@ const variantPrefix = "tapswitch "
 
 func isVariantSystem(system string) bool { return strings.HasPrefix(system, variantPrefix) }
 
-// isTapswitchSystem reports whether system is a tapswitch daemon of any
-// kind: the plain one, an A/B base, or a variant.
-func isTapswitchSystem(system string) bool {
-	return system == "tapswitch" || system == baseSystem || isVariantSystem(system)
-}
-
 // variantName is what a variant may be called: short, and safe in a
 // file name (the profiles are named after the system).
 var variantName = regexp.MustCompile(`^[A-Za-z0-9+._-]{1,24}$`)
