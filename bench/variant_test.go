@@ -287,11 +287,13 @@ func TestWriteTableVariants(t *testing.T) {
 	}
 	got := b.String()
 	for _, want := range []string{
-		// The main table: every variant's mean with its ratios to the
-		// bridge and to Open vSwitch, Open vSwitch's to the bridge.
-		"test          bridge        bridge (pass 2)  tapswitch a (mean of 2)  tapswitch a/bridge       tapswitch a/ovs          tapswitch b (mean of 2)",
-		"ovs          ovs/bridge",
-		"TCP 1 stream  20.00 Gbit/s  21.00 Gbit/s     10.00 Gbit/s             0.49x                    1.25x                    12.00 Gbit/s",
+		// The values, each variant by its name, then the ratios of every
+		// system to the bridge and of every variant to Open vSwitch.
+		"test          bridge        bridge (pass 2)  a             b             c             ovs\n" +
+			"TCP 1 stream  20.00 Gbit/s  21.00 Gbit/s     10.00 Gbit/s  12.00 Gbit/s  11.00 Gbit/s  8.00 Gbit/s\n",
+		"ratios                         a/bridge  b/bridge  c/bridge  ovs/bridge  a/ovs  b/ovs  c/ovs\n" +
+			"TCP 1 stream                   0.49x     0.59x     0.54x     0.39x       1.25x  1.50x  1.38x\n" +
+			"UDP RTT avg (lower is better)  1.77x     1.33x     1.83x     2.00x       0.88x  0.67x  0.92x\n",
 		// The variants' flags, and each against the first.
 		"variants: tapswitchd started with\n  a: --queues 1\n  b: --queues 2\n  c: (its defaults)\n",
 		"against a (the first variant); each ran twice, passes mirrored about the middle of the run",
@@ -374,5 +376,21 @@ func TestProfilerNamesVariants(t *testing.T) {
 	r := p.recording(t.Context(), metricUDP64.Key, 3, 0)
 	if want := "/tmp/x/tapswitch-+batch-pass2-udp_64b_delivered.data"; r.path != want {
 		t.Errorf("profile of tapswitch +batch's second pass: %s, want %s", r.path, want)
+	}
+}
+
+// TestOthersPctSecondRows checks that a row filled by the same tool run
+// as another reads the other processes' CPU from the row that carries
+// the CPU figures.
+func TestOthersPctSecondRows(t *testing.T) {
+	busy := map[string]float64{"cpu_others_pct": 30}
+	passes := []passResult{{System: "tapswitch a", Pass: 1, Results: []measurement{
+		{Metric: metricUDP1400.Key, Value: 1, Unit: unitPackets, Detail: busy}, ok(metricUDP1400Bits.Key, unitBits, 8),
+		{Metric: metricRTTLoadedAvg.Key, Value: 1, Unit: unitMicros, Detail: busy}, ok(metricRTTLoadedP99.Key, unitMicros, 2),
+	}}}
+	for _, key := range []string{metricUDP1400Bits.Key, metricRTTLoadedP99.Key} {
+		if got := othersPct(passes, key, "tapswitch a"); got != 30 {
+			t.Errorf("othersPct(%s) = %v, want 30, from the row with the CPU figures", key, got)
+		}
 	}
 }
