@@ -394,3 +394,32 @@ func TestOthersPctSecondRows(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteTableRatioToOVS checks the one-table layout of a run without
+// variants: tapswitch's ratio to Open vSwitch beside its ratio to the
+// bridge, and none for Open vSwitch itself.
+func TestWriteTableRatioToOVS(t *testing.T) {
+	metrics := []metric{metricTCP1, metricRTTAvg}
+	r := &report{
+		Date:    time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
+		Machine: machineInfo{NProc: 2, Kernel: "6.1.0"},
+		Metrics: metrics,
+		Systems: []passResult{
+			{System: "bridge", Pass: 1, Results: []measurement{ok(metricTCP1.Key, unitBits, 20e9), ok(metricRTTAvg.Key, unitMicros, 30)}},
+			{System: "tapswitch", Pass: 1, Results: []measurement{ok(metricTCP1.Key, unitBits, 18e9), ok(metricRTTAvg.Key, unitMicros, 45)}},
+			{System: "ovs", Pass: 1, Results: []measurement{ok(metricTCP1.Key, unitBits, 15e9), ok(metricRTTAvg.Key, unitMicros, 60)}},
+		},
+	}
+	r.Ratios = computeRatios(metrics, r.Systems)
+	var b bytes.Buffer
+	if err := r.writeTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	want := `test          bridge        tapswitch     tapswitch/bridge         tapswitch/ovs            ovs           ovs/bridge
+TCP 1 stream  20.00 Gbit/s  18.00 Gbit/s  0.90x                    1.20x                    15.00 Gbit/s  0.75x
+UDP RTT avg   30.0 us       45.0 us       1.50x (lower is better)  0.75x (lower is better)  60.0 us       2.00x (lower is better)
+`
+	if got := b.String(); !strings.Contains(got, want) {
+		t.Errorf("writeTable:\n%s\nwant within it:\n%s", got, want)
+	}
+}
