@@ -41,6 +41,8 @@ type Config struct {
 	// device fails for good, for example because its interface was
 	// deleted from outside. The port is already detached.
 	PortFailed func(p *Port, err error)
+	// Dataplane tunes batching, coalescing and polling (dataplane.go).
+	Dataplane Dataplane
 }
 
 // Switch is a set of isolated networks.
@@ -271,7 +273,7 @@ func (s *Switch) serveLocked(p *Port) error {
 
 func (s *Switch) addToWorkersLocked(p *Port, qs []device.PollQueue) error {
 	for len(s.workers) < len(qs) {
-		w, err := newWorker(len(s.workers))
+		w, err := newWorker(len(s.workers), s.cfg.Dataplane)
 		if err != nil {
 			return err
 		}

@@ -12,7 +12,9 @@ type worker struct{}
 
 type slot struct{ w *worker }
 
-func newWorker(int) (*worker, error) { return nil, errors.New("vswitch: pollers need Linux") }
+func newWorker(int, Dataplane) (*worker, error) {
+	return nil, errors.New("vswitch: pollers need Linux")
+}
 
 func (w *worker) add(*Port, int, device.PollQueue) (*slot, error) {
 	return nil, errors.New("unreachable")

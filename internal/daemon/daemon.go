@@ -64,6 +64,8 @@ type Config struct {
 	// Timings, when set, is told how long each attach and detach took
 	// (the metrics' latency histograms).
 	Timings Timings
+	// Dataplane tunes the workers' batching, coalescing and polling.
+	Dataplane vswitch.Dataplane
 	// TAP says how the ports' and gateways' TAPs are made and opened
 	// again: see TAPConfig.
 	TAP TAPConfig
@@ -212,6 +214,7 @@ func newDaemon(cfg Config, h host) (_ *Daemon, err error) {
 		FDB:        cfg.FDB,
 		Logger:     cfg.Logger,
 		PortFailed: d.portFailed,
+		Dataplane:  cfg.Dataplane,
 	})
 	d.stopWatch, d.watchDone = make(chan struct{}), make(chan struct{})
 	go d.watchFirstForward()
