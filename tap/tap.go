@@ -43,9 +43,13 @@ type Config struct {
 	TxQueueLen int
 	// NAPI makes the kernel take the frames the switch writes through a
 	// NAPI poll of the queue and its GRO (IFF_NAPI), rather than straight
-	// into the namespace's stack from the write. The mode is a queue's,
-	// fixed when the queue attaches: Create and Open set it, while queues
-	// handed over (Adopt) keep the mode they were opened with.
+	// into the namespace's stack from the write. A write(2) cannot tell
+	// the kernel that more frames follow (only the in-kernel sendmsg of
+	// vhost can), so each write runs the poll for its one frame and GRO
+	// merges nothing across writes: measured, it forwarded no faster,
+	// and it is off unless asked for. The mode is a queue's, fixed when
+	// the queue attaches: Create and Open set it, while queues handed
+	// over (Adopt) keep the mode they were opened with.
 	NAPI bool
 	// Queues is the number of queues (IFF_MULTI_QUEUE when above one).
 	// The kernel keeps each flow on one queue, so one reader per queue
