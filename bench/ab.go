@@ -145,7 +145,11 @@ const othersBusyPct = 10
 // figures, the metric filled by the same tool run that carries them: the
 // p99 round trip comes from the sockperf run whose CPU figures are on
 // the average's.
-var cpuDetailOf = map[string]string{metricRTTP99.Key: metricRTTAvg.Key}
+var cpuDetailOf = map[string]string{
+	metricRTTP99.Key:       metricRTTAvg.Key,
+	metricRTTLoadedP99.Key: metricRTTLoadedAvg.Key,
+	metricUDP1400Bits.Key:  metricUDP1400.Key,
+}
 
 // passValues is system's value for key in each of its passes, in run
 // order, 0 for a pass without a good one, and the mean of the good ones

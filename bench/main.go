@@ -478,6 +478,7 @@ func runMain() error {
 		notes = append(notes, n)
 	}
 	rep.Notes = append(notes, driftNotes(rep)...)
+	rep.Notes = append(rep.Notes, loadNotes(rep)...)
 
 	fmt.Println()
 	if err := rep.writeTable(os.Stdout); err != nil {

@@ -310,6 +310,26 @@ func (r *report) writeTable(w io.Writer) error {
 	fmt.Fprintf(w, "duration: %d s per test, %s in all; systems in run order: %s\n\n",
 		r.SecondsPerTest, (time.Duration(r.ElapsedSeconds) * time.Second).String(), strings.Join(order, ", "))
 
+	if r.Variants != nil {
+		if err := r.writeVariantMainTables(w); err != nil {
+			return err
+		}
+	} else if err := r.writeMainTable(w); err != nil {
+		return err
+	}
+	if err := r.writeABTable(w); err != nil {
+		return err
+	}
+	if err := r.writeVariantTable(w); err != nil {
+		return err
+	}
+	return r.writeRest(w)
+}
+
+// writeMainTable prints each system's values with its ratios beside
+// them: the bridge's passes, then each system, its ratio to the bridge
+// and, for a tapswitch system, to Open vSwitch.
+func (r *report) writeMainTable(w io.Writer) error {
 	cols := r.columns()
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprint(tw, "test")
@@ -324,15 +344,12 @@ func (r *report) writeTable(w io.Writer) error {
 		}
 		fmt.Fprintln(tw)
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if err := r.writeABTable(w); err != nil {
-		return err
-	}
-	if err := r.writeVariantTable(w); err != nil {
-		return err
-	}
+	return tw.Flush()
+}
+
+// writeRest prints what follows the comparison's tables: where the CPU
+// went, the profile, failures and notes.
+func (r *report) writeRest(w io.Writer) error {
 	if err := r.writeCPUTable(w); err != nil {
 		return err
 	}

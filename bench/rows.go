@@ -318,3 +318,24 @@ func (r *runningLoad) stop() {
 		r.srv.stop(2 * time.Second)
 	}
 }
+
+// loadShortfall is how far below the rate asked for a background load
+// may deliver before the report says so: the row is then a round trip
+// under less load on that system than on the others.
+const loadShortfall = 0.05
+
+// loadNotes says which passes' background load delivered less than it
+// was asked to, by more than loadShortfall.
+func loadNotes(rep *report) []string {
+	var notes []string
+	for _, p := range rep.Systems {
+		for _, m := range p.Results {
+			offered, delivered := m.Detail["load_offered_pps"], m.Detail["load_delivered_pps"]
+			if offered > 0 && delivered < offered*(1-loadShortfall) {
+				notes = append(notes, fmt.Sprintf("%s: %s: the background load delivered %.0f of %.0f datagrams a second; the round trips ran under less load there",
+					p.title(), metricByKey(m.Metric).Label, delivered, offered))
+			}
+		}
+	}
+	return notes
+}

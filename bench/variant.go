@@ -37,12 +37,6 @@ const variantPrefix = "tapswitch "
 
 func isVariantSystem(system string) bool { return strings.HasPrefix(system, variantPrefix) }
 
-// isTapswitchSystem reports whether system is a tapswitch daemon of any
-// kind: the plain one, an A/B base, or a variant.
-func isTapswitchSystem(system string) bool {
-	return system == "tapswitch" || system == baseSystem || isVariantSystem(system)
-}
-
 // variantName is what a variant may be called: short, and safe in a
 // file name (the profiles are named after the system).
 var variantName = regexp.MustCompile(`^[A-Za-z0-9+._-]{1,24}$`)
@@ -271,4 +265,94 @@ func formatPct(p *float64) string {
 // "tapswitch +batch" into "tapswitch-+batch".
 func fileSafe(system string) string {
 	return strings.ReplaceAll(system, " ", "-")
+}
+
+// writeVariantMainTables prints, for a run with variants, the main table
+// in two narrower ones, which with several variants would otherwise run
+// to hundreds of columns: each system's value (a variant by its name,
+// the mean of its passes), then each system's ratios to the bridge and
+// to Open vSwitch.
+func (r *report) writeVariantMainTables(w io.Writer) error {
+	short := func(sys string) string { return strings.TrimPrefix(sys, variantPrefix) }
+	var others []string
+	for _, sys := range systemsInOrder(r.Systems) {
+		if sys != baseline {
+			others = append(others, sys)
+		}
+	}
+	fmt.Fprintln(w, "a variant is tapswitch started with the flags below, by its name; every system that ran twice is the mean of its passes")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprint(tw, "test")
+	var bridgePasses []*passResult
+	for i := range r.Systems {
+		if p := &r.Systems[i]; p.System == baseline {
+			bridgePasses = append(bridgePasses, p)
+			fmt.Fprintf(tw, "\t%s", p.title())
+		}
+	}
+	for _, sys := range others {
+		fmt.Fprintf(tw, "\t%s", short(sys))
+	}
+	fmt.Fprintln(tw)
+	for _, mt := range r.Metrics {
+		fmt.Fprint(tw, mt.Label)
+		for _, p := range bridgePasses {
+			m, ok := p.value(mt.Key)
+			switch {
+			case !ok:
+				fmt.Fprint(tw, "\t-")
+			case !m.ok():
+				fmt.Fprint(tw, "\terror")
+			default:
+				fmt.Fprintf(tw, "\t%s", formatValue(m.Unit, m.Value))
+			}
+		}
+		for _, sys := range others {
+			if _, v := passValues(r.Systems, sys, mt.Key); v != 0 {
+				fmt.Fprintf(tw, "\t%s", formatValue(mt.Unit, v))
+			} else {
+				fmt.Fprint(tw, "\t-")
+			}
+		}
+		fmt.Fprintln(tw)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	type ratioCol struct{ sys, yardstick string }
+	var cols []ratioCol
+	for _, yardstick := range []string{baseline, peer} {
+		for _, sys := range others {
+			if sys != yardstick && slices.ContainsFunc(r.Ratios, func(rt ratio) bool { return rt.System == sys && rt.Baseline == yardstick }) {
+				cols = append(cols, ratioCol{sys, yardstick})
+			}
+		}
+	}
+	if len(cols) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprint(tw, "ratios")
+	for _, c := range cols {
+		fmt.Fprintf(tw, "\t%s/%s", short(c.sys), c.yardstick)
+	}
+	fmt.Fprintln(tw)
+	for _, mt := range r.Metrics {
+		label := mt.Label
+		if mt.LowerIsBetter {
+			label += " (lower is better)"
+		}
+		fmt.Fprint(tw, label)
+		for _, c := range cols {
+			if rt, ok := findRatioTo(r.Ratios, mt.Key, c.sys, c.yardstick); ok {
+				fmt.Fprintf(tw, "\t%.2fx", rt.Value)
+			} else {
+				fmt.Fprint(tw, "\t-")
+			}
+		}
+		fmt.Fprintln(tw)
+	}
+	return tw.Flush()
 }

@@ -167,9 +167,10 @@ type pkt struct {
 // it, as GRO moves them.
 //
 // A frame merges only when its checksums are known good: the IPv4 header
-// checksum verifies, and the transport checksum is a partial one (
-// VnetFlagNeedsCsum, with the pseudo-header sum as Linux's stack leaves
-// it), vouched for by the kernel (VnetFlagDataValid), or verified here.
+// checksum verifies, and the transport checksum is a partial one
+// (VnetFlagNeedsCsum, with the pseudo-header sum as Linux's stack leaves
+// it), one the kernel vouches for (VnetFlagDataValid), or one verified
+// here (no flag).
 // A frame with a bad checksum passes unchanged, for the receiver to drop:
 // a super-frame's checksums are computed afresh, which would make its
 // corrupt data look good.

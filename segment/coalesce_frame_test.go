@@ -277,13 +277,16 @@ func checkCoalesce(tb testing.TB, c *Coalescer, bufs [][]byte, caps device.Caps)
 			tb.Fatalf("Coalesce wrote to input %d", i)
 		}
 	}
+	flows := make([]string, len(bufs))
 	for i := range bufs {
-		fi, ok := testFlow(bufs[i][offset:])
-		if !ok {
+		flows[i], _ = testFlow(bufs[i][offset:])
+	}
+	for i := range bufs {
+		if flows[i] == "" {
 			continue
 		}
 		for j := i + 1; j < len(bufs); j++ {
-			if fj, ok := testFlow(bufs[j][offset:]); ok && fi == fj && pos[j] < pos[i] {
+			if flows[j] == flows[i] && pos[j] < pos[i] {
 				tb.Fatalf("inputs %d and %d, of one flow, come out as %d and %d", i, j, pos[i], pos[j])
 			}
 		}

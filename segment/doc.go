@@ -14,4 +14,12 @@
 // A Splitter reads the frame and never writes it, so one frame flooded to
 // several ports can be cut for each of them. It allocates nothing: the
 // caller gives it the buffer each segment goes into.
+//
+// A Coalescer does the reverse, for the ports that take super-frames: it
+// merges runs of one flow's frames about to be written to one port into
+// one super-frame, as the kernel's GRO would have merged them, so that a
+// Splitter, or the receiver's kernel, cuts it back into exactly the
+// frames that were merged. Sixty-four small UDP datagrams then cost the
+// switch one write system call and the receiver one trip through its
+// stack up to the socket.
 package segment

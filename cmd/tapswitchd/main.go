@@ -59,6 +59,8 @@ type options struct {
 	limits limitOptions
 	// dataplane is --batch, --coalesce and --busy-poll (dataplane.go).
 	dataplane dataplaneOptions
+	// tap says how TAPs are made (tapflags.go).
+	tap tapOptions
 	// metrics is where to serve Prometheus metrics; empty for nowhere.
 	metrics string
 	// docker serves the Docker network and IPAM driver on the plugin
@@ -128,6 +130,7 @@ directory and come back at the next start.`,
 	f.StringVar(&o.ipv6Pool, "ipv6-pool", "", "IPv6 `PREFIX` (/48 or so) whose free /64s networks get when they ask for an IPv6 subnet from the pool (network create --ipv6); default fd89:7473:7700::/48")
 	addLimitFlags(f, &o.limits)
 	addDataplaneFlags(f, &o.dataplane)
+	addTAPFlags(f, &o.tap)
 	f.StringVar(&o.metrics, "metrics", "", metricsFlagHelp)
 	f.BoolVar(&o.docker, "docker", false, "also serve the Docker network and IPAM driver on /run/docker/plugins/NAME.sock (root only): docker network create -d NAME, --ipam-driver NAME")
 	f.StringVar(&o.dockerPlugin, "docker-plugin", defaultPluginName, "the driver's `NAME` for --docker, as docker network create -d NAME gives it")
@@ -183,6 +186,9 @@ func run(o options) error {
 	}
 	access, err := socketAccess(o.group)
 	if err != nil {
+		return err
+	}
+	if err := o.tap.check(); err != nil {
 		return err
 	}
 	if err := o.limits.check(); err != nil {
@@ -330,6 +336,7 @@ func (s *server) daemonConfig(upstreams []netip.AddrPort, inherited *fdset.Set) 
 		Logger:       s.log,
 		Started:      s.o.started,
 		Inherited:    inherited,
+		TAP:          s.o.tap.config(),
 	}
 	// Checked by run.
 	cfg.Dataplane, _ = s.o.dataplane.config()

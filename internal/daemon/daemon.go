@@ -66,6 +66,20 @@ type Config struct {
 	Timings Timings
 	// Dataplane tunes the workers' batching, coalescing and polling.
 	Dataplane vswitch.Dataplane
+	// TAP says how the ports' and gateways' TAPs are made and opened
+	// again: see TAPConfig.
+	TAP TAPConfig
+}
+
+// TAPConfig says how the daemon makes its TAPs; the fields are copied to
+// tap.Config. They apply to TAPs made or opened again from then on: a
+// TAP whose queues were handed over (--upgrade) keeps its queues'
+// mode, and one opened again keeps its transmit queue length.
+type TAPConfig struct {
+	// NAPI: see tap.Config.NAPI.
+	NAPI bool
+	// TxQueueLen: see tap.Config.TxQueueLen; 0 means tap.DefaultTxQueueLen.
+	TxQueueLen int
 }
 
 // DefaultQueues is one queue per CPU, up to four: the kernel keeps a flow
