@@ -1,4 +1,4 @@
-# tapswitch. Targets: build, test, unit, bench, profile, demo, fuzz, soak, install, uninstall, clean.
+# tapswitch. Targets: build, test, unit, bench, bench-ab, bench-parts, bench-docker, profile, demo, fuzz, soak, install, uninstall, clean.
 
 GO      ?= go
 BIN     := bin
@@ -14,7 +14,7 @@ FUZZTIME  ?= 10s
 
 # Tools the tests, the demo and the benchmark run, with the Debian
 # package that provides each.
-TOOLS := ip:iproute2 ping:iputils-ping iperf3:iperf3 sockperf:sockperf useradd:passwd podman:podman runc:runc /usr/lib/cni/portmap:containernetworking-plugins busybox:busybox-static iptables:iptables nft:nftables prometheus:prometheus tmux:tmux systemd-analyze:systemd tshark:tshark /usr/include/pcap.h:libpcap-dev /usr/sbin/dockerd:docker.io
+TOOLS := ip:iproute2 ping:iputils-ping iperf3:iperf3 sockperf:sockperf ethtool:ethtool useradd:passwd podman:podman runc:runc /usr/lib/cni/portmap:containernetworking-plugins busybox:busybox-static iptables:iptables nft:nftables prometheus:prometheus tmux:tmux systemd-analyze:systemd tshark:tshark /usr/include/pcap.h:libpcap-dev /usr/sbin/dockerd:docker.io
 
 .PHONY: all build test unit bench profile demo fuzz soak deps install clean
 
@@ -82,6 +82,23 @@ bench-ab: $(if $(BASE),deps)
 	build base "$(BASE)" && build new "$(NEW)" && \
 	$(GO) run ./bench -tapswitchd $$tmp/new/tapswitchd -tapswitch $$tmp/new/tapswitch \
 		-base-tapswitchd $$tmp/base/tapswitchd -base-tapswitch $$tmp/base/tapswitch $(ARGS)
+
+# bench-parts runs the comparison with tapswitch in one variant per
+# part of the dataplane, passes mirrored between the bridge's two, and
+# holds each against the first: before (one frame at a time, no
+# coalescing, no polling), +batch, +coalesce, all (the defaults), and
+# +napi when the daemon has --tap-napi. With ARGS="-profile -rows udp64",
+# the perf profile of 64 B UDP by kind of work, for every variant.
+PARTS := -variant 'before=--batch 1 --coalesce=false --busy-poll off' \
+	-variant '+batch=--coalesce=false --busy-poll off' \
+	-variant '+coalesce=--busy-poll off' \
+	-variant 'all='
+.PHONY: bench-parts
+bench-parts: TOOLS += $(if $(findstring -profile,$(ARGS)),perf:linux-perf)
+bench-parts: deps build
+	@napi=; if $(BIN)/tapswitchd --help 2>&1 | grep -q -- '--tap-napi'; then napi="-variant +napi=--tap-napi"; fi; \
+	echo "$(GO) run ./bench -tapswitchd $(BIN)/tapswitchd -tapswitch $(BIN)/tapswitch $(PARTS) $$napi $(ARGS)"; \
+	$(GO) run ./bench -tapswitchd $(BIN)/tapswitchd -tapswitch $(BIN)/tapswitch $(PARTS) $$napi $(ARGS)
 
 # bench-docker compares two Docker containers on a network of Docker's
 # bridge driver with two on a tapswitch network, of one private dockerd

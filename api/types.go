@@ -257,6 +257,11 @@ type PortCounters struct {
 	RxBytes  uint64 `json:"rx_bytes"`
 	TxFrames uint64 `json:"tx_frames"`
 	TxBytes  uint64 `json:"tx_bytes"`
+	// TxCoalescedFrames counts the frames (of TxFrames) that left inside
+	// a super-frame the switch made by coalescing a run of one flow, and
+	// TxCoalescedWrites those super-frames.
+	TxCoalescedFrames uint64 `json:"tx_coalesced_frames"`
+	TxCoalescedWrites uint64 `json:"tx_coalesced_writes"`
 	// Drops counts frames dropped, by reason (for example "runt",
 	// "bad_source", "tx_error"). Reasons with a zero count are omitted.
 	Drops map[string]uint64 `json:"drops,omitempty"`

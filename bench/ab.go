@@ -20,12 +20,22 @@ const baseSystem = "tapswitch-base"
 // the start and new, base at the end (ABBA), so that a drift of the
 // machine that is linear in time cancels out of the mean of each build's
 // two passes, and neither build always runs right after the bridge, or
-// last. With bracket the bridge runs again at the very end, which both
-// sets the ratios' yardstick and measures how far the machine drifted.
+// last; variants (-variant) likewise, v1 ... vn, then vn ... v1. With
+// bracket the bridge runs again at the very end, which both sets the
+// ratios' yardstick and measures how far the machine drifted.
 func runOrder(systems []string, bracket bool) []string {
 	runs := slices.Clone(systems)
+	var compared []string
 	if slices.Contains(systems, baseSystem) && slices.Contains(systems, "tapswitch") {
-		runs = append(runs, "tapswitch", baseSystem)
+		compared = []string{baseSystem, "tapswitch"}
+	}
+	for _, s := range systems {
+		if isVariantSystem(s) {
+			compared = append(compared, s)
+		}
+	}
+	for i := len(compared) - 1; i >= 0; i-- {
+		runs = append(runs, compared[i])
 	}
 	if bracket && slices.Contains(systems, baseline) && len(systems) > 1 {
 		runs = append(runs, baseline)
@@ -135,7 +145,11 @@ const othersBusyPct = 10
 // figures, the metric filled by the same tool run that carries them: the
 // p99 round trip comes from the sockperf run whose CPU figures are on
 // the average's.
-var cpuDetailOf = map[string]string{metricRTTP99.Key: metricRTTAvg.Key}
+var cpuDetailOf = map[string]string{
+	metricRTTP99.Key:       metricRTTAvg.Key,
+	metricRTTLoadedP99.Key: metricRTTLoadedAvg.Key,
+	metricUDP1400Bits.Key:  metricUDP1400.Key,
+}
 
 // passValues is system's value for key in each of its passes, in run
 // order, 0 for a pass without a good one, and the mean of the good ones
@@ -199,38 +213,44 @@ func othersPct(passes []passResult, key string, systems ...string) float64 {
 func compareAB(metrics []metric, passes []passResult) []abRow {
 	var rows []abRow
 	for _, mt := range metrics {
-		row := abRow{Metric: mt.Key, LowerIsBetter: mt.LowerIsBetter}
-		row.BasePasses, row.Base = passValues(passes, baseSystem, mt.Key)
-		row.NewPasses, row.New = passValues(passes, "tapswitch", mt.Key)
-		bridge, _ := passValues(passes, baseline, mt.Key)
-		if d, ok := spreadPct(bridge); ok {
-			row.BridgeDriftPct = &d
-		}
-		bs, bok := spreadPct(row.BasePasses)
-		ns, nok := spreadPct(row.NewPasses)
-		if bok || nok {
-			sp := max(bs, ns)
-			row.RepeatSpreadPct = &sp
-		}
-		row.OthersPct = othersPct(passes, mt.Key, baseSystem, "tapswitch")
-		if row.Base > 0 && row.New > 0 {
-			row.NewOverBase = row.New / row.Base
-			better, worse := row.New, row.Base
-			if mt.LowerIsBetter {
-				better, worse = worse, better
-			}
-			if better >= worse {
-				row.WorsePct = -(better/worse - 1) * 100
-			} else {
-				row.WorsePct = (worse/better - 1) * 100
-			}
-			if d, ok := row.drift(); ok {
-				row.BeyondDrift = math.Abs(row.WorsePct) > d
-			}
-		}
-		rows = append(rows, row)
+		rows = append(rows, compareSystems(mt, passes, baseSystem, "tapswitch"))
 	}
 	return rows
+}
+
+// compareSystems holds system newSys against baseSys on one metric: two
+// builds of an A/B run, or two variants.
+func compareSystems(mt metric, passes []passResult, baseSys, newSys string) abRow {
+	row := abRow{Metric: mt.Key, LowerIsBetter: mt.LowerIsBetter}
+	row.BasePasses, row.Base = passValues(passes, baseSys, mt.Key)
+	row.NewPasses, row.New = passValues(passes, newSys, mt.Key)
+	bridge, _ := passValues(passes, baseline, mt.Key)
+	if d, ok := spreadPct(bridge); ok {
+		row.BridgeDriftPct = &d
+	}
+	bs, bok := spreadPct(row.BasePasses)
+	ns, nok := spreadPct(row.NewPasses)
+	if bok || nok {
+		sp := max(bs, ns)
+		row.RepeatSpreadPct = &sp
+	}
+	row.OthersPct = othersPct(passes, mt.Key, baseSys, newSys)
+	if row.Base > 0 && row.New > 0 {
+		row.NewOverBase = row.New / row.Base
+		better, worse := row.New, row.Base
+		if mt.LowerIsBetter {
+			better, worse = worse, better
+		}
+		if better >= worse {
+			row.WorsePct = -(better/worse - 1) * 100
+		} else {
+			row.WorsePct = (worse/better - 1) * 100
+		}
+		if d, ok := row.drift(); ok {
+			row.BeyondDrift = math.Abs(row.WorsePct) > d
+		}
+	}
+	return row
 }
 
 // drift is what a difference is judged by: the larger of the bridge's

@@ -20,9 +20,9 @@ import (
 
 // Layout, in SVG user units (pixels at 100%).
 const (
-	chartWidth   = 820
+	chartWidth   = 960
 	chartMargin  = 16
-	labelWidth   = 130 // system names, left of the bars
+	labelWidth   = 150 // system names, left of the bars
 	barAreaWidth = 420
 	barHeight    = 18
 	rowHeight    = 26
@@ -42,6 +42,30 @@ var systemColors = map[string]string{
 
 // otherColor is for a system not in systemColors.
 const otherColor = "#9467bd"
+
+// variantColors tell the variants of a run with -variant apart, in the
+// order they ran: blues, tapswitch's colour first.
+var variantColors = []string{"#1f77b4", "#6baed6", "#08519c", "#9ecae1", "#3182bd", "#c6dbef", "#084594"}
+
+// systemColor is the colour of system's bars; variants are the nth of
+// systems (each once, in run order) to be a variant.
+func systemColor(system string, systems []string) string {
+	if c, ok := systemColors[system]; ok {
+		return c
+	}
+	if isVariantSystem(system) {
+		var n int
+		for _, s := range systems {
+			if s == system {
+				return variantColors[n%len(variantColors)]
+			}
+			if isVariantSystem(s) {
+				n++
+			}
+		}
+	}
+	return otherColor
+}
 
 // chartPath is where the chart of the results at jsonPath goes: beside
 // them, named like them.
@@ -180,6 +204,9 @@ func (r *report) writeChart(w io.Writer) error {
 	sub := fmt.Sprintf("%s UTC, %d s per test, %d CPUs, Linux %s", r.Date.UTC().Format("2006-01-02 15:04"), r.SecondsPerTest, r.Machine.NProc, r.Machine.Kernel)
 	if r.hasBaseline() {
 		sub += "; ratios are to the bridge (the mean of its passes)"
+		if r.hasSystem(peer) {
+			sub += " and to ovs"
+		}
 	}
 	if len(systems) < len(r.Systems) {
 		sub += "; a bar of several passes is their mean, marks across it each pass"
@@ -224,6 +251,7 @@ func (r *report) writeChart(w io.Writer) error {
 		}
 		s.text(x0+barAreaWidth+24, axisY+16, ` class="unit" fill="#444444"`, unitName)
 		base, hasBase := baselineValue(r.Systems, mt.Key)
+		_, ovs := passValues(r.Systems, peer, mt.Key)
 		for i, row := range rows {
 			ry := top + float64(i*rowHeight)
 			s.text(chartMargin, ry+barHeight-5, ` class="system"`, row.system)
@@ -232,10 +260,7 @@ func (r *report) writeChart(w io.Writer) error {
 				continue
 			}
 			width := row.value / div * scale
-			color, ok := systemColors[row.system]
-			if !ok {
-				color = otherColor
-			}
+			color := systemColor(row.system, systems)
 			s.printf(`<rect class="bar" data-system="%s" data-metric="%s" x="%.1f" y="%.1f" width="%.1f" height="%d" fill="%s"/>`+"\n",
 				row.system, mt.Key, x0, ry, width, barHeight, color)
 			// A bar that is a mean shows its passes as marks across it.
@@ -249,6 +274,9 @@ func (r *report) writeChart(w io.Writer) error {
 				label += fmt.Sprintf(", mean of %d passes", row.passes)
 			case row.system != baseline && hasBase:
 				label += fmt.Sprintf(", %.2f× bridge", row.value/base)
+			}
+			if row.system != baseline && row.system != peer && ovs > 0 {
+				label += fmt.Sprintf(", %.2f× ovs", row.value/ovs)
 			}
 			if row.system != baseline && row.passes > 1 {
 				label += fmt.Sprintf(" (mean of %d passes)", row.passes)

@@ -19,19 +19,72 @@
 //     left alone. Skipped, with a note, unless openvswitch-switch is
 //     installed.
 //
-// On each, in this order, with a pause between tests:
+// On each, in this order, with a pause between tests (-rows names the
+// tests to run, by the name in brackets; all by default):
 //
-//   - TCP 1 stream and TCP 4 streams: iperf3 throughput as received.
-//   - UDP 64 B delivered: iperf3 with 64-byte payloads and no rate limit;
-//     packets per second that reached the server, not that were sent.
-//     This is the per-frame cost, where offloads cannot help.
-//   - UDP RTT avg and p99: sockperf ping-pong round trips, one message in
-//     flight. Skipped, with a note, when sockperf is not installed.
+//   - TCP 1 stream and TCP 4 streams (tcp1, tcp4): iperf3 throughput as
+//     received.
+//   - TCP 1 stream, sender TSO/GSO off (tcp1-notso): the same with
+//     `ethtool -K eth0 tso off gso off` in the sender's namespace (the
+//     veth's end for the bridge, the TAP for tapswitch and Open
+//     vSwitch), checked with `ethtool -k` before the client starts and
+//     turned back on, and checked, after it; a switch gets one frame per
+//     segment, as from a sender behind an MSS-limited path. Skipped,
+//     with a note, without ethtool.
+//   - UDP 64 B delivered (udp64): iperf3 with 64-byte payloads and no
+//     rate limit; packets per second that reached the server, not that
+//     were sent. This is the per-frame cost, where offloads cannot help.
+//   - UDP 64 B, 8 flows (udp64x8): the same from 8 parallel flows
+//     (iperf3 -P 8), summed, which spread over queues and workers.
+//   - UDP 1400 B delivered (udp1400): 1400-byte payloads, no rate limit;
+//     packets per second and payload bit/s that reached the server, two
+//     rows of one run.
+//   - UDP RTT avg and p99 (rtt): sockperf ping-pong round trips, one
+//     message in flight.
+//   - UDP RTT avg and p99 under load (rtt-loaded): the same while iperf3
+//     sends 64-byte datagrams at 20,000 a second between the same two
+//     namespaces, on ports of its own, starting a second before sockperf
+//     and ending a second after: a request/response exchange that shares
+//     the path with a neighbour's traffic that does not fill it (a
+//     seventh of the bridge's 64 B rate on a 2-CPU VM), in the bursts
+//     iperf3's 1 ms pacing makes. The detail of the avg row has what the
+//     load delivered (load_offered_pps, load_delivered_pps,
+//     load_lost_percent), and a note says when it fell short on a
+//     system. The CPU table counts the load's iperf3 among others.
+//     Both RTT tests are skipped, with a note, without sockperf.
 //
-// The table has one column per system and a ratio to the bridge per
-// system; on latency rows lower is better and the ratio says so. -bracket
-// runs the bridge again at the end and divides by the mean of both bridge
-// passes, and the report warns when they differ by more than 20%.
+// The table has one column per system, a ratio to the bridge per system
+// and, when Open vSwitch ran, a ratio to Open vSwitch per tapswitch
+// system; on latency rows lower is better and the ratio says so.
+// -bracket runs the bridge again at the end and divides by the mean of
+// both bridge passes, and the report warns when they differ by more
+// than 20%.
+//
+// # Variants
+//
+// -variant NAME=ARGS, repeatable, adds the system "tapswitch NAME": the
+// same tapswitchd (-tapswitchd) started with the extra flags ARGS (split
+// at spaces; empty for its defaults). Variants take the place of the
+// plain tapswitch system. Their flags are checked against the daemon's
+// --help before anything is set up. Like an A/B run's builds, the
+// variants run mirrored between the two bridge passes (variants imply
+// -bracket): bridge, v1, ..., vn, [ovs,] vn, ..., v1, bridge, so each
+// has two passes whose mean cancels a drift linear in time. The main
+// table and the chart show each variant's mean with its ratios to the
+// bridge and to Open vSwitch; a further table holds every variant
+// against the first, test by test, judged like A/B's new against base:
+// variant/first, the bridge's drift, the two variants' repeat spread,
+// others and a verdict. The JSON has them under "variants". With
+// -profile, every variant's pass is profiled like any system's, so the
+// profile table shows, for example, UDP 64 B by kind of work for each
+// variant:
+//
+//	sudo make bench-parts ARGS="-profile -rows udp64"
+//
+// make bench-parts runs the dataplane's parts this way: before
+// (--batch 1 --coalesce=false --busy-poll off), +batch (--coalesce=false
+// --busy-poll off), +coalesce (--busy-poll off), all (the defaults),
+// and +napi (--tap-napi) when the daemon has that flag.
 //
 // # A/B of two builds
 //
@@ -75,7 +128,7 @@
 // counted, which a VM under load undercounts. The last two columns divide
 // CPU time by the traffic's rate, for the switch's process and for the
 // whole busy machine: CPU-seconds per GB received (TCP), CPU-microseconds
-// per frame the sender sent, dropped ones included (UDP 64 B; the JSON
+// per frame the sender sent, dropped ones included (UDP; the JSON
 // also has it per frame delivered), or per round trip (RTT). The busy figure is the one to compare across systems:
 // it counts each path's cost wherever it runs, but also whatever else ran
 // on the machine, which others shows. Unless the kernel accounts
@@ -86,8 +139,8 @@
 //
 // # Where the CPU went by kind of work
 //
-// -profile (make profile) adds a third table. In TCP 1 stream, TCP 4
-// streams and UDP 64 B, over the same window as the second table, perf
+// -profile (make profile) adds a third table. In every throughput test
+// (all but the round trips), over the same window as the second table, perf
 // samples every CPU (perf record -a -g -e cpu-clock -F 999), and perf
 // report sorts the samples by command and function. The function
 // decides the kind of work, the first of these whose pattern it matches:
@@ -108,7 +161,7 @@
 //
 // perfreport.go has the full patterns. Each kind is CPU time per unit of
 // traffic, like the second table's busy per unit: milliseconds per GB
-// received (TCP) or microseconds per frame delivered (UDP 64 B; per
+// received (TCP) or microseconds per frame delivered (UDP; per
 // frame delivered, not sent as the second table has it), and busy is
 // their sum. The CPU time is the kind's share of the samples times the
 // time the samples stand for, perf's event count, over the window: not
@@ -124,7 +177,8 @@
 // outside the idle loop, switching to and from idle and the interrupts
 // it took, counted idle), prof_cpus and prof_window_s. The perf data stays
 // beside the JSON, in bench/results/<UTC time>-perf/<system>-<metric
-// key>.data (bridge-pass2-... for -bracket's second bridge pass), for
+// key>.data (bridge-pass2-... for -bracket's second bridge pass,
+// tapswitch-NAME-... for a variant), for
 // perf report -i. perf record is stopped and waited for
 // whenever a test fails or the run is interrupted. Without perf (Debian:
 // apt-get install -y linux-perf) the run says so and goes on without
@@ -202,6 +256,8 @@
 //	sudo go run ./bench                      # all available systems, 5 s per test
 //	sudo go run ./bench -only bridge,ovs -t 10 -bracket
 //	sudo go run ./bench -demo                # TCP 1 stream only, 3 s, with ports and fdb
+//	sudo go run ./bench -rows udp64,rtt-loaded -t 3
+//	sudo go run ./bench -variant 'q1=--queues 1' -variant default= -only bridge,tapswitch
 //	sudo go run ./bench -profile             # also where the CPU went by kind of work (perf)
 //	sudo go run ./bench -scale               # the scale suite, about a minute
 //	sudo go run ./bench -base-tapswitchd old/tapswitchd -base-tapswitch old/tapswitch
@@ -209,8 +265,8 @@
 //	sudo make bench-docker                   # two Docker containers: Docker's bridge driver and tapswitch's
 //	sudo go run ./bench -docker -only bridge -rounds 1
 //
-// Needs ip (iproute2), iperf3 and ping; sockperf, openvswitch-switch and,
-// for -profile, linux-perf are optional; -docker also needs docker.io,
+// Needs ip (iproute2), iperf3 and ping; sockperf, ethtool,
+// openvswitch-switch and, for -profile, linux-perf are optional; -docker also needs docker.io,
 // busybox-static, nsenter (util-linux) and sockperf. Results also go to
 // bench/results/<UTC time>.json (-json to choose the file): every raw
 // value with its unit, the ratios, tool versions and the machine. -demo

@@ -42,6 +42,11 @@ type config struct {
 	// baseTapswitchd and baseTapswitch are the base build of an A/B run,
 	// both "" without one.
 	baseTapswitchd, baseTapswitch string
+	// variants are the tapswitch systems of -variant, in the order given;
+	// none without it.
+	variants []variant
+	// rows are the tests named by -rows, in run order; nil for all.
+	rows []string
 }
 
 var errInterrupted = errors.New("interrupted; everything created has been removed")
@@ -70,11 +75,16 @@ func parseFlags(args []string) (*config, error) {
 			"bridge, tapswitch-base, tapswitch, [ovs,] tapswitch, tapswitch-base, bridge,\n"+
 			"and a table of new/base per test beside the bridge's drift between its two\n"+
 			"passes and each build's own. make bench-ab BASE=<git revision> builds\n"+
-			"the base from git; see go doc ./bench.\n\n")
+			"the base from git; see go doc ./bench.\n\n"+
+			"Variants: each -variant NAME=ARGS adds the system \"tapswitch NAME\", the same\n"+
+			"build started with the extra tapswitchd flags ARGS (none: its defaults), in\n"+
+			"place of the plain tapswitch; passes bridge, v1 ... vn, [ovs,] vn ... v1, bridge,\n"+
+			"and a table of every variant against the first. make bench-parts runs the\n"+
+			"dataplane's parts this way.\n\n")
 		fs.PrintDefaults()
 	}
 	cfg := &config{}
-	var only string
+	var only, rows string
 	var profile bool
 	fs.StringVar(&cfg.tapswitchd, "tapswitchd", "./bin/tapswitchd", "daemon binary `path`")
 	fs.StringVar(&cfg.tapswitch, "tapswitch", "./bin/tapswitch", "CLI binary `path`")
@@ -83,6 +93,8 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&cfg.seconds, "t", 5, "duration of each test in `seconds` (3 with -demo unless given)")
 	fs.StringVar(&cfg.jsonPath, "json", "", "write results as JSON to `file` (default bench/results/<UTC time>.json; none with -demo)")
 	fs.StringVar(&only, "only", "", "comma-separated `systems` to run: bridge,tapswitch,ovs (default: all available)")
+	fs.StringVar(&rows, "rows", "", "comma-separated `tests` to run: "+strings.Join(testNames(), ",")+" (default: all)")
+	fs.Func("variant", "`NAME=ARGS`: a tapswitch system started with the extra tapswitchd flags ARGS, labelled \"tapswitch NAME\" (repeatable; replaces the plain tapswitch; implies -bracket)", cfg.addVariant)
 	fs.BoolVar(&cfg.demo, "demo", false, "short run: TCP single stream on bridge and tapswitch, with tapswitch's ports and fdb")
 	fs.BoolVar(&cfg.bracket, "bracket", false, "run the bridge again after the others, to show how much the machine drifted (with -scale: the 2-port pair again after the 64-port one)")
 	fs.BoolVar(&cfg.scale, "scale", false, "instead of the comparison, the scale suite: attach/detach time over 100 namespaces, memory with 64 ports and a full table, 4 pairs at once, a pair among 64 ports")
@@ -106,6 +118,15 @@ func parseFlags(args []string) (*config, error) {
 			}
 		}
 	}
+	if rows != "" {
+		if cfg.demo || cfg.scale || cfg.docker {
+			return nil, errors.New("-rows selects the comparison's tests: drop it with -demo, -scale and -docker")
+		}
+		var err error
+		if cfg.rows, err = parseRows(rows); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.ab() {
 		if err := checkAB(cfg, set); err != nil {
 			return nil, err
@@ -126,6 +147,9 @@ func parseFlags(args []string) (*config, error) {
 		}
 	} else if cfg.demo {
 		cfg.only = []string{"bridge", "tapswitch"}
+	}
+	if err := checkVariants(cfg, set); err != nil {
+		return nil, err
 	}
 	if cfg.docker {
 		if err := checkDockerFlags(cfg, set); err != nil {
@@ -272,6 +296,19 @@ func chooseSystems(cfg *config) (systems []string, notes []string, err error) {
 			}
 			systems = append(systems, baseSystem)
 		}
+		if s == "tapswitch" && len(cfg.variants) > 0 {
+			known, err := daemonFlags(cfg.tapswitchd)
+			if err != nil {
+				return nil, nil, err
+			}
+			if err := checkVariantFlags(cfg.variants, known, cfg.tapswitchd); err != nil {
+				return nil, nil, err
+			}
+			for _, v := range cfg.variants {
+				systems = append(systems, v.System)
+			}
+			continue
+		}
 		systems = append(systems, s)
 	}
 	return systems, notes, nil
@@ -287,6 +324,11 @@ func newSystem(cfg *config, name string) system {
 		return newTapswitchSystem(name, cfg.baseTapswitchd, cfg.baseTapswitch)
 	case "ovs":
 		return newOVSSystem(pidForNames)
+	}
+	if v, ok := cfg.variant(name); ok {
+		s := newTapswitchSystem(name, cfg.tapswitchd, cfg.tapswitch)
+		s.extraArgs = v.Args
+		return s
 	}
 	panic("unknown system " + name)
 }
@@ -308,7 +350,7 @@ func toolVersions(ctx context.Context, cfg *config, systems []string) map[string
 	if slices.Contains(systems, "ovs") {
 		first("ovs-vswitchd", "ovs-vswitchd", "--version")
 	}
-	if slices.Contains(systems, "tapswitch") {
+	if slices.Contains(systems, "tapswitch") || slices.ContainsFunc(systems, isVariantSystem) {
 		first("tapswitchd", cfg.tapswitchd, "--version")
 	}
 	if slices.Contains(systems, baseSystem) {
@@ -346,18 +388,15 @@ func runMain() error {
 	}
 	runs := runOrder(systems, cfg.bracket)
 
-	tests := []test{testTCP1}
-	metrics := []metric{metricTCP1}
-	if !cfg.demo {
-		tests = append(tests, testTCP4, testUDP64)
-		metrics = append(metrics, metricTCP4, metricUDP64)
-		if _, err := exec.LookPath("sockperf"); err == nil {
-			tests = append(tests, testRTT)
-			metrics = append(metrics, metricRTTAvg, metricRTTP99)
-		} else {
-			notes = append(notes, "sockperf not found: UDP RTT rows skipped; apt-get install -y sockperf to add them")
-		}
+	rows := cfg.rows
+	if cfg.demo {
+		rows = []string{testTCP1.name}
 	}
+	tests, metrics, tnotes, err := chooseTests(rows, exec.LookPath)
+	if err != nil {
+		return err
+	}
+	notes = append(notes, tnotes...)
 	var prof *profiler
 	if cfg.profileDir != "" {
 		prof = newProfiler(cfg.profileDir)
@@ -370,6 +409,13 @@ func runMain() error {
 	}
 	if slices.Contains(systems, baseSystem) {
 		notes = append(notes, "tapswitch and tapswitch-base ran twice each: the main table shows the mean of their passes, the A/B table each pass")
+	}
+	if slices.ContainsFunc(systems, isVariantSystem) {
+		notes = append(notes, "each tapswitch variant ran twice, passes mirrored about the middle of the run: the tables show the mean of its passes, the CPU table each pass")
+	}
+	if slices.ContainsFunc(tests, func(t test) bool { return t.name == testRTTLoaded.name }) {
+		notes = append(notes, fmt.Sprintf("UDP RTT under load: sockperf ping-pong while iperf3 sends %d B datagrams at %d a second between the same namespaces (its own ports);"+
+			" the CPU table counts that iperf3 among others", rttLoad.length, rttLoad.pps))
 	}
 
 	// The first signal cancels the run; teardown then proceeds under its
@@ -421,10 +467,18 @@ func runMain() error {
 			Rows: compareAB(metrics, rep.Systems),
 		}
 	}
+	if len(cfg.variants) > 0 && slices.ContainsFunc(systems, isVariantSystem) {
+		rep.Variants = &variantReport{
+			Variants: cfg.variants,
+			First:    cfg.variants[0].System,
+			Rows:     compareVariants(metrics, rep.Systems, cfg.variants),
+		}
+	}
 	if n := busyNote(rep.Machine); n != "" {
 		notes = append(notes, n)
 	}
 	rep.Notes = append(notes, driftNotes(rep)...)
+	rep.Notes = append(rep.Notes, loadNotes(rep)...)
 
 	fmt.Println()
 	if err := rep.writeTable(os.Stdout); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strconv"
 	"time"
 )
 
@@ -29,10 +30,28 @@ var (
 	metricUDP64  = metric{"udp_64b_delivered", "UDP 64 B delivered", unitPackets, false}
 	metricRTTAvg = metric{"udp_rtt_avg", "UDP RTT avg", unitMicros, true}
 	metricRTTP99 = metric{"udp_rtt_p99", "UDP RTT p99", unitMicros, true}
+
+	// The rows a real workload has and coalescing must not hurt (see
+	// rows.go).
+	metricTCP1NoTSO    = metric{"tcp_1_stream_no_tso", "TCP 1 stream, sender TSO/GSO off", unitBits, false}
+	metricUDP64x8      = metric{"udp_64b_8_flows_delivered", "UDP 64 B, 8 flows, delivered", unitPackets, false}
+	metricUDP1400      = metric{"udp_1400b_delivered", "UDP 1400 B delivered", unitPackets, false}
+	metricUDP1400Bits  = metric{"udp_1400b_delivered_bits", "UDP 1400 B delivered, payload", unitBits, false}
+	metricRTTLoadedAvg = metric{"udp_rtt_loaded_avg", "UDP RTT avg, 64 B load", unitMicros, true}
+	metricRTTLoadedP99 = metric{"udp_rtt_loaded_p99", "UDP RTT p99, 64 B load", unitMicros, true}
 )
+
+// allMetrics is every row the comparison knows, in table order.
+var allMetrics = []metric{
+	metricTCP1, metricTCP1NoTSO, metricTCP4, metricUDP64, metricUDP64x8,
+	metricUDP1400, metricUDP1400Bits, metricRTTAvg, metricRTTP99,
+	metricRTTLoadedAvg, metricRTTLoadedP99,
+}
 
 // A test runs one tool once and fills one or more rows.
 type test struct {
+	// name is what -rows selects the test by.
+	name    string
 	metrics []metric
 	run     func(ctx context.Context, tb *testbed, seconds int) ([]measurement, error)
 }
@@ -47,10 +66,30 @@ type measurement struct {
 
 func (m measurement) ok() bool { return m.Error == "" }
 
-func iperfTCPTest(m metric, extra ...string) test {
+func iperfTCPTest(name string, m metric, extra ...string) test {
+	return iperfTCPTestPrepared(name, m, nil, extra...)
+}
+
+// iperfTCPTestPrepared is iperfTCPTest with prepare, when not nil, run
+// before the client and its undo after it, such as turning the sender's
+// offloads off and on again. A failed undo fails the test: the tests
+// after it would measure a changed namespace.
+func iperfTCPTestPrepared(name string, m metric, prepare func(ctx context.Context, tb *testbed) (undo func() error, err error), extra ...string) test {
 	return test{
+		name:    name,
 		metrics: []metric{m},
-		run: func(ctx context.Context, tb *testbed, seconds int) ([]measurement, error) {
+		run: func(ctx context.Context, tb *testbed, seconds int) (ms []measurement, err error) {
+			if prepare != nil {
+				undo, err := prepare(ctx, tb)
+				if err != nil {
+					return nil, err
+				}
+				defer func() {
+					if uerr := undo(); uerr != nil && err == nil {
+						ms, err = nil, uerr
+					}
+				}()
+			}
 			prof := tb.profile.recording(ctx, m.Key, seconds, tb.switchPID)
 			out, cpu, err := runIperf(ctx, tb, seconds, prof.watcher(), extra...)
 			if err != nil {
@@ -68,16 +107,23 @@ func iperfTCPTest(m metric, extra ...string) test {
 	}
 }
 
-var (
-	testTCP1 = iperfTCPTest(metricTCP1)
-	testTCP4 = iperfTCPTest(metricTCP4, "-P", "4")
-	// 64-byte payloads with no rate limit measure the per-frame cost of
-	// the switch, where TSO and GRO cannot help.
-	testUDP64 = test{
-		metrics: []metric{metricUDP64},
+// iperfUDPTest measures the UDP datagrams of length bytes that reach
+// the receiver with no rate limit (-b 0): the sender sends as fast as it
+// can and the path drops what it cannot carry. pps is the row of
+// datagrams per second; bits, when not zero, a row of the same run's
+// delivered payload in bit/s.
+func iperfUDPTest(name string, pps, bits metric, length int, extra ...string) test {
+	metrics := []metric{pps}
+	if bits != (metric{}) {
+		metrics = append(metrics, bits)
+	}
+	return test{
+		name:    name,
+		metrics: metrics,
 		run: func(ctx context.Context, tb *testbed, seconds int) ([]measurement, error) {
-			prof := tb.profile.recording(ctx, metricUDP64.Key, seconds, tb.switchPID)
-			out, cpu, err := runIperf(ctx, tb, seconds, prof.watcher(), "-u", "-l", "64", "-b", "0")
+			prof := tb.profile.recording(ctx, pps.Key, seconds, tb.switchPID)
+			args := append([]string{"-u", "-l", strconv.Itoa(length), "-b", "0"}, extra...)
+			out, cpu, err := runIperf(ctx, tb, seconds, prof.watcher(), args...)
 			if err != nil {
 				return nil, err
 			}
@@ -90,12 +136,31 @@ var (
 			addCPUPerUnit(detail, perDeliveredFrame, v, 1e6)
 			// v is what reached the receiver, frames per second.
 			maps.Copy(detail, prof.figures(perDeliveredFrame, v, 1e6))
-			return []measurement{{Metric: metricUDP64.Key, Value: v, Unit: unitPackets, Detail: detail}}, nil
+			ms := []measurement{{Metric: pps.Key, Value: v, Unit: unitPackets, Detail: detail}}
+			if bits != (metric{}) {
+				ms = append(ms, measurement{Metric: bits.Key, Value: v * float64(length) * 8, Unit: unitBits})
+			}
+			return ms, nil
 		},
 	}
-	testRTT = test{
-		metrics: []metric{metricRTTAvg, metricRTTP99},
+}
+
+// sockperfTest measures UDP round trips with sockperf ping-pong into
+// the rows avg and p99; load, when not nil, runs beside it (see
+// rows.go's background load).
+func sockperfTest(name string, avg, p99 metric, load *backgroundLoad) test {
+	return test{
+		name:    name,
+		metrics: []metric{avg, p99},
 		run: func(ctx context.Context, tb *testbed, seconds int) ([]measurement, error) {
+			var bg *runningLoad
+			if load != nil {
+				var err error
+				if bg, err = load.start(ctx, tb, seconds); err != nil {
+					return nil, err
+				}
+				defer bg.stop()
+			}
 			out, cpu, err := runSockperf(ctx, tb, seconds)
 			if err != nil {
 				return nil, err
@@ -110,13 +175,45 @@ var (
 				detail["seconds"] = r.ValidSeconds
 				addCPUPerUnit(detail, perRoundTrip, r.Observations/r.ValidSeconds, 1e6)
 			}
+			if bg != nil {
+				bd, err := bg.finish(ctx)
+				if err != nil {
+					return nil, err
+				}
+				maps.Copy(detail, bd)
+			}
 			return []measurement{
-				{Metric: metricRTTAvg.Key, Value: r.AvgUs, Unit: unitMicros, Detail: detail},
-				{Metric: metricRTTP99.Key, Value: r.P99Us, Unit: unitMicros},
+				{Metric: avg.Key, Value: r.AvgUs, Unit: unitMicros, Detail: detail},
+				{Metric: p99.Key, Value: r.P99Us, Unit: unitMicros},
 			}, nil
 		},
 	}
+}
+
+var (
+	testTCP1 = iperfTCPTest("tcp1", metricTCP1)
+	// The sender makes no super-frames: every segment crosses the path
+	// on its own, as from a sender behind an MSS-limited route, which is
+	// what coalescing TCP is for.
+	testTCP1NoTSO = iperfTCPTestPrepared("tcp1-notso", metricTCP1NoTSO, senderOffloadsOff)
+	testTCP4      = iperfTCPTest("tcp4", metricTCP4, "-P", "4")
+	// 64-byte payloads with no rate limit measure the per-frame cost of
+	// the switch, where TSO and GRO cannot help.
+	testUDP64 = iperfUDPTest("udp64", metricUDP64, metric{}, 64)
+	// Eight flows spread over the queues and workers as many clients
+	// would, and give a coalescer eight runs to keep apart.
+	testUDP64x8 = iperfUDPTest("udp64x8", metricUDP64x8, metric{}, 64, "-P", "8")
+	// Datagrams near the MTU (1400 + 28 B of headers in 1500), as
+	// media and tunnels send them.
+	testUDP1400 = iperfUDPTest("udp1400", metricUDP1400, metricUDP1400Bits, 1400)
+	testRTT     = sockperfTest("rtt", metricRTTAvg, metricRTTP99, nil)
+	// A request/response exchange that shares the path with other
+	// traffic, as a service's does: see rttLoad.
+	testRTTLoaded = sockperfTest("rtt-loaded", metricRTTLoadedAvg, metricRTTLoadedP99, &rttLoad)
 )
+
+// allTests is every test of the comparison, in run order.
+var allTests = []test{testTCP1, testTCP1NoTSO, testTCP4, testUDP64, testUDP64x8, testUDP1400, testRTT, testRTTLoaded}
 
 // udpSentRate is the frames per second the sender sent, dropped ones
 // included, from parseIperfUDP's detail: the client's own count or,
@@ -261,7 +358,7 @@ func testLabel(t test) string {
 }
 
 func metricByKey(key string) metric {
-	for _, m := range []metric{metricTCP1, metricTCP4, metricUDP64, metricRTTAvg, metricRTTP99} {
+	for _, m := range allMetrics {
 		if m.Key == key {
 			return m
 		}

@@ -95,9 +95,9 @@ func (p *profiler) forPass(system string, pass int) *profiler {
 	if p == nil {
 		return nil
 	}
-	name := system
+	name := fileSafe(system)
 	if pass > 1 {
-		name = fmt.Sprintf("%s-pass%d", system, pass)
+		name = fmt.Sprintf("%s-pass%d", name, pass)
 	}
 	return &profiler{dir: p.dir, name: name}
 }

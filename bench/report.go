@@ -18,6 +18,11 @@ import (
 // baseline is the system every other one is divided by.
 const baseline = "bridge"
 
+// peer is the second yardstick: Open vSwitch, the closest existing
+// switch of the same kind (userspace, TAPs), which every tapswitch
+// system is also divided by when it ran.
+const peer = "ovs"
+
 type report struct {
 	Date           time.Time         `json:"date"`
 	Machine        machineInfo       `json:"machine"`
@@ -36,6 +41,8 @@ type report struct {
 	Scale   *scaleResult `json:"scale,omitempty"`
 	// AB compares the two builds of an A/B run (-base-tapswitchd).
 	AB *abReport `json:"ab,omitempty"`
+	// Variants compares the variants of a run with -variant.
+	Variants *variantReport `json:"variants,omitempty"`
 	// ProfileDir holds the perf data of each profiled test (-profile),
 	// <system>-<metric key>.data.
 	ProfileDir string   `json:"profile_dir,omitempty"`
@@ -55,10 +62,10 @@ type machineInfo struct {
 	IRQTimeAccounting *bool `json:"irq_time_accounting,omitempty"`
 }
 
-// ratio is System's value over the bridge's for one metric. With
-// -bracket the bridge figure is the mean of its two passes, which halves
-// the drift between them; a system that ran twice (A/B) is likewise the
-// mean of its passes.
+// ratio is System's value over Baseline's for one metric: the bridge's,
+// or Open vSwitch's (peer). With -bracket the bridge figure is the mean
+// of its two passes, which halves the drift between them; a system that
+// ran twice (A/B, variants) is likewise the mean of its passes.
 type ratio struct {
 	Metric        string  `json:"metric"`
 	System        string  `json:"system"`
@@ -122,29 +129,38 @@ func systemsInOrder(passes []passResult) []string {
 
 // computeRatios divides each system's value by the bridge's, the mean of
 // its good passes by the mean of the bridge's when either ran more than
-// once.
+// once, and then each system but the bridge and Open vSwitch by Open
+// vSwitch's likewise.
 func computeRatios(metrics []metric, passes []passResult) []ratio {
 	var out []ratio
-	for _, mt := range metrics {
-		base, ok := baselineValue(passes, mt.Key)
-		if !ok {
-			continue
-		}
-		for _, sys := range systemsInOrder(passes) {
-			if sys == baseline {
+	for _, yardstick := range []string{baseline, peer} {
+		for _, mt := range metrics {
+			_, base := passValues(passes, yardstick, mt.Key)
+			if base == 0 {
 				continue
 			}
-			if _, v := passValues(passes, sys, mt.Key); v != 0 {
-				out = append(out, ratio{Metric: mt.Key, System: sys, Baseline: baseline, Value: v / base, LowerIsBetter: mt.LowerIsBetter})
+			for _, sys := range systemsInOrder(passes) {
+				if sys == baseline || sys == yardstick {
+					continue
+				}
+				if _, v := passValues(passes, sys, mt.Key); v != 0 {
+					out = append(out, ratio{Metric: mt.Key, System: sys, Baseline: yardstick, Value: v / base, LowerIsBetter: mt.LowerIsBetter})
+				}
 			}
 		}
 	}
 	return out
 }
 
+// findRatio returns system's ratio to the bridge for metricKey.
 func findRatio(ratios []ratio, metricKey, system string) (ratio, bool) {
+	return findRatioTo(ratios, metricKey, system, baseline)
+}
+
+// findRatioTo returns system's ratio to yardstick for metricKey.
+func findRatioTo(ratios []ratio, metricKey, system, yardstick string) (ratio, bool) {
 	for _, r := range ratios {
-		if r.Metric == metricKey && r.System == system {
+		if r.Metric == metricKey && r.System == system && r.Baseline == yardstick {
 			return r, true
 		}
 	}
@@ -190,9 +206,10 @@ type column struct {
 }
 
 // columns puts the bridge passes first, side by side so their drift is
-// plain, then each other system followed by its ratio to the bridge. A
-// system that ran more than once (A/B) shows the mean of its passes; the
-// A/B table shows each.
+// plain, then each other system followed by its ratio to the bridge and,
+// when Open vSwitch ran, to Open vSwitch. A system that ran more than
+// once (A/B, variants) shows the mean of its passes; the A/B table shows
+// each.
 func (r *report) columns() []column {
 	var cols []column
 	valueCol := func(p *passResult, title string) column {
@@ -232,9 +249,14 @@ func (r *report) columns() []column {
 				return "-"
 			}})
 		}
-		if r.hasBaseline() {
-			cols = append(cols, column{title: sys + "/" + baseline, cell: func(mt metric) string {
-				if rt, ok := findRatio(r.Ratios, mt.Key, sys); ok {
+		for _, yardstick := range []string{baseline, peer} {
+			// A ratio column to Open vSwitch only when it measured
+			// something: a failed pass would fill it with dashes.
+			if sys == yardstick || !r.hasSystem(yardstick) || (yardstick == peer && !slices.ContainsFunc(r.Ratios, func(rt ratio) bool { return rt.Baseline == peer })) {
+				continue
+			}
+			cols = append(cols, column{title: sys + "/" + yardstick, cell: func(mt metric) string {
+				if rt, ok := findRatioTo(r.Ratios, mt.Key, sys, yardstick); ok {
 					return formatRatio(rt.Value, rt.LowerIsBetter)
 				}
 				return "-"
@@ -253,9 +275,12 @@ func (p *passResult) title() string {
 	return p.System
 }
 
-func (r *report) hasBaseline() bool {
+func (r *report) hasBaseline() bool { return r.hasSystem(baseline) }
+
+// hasSystem reports whether system ran in some pass.
+func (r *report) hasSystem(system string) bool {
 	for _, p := range r.Systems {
-		if p.System == baseline {
+		if p.System == system {
 			return true
 		}
 	}
@@ -285,6 +310,26 @@ func (r *report) writeTable(w io.Writer) error {
 	fmt.Fprintf(w, "duration: %d s per test, %s in all; systems in run order: %s\n\n",
 		r.SecondsPerTest, (time.Duration(r.ElapsedSeconds) * time.Second).String(), strings.Join(order, ", "))
 
+	if r.Variants != nil {
+		if err := r.writeVariantMainTables(w); err != nil {
+			return err
+		}
+	} else if err := r.writeMainTable(w); err != nil {
+		return err
+	}
+	if err := r.writeABTable(w); err != nil {
+		return err
+	}
+	if err := r.writeVariantTable(w); err != nil {
+		return err
+	}
+	return r.writeRest(w)
+}
+
+// writeMainTable prints each system's values with its ratios beside
+// them: the bridge's passes, then each system, its ratio to the bridge
+// and, for a tapswitch system, to Open vSwitch.
+func (r *report) writeMainTable(w io.Writer) error {
 	cols := r.columns()
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprint(tw, "test")
@@ -299,12 +344,12 @@ func (r *report) writeTable(w io.Writer) error {
 		}
 		fmt.Fprintln(tw)
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if err := r.writeABTable(w); err != nil {
-		return err
-	}
+	return tw.Flush()
+}
+
+// writeRest prints what follows the comparison's tables: where the CPU
+// went, the profile, failures and notes.
+func (r *report) writeRest(w io.Writer) error {
 	if err := r.writeCPUTable(w); err != nil {
 		return err
 	}

@@ -73,7 +73,7 @@ func (s *tapswitchSystem) setup(ctx context.Context, tb *testbed) error {
 // start runs the daemon and waits until it serves its API. Like setup,
 // it leaves the undoing to teardown.
 func (s *tapswitchSystem) start(ctx context.Context) error {
-	dir, err := os.MkdirTemp("", "tsb-"+s.label+"-")
+	dir, err := os.MkdirTemp("", "tsb-"+fileSafe(s.label)+"-")
 	if err != nil {
 		return err
 	}

@@ -150,7 +150,11 @@ func (r DropReason) String() string {
 type Counters struct {
 	RxFrames, RxBytes uint64
 	TxFrames, TxBytes uint64
-	Drops             map[string]uint64
+	// TxCoalescedFrames are the frames (counted in TxFrames) that left
+	// inside a super-frame the switch made by coalescing, and
+	// TxCoalescedWrites those super-frames.
+	TxCoalescedFrames, TxCoalescedWrites uint64
+	Drops                                map[string]uint64
 }
 
 // counters are split by writer so that no two loops share a cache line
@@ -161,7 +165,10 @@ type counters struct {
 	drops             [numDropReasons]atomic.Uint64
 	_                 [64]byte
 	txFrames, txBytes atomic.Uint64
-	_                 [64]byte
+	// txCoalFrames and txCoalWrites are Counters' TxCoalescedFrames and
+	// TxCoalescedWrites.
+	txCoalFrames, txCoalWrites atomic.Uint64
+	_                          [64]byte
 }
 
 // rxq is one receive queue of a port and its loop's counters, which only
@@ -332,8 +339,10 @@ func (p *Port) Network() *Network { return p.net }
 // Counters returns a snapshot of the port's counters.
 func (p *Port) Counters() Counters {
 	c := Counters{
-		TxFrames: p.c.txFrames.Load(),
-		TxBytes:  p.c.txBytes.Load(),
+		TxFrames:          p.c.txFrames.Load(),
+		TxBytes:           p.c.txBytes.Load(),
+		TxCoalescedFrames: p.c.txCoalFrames.Load(),
+		TxCoalescedWrites: p.c.txCoalWrites.Load(),
 	}
 	for _, r := range p.rx {
 		c.RxFrames += r.rxFrames.Load()

@@ -76,6 +76,11 @@ func newFrameBuffer() []byte {
 func (p *Port) rxLoop(qi int) {
 	r := p.rx[qi]
 	l := newLane(qi, r.q.BatchSize())
+	dp := p.net.sw.cfg.Dataplane
+	if dp.batch() > 1 {
+		// A queue's own Read is its batch.
+		l.group(len(l.bufs), !dp.NoCoalesce)
+	}
 	for {
 		n, err := r.q.Read(l.bufs, l.sizes, headroom)
 		if err != nil {
@@ -84,6 +89,14 @@ func (p *Port) rxLoop(qi int) {
 			}
 			p.net.sw.portFailed(p, err)
 			return
+		}
+		if l.batch > 1 {
+			frames := l.frames[:0]
+			for i := range n {
+				frames = append(frames, l.bufs[i][:headroom+l.sizes[i]])
+			}
+			p.net.forwardBatch(p, l, frames)
+			continue
 		}
 		for i := range n {
 			p.net.forward(p, l, l.bufs[i][:headroom+l.sizes[i]])

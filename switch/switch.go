@@ -41,6 +41,8 @@ type Config struct {
 	// device fails for good, for example because its interface was
 	// deleted from outside. The port is already detached.
 	PortFailed func(p *Port, err error)
+	// Dataplane tunes batching, coalescing and polling (dataplane.go).
+	Dataplane Dataplane
 }
 
 // Switch is a set of isolated networks.
@@ -57,6 +59,8 @@ type Switch struct {
 
 	// workers[i] serves queue i of every pollable port; made on demand.
 	workers []*worker
+	// spinners counts the workers busy polling now (poll_linux.go).
+	spinners atomic.Int32
 
 	stopAger chan struct{}
 	agerDone chan struct{}
@@ -271,7 +275,7 @@ func (s *Switch) serveLocked(p *Port) error {
 
 func (s *Switch) addToWorkersLocked(p *Port, qs []device.PollQueue) error {
 	for len(s.workers) < len(qs) {
-		w, err := newWorker(len(s.workers))
+		w, err := newWorker(len(s.workers), s.cfg.Dataplane, &s.spinners)
 		if err != nil {
 			return err
 		}

@@ -26,6 +26,23 @@ type lane struct {
 	split   segment.Splitter
 	scratch []byte
 	segs    [][]byte
+
+	// batch is the most frames read before they are written, and
+	// coalesce whether runs of one flow are merged (Dataplane).
+	batch    int
+	coalesce bool
+	// The batched path's state (batch.go), made by newBatchLane: arena
+	// holds the frames of one batch back to back, frames points at
+	// them, rd is the one-buffer batch a read fills; pend and dst are
+	// the unicast frames waiting to be written and their ports, grp one
+	// port's share of them; coal merges a run before its write.
+	arena  []byte
+	frames [][]byte
+	rd     [1][]byte
+	pend   [][]byte
+	dst    []*Port
+	grp    [][]byte
+	coal   segment.Coalescer
 }
 
 // scratchSize holds the segments of one write: a 64 KiB super-frame cut

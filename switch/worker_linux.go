@@ -49,9 +49,17 @@ const (
 
 type worker struct {
 	// qi is the queue number the worker serves.
-	qi   int
-	epfd int
-	stop int // eventfd that ends the loop
+	qi int
+	// dp is the switch's batching, coalescing and polling; poll is the
+	// worker's own polling state (poll_linux.go), touched only by its
+	// goroutine.
+	dp   Dataplane
+	poll poller
+	// spinners counts the switch's workers polling now; a worker polls
+	// only while fewer than maxSpinners do.
+	spinners *atomic.Int32
+	epfd     int
+	stop     int // eventfd that ends the loop
 
 	// slots maps epoll data to queues; replaced whole under mu.
 	slots atomic.Pointer[[]*slot]
@@ -89,7 +97,7 @@ type parkedSlot struct {
 // stopData is the epoll data of the stop eventfd.
 const stopData = ^uint64(0)
 
-func newWorker(qi int) (*worker, error) {
+func newWorker(qi int, dp Dataplane, spinners *atomic.Int32) (*worker, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
@@ -106,7 +114,7 @@ func newWorker(qi int) (*worker, error) {
 		unix.Close(stop)
 		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
-	w := &worker{qi: qi, epfd: epfd, stop: stop, done: make(chan struct{})}
+	w := &worker{qi: qi, dp: dp, poll: newPoller(dp.BusyPoll), spinners: spinners, epfd: epfd, stop: stop, done: make(chan struct{})}
 	w.slots.Store(&[]*slot{})
 	go w.run()
 	return w, nil
@@ -182,10 +190,25 @@ func (w *worker) close() {
 
 func (w *worker) run() {
 	defer close(w.done)
-	l := newLane(w.qi, workerBatch)
+	var l *lane
+	if batch := w.dp.batch(); batch > 1 {
+		l = newBatchLane(w.qi, batch, !w.dp.NoCoalesce)
+	} else {
+		l = newLane(w.qi, workerBatch)
+	}
 	events := make([]unix.EpollEvent, 64)
+	forwarded := false
 	for {
-		n, err := unix.EpollWait(w.epfd, events, w.timeout())
+		n := 0
+		var err error
+		if forwarded {
+			// A frame often follows soon after one forwarded (a reply);
+			// waiting for it awake saves the wake-up (poll_linux.go).
+			n, err = w.spin(events)
+		}
+		if n == 0 && err == nil {
+			n, err = unix.EpollWait(w.epfd, events, w.timeout())
+		}
 		if err != nil {
 			if err == unix.EINTR {
 				continue
@@ -197,6 +220,7 @@ func (w *worker) run() {
 			w.unpark()
 		}
 		slots := *w.slots.Load()
+		forwarded = false
 		for i := range n {
 			d := getData(&events[i])
 			if d == stopData {
@@ -206,13 +230,41 @@ func (w *worker) run() {
 			if d >= uint64(len(slots)) || slots[d] == nil {
 				continue
 			}
-			w.serve(slots[d], l)
+			if l.batch > 1 {
+				forwarded = w.serveBatch(slots[d], l) || forwarded
+			} else {
+				forwarded = w.serve(slots[d], l) || forwarded
+			}
 		}
 		w.seq.Add(1)
 	}
 }
 
-// serve forwards up to burst frames queued on s, a batch at a time.
+// serveBatch forwards one batch of frames queued on s (batch.go); it
+// reports whether it read any. Epoll is level triggered, so frames left
+// over bring the worker back.
+func (w *worker) serveBatch(s *slot, l *lane) bool {
+	p := s.port
+	storm0 := p.c.drops[DropStorm].Load()
+	frames, err := l.readBatch(s.q)
+	if err != nil {
+		if !errors.Is(err, os.ErrClosed) {
+			p.net.sw.portFailed(p, err)
+		}
+		return false
+	}
+	if len(frames) == 0 {
+		return false
+	}
+	p.net.forwardBatch(p, l, frames)
+	if len(frames) >= stormParkMin && p.c.drops[DropStorm].Load()-storm0 >= uint64(len(frames))/2 {
+		w.park(s)
+	}
+	return true
+}
+
+// serve forwards up to burst frames queued on s, a batch at a time, each
+// as it is read (Dataplane.Batch 1); it reports whether it read any.
 // Epoll is level triggered, so frames left over bring the worker back.
 //
 // The first read after a wake-up takes one frame and forwards it before
@@ -220,7 +272,7 @@ func (w *worker) run() {
 // without waiting for the read that finds the queue empty, as it did
 // before reads were batched (a round trip crosses the switch twice, and
 // that read measured about 1% of it). What follows it comes in batches.
-func (w *worker) serve(s *slot, l *lane) {
+func (w *worker) serve(s *slot, l *lane) bool {
 	p := s.port
 	full := min(len(l.bufs), s.q.BatchSize())
 	batch := 1
@@ -232,7 +284,7 @@ func (w *worker) serve(s *slot, l *lane) {
 			if !errors.Is(err, os.ErrClosed) {
 				p.net.sw.portFailed(p, err)
 			}
-			return
+			return done > 0
 		}
 		for i := range n {
 			p.net.forward(p, l, l.bufs[i][:headroom+l.sizes[i]])
@@ -246,6 +298,7 @@ func (w *worker) serve(s *slot, l *lane) {
 	if done >= stormParkMin && p.c.drops[DropStorm].Load()-storm0 >= uint64(done)/2 {
 		w.park(s)
 	}
+	return done > 0
 }
 
 // park stops waiting on s for stormPark. It runs within a handling pass,

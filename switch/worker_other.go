@@ -4,6 +4,7 @@ package vswitch
 
 import (
 	"errors"
+	"sync/atomic"
 
 	"github.com/tapswitch/tapswitch/device"
 )
@@ -12,7 +13,9 @@ type worker struct{}
 
 type slot struct{ w *worker }
 
-func newWorker(int) (*worker, error) { return nil, errors.New("vswitch: pollers need Linux") }
+func newWorker(int, Dataplane, *atomic.Int32) (*worker, error) {
+	return nil, errors.New("vswitch: pollers need Linux")
+}
 
 func (w *worker) add(*Port, int, device.PollQueue) (*slot, error) {
 	return nil, errors.New("unreachable")

@@ -41,6 +41,16 @@ type Config struct {
 	MTU int
 	// TxQueueLen; 0 means DefaultTxQueueLen.
 	TxQueueLen int
+	// NAPI makes the kernel take the frames the switch writes through a
+	// NAPI poll of the queue and its GRO (IFF_NAPI), rather than straight
+	// into the namespace's stack from the write. A write(2) cannot tell
+	// the kernel that more frames follow (only the in-kernel sendmsg of
+	// vhost can), so each write runs the poll for its one frame and GRO
+	// merges nothing across writes: measured, it forwarded no faster,
+	// and it is off unless asked for. The mode is a queue's, fixed when
+	// the queue attaches: Create and Open set it, while queues handed
+	// over (Adopt) keep the mode they were opened with.
+	NAPI bool
 	// Queues is the number of queues (IFF_MULTI_QUEUE when above one).
 	// The kernel keeps each flow on one queue, so one reader per queue
 	// spreads flows over CPUs. 0 means 1.
@@ -112,8 +122,8 @@ func Create(cfg Config) (Device, error) { return create(cfg) }
 
 // Open takes the persistent TAP cfg.Name inside cfg.Netns again, with
 // cfg.Queues queues (one for a device made with one queue), and sets its
-// virtio net header and offloads as Create does. Only Netns, Name and
-// Queues are read: the device's MAC, MTU, addresses, routes and link
+// virtio net header and offloads as Create does. Only Netns, Name, NAPI
+// and Queues are read: the device's MAC, MTU, addresses, routes and link
 // state are left as they are. A missing device, or one that is not a
 // persistent TAP, gives an error wrapping ErrNotFound; one whose queues
 // another process holds, ErrInUse.

@@ -154,10 +154,13 @@ func checkConfig(cfg Config) (int, error) {
 }
 
 // tapFlags are the TUNSETIFF flags of every queue of a device.
-func tapFlags(multiQueue bool) uint16 {
+func tapFlags(multiQueue, napi bool) uint16 {
 	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
 	if multiQueue {
 		flags |= unix.IFF_MULTI_QUEUE
+	}
+	if napi {
+		flags |= unix.IFF_NAPI
 	}
 	return flags
 }
@@ -285,7 +288,7 @@ func create(cfg Config) (_ Device, err error) {
 		}
 		// IFF_TUN_EXCL makes the first queue a new device, never one
 		// that appeared since the check above.
-		fds, err = openQueues(cfg.Name, nq, tapFlags(nq > 1), unix.IFF_TUN_EXCL)
+		fds, err = openQueues(cfg.Name, nq, tapFlags(nq > 1, cfg.NAPI), unix.IFF_TUN_EXCL)
 		if errors.Is(err, unix.EBUSY) {
 			return fmt.Errorf("%s: %w in the namespace", cfg.Name, ErrExists)
 		}
@@ -403,7 +406,7 @@ func open(cfg Config) (_ Device, err error) {
 		if !mq {
 			nq = 1
 		}
-		if fds, err = openQueues(cfg.Name, nq, tapFlags(mq), 0); err != nil {
+		if fds, err = openQueues(cfg.Name, nq, tapFlags(mq, cfg.NAPI), 0); err != nil {
 			return fmt.Errorf("open TAP %s: %w", cfg.Name, err)
 		}
 		// Had the device gone between the look-up and TUNSETIFF, the

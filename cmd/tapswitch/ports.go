@@ -43,18 +43,18 @@ each network, are left out unless --all.`,
 		// KIND tells gateways apart, so it is only worth a column when
 		// they are listed.
 		kind := func(p api.Port) string { return "" }
-		head := "ID\tNAME\tNETWORK\tNETNS\tIFNAME\tMAC\tIP\tPUBLISH\tREFUSED\tSECURITY\tMACS\tSTORM B/M/U\tRX FRAMES\tRX BYTES\tTX FRAMES\tTX BYTES\tDROPS"
+		head := "ID\tNAME\tNETWORK\tNETNS\tIFNAME\tMAC\tIP\tPUBLISH\tREFUSED\tSECURITY\tMACS\tSTORM B/M/U\tRX FRAMES\tRX BYTES\tTX FRAMES\tTX BYTES\tTX COALESCED\tDROPS"
 		if all {
 			kind = func(p api.Port) string { return p.Kind + "\t" }
 			head = strings.Replace(head, "NAME\t", "NAME\tKIND\t", 1)
 		}
 		fmt.Fprintln(tw, head)
 		for _, p := range ports {
-			fmt.Fprintf(tw, "%d\t%s\t%s%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%d\t%d\t%d\t%d\t%s\n",
+			fmt.Fprintf(tw, "%d\t%s\t%s%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%d\t%d\t%d\t%d\t%d/%d\t%s\n",
 				p.ID, p.Name, kind(p), p.Network, dash(p.Netns), p.Ifname, p.MAC,
 				dash(strings.Join(p.IPs, ",")), dash(strings.Join(p.Publish, ",")), formatRefused(p), onOff(p.PortSecurity), p.MACs, p.MACLimit,
 				formatStorm(p),
-				p.Stats.RxFrames, p.Stats.RxBytes, p.Stats.TxFrames, p.Stats.TxBytes, formatDrops(p.Stats.Drops))
+				p.Stats.RxFrames, p.Stats.RxBytes, p.Stats.TxFrames, p.Stats.TxBytes, p.Stats.TxCoalescedFrames, p.Stats.TxCoalescedWrites, formatDrops(p.Stats.Drops))
 		}
 		return tw.Flush()
 	}

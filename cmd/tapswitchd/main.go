@@ -57,6 +57,10 @@ type options struct {
 	started time.Time
 	// limits bound what outsiders can make the daemon hold (limits.go).
 	limits limitOptions
+	// dataplane is --batch, --coalesce and --busy-poll (dataplane.go).
+	dataplane dataplaneOptions
+	// tap says how TAPs are made (tapflags.go).
+	tap tapOptions
 	// metrics is where to serve Prometheus metrics; empty for nowhere.
 	metrics string
 	// docker serves the Docker network and IPAM driver on the plugin
@@ -125,6 +129,8 @@ directory and come back at the next start.`,
 	f.StringArrayVar(&o.dnsUpstreams, "dns-upstream", nil, "resolver `ADDR` (IP or IP:PORT) the networks' DNS servers forward other names to, instead of the nameservers of /etc/resolv.conf (repeatable)")
 	f.StringVar(&o.ipv6Pool, "ipv6-pool", "", "IPv6 `PREFIX` (/48 or so) whose free /64s networks get when they ask for an IPv6 subnet from the pool (network create --ipv6); default fd89:7473:7700::/48")
 	addLimitFlags(f, &o.limits)
+	addDataplaneFlags(f, &o.dataplane)
+	addTAPFlags(f, &o.tap)
 	f.StringVar(&o.metrics, "metrics", "", metricsFlagHelp)
 	f.BoolVar(&o.docker, "docker", false, "also serve the Docker network and IPAM driver on /run/docker/plugins/NAME.sock (root only): docker network create -d NAME, --ipam-driver NAME")
 	f.StringVar(&o.dockerPlugin, "docker-plugin", defaultPluginName, "the driver's `NAME` for --docker, as docker network create -d NAME gives it")
@@ -146,6 +152,9 @@ func run(o options) error {
 	}
 	if o.queues < 1 || o.queues > tap.MaxQueues {
 		return fmt.Errorf("--queues %d: must be 1 to %d", o.queues, tap.MaxQueues)
+	}
+	if _, err := o.dataplane.config(); err != nil {
+		return err
 	}
 	if o.fdbLimit < 1 {
 		return fmt.Errorf("--fdb-limit %d: must be at least 1", o.fdbLimit)
@@ -177,6 +186,9 @@ func run(o options) error {
 	}
 	access, err := socketAccess(o.group)
 	if err != nil {
+		return err
+	}
+	if err := o.tap.check(); err != nil {
 		return err
 	}
 	if err := o.limits.check(); err != nil {
@@ -324,7 +336,10 @@ func (s *server) daemonConfig(upstreams []netip.AddrPort, inherited *fdset.Set) 
 		Logger:       s.log,
 		Started:      s.o.started,
 		Inherited:    inherited,
+		TAP:          s.o.tap.config(),
 	}
+	// Checked by run.
+	cfg.Dataplane, _ = s.o.dataplane.config()
 	if s.notifier != nil {
 		cfg.FDStore = s.notifier
 	}

@@ -64,6 +64,22 @@ type Config struct {
 	// Timings, when set, is told how long each attach and detach took
 	// (the metrics' latency histograms).
 	Timings Timings
+	// Dataplane tunes the workers' batching, coalescing and polling.
+	Dataplane vswitch.Dataplane
+	// TAP says how the ports' and gateways' TAPs are made and opened
+	// again: see TAPConfig.
+	TAP TAPConfig
+}
+
+// TAPConfig says how the daemon makes its TAPs; the fields are copied to
+// tap.Config. They apply to TAPs made or opened again from then on: a
+// TAP whose queues were handed over (--upgrade) keeps its queues'
+// mode, and one opened again keeps its transmit queue length.
+type TAPConfig struct {
+	// NAPI: see tap.Config.NAPI.
+	NAPI bool
+	// TxQueueLen: see tap.Config.TxQueueLen; 0 means tap.DefaultTxQueueLen.
+	TxQueueLen int
 }
 
 // DefaultQueues is one queue per CPU, up to four: the kernel keeps a flow
@@ -198,6 +214,7 @@ func newDaemon(cfg Config, h host) (_ *Daemon, err error) {
 		FDB:        cfg.FDB,
 		Logger:     cfg.Logger,
 		PortFailed: d.portFailed,
+		Dataplane:  cfg.Dataplane,
 	})
 	d.stopWatch, d.watchDone = make(chan struct{}), make(chan struct{})
 	go d.watchFirstForward()

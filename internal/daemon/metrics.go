@@ -73,7 +73,8 @@ func (d *Daemon) MetricsSnapshot(ctx context.Context) (metrics.Snapshot, error) 
 			Network: p.sw.Network().Name(),
 			Kind:    p.kind,
 			Stats: api.PortCounters{RxFrames: c.RxFrames, RxBytes: c.RxBytes,
-				TxFrames: c.TxFrames, TxBytes: c.TxBytes, Drops: c.Drops},
+				TxFrames: c.TxFrames, TxBytes: c.TxBytes, Drops: c.Drops,
+				TxCoalescedFrames: c.TxCoalescedFrames, TxCoalescedWrites: c.TxCoalescedWrites},
 			MACs:     p.sw.MACs(),
 			MACLimit: p.sw.MACLimit(),
 		}

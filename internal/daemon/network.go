@@ -357,6 +357,7 @@ func switchPortView(sp *vswitch.Port) api.Port {
 		Stats: api.PortCounters{
 			RxFrames: c.RxFrames, RxBytes: c.RxBytes,
 			TxFrames: c.TxFrames, TxBytes: c.TxBytes,
+			TxCoalescedFrames: c.TxCoalescedFrames, TxCoalescedWrites: c.TxCoalescedWrites,
 			Drops: c.Drops,
 		},
 	}

@@ -220,6 +220,7 @@ func publishError(err error) error {
 // that of a restored one.
 func (d *Daemon) deviceLocked(s plugSpec) (tap.Device, error) {
 	cfg := tap.Config{Netns: s.nsPath, Name: s.ifname, Queues: d.cfg.Queues, Movable: s.kind == api.KindDocker}
+	cfg.NAPI, cfg.TxQueueLen = d.cfg.TAP.NAPI, d.cfg.TAP.TxQueueLen
 	if s.restore {
 		if dev, ok := d.adoptTAPLocked(s, cfg); ok {
 			return dev, nil

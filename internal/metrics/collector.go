@@ -53,9 +53,12 @@ var (
 	dPortRxBytes  = desc("port_rx_bytes_total", "Bytes of those frames (a super-frame counts whole).", portLabels...)
 	dPortTxFrames = desc("port_tx_frames_total", "Frames the switch wrote to the port.", portLabels...)
 	dPortTxBytes  = desc("port_tx_bytes_total", "Bytes of the frames the switch wrote to the port.", portLabels...)
-	dPortDropped  = desc("port_dropped_frames_total", "Frames from or to the port that the switch dropped, by reason (runt, oversize, src_mac, ip_spoof, mac_limit, storm, tx_error, ...).", append(slices.Clone(portLabels), lReason)...)
-	dPortMACs     = desc("port_macs", "MAC addresses the network has learned behind the port.", portLabels...)
-	dPortMACLimit = desc("port_mac_limit", "Most MAC addresses the network learns behind the port (--mac-limit).", portLabels...)
+	// Coalescing (issue #14): of the frames in port_tx_frames_total.
+	dPortTxCoalFrames = desc("port_tx_coalesced_frames_total", "Frames the switch wrote to the port inside a super-frame it made by coalescing a run of one flow (counted in port_tx_frames_total too).", portLabels...)
+	dPortTxCoalWrites = desc("port_tx_coalesced_writes_total", "Super-frames the switch made by coalescing and wrote to the port.", portLabels...)
+	dPortDropped      = desc("port_dropped_frames_total", "Frames from or to the port that the switch dropped, by reason (runt, oversize, src_mac, ip_spoof, mac_limit, storm, tx_error, ...).", append(slices.Clone(portLabels), lReason)...)
+	dPortMACs         = desc("port_macs", "MAC addresses the network has learned behind the port.", portLabels...)
+	dPortMACLimit     = desc("port_mac_limit", "Most MAC addresses the network learns behind the port (--mac-limit).", portLabels...)
 
 	dPubOpen     = desc("published_open_connections", "Open TCP connections, or live UDP flows, through the published port.", publishedLabels...)
 	dPubConns    = desc("published_connections_total", "TCP connections served, or UDP flows opened, through the published port.", publishedLabels...)
@@ -183,6 +186,7 @@ type collector Metrics
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		dPortRxFrames, dPortRxBytes, dPortTxFrames, dPortTxBytes, dPortDropped, dPortMACs, dPortMACLimit,
+		dPortTxCoalFrames, dPortTxCoalWrites,
 		dPubOpen, dPubConns, dPubFailed, dPubRefused, dPubIdle, dPubDropped, dPubBytes,
 		dFDBEntries, dFDBLimit, dFDBLearned, dFDBMoved, dFDBAged, dFDBLimDrops,
 		dDNSAnswers, dDNSForwarded, dDNSNotForwarded, dDNSRateLimited, dDNSRefused,
@@ -247,6 +251,8 @@ func collectPort(ch chan<- prometheus.Metric, p *Port) {
 	ch <- counter(dPortRxBytes, float64(p.Stats.RxBytes), l...)
 	ch <- counter(dPortTxFrames, float64(p.Stats.TxFrames), l...)
 	ch <- counter(dPortTxBytes, float64(p.Stats.TxBytes), l...)
+	ch <- counter(dPortTxCoalFrames, float64(p.Stats.TxCoalescedFrames), l...)
+	ch <- counter(dPortTxCoalWrites, float64(p.Stats.TxCoalescedWrites), l...)
 	byReason(ch, dPortDropped, dropReasons, p.Stats.Drops, l)
 	ch <- gauge(dPortMACs, float64(p.MACs), l...)
 	ch <- gauge(dPortMACLimit, float64(p.MACLimit), l...)

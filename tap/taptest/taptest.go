@@ -170,6 +170,8 @@ func (m *Maker) Open(cfg tap.Config) (tap.Device, error) {
 	case l.open != nil:
 		return nil, fmt.Errorf("%s: %w", cfg.Name, tap.ErrInUse)
 	}
+	// A real TAP's queues take their mode when they attach.
+	l.cfg.NAPI = cfg.NAPI
 	return m.openLocked(k, l, cfg.Queues), nil
 }
 
@@ -201,7 +203,8 @@ func (m *Maker) Exists(netns, name string) bool {
 }
 
 // Config returns the configuration the interface name in netns was
-// created with (its addresses, MTU, persistence), and whether it exists.
+// created with (its addresses, MTU, persistence), with the NAPI of the
+// last Open since, and whether it exists.
 func (m *Maker) Config(netns, name string) (tap.Config, bool) {
 	k, _ := keyOf(netns, name)
 	m.mu.Lock()
