@@ -46,12 +46,17 @@ func stream(tb testing.TB, sp frameSpec, sport uint16, sizes ...int) []built {
 }
 
 // fixIPv4 sets the IPv4 header checksum of b.
+// A header whose IHL was changed past the frame, or below 20, is left as
+// it is.
 func fixIPv4(b built) {
-	ip := b.frame[b.l3:b.l4]
-	if b.spec.v6 || len(ip) < ipv4MinLen || ip[0]>>4 != 4 {
+	if b.spec.v6 || len(b.frame) < b.l3+ipv4MinLen {
 		return
 	}
+	ip := b.frame[b.l3:]
 	ihl := int(ip[0]&0x0f) * 4
+	if ip[0]>>4 != 4 || ihl < ipv4MinLen || ihl > len(ip) {
+		return
+	}
 	ip[10], ip[11] = 0, 0
 	binary.BigEndian.PutUint16(ip[10:], ^refSum(ip[:ihl], 0))
 }

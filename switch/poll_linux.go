@@ -1,6 +1,7 @@
 package vswitch
 
 import (
+	"runtime"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -23,6 +24,13 @@ import (
 // sustained load the queues are never empty and the first poll finds
 // frames, so polling costs nothing there; for a one-way trickle polls
 // miss and stop.
+//
+// At most maxSpinners workers poll at once, half the CPUs (at least one):
+// the flows of a request and its reply share a worker, so one poller
+// serves a ping-pong, while a poller per busy queue would leave the
+// senders and receivers no CPU to run on.
+var maxSpinners = int32(max(1, runtime.NumCPU()/2))
+
 const (
 	maxSpin    = 100 * time.Microsecond
 	minSpin    = 10 * time.Microsecond
@@ -91,6 +99,11 @@ func (w *worker) spin(events []unix.EpollEvent) (int, error) {
 	if win <= 0 {
 		return 0, nil
 	}
+	if w.spinners.Add(1) > maxSpinners {
+		w.spinners.Add(-1)
+		return 0, nil
+	}
+	defer w.spinners.Add(-1)
 	start := time.Now()
 	for {
 		n, err := unix.EpollWait(w.epfd, events, 0)

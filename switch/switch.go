@@ -59,6 +59,8 @@ type Switch struct {
 
 	// workers[i] serves queue i of every pollable port; made on demand.
 	workers []*worker
+	// spinners counts the workers busy polling now (poll_linux.go).
+	spinners atomic.Int32
 
 	stopAger chan struct{}
 	agerDone chan struct{}
@@ -273,7 +275,7 @@ func (s *Switch) serveLocked(p *Port) error {
 
 func (s *Switch) addToWorkersLocked(p *Port, qs []device.PollQueue) error {
 	for len(s.workers) < len(qs) {
-		w, err := newWorker(len(s.workers), s.cfg.Dataplane)
+		w, err := newWorker(len(s.workers), s.cfg.Dataplane, &s.spinners)
 		if err != nil {
 			return err
 		}

@@ -55,8 +55,11 @@ type worker struct {
 	// goroutine.
 	dp   Dataplane
 	poll poller
-	epfd int
-	stop int // eventfd that ends the loop
+	// spinners counts the switch's workers polling now; a worker polls
+	// only while fewer than maxSpinners do.
+	spinners *atomic.Int32
+	epfd     int
+	stop     int // eventfd that ends the loop
 
 	// slots maps epoll data to queues; replaced whole under mu.
 	slots atomic.Pointer[[]*slot]
@@ -94,7 +97,7 @@ type parkedSlot struct {
 // stopData is the epoll data of the stop eventfd.
 const stopData = ^uint64(0)
 
-func newWorker(qi int, dp Dataplane) (*worker, error) {
+func newWorker(qi int, dp Dataplane, spinners *atomic.Int32) (*worker, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
@@ -111,7 +114,7 @@ func newWorker(qi int, dp Dataplane) (*worker, error) {
 		unix.Close(stop)
 		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
-	w := &worker{qi: qi, dp: dp, poll: newPoller(dp.BusyPoll), epfd: epfd, stop: stop, done: make(chan struct{})}
+	w := &worker{qi: qi, dp: dp, poll: newPoller(dp.BusyPoll), spinners: spinners, epfd: epfd, stop: stop, done: make(chan struct{})}
 	w.slots.Store(&[]*slot{})
 	go w.run()
 	return w, nil

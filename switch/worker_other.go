@@ -4,6 +4,7 @@ package vswitch
 
 import (
 	"errors"
+	"sync/atomic"
 
 	"github.com/tapswitch/tapswitch/device"
 )
@@ -12,7 +13,7 @@ type worker struct{}
 
 type slot struct{ w *worker }
 
-func newWorker(int, Dataplane) (*worker, error) {
+func newWorker(int, Dataplane, *atomic.Int32) (*worker, error) {
 	return nil, errors.New("vswitch: pollers need Linux")
 }
 
