@@ -119,6 +119,10 @@ func (l *lane) flush() {
 			}
 		}
 		l.grp = grp
+		if l.nsent < len(l.sent) {
+			l.sent[l.nsent] = p
+			l.nsent++
+		}
 		p.sendBatch(l, grp)
 	}
 	clear(l.pend)
@@ -213,4 +217,20 @@ func (p *Port) writeRun(l *lane, out [][]byte, segs []int, run [][]byte) {
 		p.c.txCoalFrames.Add(coalFrames)
 		p.c.txCoalWrites.Add(coalWrites)
 	}
+}
+
+// wroteTo reports whether the lane wrote to p since resetSent.
+func (l *lane) wroteTo(p *Port) bool {
+	for _, q := range l.sent[:l.nsent] {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+// resetSent forgets the ports written to.
+func (l *lane) resetSent() {
+	clear(l.sent[:l.nsent])
+	l.nsent = 0
 }

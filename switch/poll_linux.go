@@ -17,9 +17,10 @@ import (
 // probe: 50-100 µs of polling took the round trip from 2.3-2.5x the
 // bridge's to 1.3-1.6x; 20 µs was too short.
 //
-// Adaptive (the default): the window grows (up to maxSpin) while polls
-// find frames, twice the delay the last one found one after, and halves
-// on every miss, to none below minSpin; at none, one pass in probeEvery
+// Adaptive: the window grows (up to maxSpin) while polls find replies,
+// frames from a port the last pass wrote to, twice the delay the last one
+// came after, and halves on every poll that finds nothing or only more of
+// a one-way flow, to none below minSpin; at none, one pass in probeEvery
 // tries probeSpin to notice when replies start to follow again. Under
 // sustained load the queues are never empty and the first poll finds
 // frames, so polling costs nothing there; for a one-way trickle polls
@@ -91,10 +92,31 @@ func (p *poller) miss() {
 	}
 }
 
+// reply reports whether a poll's events include a queue of a port the
+// last pass wrote to: the other end answering, which a poll saves a
+// wake-up for. More frames from the port that sent the last ones are a
+// one-way flow, which batching serves as well from a wake-up, and a
+// poller that waited for them would only take the CPU from its sender
+// and receiver. A lane that does not keep the ports it wrote to (the
+// frame by frame path) counts every frame found.
+func (w *worker) reply(events []unix.EpollEvent, l *lane) bool {
+	if l.nsent == 0 {
+		return true
+	}
+	slots := *w.slots.Load()
+	for i := range events {
+		d := getData(&events[i])
+		if d < uint64(len(slots)) && slots[d] != nil && l.wroteTo(slots[d].port) {
+			return true
+		}
+	}
+	return false
+}
+
 // spin polls the worker's queues for up to the poller's window and
 // returns what epoll_wait found: 0 events when nothing came (the worker
 // then sleeps).
-func (w *worker) spin(events []unix.EpollEvent) (int, error) {
+func (w *worker) spin(events []unix.EpollEvent, l *lane) (int, error) {
 	win := w.poll.window()
 	if win <= 0 {
 		return 0, nil
@@ -108,7 +130,11 @@ func (w *worker) spin(events []unix.EpollEvent) (int, error) {
 	for {
 		n, err := unix.EpollWait(w.epfd, events, 0)
 		if n > 0 {
-			w.poll.hit(time.Since(start))
+			if w.reply(events[:n], l) {
+				w.poll.hit(time.Since(start))
+			} else {
+				w.poll.miss()
+			}
 			return n, nil
 		}
 		if err != nil && err != unix.EINTR {

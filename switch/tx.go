@@ -41,8 +41,13 @@ type lane struct {
 	rd     [1][]byte
 	pend   [][]byte
 	dst    []*Port
-	grp    [][]byte
-	coal   segment.Coalescer
+	// sent are the first ports the batched path wrote to since the
+	// worker's last pass began, for its poller to tell a reply from
+	// more of a one-way flow.
+	sent  [4]*Port
+	nsent int
+	grp   [][]byte
+	coal  segment.Coalescer
 }
 
 // scratchSize holds the segments of one write: a 64 KiB super-frame cut

@@ -204,8 +204,9 @@ func (w *worker) run() {
 		if forwarded {
 			// A frame often follows soon after one forwarded (a reply);
 			// waiting for it awake saves the wake-up (poll_linux.go).
-			n, err = w.spin(events)
+			n, err = w.spin(events, l)
 		}
+		l.resetSent()
 		if n == 0 && err == nil {
 			n, err = unix.EpollWait(w.epfd, events, w.timeout())
 		}
