@@ -7,15 +7,23 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Busy polling. A worker that forwarded a frame and goes to sleep in
-// epoll_wait is woken again for the reply, a thread wake-up per hop that
-// a kernel bridge never pays; where the bridge's round trip is 30 µs, it
-// doubled it (issue #14). So after a pass that forwarded something the
-// worker polls its queues (epoll_wait with no timeout) for a short window
-// first, yielding the CPU between polls so that a sender or receiver that
-// wants it on this CPU gets it. Measured on a 2-CPU VM by issue #14's
-// probe: 50-100 µs of polling took the round trip from 2.3-2.5x the
-// bridge's to 1.3-1.6x; 20 µs was too short.
+// Busy polling (Dataplane.BusyPoll, off by default). A worker that
+// forwarded a frame and goes to sleep in epoll_wait is woken again for
+// the reply, a thread wake-up per hop that a kernel bridge never pays;
+// where the bridge's round trip is 30 µs, it doubled it (issue #14). So a
+// worker may poll its queues (epoll_wait with no timeout) for a short
+// window after a pass that forwarded something, yielding the CPU between
+// polls so that a sender or receiver that wants it on this CPU gets it.
+//
+// It is off by default because it measured no better where it was meant
+// to help: in one run on a quiet 2-CPU VM (make bench-parts), with the
+// batches and coalescing both ways, adaptive polling took the round trip
+// from 0.72x the bridge's to 0.81x (p99 1.07x to 1.15x), under a 64 B
+// load from 1.17x to 1.74x, and 64 B UDP from 0.96x to 0.83x: the switch
+// took twice the CPU during a ping-pong (40% against 22% of one), which
+// the sender and receiver then lacked. Batching already serves a burst
+// from one wake-up, and on that machine the bridge's own round trip was
+// 57-60 µs, slower than the wake-up polling saves.
 //
 // Adaptive: the window grows (up to maxSpin) while polls find replies,
 // frames from a port the last pass wrote to, twice the delay the last one

@@ -314,3 +314,37 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(b)
 }
+
+// A poll that finds a frame from a port the last pass wrote to is a
+// reply; one that finds only more from elsewhere is not, unless the lane
+// keeps no ports (the frame by frame path).
+func TestPollReply(t *testing.T) {
+	from, to := &Port{}, &Port{}
+	w := &worker{}
+	w.slots.Store(&[]*slot{{port: from}, {port: to}, nil})
+	ev := func(idx ...uint64) []unix.EpollEvent {
+		evs := make([]unix.EpollEvent, len(idx))
+		for i, d := range idx {
+			setData(&evs[i], d)
+		}
+		return evs
+	}
+	l := &lane{}
+	if !w.reply(ev(0), l) {
+		t.Error("a lane that keeps no ports: a frame found is not counted as a reply")
+	}
+	l.sent[0], l.nsent = to, 1
+	if w.reply(ev(0), l) {
+		t.Error("more from the sending port counted as a reply")
+	}
+	if !w.reply(ev(0, 1), l) {
+		t.Error("a frame from the port written to not counted as a reply")
+	}
+	if w.reply(ev(2, 7), l) {
+		t.Error("an empty or unknown slot counted as a reply")
+	}
+	l.resetSent()
+	if l.nsent != 0 || l.sent[0] != nil {
+		t.Error("resetSent kept ports")
+	}
+}

@@ -22,6 +22,7 @@ func TestDataplaneModes(t *testing.T) {
 		{"frame by frame", []string{"--batch", "1", "--coalesce=false", "--busy-poll", "off"}},
 		{"defaults", nil},
 		{"batch 8, poll 50us", []string{"--batch", "8", "--busy-poll", "50us"}},
+		{"adaptive polling", []string{"--busy-poll", "adaptive"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnvArgs(t, tc.args, "iperf3", "nsenter")
