@@ -68,26 +68,8 @@ func checkNAPI(t *testing.T, step string, d Device, want bool) {
 // switch.
 func arpRoundTrip(t *testing.T, d Device, addr string) {
 	t.Helper()
-	frames := make(chan []byte, 64)
-	stop := make(chan struct{})
+	frames, stop := readFrames(d)
 	defer close(stop)
-	for _, q := range d.Queues() {
-		go func() {
-			for {
-				got, err := readBatch(q)
-				if err != nil {
-					return
-				}
-				for _, f := range got {
-					select {
-					case frames <- f:
-					case <-stop:
-						return
-					}
-				}
-			}
-		}()
-	}
 	tpa := netip.MustParseAddr(addr).As4()
 	spa := tpa
 	spa[3]++

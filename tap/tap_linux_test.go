@@ -150,13 +150,11 @@ func readBatch(q device.Queue) ([][]byte, error) {
 	return out, err
 }
 
-// readARP makes the namespace's kernel ask for dst on the TAP, by sending
-// it a datagram, and reads queues until the ARP request shows up.
-func readARP(t *testing.T, netns string, d Device, dst string) {
-	t.Helper()
-	frames := make(chan []byte, 64)
-	stop := make(chan struct{})
-	defer close(stop)
+// readFrames reads every queue of d, each from a goroutine of its own,
+// into frames (virtio header and frame) until stop is closed or a read
+// fails.
+func readFrames(d Device) (frames chan []byte, stop chan struct{}) {
+	frames, stop = make(chan []byte, 64), make(chan struct{})
 	for _, q := range d.Queues() {
 		go func() {
 			for {
@@ -174,6 +172,15 @@ func readARP(t *testing.T, netns string, d Device, dst string) {
 			}
 		}()
 	}
+	return frames, stop
+}
+
+// readARP makes the namespace's kernel ask for dst on the TAP, by sending
+// it a datagram, and reads queues until the ARP request shows up.
+func readARP(t *testing.T, netns string, d Device, dst string) {
+	t.Helper()
+	frames, stop := readFrames(d)
+	defer close(stop)
 	err := namespace.Do(netns, func() error {
 		c, err := net.Dial("udp4", net.JoinHostPort(dst, "9"))
 		if err != nil {
