@@ -86,14 +86,14 @@ bench-ab: $(if $(BASE),deps)
 # bench-parts runs the comparison with tapswitch in one variant per
 # part of the dataplane, passes mirrored between the bridge's two, and
 # holds each against the first: before (one frame at a time, no
-# coalescing, no polling), +batch, +coalesce (the defaults), +poll
-# (adaptive busy polling on top), and +napi (IFF_NAPI TAPs on top of the
+# coalescing, no polling), +batch, +coalesce, +poll (adaptive busy
+# polling on top: the defaults), and +napi (IFF_NAPI TAPs on top of the
 # defaults) when the daemon has --tap-napi. With ARGS="-profile -rows
 # udp64", the perf profile of 64 B UDP by kind of work, for every variant.
 PARTS := -variant 'before=--batch 1 --coalesce=false --busy-poll off' \
 	-variant '+batch=--coalesce=false --busy-poll off' \
-	-variant '+coalesce=' \
-	-variant '+poll=--busy-poll adaptive'
+	-variant '+coalesce=--busy-poll off' \
+	-variant '+poll='
 .PHONY: bench-parts
 bench-parts: TOOLS += $(if $(findstring -profile,$(ARGS)),perf:linux-perf)
 bench-parts: deps build

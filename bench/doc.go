@@ -83,8 +83,8 @@
 //
 // make bench-parts runs the dataplane's parts this way: before
 // (--batch 1 --coalesce=false --busy-poll off), +batch (--coalesce=false
-// --busy-poll off), +coalesce (the defaults), +poll (--busy-poll
-// adaptive), and +napi (--tap-napi) when the daemon has that flag.
+// --busy-poll off), +coalesce (--busy-poll off), +poll (the defaults:
+// adaptive polling), and +napi (--tap-napi) when the daemon has that flag.
 //
 // # A/B of two builds
 //

@@ -9,7 +9,7 @@ import (
 // Dataplane tunes how workers move frames: how many they read before
 // writing, whether they merge runs of one flow, and whether they keep
 // polling after forwarding. The zero value is the default: batches of
-// DefaultBatch, coalescing on, no polling (see poll_linux.go for why).
+// DefaultBatch, coalescing on, adaptive polling.
 type Dataplane struct {
 	// Batch is the most frames a worker reads from one queue before it
 	// writes them, grouped by destination port; 0 means DefaultBatch,
@@ -45,20 +45,21 @@ func (d Dataplane) batch() int {
 type BusyPoll time.Duration
 
 const (
-	// BusyPollOff sleeps in epoll_wait at once, the default.
-	BusyPollOff BusyPoll = 0
-	// BusyPollAdaptive polls after forwarding for as long as replies
-	// usually follow (up to maxSpin), and not at all while polls miss.
-	BusyPollAdaptive BusyPoll = -1
+	// BusyPollAdaptive, the default, polls after forwarding for as long
+	// as replies usually follow (up to maxSpin), and not at all while
+	// polls miss.
+	BusyPollAdaptive BusyPoll = 0
+	// BusyPollOff sleeps in epoll_wait at once.
+	BusyPollOff BusyPoll = -1
 )
 
 // ParseBusyPoll reads "adaptive", "off" (or "0") or a duration such as
 // "50us".
 func ParseBusyPoll(s string) (BusyPoll, error) {
 	switch strings.ToLower(s) {
-	case "adaptive":
+	case "adaptive", "":
 		return BusyPollAdaptive, nil
-	case "off", "0", "":
+	case "off", "0":
 		return BusyPollOff, nil
 	}
 	d, err := time.ParseDuration(s)
@@ -78,7 +79,7 @@ func (b BusyPoll) String() string {
 	switch {
 	case b == BusyPollAdaptive:
 		return "adaptive"
-	case b <= 0:
+	case b < 0:
 		return "off"
 	}
 	return time.Duration(b).String()

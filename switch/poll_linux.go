@@ -7,23 +7,25 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Busy polling (Dataplane.BusyPoll, off by default). A worker that
+// Busy polling (Dataplane.BusyPoll, adaptive by default). A worker that
 // forwarded a frame and goes to sleep in epoll_wait is woken again for
-// the reply, a thread wake-up per hop that a kernel bridge never pays;
+// the next one, a thread wake-up per hop that a kernel bridge never pays;
 // where the bridge's round trip is 30 µs, it doubled it (issue #14). So a
-// worker may poll its queues (epoll_wait with no timeout) for a short
-// window after a pass that forwarded something, yielding the CPU between
-// polls so that a sender or receiver that wants it on this CPU gets it.
+// worker polls its queues (epoll_wait with no timeout) for a short window
+// after a pass that forwarded something, yielding the CPU between polls
+// so that a sender or receiver that wants it on this CPU gets it.
 //
-// It is off by default because it measured no better where it was meant
-// to help: in one run on a quiet 2-CPU VM (make bench-parts), with the
-// batches and coalescing both ways, adaptive polling took the round trip
-// from 0.72x the bridge's to 0.81x (p99 1.07x to 1.15x), under a 64 B
-// load from 1.17x to 1.74x, and 64 B UDP from 0.96x to 0.83x: the switch
-// took twice the CPU during a ping-pong (40% against 22% of one), which
-// the sender and receiver then lacked. Batching already serves a burst
-// from one wake-up, and on that machine the bridge's own round trip was
-// 57-60 µs, slower than the wake-up polling saves.
+// What it measured on a quiet 2-CPU VM whose bridge round trip was 57-60
+// µs (three runs of make bench-parts or -variant, against --busy-poll
+// off): 64 B UDP from 8 flows 1.11x, 1.24x and 1.15x (beyond the drift
+// each time), which put that row ahead of Open vSwitch; the round trip
+// 1.13x, 1.04x and 1.11x longer, still 0.71-0.81x the bridge's; under a
+// 64 B load longer still (1.17-1.49x), yet ahead of Open vSwitch; the
+// switch's CPU in a ping-pong doubled (40% of one against 22%). On a
+// busy machine whose bridge round trip was 18-21 µs it took tapswitch's
+// from 1.78x the bridge's to 1.18x. It is on by default for the rows it
+// wins and the machines it helps most; --busy-poll off is for hosts that
+// want the CPU back and a round trip a little shorter where CPUs idle.
 //
 // Adaptive: the window grows (up to maxSpin) while polls find replies,
 // frames from a port the last pass wrote to, twice the delay the last one

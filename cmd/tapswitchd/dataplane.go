@@ -18,7 +18,7 @@ type dataplaneOptions struct {
 func addDataplaneFlags(f *pflag.FlagSet, o *dataplaneOptions) {
 	f.IntVar(&o.batch, "batch", vswitch.DefaultBatch, fmt.Sprintf("most frames a worker reads from one queue before it writes them, grouped by destination port (1 to %d; 1 forwards each frame as it is read)", vswitch.MaxBatch))
 	f.BoolVar(&o.coalesce, "coalesce", true, "merge runs of one flow into super-frames for ports whose device takes them (needs --batch above 1)")
-	f.StringVar(&o.busyPoll, "busy-poll", "off", "after forwarding, keep polling the worker's queues this long before sleeping: off (sleep at once), adaptive (as long as replies usually follow soon, up to 100us), or a `DURATION` such as 50us")
+	f.StringVar(&o.busyPoll, "busy-poll", "adaptive", "after forwarding, keep polling the worker's queues this long before sleeping: adaptive (as long as replies usually follow soon, up to 100us), off (sleep at once), or a `DURATION` such as 50us")
 }
 
 // config checks the options and returns them as the switch takes them.
