@@ -86,6 +86,10 @@ func (l *lane) readBatch(q device.PollQueue) ([][]byte, error) {
 func (n *Network) forwardBatch(in *Port, l *lane, frames [][]byte) {
 	for _, buf := range frames {
 		out, why := n.route(in, l.qi, buf)
+		// Observers see the frame before it goes out (as forward).
+		if obs := n.observers.Load(); obs != nil {
+			observe(*obs, in, out, why, buf)
+		}
 		switch {
 		case why != noDrop:
 			in.drop(why)
@@ -96,9 +100,6 @@ func (n *Network) forwardBatch(in *Port, l *lane, frames [][]byte) {
 			// A flooded frame goes out after what came before it.
 			l.flush()
 			n.flood(in, l, buf)
-		}
-		if obs := n.observers.Load(); obs != nil {
-			observe(*obs, in, out, why, buf)
 		}
 	}
 	l.flush()

@@ -11,9 +11,9 @@ package vswitch
 //	                        ├─ port security (in.guard, one atomic load)  ──▶ drop if spoofed
 //	                        ├─ fdb.Learn(src, in)           refresh is one atomic store, or none;
 //	                        │                               a new MAC over a limit ──▶ drop
+//	                        ├─ observers, if the network has any ──▶ a copy each, or a loss counted
 //	                        ├─ dst unicast and learned ──▶ out.send   (tx.go)
-//	                        ├─ broadcast, multicast, unknown ──▶ storm control (storm.go) ──▶ every other port's send
-//	                        └─ observers, if the network has any ──▶ a copy each, or a loss counted
+//	                        └─ broadcast, multicast, unknown ──▶ storm control (storm.go) ──▶ every other port's send
 //
 //	send: over the port's MTU ──▶ drop
 //	      the device takes the frame as it is (device.Caps) ──▶ Write, header and all, from the buffer
@@ -108,6 +108,11 @@ func (p *Port) rxLoop(qi int) {
 // frame is buf[headroom:], its virtio net header the HdrLen bytes before.
 func (n *Network) forward(in *Port, l *lane, buf []byte) {
 	out, why := n.route(in, l.qi, buf)
+	// Observers see the frame before it goes out, so that a capture
+	// never shows a frame after one its delivery caused (a reply).
+	if obs := n.observers.Load(); obs != nil {
+		observe(*obs, in, out, why, buf)
+	}
 	switch {
 	case why != noDrop:
 		in.drop(why)
@@ -115,9 +120,6 @@ func (n *Network) forward(in *Port, l *lane, buf []byte) {
 		out.send(l, buf)
 	default:
 		n.flood(in, l, buf)
-	}
-	if obs := n.observers.Load(); obs != nil {
-		observe(*obs, in, out, why, buf)
 	}
 }
 
