@@ -21,7 +21,6 @@ package vswitch
 import (
 	"errors"
 	"os"
-	"unsafe"
 
 	"github.com/tapswitch/tapswitch/device"
 )
@@ -37,9 +36,7 @@ const arenaSize = 8 * bufSize
 func newBatchLane(qi, batch int, coalesce bool) *lane {
 	l := newLane(qi, 1)
 	l.group(batch, coalesce)
-	b := make([]byte, arenaSize+64)
-	skip := (frameAlign - (int(uintptr(unsafe.Pointer(&b[0])))+headroom)%64 + 128) % 64
-	l.arena = b[skip : skip+arenaSize : skip+arenaSize]
+	l.arena = alignedBuffer(arenaSize)
 	return l
 }
 
@@ -136,14 +133,13 @@ func (l *lane) flush() {
 func (p *Port) sendBatch(l *lane, frames [][]byte) {
 	start := 0
 	for i, buf := range frames {
-		over := len(buf)-headroom > p.maxTx && p.tooBig(buf[headroom-HdrLen:])
-		flags, gso := buf[headroom-HdrLen], buf[headroom-HdrLen+1]
-		if !over && (flags == 0 && gso == 0 || p.caps.Takes(flags, gso)) {
+		how := p.howToSend(buf)
+		if how == sendAsIs {
 			continue
 		}
 		p.sendRun(l, frames[start:i])
 		start = i + 1
-		if over {
+		if how == sendOversize {
 			p.drop(DropOversize)
 		} else {
 			p.sendSegments(l, buf)

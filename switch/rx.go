@@ -65,10 +65,14 @@ const frameAlign = 62
 
 // newFrameBuffer returns a buffer of bufSize bytes whose frame, at
 // headroom, starts frameAlign bytes past a 64-byte boundary.
-func newFrameBuffer() []byte {
-	b := make([]byte, bufSize+64)
+func newFrameBuffer() []byte { return alignedBuffer(bufSize) }
+
+// alignedBuffer returns size bytes whose frame, at headroom, starts
+// frameAlign bytes past a 64-byte boundary.
+func alignedBuffer(size int) []byte {
+	b := make([]byte, size+64)
 	skip := (frameAlign - (int(uintptr(unsafe.Pointer(&b[0])))+headroom)%64 + 128) % 64
-	return b[skip : skip+bufSize : skip+bufSize]
+	return b[skip : skip+size : skip+size]
 }
 
 // rxLoop reads frames from queue qi of the port until its device is

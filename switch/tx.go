@@ -84,12 +84,11 @@ func (p *Port) queue(qi int) device.Queue {
 // port: from where it lies if the device takes it as it is, else cut into
 // segments, or with its checksum completed, in the lane's scratch.
 func (p *Port) send(l *lane, buf []byte) {
-	if len(buf)-headroom > p.maxTx && p.tooBig(buf[headroom-HdrLen:]) {
+	switch p.howToSend(buf) {
+	case sendOversize:
 		p.drop(DropOversize)
 		return
-	}
-	flags, gso := buf[headroom-HdrLen], buf[headroom-HdrLen+1]
-	if (flags != 0 || gso != 0) && !p.caps.Takes(flags, gso) {
+	case sendCut:
 		p.sendSegments(l, buf)
 		return
 	}
@@ -100,6 +99,26 @@ func (p *Port) send(l *lane, buf []byte) {
 	}
 	p.c.txFrames.Add(1)
 	p.c.txBytes.Add(uint64(len(buf) - headroom))
+}
+
+// How a frame goes out to a port (howToSend).
+const (
+	sendAsIs     = iota // written as it is, header and all
+	sendCut             // cut into segments, or its checksum filled in (sendSegments)
+	sendOversize        // over the port's MTU: dropped
+)
+
+// howToSend says how the frame in buf (buf[headroom:], its header before
+// it) goes out to the port: as it is if the device takes it so.
+func (p *Port) howToSend(buf []byte) int {
+	if len(buf)-headroom > p.maxTx && p.tooBig(buf[headroom-HdrLen:]) {
+		return sendOversize
+	}
+	flags, gso := buf[headroom-HdrLen], buf[headroom-HdrLen+1]
+	if (flags != 0 || gso != 0) && !p.caps.Takes(flags, gso) {
+		return sendCut
+	}
+	return sendAsIs
 }
 
 // sendSegments writes the frame in buf as frames the port takes: the
