@@ -42,9 +42,9 @@ type Endpoint struct {
 
 // counters are an Endpoint's Stats, kept atomically.
 type counters struct {
-	rxPackets, rxBytes, txPackets, txBytes            atomic.Uint64
-	dropNotMember, dropUnknownVNI, dropMalformed      atomic.Uint64
-	dropHostOnly, txErrors                            atomic.Uint64
+	rxPackets, rxBytes, txPackets, txBytes       atomic.Uint64
+	dropNotMember, dropUnknownVNI, dropMalformed atomic.Uint64
+	dropHostOnly, txErrors                       atomic.Uint64
 }
 
 // peer is one remote VTEP: its address, its socket address as the kernel

@@ -47,8 +47,8 @@ func tunnel(t testing.TB, e *Endpoint, vni uint32, mtu int, vteps ...netip.Addr)
 }
 
 var (
-	macA = net.HardwareAddr{0x02, 0, 0, 0, 0, 0x0a}
-	macB = net.HardwareAddr{0x02, 0, 0, 0, 0, 0x0b}
+	macA  = net.HardwareAddr{0x02, 0, 0, 0, 0, 0x0a}
+	macB  = net.HardwareAddr{0x02, 0, 0, 0, 0, 0x0b}
 	bcast = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 )
 

@@ -93,7 +93,6 @@ type reader struct {
 	readFn func(fd uintptr) bool
 }
 
-
 // pending is a batch being filled for one tunnel, and the last source MAC
 // learned into it, so that a run of one sender learns once.
 type pending struct {

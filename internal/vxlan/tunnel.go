@@ -333,7 +333,9 @@ func (t *Tunnel) String() string { return fmt.Sprintf("vxlan VNI %d", t.vni) }
 // queue is the tunnel's one device.Queue.
 type queue Tunnel
 
-func errClosed(t *Tunnel) error { return fmt.Errorf("vxlan: tunnel of VNI %d: %w", t.vni, os.ErrClosed) }
+func errClosed(t *Tunnel) error {
+	return fmt.Errorf("vxlan: tunnel of VNI %d: %w", t.vni, os.ErrClosed)
+}
 
 // BatchSize implements device.Queue.
 func (q *queue) BatchSize() int { return readBatch }
