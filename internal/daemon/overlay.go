@@ -129,8 +129,13 @@ func (d *Daemon) overlayMTU() int {
 	if d.ov.ep == nil {
 		return 0
 	}
-	return d.ov.underlayMTU - vxlan.Overhead
+	// An IP packet holds 65535 bytes at most, the VXLAN one too (a
+	// loopback underlay has a larger MTU).
+	return min(d.ov.underlayMTU, maxIPPacket) - vxlan.Overhead
 }
+
+// maxIPPacket is the largest IPv4 packet.
+const maxIPPacket = 65535
 
 // gatewayMAC is the anycast gateway MAC of the cluster network of VNI
 // vni, the same on every host: locally administered, unicast, 02:74:73
