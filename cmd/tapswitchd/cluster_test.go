@@ -39,7 +39,9 @@ func TestClusterOptions(t *testing.T) {
 		{name: "URL without port", set: func(o *clusterOptions) { o.advertise, o.cluster = "10.234.0.1", "etcd=http://10.0.0.1" }, errText: "http://HOST:PORT"},
 		{name: "URL of another scheme", set: func(o *clusterOptions) { o.advertise, o.cluster = "10.234.0.1", "etcd=unix:///run/etcd.sock" }, errText: "http://HOST:PORT"},
 		{name: "peer is self", set: func(o *clusterOptions) { o.advertise, o.vxlanPeers = "10.234.0.1", []string{"10.234.0.1"} }, errText: "this host's --advertise"},
-		{name: "peer twice", set: func(o *clusterOptions) { o.advertise, o.vxlanPeers = "10.234.0.1", []string{"10.234.0.2", "10.234.0.2"} }, errText: "given twice"},
+		{name: "peer twice", set: func(o *clusterOptions) {
+			o.advertise, o.vxlanPeers = "10.234.0.1", []string{"10.234.0.2", "10.234.0.2"}
+		}, errText: "given twice"},
 		{name: "peer a name", set: func(o *clusterOptions) { o.advertise, o.vxlanPeers = "10.234.0.1", []string{"host2"} }, errText: "--vxlan-peer"},
 		{name: "port 0", set: func(o *clusterOptions) { o.vxlanPort = 0 }, errText: "--vxlan-port 0"},
 		{name: "short TTL", set: func(o *clusterOptions) { o.clusterTTL = time.Millisecond }, errText: "--cluster-ttl"},
