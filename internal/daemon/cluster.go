@@ -456,8 +456,9 @@ type localNet struct {
 	scope string
 	vni   uint32
 	// seen: in a view of the store before, or restored from the state
-	// file; a network created here a moment ago may not be in the view
-	// yet, and is not removed for it.
+	// file as the store's; a network created here a moment ago may not
+	// be in the view yet, and is not removed for it, nor is one made
+	// with static peers only.
 	seen bool
 }
 
@@ -569,10 +570,14 @@ func (d *Daemon) applyViewLocked(v cluster.View) {
 			d.log.Error("cluster network not made here", "network", cn.Name, "vni", cn.VNI, "err", err)
 		}
 	}
+	save := false
 	for _, cn := range v.Networks {
-		if n, ok := d.nets[cn.Name]; ok && n.scope == api.ScopeCluster && n.vni == cn.VNI {
-			n.seen = true
+		if n, ok := d.nets[cn.Name]; ok && n.scope == api.ScopeCluster && n.vni == cn.VNI && !(n.seen && n.stored) {
+			n.seen, n.stored, save = true, true, true
 		}
+	}
+	if save {
+		d.saveLocked()
 	}
 	for _, n := range d.nets {
 		d.applyViewToNetworkLocked(n)
@@ -679,7 +684,7 @@ func (d *Daemon) adoptClusterNetworkLocked(cn cluster.Network) error {
 		subnets[0], subnets[1] = subnets[1], subnets[0]
 	}
 	n := d.newNetwork(cn.Name, cn.Internal, subnets)
-	n.scope, n.vni, n.seen = api.ScopeCluster, cn.VNI, true
+	n.scope, n.vni, n.stored, n.seen = api.ScopeCluster, cn.VNI, true, true
 	if err := d.startNetworkLocked(n, false); err != nil {
 		return startError(err)
 	}

@@ -43,9 +43,11 @@ type network struct {
 	// for a local network.
 	mtu   int
 	gwMAC net.HardwareAddr
-	// seen: a cluster network known to the store (see localNet); gone:
-	// removed from the store, with its addresses and endpoints.
-	seen, gone bool
+	// stored: a cluster network made in the cluster's store (or taken
+	// from there); seen: in a view of the store applied since (see
+	// localNet); gone: removed from the store, with its addresses and
+	// endpoints.
+	stored, seen, gone bool
 
 	// Set by startNetworkLocked.
 	vn      *vswitch.Network
@@ -109,6 +111,7 @@ func (d *Daemon) createNetworkLocked(req api.NetworkCreateRequest) (*network, er
 	}
 	n := d.newNetwork(req.Name, req.Internal, subnets)
 	n.scope, n.vni = scope, vni
+	n.stored = scope == api.ScopeCluster && d.ov.store != nil
 	if err := d.startNetworkLocked(n, false); err != nil {
 		if scope == api.ScopeCluster {
 			d.unmakeInStoreLocked(n.name)

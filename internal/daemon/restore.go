@@ -50,9 +50,9 @@ func (d *Daemon) restoreLocked(doc stateDoc) error {
 			if ns.VNI < 1 || ns.VNI > api.MaxVNI {
 				return fmt.Errorf("state file %s: network %q: VNI %d: want 1 to %d; correct or remove this network", d.state.path, ns.Name, ns.VNI, api.MaxVNI)
 			}
-			// It was in the store when this host last ran, or made here
-			// with static peers only.
-			n.scope, n.vni, n.seen = ns.Scope, ns.VNI, true
+			// The store's, when this host last ran, or made here with
+			// static peers only.
+			n.scope, n.vni, n.stored, n.seen = ns.Scope, ns.VNI, ns.Stored, ns.Stored
 		default:
 			return fmt.Errorf("state file %s: network %q: scope %q is not one this tapswitchd knows; correct or remove this network", d.state.path, ns.Name, ns.Scope)
 		}

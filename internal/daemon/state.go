@@ -69,6 +69,9 @@ type networkState struct {
 	// VNI; empty for a local one.
 	Scope string `json:"scope,omitempty"`
 	VNI   uint32 `json:"vni,omitempty"`
+	// Stored: the cluster network is the cluster store's; one made with
+	// static peers only is not, and a store never removes it.
+	Stored bool `json:"stored,omitempty"`
 }
 
 // stateFile is the daemon's record of its networks and ports, rewritten
@@ -156,7 +159,7 @@ func (d *Daemon) stateLocked() stateDoc {
 	for _, n := range d.nets {
 		ns := networkState{Name: n.name, Internal: n.internal, Subnet: n.subnet.State(), Bridge: d.bridgeToRecord(n)}
 		if n.scope == api.ScopeCluster {
-			ns.Scope, ns.VNI = n.scope, n.vni
+			ns.Scope, ns.VNI, ns.Stored = n.scope, n.vni, n.stored
 		}
 		if len(n.subnets) > 1 {
 			st := n.subnets[1].State()
