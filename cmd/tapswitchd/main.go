@@ -202,6 +202,9 @@ func run(o options) error {
 	if _, err := o.cluster.config(nil); err != nil {
 		return err
 	}
+	if o.upgrade && o.cluster.advertise != "" {
+		return errors.New("--upgrade does not hand over the VXLAN socket of --advertise yet: stop tapswitchd (SIGTERM) and start it again with the same flags; its TAPs and networks stay, and cluster networks' traffic resumes once it is back")
+	}
 	var metricsAddr netip.AddrPort
 	if o.metrics != "" {
 		if metricsAddr, err = metrics.ParseAddr(o.metrics); err != nil {
