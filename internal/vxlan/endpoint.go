@@ -45,6 +45,9 @@ type counters struct {
 	rxPackets, rxBytes, txPackets, txBytes       atomic.Uint64
 	dropNotMember, dropUnknownVNI, dropMalformed atomic.Uint64
 	dropHostOnly, txErrors                       atomic.Uint64
+	// txGSO counts sends of more than one datagram (UDP_SEGMENT), rxGRO
+	// reads of more than one (UDP_GRO): how much the offloads do.
+	txGSO, rxGRO atomic.Uint64
 }
 
 // peer is one remote VTEP: its address, its socket address as the kernel
