@@ -20,6 +20,9 @@ type Endpoint struct {
 	cfg      Config
 	log      *slog.Logger
 	overhead int // Overhead, or 70 over IPv6
+	// underMTU is the MTU of the link holding Local when Listen ran, 0
+	// if unknown.
+	underMTU int
 	sock     *sockets
 	// free holds the receive buffers no tunnel holds frames in.
 	free chan *rxBuf
@@ -45,6 +48,9 @@ type counters struct {
 	rxPackets, rxBytes, txPackets, txBytes       atomic.Uint64
 	dropNotMember, dropUnknownVNI, dropMalformed atomic.Uint64
 	dropHostOnly, txErrors                       atomic.Uint64
+	// txGSO counts sends of more than one datagram (UDP_SEGMENT), rxGRO
+	// reads of more than one (UDP_GRO): how much the offloads do.
+	txGSO, rxGRO atomic.Uint64
 }
 
 // peer is one remote VTEP: its address, its socket address as the kernel
@@ -91,6 +97,9 @@ func Listen(cfg Config) (*Endpoint, error) {
 	e.tunnels.Store(&tunnels)
 	members := map[netip.Addr]*peer{}
 	e.members.Store(&members)
+	// The link is looked up here, in the namespace the sockets are
+	// opened in, not in whichever namespace a later call runs in.
+	e.underMTU, _ = UnderlayMTU(cfg.Local)
 	s, err := openSockets(cfg.Local, cfg.Port)
 	if err != nil {
 		return nil, err
@@ -99,7 +108,7 @@ func Listen(cfg Config) (*Endpoint, error) {
 	e.free = newFreeList()
 	e.wg.Go(e.receive)
 	e.wg.Go(e.age)
-	log.Info("vxlan endpoint listening", "local", cfg.Local, "port", cfg.Port, "source_ports", s.sourcePorts())
+	log.Info("vxlan endpoint listening", "local", cfg.Local, "port", cfg.Port, "underlay_mtu", e.underMTU, "source_ports", s.sourcePorts())
 	return e, nil
 }
 
@@ -136,13 +145,14 @@ func (e *Endpoint) peerLocked(addr netip.Addr) *peer {
 
 // SetMembers sets who may send to the endpoint (cluster hosts and static
 // peers): packets from other addresses are dropped and counted
-// (DropNotMember).
+// (DropNotMember). The endpoint's own address may be in the list: it is
+// left out.
 func (e *Endpoint) SetMembers(vteps []netip.Addr) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	m := make(map[netip.Addr]*peer, len(vteps))
 	for _, a := range vteps {
-		if a.IsValid() {
+		if a.IsValid() && a.Unmap() != e.cfg.Local {
 			m[a.Unmap()] = e.peerLocked(a)
 		}
 	}
@@ -157,11 +167,10 @@ func (e *Endpoint) Tunnel(vni uint32, opt TunnelOptions) (*Tunnel, error) {
 	}
 	mtu := opt.MTU
 	if mtu == 0 {
-		u, err := UnderlayMTU(e.cfg.Local)
-		if err != nil {
-			return nil, fmt.Errorf("vxlan: VNI %d: %w; or give the tunnel's MTU", vni, err)
+		if e.underMTU == 0 {
+			return nil, fmt.Errorf("vxlan: VNI %d: the MTU of the link holding %v is unknown: give the tunnel's MTU", vni, e.cfg.Local)
 		}
-		mtu = u - e.overhead
+		mtu = e.OverlayMTU()
 	}
 	// One segment and its headers must fit in one UDP datagram.
 	if maxMTU := maxDatagram - HeaderLen - ethHdrLen; mtu < 68 || mtu > maxMTU {
@@ -190,6 +199,16 @@ func (e *Endpoint) Tunnel(vni uint32, opt TunnelOptions) (*Tunnel, error) {
 	next[vni] = t
 	e.tunnels.Store(&next)
 	return t, nil
+}
+
+// OverlayMTU returns the overlay MTU a tunnel opened without one gets:
+// the underlay MTU less Overhead (70 over IPv6); 0 if the underlay MTU is
+// unknown.
+func (e *Endpoint) OverlayMTU() int {
+	if e.underMTU == 0 {
+		return 0
+	}
+	return min(e.underMTU-e.overhead, maxDatagram-HeaderLen-ethHdrLen)
 }
 
 // removeTunnel takes t out of the endpoint's table, if it is there.
@@ -269,7 +288,8 @@ func (e *Endpoint) age() {
 	}
 }
 
-// UnderlayMTU returns the MTU of the link that holds local.
+// UnderlayMTU returns the MTU of the link that holds local, in the
+// caller's network namespace.
 func UnderlayMTU(local netip.Addr) (int, error) {
 	local = local.Unmap()
 	ifs, err := net.Interfaces()

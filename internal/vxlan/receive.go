@@ -186,6 +186,9 @@ func (r *reader) handle(i int, members map[netip.Addr]*peer, tunnels map[uint32]
 		seg = len(data)
 	}
 	count := uint64((len(data) + seg - 1) / seg)
+	if count > 1 {
+		e.c.rxGRO.Add(1)
+	}
 	p := members[r.names[i].addr()]
 	if p == nil {
 		e.c.dropNotMember.Add(count)

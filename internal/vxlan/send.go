@@ -49,7 +49,7 @@ type sender struct {
 
 	// The result of the Write: frames sent, their bytes, copies sent by
 	// replication, frames not sent.
-	txFrames, txBytes, floods, errs uint64
+	txFrames, txBytes, floods, errs, gso uint64
 
 	// cur is the messages the next sendmmsg sends; sent and errno its
 	// result. writeFn makes it.
@@ -155,6 +155,9 @@ func (q *queue) Write(bufs [][]byte, offset int) (int, error) {
 		e.c.txPackets.Add(n)
 		e.c.txBytes.Add(s.txBytes)
 	}
+	if s.gso != 0 {
+		e.c.txGSO.Add(s.gso)
+	}
 	if s.floods != 0 {
 		t.c.floods.Add(s.floods)
 	}
@@ -167,7 +170,7 @@ func (q *queue) Write(bufs [][]byte, offset int) (int, error) {
 	if s.errs != 0 {
 		e.c.txErrors.Add(s.errs)
 	}
-	s.txFrames, s.txBytes, s.floods, s.errs = 0, 0, 0, 0
+	s.txFrames, s.txBytes, s.floods, s.errs, s.gso = 0, 0, 0, 0, 0
 	s.one[0] = nil
 	s.e = nil
 	senders.Put(s)
@@ -334,6 +337,9 @@ func (s *sender) sendOn(i uint8, msgs []unix.Mmsghdr, meta []msgMeta) {
 		for _, m := range meta[off : off+s.sent] {
 			s.txFrames += uint64(m.frames)
 			s.txBytes += uint64(m.bytes)
+			if m.frames > 1 {
+				s.gso++
+			}
 			m.peer.tx.Add(uint64(m.frames))
 		}
 		off += s.sent

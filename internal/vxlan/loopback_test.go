@@ -22,3 +22,20 @@ func TestLoopbackFrames(t *testing.T) {
 	}
 	t.Log(ea.Stats(), eb.Stats(), eb.Peers(), tb.Remotes())
 }
+
+func TestLoopbackSuperFrame(t *testing.T) {
+	ea, eb := pair(t, "127.0.0.1", "127.0.0.2")
+	const mtu = 1450
+	ta := tunnel(t, ea, 42, mtu)
+	tb := tunnel(t, eb, 42, mtu)
+	ta.SetRemote(macB, netip.MustParseAddr("127.0.0.2"))
+	payload := payloadOf(maxTCPPayload)
+	f, h := tcpSuperFrame(payload, 1448)
+	if _, err := ta.Queues()[0].Write([][]byte{buffer(f, h)}, device.Headroom); err != nil {
+		t.Fatal(err)
+	}
+	mss := mtu - 52
+	got := readFrames(t, tb.Queues()[0], (len(payload)+mss-1)/mss)
+	checkSuperFrame(t, got, payload, mtu)
+	t.Log(ea.Stats(), eb.Stats(), ea.c.txGSO.Load(), eb.c.rxGRO.Load())
+}
