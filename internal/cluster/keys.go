@@ -115,6 +115,9 @@ func decodeHost(name string, v []byte) (Host, error) {
 	if err != nil || vtep.Zone() != "" {
 		return Host{}, fmt.Errorf("host %q: VTEP %q is not an IP address", name, r.VTEP)
 	}
+	if y := r.Since.UTC().Year(); y < 1 || y > 9999 {
+		return Host{}, fmt.Errorf("host %q: registered in year %d", name, y)
+	}
 	return Host{Name: name, VTEP: vtep, Since: r.Since}, nil
 }
 
