@@ -56,6 +56,9 @@ func BenchmarkWrite(b *testing.B) {
 // TestWriteAllocs: Write allocates nothing, for a super-frame or for
 // small frames.
 func TestWriteAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocations are not counted under the race detector")
+	}
 	ta := sendBench(t)
 	q := ta.Queues()[0]
 	for name, bufs := range writeLoads() {
@@ -73,6 +76,9 @@ func TestWriteAllocs(t *testing.T) {
 // receiving goroutine of the other and Read there, allocates nothing
 // (AllocsPerRun counts every goroutine's allocations).
 func TestRoundTripAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocations are not counted under the race detector")
+	}
 	ea, eb := pair(t, "127.0.0.1", "127.0.0.2")
 	ta := tunnel(t, ea, 5, 1450, netip.MustParseAddr("127.0.0.2"))
 	tb := tunnel(t, eb, 5, 1450)
