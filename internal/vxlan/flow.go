@@ -23,7 +23,7 @@ func flowHash(f []byte) uint32 {
 		l3 += 4
 	}
 	macs := func() uint32 {
-		return mix(binary.BigEndian.Uint64(f[0:8]) ^ uint64(binary.BigEndian.Uint32(f[8:12]))<<16 ^ uint64(et))
+		return mix(binary.BigEndian.Uint64(f[0:8])*0x9e3779b97f4a7c15 ^ uint64(binary.BigEndian.Uint32(f[8:12]))<<16 ^ uint64(et))
 	}
 	var h uint64
 	var proto uint8

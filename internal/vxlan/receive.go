@@ -21,14 +21,14 @@ const (
 	rxBufSize = 65536
 	// rxBufs is how many receive buffers an endpoint has: rxMsgs posted
 	// to the socket, the rest in tunnels' queues waiting to be read.
-	rxBufs = 4 * rxMsgs
+	rxBufs = 6 * rxMsgs
 	// maxBatchFrames is the most frames one batch handed to a tunnel
 	// holds.
 	maxBatchFrames = 256
 	// tunnelQueue is how many batches wait for a tunnel's reader before
 	// more are dropped: a network that does not keep up must not hold
 	// every buffer of the endpoint.
-	tunnelQueue = 8
+	tunnelQueue = 32
 )
 
 // newFreeList makes an endpoint's receive buffers.
