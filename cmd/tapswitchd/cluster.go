@@ -93,8 +93,8 @@ func (o clusterOptions) config(local []netip.Addr) (daemon.OverlayConfig, error)
 		}
 		c.Cluster = urls
 	}
-	if o.clusterTTL < time.Second {
-		return c, fmt.Errorf("--cluster-ttl %s: want at least 1s", o.clusterTTL)
+	if o.clusterTTL < 2*time.Second || o.clusterTTL%time.Second != 0 {
+		return c, fmt.Errorf("--cluster-ttl %s: want whole seconds, at least 2s (etcd's leases are in seconds)", o.clusterTTL)
 	}
 	c.Host, c.TTL = o.clusterHost, o.clusterTTL
 	if c.Host != "" && (strings.ContainsAny(c.Host, "/ \t\n") || len(c.Host) > 253) {

@@ -44,7 +44,8 @@ func TestClusterOptions(t *testing.T) {
 		}, errText: "given twice"},
 		{name: "peer a name", set: func(o *clusterOptions) { o.advertise, o.vxlanPeers = "10.234.0.1", []string{"host2"} }, errText: "--vxlan-peer"},
 		{name: "port 0", set: func(o *clusterOptions) { o.vxlanPort = 0 }, errText: "--vxlan-port 0"},
-		{name: "short TTL", set: func(o *clusterOptions) { o.clusterTTL = time.Millisecond }, errText: "--cluster-ttl"},
+		{name: "short TTL", set: func(o *clusterOptions) { o.clusterTTL = time.Second }, errText: "--cluster-ttl"},
+		{name: "TTL not in seconds", set: func(o *clusterOptions) { o.clusterTTL = 2500 * time.Millisecond }, errText: "whole seconds"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

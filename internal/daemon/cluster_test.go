@@ -281,7 +281,7 @@ func TestApplyView(t *testing.T) {
 	h := newFakeHost()
 	// A store whose etcd is not there: it never connects, so the view
 	// can come from the test alone, and nothing is ever removed for it.
-	ov := OverlayConfig{Host: "h1", Cluster: []string{"http://127.0.0.1:9"}, TTL: time.Second}
+	ov := OverlayConfig{Host: "h1", Cluster: []string{"http://127.0.0.1:9"}, TTL: 2 * time.Second}
 	d := startOverlayDaemon(t, t.TempDir(), h, ov)
 	defer d.CloseAndRemove()
 	d.stopStoreWatch()
