@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"cmp"
+
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/internal/cluster"
 	"github.com/tapswitch/tapswitch/internal/ipam"
@@ -522,7 +524,19 @@ func (d *Daemon) applyViewLocked(v cluster.View) {
 	if s == nil {
 		return
 	}
+	d.applyViewAsLocked(v, s.Status(), time.Now())
+}
+
+// applyViewAsLocked is applyViewLocked with the store in state st at
+// now.
+func (d *Daemon) applyViewAsLocked(v cluster.View, st cluster.Status, now time.Time) {
+	ov := &d.ov
 	ov.view = v
+	// Right after the store (re)connects, hosts that lost their leases
+	// while etcd was away register again one by one, and put their
+	// endpoints again: what is missing from the view then is kept a
+	// while, so that traffic between them goes on.
+	settled := viewSettled(st, cmp.Or(ov.cfg.TTL, cluster.DefaultTTL), now)
 	// Who may send to us, and where flooding goes.
 	others := make(map[netip.Addr]bool)
 	for _, h := range v.Hosts {
@@ -532,7 +546,11 @@ func (d *Daemon) applyViewLocked(v cluster.View) {
 	}
 	gone := make([]netip.Addr, 0)
 	for vt := range ov.others {
-		if !others[vt] && !slices.Contains(ov.cfg.Peers, vt) {
+		switch {
+		case others[vt]:
+		case !settled:
+			others[vt] = true
+		case !slices.Contains(ov.cfg.Peers, vt):
 			gone = append(gone, vt)
 		}
 	}
@@ -556,7 +574,7 @@ func (d *Daemon) applyViewLocked(v cluster.View) {
 	for _, n := range d.nets {
 		local[n.name] = localNet{scope: n.scope, vni: n.vni, seen: n.seen}
 	}
-	plan := planNetworks(local, v, viewFresh(s.Status().Connected, v, ov.host))
+	plan := planNetworks(local, v, settled && viewFresh(st.Connected, v, ov.host))
 	for name, why := range plan.clash {
 		d.log.Error("cluster network not made here: a network of this host has its name; remove one of them", "network", name, "why", why)
 	}
@@ -580,13 +598,22 @@ func (d *Daemon) applyViewLocked(v cluster.View) {
 		d.saveLocked()
 	}
 	for _, n := range d.nets {
-		d.applyViewToNetworkLocked(n)
+		d.applyViewToNetworkLocked(n, settled)
 	}
 }
 
+// viewSettled reports whether views of a store in state st may remove
+// what they lack: it has been connected for longer than a host's lease,
+// so that every live host has registered again and put its endpoints
+// again since it connected.
+func viewSettled(st cluster.Status, ttl time.Duration, now time.Time) bool {
+	return st.Connected && now.Sub(st.Since) > ttl
+}
+
 // applyViewToNetworkLocked gives a cluster network's tunnel the MACs of
-// the other hosts' ports on it, and its DNS their names.
-func (d *Daemon) applyViewToNetworkLocked(n *network) {
+// the other hosts' ports on it, and its DNS their names; what the view
+// lacks goes only once settled (see viewSettled).
+func (d *Daemon) applyViewToNetworkLocked(n *network, settled bool) {
 	if n.tunnel == nil || d.ov.store == nil {
 		return
 	}
@@ -604,7 +631,9 @@ func (d *Daemon) applyViewToNetworkLocked(n *network) {
 		}
 	}
 	for mac, vt := range n.remotes {
-		if want, ok := wantMAC[mac]; !ok || want != vt {
+		if want, ok := wantMAC[mac]; !ok && !settled {
+			continue
+		} else if !ok || want != vt {
 			if hw, err := net.ParseMAC(mac); err == nil {
 				n.tunnel.ForgetRemote(hw)
 			}
@@ -622,7 +651,7 @@ func (d *Daemon) applyViewToNetworkLocked(n *network) {
 	}
 	// Names: a port of this host keeps its name.
 	for name := range n.remoteNames {
-		if _, ok := wantName[name]; !ok {
+		if _, ok := wantName[name]; !ok && settled {
 			if p, local := d.ports[name]; !local || p.net != n {
 				n.records.Remove(name)
 			}

@@ -210,7 +210,7 @@ func (d *Daemon) startTunnelLocked(n *network) error {
 	n.remotes = make(map[string]netip.Addr)
 	n.remoteNames = make(map[string]string)
 	t.SetVTEPs(d.vtepsLocked())
-	d.applyViewToNetworkLocked(n)
+	d.applyViewToNetworkLocked(n, true)
 	return nil
 }
 
