@@ -444,7 +444,13 @@ func (d *Daemon) republishLocked() {
 		owned := slices.Clone(p.owned)
 		d.queueStoreLocked("publish endpoint "+network+"/"+e.Name, func(ctx context.Context, s *cluster.Store) error {
 			for _, a := range owned {
-				if err := s.ReserveAddr(ctx, network, a, owner); err != nil && !errors.Is(err, cluster.ErrInUse) {
+				err := s.ReserveAddr(ctx, network, a, owner)
+				if errors.Is(err, cluster.ErrInUse) {
+					// Taken while this host was away.
+					d.log.Error("a restored port's address is another port's in the cluster now: two ports share it; detach the port and attach it again", "network", network, "port", e.Name, "addr", a, "err", err)
+					continue
+				}
+				if err != nil {
 					return err
 				}
 			}
