@@ -25,9 +25,8 @@ const (
 	// maxBatchFrames is the most frames one batch handed to a tunnel
 	// holds.
 	maxBatchFrames = 256
-	// tunnelQueue is how many batches wait for a tunnel's reader before
-	// more are dropped: a network that does not keep up must not hold
-	// every buffer of the endpoint.
+	// tunnelQueue is how many batches wait for a tunnel's reader (see
+	// push for what happens when they are all taken).
 	tunnelQueue = 32
 )
 
