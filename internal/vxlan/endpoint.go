@@ -176,7 +176,8 @@ func (e *Endpoint) Tunnel(vni uint32, opt TunnelOptions) (*Tunnel, error) {
 	if maxMTU := maxDatagram - HeaderLen - ethHdrLen; mtu < 68 || mtu > maxMTU {
 		return nil, fmt.Errorf("vxlan: VNI %d: overlay MTU %d out of range 68-%d", vni, mtu, maxMTU)
 	}
-	t := &Tunnel{ep: e, vni: vni, mtu: mtu, rxch: make(chan *rxBatch, tunnelQueue), done: make(chan struct{})}
+	t := &Tunnel{ep: e, vni: vni, mtu: mtu, rxch: make(chan *rxBatch, tunnelQueue), done: make(chan struct{}),
+		space: make(chan struct{}, 1)}
 	for _, m := range opt.HostOnly {
 		if len(m) == 6 {
 			t.hostOnly = append(t.hostOnly, macKey(m))

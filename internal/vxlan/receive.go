@@ -25,9 +25,8 @@ const (
 	// maxBatchFrames is the most frames one batch handed to a tunnel
 	// holds.
 	maxBatchFrames = 256
-	// tunnelQueue is how many batches wait for a tunnel's reader before
-	// more are dropped: a network that does not keep up must not hold
-	// every buffer of the endpoint.
+	// tunnelQueue is how many batches wait for a tunnel's reader (see
+	// push for what happens when they are all taken).
 	tunnelQueue = 32
 )
 
@@ -91,6 +90,8 @@ type reader struct {
 	n      int
 	errno  unix.Errno
 	readFn func(fd uintptr) bool
+	// wait times the waits for room in a tunnel's queue (push).
+	wait *time.Timer
 }
 
 // pending is a batch being filled for one tunnel, and the last source MAC
@@ -108,6 +109,8 @@ func newReader(e *Endpoint, free chan *rxBuf) *reader {
 		r.bufs[i] = <-free
 	}
 	r.readFn = r.read
+	r.wait = time.NewTimer(time.Hour)
+	r.wait.Stop()
 	return r
 }
 
@@ -234,7 +237,7 @@ func (r *reader) handle(i int, members map[netip.Addr]*peer, tunnels map[uint32]
 		b.frames = append(b.frames, frameRef{buf: buf, off: int32(off + HeaderLen), n: int32(len(frame))})
 		b.bytes += len(frame)
 		if len(b.frames) == cap(b.frames) || len(b.bufs) == cap(b.bufs) {
-			t.push(b)
+			t.push(b, r.wait)
 			pe.b = batchPool.Get().(*rxBatch)
 		}
 	}
@@ -275,7 +278,7 @@ func (r *reader) deliver() {
 	for i := range r.pend {
 		pe := &r.pend[i]
 		if len(pe.b.frames) > 0 {
-			pe.t.push(pe.b)
+			pe.t.push(pe.b, r.wait)
 		} else {
 			pe.b.release(r.free)
 		}
