@@ -399,6 +399,10 @@ func (d *Daemon) publishEndpointLocked(e cluster.Endpoint) error {
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
 	if err := d.ov.store.PutEndpoint(ctx, e); err != nil {
+		if errors.Is(err, cluster.ErrExists) {
+			// Another host's port of that name, put meanwhile.
+			return api.Errorf(api.ErrConflict, api.ReasonPortNameInUse, "port name %q: %w", e.Name, err)
+		}
 		return fmt.Errorf("publish the port in the cluster store: %w", clusterError(err))
 	}
 	return nil

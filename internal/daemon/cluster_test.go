@@ -13,7 +13,6 @@ import (
 
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/internal/cluster"
-	"github.com/tapswitch/tapswitch/internal/vxlan"
 )
 
 func TestGatewayMAC(t *testing.T) {
@@ -208,7 +207,7 @@ func TestClusterNetworkStatic(t *testing.T) {
 	if err != nil {
 		t.Fatalf("CreateNetwork(front, cluster) = %v", err)
 	}
-	mtu := min(d.ov.underlayMTU, 65535) - vxlan.Overhead
+	mtu := d.ov.ep.OverlayMTU()
 	if n.Scope != api.ScopeCluster || n.VNI != 1 || n.MTU != mtu {
 		t.Fatalf("front = scope %q VNI %d MTU %d; want cluster, the lowest free VNI 1, MTU %d", n.Scope, n.VNI, n.MTU, mtu)
 	}

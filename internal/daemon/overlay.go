@@ -88,15 +88,17 @@ func (d *Daemon) openOverlayLocked() error {
 	if err != nil {
 		return fmt.Errorf("--advertise %s: %w", c.Advertise, err)
 	}
-	if mtu-vxlan.Overhead < 576 {
-		return fmt.Errorf("--advertise %s: its link's MTU %d leaves %d for the overlay, less than 576; raise the underlay's MTU", c.Advertise, mtu, mtu-vxlan.Overhead)
-	}
 	ov.underlayMTU = mtu
 	ep, err := vxlan.Listen(vxlan.Config{Local: c.Advertise, Port: c.Port, Logger: d.log.With("part", "vxlan")})
 	if err != nil {
 		return fmt.Errorf("VXLAN socket on %s: %w", netip.AddrPortFrom(c.Advertise, uint16(cmp.Or(c.Port, vxlan.DefaultPort))), err)
 	}
 	ov.ep = ep
+	if m := d.overlayMTU(); m < 576 {
+		ep.Close()
+		ov.ep = nil
+		return fmt.Errorf("--advertise %s: its link's MTU %d leaves %d for the overlay, less than 576; raise the underlay's MTU", c.Advertise, mtu, m)
+	}
 	ep.SetMembers(c.Peers)
 	d.log.Info("VXLAN endpoint up", "advertise", c.Advertise, "port", cmp.Or(c.Port, vxlan.DefaultPort), "underlay_mtu", mtu, "static_peers", c.Peers, "host", ov.host)
 	if len(c.Cluster) > 0 {
@@ -129,8 +131,11 @@ func (d *Daemon) overlayMTU() int {
 	if d.ov.ep == nil {
 		return 0
 	}
-	// An IP packet holds 65535 bytes at most, the VXLAN one too (a
-	// loopback underlay has a larger MTU).
+	// The endpoint's: the underlay's less 50, or 70 over IPv6, and what
+	// fits in one datagram (a loopback underlay has a larger MTU).
+	if m := d.ov.ep.OverlayMTU(); m > 0 {
+		return m
+	}
 	return min(d.ov.underlayMTU, maxIPPacket) - vxlan.Overhead
 }
 
