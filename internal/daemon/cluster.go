@@ -585,8 +585,17 @@ func (d *Daemon) applyViewAsLocked(v cluster.View, st cluster.Status, now time.T
 		local[n.name] = localNet{scope: n.scope, vni: n.vni, seen: n.seen}
 	}
 	plan := planNetworks(local, v, settled && viewFresh(st.Connected, v, ov.host))
+	// Each view is applied again every storeRetry: what cannot be done
+	// is told once, until it changes.
+	told := make(map[string]string)
+	tell := func(name, why string, args ...any) {
+		told[name] = why
+		if ov.told[name] != why {
+			d.log.Error("cluster network not made here", append([]any{"network", name, "why", why}, args...)...)
+		}
+	}
 	for name, why := range plan.clash {
-		d.log.Error("cluster network not made here: a network of this host has its name; remove one of them", "network", name, "why", why)
+		tell(name, why+"; remove one of them")
 	}
 	for _, name := range plan.remove {
 		if n, ok := d.nets[name]; ok {
@@ -595,9 +604,10 @@ func (d *Daemon) applyViewAsLocked(v cluster.View, st cluster.Status, now time.T
 	}
 	for _, cn := range plan.create {
 		if err := d.adoptClusterNetworkLocked(cn); err != nil {
-			d.log.Error("cluster network not made here", "network", cn.Name, "vni", cn.VNI, "err", err)
+			tell(cn.Name, err.Error(), "vni", cn.VNI)
 		}
 	}
+	ov.told = told
 	save := false
 	for _, cn := range v.Networks {
 		if n, ok := d.nets[cn.Name]; ok && n.scope == api.ScopeCluster && n.vni == cn.VNI && !(n.seen && n.stored) {

@@ -59,8 +59,10 @@ type overlay struct {
 	others map[netip.Addr]bool
 	// pending are changes to the store not yet made (cluster.go).
 	pending []storeOp
-	// view is the store's view last applied.
+	// view is the store's view last applied; told are the networks of
+	// it that could not be made here, with why, as last logged.
 	view cluster.View
+	told map[string]string
 }
 
 // openOverlayLocked opens the VXLAN endpoint and the store, before the
