@@ -210,9 +210,13 @@ func (s *Store) close() error {
 	return err
 }
 
-// abandon stops the store as if its process died: no revoke, so its
-// records stay until the lease expires.
-func (s *Store) abandon() {
+// Detach stops following etcd like Close but keeps the host lease: the
+// host, its endpoints and its addresses stay in the cluster until the
+// lease expires, TTL later. A daemon that stops to start again detaches,
+// so that the other hosts keep sending to its ports, which stay, and the
+// next start takes its records back under a lease of its own. It is
+// also how the store stops when its process dies.
+func (s *Store) Detach() {
 	s.closeOnce.Do(func() {
 		s.stop()
 		_ = s.cli.Close()

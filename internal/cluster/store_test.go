@@ -468,7 +468,7 @@ func TestDeadHostExpires(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitView(t, b, "b sees a", func(v View) bool { return hasHost(v, "tsc-a") && hasEndpoint(v, "front", "web") })
-	a.abandon()
+	a.Detach()
 	took := waitFor(t, "dead host gone from b's view", func() bool {
 		v := b.View()
 		return !hasHost(v, "tsc-a") && !hasEndpoint(v, "front", "web")

@@ -325,8 +325,9 @@ func (d *Daemon) shutdown(remove bool) {
 	default:
 		d.sw.Release()
 	}
-	// The tunnels are closed with their ports.
-	d.closeOverlay()
+	// The tunnels are closed with their ports. A daemon that keeps its
+	// ports for the next start keeps its place in the cluster too.
+	d.closeOverlay(remove)
 	if !remove {
 		// The state file already says what the next start resumes.
 		return

@@ -113,12 +113,18 @@ func (d *Daemon) openOverlayLocked() error {
 	return nil
 }
 
-// closeOverlay closes the store (the host leaves the cluster) and the
-// endpoint, once the switch has let go of the tunnels.
-func (d *Daemon) closeOverlay() {
+// closeOverlay lets go of the store and closes the endpoint, once the
+// switch has let go of the tunnels. With leave, the host leaves the
+// cluster at once (its lease revoked); else its records stay for the
+// lease's TTL, as its ports do for the next start.
+func (d *Daemon) closeOverlay(leave bool) {
 	d.stopStoreWatch()
 	if d.ov.store != nil {
-		d.ov.store.Close()
+		if leave {
+			d.ov.store.Close()
+		} else {
+			d.ov.store.Detach()
+		}
 		d.ov.store = nil
 	}
 	if d.ov.ep != nil {
