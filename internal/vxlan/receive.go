@@ -50,6 +50,9 @@ type rxBuf struct {
 type frameRef struct {
 	buf    *rxBuf
 	off, n int32
+	// valid: its sender is checksummed (Endpoint.SetChecksummed), so
+	// its data is covered by the outer UDP checksum.
+	valid bool
 }
 
 // rxBatch is what the receiving goroutine hands a tunnel: its inner
@@ -201,6 +204,7 @@ func (r *reader) handle(i int, members map[netip.Addr]*peer, tunnels map[uint32]
 		p.heard.Store(now)
 	}
 	p.rx.Add(count)
+	valid := p.sums.Load()
 	given := false
 	var bad, unknown, hostOnly uint64
 	for off := 0; off < len(data); off += seg {
@@ -234,7 +238,7 @@ func (r *reader) handle(i int, members map[netip.Addr]*peer, tunnels map[uint32]
 			buf.refs.Add(1)
 			given = true
 		}
-		b.frames = append(b.frames, frameRef{buf: buf, off: int32(off + HeaderLen), n: int32(len(frame))})
+		b.frames = append(b.frames, frameRef{buf: buf, off: int32(off + HeaderLen), n: int32(len(frame)), valid: valid})
 		b.bytes += len(frame)
 		if len(b.frames) == cap(b.frames) || len(b.bufs) == cap(b.bufs) {
 			t.push(b, r.wait)

@@ -402,7 +402,9 @@ const readBatch = 64
 
 // Read implements device.Queue: it waits for the receiving goroutine to
 // hand the tunnel frames, then copies up to len(bufs) of them out, each
-// with a zero virtio net header (its checksums are in it, as sent).
+// with a virtio net header of no GSO: VnetFlagDataValid if its sender is
+// checksummed (Endpoint.SetChecksummed), else no flag (its checksums are
+// in it, as sent, to be checked).
 func (q *queue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	t := (*Tunnel)(q)
 	t.rmu.Lock()
@@ -439,6 +441,9 @@ func (q *queue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 			f := b.frames[t.pos]
 			dst := bufs[n]
 			clear(dst[offset-device.VnetHdrLen : offset])
+			if f.valid {
+				dst[offset-device.VnetHdrLen] = device.VnetFlagDataValid
+			}
 			sizes[n] = copy(dst[offset:], f.buf.b[f.off:f.off+f.n])
 			n++
 			t.pos++
