@@ -50,9 +50,9 @@ type sender struct {
 	// are taken.
 	giov []unix.Iovec
 	ng   int
-	out   []unix.Mmsghdr
-	omet  []msgMeta
-	one   [1]*peer
+	out  []unix.Mmsghdr
+	omet []msgMeta
+	one  [1]*peer
 
 	// The result of the Write: frames sent, their bytes, copies sent by
 	// replication, frames not sent.
