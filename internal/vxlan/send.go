@@ -22,9 +22,6 @@ const (
 	maxGSOSegs = 64
 	// cmsgSpace is the room for one UDP_SEGMENT control message.
 	cmsgSpace = 24
-	// gatherIovs is how many pieces the segments of one sendmmsg may be
-	// gathered from: two a segment (its headers, its payload).
-	gatherIovs = 4096
 )
 
 // msgMeta is what a message carries, for the counters.
@@ -46,13 +43,9 @@ type sender struct {
 	meta  []msgMeta
 	iovs  [maxMsgs][2]unix.Iovec
 	ctrl  [maxMsgs][cmsgSpace / 8]uint64
-	// giov are the pieces of gathered segments (addGather), ng how many
-	// are taken.
-	giov []unix.Iovec
-	ng   int
-	out  []unix.Mmsghdr
-	omet []msgMeta
-	one  [1]*peer
+	out   []unix.Mmsghdr
+	omet  []msgMeta
+	one   [1]*peer
 
 	// The result of the Write: frames sent, their bytes, copies sent by
 	// replication, frames not sent.
@@ -68,10 +61,9 @@ type sender struct {
 	// The GSO run being packed: runStart and runLen are its bytes in
 	// buf, runSeg the size of its segments (but the last), runSegs how
 	// many, runInner their inner frames' bytes, runDone that a shorter
-	// last segment ended it. A gathered run (runGather) is runNiov
-	// pieces from giov[runStart] instead, runLen bytes in all.
-	runStart, runLen, runSeg, runSegs, runInner, runNiov int
-	runDone, runGather                                   bool
+	// last segment ended it.
+	runStart, runLen, runSeg, runSegs, runInner int
+	runDone                                     bool
 }
 
 var senders = sync.Pool{New: func() any {
@@ -81,7 +73,6 @@ var senders = sync.Pool{New: func() any {
 		meta: make([]msgMeta, 0, maxMsgs),
 		out:  make([]unix.Mmsghdr, maxMsgs),
 		omet: make([]msgMeta, maxMsgs),
-		giov: make([]unix.Iovec, gatherIovs),
 	}
 	s.writeFn = s.write
 	return s
@@ -211,15 +202,10 @@ func (s *sender) addPlain(sock uint8, dests []*peer, vx, frame []byte) {
 }
 
 // addSplit cuts the frame the splitter holds into segments, each behind
-// a VXLAN header, and queues them as GSO sends to every one of dests:
-// runs of segments of one size (the last may be shorter). A super-frame's
-// segments are gathered (addGather); a frame without GSO whose checksum
-// is left to fill is copied, completed, into buf. It reports false if
-// the frame could not be cut.
+// a VXLAN header, packed back to back in buf, and queues them as GSO
+// sends to every one of dests: runs of segments of one size (the last
+// may be shorter). It reports false if the frame could not be cut.
 func (s *sender) addSplit(vni uint32, sock uint8, dests []*peer) bool {
-	if s.split.HeaderLen() > 0 {
-		return s.addGather(vni, sock, dests)
-	}
 	s.runLen = 0
 	for {
 		need := HeaderLen + s.split.MaxSegment()
@@ -246,58 +232,8 @@ func (s *sender) addSplit(vni uint32, sock uint8, dests []*peer) bool {
 		} else {
 			s.endRun(sock, dests)
 			s.runStart, s.runLen, s.runSeg, s.runSegs, s.runInner, s.runDone = s.pos, l, l, 1, n, false
-			s.runGather = false
 		}
 		s.pos += l
-	}
-	s.endRun(sock, dests)
-	return true
-}
-
-// addGather is addSplit for a super-frame, without copying its payload:
-// each segment's VXLAN and inner headers are written in buf, and the
-// segment is sent from two pieces, those headers and its payload where
-// it lies in the frame (the kernel joins the pieces of a message and
-// cuts it every segment size, as it does one piece).
-func (s *sender) addGather(vni uint32, sock uint8, dests []*peer) bool {
-	s.runLen = 0
-	need := HeaderLen + s.split.HeaderLen()
-	for {
-		if s.pos+need > len(s.buf) || s.ng+2 > len(s.giov) || len(s.msgs)+len(dests) > maxMsgs {
-			s.endRun(sock, dests)
-			s.flush()
-		}
-		b := s.buf[s.pos:]
-		n, payload, err := s.split.NextHeaders(b[HeaderLen:])
-		if err != nil {
-			s.endRun(sock, dests)
-			return false
-		}
-		if n == 0 {
-			break
-		}
-		putHeader(b, vni)
-		hl := HeaderLen + n
-		l := hl + len(payload)
-		if s.runLen == 0 || s.runDone || l > s.runSeg || s.runSegs == maxGSOSegs || s.runLen+l > maxDatagram {
-			s.endRun(sock, dests)
-			s.runStart, s.runLen, s.runSeg, s.runSegs, s.runInner, s.runNiov = s.ng, 0, l, 0, 0, 0
-			s.runGather = true
-		}
-		s.giov[s.ng] = unix.Iovec{Base: &b[0]}
-		s.giov[s.ng].SetLen(hl)
-		s.ng++
-		if len(payload) > 0 {
-			s.giov[s.ng] = unix.Iovec{Base: &payload[0]}
-			s.giov[s.ng].SetLen(len(payload))
-			s.ng++
-		}
-		s.runNiov = s.ng - s.runStart
-		s.runLen += l
-		s.runSegs++
-		s.runInner += n + len(payload)
-		s.runDone = l < s.runSeg
-		s.pos += hl
 	}
 	s.endRun(sock, dests)
 	return true
@@ -314,21 +250,16 @@ func (s *sender) endRun(sock uint8, dests []*peer) {
 			s.send()
 		}
 		k := len(s.msgs)
+		iov := &s.iovs[k][0]
+		*iov = unix.Iovec{Base: &s.buf[s.runStart]}
+		iov.SetLen(s.runLen)
 		s.msgs = s.msgs[:k+1]
 		m := &s.msgs[k]
 		*m = unix.Mmsghdr{}
 		m.Hdr.Name = &p.sa.raw[0]
 		m.Hdr.Namelen = p.sa.len
-		if s.runGather {
-			m.Hdr.Iov = &s.giov[s.runStart]
-			m.Hdr.SetIovlen(s.runNiov)
-		} else {
-			iov := &s.iovs[k][0]
-			*iov = unix.Iovec{Base: &s.buf[s.runStart]}
-			iov.SetLen(s.runLen)
-			m.Hdr.Iov = iov
-			m.Hdr.SetIovlen(1)
-		}
+		m.Hdr.Iov = iov
+		m.Hdr.SetIovlen(1)
 		if s.runSegs > 1 {
 			c := unsafe.Slice((*byte)(unsafe.Pointer(&s.ctrl[k][0])), cmsgSpace)
 			m.Hdr.Control = &c[0]
@@ -339,13 +270,10 @@ func (s *sender) endRun(sock uint8, dests []*peer) {
 	s.runLen = 0
 }
 
-// flush sends every queued message and frees buf and giov.
+// flush sends every queued message and frees buf.
 func (s *sender) flush() {
 	s.send()
 	s.pos = 0
-	// The pieces point into the frames of this Write: they are not kept.
-	clear(s.giov[:s.ng])
-	s.ng = 0
 }
 
 // send sends every queued message, one sendmmsg per socket.
