@@ -50,6 +50,9 @@ type rxBuf struct {
 type frameRef struct {
 	buf    *rxBuf
 	off, n int32
+	// valid: its sender is checksummed (Endpoint.SetChecksummed), so
+	// its data is covered by the outer UDP checksum.
+	valid bool
 }
 
 // rxBatch is what the receiving goroutine hands a tunnel: its inner
@@ -58,6 +61,8 @@ type rxBatch struct {
 	frames []frameRef
 	bufs   []*rxBuf
 	bytes  int
+	// mixed: its frames are not all valid or all not (frameRef.valid).
+	mixed bool
 }
 
 var batchPool = sync.Pool{New: func() any {
@@ -72,7 +77,7 @@ func (b *rxBatch) release(free chan *rxBuf) {
 		}
 	}
 	clear(b.bufs)
-	b.frames, b.bufs, b.bytes = b.frames[:0], b.bufs[:0], 0
+	b.frames, b.bufs, b.bytes, b.mixed = b.frames[:0], b.bufs[:0], 0, false
 	batchPool.Put(b)
 }
 
@@ -201,6 +206,7 @@ func (r *reader) handle(i int, members map[netip.Addr]*peer, tunnels map[uint32]
 		p.heard.Store(now)
 	}
 	p.rx.Add(count)
+	valid := p.sums.Load()
 	given := false
 	var bad, unknown, hostOnly uint64
 	for off := 0; off < len(data); off += seg {
@@ -234,7 +240,10 @@ func (r *reader) handle(i int, members map[netip.Addr]*peer, tunnels map[uint32]
 			buf.refs.Add(1)
 			given = true
 		}
-		b.frames = append(b.frames, frameRef{buf: buf, off: int32(off + HeaderLen), n: int32(len(frame))})
+		if len(b.frames) > 0 && b.frames[0].valid != valid {
+			b.mixed = true
+		}
+		b.frames = append(b.frames, frameRef{buf: buf, off: int32(off + HeaderLen), n: int32(len(frame)), valid: valid})
 		b.bytes += len(frame)
 		if len(b.frames) == cap(b.frames) || len(b.bufs) == cap(b.bufs) {
 			t.push(b, r.wait)
