@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -569,6 +570,10 @@ func (d *Daemon) applyViewAsLocked(v cluster.View, st cluster.Status, now time.T
 	if changed {
 		members := d.vtepsLocked()
 		ov.ep.SetMembers(members)
+		// Cluster hosts are tapswitch daemons, which put a UDP checksum
+		// on every datagram: their frames need no second check. Static
+		// peers may be Linux vxlan devices, which send none.
+		ov.ep.SetChecksummed(slices.Collect(maps.Keys(others)))
 		for _, n := range d.nets {
 			if n.tunnel != nil {
 				n.tunnel.SetVTEPs(members)

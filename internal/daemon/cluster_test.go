@@ -256,6 +256,11 @@ func TestClusterNetworkStatic(t *testing.T) {
 	if len(peers) != 2 || !peers[0].Self || peers[0].Name != "h1" || peers[0].VTEP != "127.0.0.1" || !peers[1].Static || peers[1].VTEP != peer.String() {
 		t.Fatalf("Peers() = %+v, want self h1 127.0.0.1, then static %s", peers, peer)
 	}
+	// A static peer may be a Linux vxlan device, which sends no UDP
+	// checksum: its frames are checked.
+	if ps := d.ov.ep.Peers(); len(ps) != 1 || ps[0].Checksummed {
+		t.Fatalf("endpoint's peers = %+v, want the static peer, not checksummed", ps)
+	}
 	if s := d.Status(); s.Tunnel == nil || s.Tunnel.Advertise != "127.0.0.1" || s.Tunnel.Port != ov.Port || s.Cluster != nil {
 		t.Fatalf("Status() tunnel %+v cluster %+v, want the tunnel on 127.0.0.1:%d and no cluster", s.Tunnel, s.Cluster, ov.Port)
 	}
@@ -335,6 +340,11 @@ func TestApplyView(t *testing.T) {
 	peers := d.Peers()
 	if len(peers) != 2 || peers[1].Name != "h2" || peers[1].VTEP != h2.String() {
 		t.Fatalf("Peers() = %+v, want self, then h2", peers)
+	}
+	// A cluster host is a tapswitch daemon: its frames are taken as
+	// checksummed.
+	if ps := d.ov.ep.Peers(); len(ps) != 1 || ps[0].VTEP != h2 || !ps[0].Checksummed {
+		t.Fatalf("endpoint's peers = %+v, want h2 checksummed", ps)
 	}
 	// A port here may not take db's name on front.
 	if _, err := d.Attach(context.Background(), api.AttachRequest{Netns: self, Network: "front", Name: "db", Ifname: "t1"}); !errors.Is(err, api.ErrConflict) {

@@ -54,6 +54,8 @@ type Peer struct {
 	LastHeard time.Time // zero if never heard
 	RxPackets uint64
 	TxPackets uint64
+	// Checksummed: its frames are taken as known good (SetChecksummed).
+	Checksummed bool
 }
 
 // Remote is one MAC behind a VTEP in a tunnel's table.

@@ -301,7 +301,7 @@ func (e *Endpoint) Peers() []Peer {
 		if ns := p.heard.Load(); ns != 0 {
 			heard = time.Unix(0, ns)
 		}
-		out = append(out, Peer{VTEP: p.addr, LastHeard: heard, RxPackets: p.rx.Load(), TxPackets: p.tx.Load()})
+		out = append(out, Peer{VTEP: p.addr, LastHeard: heard, RxPackets: p.rx.Load(), TxPackets: p.tx.Load(), Checksummed: p.sums.Load()})
 	}
 	slices.SortFunc(out, func(a, b Peer) int { return a.VTEP.Compare(b.VTEP) })
 	return out
