@@ -413,6 +413,16 @@ func (h *clusterHost) status(t *testing.T) api.Status {
 	return s
 }
 
+// tunnelDrops is h's tunnel's dropped packets by reason, from status.
+func (h *clusterHost) tunnelDrops(t *testing.T) map[string]uint64 {
+	t.Helper()
+	s := h.status(t)
+	if s.Tunnel == nil {
+		t.Fatalf("%s: tapswitch status shows no tunnel", h.name)
+	}
+	return s.Tunnel.Dropped
+}
+
 // peers is h's tapswitch peers -o json.
 func (h *clusterHost) peers(t *testing.T) []api.Peer {
 	t.Helper()

@@ -5,11 +5,12 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tapswitch/tapswitch/api"
 )
 
 // The front network of TestCluster: every host has it, a container on
@@ -194,22 +195,22 @@ func TestCluster(t *testing.T) {
 		forged := net.HardwareAddr{0x02, 0x54, 0x53, 0x45, 0x00, 0x01}
 		frontIP := net.ParseIP("10.241.1.200")
 
-		before := h1.status(t).Tunnel
+		before := h1.tunnelDrops(t)
 		sendUDP(t, "tse-x", h1.vtep, 4789, vxlanPacket(frontVNI, forged, frontIP, frontIP))
 		poll(t, "h1 counts a packet from a non-member", func() string {
-			if got := h1.status(t).Tunnel; got.DropNotMember <= before.DropNotMember {
-				return fmt.Sprintf("drop_not_member %d, was %d", got.DropNotMember, before.DropNotMember)
+			if got := h1.tunnelDrops(t); got["not_member"] <= before["not_member"] {
+				return fmt.Sprintf("dropped %v, was %v", got, before)
 			}
 			return ""
 		})
 
 		const unknownVNI = 0xabcdef
-		before = h1.status(t).Tunnel
+		before = h1.tunnelDrops(t)
 		forged2 := net.HardwareAddr{0x02, 0x54, 0x53, 0x45, 0x00, 0x02}
 		sendUDP(t, h2.ns, h1.vtep, 4789, vxlanPacket(unknownVNI, forged2, frontIP, frontIP))
 		poll(t, "h1 counts a packet of an unknown VNI from a member", func() string {
-			if got := h1.status(t).Tunnel; got.DropUnknownVNI <= before.DropUnknownVNI {
-				return fmt.Sprintf("drop_unknown_vni %d, was %d", got.DropUnknownVNI, before.DropUnknownVNI)
+			if got := h1.tunnelDrops(t); got["unknown_vni"] <= before["unknown_vni"] {
+				return fmt.Sprintf("dropped %v, was %v", got, before)
 			}
 			return ""
 		})
@@ -229,8 +230,7 @@ func TestCluster(t *testing.T) {
 				}
 			}
 		}
-		s := h1.status(t).Tunnel
-		t.Logf("h1 tunnel counters: not member %d, unknown VNI %d, malformed %d", s.DropNotMember, s.DropUnknownVNI, s.DropMalformed)
+		t.Logf("h1 tunnel drops: %v", h1.tunnelDrops(t))
 	})
 
 	t.Run("a host's daemon killed: the others' traffic goes on, it rejoins", func(t *testing.T) {
@@ -261,7 +261,7 @@ func TestCluster(t *testing.T) {
 		if err := pingProc.wait(time.Minute); err != nil {
 			t.Errorf("ping -c %d -i 0.05 web -> cache while h2 died: %v\n%s", count, err, pingOut.String())
 		}
-		if sent, got := pingCounts(t, pingOut.String()); sent != count || got != count {
+		if sent, got := pingCounts(pingOut.String()); sent != count || got != count {
 			t.Errorf("ping web -> cache while h2 died: %d sent, %d received, want %d and %d\n%s", sent, got, count, count, pingOut.String())
 		}
 		r := stream.result(t, time.Minute)
@@ -355,18 +355,4 @@ func peerHasMAC(p api.Peer, mac net.HardwareAddr, network string) bool {
 		}
 	}
 	return false
-}
-
-var pingSummary = regexp.MustCompile(`(\d+) packets transmitted, (\d+) received`)
-
-// pingCounts reads ping's summary: packets sent and received.
-func pingCounts(t *testing.T, out string) (sent, got int) {
-	t.Helper()
-	m := pingSummary.FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("no summary in ping's output:\n%s", out)
-	}
-	sent, _ = strconv.Atoi(m[1])
-	got, _ = strconv.Atoi(m[2])
-	return sent, got
 }
