@@ -58,12 +58,13 @@ test:
 	$(GO) test -race -count=1 -timeout 30m $(TESTFLAGS) ./...
 
 # etcd builds the etcd server the cluster tests run into GOBIN (or
-# GOPATH/bin) unless it is there. The server's module cannot be built
+# GOPATH/bin) unless that release is there or on PATH. The server's module cannot be built
 # with go install (its go.mod has replace directives), so it is built
 # from a throwaway module that requires it.
 etcd:
 	@bin="$$($(GO) env GOBIN)"; bin="$${bin:-$$($(GO) env GOPATH | cut -d: -f1)/bin}"; \
-	if [ -x "$$bin/etcd" ] && "$$bin/etcd" --version 2>/dev/null | grep -q "^etcd Version: $(ETCD_VERSION:v%=%)$$"; then exit 0; fi; \
+	for e in "$$bin/etcd" "$$(command -v etcd)"; do \
+		[ -x "$$e" ] && "$$e" --version 2>/dev/null | grep -q "^etcd Version: $(ETCD_VERSION:v%=%)$$" && exit 0; done; \
 	echo "building etcd $(ETCD_VERSION) into $$bin"; \
 	tmp=$$(mktemp -d) || exit 1; trap 'rm -rf $$tmp' EXIT; \
 	(cd $$tmp && $(GO) mod init tapswitch-etcd >/dev/null 2>&1 && \
