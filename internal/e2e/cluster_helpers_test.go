@@ -327,7 +327,9 @@ func (c *clusterEnv) cleanup() {
 	c.stopDaemons()
 	if c.t.Failed() {
 		for _, h := range c.hosts {
-			c.t.Log(h.log())
+			if _, err := os.Stat(h.logPath); err == nil {
+				c.t.Log(h.log())
+			}
 		}
 	}
 	for i := len(c.procs) - 1; i >= 0; i-- {
@@ -538,7 +540,7 @@ type clusterIperf struct {
 // args; name resolves through the container's resolver.
 func (c *clusterEnv) startIperf(t *testing.T, ns, name string, port int, args ...string) *clusterIperf {
 	t.Helper()
-	args = append([]string{"netns", "exec", ns, "iperf3", "-c", name, "-p", fmt.Sprint(port), "-J"}, args...)
+	args = append([]string{"netns", "exec", ns, "iperf3", "-c", name, "-p", fmt.Sprint(port), "-J", "--connect-timeout", "5000"}, args...)
 	r := &clusterIperf{desc: "ip " + strings.Join(args, " ")}
 	cmd := exec.Command("ip", args...)
 	cmd.Stdout, cmd.Stderr = &r.stdout, &r.stderr
@@ -556,6 +558,11 @@ func (c *clusterEnv) startIperf(t *testing.T, ns, name string, port int, args ..
 func (r *clusterIperf) result(t *testing.T, timeout time.Duration) *iperfRun {
 	t.Helper()
 	err := r.p.wait(timeout)
+	if err != nil {
+		// Stuck (a stream that stopped moving): end it to read what it
+		// has to say.
+		r.p.kill()
+	}
 	var res iperfRun
 	if jerr := json.Unmarshal(r.stdout.Bytes(), &res); jerr != nil {
 		t.Fatalf("%s: %v (exit: %v)\n%s%s", r.desc, jerr, err, r.stdout.String(), r.stderr.String())
@@ -572,7 +579,7 @@ func (r *clusterIperf) result(t *testing.T, timeout time.Duration) *iperfRun {
 // iperf runs an iperf3 client to completion: see result.
 func (c *clusterEnv) iperf(t *testing.T, ns, name string, port int, args ...string) *iperfRun {
 	t.Helper()
-	return c.startIperf(t, ns, name, port, args...).result(t, 2*time.Minute)
+	return c.startIperf(t, ns, name, port, args...).result(t, time.Minute)
 }
 
 // sendUDP sends payload from inside namespace ns (from an ephemeral
