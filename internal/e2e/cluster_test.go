@@ -159,6 +159,15 @@ func TestCluster(t *testing.T) {
 			})
 		}
 		tmp := c.container(t, h3, "tmp", name)
+		// h2 decides from what its watch has seen: wait until it knows
+		// tmp is behind h3.
+		macTmp := linkMAC(t, tmp, "eth0")
+		poll(t, "h2 sees tmp behind h3", func() string {
+			if p := findPeer(h2.peers(t), h3.vtep); p == nil || !peerHasMAC(*p, macTmp, name) {
+				return fmt.Sprintf("h3 in h2's peers: %+v", p)
+			}
+			return ""
+		})
 		// A port remains on h3: rm without --force is refused.
 		if r := h2.cli(t, "network", "rm", name); r.code == 0 {
 			t.Errorf("h2: tapswitch network rm %s with a port on h3: exit 0, want a refusal", name)
