@@ -244,7 +244,10 @@ func TestCluster(t *testing.T) {
 
 	t.Run("a host's daemon killed: the others' traffic goes on, it rejoins", func(t *testing.T) {
 		const count = 200
-		pingCmd := exec.Command("ip", "netns", "exec", web, "ping", "-n", "-c", strconv.Itoa(count), "-i", "0.05", "-W", "2", "cache")
+		// -D -O: a timestamp on every line and a line for every request
+		// not answered in time, to tell a loss from h2's death from one
+		// of the queue's.
+		pingCmd := exec.Command("ip", "netns", "exec", web, "ping", "-n", "-D", "-O", "-c", strconv.Itoa(count), "-i", "0.05", "-W", "2", "cache")
 		var pingOut syncBuffer
 		pingCmd.Stdout, pingCmd.Stderr = &pingOut, &pingOut
 		pingProc, err := startProc(pingCmd)
@@ -252,11 +255,14 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.procs = append(c.procs, pingProc)
-		stream := c.startIperf(t, cache, "web", 5201, "-t", "8")
+		// A stream at a rate the machine keeps up with: a queue that
+		// overflows under a saturating one would drop pings of its own.
+		stream := c.startIperf(t, cache, "web", 5201, "-t", "8", "-b", "1G")
 
 		time.Sleep(time.Second)
 		killed := time.Now()
 		h2.kill9(t)
+		t.Logf("h2's tapswitchd killed at %.6f", float64(killed.UnixMicro())/1e6)
 		for _, h := range []*clusterHost{h1, h3} {
 			poll(t, fmt.Sprintf("h2 gone from %s's peers", h.name), func() string {
 				if p := findPeer(h.peers(t), h2.vtep); p != nil {
@@ -294,7 +300,7 @@ func TestCluster(t *testing.T) {
 
 	t.Run("etcd down for 20s: a TCP stream across hosts goes on", func(t *testing.T) {
 		const outage = 20 * time.Second
-		stream := c.startIperf(t, web, "cache", 5201, "-t", "30")
+		stream := c.startIperf(t, web, "cache", 5201, "-t", "30", "--get-server-output")
 		time.Sleep(3 * time.Second)
 		stopped := time.Now()
 		c.etcd.Stop()
@@ -306,6 +312,9 @@ func TestCluster(t *testing.T) {
 			return ""
 		})
 		out := h1.mustCLI(t, "status")
+		if !strings.Contains(out, "not connected") {
+			t.Errorf("tapswitch status on h1 with etcd down does not say \"not connected\":\n%s", out)
+		}
 		t.Logf("tapswitch status on h1 with etcd down:\n%s", out)
 
 		late := c.newContainerNetns(t, "late")
@@ -336,8 +345,9 @@ func TestCluster(t *testing.T) {
 		t.Logf("every store connected %v after etcd's restart", time.Since(back).Round(time.Millisecond))
 
 		res := stream.result(t, time.Minute)
-		t.Logf("iperf3 -t 30 web -> cache across a %v etcd outage: %d bytes in %.1fs at %.2f Gbit/s, %d retransmits",
-			outage, res.End.SumReceived.Bytes, res.End.SumReceived.Seconds, res.gbps(), res.End.SumSent.Retransmits)
+		gap, _ := res.gap()
+		t.Logf("iperf3 -t 30 web -> cache across a %v etcd outage: %d bytes in %.1fs at %.2f Gbit/s, %d retransmits, longest second without bytes: %v",
+			outage, res.End.SumReceived.Bytes, res.End.SumReceived.Seconds, res.gbps(), res.End.SumSent.Retransmits, gap)
 
 		// Changes resume: an attach succeeds and its name resolves on
 		// another host.
