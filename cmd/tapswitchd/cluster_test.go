@@ -32,7 +32,8 @@ func TestClusterOptions(t *testing.T) {
 		{name: "peer without advertise", set: func(o *clusterOptions) { o.vxlanPeers = []string{"10.234.0.2"} }, errText: "--vxlan-peer needs --advertise"},
 		{name: "advertise not here", set: func(o *clusterOptions) { o.advertise = "10.234.0.9" }, errText: "not an address of this host"},
 		{name: "advertise not an address", set: func(o *clusterOptions) { o.advertise = "eth0" }, errText: "want an IP address"},
-		{name: "advertise IPv6", set: func(o *clusterOptions) { o.advertise = "fd00::1" }, errText: "IPv4"},
+		{name: "advertise IPv6", set: func(o *clusterOptions) { o.advertise = "fd00::1" }, errText: "not an address of this host"},
+		{name: "peer of the other family", set: func(o *clusterOptions) { o.advertise, o.vxlanPeers = "10.234.0.1", []string{"fd00::2"} }, errText: "family"},
 		{name: "advertise loopback", set: func(o *clusterOptions) { o.advertise = "127.0.0.1" }, errText: "other hosts reach"},
 		{name: "other store", set: func(o *clusterOptions) { o.advertise, o.cluster = "10.234.0.1", "consul=http://10.0.0.1:8500" }, errText: `store "consul" is not supported`},
 		{name: "no store kind", set: func(o *clusterOptions) { o.advertise, o.cluster = "10.234.0.1", "http://10.0.0.1:2379" }, errText: "want etcd=URL"},
@@ -44,7 +45,8 @@ func TestClusterOptions(t *testing.T) {
 		}, errText: "given twice"},
 		{name: "peer a name", set: func(o *clusterOptions) { o.advertise, o.vxlanPeers = "10.234.0.1", []string{"host2"} }, errText: "--vxlan-peer"},
 		{name: "port 0", set: func(o *clusterOptions) { o.vxlanPort = 0 }, errText: "--vxlan-port 0"},
-		{name: "short TTL", set: func(o *clusterOptions) { o.clusterTTL = time.Millisecond }, errText: "--cluster-ttl"},
+		{name: "short TTL", set: func(o *clusterOptions) { o.clusterTTL = time.Second }, errText: "--cluster-ttl"},
+		{name: "TTL not in seconds", set: func(o *clusterOptions) { o.clusterTTL = 2500 * time.Millisecond }, errText: "whole seconds"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -77,6 +77,9 @@ type Store struct {
 	leaseLost chan clientv3.LeaseID
 	// watchers counts the goroutines calling Watch functions.
 	watchers sync.WaitGroup
+	// closeOnce makes Close idempotent; closeErr is its result.
+	closeOnce sync.Once
+	closeErr  error
 
 	// opMu serialises changes to this host's own records with their
 	// re-publication under a new lease, so that neither undoes the other.
@@ -187,6 +190,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 // endpoints and its addresses leave the cluster at once. With etcd
 // unreachable they leave when the lease expires.
 func (s *Store) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.close() })
+	return s.closeErr
+}
+
+func (s *Store) close() error {
 	lease := s.stop()
 	var err error
 	if lease != 0 {
@@ -205,8 +213,10 @@ func (s *Store) Close() error {
 // abandon stops the store as if its process died: no revoke, so its
 // records stay until the lease expires.
 func (s *Store) abandon() {
-	s.stop()
-	_ = s.cli.Close()
+	s.closeOnce.Do(func() {
+		s.stop()
+		_ = s.cli.Close()
+	})
 }
 
 // stop ends the background work and the watchers, and returns the lease.
@@ -529,8 +539,13 @@ func (s *Store) leaseFor(ctx context.Context) (clientv3.LeaseID, error) {
 var errClosed = fmt.Errorf("%w: the cluster store is closed", ErrUnavailable)
 
 // opCtx bounds an operation by opTimeout.
+// A closed store's operations fail at once.
 func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, opTimeout)
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	if s.ctx.Err() != nil {
+		cancel()
+	}
+	return ctx, cancel
 }
 
 // unavailable wraps an error talking to etcd in ErrUnavailable, saying

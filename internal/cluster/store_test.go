@@ -441,6 +441,12 @@ func TestCloseLeaves(t *testing.T) {
 	if err := a.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
+	if err := a.Close(); err != nil {
+		t.Fatalf("Close again: %v", err)
+	}
+	if _, err := a.CreateNetwork(ctx, Network{Name: "late"}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("CreateNetwork after Close = %v, want ErrUnavailable", err)
+	}
 	took := waitFor(t, "a and web gone from b's view", func() bool {
 		v := b.View()
 		return !hasHost(v, "tsc-a") && !hasEndpoint(v, "front", "web") && hasNetwork(v, "front")

@@ -70,6 +70,7 @@ func TestCompareKernelTCP(t *testing.T) {
 	}
 	med := func(v []float64) float64 { v = slices.Clone(v); slices.Sort(v); return v[len(v)/2] }
 	t.Logf("one TCP stream, %d MiB a round, median of 3: tapswitch/kernel = %.2f", size>>20, med(rates["tapswitch"])/med(rates["kernel"]))
+	t.Logf("tunnel A %+v; tunnel B %+v; endpoint B %+v", hosts[0].tun.Stats(), hosts[1].tun.Stats(), hosts[1].ep.Stats())
 }
 
 // hostNS returns the namespace of the host an overlay host's endpoint is

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -298,5 +299,48 @@ func TestNetnsDrops(t *testing.T) {
 	}
 	if s := eb.Stats(); s.RxPackets != 2 || s.DropNotMember != 1 || s.DropUnknownVNI != 1 || s.DropMalformed != 2 {
 		t.Fatalf("B's stats %+v", s)
+	}
+}
+
+// TestNetnsIPv6Underlay: the same over an IPv6 underlay: a frame each
+// way, and a super-frame cut to the overlay MTU, 1500 less 70.
+func TestNetnsIPv6Underlay(t *testing.T) {
+	hs := underlayNet(t, 2)
+	for i := range hs {
+		hs[i].addr = netip.MustParseAddr(fmt.Sprintf("fd00:232::%d", i+1))
+		ipCmd(t, "-n", filepath.Base(hs[i].ns), "addr", "add", hs[i].addr.String()+"/64", "dev", "eth0", "nodad")
+	}
+	ea, eb := listenIn(t, hs[0]), listenIn(t, hs[1])
+	ea.SetMembers([]netip.Addr{hs[1].addr})
+	eb.SetMembers([]netip.Addr{hs[0].addr})
+	const mtu = 1500 - Overhead - 20
+	if got := ea.OverlayMTU(); got != mtu {
+		t.Fatalf("overlay MTU over a 1500-byte IPv6 underlay: %d, want %d", got, mtu)
+	}
+	ta := tunnel(t, ea, 100, 0, hs[1].addr)
+	tb := tunnel(t, eb, 100, 0, hs[0].addr)
+	ca, cb := collect(t, ta.Queues()[0]), collect(t, tb.Queues()[0])
+	f := ethFrame(bcast, macA, 200, 1)
+	write(t, ta, f, device.VnetHdr{})
+	if got := cb.next(t, "broadcast A to B", nil); !bytes.Equal(got, f) {
+		t.Fatalf("B read %x, want %x", got, f)
+	}
+	g := ethFrame(macA, macB, 300, 2)
+	write(t, tb, g, device.VnetHdr{})
+	if got := ca.next(t, "unicast B to A", nil); !bytes.Equal(got, g) {
+		t.Fatalf("A read %x, want %x", got, g)
+	}
+	ta.SetRemote(macB, hs[1].addr)
+	payload := payloadOf(maxTCPPayload)
+	sf, h := tcpSuperFrame(payload, 1448)
+	write(t, ta, sf, h)
+	mss := mtu - 52
+	var segs [][]byte
+	for range (len(payload) + mss - 1) / mss {
+		segs = append(segs, cb.next(t, "segment of the super-frame", ethType(0x0800)))
+	}
+	checkSuperFrame(t, segs, payload, mtu)
+	if ea.c.txGSO.Load() == 0 || ea.Stats().TxErrors != 0 {
+		t.Fatalf("GSO sends %d, stats %+v", ea.c.txGSO.Load(), ea.Stats())
 	}
 }

@@ -92,7 +92,7 @@ func openSockets(local netip.Addr, port int) (s *sockets, err error) {
 			s.close()
 		}
 	}()
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error { return control(c, rxOpts) }}
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error { return control(c, rxOpts, local.Is6()) }}
 	pc, err := lc.ListenPacket(context.Background(), network, net.JoinHostPort(local.String(), strconv.Itoa(port)))
 	if err != nil {
 		return s, fmt.Errorf("vxlan: listen on %v port %d: %w (is another VXLAN endpoint, such as a Linux vxlan device, on that port? is %v an address of this host?)", local, port, err, local)
@@ -101,7 +101,7 @@ func openSockets(local netip.Addr, port int) (s *sockets, err error) {
 	if s.rxRaw, err = s.rx.SyscallConn(); err != nil {
 		return s, err
 	}
-	lc = net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error { return control(c, txOpts) }}
+	lc = net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error { return control(c, txOpts, local.Is6()) }}
 	for i := range s.tx {
 		pc, err := lc.ListenPacket(context.Background(), network, net.JoinHostPort(local.String(), "0"))
 		if err != nil {
@@ -147,7 +147,7 @@ const (
 // never receive, and must not keep what a stray sender sends them.
 var dropAll = []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
 
-func control(c syscall.RawConn, kind int) error {
+func control(c syscall.RawConn, kind int, v6 bool) error {
 	var serr error
 	err := c.Control(func(fd uintptr) {
 		f := int(fd)
@@ -160,6 +160,12 @@ func control(c syscall.RawConn, kind int) error {
 				return
 			}
 			setBuf(f, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF)
+			// Over IPv6, take datagrams without a UDP checksum too, as
+			// a Linux vxlan device with udp6zerocsumtx sends them
+			// (RFC 6935); an IPv4 socket takes them anyway.
+			if v6 {
+				unix.SetsockoptInt(f, unix.IPPROTO_UDP, unix.UDP_NO_CHECK6_RX, 1)
+			}
 		case txOpts:
 			prog := unix.SockFprog{Len: uint16(len(dropAll)), Filter: &dropAll[0]}
 			if err := unix.SetsockoptSockFprog(f, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {

@@ -48,6 +48,8 @@ func overlay(t *testing.T) [2]*overlayHost {
 		}
 		o.ep = listenIn(t, hs[i])
 		o.ep.SetMembers([]netip.Addr{hs[1-i].addr})
+		// Both hosts are tapswitch: every datagram carries a checksum.
+		o.ep.SetChecksummed([]netip.Addr{hs[1-i].addr})
 		mtu := o.ep.OverlayMTU()
 		pfx := netip.PrefixFrom(o.ipAddr, 24)
 		dev, err := tap.Create(tap.Config{Netns: o.cns, Name: "eth0", MTU: mtu, Addrs: []netip.Prefix{pfx}})

@@ -42,6 +42,12 @@ type Tunnel struct {
 	cmu    sync.RWMutex
 	closed bool
 	done   chan struct{}
+	// held counts the receive buffers the queued batches hold; space
+	// is signalled when Read lets go of some; stalled is set when the
+	// receiving goroutine gave up waiting for that (see push).
+	held    atomic.Int32
+	space   chan struct{}
+	stalled atomic.Bool
 
 	c tunnelCounters
 }
@@ -97,7 +103,7 @@ func (t *Tunnel) Close() error {
 	for {
 		select {
 		case b := <-t.rxch:
-			b.release(t.ep.free)
+			t.releaseQueued(b)
 			continue
 		default:
 		}
@@ -107,7 +113,7 @@ func (t *Tunnel) Close() error {
 	// next Read is let go here.
 	if t.rmu.TryLock() {
 		if t.cur != nil {
-			t.cur.release(t.ep.free)
+			t.releaseQueued(t.cur)
 			t.cur = nil
 		}
 		t.rmu.Unlock()
@@ -115,25 +121,74 @@ func (t *Tunnel) Close() error {
 	return nil
 }
 
-// push queues a batch for Read, or drops it when the queue is full or the
-// tunnel closed.
-func (t *Tunnel) push(b *rxBatch) {
+// push queues a batch for Read. A queue without room (full, or holding
+// maxHeld buffers) is waited on, so that a network that reads slower than
+// frames come holds the socket back rather than lose frames; one that
+// made the wait last stallWait is stalled (nobody reads it), and loses
+// its frames at once until Read takes some. A closed tunnel's are
+// dropped. push is called by the receiving goroutine only, with its
+// timer.
+func (t *Tunnel) push(b *rxBatch, wait *time.Timer) {
 	n, bytes := uint64(len(b.frames)), uint64(b.bytes)
-	t.cmu.RLock()
-	defer t.cmu.RUnlock()
-	// The receiving goroutine is the only sender on rxch, so room now
-	// is room at the send. The frames are counted before Read, which
-	// owns b once it is queued, can see them.
-	if !t.closed && len(t.rxch) < cap(t.rxch) {
-		t.c.rxPackets.Add(n)
-		t.c.rxBytes.Add(bytes)
-		t.ep.c.rxPackets.Add(n)
-		t.ep.c.rxBytes.Add(bytes)
-		t.rxch <- b
-		return
+	for {
+		t.cmu.RLock()
+		if t.closed {
+			t.cmu.RUnlock()
+			break
+		}
+		// The receiving goroutine is the only sender on rxch, so room
+		// now is room at the send. The frames are counted before Read,
+		// which owns b once it is queued, can see them.
+		if len(t.rxch) < cap(t.rxch) && int(t.held.Load())+len(b.bufs) <= maxHeld {
+			t.held.Add(int32(len(b.bufs)))
+			t.c.rxPackets.Add(n)
+			t.c.rxBytes.Add(bytes)
+			t.ep.c.rxPackets.Add(n)
+			t.ep.c.rxBytes.Add(bytes)
+			t.rxch <- b
+			t.cmu.RUnlock()
+			return
+		}
+		t.cmu.RUnlock()
+		if t.stalled.Load() {
+			break
+		}
+		wait.Reset(stallWait)
+		select {
+		case <-t.space:
+			wait.Stop()
+			continue
+		case <-wait.C:
+			t.stalled.Store(true)
+		case <-t.done:
+			wait.Stop()
+		}
+		break
 	}
 	t.c.drops.Add(n)
 	b.release(t.ep.free)
+}
+
+// maxHeld is the most receive buffers a tunnel's queue may hold, so that
+// a network that nobody reads leaves the others buffers to receive into.
+const maxHeld = rxBufs / 3
+
+// stallWait is how long the receiving goroutine waits for room in a
+// tunnel's queue before it takes the tunnel for stalled: far longer than
+// a switch that keeps reading takes to free a batch.
+const stallWait = 100 * time.Millisecond
+
+// releaseQueued lets go of a batch that was queued.
+func (t *Tunnel) releaseQueued(b *rxBatch) {
+	t.held.Add(-int32(len(b.bufs)))
+	b.release(t.ep.free)
+	if t.stalled.Load() {
+		t.stalled.Store(false)
+	}
+	select {
+	case t.space <- struct{}{}:
+	default:
+	}
 }
 
 func (t *Tunnel) isHostOnly(k uint64) bool {
@@ -347,7 +402,9 @@ const readBatch = 64
 
 // Read implements device.Queue: it waits for the receiving goroutine to
 // hand the tunnel frames, then copies up to len(bufs) of them out, each
-// with a zero virtio net header (its checksums are in it, as sent).
+// with a virtio net header of no GSO: VnetFlagDataValid if its sender is
+// checksummed (Endpoint.SetChecksummed), else no flag (its checksums are
+// in it, as sent, to be checked).
 func (q *queue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	t := (*Tunnel)(q)
 	t.rmu.Lock()
@@ -374,7 +431,7 @@ func (q *queue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		}
 		select {
 		case <-t.done:
-			t.cur.release(t.ep.free)
+			t.releaseQueued(t.cur)
 			t.cur = nil
 			return 0, errClosed(t)
 		default:
@@ -384,12 +441,15 @@ func (q *queue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 			f := b.frames[t.pos]
 			dst := bufs[n]
 			clear(dst[offset-device.VnetHdrLen : offset])
+			if f.valid {
+				dst[offset-device.VnetHdrLen] = device.VnetFlagDataValid
+			}
 			sizes[n] = copy(dst[offset:], f.buf.b[f.off:f.off+f.n])
 			n++
 			t.pos++
 		}
 		if t.pos == len(b.frames) {
-			b.release(t.ep.free)
+			t.releaseQueued(b)
 			t.cur = nil
 		}
 	}
