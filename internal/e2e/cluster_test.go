@@ -160,13 +160,19 @@ func TestCluster(t *testing.T) {
 		}
 		tmp := c.container(t, h3, "tmp", name)
 		// h2 decides from what its watch has seen: wait until it knows
-		// tmp is behind h3.
+		// from the store (not only from a frame) that tmp is behind h3.
 		macTmp := linkMAC(t, tmp, "eth0")
-		poll(t, "h2 sees tmp behind h3", func() string {
-			if p := findPeer(h2.peers(t), h3.vtep); p == nil || !peerHasMAC(*p, macTmp, name) {
-				return fmt.Sprintf("h3 in h2's peers: %+v", p)
+		poll(t, "h2 knows from the store that tmp is behind h3", func() string {
+			p := findPeer(h2.peers(t), h3.vtep)
+			if p == nil {
+				return "no h3 in h2's peers"
 			}
-			return ""
+			for _, m := range p.MACs {
+				if sameMAC(m.MAC, macTmp) && m.Network == name && m.Static {
+					return ""
+				}
+			}
+			return fmt.Sprintf("h3 in h2's peers: %+v", *p)
 		})
 		// A port remains on h3: rm without --force is refused.
 		if r := h2.cli(t, "network", "rm", name); r.code == 0 {
@@ -183,8 +189,16 @@ func TestCluster(t *testing.T) {
 				}
 				return ""
 			})
+			t.Logf("network rm %s on h2: gone from %s after %v", name, h.name, time.Since(start).Round(time.Millisecond))
 		}
-		t.Logf("network rm %s on h2: gone from every host after %v", name, time.Since(start).Round(time.Millisecond))
+		// And stays gone: no host makes it again from a view that was
+		// late.
+		time.Sleep(time.Second)
+		for _, h := range c.hosts {
+			if h.network(t, name) != nil {
+				t.Errorf("%s: network %s back a second after it was gone", h.name, name)
+			}
+		}
 		poll(t, "tmp's TAP on h3 removed", func() string {
 			if l := leftovers(t, tmp); len(l) > 0 {
 				return fmt.Sprintf("interfaces %v remain in %s", l, tmp)
