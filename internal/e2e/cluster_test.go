@@ -53,6 +53,19 @@ func TestCluster(t *testing.T) {
 			if d.VNI != frontVNI || d.MTU != overlayMTU {
 				t.Errorf("%s: network inspect %s: vni %d mtu %d, want %d and %d (underlay %d - 50)", h.name, frontNet, d.VNI, d.MTU, frontVNI, overlayMTU, ulMTU)
 			}
+			// One tunnel port, and the gateway, at the overlay's MTU.
+			tunnels := 0
+			for _, p := range d.Ports {
+				if p.Kind == api.KindTunnel {
+					tunnels++
+				}
+				if (p.Kind == api.KindTunnel || p.Kind == api.KindGateway) && p.MTU != overlayMTU {
+					t.Errorf("%s: port %s (%s) of %s: mtu %d, want %d", h.name, p.Name, p.Kind, frontNet, p.MTU, overlayMTU)
+				}
+			}
+			if tunnels != 1 {
+				t.Errorf("%s: network inspect %s: %d ports of kind %q, want 1: %+v", h.name, frontNet, tunnels, api.KindTunnel, d.Ports)
+			}
 		}
 		web = c.container(t, h1, "web", frontNet)
 		db = c.container(t, h2, "db", frontNet)
