@@ -102,46 +102,82 @@ func TestVXLANKernelPeer(t *testing.T) {
 		c.iperf(t, kc, twAddr, 5201, "-t", "1", "-b", "10M")
 		capture.stop(t)
 
-		fields := []string{"frame.number", "ip.src", "ip.dst", "udp.srcport", "udp.dstport", "vxlan.flags", "vxlan.vni", "eth.src", "eth.dst", "_ws.col.Protocol", "_ws.col.Info"}
+		fields := []string{"frame.number", "frame.len", "ip.src", "ip.dst", "udp.srcport", "udp.dstport", "vxlan.flags", "vxlan.vni",
+			"eth.src", "eth.dst", "tcp.srcport", "tcp.dstport", "_ws.col.Protocol", "_ws.col.Info"}
+		idx := make(map[string]int, len(fields))
+		for i, f := range fields {
+			idx[f] = i
+		}
 		decoded := tsharkDecode(t, file, nil, fields...)
 		if len(decoded) == 0 {
 			t.Fatal("tshark: nothing captured on the underlay")
 		}
-		var sb strings.Builder
-		fmt.Fprintf(&sb, "tshark -r vxlan.pcapng -d udp.port==4789,vxlan -T fields -e %s\n", strings.Join(fields, " -e "))
+		col := func(r []string, f string) string { return r[idx[f]] }
 		seen := map[string]int{}
+		// The source port tapswitchd (h1) chose for each inner TCP flow.
+		flowPorts := map[string]map[string]bool{}
+		maxLen := 0
 		for _, r := range decoded {
-			if r[6] != strconv.Itoa(vni) {
-				t.Errorf("packet %s (%s -> %s): vxlan.vni %q, want %d", r[0], r[1], r[2], r[6], vni)
+			if col(r, "vxlan.vni") != strconv.Itoa(vni) || col(r, "vxlan.flags") != "0x0800" {
+				t.Errorf("packet %s: vxlan.vni %q flags %q, want %d and 0x0800 (the I flag)", col(r, "frame.number"), col(r, "vxlan.vni"), col(r, "vxlan.flags"), vni)
 			}
-			if r[4] != "4789" {
-				t.Errorf("packet %s: udp.dstport %s, want 4789", r[0], r[4])
+			if col(r, "udp.dstport") != "4789" {
+				t.Errorf("packet %s: udp.dstport %s, want 4789", col(r, "frame.number"), col(r, "udp.dstport"))
 			}
 			// ip.src and ip.dst hold the outer and then the inner
 			// addresses; the outer ones are the hosts'.
-			outerSrc, _, _ := strings.Cut(r[1], ",")
-			outerDst, _, _ := strings.Cut(r[2], ",")
+			outerSrc, _, _ := strings.Cut(col(r, "ip.src"), ",")
+			outerDst, _, _ := strings.Cut(col(r, "ip.dst"), ",")
 			seen[outerSrc+" -> "+outerDst]++
-			seen[r[9]]++
+			seen[col(r, "_ws.col.Protocol")]++
+			if n, _ := strconv.Atoi(col(r, "frame.len")); n > maxLen {
+				maxLen = n
+			}
+			if outerSrc == h1.vtep && col(r, "tcp.srcport") != "" {
+				flow := col(r, "tcp.srcport") + "->" + col(r, "tcp.dstport")
+				if flowPorts[flow] == nil {
+					flowPorts[flow] = map[string]bool{}
+				}
+				flowPorts[flow][col(r, "udp.srcport")] = true
+			}
 		}
 		for _, want := range []string{h1.vtep + " -> " + h2.vtep, h2.vtep + " -> " + h1.vtep, "ARP", "ICMP", "TCP"} {
 			if seen[want] == 0 {
 				t.Errorf("capture: no %s packet; saw %v", want, seen)
 			}
 		}
+		// Every datagram fits the underlay: Ethernet header + ulMTU.
+		if maxLen > ulMTU+14 {
+			t.Errorf("capture: a frame of %d bytes on an underlay of MTU %d", maxLen, ulMTU)
+		}
+		// RFC 7348's source port: one per inner flow, so that the
+		// underlay keeps a flow on one path.
+		for flow, ports := range flowPorts {
+			if len(ports) != 1 {
+				t.Errorf("inner TCP flow %s from h1: outer source ports %v, want one", flow, ports)
+			}
+		}
+
 		// The whole capture is too long for the log: every ARP and ICMP
-		// packet and the first TCP ones.
-		tcp := 0
+		// packet, the first TCP ones and the first full-sized ones.
+		var sb strings.Builder
+		fmt.Fprintf(&sb, "tshark -r vxlan.pcapng -d udp.port==4789,vxlan -T fields -e %s\n", strings.Join(fields, " -e "))
+		tcp, full := 0, 0
 		for _, r := range decoded {
-			if r[9] == "TCP" || r[9] == "iPerf3" {
-				if tcp++; tcp > 12 {
+			if col(r, "_ws.col.Protocol") == "TCP" {
+				tcp++
+				isFull := col(r, "frame.len") == strconv.Itoa(maxLen)
+				if isFull {
+					full++
+				}
+				if tcp > 10 && (!isFull || full > 4) {
 					continue
 				}
 			}
 			sb.WriteString(strings.Join(r, "  "))
 			sb.WriteByte('\n')
 		}
-		fmt.Fprintf(&sb, "(%d packets: %v)\n", len(decoded), seen)
+		fmt.Fprintf(&sb, "(%d packets: %v; largest frame %d bytes; outer source ports of h1's inner TCP flows: %v)\n", len(decoded), seen, maxLen, flowPorts)
 		if bad := tsharkDecode(t, file, []string{"-Y", "_ws.malformed || (udp.port == 4789 && !vxlan)"}, "frame.number", "_ws.expert.message"); len(bad) > 0 {
 			t.Errorf("tshark -Y _ws.malformed finds %d malformed packets, first: %v", len(bad), bad[0])
 		}
