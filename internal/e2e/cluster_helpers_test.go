@@ -61,9 +61,9 @@ type clusterEnv struct {
 	dir   string
 	etcd  *etcdtest.Server
 	hosts []*clusterHost
-	// namespaces are removed last, in reverse order; etcNetns lists the
-	// container namespaces whose /etc/netns directory may hold a
-	// resolv.conf a killed daemon did not remove.
+	// namespaces are removed last, in reverse order; containers lists
+	// those whose /etc/netns directory may hold a resolv.conf that a
+	// killed daemon did not remove.
 	namespaces []string
 	containers []string
 	procs      []*proc
@@ -182,8 +182,7 @@ func (c *clusterEnv) addNetns(t *testing.T, name string) {
 func (c *clusterEnv) joinUnderlay(t *testing.T, ns, a string) {
 	t.Helper()
 	c.addNetns(t, ns)
-	port := strings.TrimPrefix(ns, "tse-") + "-ul"
-	port = "tse-" + port // tse-h1-ul: the bridge port in tse-ul
+	port := ns + "-ul" // tse-h1-ul: the bridge's port in tse-ul
 	c.mustIP(t, ulNetns, "link", "add", port, "mtu", fmt.Sprint(ulMTU), "type", "veth", "peer", "name", ulIfname, "netns", ns)
 	c.mustIP(t, ulNetns, "link", "set", port, "master", ulBridge, "up")
 	c.mustIP(t, ns, "link", "set", ulIfname, "mtu", fmt.Sprint(ulMTU), "up")
@@ -492,7 +491,7 @@ func containerAddr(t *testing.T, ns string) string {
 	return ifs[0].AddrInfo[0].Local
 }
 
-// clusterIperfServer starts iperf3 -s bound to ip on port in ns and waits
+// iperfServer starts iperf3 -s bound to ip on port in ns and waits
 // until it listens. It runs until the test ends.
 func (c *clusterEnv) iperfServer(t *testing.T, ns, ip string, port int) {
 	t.Helper()

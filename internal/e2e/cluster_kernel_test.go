@@ -95,7 +95,7 @@ func TestVXLANKernelPeer(t *testing.T) {
 		}
 		file := filepath.Join(c.dir, "vxlan.pcapng")
 		// h1's port on the underlay bridge sees both directions.
-		capture := c.startTshark(t, ulNetns, "tse-h1-ul", file, "udp port 4789")
+		capture := c.startTshark(t, ulNetns, h1.ns+"-ul", file, "udp port 4789")
 		mustPing(t, kc, twAddr)
 		mustPing(t, tw, kcAddr)
 		c.iperf(t, tw, kcAddr, 5201, "-t", "1", "-b", "10M")

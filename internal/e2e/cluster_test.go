@@ -37,13 +37,15 @@ func TestCluster(t *testing.T) {
 
 	if !t.Run("network spans hosts", func(t *testing.T) {
 		h1.mustCLI(t, "network", "create", frontNet, "--subnet", frontSubnet, "--scope", "cluster", "--vni", strconv.Itoa(frontVNI))
+		// The anycast gateway: one address and one MAC on every host.
+		gateways := map[string][]string{}
 		for _, h := range c.hosts {
 			took := poll(t, fmt.Sprintf("network %s in %s's network ls", frontNet, h.name), func() string {
 				n := h.network(t, frontNet)
 				if n == nil {
 					return "absent"
 				}
-				if n.Scope != "cluster" || n.VNI != frontVNI || n.MTU != overlayMTU || !samePrefix(n.Subnet, frontSubnet) {
+				if n.Scope != api.ScopeCluster || n.VNI != frontVNI || n.MTU != overlayMTU || !samePrefix(n.Subnet, frontSubnet) {
 					return fmt.Sprintf("scope %q vni %d mtu %d subnet %s, want cluster, %d, %d, %s", n.Scope, n.VNI, n.MTU, n.Subnet, frontVNI, overlayMTU, frontSubnet)
 				}
 				return ""
@@ -59,6 +61,9 @@ func TestCluster(t *testing.T) {
 				if p.Kind == api.KindTunnel {
 					tunnels++
 				}
+				if p.Kind == api.KindGateway {
+					gateways[d.Gateway+" "+p.MAC] = append(gateways[d.Gateway+" "+p.MAC], h.name)
+				}
 				if (p.Kind == api.KindTunnel || p.Kind == api.KindGateway) && p.MTU != overlayMTU {
 					t.Errorf("%s: port %s (%s) of %s: mtu %d, want %d", h.name, p.Name, p.Kind, frontNet, p.MTU, overlayMTU)
 				}
@@ -67,6 +72,10 @@ func TestCluster(t *testing.T) {
 				t.Errorf("%s: network inspect %s: %d ports of kind %q, want 1: %+v", h.name, frontNet, tunnels, api.KindTunnel, d.Ports)
 			}
 		}
+		if len(gateways) != 1 {
+			t.Errorf("gateways of %s (address and MAC: hosts): %v, want one for all", frontNet, gateways)
+		}
+		t.Logf("gateway of %s (address and MAC: hosts): %v", frontNet, gateways)
 		web = c.container(t, h1, "web", frontNet)
 		db = c.container(t, h2, "db", frontNet)
 		cache = c.container(t, h3, "cache", frontNet)
