@@ -210,6 +210,7 @@ func (e *Endpoint) Tunnel(vni uint32, opt TunnelOptions) (*Tunnel, error) {
 		return nil, fmt.Errorf("vxlan: VNI %d: overlay MTU %d out of range 68-%d", vni, mtu, maxMTU)
 	}
 	t := &Tunnel{ep: e, vni: vni, mtu: mtu, rxch: make(chan *rxBatch, tunnelQueue), done: make(chan struct{}),
+		views: make([][]byte, 0, maxBatchFrames),
 		space: make(chan struct{}, 1)}
 	for _, m := range opt.HostOnly {
 		if len(m) == 6 {

@@ -61,6 +61,8 @@ type rxBatch struct {
 	frames []frameRef
 	bufs   []*rxBuf
 	bytes  int
+	// mixed: its frames are not all valid or all not (frameRef.valid).
+	mixed bool
 }
 
 var batchPool = sync.Pool{New: func() any {
@@ -75,7 +77,7 @@ func (b *rxBatch) release(free chan *rxBuf) {
 		}
 	}
 	clear(b.bufs)
-	b.frames, b.bufs, b.bytes = b.frames[:0], b.bufs[:0], 0
+	b.frames, b.bufs, b.bytes, b.mixed = b.frames[:0], b.bufs[:0], 0, false
 	batchPool.Put(b)
 }
 
@@ -237,6 +239,9 @@ func (r *reader) handle(i int, members map[netip.Addr]*peer, tunnels map[uint32]
 			b.bufs = append(b.bufs, buf)
 			buf.refs.Add(1)
 			given = true
+		}
+		if len(b.frames) > 0 && b.frames[0].valid != valid {
+			b.mixed = true
 		}
 		b.frames = append(b.frames, frameRef{buf: buf, off: int32(off + HeaderLen), n: int32(len(frame)), valid: valid})
 		b.bytes += len(frame)

@@ -134,7 +134,10 @@ func TestSwitchTCPAcrossHosts(t *testing.T) {
 	if s := a.ep.Stats(); s.TxErrors != 0 {
 		t.Fatalf("send errors: %+v", s)
 	}
-	if c := b.tap.Counters(); c.TxCoalescedWrites == 0 {
-		t.Fatalf("the receiving switch coalesced nothing for its TAP: %+v", c)
+	// The receiving tunnel merged the segments into super-frames as it
+	// read them (the switch's coalescer merges what it did not): the
+	// TAP's writes are a fraction of the segments.
+	if c, rx := b.tap.Counters(), b.tun.Stats().RxPackets; c.TxFrames-c.TxCoalescedFrames+c.TxCoalescedWrites > rx/4 {
+		t.Fatalf("%d segments reached the TAP in %d writes: few or none merged: %+v", rx, c.TxFrames-c.TxCoalescedFrames+c.TxCoalescedWrites, c)
 	}
 }

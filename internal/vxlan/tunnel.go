@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tapswitch/tapswitch/device"
+	"github.com/tapswitch/tapswitch/segment"
 )
 
 // Tunnel is one network's port on an Endpoint: the frames of one VNI. It
@@ -34,6 +35,8 @@ type Tunnel struct {
 	rxch chan *rxBatch
 	cur  *rxBatch
 	pos  int
+	// views are cur's frames as slices, for segment.MergeRun.
+	views [][]byte
 	// rmu orders Read's use of cur with Close.
 	rmu sync.Mutex
 
@@ -400,11 +403,26 @@ func (q *queue) BatchSize() int { return readBatch }
 // TAP, so a batch holds a 64 KiB super-frame's worth of full-size frames.
 const readBatch = 64
 
+// maxRun is the most frames Read merges into one super-frame: a 64 KiB
+// TCP super-frame's worth of full segments (46 at the smallest common
+// MTU, 1500), or a UDP super-frame's most (64).
+const maxRun = 64
+
+// mergeCaps are the super-frames Read makes: what a TAP takes. A port
+// that takes less gets them cut by the switch.
+var mergeCaps = device.Caps{GSO: device.GSOSetTCP | device.GSOSetUDPL4, Csum: true}
+
 // Read implements device.Queue: it waits for the receiving goroutine to
-// hand the tunnel frames, then copies up to len(bufs) of them out, each
-// with a virtio net header of no GSO: VnetFlagDataValid if its sender is
-// checksummed (Endpoint.SetChecksummed), else no flag (its checksums are
-// in it, as sent, to be checked).
+// hand the tunnel frames, then copies up to len(bufs) of them out. A run
+// of one flow's segments (as a sender cuts them from one super-frame, and
+// the receiving socket reads them, back to back) is merged into one
+// super-frame as it is copied, by the switch's coalescing rules
+// (segment.MergeRun), with the virtio net header the kernel takes from a
+// TAP (GSO type and size, the checksum left to fill); any other frame is
+// copied as it came, with a header of no GSO. Frames from a checksummed
+// VTEP (Endpoint.SetChecksummed) are known good: their checksums are not
+// checked, and a frame alone gets VnetFlagDataValid; the others' are
+// checked before they merge, and a frame alone gets no flag.
 func (q *queue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	t := (*Tunnel)(q)
 	t.rmu.Lock()
@@ -428,6 +446,10 @@ func (q *queue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 				break
 			}
 			t.cur, t.pos = b, 0
+			t.views = t.views[:0]
+			for _, f := range b.frames {
+				t.views = append(t.views, f.buf.b[f.off:f.off+f.n])
+			}
 		}
 		select {
 		case <-t.done:
@@ -440,17 +462,25 @@ func (q *queue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		for n < len(bufs) && t.pos < len(b.frames) {
 			f := b.frames[t.pos]
 			dst := bufs[n]
+			if !b.mixed {
+				used, size := segment.MergeRun(dst, offset, t.views[t.pos:min(t.pos+maxRun, len(b.frames))], f.valid, mergeCaps)
+				sizes[n] = size
+				n++
+				t.pos += used
+				continue
+			}
 			clear(dst[offset-device.VnetHdrLen : offset])
 			if f.valid {
 				dst[offset-device.VnetHdrLen] = device.VnetFlagDataValid
 			}
-			sizes[n] = copy(dst[offset:], f.buf.b[f.off:f.off+f.n])
+			sizes[n] = copy(dst[offset:], t.views[t.pos])
 			n++
 			t.pos++
 		}
 		if t.pos == len(b.frames) {
 			t.releaseQueued(b)
 			t.cur = nil
+			clear(t.views)
 		}
 	}
 	if n == 0 {
