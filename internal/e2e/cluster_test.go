@@ -107,14 +107,18 @@ func TestCluster(t *testing.T) {
 				if from == to {
 					continue
 				}
-				took := poll(t, fmt.Sprintf("ping %s from %s", names[to], names[from]), func() string {
-					out, err := pingName(from, names[to])
-					if err != nil {
+				tries := 0
+				var out string
+				poll(t, fmt.Sprintf("ping %s from %s", names[to], names[from]), func() string {
+					tries++
+					var err error
+					if out, err = pingName(from, names[to]); err != nil {
 						return fmt.Sprintf("%v\n%s", err, out)
 					}
 					return ""
 				})
-				t.Logf("ping %s -> %s by name: answered after %v", names[from], names[to], took.Round(time.Millisecond))
+				sent, got := pingCounts(out)
+				t.Logf("ping %s -> %s by name: %d/%d answered, at try %d", names[from], names[to], got, sent, tries)
 			}
 		}
 		// TCP both ways at once across each pair of hosts.
