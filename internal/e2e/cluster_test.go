@@ -403,6 +403,20 @@ func TestCluster(t *testing.T) {
 			}
 			return ""
 		})
+		// The cluster is whole again: every host lists the others, and
+		// the names of before still resolve.
+		for _, h := range c.hosts {
+			poll(t, fmt.Sprintf("%s's peers after etcd's restart", h.name), func() string {
+				ps := h.peers(t)
+				for _, o := range c.hosts {
+					if p := findPeer(ps, o.vtep); p == nil || p.Name != o.name {
+						return fmt.Sprintf("no %s (%s) in %+v", o.name, o.vtep, ps)
+					}
+				}
+				return ""
+			})
+		}
+		mustPingName(t, web, "db")
 	})
 }
 
