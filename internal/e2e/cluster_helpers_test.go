@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -351,6 +352,21 @@ func (c *clusterEnv) cleanup() {
 func (h *clusterHost) cli(t *testing.T, args ...string) cliResult {
 	t.Helper()
 	return runCLI(t, h.sock, args...)
+}
+
+// runCLIQuiet runs tapswitch against the daemon on sock, for use from
+// goroutines other than the test's: it fails no test, and a failure to
+// run at all is exit code -1 with the error as stderr.
+func runCLIQuiet(sock string, args ...string) cliResult {
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "tapswitch"), append([]string{"--socket", sock}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil && cmd.ProcessState == nil {
+		return cliResult{stderr: err.Error(), code: -1}
+	}
+	return cliResult{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}
 }
 
 // mustCLI runs tapswitch against h's daemon and fails t unless it

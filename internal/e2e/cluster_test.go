@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -163,6 +164,54 @@ func TestCluster(t *testing.T) {
 			}
 		}
 		t.Logf("tapswitch peers on h1:\n%s", out)
+	})
+
+	t.Run("attaches at once on every host get distinct addresses", func(t *testing.T) {
+		// Addresses come from the store in transactions: hosts
+		// attaching at the same moment never hand out one address twice.
+		const name, subnet, perHost = "many", "10.241.4.0/24", 4
+		h1.mustCLI(t, "network", "create", name, "--subnet", subnet, "--scope", "cluster")
+		for _, h := range c.hosts {
+			poll(t, fmt.Sprintf("network %s on %s", name, h.name), func() string {
+				if h.network(t, name) == nil {
+					return "absent"
+				}
+				return ""
+			})
+		}
+		type job struct {
+			h        *clusterHost
+			ns, port string
+			res      cliResult
+		}
+		var jobs []*job
+		for _, h := range c.hosts {
+			for i := range perHost {
+				port := fmt.Sprintf("m%s%d", h.name, i)
+				jobs = append(jobs, &job{h: h, ns: c.newContainerNetns(t, port), port: port})
+			}
+		}
+		var wg sync.WaitGroup
+		for _, j := range jobs {
+			wg.Go(func() {
+				j.res = runCLIQuiet(j.h.sock, "attach", j.ns, "--name", j.port, "--network", name)
+			})
+		}
+		wg.Wait()
+		owner := map[string]string{}
+		for _, j := range jobs {
+			if j.res.code != 0 {
+				t.Errorf("%s: tapswitch attach %s --network %s: exit %d\n%s", j.h.name, j.port, name, j.res.code, j.res.stderr)
+				continue
+			}
+			a := containerAddr(t, j.ns)
+			if other, dup := owner[a]; dup {
+				t.Errorf("%s and %s both have address %s", other, j.port, a)
+			}
+			owner[a] = j.port
+		}
+		t.Logf("%d attaches at once on %d hosts: %d distinct addresses", len(jobs), len(c.hosts), len(owner))
+		h1.mustCLI(t, "network", "rm", "--force", name)
 	})
 
 	t.Run("network rm on one host removes it everywhere", func(t *testing.T) {
