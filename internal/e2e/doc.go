@@ -10,6 +10,11 @@
 //
 //	sudo go test -v -count=1 ./internal/e2e/
 //
+// The tests of networks that span hosts (TestCluster, TestVXLANKernelPeer)
+// make three "hosts" of network namespaces on an underlay bridge, each with
+// its own tapswitchd, and also need bridge, tshark and an etcd server
+// (make etcd).
+//
 // TAPSWITCH_SOAK=1 (make soak) runs the churn and restart tests at full
 // size; TAPSWITCH_CHURN=N sets the number of attach/detach cycles.
 package e2e
