@@ -277,7 +277,7 @@ func (d *Daemon) removeFromStoreLocked(n *network, force bool) error {
 			}
 		}
 		if len(where) > 0 {
-			return api.Errorf(api.ErrConflict, api.ReasonNetworkHasPorts, "%d port(s) still attached on other hosts (%s); detach them, or give --force to detach them on every host", len(where), strings.Join(where, ", "))
+			return api.Errorf(api.ErrConflict, api.ReasonNetworkHasPorts, "%d port(s) still attached on other hosts (%s)", len(where), strings.Join(where, ", "))
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
