@@ -254,6 +254,9 @@ func TestCluster(t *testing.T) {
 			t.Errorf("h2: tapswitch network rm %s with a port on h3: exit 0, want a refusal", name)
 		} else {
 			t.Logf("h2: tapswitch network rm %s with a port on h3: %s", name, strings.TrimSpace(r.stderr))
+			if !strings.Contains(r.stderr, "tmp") || strings.Count(r.stderr, "--force") != 1 {
+				t.Errorf("h2: tapswitch network rm %s says %q: want the port named (tmp) and --force advised once", name, r.stderr)
+			}
 		}
 		h2.mustCLI(t, "network", "rm", "--force", name)
 		start := time.Now()
