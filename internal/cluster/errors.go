@@ -15,6 +15,9 @@ var (
 	ErrOverlap = errors.New("cluster: subnet overlaps")
 	// ErrInUse: the address is held by another owner.
 	ErrInUse = errors.New("cluster: address in use")
+	// ErrHasEndpoints: RemoveUnusedNetwork's refusal, other hosts have
+	// endpoints on the network.
+	ErrHasEndpoints = errors.New("cluster: network has ports on other hosts")
 	// ErrFull: no free address (or VNI) left.
 	ErrFull = errors.New("cluster: full")
 	// ErrUnavailable: etcd did not answer in time. Local networks and the

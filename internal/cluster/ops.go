@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -131,6 +132,20 @@ func freeVNI(used map[uint32]string) uint32 {
 // RemoveNetwork deletes a cluster network with its VNI, its addresses
 // and its endpoints, on every host, in one transaction.
 func (s *Store) RemoveNetwork(ctx context.Context, name string) error {
+	return s.removeNetwork(ctx, name, false)
+}
+
+// RemoveUnusedNetwork is RemoveNetwork refused (ErrHasEndpoints, naming
+// them) while another host has an endpoint on the network. The look at
+// the endpoints and the removal are one transaction: an endpoint put
+// anywhere meanwhile makes it look again, so a port attached on another
+// host a moment before never goes with the network unasked. This host's
+// own endpoints are the caller's to check.
+func (s *Store) RemoveUnusedNetwork(ctx context.Context, name string) error {
+	return s.removeNetwork(ctx, name, true)
+}
+
+func (s *Store) removeNetwork(ctx context.Context, name string, unused bool) error {
 	if err := checkName("network", name); err != nil {
 		return err
 	}
@@ -142,6 +157,7 @@ func (s *Store) RemoveNetwork(ctx context.Context, name string) error {
 		resp, err := s.cli.Txn(ctx).Then(
 			clientv3.OpGet(s.k.network(name)),
 			clientv3.OpGet(s.cfg.Prefix+vniDir, clientv3.WithPrefix()),
+			clientv3.OpGet(s.k.endpoints(name), clientv3.WithPrefix()),
 		).Commit()
 		if err != nil {
 			return s.etcdErr(0, err)
@@ -149,6 +165,18 @@ func (s *Store) RemoveNetwork(ctx context.Context, name string) error {
 		nets := resp.Responses[0].GetResponseRange().Kvs
 		if len(nets) == 0 {
 			return fmt.Errorf("%w: no cluster network %q", ErrNotFound, name)
+		}
+		if unused {
+			var elsewhere []string
+			for _, kv := range resp.Responses[2].GetResponseRange().Kvs {
+				ep := strings.TrimPrefix(string(kv.Key), s.k.endpoints(name))
+				if e, err := decodeEndpoint(name, ep, kv.Value); err != nil || e.Host != s.cfg.Host {
+					elsewhere = append(elsewhere, ep+" on "+cmp.Or(e.Host, "an unknown host"))
+				}
+			}
+			if len(elsewhere) > 0 {
+				return fmt.Errorf("%w: %s", ErrHasEndpoints, strings.Join(elsewhere, ", "))
+			}
 		}
 		ops := []clientv3.Op{
 			clientv3.OpDelete(s.k.network(name)),
@@ -161,9 +189,12 @@ func (s *Store) RemoveNetwork(ctx context.Context, name string) error {
 				ops = append(ops, clientv3.OpDelete(string(kv.Key)))
 			}
 		}
-		tr, err := s.cli.Txn(ctx).If(
-			clientv3.Compare(clientv3.ModRevision(s.k.network(name)), "=", nets[0].ModRevision),
-		).Then(ops...).Commit()
+		conds := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.k.network(name)), "=", nets[0].ModRevision)}
+		if unused {
+			// No endpoint of the network changed or came since the look.
+			conds = append(conds, clientv3.Compare(clientv3.ModRevision(s.k.endpoints(name)).WithPrefix(), "<", resp.Header.Revision+1))
+		}
+		tr, err := s.cli.Txn(ctx).If(conds...).Then(ops...).Commit()
 		if err != nil {
 			return s.etcdErr(0, err)
 		}

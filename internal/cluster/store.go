@@ -15,6 +15,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 )
 
 // DefaultPrefix is where the store keeps its keys when Config.Prefix is "".
@@ -158,6 +160,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		DialKeepAliveTimeout: cfg.TTL / 3,
 		Logger:               zap.NewNop(),
 		Context:              context.WithoutCancel(ctx),
+		// gRPC's own reconnect backoff grows to 2 minutes by default:
+		// after an outage of a few tens of seconds the client would
+		// wait seconds more before it tries the etcd that came back.
+		// Bounded like the store's own retries.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{BaseDelay: retryDelay, Multiplier: 1.6, Jitter: 0.2, MaxDelay: cfg.TTL / 3},
+		})},
 	}
 	if secure {
 		ccfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12}

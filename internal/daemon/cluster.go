@@ -270,20 +270,19 @@ func (d *Daemon) removeFromStoreLocked(n *network, force bool) error {
 	if n.scope != api.ScopeCluster || s == nil {
 		return nil
 	}
-	if !force {
-		var where []string
-		for _, e := range d.ov.view.Endpoints {
-			if e.Network == n.name && e.Host != d.ov.host {
-				where = append(where, e.Name+" on "+e.Host)
-			}
-		}
-		if len(where) > 0 {
-			return api.Errorf(api.ErrConflict, api.ReasonNetworkHasPorts, "%d port(s) still attached on other hosts (%s); detach them, or give --force to detach them on every host", len(where), strings.Join(where, ", "))
-		}
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
-	if err := s.RemoveNetwork(ctx, n.name); err != nil && !errors.Is(err, cluster.ErrNotFound) {
+	// Without --force, the store itself refuses while other hosts have
+	// ports on the network: this host's view may not have a port
+	// attached there a moment ago.
+	remove := s.RemoveNetwork
+	if !force {
+		remove = s.RemoveUnusedNetwork
+	}
+	switch err := remove(ctx, n.name); {
+	case errors.Is(err, cluster.ErrHasEndpoints):
+		return api.Errorf(api.ErrConflict, api.ReasonNetworkHasPorts, "%v", err)
+	case err != nil && !errors.Is(err, cluster.ErrNotFound):
 		return clusterError(err)
 	}
 	// Its addresses and endpoints went with it.
