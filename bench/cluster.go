@@ -533,7 +533,8 @@ func clusterNotes(runs []string) []string {
 		n[s]++
 	}
 	for _, s := range runs {
-		if s != baseline && n[s] > 1 {
+		// Variants have a note of their own.
+		if s != baseline && !isVariantSystem(s) && n[s] > 1 {
 			notes = append(notes, fmt.Sprintf("%s ran twice, passes mirrored about the middle of the run: the tables show the mean of its passes", s))
 			n[s] = 0
 		}

@@ -122,11 +122,6 @@ func parseFlags(args []string) (*config, error) {
 			}
 		}
 	}
-	if cfg.cluster {
-		if err := checkClusterFlags(cfg, set); err != nil {
-			return nil, err
-		}
-	}
 	if rows != "" {
 		if cfg.demo || cfg.scale || cfg.docker {
 			return nil, errors.New("-rows selects the comparison's tests: drop it with -demo, -scale and -docker")
@@ -157,6 +152,11 @@ func parseFlags(args []string) (*config, error) {
 	} else if cfg.demo {
 		cfg.only = []string{"bridge", "tapswitch"}
 	}
+	if cfg.cluster {
+		if err := checkClusterFlags(cfg, set); err != nil {
+			return nil, err
+		}
+	}
 	if err := checkVariants(cfg, set); err != nil {
 		return nil, err
 	}
@@ -181,6 +181,9 @@ func parseFlags(args []string) (*config, error) {
 		name := stamp + ".json"
 		if cfg.docker {
 			name = "docker-" + name
+		}
+		if cfg.cluster {
+			name = "cluster-" + name
 		}
 		cfg.jsonPath = filepath.Join("bench", "results", name)
 	}

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestClusterRunOrder(t *testing.T) {
+	tests := []struct {
+		name    string
+		systems []string
+		bracket bool
+		want    []string
+	}{
+		{"all", []string{"bridge", "tapswitch", "ovs"}, true,
+			[]string{"bridge", "tapswitch", "ovs", "tapswitch", "bridge"}},
+		{"no ovs", []string{"bridge", "tapswitch"}, true,
+			[]string{"bridge", "tapswitch", "tapswitch", "bridge"}},
+		{"kernel and ovs", []string{"bridge", "ovs"}, true, []string{"bridge", "ovs", "bridge"}},
+		{"no bracket", []string{"bridge", "tapswitch", "ovs"}, false,
+			[]string{"bridge", "tapswitch", "ovs", "tapswitch"}},
+		{"tapswitch alone", []string{"tapswitch"}, true, []string{"tapswitch", "tapswitch"}},
+		{"variants", []string{"bridge", "tapswitch a", "tapswitch b", "ovs"}, true,
+			[]string{"bridge", "tapswitch a", "tapswitch b", "ovs", "tapswitch b", "tapswitch a", "bridge"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := clusterRunOrder(tt.systems, tt.bracket); !slices.Equal(got, tt.want) {
+				t.Errorf("clusterRunOrder(%q, %v) = %q, want %q", tt.systems, tt.bracket, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseFlagsCluster(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		check   func(*config) bool
+		wantErr string
+	}{
+		{"cluster", []string{"-cluster"}, func(c *config) bool {
+			return c.cluster && c.bracket && c.rows == nil && strings.HasPrefix(c.jsonPath, "bench/results/cluster-")
+		}, ""},
+		{"rows", []string{"-cluster", "-rows", "udp64,tcp1"}, func(c *config) bool {
+			return c.cluster && slices.Equal(c.rows, []string{"tcp1", "udp64"})
+		}, ""},
+		// Without the kernel's path there is no second pass to bracket with.
+		{"only tapswitch", []string{"-cluster", "-only", "tapswitch"}, func(c *config) bool {
+			return c.cluster && !c.bracket && slices.Equal(c.only, []string{"tapswitch"})
+		}, ""},
+		{"variants", []string{"-cluster", "-variant", "q1=--queues 1", "-variant", "def="}, func(c *config) bool {
+			return c.cluster && c.bracket && len(c.variants) == 2
+		}, ""},
+		{"not cluster", nil, func(c *config) bool { return !c.cluster }, ""},
+		{"with docker", []string{"-cluster", "-docker"}, nil, "drop -docker"},
+		{"with scale", []string{"-cluster", "-scale"}, nil, "drop -scale"},
+		{"with demo", []string{"-cluster", "-demo"}, nil, "drop -demo"},
+		{"with ab", []string{"-cluster", "-base-tapswitchd", "d", "-base-tapswitch", "c"}, nil, "drop -base-tapswitch"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseFlags(tt.args)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("parseFlags(%q) error = %v, want %q", tt.args, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseFlags(%q) error: %v", tt.args, err)
+			}
+			if !tt.check(c) {
+				t.Errorf("parseFlags(%q) = %+v", tt.args, *c)
+			}
+		})
+	}
+}
+
+// The cross-host setting stays in its own subnets and names.
+func TestClusterAddressesAndNames(t *testing.T) {
+	underlay := netip.MustParsePrefix("10.233.0.0/24")
+	overlay := netip.MustParsePrefix("10.243.0.0/16")
+	subnet := netip.MustParsePrefix(clusterSubnet)
+	if !overlay.Contains(subnet.Addr()) || subnet.Bits() < overlay.Bits() {
+		t.Errorf("network subnet %s not inside the overlay's %s", subnet, overlay)
+	}
+	for i, a := range underlayAddrs {
+		if !underlay.Contains(netip.MustParseAddr(a)) {
+			t.Errorf("host %d's underlay address %s not in %s", i+1, a, underlay)
+		}
+	}
+	if underlayAddrs[0] == underlayAddrs[1] {
+		t.Errorf("both hosts have the underlay address %s", underlayAddrs[0])
+	}
+	gateway := subnet.Addr().Next()
+	for i, cidr := range containerAddrs {
+		p := netip.MustParsePrefix(cidr)
+		if p.Bits() != subnet.Bits() || !subnet.Contains(p.Addr()) {
+			t.Errorf("container %d's address %s is not in the network's %s", i, cidr, subnet)
+		}
+		if p.Addr() == gateway {
+			t.Errorf("container %d has the gateway's address %s", i, p.Addr())
+		}
+	}
+	if containerAddrs[0] == containerAddrs[1] {
+		t.Errorf("both containers have %s", containerAddrs[0])
+	}
+	if got := clusterTestbed(123).serverAddr; got != hostAddr(clusterAddrB) {
+		t.Errorf("server address %s, want container B's %s", got, hostAddr(clusterAddrB))
+	}
+	if overlayMTU != underlayMTU-50 {
+		t.Errorf("overlay MTU %d, want the underlay's %d less VXLAN's 50", overlayMTU, underlayMTU)
+	}
+
+	// The largest pid a Linux machine hands out.
+	const pid = 4194304
+	h, tb := newClusterHosts(pid), clusterTestbed(pid)
+	names := []string{h.underlay, h.hosts[0], h.hosts[1], tb.nsA, tb.nsB}
+	seen := map[string]bool{}
+	for _, n := range names {
+		if !strings.HasPrefix(n, clusterPrefix+"-4194304-") {
+			t.Errorf("namespace %q does not start with %s-PID-", n, clusterPrefix)
+		}
+		if seen[n] {
+			t.Errorf("namespace %q used twice", n)
+		}
+		seen[n] = true
+	}
+	if newTestbed(pid).nsA == tb.nsA {
+		t.Errorf("the cross-host testbed shares %q with the namespaces' comparison", tb.nsA)
+	}
+	for _, l := range []string{underlayLink, bridgeLink, vxlanLink, containerLink, ovsPhysBridge, ovsIntBridge} {
+		if len(l) > 15 {
+			t.Errorf("link name %q is longer than the kernel's 15 bytes", l)
+		}
+	}
+}
+
+func TestKernelVXLANCommands(t *testing.T) {
+	cmds := strings.Join(kernelVXLANCommands(0, "tsx-1-a"), "\n")
+	for _, want := range []string{
+		"link add vx0 type vxlan id 4243 dstport 4789 local 10.233.0.1 dev ul0 nolearning",
+		"link set vx0 master br0 up",
+		"link add c0 mtu 1450 type veth peer name eth0 netns tsx-1-a",
+		"link set c0 master br0 up",
+	} {
+		if !strings.Contains(cmds, want) {
+			t.Errorf("host 1's commands lack %q:\n%s", want, cmds)
+		}
+	}
+	if got, want := strings.Join(kernelFDBArgs(0), " "), "fdb append 00:00:00:00:00:00 dev vx0 dst 10.233.0.2"; got != want {
+		t.Errorf("host 1's fdb entry: %q, want %q", got, want)
+	}
+	if got, want := strings.Join(kernelFDBArgs(1), " "), "fdb append 00:00:00:00:00:00 dev vx0 dst 10.233.0.1"; got != want {
+		t.Errorf("host 2's fdb entry: %q, want %q", got, want)
+	}
+	if got := batch([]string{"a b", "c"}); got != "a b\nc\n" {
+		t.Errorf("batch = %q", got)
+	}
+}
+
+func TestTapswitchClusterCommands(t *testing.T) {
+	if got, want := strings.Join(tapswitchClusterArgs(1), " "), "--advertise 10.233.0.2 --vxlan-peer 10.233.0.1"; got != want {
+		t.Errorf("host 2's daemon flags: %q, want %q", got, want)
+	}
+	var lines []string
+	for _, c := range tapswitchClusterCommands("tsx-1-b", clusterAddrB) {
+		lines = append(lines, strings.Join(c, " "))
+	}
+	want := []string{
+		"network create tsxnet --subnet 10.243.0.0/24 --scope cluster --vni 4243",
+		"attach tsx-1-b --network tsxnet --ip 10.243.0.12/24",
+	}
+	if !slices.Equal(lines, want) {
+		t.Errorf("CLI commands:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
+	for _, a := range tapswitchClusterArgs(0) {
+		if f, ok := longFlag(a); ok && slices.Contains(benchOwnedFlags, f) {
+			t.Errorf("--%s is set by tapswitchSystem.start already", f)
+		}
+	}
+}
+
+func TestOVSVXLANPort(t *testing.T) {
+	got := strings.Join(ovsVXLANPort(0), " ")
+	want := "add-port brint vx0 -- set Interface vx0 type=vxlan options:remote_ip=10.233.0.2 options:local_ip=10.233.0.1 options:key=4243 options:dst_port=4789"
+	if got != want {
+		t.Errorf("host 1's vxlan port:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestClusterNotes(t *testing.T) {
+	notes := strings.Join(clusterNotes([]string{"bridge", "tapswitch", "ovs", "tapswitch", "bridge"}), "\n")
+	for _, want := range []string{"tapswitch ran twice", "host 1's process", "ovs: userspace TSO off"} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("notes lack %q:\n%s", want, notes)
+		}
+	}
+	if strings.Contains(notes, "bridge ran twice") {
+		t.Errorf("the bridge's second pass has the -bracket note already:\n%s", notes)
+	}
+	notes = strings.Join(clusterNotes([]string{"bridge", "tapswitch a", "tapswitch a", "bridge"}), "\n")
+	if strings.Contains(notes, "ran twice") || strings.Contains(notes, "ovs") {
+		t.Errorf("variants have a note of their own and ovs did not run:\n%s", notes)
+	}
+}
