@@ -1,10 +1,17 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"net/netip"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/tapswitch/tapswitch/internal/privtest"
 )
 
 func TestClusterRunOrder(t *testing.T) {
@@ -206,4 +213,90 @@ func TestClusterNotes(t *testing.T) {
 	if strings.Contains(notes, "ran twice") || strings.Contains(notes, "ovs") {
 		t.Errorf("variants have a note of their own and ovs did not run:\n%s", notes)
 	}
+}
+
+// linkStats reads a link's packet counters in namespace ns.
+func linkStats(t *testing.T, ns, link string) (mtu int, rx, tx uint64) {
+	t.Helper()
+	out, err := exec.Command("ip", "-n", ns, "-j", "-s", "link", "show", "dev", link).Output()
+	if err != nil {
+		t.Fatalf("ip -n %s -s link show %s: %v", ns, link, err)
+	}
+	var links []struct {
+		MTU     int `json:"mtu"`
+		Stats64 struct {
+			RX struct{ Packets uint64 } `json:"rx"`
+			TX struct{ Packets uint64 } `json:"tx"`
+		} `json:"stats64"`
+	}
+	if err := json.Unmarshal(out, &links); err != nil || len(links) != 1 {
+		t.Fatalf("ip -j -s link show %s: %v: %s", link, err, out)
+	}
+	return links[0].MTU, links[0].Stats64.RX.Packets, links[0].Stats64.TX.Packets
+}
+
+// testClusterSystem sets sys up between two fresh containers, checks
+// that a ping crosses the underlay and that the containers have the
+// overlay's MTU, and that teardown leaves none of the namespaces.
+func testClusterSystem(t *testing.T, sys system, hosts *clusterHosts, pid int) {
+	tb := sys.(testbedMaker).testbed(pid)
+	names := []string{tb.nsA, tb.nsB, hosts.underlay, hosts.hosts[0], hosts.hosts[1]}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	torn := false
+	teardown := func() {
+		if torn {
+			return
+		}
+		torn = true
+		if err := sys.teardown(); err != nil {
+			t.Errorf("teardown: %v", err)
+		}
+		if err := tb.destroy(); err != nil {
+			t.Errorf("destroy: %v", err)
+		}
+	}
+	t.Cleanup(teardown)
+	if err := tb.create(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := sys.setup(ctx, tb); err != nil {
+		t.Fatalf("setup: %v", err)
+	}
+	_, _, txBefore := linkStats(t, hosts.hosts[0], underlayLink)
+	if err := tb.waitReachable(ctx, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	_, _, txAfter := linkStats(t, hosts.hosts[0], underlayLink)
+	if txAfter <= txBefore {
+		t.Errorf("host 1's underlay link sent %d packets before the ping and %d after: the ping did not cross it", txBefore, txAfter)
+	}
+	for _, ns := range []string{tb.nsA, tb.nsB} {
+		if mtu, _, _ := linkStats(t, ns, "eth0"); mtu != overlayMTU {
+			t.Errorf("%s's eth0 has MTU %d, want the overlay's %d", ns, mtu, overlayMTU)
+		}
+	}
+	teardown()
+	for _, ns := range names {
+		if nsExists(ns) {
+			t.Errorf("namespace %s left behind", ns)
+		}
+	}
+}
+
+func TestClusterKernelSetup(t *testing.T) {
+	privtest.Require(t, "create network namespaces", "ip", "bridge", "ping")
+	pid := os.Getpid()
+	hosts := newClusterHosts(pid)
+	testClusterSystem(t, &clusterKernel{hosts: hosts}, hosts, pid)
+}
+
+func TestClusterOVSSetup(t *testing.T) {
+	privtest.Require(t, "create network namespaces", "ip", "ping")
+	if err := ovsAvailable(); err != nil {
+		t.Skipf("Open vSwitch: %v", err)
+	}
+	pid := os.Getpid()
+	hosts := newClusterHosts(pid)
+	testClusterSystem(t, &clusterOVS{pid: pid, hosts: hosts}, hosts, pid)
 }
