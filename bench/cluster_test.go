@@ -300,3 +300,30 @@ func TestClusterOVSSetup(t *testing.T) {
 	hosts := newClusterHosts(pid)
 	testClusterSystem(t, &clusterOVS{pid: pid, hosts: hosts}, hosts, pid)
 }
+
+// A set-up that fails halfway is undone by teardown, which removes what
+// it made and nothing else.
+func TestClusterHostsFailedSetup(t *testing.T) {
+	privtest.Require(t, "create network namespaces", "ip")
+	pid := os.Getpid()
+	hosts := newClusterHosts(pid)
+	// Host 2's namespace is someone else's: create must stop there.
+	privtest.Netns(t, hosts.hosts[1])
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := hosts.create(ctx)
+	if err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("create with host 2's namespace taken: %v, want an error saying it exists", err)
+	}
+	if err := hosts.destroy(); err != nil {
+		t.Fatalf("destroy: %v", err)
+	}
+	for _, ns := range []string{hosts.underlay, hosts.hosts[0]} {
+		if nsExists(ns) {
+			t.Errorf("namespace %s left behind", ns)
+		}
+	}
+	if !nsExists(hosts.hosts[1]) {
+		t.Errorf("destroy removed %s, which it did not make", hosts.hosts[1])
+	}
+}
