@@ -1,4 +1,4 @@
-# tapswitch. Targets: build, test, unit, bench, bench-ab, bench-parts, bench-docker, profile, demo, fuzz, soak, install, uninstall, clean.
+# tapswitch. Targets: build, test, unit, bench, bench-ab, bench-parts, bench-docker, profile, demo, fuzz, soak, etcd, install, uninstall, clean.
 
 GO      ?= go
 BIN     := bin
@@ -16,7 +16,12 @@ FUZZTIME  ?= 10s
 # package that provides each.
 TOOLS := ip:iproute2 ping:iputils-ping iperf3:iperf3 sockperf:sockperf ethtool:ethtool useradd:passwd podman:podman runc:runc /usr/lib/cni/portmap:containernetworking-plugins busybox:busybox-static iptables:iptables nft:nftables prometheus:prometheus tmux:tmux systemd-analyze:systemd tshark:tshark /usr/include/pcap.h:libpcap-dev /usr/sbin/dockerd:docker.io
 
-.PHONY: all build test unit bench profile demo fuzz soak deps install clean
+.PHONY: all build test unit bench profile demo fuzz soak deps etcd install clean
+
+# ETCD_VERSION is the etcd server the cluster tests run, the release of
+# the client in go.mod. Debian's etcd-server (3.4) is older than the
+# client and its package starts a system etcd on install.
+ETCD_VERSION := v3.6.17
 
 all: build
 
@@ -48,8 +53,23 @@ test:
 		echo "continuing without them: the integration tests need root and skip without it"; }
 	@command -v cnitool >/dev/null || [ -x "$$($(GO) env GOPATH)/bin/cnitool" ] || \
 		$(GO) install github.com/containernetworking/cni/cnitool@v1.3.1
+	@$(MAKE) --no-print-directory etcd
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 30m $(TESTFLAGS) ./...
+
+# etcd builds the etcd server the cluster tests run into GOBIN (or
+# GOPATH/bin) unless that release is there or on PATH. The server's module cannot be built
+# with go install (its go.mod has replace directives), so it is built
+# from a throwaway module that requires it.
+etcd:
+	@bin="$$($(GO) env GOBIN)"; bin="$${bin:-$$($(GO) env GOPATH | cut -d: -f1)/bin}"; \
+	for e in "$$bin/etcd" "$$(command -v etcd)"; do \
+		[ -x "$$e" ] && "$$e" --version 2>/dev/null | grep -q "^etcd Version: $(ETCD_VERSION:v%=%)$$" && exit 0; done; \
+	echo "building etcd $(ETCD_VERSION) into $$bin"; \
+	tmp=$$(mktemp -d) || exit 1; trap 'rm -rf $$tmp' EXIT; \
+	(cd $$tmp && $(GO) mod init tapswitch-etcd >/dev/null 2>&1 && \
+		$(GO) get go.etcd.io/etcd/server/v3@$(ETCD_VERSION) >/dev/null 2>&1 && \
+		$(GO) build -o "$$bin/etcd" go.etcd.io/etcd/server/v3)
 
 # unit runs the tests that need no privileges or tools.
 unit:

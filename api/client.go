@@ -206,3 +206,11 @@ func (c *Client) Connect(ctx context.Context, network string, req ConnectRequest
 	err := c.do(ctx, http.MethodPost, "/v1/networks/"+url.PathEscape(network)+"/connect", req, &p)
 	return p, err
 }
+
+// Peers lists the hosts cluster networks reach: the cluster's members
+// (this host included) and the static peers.
+func (c *Client) Peers(ctx context.Context) ([]Peer, error) {
+	var out []Peer
+	err := c.do(ctx, http.MethodGet, "/v1/peers", nil, &out)
+	return out, err
+}

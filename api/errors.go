@@ -16,6 +16,9 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrForbidden is for a peer that may not use the socket (403).
 	ErrForbidden = errors.New("permission denied")
+	// ErrUnavailable is for a change that needs the cluster's store
+	// while it cannot be reached (503).
+	ErrUnavailable = errors.New("unavailable")
 )
 
 // classes are the error classes with their HTTP statuses.
@@ -27,6 +30,7 @@ var classes = []struct {
 	{ErrForbidden, http.StatusForbidden},
 	{ErrNotFound, http.StatusNotFound},
 	{ErrConflict, http.StatusConflict},
+	{ErrUnavailable, http.StatusServiceUnavailable},
 }
 
 // StatusOf is the HTTP status of an error of the daemon: that of its

@@ -47,6 +47,12 @@ type Status struct {
 	// its first frame, to within a millisecond; -1 until it has. After a
 	// restart it is the outage the daemon itself caused.
 	FirstForwardMs float64 `json:"first_forward_ms"`
+	// Cluster is the cluster's store (tapswitchd --cluster); nil
+	// without one.
+	Cluster *ClusterStatus `json:"cluster,omitempty"`
+	// Tunnel is the VXLAN endpoint (tapswitchd --advertise); nil
+	// without one.
+	Tunnel *TunnelStatus `json:"tunnel,omitempty"`
 }
 
 // AttachRequest asks the daemon to create a TAP inside a namespace and
@@ -180,6 +186,12 @@ type NetworkCreateRequest struct {
 	// more entry. An entry whose Subnet is "ipv4" or "ipv6" asks for a
 	// free subnet of that family from the pool.
 	Subnets []SubnetRequest `json:"subnets,omitempty"`
+	// Scope is ScopeLocal (empty means it) or ScopeCluster: a network
+	// that spans hosts, which needs tapswitchd --advertise.
+	Scope string `json:"scope,omitempty"`
+	// VNI is a cluster network's VXLAN network identifier, 1 to MaxVNI;
+	// 0 means a free one.
+	VNI uint32 `json:"vni,omitempty"`
 }
 
 // SubnetRequest is one subnet of a new network.
@@ -209,6 +221,7 @@ const (
 	// namespace for the network driver's Join, then moved into the
 	// container and renamed by Docker.
 	KindDocker = "docker"
+	// KindTunnel: see api/cluster.go.
 )
 
 // Port is one attached TAP as the API reports it.
@@ -322,6 +335,15 @@ type Network struct {
 	// MACs is the number of learned addresses.
 	MACs     int `json:"macs"`
 	MACLimit int `json:"mac_limit"`
+	// Scope is ScopeLocal or ScopeCluster.
+	Scope string `json:"scope"`
+	// VNI is a cluster network's VXLAN network identifier; 0 for a
+	// local network.
+	VNI uint32 `json:"vni,omitempty"`
+	// MTU is the MTU of the network's TAPs and gateway: for a cluster
+	// network, the underlay's less the VXLAN overhead; 0 for a local
+	// network, whose ports have the MTU they ask for (1500 by default).
+	MTU int `json:"mtu,omitempty"`
 }
 
 // NetworkDetail is a network as inspect shows it: its settings and every

@@ -59,6 +59,7 @@ func (b *fakeBackend) network(name string) (api.Network, int, bool) {
 	return api.Network{}, 0, false
 }
 
+func (b *fakeBackend) Peers() []api.Peer    { return []api.Peer{} }
 func (b *fakeBackend) Version() api.Version { return api.Version{Version: "test"} }
 func (b *fakeBackend) Status() api.Status   { return api.Status{Version: "test"} }
 

@@ -48,7 +48,7 @@ Start the daemon first, as root:  tapswitchd &`,
 		def = api.DefaultSocket
 	}
 	root.PersistentFlags().StringVar(&g.socket, "socket", def, "tapswitchd's API socket (or set "+api.SocketEnv+")")
-	root.AddCommand(newAttach(g), newDetach(g), newConnect(g), newPort(g), newPorts(g), newFDB(g), newNetwork(g), newStatus(g), newVersion(g), newEvents(g), newTop(g), newCapture(g))
+	root.AddCommand(newAttach(g), newDetach(g), newConnect(g), newPort(g), newPorts(g), newFDB(g), newNetwork(g), newStatus(g), newVersion(g), newEvents(g), newTop(g), newCapture(g), newPeers(g))
 	addGenCommands(root)
 	return root
 }

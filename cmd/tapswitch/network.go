@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -55,12 +57,23 @@ network.
 A subnet may not share an address with the loopback, link-local,
 multicast or reserved ranges (0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16,
 224.0.0.0/4, 240.0.0.0/4; ::/96, ::ffff:0:0/96, fe80::/10, ff00::/8):
-the gateway is an address of the host and its DNS server listens there.`,
+the gateway is an address of the host and its DNS server listens there.
+
+With --scope cluster the network spans hosts: its frames cross between
+them in VXLAN with the network's VNI (--vni, or a free one), to the hosts
+of tapswitchd's --cluster and to its --vxlan-peer hosts. With --cluster
+the network is made on every host at once, and its addresses are handed
+out through the cluster's store, so no two hosts give out one address.
+Every host has the network's gateway with the same address and MAC, and
+the network's DNS answers the names of its ports on every host. The
+network's TAPs and gateway get the underlay's MTU less 50, the VXLAN
+overhead.`,
 		Example: `  tapswitch network create front --subnet 10.20.0.0/24
   tapswitch network create back
   tapswitch network create both --subnet 10.20.1.0/24 --subnet fd00:20:1::/64
   tapswitch network create six --ipv6
-  tapswitch network create vault --internal`,
+  tapswitch network create vault --internal
+  tapswitch network create front --subnet 10.40.0.0/24 --scope cluster --vni 4242`,
 		Args: cobra.ExactArgs(1),
 	}
 	f := cmd.Flags()
@@ -68,6 +81,8 @@ the gateway is an address of the host and its DNS server listens there.`,
 	f.StringArrayVar(&gateways, "gateway", nil, "gateway address in the --subnet of its family (repeatable; default: each subnet's first host address)")
 	f.BoolVar(&ipv6, "ipv6", false, "dual-stack: also an IPv6 subnet, a free /64 of tapswitchd's --ipv6-pool (default fd89:7473:7700::/48) unless --subnet gives one")
 	f.BoolVar(&req.Internal, "internal", false, "no access outside the network and no published ports")
+	f.StringVar(&req.Scope, "scope", api.ScopeLocal, `"local" (this host only) or "cluster" (spanning hosts over VXLAN; needs tapswitchd --advertise)`)
+	f.Uint32Var(&req.VNI, "vni", 0, "VXLAN network identifier of a --scope cluster network, 1 to 16777215 (default: a free one)")
 	out := addOutput(cmd, "name", "name", "json")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if err := out.check(); err != nil {
@@ -166,10 +181,11 @@ func newNetworkLs(g *globals) *cobra.Command {
 			return writeJSON(cmd.OutOrStdout(), nets)
 		}
 		tw := newTable(cmd.OutOrStdout())
-		fmt.Fprintln(tw, "NAME\tSUBNET\tGATEWAY\tINTERNAL\tPORTS\tBRIDGE")
+		fmt.Fprintln(tw, "NAME\tSUBNET\tGATEWAY\tINTERNAL\tSCOPE\tVNI\tMTU\tPORTS\tBRIDGE")
 		for _, n := range nets {
 			subnets, gateways := networkSubnets(n)
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%t\t%d\t%s\n", n.Name, subnets, gateways, n.Internal, n.Ports, n.Bridge)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%t\t%s\t%s\t%s\t%d\t%s\n", n.Name, subnets, gateways, n.Internal,
+				scopeOf(n), vniOf(n), mtuOf(n), n.Ports, n.Bridge)
 		}
 		return tw.Flush()
 	}
@@ -207,6 +223,9 @@ func writeNetworkTable(w io.Writer, n api.NetworkDetail) error {
 		{"Subnet", subnets},
 		{"Gateway", gateways},
 		{"Internal", fmt.Sprint(n.Internal)},
+		{"Scope", scopeOf(n.Network)},
+		{"VNI", vniOf(n.Network)},
+		{"MTU", mtuOf(n.Network)},
 		{"Bridge", n.Bridge},
 		{"DNS", n.DNS},
 		{"MACs", fmt.Sprintf("%d of %d", n.MACs, n.MACLimit)},
@@ -247,6 +266,24 @@ func networkSubnets(n api.Network) (subnets, gateways string) {
 	return strings.Join(s, ","), strings.Join(g, ",")
 }
 
+// scopeOf, vniOf and mtuOf are a network's scope, VNI and MTU as the
+// tables show them; a daemon from before scopes sends none.
+func scopeOf(n api.Network) string { return cmp.Or(n.Scope, api.ScopeLocal) }
+
+func vniOf(n api.Network) string {
+	if n.VNI == 0 {
+		return "-"
+	}
+	return strconv.FormatUint(uint64(n.VNI), 10)
+}
+
+func mtuOf(n api.Network) string {
+	if n.MTU == 0 {
+		return "-"
+	}
+	return strconv.Itoa(n.MTU)
+}
+
 // dash shows an empty cell as "-".
 func dash(s string) string {
 	if s == "" {
@@ -263,7 +300,9 @@ func newNetworkRm(g *globals) *cobra.Command {
 		Short:   "Remove networks",
 		Long: `Remove networks: their gateway interfaces, DNS servers and firewall rules.
 A network with ports attached is refused unless --force, which detaches
-them first. The network "default" cannot be removed.`,
+them first. The network "default" cannot be removed. A cluster network
+goes away on every host of the cluster; with ports on any host it is
+refused unless --force, which detaches them on every host.`,
 		Args: cobra.MinimumNArgs(1),
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "detach the network's ports first")

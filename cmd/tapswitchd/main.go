@@ -72,6 +72,10 @@ type options struct {
 	// dockerHost is dockerd's API, which --docker asks for names and
 	// re-syncs with (docker_sync.go).
 	dockerHost string
+	// cluster are the flags of networks that span hosts (cluster.go),
+	// overlay what run makes of them.
+	cluster clusterOptions
+	overlay daemon.OverlayConfig
 }
 
 func main() {
@@ -135,6 +139,7 @@ directory and come back at the next start.`,
 	f.BoolVar(&o.docker, "docker", false, "also serve the Docker network and IPAM driver on /run/docker/plugins/NAME.sock (root only): docker network create -d NAME, --ipam-driver NAME")
 	f.StringVar(&o.dockerPlugin, "docker-plugin", defaultPluginName, "the driver's `NAME` for --docker, as docker network create -d NAME gives it")
 	f.StringVar(&o.dockerHost, "docker-host", "", dockerHostHelp)
+	addClusterFlags(f, &o.cluster)
 	addGenCommands(cmd, os.Args[1:])
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintf(os.Stderr, "tapswitchd: %v\n", err)
@@ -194,6 +199,12 @@ func run(o options) error {
 	if err := o.limits.check(); err != nil {
 		return err
 	}
+	if _, err := o.cluster.config(nil); err != nil {
+		return err
+	}
+	if o.upgrade && o.cluster.advertise != "" {
+		return errors.New("--upgrade does not hand over the VXLAN socket of --advertise yet: stop tapswitchd (SIGTERM) and start it again with the same flags; its TAPs and networks stay, and cluster networks' traffic resumes once it is back")
+	}
 	var metricsAddr netip.AddrPort
 	if o.metrics != "" {
 		if metricsAddr, err = metrics.ParseAddr(o.metrics); err != nil {
@@ -204,6 +215,15 @@ func run(o options) error {
 	slog.SetDefault(log)
 	if os.Geteuid() != 0 {
 		return errors.New("must run as root: it creates TAP devices inside other network namespaces")
+	}
+	if o.cluster.advertise != "" {
+		local, err := localAddrs()
+		if err != nil {
+			return err
+		}
+		if o.overlay, err = o.cluster.config(local); err != nil {
+			return err
+		}
 	}
 
 	// Caught from before the socket exists: a signal that arrives while
@@ -337,6 +357,7 @@ func (s *server) daemonConfig(upstreams []netip.AddrPort, inherited *fdset.Set) 
 		Started:      s.o.started,
 		Inherited:    inherited,
 		TAP:          s.o.tap.config(),
+		Overlay:      s.o.overlay,
 	}
 	// Checked by run.
 	cfg.Dataplane, _ = s.o.dataplane.config()

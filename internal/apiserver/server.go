@@ -43,6 +43,8 @@ type Backend interface {
 	// RemoveNetwork deletes a network; force detaches its ports first.
 	RemoveNetwork(ctx context.Context, name string, force bool) error
 	Connect(ctx context.Context, network string, req api.ConnectRequest) (api.Port, error)
+	// Peers lists the hosts cluster networks reach.
+	Peers() []api.Peer
 }
 
 // maxBody bounds a request body; the largest real one is a few hundred bytes.
@@ -62,6 +64,9 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 	})
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, b.Status())
+	})
+	mux.HandleFunc("GET /v1/peers", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, b.Peers())
 	})
 	mux.HandleFunc("GET /v1/ports", func(w http.ResponseWriter, r *http.Request) {
 		all, err := boolParam(r, "all")

@@ -28,6 +28,7 @@ type fakeBackend struct {
 	err       error
 }
 
+func (f *fakeBackend) Peers() []api.Peer    { return []api.Peer{} }
 func (f *fakeBackend) Version() api.Version { return api.Version{Version: "test", Pid: 1} }
 func (f *fakeBackend) Attach(_ context.Context, r api.AttachRequest) (api.Port, error) {
 	if f.err != nil {

@@ -420,6 +420,28 @@ func ValidateNetworkCreate(r api.NetworkCreateRequest) error {
 	if err := validateNetworkAddrs(r); err != nil {
 		return fmt.Errorf("create network %q: %w", r.Name, err)
 	}
+	if err := CheckScope(r.Scope, r.VNI); err != nil {
+		return fmt.Errorf("create network %q: %w", r.Name, err)
+	}
+	return nil
+}
+
+// CheckScope reports why scope and vni cannot be a new network's: the
+// scope is local (or empty) or cluster, and only a cluster network has a
+// VNI, 1 to api.MaxVNI (0: a free one).
+func CheckScope(scope string, vni uint32) error {
+	switch scope {
+	case "", api.ScopeLocal:
+		if vni != 0 {
+			return invalid("VNI %d: only a network of scope %q has a VNI; add --scope %s", vni, api.ScopeCluster, api.ScopeCluster)
+		}
+	case api.ScopeCluster:
+		if vni > api.MaxVNI {
+			return invalid("VNI %d: use 1 to %d (24 bits), or none for a free one", vni, api.MaxVNI)
+		}
+	default:
+		return invalid("scope %s: use %q (one host, the default) or %q (spanning hosts)", quote(scope), api.ScopeLocal, api.ScopeCluster)
+	}
 	return nil
 }
 

@@ -69,6 +69,8 @@ type Config struct {
 	// TAP says how the ports' and gateways' TAPs are made and opened
 	// again: see TAPConfig.
 	TAP TAPConfig
+	// Overlay configures networks that span hosts: see OverlayConfig.
+	Overlay OverlayConfig
 }
 
 // TAPConfig says how the daemon makes its TAPs; the fields are copied to
@@ -146,6 +148,9 @@ type Daemon struct {
 	docker dockerState
 	// dsync keeps it in step with dockerd (docker_sync.go).
 	dsync dockerSync
+	// ov is the VXLAN endpoint and the cluster's store (overlay.go,
+	// cluster.go).
+	ov overlay
 }
 
 var _ apiserver.Backend = (*Daemon)(nil)
@@ -228,6 +233,9 @@ func newDaemon(cfg Config, h host) (_ *Daemon, err error) {
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if err := d.openOverlayLocked(); err != nil {
+		return nil, err
+	}
 	// The data path first: networks and ports forward as soon as they
 	// are back. The firewall table a previous daemon left keeps serving
 	// until the new one replaces it, in one transaction, just after.
@@ -253,12 +261,14 @@ func newDaemon(cfg Config, h host) (_ *Daemon, err error) {
 	}
 	d.removeStaleLocked()
 	d.saveLocked()
+	d.republishLocked()
 	d.ready = time.Since(cfg.Started)
 	d.log.Info("state restored", "networks", len(d.nets), "ports", d.restored, "dropped", d.dropped,
 		"ports_back_since_start", restored, "ready_since_start", d.ready)
 	d.events.Publish(d.startEvent())
 	d.startEventWatch()
 	d.startVanishWatch()
+	d.startStoreWatch()
 	return d, nil
 }
 
@@ -285,6 +295,7 @@ func (d *Daemon) CloseAndRemove() { d.shutdown(true) }
 
 func (d *Daemon) shutdown(remove bool) {
 	d.StopDockerSync()
+	d.stopStoreWatch()
 	d.stopVanishWatch()
 	d.stopEventWatch()
 	d.events.EndAll()
@@ -314,6 +325,8 @@ func (d *Daemon) shutdown(remove bool) {
 	default:
 		d.sw.Release()
 	}
+	// The tunnels are closed with their ports.
+	d.closeOverlay()
 	if !remove {
 		// The state file already says what the next start resumes.
 		return
@@ -425,6 +438,8 @@ func (d *Daemon) Ports(all bool) []api.Port {
 	for _, sp := range d.sw.Ports() {
 		if p, ok := d.ports[sp.Name()]; ok && p.sw == sp && (all || p.kind != api.KindGateway) {
 			out = append(out, p.view())
+		} else if n := d.tunnelOfLocked(sp); n != nil {
+			out = append(out, n.tunnelView())
 		}
 	}
 	if out == nil {

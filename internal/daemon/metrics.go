@@ -53,7 +53,12 @@ func (d *Daemon) MetricsSnapshot(ctx context.Context) (metrics.Snapshot, error) 
 		if n.vn != nil {
 			nets = append(nets, netRef{name: n.name, vn: n.vn, dns: n.dns})
 		}
+		if n.tport != nil {
+			ports = append(ports, portRef{sw: n.tport, kind: api.KindTunnel})
+		}
 	}
+	var ov api.Status
+	d.overlayStatusLocked(&ov)
 	d.mu.Unlock()
 
 	s := metrics.Snapshot{
@@ -90,6 +95,12 @@ func (d *Daemon) MetricsSnapshot(ctx context.Context) (metrics.Snapshot, error) 
 			mn.DNS = dnsCounters(st.Stats())
 		}
 		s.Networks = append(s.Networks, mn)
+	}
+	if t := ov.Tunnel; t != nil {
+		s.Tunnel = &metrics.Tunnel{RxPackets: t.RxPackets, TxPackets: t.TxPackets, TxErrors: t.TxErrors, Dropped: t.Dropped}
+	}
+	if c := ov.Cluster; c != nil {
+		s.Cluster = &metrics.Cluster{Connected: c.Connected, Hosts: c.Hosts}
 	}
 	b := fdlimit.Process()
 	s.FDBudget = metrics.FDBudget{Used: b.Used(), Limit: b.Limit(), Refused: b.Refused()}

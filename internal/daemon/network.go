@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 	"github.com/tapswitch/tapswitch/internal/fdlimit"
 	"github.com/tapswitch/tapswitch/internal/ipam"
 	"github.com/tapswitch/tapswitch/internal/nat"
+	"github.com/tapswitch/tapswitch/internal/vxlan"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 )
 
@@ -32,12 +34,34 @@ type network struct {
 	subnet  *ipam.Subnet
 	// bridge is the gateway interface's name (GatewayName).
 	bridge string
+	// scope is api.ScopeLocal or api.ScopeCluster; a cluster network
+	// has a VNI (see overlay.go).
+	scope string
+	vni   uint32
+	// mtu is the MTU of a cluster network's TAPs and gateway, and
+	// gwMAC its anycast gateway MAC (prepareClusterLocked); 0 and nil
+	// for a local network.
+	mtu   int
+	gwMAC net.HardwareAddr
+	// stored: a cluster network made in the cluster's store (or taken
+	// from there); seen: in a view of the store applied since (see
+	// localNet); gone: removed from the store, with its addresses and
+	// endpoints.
+	stored, seen, gone bool
 
 	// Set by startNetworkLocked.
 	vn      *vswitch.Network
 	gw      *port
 	records *dns.Records
 	dns     nameServer
+	// tunnel and tport are a cluster network's VXLAN tunnel and its
+	// port; remotes are the MACs set in it from the store, and
+	// remoteNames the names of other hosts' ports in records, with
+	// their addresses (see cluster.go).
+	tunnel      *vxlan.Tunnel
+	tport       *vswitch.Port
+	remotes     map[string]netip.Addr
+	remoteNames map[string]string
 }
 
 // natNetwork is n as the firewall sees it.
@@ -51,7 +75,7 @@ func (n *network) natNetwork() nat.Network {
 
 // newNetwork is a network of the daemon, not yet started, on subnets.
 func (d *Daemon) newNetwork(name string, internal bool, subnets []*ipam.Subnet) *network {
-	return &network{name: name, internal: internal, subnets: subnets, subnet: subnets[0], bridge: GatewayName(d.cfg.StateDir, name)}
+	return &network{name: name, internal: internal, subnets: subnets, subnet: subnets[0], bridge: GatewayName(d.cfg.StateDir, name), scope: api.ScopeLocal}
 }
 
 // CreateNetwork implements apiserver.Backend.
@@ -79,12 +103,26 @@ func (d *Daemon) createNetworkLocked(req api.NetworkCreateRequest) (*network, er
 	if err != nil {
 		return nil, err
 	}
+	scope, vni := cmp.Or(req.Scope, api.ScopeLocal), uint32(0)
+	if scope == api.ScopeCluster {
+		if vni, err = d.clusterVNILocked(req, subnets); err != nil {
+			return nil, err
+		}
+	}
 	n := d.newNetwork(req.Name, req.Internal, subnets)
+	n.scope, n.vni = scope, vni
+	n.stored = scope == api.ScopeCluster && d.ov.store != nil
 	if err := d.startNetworkLocked(n, false); err != nil {
+		if scope == api.ScopeCluster {
+			d.unmakeInStoreLocked(n.name)
+		}
 		return nil, err
 	}
-	d.events.Publish(api.Event{Type: api.EventNetworkCreate, Network: n.name, Attrs: map[string]string{
-		"subnet": n.subnetsString(), "gateway": n.gatewaysString(), "internal": strconv.FormatBool(n.internal)}})
+	attrs := map[string]string{"subnet": n.subnetsString(), "gateway": n.gatewaysString(), "internal": strconv.FormatBool(n.internal)}
+	if n.scope == api.ScopeCluster {
+		attrs["scope"], attrs["vni"] = n.scope, strconv.FormatUint(uint64(n.vni), 10)
+	}
+	d.events.Publish(api.Event{Type: api.EventNetworkCreate, Network: n.name, Attrs: attrs})
 	return n, nil
 }
 
@@ -119,6 +157,7 @@ func (d *Daemon) inUseLocked() (map[string]netip.Prefix, error) {
 // previous daemon left, is taken back as it is (or made again if gone).
 // On failure nothing new of it is left.
 func (d *Daemon) startNetworkLocked(n *network, reopen bool) (err error) {
+	d.prepareClusterLocked(n)
 	vn, err := d.sw.CreateNetwork(n.name)
 	if err != nil {
 		return classify(err)
@@ -139,6 +178,8 @@ func (d *Daemon) startNetworkLocked(n *network, reopen bool) (err error) {
 		net:     n,
 		ifname:  n.bridge,
 		ips:     n.gatewayPrefixes(),
+		mac:     n.gwMAC,
+		mtu:     n.mtu,
 		restore: reopen,
 	})
 	if err != nil {
@@ -159,6 +200,9 @@ func (d *Daemon) startNetworkLocked(n *network, reopen bool) (err error) {
 			srv.Close()
 		}
 	}()
+	if err := d.startTunnelLocked(n); err != nil {
+		return err
+	}
 	// While a daemon restores its state the firewall is not there yet;
 	// New gives the restored networks their rules once it is.
 	if d.nat != nil {
@@ -206,6 +250,9 @@ func (d *Daemon) stopNetworkLocked(n *network) error {
 		errs = append(errs, err)
 	}
 	delete(d.ports, n.gw.name())
+	if err := d.stopTunnelLocked(n); err != nil && !errors.Is(err, vswitch.ErrNoPort) {
+		errs = append(errs, err)
+	}
 	if err := d.sw.RemoveNetwork(n.name); err != nil {
 		errs = append(errs, err)
 	}
@@ -249,6 +296,9 @@ func (d *Daemon) RemoveNetwork(ctx context.Context, name string, force bool) err
 		}
 		return fmt.Errorf("remove network %q: %w", name, api.Errorf(api.ErrConflict, api.ReasonNetworkHasPorts, "%d port(s) still attached (%s)", len(ports), strings.Join(names, ", ")))
 	}
+	if err := d.removeFromStoreLocked(n, force); err != nil {
+		return fmt.Errorf("remove network %q: %w", name, err)
+	}
 	for _, p := range ports {
 		if err := d.sw.RemovePort(p.sw); err != nil && !errors.Is(err, vswitch.ErrNoPort) {
 			d.log.Error("detach port of removed network", "port", p.name(), "err", err)
@@ -277,6 +327,9 @@ func (d *Daemon) InspectNetwork(name string) (api.NetworkDetail, error) {
 		return api.NetworkDetail{}, fmt.Errorf("inspect network: %w", noNetwork(name))
 	}
 	out := api.NetworkDetail{Network: d.networkViewLocked(n), Ports: []api.Port{n.gw.view()}}
+	if n.tport != nil {
+		out.Ports = append(out.Ports, n.tunnelView())
+	}
 	if st, ok := n.dns.(interface{ Stats() dns.Stats }); ok {
 		out.DNSCounters = dnsCounters(st.Stats())
 	}
@@ -310,6 +363,9 @@ func (d *Daemon) networkViewLocked(n *network) api.Network {
 		Ports:    len(d.portsOfLocked(n)),
 		MACs:     n.vn.FDB().Len(),
 		MACLimit: n.vn.FDB().Limit(),
+		Scope:    n.scope,
+		VNI:      n.vni,
+		MTU:      n.mtu,
 	}
 }
 

@@ -74,6 +74,10 @@ type plugSpec struct {
 func (d *Daemon) plugLocked(s plugSpec) (_ *port, err error) {
 	start := time.Now()
 	n := s.net
+	if s.mtu == 0 && n.mtu > 0 {
+		// A cluster network's overlay MTU.
+		s.mtu = n.mtu
+	}
 	if !s.restore {
 		defer func() {
 			if err != nil {

@@ -254,23 +254,53 @@ func (d *Daemon) attachLocked(s attachSpec) (_ *port, err error) {
 	if err != nil {
 		return nil, err
 	}
-	ips, owned, err := addresses(n, s.ips)
+	if n.mtu > 0 && s.mtu > n.mtu {
+		return nil, invalid("MTU %d: network %q spans hosts over VXLAN, and its MTU is %d (the underlay's less %d); ask for at most that, or none", s.mtu, n.name, n.mtu, d.ov.underlayMTU-n.mtu)
+	}
+	clustered := d.inStore(n)
+	var ips []netip.Prefix
+	var owned []netip.Addr
+	if clustered {
+		if err := d.prepareClusterAttachLocked(n, &s); err != nil {
+			return nil, err
+		}
+		ips, owned, err = d.clusterAddressesLocked(n, s.name, s.ips)
+	} else {
+		ips, owned, err = addresses(n, s.ips)
+	}
 	if err != nil {
 		return nil, err
+	}
+	// What the store holds for the port, given back if it fails.
+	release := func() {
+		for _, a := range owned {
+			n.release(a)
+		}
+		if clustered {
+			d.releaseInStoreLocked(n, "", owned)
+		}
 	}
 	// An address the network handed out may be IPv6, which the request's
 	// own check of --mtu could not know of.
 	if err := apiserver.CheckMTU(s.mtu, ips); err != nil {
-		for _, a := range owned {
-			n.release(a)
-		}
+		release()
 		return nil, err
 	}
 	if len(s.publish) > 0 && !slices.ContainsFunc(ips, func(ip netip.Prefix) bool { return n.contains(ip.Addr()) }) {
-		for _, a := range owned {
-			n.release(a)
-		}
+		release()
 		return nil, api.Errorf(api.ErrInvalid, api.ReasonPublishNeedsAddress, "published ports need an address in network %q's subnet %s, and the port has none", n.name, n.subnetsString())
+	}
+	if clustered {
+		if err := d.publishEndpointLocked(d.endpointOf(n, s.name, s.mac, ips)); err != nil {
+			release()
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				// plugLocked released the addresses here.
+				d.releaseInStoreLocked(n, s.name, owned)
+			}
+		}()
 	}
 	p, err := d.plugLocked(plugSpec{
 		kind: api.KindContainer,
@@ -336,6 +366,9 @@ func (d *Daemon) Detach(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("detach: %w", classify(err))
 	}
+	if n := d.tunnelOfLocked(sp); n != nil {
+		return fmt.Errorf("detach: %w", tunnelPortError(n))
+	}
 	p, ok := d.ports[sp.Name()]
 	if !ok || p.kind == api.KindGateway {
 		return fmt.Errorf("detach: %w", api.Errorf(api.ErrInvalid, api.ReasonGatewayPort, "port %q is the gateway of network %q", sp.Name(), sp.Network().Name()))
@@ -370,6 +403,9 @@ func (d *Daemon) UpdatePort(ctx context.Context, name string, req api.PortUpdate
 	sp, err := d.sw.Port(name)
 	if err != nil {
 		return api.Port{}, fmt.Errorf("update port: %w", classify(err))
+	}
+	if n := d.tunnelOfLocked(sp); n != nil {
+		return api.Port{}, fmt.Errorf("update port: %w", tunnelPortError(n))
 	}
 	p, ok := d.ports[sp.Name()]
 	if !ok || p.kind == api.KindGateway {
@@ -418,6 +454,9 @@ func (d *Daemon) forgetLocked(p *port) {
 	p.net.records.Remove(p.name())
 	for _, a := range p.owned {
 		p.net.release(a)
+	}
+	if p.kind == api.KindContainer {
+		d.releaseInStoreLocked(p.net, p.name(), p.owned)
 	}
 	p.owned = nil
 	delete(d.ports, p.name())
@@ -524,6 +563,9 @@ func (d *Daemon) Connect(ctx context.Context, network string, req api.ConnectReq
 	sp, err := d.sw.Port(req.Port)
 	if err != nil {
 		return fail(classify(err))
+	}
+	if n := d.tunnelOfLocked(sp); n != nil {
+		return fail(tunnelPortError(n))
 	}
 	orig, ok := d.ports[sp.Name()]
 	if !ok || orig.kind == api.KindGateway {

@@ -44,6 +44,18 @@ func (d *Daemon) restoreLocked(doc stateDoc) error {
 		}
 		n := d.newNetwork(ns.Name, ns.Internal, subnets)
 		n.bridge = d.bridgeOf(ns)
+		switch ns.Scope {
+		case "", api.ScopeLocal:
+		case api.ScopeCluster:
+			if ns.VNI < 1 || ns.VNI > api.MaxVNI {
+				return fmt.Errorf("state file %s: network %q: VNI %d: want 1 to %d; correct or remove this network", d.state.path, ns.Name, ns.VNI, api.MaxVNI)
+			}
+			// The store's, when this host last ran, or made here with
+			// static peers only.
+			n.scope, n.vni, n.stored, n.seen = ns.Scope, ns.VNI, ns.Stored, ns.Stored
+		default:
+			return fmt.Errorf("state file %s: network %q: scope %q is not one this tapswitchd knows; correct or remove this network", d.state.path, ns.Name, ns.Scope)
+		}
 		for _, p := range n.prefixes() {
 			if err := ipam.CheckSubnetRange(p); err != nil {
 				d.log.Warn("restored network lies in a range no new network may use; remove it and create it on another subnet", "network", n.name, "err", err)

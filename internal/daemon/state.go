@@ -65,6 +65,13 @@ type networkState struct {
 	// is its IPv4 one; absent for a network of one subnet, and in files
 	// written before networks could have two.
 	Subnet6 *ipam.SubnetState `json:"subnet6,omitempty"`
+	// Scope is api.ScopeCluster for a network spanning hosts, with its
+	// VNI; empty for a local one.
+	Scope string `json:"scope,omitempty"`
+	VNI   uint32 `json:"vni,omitempty"`
+	// Stored: the cluster network is the cluster store's; one made with
+	// static peers only is not, and a store never removes it.
+	Stored bool `json:"stored,omitempty"`
 }
 
 // stateFile is the daemon's record of its networks and ports, rewritten
@@ -151,6 +158,9 @@ func (d *Daemon) stateLocked() stateDoc {
 	}
 	for _, n := range d.nets {
 		ns := networkState{Name: n.name, Internal: n.internal, Subnet: n.subnet.State(), Bridge: d.bridgeToRecord(n)}
+		if n.scope == api.ScopeCluster {
+			ns.Scope, ns.VNI, ns.Stored = n.scope, n.vni, n.stored
+		}
 		if len(n.subnets) > 1 {
 			st := n.subnets[1].State()
 			ns.Subnet6 = &st

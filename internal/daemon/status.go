@@ -22,6 +22,8 @@ func (d *Daemon) Status() api.Status {
 			ports++
 		}
 	}
+	var ov api.Status
+	d.overlayStatusLocked(&ov)
 	d.mu.Unlock()
 	first := -1.0
 	if ns := d.firstForward.Load(); ns >= 0 {
@@ -40,6 +42,8 @@ func (d *Daemon) Status() api.Status {
 		DroppedPorts:   d.dropped,
 		RestoreMs:      ms(d.ready),
 		FirstForwardMs: first,
+		Cluster:        ov.Cluster,
+		Tunnel:         ov.Tunnel,
 	}
 }
 

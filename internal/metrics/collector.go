@@ -196,6 +196,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	} {
 		ch <- d
 	}
+	describeOverlay(ch)
 }
 
 // Collect implements prometheus.Collector: it reads the Source's
@@ -243,6 +244,7 @@ func collectSnapshot(ch chan<- prometheus.Metric, s *Snapshot) {
 	ch <- gauge(dFDUsed, float64(s.FDBudget.Used))
 	ch <- gauge(dFDLimit, float64(s.FDBudget.Limit))
 	ch <- counter(dFDRefused, float64(s.FDBudget.Refused))
+	collectOverlay(ch, s)
 }
 
 func collectPort(ch chan<- prometheus.Metric, p *Port) {

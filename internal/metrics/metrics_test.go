@@ -456,3 +456,42 @@ func FuzzParseAddr(f *testing.F) {
 		}
 	})
 }
+
+// The tunnel's and the cluster's metrics are there with --advertise and
+// --cluster, and not without.
+func TestScrapeOverlay(t *testing.T) {
+	s := twoPorts()
+	src := &fakeSource{s: s}
+	m := New("v1", nil)
+	m.SetSource(src)
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	mfs := scrape(t, srv.URL+"/metrics")
+	for _, name := range []string{"tapswitch_vxlan_dropped_total", "tapswitch_cluster_store_connected"} {
+		if mfs[name] != nil {
+			t.Errorf("%s scraped without a tunnel or a cluster", name)
+		}
+	}
+	src.set(func(s *Snapshot) {
+		s.Tunnel = &Tunnel{RxPackets: 5, TxPackets: 6, Dropped: map[string]uint64{"not_member": 3, "unknown_vni": 2}}
+		s.Cluster = &Cluster{Connected: true, Hosts: 3}
+	})
+	mfs = scrape(t, srv.URL+"/metrics")
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		value  float64
+	}{
+		{"tapswitch_vxlan_dropped_total", map[string]string{"reason": "not_member"}, 3},
+		{"tapswitch_vxlan_dropped_total", map[string]string{"reason": "unknown_vni"}, 2},
+		{"tapswitch_vxlan_dropped_total", map[string]string{"reason": "malformed"}, 0},
+		{"tapswitch_vxlan_packets_total", map[string]string{"direction": "tx"}, 6},
+		{"tapswitch_vxlan_tx_errors_total", nil, 0},
+		{"tapswitch_cluster_store_connected", nil, 1},
+		{"tapswitch_cluster_hosts", nil, 3},
+	} {
+		if v, ok := sample(mfs, c.name, c.labels); !ok || v != c.value {
+			t.Errorf("%s%v = %v (found %v), want %v", c.name, c.labels, v, ok, c.value)
+		}
+	}
+}

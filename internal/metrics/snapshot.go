@@ -23,6 +23,9 @@ type Snapshot struct {
 	// FDBudget is the budget of descriptors outsiders draw from
 	// (internal/fdlimit).
 	FDBudget FDBudget
+	// Tunnel and Cluster are nil without --advertise and --cluster.
+	Tunnel  *Tunnel
+	Cluster *Cluster
 }
 
 // Port is one port of the switch, a container's or a gateway.

@@ -1,0 +1,315 @@
+package vxlan
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Endpoint is the VXLAN endpoint (VTEP) of one host: one UDP socket bound
+// to the advertised address that receives for every tunnel, and a few
+// sending sockets, one per outer source port, shared by all tunnels.
+type Endpoint struct {
+	cfg      Config
+	log      *slog.Logger
+	overhead int // Overhead, or 70 over IPv6
+	// underMTU is the MTU of the link holding Local when Listen ran, 0
+	// if unknown.
+	underMTU int
+	sock     *sockets
+	// free holds the receive buffers no tunnel holds frames in.
+	free chan *rxBuf
+
+	// tunnels and members are read by the receiving goroutine and the
+	// senders without a lock; they are replaced whole under mu.
+	tunnels atomic.Pointer[map[uint32]*Tunnel]
+	members atomic.Pointer[map[netip.Addr]*peer]
+
+	mu sync.Mutex
+	// peers holds every VTEP named to the endpoint, by address, so that
+	// a VTEP is one *peer (and one set of counters) everywhere.
+	peers  map[netip.Addr]*peer
+	closed bool
+	done   chan struct{}
+	wg     sync.WaitGroup
+
+	c counters
+}
+
+// counters are an Endpoint's Stats, kept atomically.
+type counters struct {
+	rxPackets, rxBytes, txPackets, txBytes       atomic.Uint64
+	dropNotMember, dropUnknownVNI, dropMalformed atomic.Uint64
+	dropHostOnly, txErrors                       atomic.Uint64
+	// txGSO counts sends of more than one datagram (UDP_SEGMENT), rxGRO
+	// reads of more than one (UDP_GRO): how much the offloads do.
+	txGSO, rxGRO atomic.Uint64
+}
+
+// peer is one remote VTEP: its address, its socket address as the kernel
+// takes it, and its counters.
+type peer struct {
+	addr netip.Addr
+	sa   sockaddr
+	// heard is when a packet from the peer last came, in Unix
+	// nanoseconds; 0 if never.
+	heard  atomic.Int64
+	rx, tx atomic.Uint64
+}
+
+// agingTime is how long a learned MAC stays without a frame from it, as
+// Linux's vxlan and bridge age theirs.
+const agingTime = 300 * time.Second
+
+// agingInterval is how often learned MACs are checked for age.
+const agingInterval = 15 * time.Second
+
+// Listen opens the endpoint's sockets in the caller's network namespace:
+// the receiving socket on cfg.Local and the port, the sending ones on
+// cfg.Local and ports the kernel picks.
+func Listen(cfg Config) (*Endpoint, error) {
+	if !cfg.Local.IsValid() || cfg.Local.IsUnspecified() || cfg.Local.IsMulticast() {
+		return nil, fmt.Errorf("vxlan: local address %v: give this host's own unicast address (the tunnel socket never binds to the wildcard)", cfg.Local)
+	}
+	cfg.Local = cfg.Local.Unmap()
+	if cfg.Port == 0 {
+		cfg.Port = DefaultPort
+	}
+	if cfg.Port < 0 || cfg.Port > 65535 {
+		return nil, fmt.Errorf("vxlan: port %d out of range 1-65535", cfg.Port)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	e := &Endpoint{cfg: cfg, log: log, overhead: Overhead, peers: map[netip.Addr]*peer{}, done: make(chan struct{})}
+	if cfg.Local.Is6() {
+		e.overhead = Overhead + 20
+	}
+	tunnels := map[uint32]*Tunnel{}
+	e.tunnels.Store(&tunnels)
+	members := map[netip.Addr]*peer{}
+	e.members.Store(&members)
+	// The link is looked up here, in the namespace the sockets are
+	// opened in, not in whichever namespace a later call runs in.
+	e.underMTU, _ = UnderlayMTU(cfg.Local)
+	s, err := openSockets(cfg.Local, cfg.Port)
+	if err != nil {
+		return nil, err
+	}
+	e.sock = s
+	e.free = newFreeList()
+	e.wg.Go(e.receive)
+	e.wg.Go(e.age)
+	log.Info("vxlan endpoint listening", "local", cfg.Local, "port", cfg.Port, "underlay_mtu", e.underMTU, "source_ports", s.sourcePorts())
+	return e, nil
+}
+
+// Close closes the sockets and every tunnel: their Reads and Writes fail
+// with an error wrapping os.ErrClosed.
+func (e *Endpoint) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return os.ErrClosed
+	}
+	e.closed = true
+	close(e.done)
+	tunnels := *e.tunnels.Load()
+	e.mu.Unlock()
+	for _, t := range tunnels {
+		t.Close()
+	}
+	err := e.sock.close()
+	e.wg.Wait()
+	return err
+}
+
+// peerLocked returns the one peer of addr, made at the first need.
+func (e *Endpoint) peerLocked(addr netip.Addr) *peer {
+	addr = addr.Unmap()
+	if p, ok := e.peers[addr]; ok {
+		return p
+	}
+	p := &peer{addr: addr, sa: makeSockaddr(addr, e.cfg.Port)}
+	e.peers[addr] = p
+	return p
+}
+
+// SetMembers sets who may send to the endpoint (cluster hosts and static
+// peers): packets from other addresses are dropped and counted
+// (DropNotMember). The endpoint's own address may be in the list: it is
+// left out.
+func (e *Endpoint) SetMembers(vteps []netip.Addr) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	m := make(map[netip.Addr]*peer, len(vteps))
+	for _, a := range vteps {
+		if a.IsValid() && a.Unmap() != e.cfg.Local {
+			m[a.Unmap()] = e.peerLocked(a)
+		}
+	}
+	e.members.Store(&m)
+}
+
+// Tunnel opens the tunnel of vni, the port of one network; an error if
+// the VNI's tunnel is open already.
+func (e *Endpoint) Tunnel(vni uint32, opt TunnelOptions) (*Tunnel, error) {
+	if vni >= 1<<24 {
+		return nil, fmt.Errorf("vxlan: VNI %d out of range 0-16777215", vni)
+	}
+	mtu := opt.MTU
+	if mtu == 0 {
+		if e.underMTU == 0 {
+			return nil, fmt.Errorf("vxlan: VNI %d: the MTU of the link holding %v is unknown: give the tunnel's MTU", vni, e.cfg.Local)
+		}
+		mtu = e.OverlayMTU()
+	}
+	// One segment and its headers must fit in one UDP datagram.
+	if maxMTU := maxDatagram - HeaderLen - ethHdrLen; mtu < 68 || mtu > maxMTU {
+		return nil, fmt.Errorf("vxlan: VNI %d: overlay MTU %d out of range 68-%d", vni, mtu, maxMTU)
+	}
+	t := &Tunnel{ep: e, vni: vni, mtu: mtu, rxch: make(chan *rxBatch, tunnelQueue), done: make(chan struct{})}
+	for _, m := range opt.HostOnly {
+		if len(m) == 6 {
+			t.hostOnly = append(t.hostOnly, macKey(m))
+		}
+	}
+	t.initTables()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil, fmt.Errorf("vxlan: VNI %d: endpoint %w", vni, os.ErrClosed)
+	}
+	old := *e.tunnels.Load()
+	if _, ok := old[vni]; ok {
+		return nil, fmt.Errorf("vxlan: VNI %d is open already: close its tunnel first", vni)
+	}
+	next := make(map[uint32]*Tunnel, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[vni] = t
+	e.tunnels.Store(&next)
+	return t, nil
+}
+
+// OverlayMTU returns the overlay MTU a tunnel opened without one gets:
+// the underlay MTU less Overhead (70 over IPv6); 0 if the underlay MTU is
+// unknown.
+func (e *Endpoint) OverlayMTU() int {
+	if e.underMTU == 0 {
+		return 0
+	}
+	return min(e.underMTU-e.overhead, maxDatagram-HeaderLen-ethHdrLen)
+}
+
+// removeTunnel takes t out of the endpoint's table, if it is there.
+func (e *Endpoint) removeTunnel(t *Tunnel) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := *e.tunnels.Load()
+	if old[t.vni] != t {
+		return false
+	}
+	next := make(map[uint32]*Tunnel, len(old))
+	for k, v := range old {
+		if v != t {
+			next[k] = v
+		}
+	}
+	e.tunnels.Store(&next)
+	return true
+}
+
+// Stats returns the endpoint's counters.
+func (e *Endpoint) Stats() Stats {
+	return Stats{
+		RxPackets:      e.c.rxPackets.Load(),
+		RxBytes:        e.c.rxBytes.Load(),
+		TxPackets:      e.c.txPackets.Load(),
+		TxBytes:        e.c.txBytes.Load(),
+		DropNotMember:  e.c.dropNotMember.Load(),
+		DropUnknownVNI: e.c.dropUnknownVNI.Load(),
+		DropMalformed:  e.c.dropMalformed.Load(),
+		DropHostOnly:   e.c.dropHostOnly.Load(),
+		TxErrors:       e.c.txErrors.Load(),
+	}
+}
+
+// Peers returns the VTEPs the endpoint knows now: members, the
+// replication lists of its tunnels and the VTEPs of their MAC tables, by
+// address.
+func (e *Endpoint) Peers() []Peer {
+	known := map[*peer]bool{}
+	for _, p := range *e.members.Load() {
+		known[p] = true
+	}
+	for _, t := range *e.tunnels.Load() {
+		for _, p := range *t.vteps.Load() {
+			known[p] = true
+		}
+		for _, r := range *t.remotes.Load() {
+			known[r.peer.Load()] = true
+		}
+	}
+	out := make([]Peer, 0, len(known))
+	for p := range known {
+		var heard time.Time
+		if ns := p.heard.Load(); ns != 0 {
+			heard = time.Unix(0, ns)
+		}
+		out = append(out, Peer{VTEP: p.addr, LastHeard: heard, RxPackets: p.rx.Load(), TxPackets: p.tx.Load()})
+	}
+	slices.SortFunc(out, func(a, b Peer) int { return a.VTEP.Compare(b.VTEP) })
+	return out
+}
+
+// age forgets learned MACs unseen for agingTime, until Close.
+func (e *Endpoint) age() {
+	tk := time.NewTicker(agingInterval)
+	defer tk.Stop()
+	for {
+		select {
+		case <-e.done:
+			return
+		case now := <-tk.C:
+			for _, t := range *e.tunnels.Load() {
+				t.expire(now)
+			}
+		}
+	}
+}
+
+// UnderlayMTU returns the MTU of the link that holds local, in the
+// caller's network namespace.
+func UnderlayMTU(local netip.Addr) (int, error) {
+	local = local.Unmap()
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return 0, fmt.Errorf("vxlan: list links: %w", err)
+	}
+	for _, ifc := range ifs {
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			n, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap() == local {
+				return ifc.MTU, nil
+			}
+		}
+	}
+	return 0, errors.New("vxlan: no link of this network namespace holds " + local.String() + ": add the address to the underlay link, or advertise one that is")
+}

@@ -1,0 +1,85 @@
+package vxlan
+
+import (
+	"encoding/binary"
+	"io"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// FuzzParse feeds the receive path what a peer can send: one read of the
+// socket (a datagram, or with UDP_GRO a run of them of the size in the
+// control message), from a member. Every frame it hands the tunnel must
+// lie inside the read, be a whole Ethernet header at least, and every
+// datagram must be either handed over or counted as dropped.
+func FuzzParse(f *testing.F) {
+	pkt := make([]byte, HeaderLen, 200)
+	putHeader(pkt, 42)
+	pkt = append(pkt, ethFrame(bcast, macA, 50, 0)...)
+	f.Add(pkt, uint16(0))
+	two := append(append([]byte(nil), pkt...), pkt...)
+	f.Add(two, uint16(len(pkt)))
+	f.Add(two[:len(two)-30], uint16(len(pkt)))
+	f.Add([]byte{flagI, 0, 0, 0, 0, 0, 42, 0}, uint16(0))
+	f.Add(pkt, uint16(3))
+	// One endpoint without sockets serves every input; counters are
+	// compared before and after.
+	member := netip.MustParseAddr("10.232.0.1")
+	e := &Endpoint{log: slog.New(slog.NewTextHandler(io.Discard, nil)), peers: map[netip.Addr]*peer{}, done: make(chan struct{}), free: newFreeList()}
+	members := map[netip.Addr]*peer{member: {addr: member}}
+	tn := &Tunnel{ep: e, vni: 42, mtu: 1450, rxch: make(chan *rxBatch, 1<<12), done: make(chan struct{}), hostOnly: []uint64{macKey(macB)}}
+	tn.initTables()
+	tunnels := map[uint32]*Tunnel{42: tn}
+	r := newReader(e, e.free)
+	f.Fuzz(func(t *testing.T, data []byte, gro uint16) {
+		if len(data) == 0 || len(data) > rxBufSize {
+			return
+		}
+		before := e.Stats()
+		r.msgs[0] = unix.Mmsghdr{}
+		n := copy(r.bufs[0].b, data)
+		r.msgs[0].Len = uint32(n)
+		r.names[0] = makeSockaddr(member, 4789)
+		if gro != 0 {
+			oob := unsafe.Slice((*byte)(unsafe.Pointer(&r.oob[0][0])), len(r.oob[0])*8)
+			h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+			h.Level, h.Type = unix.IPPROTO_UDP, unix.UDP_GRO
+			h.SetLen(unix.CmsgLen(4))
+			binary.NativeEndian.PutUint32(oob[unix.SizeofCmsghdr:], uint32(gro))
+			r.msgs[0].Hdr.SetControllen(unix.CmsgSpace(4))
+		}
+		start := &r.bufs[0].b[0]
+		if !r.handle(0, members, tunnels, 1) {
+			t.Fatal("handle stopped")
+		}
+		r.deliver()
+		seg := int(gro)
+		if seg == 0 || seg > n {
+			seg = n
+		}
+		datagrams := (n + seg - 1) / seg
+		frames := 0
+		for len(tn.rxch) > 0 {
+			b := <-tn.rxch
+			for _, fr := range b.frames {
+				if &fr.buf.b[0] != start || fr.off < HeaderLen || fr.n < ethHdrLen || int(fr.off+fr.n) > n {
+					t.Fatalf("frame at %d+%d outside the read of %d bytes", fr.off, fr.n, n)
+				}
+				frames++
+			}
+			b.release(e.free)
+		}
+		s := e.Stats()
+		dropped := s.DropMalformed + s.DropUnknownVNI + s.DropHostOnly - before.DropMalformed - before.DropUnknownVNI - before.DropHostOnly
+		if got := frames + int(dropped); got != datagrams {
+			t.Fatalf("%d datagrams, %d frames handed over and %+v dropped", datagrams, frames, s)
+		}
+		if len(e.free) != rxBufs-rxMsgs {
+			t.Fatalf("%d buffers free: one leaked", len(e.free))
+		}
+	})
+}

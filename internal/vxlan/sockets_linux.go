@@ -1,0 +1,228 @@
+package vxlan
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// txSockets is how many sockets send: one outer source port each, picked
+// by the inner flow's hash. A UDP socket has one source port, and the
+// underlay spreads flows over its paths by the ports (RFC 7348 section
+// 5), so a few sockets give a few ports; the kernel picks them from its
+// ephemeral range, as Linux's vxlan picks its source ports from it.
+const txSockets = 8
+
+// sockBuf is the socket buffer size asked for, within the kernel's limit
+// for an unprivileged process, without one for a privileged one: a burst
+// of GSO sends or of received packets must not overflow it.
+const sockBuf = 4 << 20
+
+// maxDatagram is the most bytes of UDP payload one IPv4 datagram holds,
+// and so the most one GSO send may carry in all.
+const maxDatagram = 65535 - 20 - 8
+
+// sockets are an Endpoint's UDP sockets.
+type sockets struct {
+	rx    *net.UDPConn
+	rxRaw syscall.RawConn
+	tx    [txSockets]txSock
+}
+
+type txSock struct {
+	c    *net.UDPConn
+	raw  syscall.RawConn
+	port int
+}
+
+// sockaddr is a socket address as the kernel takes it: a sockaddr_in or
+// sockaddr_in6 in raw, len bytes of it.
+type sockaddr struct {
+	raw [unix.SizeofSockaddrInet6]byte
+	len uint32
+}
+
+func makeSockaddr(a netip.Addr, port int) sockaddr {
+	var s sockaddr
+	binary.BigEndian.PutUint16(s.raw[2:], uint16(port))
+	if a.Is4() {
+		binary.NativeEndian.PutUint16(s.raw[0:], unix.AF_INET)
+		a4 := a.As4()
+		copy(s.raw[4:8], a4[:])
+		s.len = unix.SizeofSockaddrInet4
+		return s
+	}
+	binary.NativeEndian.PutUint16(s.raw[0:], unix.AF_INET6)
+	a16 := a.As16()
+	copy(s.raw[8:24], a16[:])
+	s.len = unix.SizeofSockaddrInet6
+	return s
+}
+
+// addr returns the address in s, the zero Addr if it is neither IPv4 nor
+// IPv6.
+func (s *sockaddr) addr() netip.Addr {
+	switch binary.NativeEndian.Uint16(s.raw[0:]) {
+	case unix.AF_INET:
+		return netip.AddrFrom4([4]byte(s.raw[4:8]))
+	case unix.AF_INET6:
+		return netip.AddrFrom16([16]byte(s.raw[8:24])).Unmap()
+	}
+	return netip.Addr{}
+}
+
+// openSockets opens the receiving socket on local:port and the sending
+// ones on local and ports the kernel picks.
+func openSockets(local netip.Addr, port int) (s *sockets, err error) {
+	network := "udp4"
+	if local.Is6() {
+		network = "udp6"
+	}
+	s = &sockets{}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error { return control(c, rxOpts, local.Is6()) }}
+	pc, err := lc.ListenPacket(context.Background(), network, net.JoinHostPort(local.String(), strconv.Itoa(port)))
+	if err != nil {
+		return s, fmt.Errorf("vxlan: listen on %v port %d: %w (is another VXLAN endpoint, such as a Linux vxlan device, on that port? is %v an address of this host?)", local, port, err, local)
+	}
+	s.rx = pc.(*net.UDPConn)
+	if s.rxRaw, err = s.rx.SyscallConn(); err != nil {
+		return s, err
+	}
+	lc = net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error { return control(c, txOpts, local.Is6()) }}
+	for i := range s.tx {
+		pc, err := lc.ListenPacket(context.Background(), network, net.JoinHostPort(local.String(), "0"))
+		if err != nil {
+			return s, fmt.Errorf("vxlan: open a sending socket on %v: %w", local, err)
+		}
+		t := &s.tx[i]
+		t.c = pc.(*net.UDPConn)
+		t.port = t.c.LocalAddr().(*net.UDPAddr).Port
+		if t.raw, err = t.c.SyscallConn(); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+func (s *sockets) sourcePorts() []int {
+	ports := make([]int, 0, len(s.tx))
+	for _, t := range s.tx {
+		ports = append(ports, t.port)
+	}
+	return ports
+}
+
+func (s *sockets) close() error {
+	var errs []error
+	if s.rx != nil {
+		errs = append(errs, s.rx.Close())
+	}
+	for _, t := range s.tx {
+		if t.c != nil {
+			errs = append(errs, t.c.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+const (
+	rxOpts = iota
+	txOpts
+)
+
+// dropAll is a socket filter that takes no packet: the sending sockets
+// never receive, and must not keep what a stray sender sends them.
+var dropAll = []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
+
+func control(c syscall.RawConn, kind int, v6 bool) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		f := int(fd)
+		switch kind {
+		case rxOpts:
+			// UDP_GRO: the kernel hands over a run of datagrams of one
+			// flow as one read, with their size in a control message.
+			if err := unix.SetsockoptInt(f, unix.IPPROTO_UDP, unix.UDP_GRO, 1); err != nil {
+				serr = fmt.Errorf("vxlan: UDP_GRO: %w (a kernel of 5.0 or later is needed)", err)
+				return
+			}
+			setBuf(f, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF)
+			// Over IPv6, take datagrams without a UDP checksum too, as
+			// a Linux vxlan device with udp6zerocsumtx sends them
+			// (RFC 6935); an IPv4 socket takes them anyway.
+			if v6 {
+				unix.SetsockoptInt(f, unix.IPPROTO_UDP, unix.UDP_NO_CHECK6_RX, 1)
+			}
+		case txOpts:
+			prog := unix.SockFprog{Len: uint16(len(dropAll)), Filter: &dropAll[0]}
+			if err := unix.SetsockoptSockFprog(f, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
+				serr = fmt.Errorf("vxlan: socket filter: %w", err)
+				return
+			}
+			setBuf(f, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// setBuf sets a socket buffer to sockBuf: past the system's limit if the
+// process may (force), else up to it.
+func setBuf(fd, force, opt int) {
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, force, sockBuf) != nil {
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, opt, sockBuf)
+	}
+}
+
+// groSize returns the segment size in the control messages of a read
+// (UDP_GRO), 0 if none.
+func groSize(oob []byte) int {
+	for len(oob) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		l := int(h.Len)
+		if l < unix.SizeofCmsghdr || l > len(oob) {
+			return 0
+		}
+		if h.Level == unix.IPPROTO_UDP && h.Type == unix.UDP_GRO && l >= unix.SizeofCmsghdr+4 {
+			return int(binary.NativeEndian.Uint32(oob[unix.SizeofCmsghdr:]))
+		}
+		l = (l + 7) &^ 7
+		if l > len(oob) {
+			return 0
+		}
+		oob = oob[l:]
+	}
+	return 0
+}
+
+// putSegmentCmsg writes a UDP_SEGMENT control message for segments of
+// size bytes into b and returns its length.
+func putSegmentCmsg(b []byte, size int) int {
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level = unix.IPPROTO_UDP
+	h.Type = unix.UDP_SEGMENT
+	h.SetLen(unix.CmsgLen(2))
+	binary.NativeEndian.PutUint16(b[unix.SizeofCmsghdr:], uint16(size))
+	return unix.CmsgSpace(2)
+}
+
+// mmsg calls recvmmsg or sendmmsg (trap) on fd for msgs.
+func mmsg(trap, fd uintptr, msgs []unix.Mmsghdr) (int, syscall.Errno) {
+	r, _, errno := unix.Syscall6(trap, fd, uintptr(unsafe.Pointer(&msgs[0])), uintptr(len(msgs)), unix.MSG_DONTWAIT, 0, 0)
+	return int(r), errno
+}

@@ -1,0 +1,400 @@
+package vxlan
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tapswitch/tapswitch/device"
+)
+
+// Tunnel is one network's port on an Endpoint: the frames of one VNI. It
+// is a device.Device with one queue, which the switch reads with a loop
+// of its own.
+type Tunnel struct {
+	ep       *Endpoint
+	vni      uint32
+	mtu      int
+	hostOnly []uint64
+
+	// remotes maps a MAC (macKey) to the VTEP behind it, and vteps is
+	// the head-end replication list. Both are read without a lock by the
+	// receiving goroutine and the writers, and replaced whole under mu.
+	remotes atomic.Pointer[map[uint64]*remote]
+	vteps   atomic.Pointer[[]*peer]
+	mu      sync.Mutex
+
+	// rxch carries batches from the receiving goroutine to Read; cur is
+	// the batch Read is taking frames from, pos the next frame in it.
+	rxch chan *rxBatch
+	cur  *rxBatch
+	pos  int
+	// rmu orders Read's use of cur with Close.
+	rmu sync.Mutex
+
+	// push and Close: closed is set under cmu, so that no batch is
+	// queued after Close has drained rxch.
+	cmu    sync.RWMutex
+	closed bool
+	done   chan struct{}
+
+	c tunnelCounters
+}
+
+type tunnelCounters struct {
+	rxPackets, rxBytes, txPackets, txBytes, floods, drops atomic.Uint64
+}
+
+// remote is one entry of a tunnel's MAC table.
+type remote struct {
+	peer   atomic.Pointer[peer]
+	seen   atomic.Int64 // Unix nanoseconds of the last frame from the MAC
+	static atomic.Bool
+}
+
+var _ device.Device = (*Tunnel)(nil)
+
+func (t *Tunnel) initTables() {
+	m := map[uint64]*remote{}
+	t.remotes.Store(&m)
+	var v []*peer
+	t.vteps.Store(&v)
+}
+
+// VNI returns the tunnel's VXLAN network identifier.
+func (t *Tunnel) VNI() uint32 { return t.vni }
+
+// MTU returns the overlay MTU super-frames are cut to.
+func (t *Tunnel) MTU() int { return t.mtu }
+
+// Queues returns the tunnel's one queue.
+func (t *Tunnel) Queues() []device.Queue { return []device.Queue{(*queue)(t)} }
+
+// Caps: the tunnel takes TCP and UDP super-frames and frames with a
+// checksum left to fill, and cuts and completes them itself, so that a
+// super-frame's segments leave in one GSO send.
+func (t *Tunnel) Caps() device.Caps {
+	return device.Caps{GSO: device.GSOSetTCP | device.GSOSetUDPL4, Csum: true}
+}
+
+// Close closes the tunnel: its VNI is free again, and packets for it are
+// dropped as of an unknown VNI.
+func (t *Tunnel) Close() error {
+	t.cmu.Lock()
+	if t.closed {
+		t.cmu.Unlock()
+		return os.ErrClosed
+	}
+	t.closed = true
+	close(t.done)
+	t.cmu.Unlock()
+	t.ep.removeTunnel(t)
+	for {
+		select {
+		case b := <-t.rxch:
+			b.release(t.ep.free)
+			continue
+		default:
+		}
+		break
+	}
+	// A Read under way lets go of its batch itself; one waiting for the
+	// next Read is let go here.
+	if t.rmu.TryLock() {
+		if t.cur != nil {
+			t.cur.release(t.ep.free)
+			t.cur = nil
+		}
+		t.rmu.Unlock()
+	}
+	return nil
+}
+
+// push queues a batch for Read, or drops it when the queue is full or the
+// tunnel closed.
+func (t *Tunnel) push(b *rxBatch) {
+	n, bytes := uint64(len(b.frames)), uint64(b.bytes)
+	t.cmu.RLock()
+	defer t.cmu.RUnlock()
+	// The receiving goroutine is the only sender on rxch, so room now
+	// is room at the send. The frames are counted before Read, which
+	// owns b once it is queued, can see them.
+	if !t.closed && len(t.rxch) < cap(t.rxch) {
+		t.c.rxPackets.Add(n)
+		t.c.rxBytes.Add(bytes)
+		t.ep.c.rxPackets.Add(n)
+		t.ep.c.rxBytes.Add(bytes)
+		t.rxch <- b
+		return
+	}
+	t.c.drops.Add(n)
+	b.release(t.ep.free)
+}
+
+func (t *Tunnel) isHostOnly(k uint64) bool {
+	for _, h := range t.hostOnly {
+		if h == k {
+			return true
+		}
+	}
+	return false
+}
+
+// learn records that MAC k is behind p, as of now. A static entry stays
+// as it is.
+func (t *Tunnel) learn(k uint64, p *peer, now int64) {
+	if r := (*t.remotes.Load())[k]; r != nil {
+		if r.static.Load() {
+			return
+		}
+		if r.peer.Load() != p {
+			r.peer.Store(p)
+		}
+		if now-r.seen.Load() > int64(time.Second) {
+			r.seen.Store(now)
+		}
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := *t.remotes.Load()
+	if r := old[k]; r != nil {
+		if !r.static.Load() {
+			r.peer.Store(p)
+			r.seen.Store(now)
+		}
+		return
+	}
+	if len(old) >= maxRemotes {
+		return
+	}
+	r := &remote{}
+	r.peer.Store(p)
+	r.seen.Store(now)
+	t.storeRemotesLocked(old, k, r)
+}
+
+// maxRemotes bounds a tunnel's MAC table; past it, new MACs are not
+// learned (their frames are flooded to every VTEP).
+const maxRemotes = 16384
+
+// storeRemotesLocked publishes old with k set to r (removed if r is
+// nil).
+func (t *Tunnel) storeRemotesLocked(old map[uint64]*remote, k uint64, r *remote) {
+	next := make(map[uint64]*remote, len(old)+1)
+	for key, v := range old {
+		next[key] = v
+	}
+	if r == nil {
+		delete(next, k)
+	} else {
+		next[k] = r
+	}
+	t.remotes.Store(&next)
+}
+
+// removeLocked publishes the table without the entries drop says to
+// drop, if there are any.
+func (t *Tunnel) removeLocked(drop func(*remote) bool) {
+	old := *t.remotes.Load()
+	n := 0
+	for _, r := range old {
+		if drop(r) {
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	next := make(map[uint64]*remote, len(old)-n)
+	for k, r := range old {
+		if !drop(r) {
+			next[k] = r
+		}
+	}
+	t.remotes.Store(&next)
+}
+
+// expire forgets learned MACs unseen for agingTime.
+func (t *Tunnel) expire(now time.Time) {
+	limit := now.Add(-agingTime).UnixNano()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.removeLocked(func(r *remote) bool { return !r.static.Load() && r.seen.Load() < limit })
+}
+
+// SetVTEPs sets the head-end replication list: where broadcast,
+// multicast and unknown unicast frames go. The endpoint's own address is
+// left out.
+func (t *Tunnel) SetVTEPs(vteps []netip.Addr) {
+	e := t.ep
+	e.mu.Lock()
+	list := make([]*peer, 0, len(vteps))
+	for _, a := range vteps {
+		if !a.IsValid() || a.Unmap() == e.cfg.Local {
+			continue
+		}
+		if p := e.peerLocked(a); !slices.Contains(list, p) {
+			list = append(list, p)
+		}
+	}
+	e.mu.Unlock()
+	t.vteps.Store(&list)
+}
+
+// SetRemote sets a static entry, from the store or configuration: frames
+// to mac go to vtep. It does not age, and learning does not move it.
+func (t *Tunnel) SetRemote(mac net.HardwareAddr, vtep netip.Addr) {
+	if len(mac) != 6 || !vtep.IsValid() || vtep.Unmap() == t.ep.cfg.Local {
+		return
+	}
+	e := t.ep
+	e.mu.Lock()
+	p := e.peerLocked(vtep)
+	e.mu.Unlock()
+	k := macKey(mac)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := *t.remotes.Load()
+	if r := old[k]; r != nil {
+		r.peer.Store(p)
+		r.static.Store(true)
+		return
+	}
+	r := &remote{}
+	r.peer.Store(p)
+	r.static.Store(true)
+	t.storeRemotesLocked(old, k, r)
+}
+
+// ForgetRemote removes mac's entry, static or learned.
+func (t *Tunnel) ForgetRemote(mac net.HardwareAddr) {
+	if len(mac) != 6 {
+		return
+	}
+	k := macKey(mac)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if old := *t.remotes.Load(); old[k] != nil {
+		t.storeRemotesLocked(old, k, nil)
+	}
+}
+
+// ForgetVTEP removes every entry, static or learned, behind vtep.
+func (t *Tunnel) ForgetVTEP(vtep netip.Addr) {
+	vtep = vtep.Unmap()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.removeLocked(func(r *remote) bool { return r.peer.Load().addr == vtep })
+}
+
+// Remotes returns the tunnel's MAC table, by MAC, without the learned
+// entries past their age.
+func (t *Tunnel) Remotes() []Remote {
+	limit := time.Now().Add(-agingTime).UnixNano()
+	m := *t.remotes.Load()
+	out := make([]Remote, 0, len(m))
+	for k, r := range m {
+		static := r.static.Load()
+		seen := r.seen.Load()
+		if !static && seen < limit {
+			continue
+		}
+		var last time.Time
+		if seen != 0 {
+			last = time.Unix(0, seen)
+		}
+		out = append(out, Remote{MAC: keyMAC(k), VTEP: r.peer.Load().addr, Static: static, LastSeen: last})
+	}
+	slices.SortFunc(out, func(a, b Remote) int { return slices.Compare(a.MAC, b.MAC) })
+	return out
+}
+
+// Stats returns the tunnel's counters.
+func (t *Tunnel) Stats() TunnelStats {
+	return TunnelStats{
+		RxPackets: t.c.rxPackets.Load(),
+		RxBytes:   t.c.rxBytes.Load(),
+		TxPackets: t.c.txPackets.Load(),
+		TxBytes:   t.c.txBytes.Load(),
+		Floods:    t.c.floods.Load(),
+		Drops:     t.c.drops.Load(),
+	}
+}
+
+// String names the tunnel in logs.
+func (t *Tunnel) String() string { return fmt.Sprintf("vxlan VNI %d", t.vni) }
+
+// queue is the tunnel's one device.Queue.
+type queue Tunnel
+
+func errClosed(t *Tunnel) error {
+	return fmt.Errorf("vxlan: tunnel of VNI %d: %w", t.vni, os.ErrClosed)
+}
+
+// BatchSize implements device.Queue.
+func (q *queue) BatchSize() int { return readBatch }
+
+// readBatch is the most frames one Read returns: the switch coalesces a
+// batch's frames of one flow into super-frames before it writes them to a
+// TAP, so a batch holds a 64 KiB super-frame's worth of full-size frames.
+const readBatch = 64
+
+// Read implements device.Queue: it waits for the receiving goroutine to
+// hand the tunnel frames, then copies up to len(bufs) of them out, each
+// with a zero virtio net header (its checksums are in it, as sent).
+func (q *queue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	t := (*Tunnel)(q)
+	t.rmu.Lock()
+	defer t.rmu.Unlock()
+	n := 0
+	for n < len(bufs) {
+		if t.cur == nil {
+			var b *rxBatch
+			if n == 0 {
+				select {
+				case b = <-t.rxch:
+				case <-t.done:
+				}
+			} else {
+				select {
+				case b = <-t.rxch:
+				default:
+				}
+			}
+			if b == nil {
+				break
+			}
+			t.cur, t.pos = b, 0
+		}
+		select {
+		case <-t.done:
+			t.cur.release(t.ep.free)
+			t.cur = nil
+			return 0, errClosed(t)
+		default:
+		}
+		b := t.cur
+		for n < len(bufs) && t.pos < len(b.frames) {
+			f := b.frames[t.pos]
+			dst := bufs[n]
+			clear(dst[offset-device.VnetHdrLen : offset])
+			sizes[n] = copy(dst[offset:], f.buf.b[f.off:f.off+f.n])
+			n++
+			t.pos++
+		}
+		if t.pos == len(b.frames) {
+			b.release(t.ep.free)
+			t.cur = nil
+		}
+	}
+	if n == 0 {
+		return 0, errClosed(t)
+	}
+	return n, nil
+}
