@@ -278,7 +278,14 @@ type clusterTapswitch struct {
 	extraArgs           []string
 	hosts               *clusterHosts
 	daemons             [2]*tapswitchSystem
+	// madeEtcNetns is set when /etc/netns did not exist before the
+	// daemons started: attaching a namespace by name makes it (for the
+	// namespace's resolv.conf), and teardown removes it again if empty.
+	madeEtcNetns bool
 }
+
+// etcNetns is where ip netns exec finds a namespace's own /etc files.
+const etcNetns = "/etc/netns"
 
 func (s *clusterTapswitch) name() string { return s.label }
 
@@ -317,6 +324,8 @@ func (s *clusterTapswitch) setup(ctx context.Context, tb *testbed) error {
 			return err
 		}
 	}
+	_, err := os.Stat(etcNetns)
+	s.madeEtcNetns = errors.Is(err, os.ErrNotExist)
 	cs := containers(tb)
 	for i, host := range s.hosts.hosts {
 		d := newTapswitchSystem(s.label, s.daemonPath, s.cliPath)
@@ -364,6 +373,11 @@ func (s *clusterTapswitch) teardown() error {
 			errs = append(errs, fmt.Errorf("host %d: %w", i+1, err))
 		}
 		s.daemons[i] = nil
+	}
+	if s.madeEtcNetns {
+		// Only when empty: another program may have put files there since.
+		os.Remove(etcNetns)
+		s.madeEtcNetns = false
 	}
 	errs = append(errs, s.hosts.destroy())
 	return errors.Join(errs...)

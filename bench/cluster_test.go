@@ -239,6 +239,12 @@ func linkStats(t *testing.T, ns, link string) (mtu int, rx, tx uint64) {
 // that a ping crosses the underlay and that the containers have the
 // overlay's MTU, and that teardown leaves none of the namespaces.
 func testClusterSystem(t *testing.T, sys system, hosts *clusterHosts, pid int) {
+	testClusterSystemThen(t, sys, hosts, pid, nil)
+}
+
+// testClusterSystemThen is testClusterSystem with then, when not nil,
+// called after the checks and before teardown.
+func testClusterSystemThen(t *testing.T, sys system, hosts *clusterHosts, pid int, then func()) {
 	tb := sys.(testbedMaker).testbed(pid)
 	names := []string{tb.nsA, tb.nsB, hosts.underlay, hosts.hosts[0], hosts.hosts[1]}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -275,6 +281,9 @@ func testClusterSystem(t *testing.T, sys system, hosts *clusterHosts, pid int) {
 		if mtu, _, _ := linkStats(t, ns, "eth0"); mtu != overlayMTU {
 			t.Errorf("%s's eth0 has MTU %d, want the overlay's %d", ns, mtu, overlayMTU)
 		}
+	}
+	if then != nil {
+		then()
 	}
 	teardown()
 	for _, ns := range names {
@@ -325,5 +334,39 @@ func TestClusterHostsFailedSetup(t *testing.T) {
 	}
 	if !nsExists(hosts.hosts[1]) {
 		t.Errorf("destroy removed %s, which it did not make", hosts.hosts[1])
+	}
+}
+
+// TestClusterTapswitchSetup builds tapswitchd and the CLI, then checks
+// tapswitch's cross-host set-up like the others', and that each daemon
+// sees the other host as a static peer that carried the ping.
+func TestClusterTapswitchSetup(t *testing.T) {
+	privtest.Require(t, "create network namespaces and TAP devices", "ip", "ping")
+	bin := t.TempDir()
+	// go test puts the go command of its own toolchain first in PATH.
+	build := exec.Command("go", "build", "-o", bin+"/", "../cmd/tapswitchd", "../cmd/tapswitch")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	pid := os.Getpid()
+	hosts := newClusterHosts(pid)
+	sys := &clusterTapswitch{label: "tapswitch", daemonPath: bin + "/tapswitchd", cliPath: bin + "/tapswitch", hosts: hosts}
+	var peers []listing
+	testClusterSystemThen(t, sys, hosts, pid, func() { peers = sys.listings() })
+	if len(peers) != 2 {
+		t.Fatalf("got %d listings of peers, want one per host: %v", len(peers), peers)
+	}
+	for i, l := range peers {
+		other := underlayAddrs[1-i]
+		var found bool
+		for _, line := range strings.Split(l.Output, "\n") {
+			f := strings.Fields(line)
+			if slices.Contains(f, other) && slices.Contains(f, "static") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("host %d's peers do not show %s as a static peer:\n%s", i+1, other, l.Output)
+		}
 	}
 }
