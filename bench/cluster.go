@@ -289,13 +289,21 @@ const etcNetns = "/etc/netns"
 
 func (s *clusterTapswitch) name() string { return s.label }
 
-// switchPID is host 1's daemon, the sender's: the CPU table has one
-// switch column.
+// switchPID is host 1's daemon, the sender's; host 2's is in
+// moreSwitchPIDs, and the CPU table's switch column sums both.
 func (s *clusterTapswitch) switchPID() int {
 	if s.daemons[0] == nil {
 		return 0
 	}
 	return s.daemons[0].switchPID()
+}
+
+// moreSwitchPIDs is host 2's daemon.
+func (s *clusterTapswitch) moreSwitchPIDs() []int {
+	if s.daemons[1] == nil {
+		return nil
+	}
+	return []int{s.daemons[1].switchPID()}
 }
 
 func (s *clusterTapswitch) testbed(pid int) *testbed { return clusterTestbed(pid) }
@@ -393,12 +401,21 @@ type clusterOVS struct {
 
 func (s *clusterOVS) name() string { return peer }
 
-// switchPID is host 1's ovs-vswitchd, the sender's.
+// switchPID is host 1's ovs-vswitchd, the sender's; host 2's is in
+// moreSwitchPIDs.
 func (s *clusterOVS) switchPID() int {
 	if s.switches[0] == nil {
 		return 0
 	}
 	return s.switches[0].switchPID()
+}
+
+// moreSwitchPIDs is host 2's ovs-vswitchd.
+func (s *clusterOVS) moreSwitchPIDs() []int {
+	if s.switches[1] == nil {
+		return nil
+	}
+	return []int{s.switches[1].switchPID()}
 }
 
 func (s *clusterOVS) testbed(pid int) *testbed { return clusterTestbed(pid) }
@@ -518,10 +535,12 @@ type testbedMaker interface {
 }
 
 var (
-	_ testbedMaker = (*clusterKernel)(nil)
-	_ testbedMaker = (*clusterTapswitch)(nil)
-	_ testbedMaker = (*clusterOVS)(nil)
-	_ lister       = (*clusterTapswitch)(nil)
+	_ testbedMaker    = (*clusterKernel)(nil)
+	_ testbedMaker    = (*clusterTapswitch)(nil)
+	_ testbedMaker    = (*clusterOVS)(nil)
+	_ lister          = (*clusterTapswitch)(nil)
+	_ switchProcesses = (*clusterTapswitch)(nil)
+	_ switchProcesses = (*clusterOVS)(nil)
 )
 
 // checkClusterFlags checks -cluster against the other flags and turns
@@ -541,7 +560,7 @@ func checkClusterFlags(cfg *config, set map[string]bool) error {
 
 // clusterNotes are the report's notes on the cross-host setting.
 func clusterNotes(runs []string) []string {
-	notes := []string{"the switch's CPU column is host 1's process (the sender's side); host 2's counts among others"}
+	notes := []string{"the switch's CPU column sums both hosts' processes (tapswitchd, ovs-vswitchd); the kernel's path forwards in softirq"}
 	n := map[string]int{}
 	for _, s := range runs {
 		n[s]++

@@ -201,7 +201,7 @@ func TestOVSVXLANPort(t *testing.T) {
 
 func TestClusterNotes(t *testing.T) {
 	notes := strings.Join(clusterNotes([]string{"bridge", "tapswitch", "ovs", "tapswitch", "bridge"}), "\n")
-	for _, want := range []string{"tapswitch ran twice", "host 1's process", "ovs: userspace TSO off"} {
+	for _, want := range []string{"tapswitch ran twice", "sums both hosts' processes", "ovs: userspace TSO off"} {
 		if !strings.Contains(notes, want) {
 			t.Errorf("notes lack %q:\n%s", want, notes)
 		}
@@ -210,7 +210,7 @@ func TestClusterNotes(t *testing.T) {
 		t.Errorf("the bridge's second pass has the -bracket note already:\n%s", notes)
 	}
 	notes = strings.Join(clusterNotes([]string{"bridge", "tapswitch a", "tapswitch a", "bridge"}), "\n")
-	if strings.Contains(notes, "ran twice") || strings.Contains(notes, "ovs") {
+	if strings.Contains(notes, "ran twice") || strings.Contains(notes, "ovs:") {
 		t.Errorf("variants have a note of their own and ovs did not run:\n%s", notes)
 	}
 }
@@ -367,6 +367,50 @@ func TestClusterTapswitchSetup(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("host %d's peers do not show %s as a static peer:\n%s", i+1, other, l.Output)
+		}
+	}
+}
+
+// With -cluster the switch forwards in one process per host: the
+// switch's share is their sum, and neither counts among the others.
+func TestCPUSplitTwoSwitchProcesses(t *testing.T) {
+	w := newCPUWatch(3, "iperf3", 100, 200, 300)
+	var roles []string
+	for _, o := range w.others {
+		roles = append(roles, o.role)
+	}
+	if want := []string{roleReceiver, roleSwitch, roleSwitch + roleInstance + "2"}; !slices.Equal(roles, want) {
+		t.Fatalf("watched roles %q, want %q", roles, want)
+	}
+	if w := newCPUWatch(3, "iperf3", 100, 200, 0); len(w.others) != 2 {
+		t.Errorf("a second switch process of pid 0 is watched: %v", w.others)
+	}
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	second := roleSwitch + roleInstance + "2"
+	a := cpuSample{at: t0, cpus: 2, procs: map[string]procCPU{
+		roleSwitch: {comm: "tapswitchd", state: 'S', ticks: 1000},
+		second:     {comm: "tapswitchd", state: 'S', ticks: 5000},
+	}, others: map[procKey]uint64{}}
+	b := cpuSample{
+		at:      t0.Add(time.Second),
+		machine: machineCPU{user: 100, system: 100},
+		cpus:    2,
+		procs: map[string]procCPU{
+			roleSwitch: {comm: "tapswitchd", state: 'S', ticks: 1060},
+			second:     {comm: "tapswitchd", state: 'S', ticks: 5050},
+		},
+		others: map[procKey]uint64{},
+	}
+	got, err := cpuSplit(a, b, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["cpu_switch_pct"] != 110 {
+		t.Errorf("cpu_switch_pct = %v, want 60 + 50", got["cpu_switch_pct"])
+	}
+	for k := range got {
+		if strings.Contains(k, roleInstance) {
+			t.Errorf("figure %q names a process of a role, not the role", k)
 		}
 	}
 }

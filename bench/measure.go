@@ -305,6 +305,9 @@ func runPass(ctx context.Context, sys system, pass int, tests []test, seconds in
 	if sp, ok := sys.(switchProcess); ok {
 		tb.switchPID = sp.switchPID()
 	}
+	if sp, ok := sys.(switchProcesses); ok {
+		tb.moreSwitchPIDs = sp.moreSwitchPIDs()
+	}
 
 	if err := runTests(ctx, tb, &pr, tests, seconds, prog, passLabel); err != nil {
 		errs = append(errs, err)
