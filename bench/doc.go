@@ -282,7 +282,9 @@
 // bridge, tapswitch, [ovs,] tapswitch, bridge (-cluster implies
 // -bracket), so tapswitch's mean and the kernel's are taken about the
 // same middle of the run; -variant works as in the comparison. The CPU
-// table's switch column is host 1's process, the sender's side. Every
+// table's switch column sums both hosts' processes (tapswitchd,
+// ovs-vswitchd); the peers of each tapswitchd, with the packets the
+// tunnel carried, are in the JSON's listings. Every
 // pass makes its five namespaces afresh and removes them, with the
 // daemons, at its end, on failure and on SIGINT or SIGTERM. Results go
 // to bench/results/cluster-<UTC time>.json.
