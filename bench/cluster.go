@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -83,7 +84,7 @@ var underlayAddrs = [2]string{"10.233.0.1", "10.233.0.2"}
 var clusterTests = []string{testTCP1.name, testTCP4.name, testUDP64.name}
 
 // clusterSetting is the report's Setting with -cluster.
-const clusterSetting = "across two hosts over VXLAN (VNI 4243, underlay MTU 1500); bridge: the kernel's vxlan device and bridge on each host"
+const clusterSetting = "across two hosts over VXLAN (VNI 4243, underlay MTU 1500, bridges without br_netfilter's hooks); bridge: the kernel's vxlan device and bridge on each host"
 
 // other returns the index of the host that is not i.
 func other(i int) int { return 1 - i }
@@ -134,6 +135,9 @@ func (h *clusterHosts) create(ctx context.Context) error {
 		if _, err := run(ctx, "ip", "-n", ns, "link", "set", "lo", "up"); err != nil {
 			return err
 		}
+		if err := bridgeNFOff(ctx, ns); err != nil {
+			return err
+		}
 	}
 	if _, err := runIn(ctx, h.underlay,
 		"link add "+bridgeLink+" type bridge",
@@ -152,6 +156,34 @@ func (h *clusterHosts) create(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// bridgeNFSysctls are br_netfilter's switches, per network namespace,
+// which send bridged frames through the iptables, ip6tables and
+// arptables hooks; a new namespace starts with them on.
+var bridgeNFSysctls = []string{
+	"net.bridge.bridge-nf-call-iptables",
+	"net.bridge.bridge-nf-call-ip6tables",
+	"net.bridge.bridge-nf-call-arptables",
+}
+
+// bridgeNFOff turns bridgeNFSysctls off in ns when br_netfilter is
+// loaded: the underlay stands for a network, not a firewalled host, and
+// on the hosts only the kernel's path has a bridge, which would pay for
+// hooks the other systems never pass.
+func bridgeNFOff(ctx context.Context, ns string) error {
+	var args []string
+	for _, k := range bridgeNFSysctls {
+		if _, err := os.Stat("/proc/sys/" + strings.ReplaceAll(k, ".", "/")); err == nil {
+			args = append(args, k+"=0")
+		}
+	}
+	if len(args) == 0 {
+		return nil
+	}
+	name, rest := inNetns(netnsExec(ns), append([]string{"sysctl", "-q", "-w"}, args...)...)
+	_, err := run(ctx, name, rest...)
+	return err
 }
 
 // addUnderlayAddr gives host i's link dev its underlay address and

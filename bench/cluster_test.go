@@ -282,6 +282,14 @@ func testClusterSystemThen(t *testing.T, sys system, hosts *clusterHosts, pid in
 			t.Errorf("%s's eth0 has MTU %d, want the overlay's %d", ns, mtu, overlayMTU)
 		}
 	}
+	if _, err := os.Stat("/proc/sys/net/bridge/bridge-nf-call-iptables"); err == nil {
+		for _, ns := range []string{hosts.underlay, hosts.hosts[0], hosts.hosts[1]} {
+			out, err := exec.Command("ip", "netns", "exec", ns, "sysctl", "-n", "net.bridge.bridge-nf-call-iptables").Output()
+			if err != nil || strings.TrimSpace(string(out)) != "0" {
+				t.Errorf("%s: bridge-nf-call-iptables = %q, %v; want 0", ns, out, err)
+			}
+		}
+	}
 	if then != nil {
 		then()
 	}

@@ -257,7 +257,12 @@
 // (tsx-PID-u), the underlay 10.233.0.0/24 (host 1 .1, host 2 .2); a
 // container is a further namespace (tsx-PID-a on host 1, tsx-PID-b on
 // host 2) with eth0 at 10.243.0.11/24 and 10.243.0.12/24 and the
-// overlay's MTU, 1450. The systems keep the names of the comparison,
+// overlay's MTU, 1450. Where br_netfilter is loaded, its hooks are off
+// in the underlay's and the hosts' namespaces (bridge-nf-call-iptables,
+// -ip6tables, -arptables = 0, per namespace): the underlay stands for a
+// network, and on the hosts only the kernel's path has bridges, which
+// would otherwise pay for hooks the others never pass. The systems keep
+// the names of the comparison,
 // so the ratios, tables and chart read the same:
 //
 //   - bridge: the kernel's path, the yardstick: on each host a vxlan
