@@ -283,11 +283,16 @@ func (c *Coalescer) start(i int, p *pkt) {
 	c.next[i] = -1
 	c.open[c.nopen] = int32(len(c.items))
 	c.nopen++
+	c.items = append(c.items, p.newItem(i))
+}
+
+// newItem returns an item that frame i, of p, starts.
+func (p *pkt) newItem(i int) item {
 	ipLen := p.hdrEnd - p.l3 + p.payload
 	if p.key.kind == mergeUDP6 || p.key.kind == mergeTCP6 {
 		ipLen -= ipv6Len
 	}
-	c.items = append(c.items, item{
+	return item{
 		key:     p.key,
 		first:   int32(i),
 		last:    int32(i),
@@ -300,7 +305,7 @@ func (c *Coalescer) start(i int, p *pkt) {
 		ipLen:   ipLen,
 		nextSeq: p.seq + uint32(p.payload),
 		nextID:  p.id + 1,
-	})
+	}
 }
 
 // canJoin reports whether p, of the item's flow, may be merged after the
@@ -366,8 +371,12 @@ func (it *item) join(i int, p *pkt) (ended bool) {
 // before it) and reports whether it is tracked: TCP or UDP of a kind in
 // allow, with ports to read. p.ok says whether it may be merged.
 func (p *pkt) parse(b []byte, offset int, allow uint8) bool {
+	return p.parseFrame(b[offset:], b[offset-device.VnetHdrLen:offset], allow)
+}
+
+// parseFrame is parse of frame f with virtio net header vh.
+func (p *pkt) parseFrame(f, vh []byte, allow uint8) bool {
 	*p = pkt{}
-	f := b[offset:]
 	if len(f) < etherLen {
 		return false
 	}
@@ -485,7 +494,6 @@ func (p *pkt) parse(b []byte, offset int, allow uint8) bool {
 	// have taken, and NeedsCsum at this transport checksum,
 	// DataValid or no flag. The checksums themselves are checked only
 	// when the frame is about to be merged.
-	vh := b[offset-device.VnetHdrLen : offset]
 	if vh[1] != device.GSONone || int(binary.LittleEndian.Uint16(vh[2:])) > len(f) {
 		p.ok = false
 	}
@@ -503,8 +511,14 @@ func (p *pkt) parse(b []byte, offset int, allow uint8) bool {
 // verify reports whether the checksums of the item's first frame are
 // good, checking them the first time it is asked.
 func (it *item) verify(bufs [][]byte, offset int) bool {
+	b := bufs[it.first]
+	return it.verifyFrame(b[offset:], b[offset-device.VnetHdrLen])
+}
+
+// verifyFrame is verify of the item's first frame, first, with the
+// virtio net header flags flag.
+func (it *item) verifyFrame(first []byte, flag uint8) bool {
 	if !it.checked {
-		first := bufs[it.first][offset:]
 		ip := first[it.l3:]
 		proto := uint32(protoUDP)
 		if it.key.kind == mergeTCP4 || it.key.kind == mergeTCP6 {
@@ -519,7 +533,7 @@ func (it *item) verify(bufs [][]byte, offset int) bool {
 			it.pseudo = uint32(checksum(ip[8:40], 0)) + proto
 		}
 		it.checked = true
-		it.verified = it.good(bufs[it.first], offset)
+		it.verified = it.goodFrame(first, flag)
 	}
 	return it.verified
 }
@@ -532,7 +546,11 @@ func (it *item) verify(bufs [][]byte, offset int) bool {
 // kernel verified (DataValid) or one that verifies here; in the form the
 // Splitter writes it.
 func (it *item) good(b []byte, offset int) bool {
-	f := b[offset:]
+	return it.goodFrame(b[offset:], b[offset-device.VnetHdrLen])
+}
+
+// goodFrame is good of frame f with the virtio net header flags flag.
+func (it *item) goodFrame(f []byte, flag uint8) bool {
 	if it.key.kind == mergeUDP4 || it.key.kind == mergeTCP4 {
 		ip := f[it.l3:]
 		// The header's sum with its checksum, from the fields that
@@ -549,7 +567,7 @@ func (it *item) good(b []byte, offset int) bool {
 	}
 	pseudo := it.pseudo + uint32(len(f)-it.l4)
 	field := binary.BigEndian.Uint16(f[it.l4+csumOff:])
-	switch b[offset-device.VnetHdrLen] {
+	switch flag {
 	case device.VnetFlagNeedsCsum:
 		// The field holds the pseudo-header sum with the length, as
 		// Linux leaves it: completing the checksum is summing from
@@ -616,7 +634,15 @@ func (c *Coalescer) build(dst []byte, it *item, bufs [][]byte, offset int) {
 	for j := it.first; j >= 0; j = c.next[j] {
 		pos += copy(f[pos:], bufs[j][offset+it.hdrEnd:])
 	}
+	it.complete(dst, offset)
+}
 
+// complete sets the headers of the super-frame in dst (its virtio net
+// header at offset-VnetHdrLen, the frame from offset to the end), whose
+// first frame's headers and every frame's payload are in place, as
+// build says.
+func (it *item) complete(dst []byte, offset int) {
+	f := dst[offset:]
 	var proto uint32
 	var addrs []byte
 	ip := f[it.l3:]

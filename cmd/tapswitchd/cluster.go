@@ -27,7 +27,7 @@ type clusterOptions struct {
 }
 
 func addClusterFlags(f *pflag.FlagSet, o *clusterOptions) {
-	f.StringVar(&o.advertise, "advertise", "", "this host's tunnel address (`IP`, one of this host's): cluster networks' VXLAN socket binds to it only, and the other hosts send to it; needed by --cluster, --vxlan-peer and network create --scope cluster")
+	f.StringVar(&o.advertise, "advertise", "", "this host's tunnel address (`IP`, one of this host's, IPv4 or IPv6): cluster networks' VXLAN socket binds to it only, and the other hosts send to it; needed by --cluster, --vxlan-peer and network create --scope cluster")
 	f.StringVar(&o.cluster, "cluster", "", "the cluster's store, `etcd=URL[,URL]` (such as etcd=http://10.0.0.10:2379): cluster networks, their addresses and ports are kept there and made on every host; needs --advertise")
 	f.StringVar(&o.clusterHost, "cluster-host", "", "this host's `NAME` in the cluster, unique there (default: the host name)")
 	f.DurationVar(&o.clusterTTL, "cluster-ttl", cluster.DefaultTTL, "how long this host stays in the cluster after it stops renewing its lease (a daemon killed or cut off): then the others forget it")
@@ -52,10 +52,7 @@ func (o clusterOptions) config(local []netip.Addr) (daemon.OverlayConfig, error)
 			return c, fmt.Errorf("--advertise %q: want an IP address of this host, such as 10.0.0.1", o.advertise)
 		}
 		a = a.Unmap()
-		if !a.Is4() {
-			return c, fmt.Errorf("--advertise %s: the VXLAN underlay is IPv4; give an IPv4 address of this host", a)
-		}
-		if a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
+		if a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() || a.IsLinkLocalUnicast() {
 			return c, fmt.Errorf("--advertise %s: give an address of one of this host's interfaces, one the other hosts reach", a)
 		}
 		if local != nil && !containsAddr(local, a) {
@@ -69,10 +66,13 @@ func (o clusterOptions) config(local []netip.Addr) (daemon.OverlayConfig, error)
 	c.Port = o.vxlanPort
 	for _, s := range o.vxlanPeers {
 		a, err := netip.ParseAddr(s)
-		if err != nil || a.Zone() != "" || !a.Unmap().Is4() {
-			return c, fmt.Errorf("--vxlan-peer %q: want the IPv4 tunnel address of another host, such as 10.0.0.2", s)
+		if err != nil || a.Zone() != "" {
+			return c, fmt.Errorf("--vxlan-peer %q: want the tunnel address of another host, such as 10.0.0.2", s)
 		}
 		a = a.Unmap()
+		if c.Advertise.IsValid() && a.Is4() != c.Advertise.Is4() {
+			return c, fmt.Errorf("--vxlan-peer %s: not of the family of --advertise %s; the underlay is one or the other", a, c.Advertise)
+		}
 		if a == c.Advertise {
 			return c, fmt.Errorf("--vxlan-peer %s: that is this host's --advertise; name the other hosts", a)
 		}

@@ -110,7 +110,16 @@ tsw- and 8 hex digits derived from the state directory and the network,
 with a DNS server on port 53 that answers for the network's ports and
 forwards other names to the host's resolvers (those of /etc/resolv.conf,
 or --dns-upstream). Networks and their addresses are kept in the state
-directory and come back at the next start.`,
+directory and come back at the next start.
+
+Networks of scope cluster (tapswitch network create --scope cluster) span
+hosts: their frames cross in VXLAN from --advertise, this host's address
+on the underlay, to the hosts of the cluster's etcd (--cluster
+etcd=URL, where the networks, their addresses and every port are kept,
+so that a network made on one host exists on all) and to the static
+--vxlan-peer hosts (another tapswitchd, or a Linux vxlan device). VXLAN
+is not encrypted: across an untrusted network, advertise the address of a
+WireGuard or IPsec interface.`,
 		Version:       version.String(),
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,

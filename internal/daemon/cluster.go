@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"cmp"
+
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/internal/cluster"
 	"github.com/tapswitch/tapswitch/internal/ipam"
@@ -397,6 +399,10 @@ func (d *Daemon) publishEndpointLocked(e cluster.Endpoint) error {
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
 	if err := d.ov.store.PutEndpoint(ctx, e); err != nil {
+		if errors.Is(err, cluster.ErrExists) {
+			// Another host's port of that name, put meanwhile.
+			return api.Errorf(api.ErrConflict, api.ReasonPortNameInUse, "port name %q: %w", e.Name, err)
+		}
 		return fmt.Errorf("publish the port in the cluster store: %w", clusterError(err))
 	}
 	return nil
@@ -442,7 +448,13 @@ func (d *Daemon) republishLocked() {
 		owned := slices.Clone(p.owned)
 		d.queueStoreLocked("publish endpoint "+network+"/"+e.Name, func(ctx context.Context, s *cluster.Store) error {
 			for _, a := range owned {
-				if err := s.ReserveAddr(ctx, network, a, owner); err != nil && !errors.Is(err, cluster.ErrInUse) {
+				err := s.ReserveAddr(ctx, network, a, owner)
+				if errors.Is(err, cluster.ErrInUse) {
+					// Taken while this host was away.
+					d.log.Error("a restored port's address is another port's in the cluster now: two ports share it; detach the port and attach it again", "network", network, "port", e.Name, "addr", a, "err", err)
+					continue
+				}
+				if err != nil {
 					return err
 				}
 			}
@@ -522,7 +534,19 @@ func (d *Daemon) applyViewLocked(v cluster.View) {
 	if s == nil {
 		return
 	}
+	d.applyViewAsLocked(v, s.Status(), time.Now())
+}
+
+// applyViewAsLocked is applyViewLocked with the store in state st at
+// now.
+func (d *Daemon) applyViewAsLocked(v cluster.View, st cluster.Status, now time.Time) {
+	ov := &d.ov
 	ov.view = v
+	// Right after the store (re)connects, hosts that lost their leases
+	// while etcd was away register again one by one, and put their
+	// endpoints again: what is missing from the view then is kept a
+	// while, so that traffic between them goes on.
+	settled := viewSettled(st, cmp.Or(ov.cfg.TTL, cluster.DefaultTTL), now)
 	// Who may send to us, and where flooding goes.
 	others := make(map[netip.Addr]bool)
 	for _, h := range v.Hosts {
@@ -532,7 +556,11 @@ func (d *Daemon) applyViewLocked(v cluster.View) {
 	}
 	gone := make([]netip.Addr, 0)
 	for vt := range ov.others {
-		if !others[vt] && !slices.Contains(ov.cfg.Peers, vt) {
+		switch {
+		case others[vt]:
+		case !settled:
+			others[vt] = true
+		case !slices.Contains(ov.cfg.Peers, vt):
 			gone = append(gone, vt)
 		}
 	}
@@ -556,9 +584,18 @@ func (d *Daemon) applyViewLocked(v cluster.View) {
 	for _, n := range d.nets {
 		local[n.name] = localNet{scope: n.scope, vni: n.vni, seen: n.seen}
 	}
-	plan := planNetworks(local, v, viewFresh(s.Status().Connected, v, ov.host))
+	plan := planNetworks(local, v, settled && viewFresh(st.Connected, v, ov.host))
+	// Each view is applied again every storeRetry: what cannot be done
+	// is told once, until it changes.
+	told := make(map[string]string)
+	tell := func(name, why string, args ...any) {
+		told[name] = why
+		if ov.told[name] != why {
+			d.log.Error("cluster network not made here", append([]any{"network", name, "why", why}, args...)...)
+		}
+	}
 	for name, why := range plan.clash {
-		d.log.Error("cluster network not made here: a network of this host has its name; remove one of them", "network", name, "why", why)
+		tell(name, why+"; remove one of them")
 	}
 	for _, name := range plan.remove {
 		if n, ok := d.nets[name]; ok {
@@ -567,9 +604,10 @@ func (d *Daemon) applyViewLocked(v cluster.View) {
 	}
 	for _, cn := range plan.create {
 		if err := d.adoptClusterNetworkLocked(cn); err != nil {
-			d.log.Error("cluster network not made here", "network", cn.Name, "vni", cn.VNI, "err", err)
+			tell(cn.Name, err.Error(), "vni", cn.VNI)
 		}
 	}
+	ov.told = told
 	save := false
 	for _, cn := range v.Networks {
 		if n, ok := d.nets[cn.Name]; ok && n.scope == api.ScopeCluster && n.vni == cn.VNI && !(n.seen && n.stored) {
@@ -580,13 +618,22 @@ func (d *Daemon) applyViewLocked(v cluster.View) {
 		d.saveLocked()
 	}
 	for _, n := range d.nets {
-		d.applyViewToNetworkLocked(n)
+		d.applyViewToNetworkLocked(n, settled)
 	}
 }
 
+// viewSettled reports whether views of a store in state st may remove
+// what they lack: it has been connected for longer than a host's lease,
+// so that every live host has registered again and put its endpoints
+// again since it connected.
+func viewSettled(st cluster.Status, ttl time.Duration, now time.Time) bool {
+	return st.Connected && now.Sub(st.Since) > ttl
+}
+
 // applyViewToNetworkLocked gives a cluster network's tunnel the MACs of
-// the other hosts' ports on it, and its DNS their names.
-func (d *Daemon) applyViewToNetworkLocked(n *network) {
+// the other hosts' ports on it, and its DNS their names; what the view
+// lacks goes only once settled (see viewSettled).
+func (d *Daemon) applyViewToNetworkLocked(n *network, settled bool) {
 	if n.tunnel == nil || d.ov.store == nil {
 		return
 	}
@@ -604,7 +651,9 @@ func (d *Daemon) applyViewToNetworkLocked(n *network) {
 		}
 	}
 	for mac, vt := range n.remotes {
-		if want, ok := wantMAC[mac]; !ok || want != vt {
+		if want, ok := wantMAC[mac]; !ok && !settled {
+			continue
+		} else if !ok || want != vt {
 			if hw, err := net.ParseMAC(mac); err == nil {
 				n.tunnel.ForgetRemote(hw)
 			}
@@ -622,7 +671,7 @@ func (d *Daemon) applyViewToNetworkLocked(n *network) {
 	}
 	// Names: a port of this host keeps its name.
 	for name := range n.remoteNames {
-		if _, ok := wantName[name]; !ok {
+		if _, ok := wantName[name]; !ok && settled {
 			if p, local := d.ports[name]; !local || p.net != n {
 				n.records.Remove(name)
 			}

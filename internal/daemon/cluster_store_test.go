@@ -109,10 +109,20 @@ func TestClusterStore(t *testing.T) {
 	if b, _ := d.InspectNetwork("back"); b.Scope != api.ScopeCluster || b.VNI == 0 || b.Gateway != "10.244.11.1" {
 		t.Fatalf("back on h1 = %+v", b.Network)
 	}
+	// A port here on back: it goes with the network.
+	if _, err := d.Attach(ctx, api.AttachRequest{Netns: self, Network: "back", Name: "api", Ifname: "t2"}); err != nil {
+		t.Fatalf("attach api on back = %v", err)
+	}
 	if err := other.RemoveNetwork(ctx, "back"); err != nil {
 		t.Fatalf("h2 RemoveNetwork(back) = %v", err)
 	}
 	waitUntil(t, "back gone from h1", func() bool { _, err := d.InspectNetwork("back"); return err != nil })
+	if _, err := d.sw.Port("api"); err == nil {
+		t.Fatal("port api outlived its network, removed on another host")
+	}
+	if h.taps.Exists(selfPath, "t2") {
+		t.Fatal("api's TAP outlived its network, removed on another host")
+	}
 
 	// A detach gives the endpoint and the address back.
 	if err := d.Detach(ctx, "web"); err != nil {

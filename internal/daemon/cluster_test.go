@@ -13,7 +13,6 @@ import (
 
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/internal/cluster"
-	"github.com/tapswitch/tapswitch/internal/vxlan"
 )
 
 func TestGatewayMAC(t *testing.T) {
@@ -120,6 +119,20 @@ func TestPlanNetworks(t *testing.T) {
 	}
 }
 
+func TestViewSettled(t *testing.T) {
+	now := time.Now()
+	ttl := 3 * time.Second
+	if viewSettled(cluster.Status{Connected: true, Since: now.Add(-time.Second)}, ttl, now) {
+		t.Error("connected 1s ago with a TTL of 3s: want not settled")
+	}
+	if !viewSettled(cluster.Status{Connected: true, Since: now.Add(-4 * time.Second)}, ttl, now) {
+		t.Error("connected 4s ago with a TTL of 3s: want settled")
+	}
+	if viewSettled(cluster.Status{Since: now.Add(-time.Hour)}, ttl, now) {
+		t.Error("not connected: want not settled")
+	}
+}
+
 func TestViewFresh(t *testing.T) {
 	v := cluster.View{Hosts: []cluster.Host{{Name: "h1"}, {Name: "h2"}}}
 	if !viewFresh(true, v, "h1") {
@@ -194,7 +207,7 @@ func TestClusterNetworkStatic(t *testing.T) {
 	if err != nil {
 		t.Fatalf("CreateNetwork(front, cluster) = %v", err)
 	}
-	mtu := min(d.ov.underlayMTU, 65535) - vxlan.Overhead
+	mtu := d.ov.ep.OverlayMTU()
 	if n.Scope != api.ScopeCluster || n.VNI != 1 || n.MTU != mtu {
 		t.Fatalf("front = scope %q VNI %d MTU %d; want cluster, the lowest free VNI 1, MTU %d", n.Scope, n.VNI, n.MTU, mtu)
 	}
@@ -297,9 +310,14 @@ func TestApplyView(t *testing.T) {
 		Endpoints: []cluster.Endpoint{{Network: "front", Name: "db", Host: "h2", MAC: mac,
 			IPs: []netip.Addr{netip.MustParseAddr("10.244.5.7")}, VTEP: h2}},
 	}
-	d.mu.Lock()
-	d.applyViewLocked(view)
-	d.mu.Unlock()
+	// As the store connected long ago would have it.
+	up := cluster.Status{Connected: true, Since: time.Now().Add(-time.Hour)}
+	apply := func(v cluster.View, st cluster.Status) {
+		d.mu.Lock()
+		d.applyViewAsLocked(v, st, time.Now())
+		d.mu.Unlock()
+	}
+	apply(view, up)
 	n, err := d.InspectNetwork("front")
 	if err != nil || n.Scope != api.ScopeCluster || n.VNI != 42 || n.Gateway != "10.244.5.1" {
 		t.Fatalf("front after the view = %+v, %v; want it made here with VNI 42 and gateway 10.244.5.1", n.Network, err)
@@ -331,11 +349,18 @@ func TestApplyView(t *testing.T) {
 	if _, err := d.sw.Port("web"); err == nil {
 		t.Fatal("the failed attach left its port")
 	}
-	// db leaves, then h2: its MAC, name and VTEP go.
+	// db leaves, then h2: its MAC, name and VTEP go; but not while the
+	// store has just reconnected, when hosts and ports come back one by
+	// one.
 	view.Endpoints = nil
-	d.mu.Lock()
-	d.applyViewLocked(view)
-	d.mu.Unlock()
+	apply(view, cluster.Status{Connected: true, Since: time.Now()})
+	if addrs, _ := fn.records.Lookup("db.front.", 1); len(addrs) != 1 {
+		t.Fatalf("DNS answers db.front with %v right after the store reconnected, want its address kept", addrs)
+	}
+	if _, ok := fn.remotes[mac.String()]; !ok {
+		t.Fatal("the tunnel forgot db's MAC right after the store reconnected")
+	}
+	apply(view, up)
 	if addrs, _ := fn.records.Lookup("db.front.", 1); len(addrs) != 0 {
 		t.Fatalf("DNS still answers db.front with %v", addrs)
 	}
@@ -343,18 +368,28 @@ func TestApplyView(t *testing.T) {
 		t.Fatal("the tunnel still has db's MAC")
 	}
 	view.Hosts = view.Hosts[:1]
+	apply(view, cluster.Status{Connected: true, Since: time.Now()})
 	d.mu.Lock()
-	d.applyViewLocked(view)
 	vteps := d.vtepsLocked()
+	d.mu.Unlock()
+	if len(vteps) != 1 {
+		t.Fatalf("VTEPs right after the store reconnected = %v, want h2's kept", vteps)
+	}
+	apply(view, up)
+	d.mu.Lock()
+	vteps = d.vtepsLocked()
 	d.mu.Unlock()
 	if len(vteps) != 0 {
 		t.Fatalf("VTEPs after h2 left = %v, want none", vteps)
 	}
 	// The store is down: an empty view removes nothing.
-	d.mu.Lock()
-	d.applyViewLocked(cluster.View{})
-	d.mu.Unlock()
+	apply(cluster.View{}, cluster.Status{Since: time.Now().Add(-time.Hour)})
 	if _, ok := d.nets["front"]; !ok {
 		t.Fatal("front removed on a view read while the store is down")
+	}
+	// Connected, with this host in the view and front gone: front goes.
+	apply(cluster.View{Hosts: view.Hosts}, up)
+	if _, ok := d.nets["front"]; ok {
+		t.Fatal("front still here after a settled view without it")
 	}
 }

@@ -59,8 +59,10 @@ type overlay struct {
 	others map[netip.Addr]bool
 	// pending are changes to the store not yet made (cluster.go).
 	pending []storeOp
-	// view is the store's view last applied.
+	// view is the store's view last applied; told are the networks of
+	// it that could not be made here, with why, as last logged.
 	view cluster.View
+	told map[string]string
 }
 
 // openOverlayLocked opens the VXLAN endpoint and the store, before the
@@ -88,15 +90,17 @@ func (d *Daemon) openOverlayLocked() error {
 	if err != nil {
 		return fmt.Errorf("--advertise %s: %w", c.Advertise, err)
 	}
-	if mtu-vxlan.Overhead < 576 {
-		return fmt.Errorf("--advertise %s: its link's MTU %d leaves %d for the overlay, less than 576; raise the underlay's MTU", c.Advertise, mtu, mtu-vxlan.Overhead)
-	}
 	ov.underlayMTU = mtu
 	ep, err := vxlan.Listen(vxlan.Config{Local: c.Advertise, Port: c.Port, Logger: d.log.With("part", "vxlan")})
 	if err != nil {
 		return fmt.Errorf("VXLAN socket on %s: %w", netip.AddrPortFrom(c.Advertise, uint16(cmp.Or(c.Port, vxlan.DefaultPort))), err)
 	}
 	ov.ep = ep
+	if m := d.overlayMTU(); m < 576 {
+		ep.Close()
+		ov.ep = nil
+		return fmt.Errorf("--advertise %s: its link's MTU %d leaves %d for the overlay, less than 576; raise the underlay's MTU", c.Advertise, mtu, m)
+	}
 	ep.SetMembers(c.Peers)
 	d.log.Info("VXLAN endpoint up", "advertise", c.Advertise, "port", cmp.Or(c.Port, vxlan.DefaultPort), "underlay_mtu", mtu, "static_peers", c.Peers, "host", ov.host)
 	if len(c.Cluster) > 0 {
@@ -129,8 +133,11 @@ func (d *Daemon) overlayMTU() int {
 	if d.ov.ep == nil {
 		return 0
 	}
-	// An IP packet holds 65535 bytes at most, the VXLAN one too (a
-	// loopback underlay has a larger MTU).
+	// The endpoint's: the underlay's less 50, or 70 over IPv6, and what
+	// fits in one datagram (a loopback underlay has a larger MTU).
+	if m := d.ov.ep.OverlayMTU(); m > 0 {
+		return m
+	}
 	return min(d.ov.underlayMTU, maxIPPacket) - vxlan.Overhead
 }
 
@@ -210,7 +217,7 @@ func (d *Daemon) startTunnelLocked(n *network) error {
 	n.remotes = make(map[string]netip.Addr)
 	n.remoteNames = make(map[string]string)
 	t.SetVTEPs(d.vtepsLocked())
-	d.applyViewToNetworkLocked(n)
+	d.applyViewToNetworkLocked(n, true)
 	return nil
 }
 

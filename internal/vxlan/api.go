@@ -12,7 +12,7 @@ const DefaultPort = 4789
 
 // Overhead is what the tunnel adds to an inner IP packet: outer IPv4 20,
 // UDP 8, VXLAN 8 and the inner Ethernet header 14. The overlay MTU is the
-// underlay MTU less Overhead.
+// underlay MTU less Overhead (less 20 more over IPv6: Endpoint.OverlayMTU).
 const Overhead = 50
 
 // Config configures an Endpoint.
@@ -33,7 +33,7 @@ type TunnelOptions struct {
 	// and one arriving from one is dropped.
 	HostOnly []net.HardwareAddr
 	// MTU is the overlay MTU (the largest inner IP packet): super-frames
-	// are cut to it; 0 means the underlay MTU less Overhead.
+	// are cut to it; 0 means Endpoint.OverlayMTU.
 	MTU int
 }
 

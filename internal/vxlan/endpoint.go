@@ -62,6 +62,9 @@ type peer struct {
 	// nanoseconds; 0 if never.
 	heard  atomic.Int64
 	rx, tx atomic.Uint64
+	// sums says that the peer puts a UDP checksum on every datagram it
+	// sends (SetChecksummed).
+	sums atomic.Bool
 }
 
 // agingTime is how long a learned MAC stays without a frame from it, as
@@ -159,6 +162,36 @@ func (e *Endpoint) SetMembers(vteps []netip.Addr) {
 	e.members.Store(&m)
 }
 
+// SetChecksummed names the VTEPs known to put a UDP checksum on every
+// datagram they send: tapswitch hosts (every cluster member), which
+// always do, as UDP segmentation offload needs one. It is not for a
+// Linux vxlan device, which over IPv4 sends none by default.
+//
+// The kernel hands a datagram with a checksum to the socket only once it
+// verified it (or the datagram never left this host's memory), so the
+// inner frame of such a datagram is covered end to end, and a frame from
+// one of these VTEPs is handed up with VnetFlagDataValid: neither the
+// switch's coalescer nor the container's stack checks its checksums
+// again, as Linux's vxlan spares its inner frames the check. A datagram
+// without a checksum (0), which a checksummed peer never sends, is not
+// told apart by the socket: what the endpoint relies on is the list.
+// Frames from the others are handed up with no flag and checked where
+// they merge. Calling it again replaces the list; addresses not members
+// (SetMembers) are remembered but receive nothing.
+func (e *Endpoint) SetChecksummed(vteps []netip.Addr) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	on := make(map[*peer]bool, len(vteps))
+	for _, a := range vteps {
+		if a.IsValid() && a.Unmap() != e.cfg.Local {
+			on[e.peerLocked(a)] = true
+		}
+	}
+	for _, p := range e.peers {
+		p.sums.Store(on[p])
+	}
+}
+
 // Tunnel opens the tunnel of vni, the port of one network; an error if
 // the VNI's tunnel is open already.
 func (e *Endpoint) Tunnel(vni uint32, opt TunnelOptions) (*Tunnel, error) {
@@ -176,7 +209,9 @@ func (e *Endpoint) Tunnel(vni uint32, opt TunnelOptions) (*Tunnel, error) {
 	if maxMTU := maxDatagram - HeaderLen - ethHdrLen; mtu < 68 || mtu > maxMTU {
 		return nil, fmt.Errorf("vxlan: VNI %d: overlay MTU %d out of range 68-%d", vni, mtu, maxMTU)
 	}
-	t := &Tunnel{ep: e, vni: vni, mtu: mtu, rxch: make(chan *rxBatch, tunnelQueue), done: make(chan struct{})}
+	t := &Tunnel{ep: e, vni: vni, mtu: mtu, rxch: make(chan *rxBatch, tunnelQueue), done: make(chan struct{}),
+		views: make([][]byte, 0, maxBatchFrames),
+		space: make(chan struct{}, 1)}
 	for _, m := range opt.HostOnly {
 		if len(m) == 6 {
 			t.hostOnly = append(t.hostOnly, macKey(m))

@@ -31,7 +31,7 @@ func FuzzParse(f *testing.F) {
 	member := netip.MustParseAddr("10.232.0.1")
 	e := &Endpoint{log: slog.New(slog.NewTextHandler(io.Discard, nil)), peers: map[netip.Addr]*peer{}, done: make(chan struct{}), free: newFreeList()}
 	members := map[netip.Addr]*peer{member: {addr: member}}
-	tn := &Tunnel{ep: e, vni: 42, mtu: 1450, rxch: make(chan *rxBatch, 1<<12), done: make(chan struct{}), hostOnly: []uint64{macKey(macB)}}
+	tn := &Tunnel{ep: e, vni: 42, mtu: 1450, rxch: make(chan *rxBatch, 1<<12), done: make(chan struct{}), space: make(chan struct{}, 1), hostOnly: []uint64{macKey(macB)}}
 	tn.initTables()
 	tunnels := map[uint32]*Tunnel{42: tn}
 	r := newReader(e, e.free)
@@ -71,7 +71,7 @@ func FuzzParse(f *testing.F) {
 				}
 				frames++
 			}
-			b.release(e.free)
+			tn.releaseQueued(b)
 		}
 		s := e.Stats()
 		dropped := s.DropMalformed + s.DropUnknownVNI + s.DropHostOnly - before.DropMalformed - before.DropUnknownVNI - before.DropHostOnly

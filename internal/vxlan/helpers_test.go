@@ -3,6 +3,7 @@ package vxlan
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -75,7 +76,8 @@ func ethFrame(dst, src net.HardwareAddr, n int, seed byte) []byte {
 	return f
 }
 
-// readFrames reads from q until it has want frames, and returns them.
+// readFrames reads from q until it has want frames, and returns them: a
+// super-frame Read merged counts as the segments it carries (unmerge).
 func readFrames(t testing.TB, q device.Queue, want int) [][]byte {
 	t.Helper()
 	bufs := make([][]byte, q.BatchSize())
@@ -90,16 +92,51 @@ func readFrames(t testing.TB, q device.Queue, want int) [][]byte {
 			t.Fatalf("read after %d of %d frames: %v", len(out), want, err)
 		}
 		for i := range n {
-			hdr := bufs[i][device.Headroom-device.VnetHdrLen : device.Headroom]
-			for _, c := range hdr {
-				if c != 0 {
-					t.Fatalf("frame %d read with virtio net header %x, want zero", len(out), hdr)
-				}
+			frames, _, err := unmerge(bufs[i], sizes[i])
+			if err != nil {
+				t.Fatalf("frame %d: %v", len(out), err)
 			}
-			out = append(out, append([]byte(nil), bufs[i][device.Headroom:device.Headroom+sizes[i]]...))
+			out = append(out, frames...)
 		}
 	}
 	return out
+}
+
+// unmerge returns the frames in buf, as read from a tunnel (size bytes
+// at device.Headroom, the virtio net header before): the frame itself,
+// whose header must be of no GSO and flag no more than DataValid, or for
+// a super-frame the segments a Splitter cuts from it, as the kernel
+// would; merged says which.
+func unmerge(buf []byte, size int) (frames [][]byte, merged bool, err error) {
+	h, err := device.ParseVnetHdr(buf[device.Headroom-device.VnetHdrLen:])
+	if err != nil {
+		return nil, false, err
+	}
+	frame := buf[device.Headroom : device.Headroom+size]
+	if h.GSOType == device.GSONone {
+		if h != (device.VnetHdr{}) && h != (device.VnetHdr{Flags: device.VnetFlagDataValid}) {
+			return nil, false, fmt.Errorf("read with virtio net header %+v, want none or DataValid", h)
+		}
+		return [][]byte{bytes.Clone(frame)}, false, nil
+	}
+	if h.Flags != device.VnetFlagNeedsCsum || h.GSOSize == 0 {
+		return nil, true, fmt.Errorf("super-frame read with virtio net header %+v: want NeedsCsum and a segment size", h)
+	}
+	var s segment.Splitter
+	if err := s.Reset(h, frame, 65535); err != nil {
+		return nil, true, fmt.Errorf("super-frame read with virtio net header %+v: %v", h, err)
+	}
+	for {
+		seg := make([]byte, s.MaxSegment())
+		n, err := s.Next(seg)
+		if err != nil {
+			return nil, true, err
+		}
+		if n == 0 {
+			return frames, true, nil
+		}
+		frames = append(frames, seg[:n])
+	}
 }
 
 // tcpSuperFrame builds an IPv4 TCP frame from macA to macB with payload

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -93,6 +94,10 @@ func sendUDP(t *testing.T, h host, to netip.Addr, payload []byte) {
 // frames without blocking forever.
 type collector struct {
 	ch chan []byte
+	// merged counts the super-frames read (each comes out of ch as its
+	// segments); bad is the first frame read that was not well-formed.
+	merged atomic.Int64
+	bad    atomic.Pointer[error]
 }
 
 func collect(t testing.TB, q device.Queue) *collector {
@@ -110,7 +115,17 @@ func collect(t testing.TB, q device.Queue) *collector {
 				return
 			}
 			for i := range n {
-				c.ch <- bytes.Clone(bufs[i][device.Headroom : device.Headroom+sizes[i]])
+				frames, merged, err := unmerge(bufs[i], sizes[i])
+				if err != nil {
+					c.bad.CompareAndSwap(nil, &err)
+					continue
+				}
+				if merged {
+					c.merged.Add(1)
+				}
+				for _, f := range frames {
+					c.ch <- f
+				}
 			}
 		}
 	}()
@@ -128,6 +143,9 @@ func (c *collector) next(t testing.TB, what string, match func([]byte) bool) []b
 	t.Helper()
 	deadline := time.After(waitLimit)
 	for {
+		if err := c.bad.Load(); err != nil {
+			t.Fatalf("%s: %v", what, *err)
+		}
 		select {
 		case f, ok := <-c.ch:
 			if !ok {
@@ -212,6 +230,9 @@ func TestNetnsFramesBothWays(t *testing.T) {
 		segs = append(segs, cb.next(t, "segment of the super-frame", ethType(0x0800)))
 	}
 	checkSuperFrame(t, segs, payload, 1450)
+	if cb.merged.Load() == 0 {
+		t.Fatal("B's tunnel read the segments one by one: none merged into a super-frame")
+	}
 	if ea.c.txGSO.Load() == 0 {
 		t.Fatal("the super-frame's segments were not sent with UDP GSO")
 	}

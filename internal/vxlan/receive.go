@@ -25,9 +25,8 @@ const (
 	// maxBatchFrames is the most frames one batch handed to a tunnel
 	// holds.
 	maxBatchFrames = 256
-	// tunnelQueue is how many batches wait for a tunnel's reader before
-	// more are dropped: a network that does not keep up must not hold
-	// every buffer of the endpoint.
+	// tunnelQueue is how many batches wait for a tunnel's reader (see
+	// push for what happens when they are all taken).
 	tunnelQueue = 32
 )
 
@@ -51,6 +50,9 @@ type rxBuf struct {
 type frameRef struct {
 	buf    *rxBuf
 	off, n int32
+	// valid: its sender is checksummed (Endpoint.SetChecksummed), so
+	// its data is covered by the outer UDP checksum.
+	valid bool
 }
 
 // rxBatch is what the receiving goroutine hands a tunnel: its inner
@@ -59,6 +61,8 @@ type rxBatch struct {
 	frames []frameRef
 	bufs   []*rxBuf
 	bytes  int
+	// mixed: its frames are not all valid or all not (frameRef.valid).
+	mixed bool
 }
 
 var batchPool = sync.Pool{New: func() any {
@@ -73,7 +77,7 @@ func (b *rxBatch) release(free chan *rxBuf) {
 		}
 	}
 	clear(b.bufs)
-	b.frames, b.bufs, b.bytes = b.frames[:0], b.bufs[:0], 0
+	b.frames, b.bufs, b.bytes, b.mixed = b.frames[:0], b.bufs[:0], 0, false
 	batchPool.Put(b)
 }
 
@@ -91,6 +95,8 @@ type reader struct {
 	n      int
 	errno  unix.Errno
 	readFn func(fd uintptr) bool
+	// wait times the waits for room in a tunnel's queue (push).
+	wait *time.Timer
 }
 
 // pending is a batch being filled for one tunnel, and the last source MAC
@@ -108,6 +114,8 @@ func newReader(e *Endpoint, free chan *rxBuf) *reader {
 		r.bufs[i] = <-free
 	}
 	r.readFn = r.read
+	r.wait = time.NewTimer(time.Hour)
+	r.wait.Stop()
 	return r
 }
 
@@ -198,6 +206,7 @@ func (r *reader) handle(i int, members map[netip.Addr]*peer, tunnels map[uint32]
 		p.heard.Store(now)
 	}
 	p.rx.Add(count)
+	valid := p.sums.Load()
 	given := false
 	var bad, unknown, hostOnly uint64
 	for off := 0; off < len(data); off += seg {
@@ -231,10 +240,13 @@ func (r *reader) handle(i int, members map[netip.Addr]*peer, tunnels map[uint32]
 			buf.refs.Add(1)
 			given = true
 		}
-		b.frames = append(b.frames, frameRef{buf: buf, off: int32(off + HeaderLen), n: int32(len(frame))})
+		if len(b.frames) > 0 && b.frames[0].valid != valid {
+			b.mixed = true
+		}
+		b.frames = append(b.frames, frameRef{buf: buf, off: int32(off + HeaderLen), n: int32(len(frame)), valid: valid})
 		b.bytes += len(frame)
 		if len(b.frames) == cap(b.frames) || len(b.bufs) == cap(b.bufs) {
-			t.push(b)
+			t.push(b, r.wait)
 			pe.b = batchPool.Get().(*rxBatch)
 		}
 	}
@@ -275,7 +287,7 @@ func (r *reader) deliver() {
 	for i := range r.pend {
 		pe := &r.pend[i]
 		if len(pe.b.frames) > 0 {
-			pe.t.push(pe.b)
+			pe.t.push(pe.b, r.wait)
 		} else {
 			pe.b.release(r.free)
 		}

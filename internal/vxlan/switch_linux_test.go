@@ -48,6 +48,8 @@ func overlay(t *testing.T) [2]*overlayHost {
 		}
 		o.ep = listenIn(t, hs[i])
 		o.ep.SetMembers([]netip.Addr{hs[1-i].addr})
+		// Both hosts are tapswitch: every datagram carries a checksum.
+		o.ep.SetChecksummed([]netip.Addr{hs[1-i].addr})
 		mtu := o.ep.OverlayMTU()
 		pfx := netip.PrefixFrom(o.ipAddr, 24)
 		dev, err := tap.Create(tap.Config{Netns: o.cns, Name: "eth0", MTU: mtu, Addrs: []netip.Prefix{pfx}})
@@ -132,7 +134,10 @@ func TestSwitchTCPAcrossHosts(t *testing.T) {
 	if s := a.ep.Stats(); s.TxErrors != 0 {
 		t.Fatalf("send errors: %+v", s)
 	}
-	if c := b.tap.Counters(); c.TxCoalescedWrites == 0 {
-		t.Fatalf("the receiving switch coalesced nothing for its TAP: %+v", c)
+	// The receiving tunnel merged the segments into super-frames as it
+	// read them (the switch's coalescer merges what it did not): the
+	// TAP's writes are a fraction of the segments.
+	if c, rx := b.tap.Counters(), b.tun.Stats().RxPackets; c.TxFrames-c.TxCoalescedFrames+c.TxCoalescedWrites > rx/4 {
+		t.Fatalf("%d segments reached the TAP in %d writes: few or none merged: %+v", rx, c.TxFrames-c.TxCoalescedFrames+c.TxCoalescedWrites, c)
 	}
 }

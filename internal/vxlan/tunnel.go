@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tapswitch/tapswitch/device"
+	"github.com/tapswitch/tapswitch/segment"
 )
 
 // Tunnel is one network's port on an Endpoint: the frames of one VNI. It
@@ -34,6 +35,8 @@ type Tunnel struct {
 	rxch chan *rxBatch
 	cur  *rxBatch
 	pos  int
+	// views are cur's frames as slices, for segment.MergeRun.
+	views [][]byte
 	// rmu orders Read's use of cur with Close.
 	rmu sync.Mutex
 
@@ -42,6 +45,12 @@ type Tunnel struct {
 	cmu    sync.RWMutex
 	closed bool
 	done   chan struct{}
+	// held counts the receive buffers the queued batches hold; space
+	// is signalled when Read lets go of some; stalled is set when the
+	// receiving goroutine gave up waiting for that (see push).
+	held    atomic.Int32
+	space   chan struct{}
+	stalled atomic.Bool
 
 	c tunnelCounters
 }
@@ -97,7 +106,7 @@ func (t *Tunnel) Close() error {
 	for {
 		select {
 		case b := <-t.rxch:
-			b.release(t.ep.free)
+			t.releaseQueued(b)
 			continue
 		default:
 		}
@@ -107,7 +116,7 @@ func (t *Tunnel) Close() error {
 	// next Read is let go here.
 	if t.rmu.TryLock() {
 		if t.cur != nil {
-			t.cur.release(t.ep.free)
+			t.releaseQueued(t.cur)
 			t.cur = nil
 		}
 		t.rmu.Unlock()
@@ -115,25 +124,74 @@ func (t *Tunnel) Close() error {
 	return nil
 }
 
-// push queues a batch for Read, or drops it when the queue is full or the
-// tunnel closed.
-func (t *Tunnel) push(b *rxBatch) {
+// push queues a batch for Read. A queue without room (full, or holding
+// maxHeld buffers) is waited on, so that a network that reads slower than
+// frames come holds the socket back rather than lose frames; one that
+// made the wait last stallWait is stalled (nobody reads it), and loses
+// its frames at once until Read takes some. A closed tunnel's are
+// dropped. push is called by the receiving goroutine only, with its
+// timer.
+func (t *Tunnel) push(b *rxBatch, wait *time.Timer) {
 	n, bytes := uint64(len(b.frames)), uint64(b.bytes)
-	t.cmu.RLock()
-	defer t.cmu.RUnlock()
-	// The receiving goroutine is the only sender on rxch, so room now
-	// is room at the send. The frames are counted before Read, which
-	// owns b once it is queued, can see them.
-	if !t.closed && len(t.rxch) < cap(t.rxch) {
-		t.c.rxPackets.Add(n)
-		t.c.rxBytes.Add(bytes)
-		t.ep.c.rxPackets.Add(n)
-		t.ep.c.rxBytes.Add(bytes)
-		t.rxch <- b
-		return
+	for {
+		t.cmu.RLock()
+		if t.closed {
+			t.cmu.RUnlock()
+			break
+		}
+		// The receiving goroutine is the only sender on rxch, so room
+		// now is room at the send. The frames are counted before Read,
+		// which owns b once it is queued, can see them.
+		if len(t.rxch) < cap(t.rxch) && int(t.held.Load())+len(b.bufs) <= maxHeld {
+			t.held.Add(int32(len(b.bufs)))
+			t.c.rxPackets.Add(n)
+			t.c.rxBytes.Add(bytes)
+			t.ep.c.rxPackets.Add(n)
+			t.ep.c.rxBytes.Add(bytes)
+			t.rxch <- b
+			t.cmu.RUnlock()
+			return
+		}
+		t.cmu.RUnlock()
+		if t.stalled.Load() {
+			break
+		}
+		wait.Reset(stallWait)
+		select {
+		case <-t.space:
+			wait.Stop()
+			continue
+		case <-wait.C:
+			t.stalled.Store(true)
+		case <-t.done:
+			wait.Stop()
+		}
+		break
 	}
 	t.c.drops.Add(n)
 	b.release(t.ep.free)
+}
+
+// maxHeld is the most receive buffers a tunnel's queue may hold, so that
+// a network that nobody reads leaves the others buffers to receive into.
+const maxHeld = rxBufs / 3
+
+// stallWait is how long the receiving goroutine waits for room in a
+// tunnel's queue before it takes the tunnel for stalled: far longer than
+// a switch that keeps reading takes to free a batch.
+const stallWait = 100 * time.Millisecond
+
+// releaseQueued lets go of a batch that was queued.
+func (t *Tunnel) releaseQueued(b *rxBatch) {
+	t.held.Add(-int32(len(b.bufs)))
+	b.release(t.ep.free)
+	if t.stalled.Load() {
+		t.stalled.Store(false)
+	}
+	select {
+	case t.space <- struct{}{}:
+	default:
+	}
 }
 
 func (t *Tunnel) isHostOnly(k uint64) bool {
@@ -345,9 +403,26 @@ func (q *queue) BatchSize() int { return readBatch }
 // TAP, so a batch holds a 64 KiB super-frame's worth of full-size frames.
 const readBatch = 64
 
+// maxRun is the most frames Read merges into one super-frame: a 64 KiB
+// TCP super-frame's worth of full segments (46 at the smallest common
+// MTU, 1500), or a UDP super-frame's most (64).
+const maxRun = 64
+
+// mergeCaps are the super-frames Read makes: what a TAP takes. A port
+// that takes less gets them cut by the switch.
+var mergeCaps = device.Caps{GSO: device.GSOSetTCP | device.GSOSetUDPL4, Csum: true}
+
 // Read implements device.Queue: it waits for the receiving goroutine to
-// hand the tunnel frames, then copies up to len(bufs) of them out, each
-// with a zero virtio net header (its checksums are in it, as sent).
+// hand the tunnel frames, then copies up to len(bufs) of them out. A run
+// of one flow's segments (as a sender cuts them from one super-frame, and
+// the receiving socket reads them, back to back) is merged into one
+// super-frame as it is copied, by the switch's coalescing rules
+// (segment.MergeRun), with the virtio net header the kernel takes from a
+// TAP (GSO type and size, the checksum left to fill); any other frame is
+// copied as it came, with a header of no GSO. Frames from a checksummed
+// VTEP (Endpoint.SetChecksummed) are known good: their checksums are not
+// checked, and a frame alone gets VnetFlagDataValid; the others' are
+// checked before they merge, and a frame alone gets no flag.
 func (q *queue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	t := (*Tunnel)(q)
 	t.rmu.Lock()
@@ -371,10 +446,14 @@ func (q *queue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 				break
 			}
 			t.cur, t.pos = b, 0
+			t.views = t.views[:0]
+			for _, f := range b.frames {
+				t.views = append(t.views, f.buf.b[f.off:f.off+f.n])
+			}
 		}
 		select {
 		case <-t.done:
-			t.cur.release(t.ep.free)
+			t.releaseQueued(t.cur)
 			t.cur = nil
 			return 0, errClosed(t)
 		default:
@@ -383,14 +462,25 @@ func (q *queue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		for n < len(bufs) && t.pos < len(b.frames) {
 			f := b.frames[t.pos]
 			dst := bufs[n]
+			if !b.mixed {
+				used, size := segment.MergeRun(dst, offset, t.views[t.pos:min(t.pos+maxRun, len(b.frames))], f.valid, mergeCaps)
+				sizes[n] = size
+				n++
+				t.pos += used
+				continue
+			}
 			clear(dst[offset-device.VnetHdrLen : offset])
-			sizes[n] = copy(dst[offset:], f.buf.b[f.off:f.off+f.n])
+			if f.valid {
+				dst[offset-device.VnetHdrLen] = device.VnetFlagDataValid
+			}
+			sizes[n] = copy(dst[offset:], t.views[t.pos])
 			n++
 			t.pos++
 		}
 		if t.pos == len(b.frames) {
-			b.release(t.ep.free)
+			t.releaseQueued(b)
 			t.cur = nil
+			clear(t.views)
 		}
 	}
 	if n == 0 {

@@ -286,3 +286,30 @@ func TestTunnelClose(t *testing.T) {
 	}
 	_ = tb2
 }
+
+// TestStalledTunnel: a network whose tunnel nobody reads loses its own
+// frames, and the other networks keep receiving: its queue does not take
+// every receive buffer of the endpoint.
+func TestStalledTunnel(t *testing.T) {
+	ea, eb := pair(t, "127.0.0.1", "127.0.0.2")
+	b := netip.MustParseAddr("127.0.0.2")
+	stalledA, liveA := tunnel(t, ea, 5, 1450, b), tunnel(t, ea, 6, 1450, b)
+	stalled := tunnel(t, eb, 5, 1450)
+	live := collect(t, tunnel(t, eb, 6, 1450).Queues()[0])
+	burst := make([][]byte, 64)
+	for i := range burst {
+		burst[i] = buffer(ethFrame(bcast, macA, 1000+i, byte(i)), device.VnetHdr{})
+	}
+	for range 100 {
+		stalledA.Queues()[0].Write(burst, device.Headroom)
+	}
+	f := ethFrame(bcast, macA, 100, 0x77)
+	write(t, liveA, f, device.VnetHdr{})
+	if got := live.next(t, "frame of the live network", nil); !bytes.Equal(got, f) {
+		t.Fatalf("read %x, want %x", got, f)
+	}
+	if held := stalled.held.Load(); held > maxHeld {
+		t.Fatalf("the stalled tunnel holds %d buffers, more than %d", held, maxHeld)
+	}
+	t.Logf("stalled tunnel: %+v, holding %d buffers", stalled.Stats(), stalled.held.Load())
+}
