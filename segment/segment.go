@@ -435,18 +435,7 @@ func (s *Splitter) Next(dst []byte) (int, error) {
 	dst = dst[:n]
 	copy(dst, s.frame[:s.hdrEnd])
 	copy(dst[s.hdrEnd:], s.frame[s.off:s.off+pay])
-	l4 := s.putHeaders(dst, n)
-	putCsum(dst[s.csumAt:], checksum(l4, s.pseudo+uint32(n-s.l4)), s.zeroAsOnes)
 
-	s.next++
-	s.off += pay
-	return n, nil
-}
-
-// putHeaders sets the header fields of the next segment, n bytes long,
-// whose headers are dst[:s.hdrEnd], but its transport checksum, which it
-// sets to 0; it returns dst from the transport header on.
-func (s *Splitter) putHeaders(dst []byte, n int) []byte {
 	ip := dst[s.l3:]
 	if s.v6 {
 		binary.BigEndian.PutUint16(ip[4:], uint16(n-s.l3-ipv6Len))
@@ -472,7 +461,11 @@ func (s *Splitter) putHeaders(dst []byte, n int) []byte {
 		binary.BigEndian.PutUint16(l4[4:], uint16(n-s.l4))
 	}
 	dst[s.csumAt], dst[s.csumAt+1] = 0, 0
-	return l4
+	putCsum(dst[s.csumAt:], checksum(l4, s.pseudo+uint32(n-s.l4)), s.zeroAsOnes)
+
+	s.next++
+	s.off += pay
+	return n, nil
 }
 
 // putCsum stores the checksum for the folded sum of a packet whose

@@ -9,13 +9,16 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tapswitch/tapswitch/device"
 )
 
 // FuzzParse feeds the receive path what a peer can send: one read of the
 // socket (a datagram, or with UDP_GRO a run of them of the size in the
 // control message), from a member. Every frame it hands the tunnel must
 // lie inside the read, be a whole Ethernet header at least, and every
-// datagram must be either handed over or counted as dropped.
+// datagram must be either handed over or counted as dropped; Read then
+// gives every frame handed over back, alone or in a super-frame.
 func FuzzParse(f *testing.F) {
 	pkt := make([]byte, HeaderLen, 200)
 	putHeader(pkt, 42)
@@ -26,6 +29,14 @@ func FuzzParse(f *testing.F) {
 	f.Add(two[:len(two)-30], uint16(len(pkt)))
 	f.Add([]byte{flagI, 0, 0, 0, 0, 0, 42, 0}, uint16(0))
 	f.Add(pkt, uint16(3))
+	// A GRO read of a TCP flow's segments, as a GSO send brings them.
+	var run []byte
+	for _, seg := range tcpSegments(4, 1398) {
+		h := make([]byte, HeaderLen)
+		putHeader(h, 42)
+		run = append(append(run, h...), seg...)
+	}
+	f.Add(run, uint16(HeaderLen+66+1398))
 	// One endpoint without sockets serves every input; counters are
 	// compared before and after.
 	member := netip.MustParseAddr("10.232.0.1")
@@ -35,11 +46,19 @@ func FuzzParse(f *testing.F) {
 	tn.initTables()
 	tunnels := map[uint32]*Tunnel{42: tn}
 	r := newReader(e, e.free)
+	q := tn.Queues()[0]
+	rbufs := make([][]byte, readBatch)
+	for i := range rbufs {
+		rbufs[i] = make([]byte, device.Headroom+70000)
+	}
+	rsizes := make([]int, len(rbufs))
 	f.Fuzz(func(t *testing.T, data []byte, gro uint16) {
 		if len(data) == 0 || len(data) > rxBufSize {
 			return
 		}
 		before := e.Stats()
+		// The member is checksummed or not, by the length's parity.
+		members[member].sums.Store(len(data)%2 == 1)
 		r.msgs[0] = unix.Mmsghdr{}
 		n := copy(r.bufs[0].b, data)
 		r.msgs[0].Len = uint32(n)
@@ -63,6 +82,7 @@ func FuzzParse(f *testing.F) {
 		}
 		datagrams := (n + seg - 1) / seg
 		frames := 0
+		var queued []*rxBatch
 		for len(tn.rxch) > 0 {
 			b := <-tn.rxch
 			for _, fr := range b.frames {
@@ -71,7 +91,29 @@ func FuzzParse(f *testing.F) {
 				}
 				frames++
 			}
-			tn.releaseQueued(b)
+			queued = append(queued, b)
+		}
+		// Read takes them all, merged into super-frames or not: each
+		// comes out well-formed, as one frame or as the segments it
+		// carries.
+		for _, b := range queued {
+			tn.rxch <- b
+		}
+		out := 0
+		for len(tn.rxch) > 0 || tn.cur != nil {
+			k, err := q.Read(rbufs, rsizes, device.Headroom)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range k {
+				if _, _, err := unmerge(rbufs[i], rsizes[i]); err != nil {
+					t.Fatalf("Read: %v", err)
+				}
+				out += segsIn(rbufs[i], rsizes[i])
+			}
+		}
+		if out != frames {
+			t.Fatalf("%d frames handed over, %d came out of Read", frames, out)
 		}
 		s := e.Stats()
 		dropped := s.DropMalformed + s.DropUnknownVNI + s.DropHostOnly - before.DropMalformed - before.DropUnknownVNI - before.DropHostOnly

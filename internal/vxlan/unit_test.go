@@ -196,9 +196,22 @@ func TestReplicationList(t *testing.T) {
 	if s := ta.Stats(); s.Floods != 2 || s.TxPackets != 2 {
 		t.Fatalf("stats %+v: want 2 copies", s)
 	}
+	// A super-frame to an unknown MAC: its segments, gathered from
+	// their headers and the frame's payload, go to both.
+	payload := payloadOf(maxTCPPayload)
+	sf, h := tcpSuperFrame(payload, 1448)
+	write(t, ta, sf, h)
+	mss := 1450 - 52
+	for _, col := range []*collector{cb, cc} {
+		var segs [][]byte
+		for range (len(payload) + mss - 1) / mss {
+			segs = append(segs, col.next(t, "segment of the flooded super-frame", ethType(0x0800)))
+		}
+		checkSuperFrame(t, segs, payload, 1450)
+	}
 	ta.SetVTEPs(nil)
 	write(t, ta, f, device.VnetHdr{})
-	if s := ta.Stats(); s.Drops != 1 || s.TxPackets != 2 {
+	if s := ta.Stats(); s.Drops != 1 || s.TxPackets != 2+2*47 {
 		t.Fatalf("stats %+v: with no VTEP the frame is dropped", s)
 	}
 }
