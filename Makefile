@@ -132,6 +132,18 @@ bench-docker: TOOLS += /usr/bin/docker:docker.io dockerd:docker.io nsenter:util-
 bench-docker: deps build
 	$(GO) run ./bench -docker -tapswitchd $(BIN)/tapswitchd -tapswitch $(BIN)/tapswitch $(ARGS)
 
+# bench-cluster compares the paths between two containers on two hosts
+# across VXLAN, in one run: a host is a network namespace on an underlay
+# bridge, a container a namespace behind it. The kernel's vxlan device
+# and bridge are the yardstick; then tapswitchd on each host with
+# --vxlan-peer of the other and a --scope cluster network, and Open
+# vSwitch's userspace datapath with a vxlan port when installed. Passes
+# bridge, tapswitch, [ovs,] tapswitch, bridge; rows TCP 1 and 4 streams
+# and UDP 64 B unless ARGS has -rows. E.g. make bench-cluster ARGS="-t 5"
+.PHONY: bench-cluster
+bench-cluster: deps build
+	$(GO) run ./bench -cluster -tapswitchd $(BIN)/tapswitchd -tapswitch $(BIN)/tapswitch $(ARGS)
+
 # profile runs the comparison with a system-wide perf profile of each
 # throughput test and adds where the CPU went by kind of work (copy,
 # scheduling, allocation, ...); the perf data goes beside the JSON.

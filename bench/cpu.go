@@ -299,12 +299,13 @@ func cpuSplit(a, b cpuSample, hz float64) (map[string]float64, error) {
 	if d.steal > 0 {
 		out["cpu_steal_pct"] = pct(d.steal)
 	}
-	for role, pb := range b.procs {
-		pa, ok := a.procs[role]
+	for key, pb := range b.procs {
+		pa, ok := a.procs[key]
 		if !ok || pb.state == 'Z' || pb.ticks < pa.ticks {
 			continue
 		}
-		out["cpu_"+role+"_pct"] = 100 * float64(pb.ticks-pa.ticks) / hz / window
+		role, _, _ := strings.Cut(key, roleInstance)
+		out["cpu_"+role+"_pct"] += 100 * float64(pb.ticks-pa.ticks) / hz / window
 	}
 	if a.others != nil && b.others != nil {
 		var ticks uint64
@@ -357,16 +358,28 @@ type cpuWatch struct {
 }
 
 // newCPUWatch watches a client of tool running for seconds, the tool's
-// server at serverPID and, when not 0, the switch's process.
-func newCPUWatch(seconds int, tool string, serverPID, switchPID int) *cpuWatch {
+// server at serverPID and, when not 0, the switch's process, and the
+// switch's further processes, more (one per host with -cluster), whose
+// time the switch's share sums.
+func newCPUWatch(seconds int, tool string, serverPID, switchPID int, more ...int) *cpuWatch {
 	w := &cpuWatch{seconds: seconds, client: tool, others: []watched{{roleReceiver, serverPID, tool}}}
 	if switchPID != 0 {
 		// Our own child or read from its pid file and checked by name:
 		// see the systems' switchPID.
 		w.others = append(w.others, watched{roleSwitch, switchPID, ""})
 	}
+	for i, pid := range more {
+		if pid != 0 {
+			w.others = append(w.others, watched{roleSwitch + roleInstance + strconv.Itoa(i+2), pid, ""})
+		}
+	}
 	return w
 }
+
+// roleInstance separates a role from the number of one of several
+// processes in it: "switch/2" is the switch's second process, which
+// counts in cpu_switch_pct.
+const roleInstance = "/"
 
 func (w *cpuWatch) watch(pid int, exited <-chan struct{}) {
 	w.figures, w.err = w.measure(pid, exited)

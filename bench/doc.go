@@ -248,6 +248,52 @@
 // container's TAP found in the host's namespace once the container and
 // tapswitchd are gone is deleted too, and reported as an error.
 //
+// # Across two hosts (-cluster)
+//
+// -cluster (make bench-cluster) measures between two containers on two
+// hosts across a VXLAN overlay instead of two namespaces on one switch.
+// A host is a network namespace (tsx-PID-h1, tsx-PID-h2) whose link ul0,
+// MTU 1500, is a veth to a Linux bridge in a namespace of its own
+// (tsx-PID-u), the underlay 10.233.0.0/24 (host 1 .1, host 2 .2); a
+// container is a further namespace (tsx-PID-a on host 1, tsx-PID-b on
+// host 2) with eth0 at 10.243.0.11/24 and 10.243.0.12/24 and the
+// overlay's MTU, 1450. Where br_netfilter is loaded, its hooks are off
+// in the underlay's and the hosts' namespaces (bridge-nf-call-iptables,
+// -ip6tables, -arptables = 0, per namespace): the underlay stands for a
+// network, and on the hosts only the kernel's path has bridges, which
+// would otherwise pay for hooks the others never pass. The systems keep
+// the names of the comparison,
+// so the ratios, tables and chart read the same:
+//
+//   - bridge: the kernel's path, the yardstick: on each host a vxlan
+//     device (VNI 4243, dstport 4789, local the host's underlay address,
+//     nolearning, with a default fdb entry to the other host) and the
+//     container's veth in one Linux bridge.
+//   - tapswitch: a private tapswitchd on each host, run in the host's
+//     namespace with --advertise and --vxlan-peer of the other (static
+//     peers, no store), a network tsxnet created on each with --scope
+//     cluster --vni 4243 --subnet 10.243.0.0/24, and each container
+//     attached with an explicit --ip.
+//   - ovs: Open vSwitch's userspace datapath on each host, two
+//     ovs-vswitchd (each in its host's namespace, with its own database
+//     and run directory): the bridge brphy holds ul0 and the host's
+//     underlay address, which userspace tunnelling sends through, and
+//     brint the vxlan port to the other host (key 4243) and the
+//     container's TAP. Userspace TSO stays off: Open vSwitch 3.1 does not
+//     carry TCP super-frames into a tunnel (with it on, TCP stalls).
+//
+// The rows are TCP 1 stream, TCP 4 streams and UDP 64 B unless -rows
+// names others; the clients run in container A. Passes are mirrored:
+// bridge, tapswitch, [ovs,] tapswitch, bridge (-cluster implies
+// -bracket), so tapswitch's mean and the kernel's are taken about the
+// same middle of the run; -variant works as in the comparison. The CPU
+// table's switch column sums both hosts' processes (tapswitchd,
+// ovs-vswitchd); the peers of each tapswitchd, with the packets the
+// tunnel carried, are in the JSON's listings. Every
+// pass makes its five namespaces afresh and removes them, with the
+// daemons, at its end, on failure and on SIGINT or SIGTERM. Results go
+// to bench/results/cluster-<UTC time>.json.
+//
 // # Running it
 //
 // As root, from the repository root, after building the binaries:
@@ -264,6 +310,8 @@
 //	sudo make bench-ab BASE=main NEW=dataplane  # A/B of two revisions, built in a temporary clone
 //	sudo make bench-docker                   # two Docker containers: Docker's bridge driver and tapswitch's
 //	sudo go run ./bench -docker -only bridge -rounds 1
+//	sudo make bench-cluster ARGS="-t 5"      # two hosts across VXLAN: the kernel's, tapswitch's and Open vSwitch's
+//	sudo go run ./bench -cluster -only bridge,ovs -t 3
 //
 // Needs ip (iproute2), iperf3 and ping; sockperf, ethtool,
 // openvswitch-switch and, for -profile, linux-perf are optional; -docker also needs docker.io,

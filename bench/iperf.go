@@ -112,7 +112,7 @@ func runIperf(ctx context.Context, tb *testbed, seconds int, also watcher, extra
 		return nil, nil, err
 	}
 	defer srv.stop(2 * time.Second)
-	cpu := newCPUWatch(seconds, "iperf3", srv.pid(), tb.switchPID)
+	cpu := newCPUWatch(seconds, "iperf3", srv.pid(), tb.switchPID, tb.moreSwitchPIDs...)
 	out, err := runIperfClient(ctx, tb.enterA, tb.serverAddr, iperfPort, seconds, watchAll(cpu.watch, also), extra...)
 	if err != nil {
 		return nil, nil, err

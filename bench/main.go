@@ -47,6 +47,9 @@ type config struct {
 	variants []variant
 	// rows are the tests named by -rows, in run order; nil for all.
 	rows []string
+	// cluster is -cluster: the systems across two hosts over VXLAN
+	// (see cluster.go).
+	cluster bool
 }
 
 var errInterrupted = errors.New("interrupted; everything created has been removed")
@@ -102,6 +105,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.BoolVar(&verbose, "v", false, "print every command run")
 	fs.BoolVar(&cfg.docker, "docker", false, "instead of the namespaces, two Docker containers on a network of Docker's bridge driver next to two on a tapswitch network, of one private dockerd (needs docker.io, and tapswitchd with its Docker driver unless -only bridge)")
 	fs.IntVar(&cfg.rounds, "rounds", 3, "with -docker: rounds of passes, each running bridge then tapswitch")
+	fs.BoolVar(&cfg.cluster, "cluster", false, "instead of two namespaces on one switch, two containers on two hosts (namespaces on an underlay bridge) across VXLAN: the kernel's vxlan device and bridge (column bridge, the yardstick), tapswitchd on each host with --vxlan-peer, and Open vSwitch's userspace datapath with a vxlan port; rows tcp1,tcp4,udp64 unless -rows names others; implies -bracket")
 	fs.StringVar(&cfg.chartFrom, "chart", "", "run nothing: draw the chart of the comparison in results `file` (bench/results/*.json) beside it, as a run does")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -148,6 +152,11 @@ func parseFlags(args []string) (*config, error) {
 	} else if cfg.demo {
 		cfg.only = []string{"bridge", "tapswitch"}
 	}
+	if cfg.cluster {
+		if err := checkClusterFlags(cfg, set); err != nil {
+			return nil, err
+		}
+	}
 	if err := checkVariants(cfg, set); err != nil {
 		return nil, err
 	}
@@ -172,6 +181,9 @@ func parseFlags(args []string) (*config, error) {
 		name := stamp + ".json"
 		if cfg.docker {
 			name = "docker-" + name
+		}
+		if cfg.cluster {
+			name = "cluster-" + name
 		}
 		cfg.jsonPath = filepath.Join("bench", "results", name)
 	}
@@ -315,6 +327,9 @@ func chooseSystems(cfg *config) (systems []string, notes []string, err error) {
 }
 
 func newSystem(cfg *config, name string) system {
+	if cfg.cluster {
+		return newClusterSystem(cfg, name)
+	}
 	switch name {
 	case "bridge":
 		return newBridgeSystem(pidForNames)
@@ -387,8 +402,14 @@ func runMain() error {
 		return errors.New("no system to measure")
 	}
 	runs := runOrder(systems, cfg.bracket)
-
 	rows := cfg.rows
+	if cfg.cluster {
+		runs = clusterRunOrder(systems, cfg.bracket)
+		if rows == nil {
+			rows = clusterTests
+		}
+	}
+
 	if cfg.demo {
 		rows = []string{testTCP1.name}
 	}
@@ -410,6 +431,9 @@ func runMain() error {
 	if slices.Contains(systems, baseSystem) {
 		notes = append(notes, "tapswitch and tapswitch-base ran twice each: the main table shows the mean of their passes, the A/B table each pass")
 	}
+	if cfg.cluster {
+		notes = append(notes, clusterNotes(runs)...)
+	}
 	if slices.ContainsFunc(systems, isVariantSystem) {
 		notes = append(notes, "each tapswitch variant ran twice, passes mirrored about the middle of the run: the tables show the mean of its passes, the CPU table each pass")
 	}
@@ -430,6 +454,9 @@ func runMain() error {
 		SecondsPerTest: cfg.seconds,
 		Tools:          toolVersions(ctx, cfg, systems),
 		Metrics:        metrics,
+	}
+	if cfg.cluster {
+		rep.Setting = clusterSetting
 	}
 	if prof != nil {
 		rep.ProfileDir = prof.dir

@@ -272,6 +272,9 @@ func runPass(ctx context.Context, sys system, pass int, tests []test, seconds in
 	}()
 
 	tb := newTestbed(pidForNames)
+	if m, ok := sys.(testbedMaker); ok {
+		tb = m.testbed(pidForNames)
+	}
 	tb.profile = prof.forPass(sys.name(), pass)
 	// Deferred in this order so that the system goes first: the daemon
 	// must let go of its TAPs before their namespaces disappear.
@@ -301,6 +304,9 @@ func runPass(ctx context.Context, sys system, pass int, tests []test, seconds in
 	}
 	if sp, ok := sys.(switchProcess); ok {
 		tb.switchPID = sp.switchPID()
+	}
+	if sp, ok := sys.(switchProcesses); ok {
+		tb.moreSwitchPIDs = sp.moreSwitchPIDs()
 	}
 
 	if err := runTests(ctx, tb, &pr, tests, seconds, prog, passLabel); err != nil {

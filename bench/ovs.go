@@ -64,6 +64,13 @@ type ovsSystem struct {
 	// ownsDatapathDev is set when ovs-vswitchd makes ovsDatapathDev in
 	// this run, which it leaves behind when it stops.
 	ownsDatapathDev bool
+	// netns, when set, is the network namespace ovs-vswitchd runs in
+	// (a host of -cluster), whose links go with it: teardown leaves
+	// them to the namespace's removal.
+	netns string
+	// noTSO leaves userspace TSO off: Open vSwitch 3.1 drops TCP
+	// super-frames bound for a tunnel port instead of segmenting them.
+	noTSO bool
 }
 
 // ovsDatapathDev is the device the userspace datapath makes in the host
@@ -97,6 +104,45 @@ func (s *ovsSystem) switchPID() int {
 }
 
 func (s *ovsSystem) setup(ctx context.Context, tb *testbed) error {
+	if err := s.start(ctx); err != nil {
+		return err
+	}
+	bridge := s.prefix
+	if err := s.vsctl(ctx, "add-br", bridge, "--", "set", "bridge", bridge, "datapath_type=netdev"); err != nil {
+		return err
+	}
+	for _, end := range []struct{ ns, cidr, suffix string }{{tb.nsA, addrA, "a"}, {tb.nsB, addrB, "b"}} {
+		tap := s.prefix + end.suffix
+		if err := s.addTap(ctx, bridge, tap, end.ns); err != nil {
+			return err
+		}
+		if err := configure(ctx, end.ns, tap, end.cidr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addTap adds a TAP port called tap to bridge and moves it into ns.
+func (s *ovsSystem) addTap(ctx context.Context, bridge, tap, ns string) error {
+	// ovs-vsctl waits until ovs-vswitchd has created the TAP, so it
+	// can be moved at once. OVS keeps its file descriptor, which
+	// follows the device into the namespace.
+	if err := s.vsctl(ctx, "add-port", bridge, tap, "--", "set", "Interface", tap, "type=tap"); err != nil {
+		return err
+	}
+	s.taps = append(s.taps, tap)
+	ipArgs := []string{"link", "set", tap, "netns", ns}
+	if s.netns != "" {
+		ipArgs = append([]string{"-n", s.netns}, ipArgs...)
+	}
+	_, err := run(ctx, "ip", ipArgs...)
+	return err
+}
+
+// start makes the private directory and database and starts
+// ovsdb-server and ovs-vswitchd (in s.netns when set), with no bridge.
+func (s *ovsSystem) start(ctx context.Context) error {
 	schema, err := ovsSchema()
 	if err != nil {
 		return err
@@ -126,41 +172,24 @@ func (s *ovsSystem) setup(ctx context.Context, tb *testbed) error {
 	if err := s.vsctl(ctx, "--no-wait", "init"); err != nil {
 		return err
 	}
-	if err := s.vsctl(ctx, "--no-wait", "set", "Open_vSwitch", ".", "other_config:userspace-tso-enable=true"); err != nil {
-		return err
+	if !s.noTSO {
+		if err := s.vsctl(ctx, "--no-wait", "set", "Open_vSwitch", ".", "other_config:userspace-tso-enable=true"); err != nil {
+			return err
+		}
 	}
 	// A system Open vSwitch's datapath device, if there is one, is not ours
-	// to remove.
-	s.ownsDatapathDev = !linkExists(ctx, ovsDatapathDev)
+	// to remove; in a namespace of our own, it goes with the namespace.
+	s.ownsDatapathDev = s.netns == "" && !linkExists(ctx, ovsDatapathDev)
 	// Stopped before the database: it is the one holding the TAPs.
 	s.pidfiles = append([]ovsDaemon{{"ovs-vswitchd", path("vswitchd.pid")}}, s.pidfiles...)
-	if err := s.run(ctx, "ovs-vswitchd", s.db,
-		"--unixctl="+path("vswitchd.ctl"),
-		"--pidfile="+path("vswitchd.pid"),
-		"--detach", "--log-file="+path("vswitchd.log")); err != nil {
-		return err
+	vswitchd := []string{"ovs-vswitchd", s.db,
+		"--unixctl=" + path("vswitchd.ctl"),
+		"--pidfile=" + path("vswitchd.pid"),
+		"--detach", "--log-file=" + path("vswitchd.log")}
+	if s.netns != "" {
+		vswitchd = append(netnsExec(s.netns), vswitchd...)
 	}
-	bridge := s.prefix
-	if err := s.vsctl(ctx, "add-br", bridge, "--", "set", "bridge", bridge, "datapath_type=netdev"); err != nil {
-		return err
-	}
-	for _, end := range []struct{ ns, cidr, suffix string }{{tb.nsA, addrA, "a"}, {tb.nsB, addrB, "b"}} {
-		tap := s.prefix + end.suffix
-		// ovs-vsctl waits until ovs-vswitchd has created the TAP, so it
-		// can be moved at once. OVS keeps its file descriptor, which
-		// follows the device into the namespace.
-		if err := s.vsctl(ctx, "add-port", bridge, tap, "--", "set", "Interface", tap, "type=tap"); err != nil {
-			return err
-		}
-		s.taps = append(s.taps, tap)
-		if _, err := run(ctx, "ip", "link", "set", tap, "netns", end.ns); err != nil {
-			return err
-		}
-		if err := configure(ctx, end.ns, tap, end.cidr); err != nil {
-			return err
-		}
-	}
-	return nil
+	return s.run(ctx, vswitchd[0], vswitchd[1:]...)
 }
 
 func (s *ovsSystem) run(ctx context.Context, name string, args ...string) error {
@@ -208,7 +237,10 @@ func (s *ovsSystem) teardown() error {
 	// ovs-vswitchd made them persistent; the bridge's own port likewise.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	links := append(s.taps, s.prefix)
+	var links []string
+	if s.netns == "" {
+		links = append(s.taps, s.prefix)
+	}
 	if s.ownsDatapathDev {
 		links = append(links, ovsDatapathDev)
 	}

@@ -39,6 +39,14 @@ type switchProcess interface {
 	switchPID() int
 }
 
+// switchProcesses is a switchProcess that forwards in more than one
+// process, such as one per host with -cluster.
+type switchProcesses interface {
+	// moreSwitchPIDs returns the processes beyond switchPID's, 0 for one
+	// not running.
+	moreSwitchPIDs() []int
+}
+
 var (
 	_ switchProcess = (*bridgeSystem)(nil)
 	_ switchProcess = (*tapswitchSystem)(nil)
@@ -67,8 +75,10 @@ type testbed struct {
 	serverAddr string
 	created    []string
 	// switchPID is the system's forwarding process (see switchProcess),
-	// set once it is up; 0 for none.
-	switchPID int
+	// set once it is up; 0 for none. moreSwitchPIDs are its further
+	// ones, with -cluster the other host's (see switchProcesses).
+	switchPID      int
+	moreSwitchPIDs []int
 	// profile records a perf profile of each throughput test; nil
 	// without -profile, or without perf.
 	profile *profiler

@@ -100,7 +100,7 @@ func runSockperf(ctx context.Context, tb *testbed, seconds int) (string, map[str
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
-	cpu := newCPUWatch(seconds, "sockperf", srv.pid(), tb.switchPID)
+	cpu := newCPUWatch(seconds, "sockperf", srv.pid(), tb.switchPID, tb.moreSwitchPIDs...)
 	if err := runCmd(cmd, cpu.watch); err != nil {
 		if ctx.Err() != nil {
 			return "", nil, ctx.Err()

@@ -22,6 +22,10 @@ type tapswitchSystem struct {
 	// extraArgs are more flags for the daemon, such as the Docker
 	// driver's.
 	extraArgs []string
+	// netns, when set, is the network namespace the daemon runs in (a
+	// host of -cluster); the CLI reaches it through its socket all the
+	// same.
+	netns string
 
 	dir    string // temp dir holding the socket and the state
 	socket string
@@ -87,7 +91,12 @@ func (s *tapswitchSystem) start(ctx context.Context) error {
 		// with it.
 		"--remove-on-exit",
 	}
-	s.daemon, err = startProc(s.daemonPath, append(args, s.extraArgs...)...)
+	cmd := append([]string{s.daemonPath}, append(args, s.extraArgs...)...)
+	if s.netns != "" {
+		// ip netns exec execs the daemon, so the pid is still its own.
+		cmd = append(netnsExec(s.netns), cmd...)
+	}
+	s.daemon, err = startProc(cmd[0], cmd[1:]...)
 	if err != nil {
 		return err
 	}
