@@ -1,4 +1,4 @@
-# tapswitch. Targets: build, test, unit, bench, bench-ab, bench-parts, bench-docker, profile, demo, fuzz, soak, etcd, install, uninstall, clean.
+# tapswitch. Targets: build, test, unit, bench, bench-ab, bench-parts, bench-docker, bench-cluster, profile, demo, fuzz, soak, etcd, install, uninstall, clean.
 
 GO      ?= go
 BIN     := bin
