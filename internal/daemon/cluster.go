@@ -19,7 +19,6 @@ import (
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/internal/cluster"
 	"github.com/tapswitch/tapswitch/internal/ipam"
-	vswitch "github.com/tapswitch/tapswitch/switch"
 )
 
 // The cluster's store (tapswitchd --cluster). It holds the cluster
@@ -755,15 +754,7 @@ func (d *Daemon) adoptClusterNetworkLocked(cn cluster.Network) error {
 func (d *Daemon) dropClusterNetworkLocked(n *network) {
 	n.gone = true
 	ports := d.portsOfLocked(n)
-	for _, p := range ports {
-		if err := d.sw.RemovePort(p.sw); err != nil && !errors.Is(err, vswitch.ErrNoPort) {
-			d.log.Error("detach port of removed network", "port", p.name(), "err", err)
-		}
-		ev := portEvent(api.EventPortDetach, p)
-		ev.Reason = "network_removed_in_cluster"
-		d.events.Publish(ev)
-		d.forgetLocked(p)
-	}
+	d.detachForRemovalLocked(ports, "network_removed_in_cluster")
 	err := d.stopNetworkLocked(n)
 	d.saveLocked()
 	d.events.Publish(api.Event{Type: api.EventNetworkRemove, Network: n.name, Reason: "removed_in_cluster", Counts: map[string]int64{"ports": int64(len(ports))}})

@@ -299,15 +299,7 @@ func (d *Daemon) RemoveNetwork(ctx context.Context, name string, force bool) err
 	if err := d.removeFromStoreLocked(n, force); err != nil {
 		return fmt.Errorf("remove network %q: %w", name, err)
 	}
-	for _, p := range ports {
-		if err := d.sw.RemovePort(p.sw); err != nil && !errors.Is(err, vswitch.ErrNoPort) {
-			d.log.Error("detach port of removed network", "port", p.name(), "err", err)
-		}
-		ev := portEvent(api.EventPortDetach, p)
-		ev.Reason = "network_removed"
-		d.events.Publish(ev)
-		d.forgetLocked(p)
-	}
+	d.detachForRemovalLocked(ports, "network_removed")
 	err := d.stopNetworkLocked(n)
 	d.saveLocked()
 	d.events.Publish(api.Event{Type: api.EventNetworkRemove, Network: name, Counts: map[string]int64{"ports": int64(len(ports))}})
@@ -316,6 +308,20 @@ func (d *Daemon) RemoveNetwork(ctx context.Context, name string, force bool) err
 	}
 	d.log.Info("network removed", "network", name, "ports_detached", len(ports))
 	return nil
+}
+
+// detachForRemovalLocked detaches the ports of a network that goes,
+// each with a detach event of reason.
+func (d *Daemon) detachForRemovalLocked(ports []*port, reason string) {
+	for _, p := range ports {
+		if err := d.sw.RemovePort(p.sw); err != nil && !errors.Is(err, vswitch.ErrNoPort) {
+			d.log.Error("detach port of removed network", "port", p.name(), "err", err)
+		}
+		ev := portEvent(api.EventPortDetach, p)
+		ev.Reason = reason
+		d.events.Publish(ev)
+		d.forgetLocked(p)
+	}
 }
 
 // InspectNetwork implements apiserver.Backend.
