@@ -289,7 +289,11 @@ func TestUDPFlowLimits(t *testing.T) {
 			if _, err := c.Write([]byte("over")); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "the refusal to be counted", func() bool { return p.Stats().Refused[tt.reason] == 1 })
+			// The refusal and the drop are counted one after the other.
+			waitFor(t, "the refusal and the drop to be counted", func() bool {
+				s := p.Stats()
+				return s.Refused[tt.reason] == 1 && s.Dropped == 1
+			})
 			if s := p.Stats(); len(s.Refused) != 1 || s.Active != int64(len(tt.admitted)) || s.Dropped != 1 {
 				t.Fatalf("Stats() = %+v, want 1 dropped, refused for %s only, %d active", s, tt.reason, len(tt.admitted))
 			}
