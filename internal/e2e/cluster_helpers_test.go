@@ -332,16 +332,9 @@ func (c *clusterEnv) cleanup() {
 			}
 		}
 	}
-	for i := len(c.procs) - 1; i >= 0; i-- {
-		c.procs[i].kill()
-	}
 	// etcd goes with its own Cleanup, registered after ours, so before
 	// this runs; its namespace is removed here.
-	for i := len(c.namespaces) - 1; i >= 0; i-- {
-		if out, err := run("ip", "netns", "del", c.namespaces[i]); err != nil {
-			c.t.Errorf("ip netns del %s: %v\n%s", c.namespaces[i], err, out)
-		}
-	}
+	removeStarted(c.t, c.procs, c.namespaces)
 	for _, ns := range c.containers {
 		os.RemoveAll(filepath.Join(netnsEtcDir, ns))
 	}

@@ -199,19 +199,27 @@ func (e *testEnv) cleanup() {
 	if e.t.Failed() {
 		e.t.Log(e.daemonLog())
 	}
-	for i := len(e.procs) - 1; i >= 0; i-- {
-		e.procs[i].kill()
-	}
-	for i := len(e.namespaces) - 1; i >= 0; i-- {
-		if out, err := run("ip", "netns", "del", e.namespaces[i]); err != nil {
-			e.t.Errorf("ip netns del %s: %v\n%s", e.namespaces[i], err, out)
-		}
+	removeStarted(e.t, e.procs, e.namespaces)
+	for _, ns := range e.namespaces {
 		// The daemon removes the resolv.conf it wrote; this is for a
 		// daemon that failed to.
-		os.RemoveAll(filepath.Join(netnsEtcDir, e.namespaces[i]))
+		os.RemoveAll(filepath.Join(netnsEtcDir, ns))
 	}
 	e.sweep()
 	os.RemoveAll(e.dir)
+}
+
+// removeStarted kills the processes and deletes the namespaces a test
+// started, the latest first.
+func removeStarted(t *testing.T, procs []*proc, namespaces []string) {
+	for i := len(procs) - 1; i >= 0; i-- {
+		procs[i].kill()
+	}
+	for i := len(namespaces) - 1; i >= 0; i-- {
+		if out, err := run("ip", "netns", "del", namespaces[i]); err != nil {
+			t.Errorf("ip netns del %s: %v\n%s", namespaces[i], err, out)
+		}
+	}
 }
 
 // proc is a process a test started, with its exit published on done.
