@@ -98,6 +98,14 @@ const (
 //		send(buf[:n])
 //	}
 type Splitter struct {
+	// Partial makes the transport checksum of every segment the
+	// pseudo-header seed, as in a frame with VnetFlagNeedsCsum, instead
+	// of the sum: for a receiver that fills or skips it itself and whose
+	// path covers the data with a checksum of its own (a tunnel between
+	// tapswitch hosts, under the outer UDP checksum; see Reseed). The
+	// payload is then only copied, never summed. Reset keeps it.
+	Partial bool
+
 	// frame is the frame being cut. It is read, never written.
 	frame []byte
 	// kind is one of kindCopy, kindCsum, kindTCP, kindUDP.
@@ -164,10 +172,11 @@ type Splitter struct {
 //
 // On error s yields nothing until the next Reset.
 func (s *Splitter) Reset(h device.VnetHdr, frame []byte, mtu int) error {
-	*s = Splitter{}
+	partial := s.Partial
+	*s = Splitter{Partial: partial}
 	err := s.reset(h, frame, mtu)
 	if err != nil {
-		*s = Splitter{}
+		*s = Splitter{Partial: partial}
 	}
 	return err
 }
@@ -418,7 +427,7 @@ func (s *Splitter) Next(dst []byte) (int, error) {
 			return 0, ErrShortBuffer
 		}
 		copy(dst, s.frame)
-		if s.kind == kindCsum {
+		if s.kind == kindCsum && !s.Partial {
 			// The field holds the seed, so it is summed as it is, then
 			// replaced.
 			putCsum(dst[s.csumAt:], checksum(dst[s.l4:n], 0), s.zeroAsOnes)
@@ -432,11 +441,44 @@ func (s *Splitter) Next(dst []byte) (int, error) {
 	if len(dst) < n {
 		return 0, ErrShortBuffer
 	}
-	dst = dst[:n]
-	copy(dst, s.frame[:s.hdrEnd])
-	copy(dst[s.hdrEnd:], s.frame[s.off:s.off+pay])
+	payload := s.frame[s.off : s.off+pay]
+	copy(dst[s.hdrEnd:n], payload)
+	s.putHeaders(dst[:s.hdrEnd], n, dst[s.hdrEnd:n])
+	return n, nil
+}
 
-	ip := dst[s.l3:]
+// NextHeaders is Next without the copy of the payload, for a sender that
+// gathers each segment from two pieces: it writes the next segment's
+// headers (MaxHeaderLen bytes at most) at the start of dst and returns
+// their length and the segment's payload, a slice of the frame given to
+// Reset, which follows them. It yields only the segments of a TCP or UDP
+// super-frame (Gathers); a frame of one segment yields ErrUnsupported.
+// Once no segment is left it returns 0, nil and a nil error.
+func (s *Splitter) NextHeaders(dst []byte) (int, []byte, error) {
+	if s.next >= s.segs {
+		return 0, nil, nil
+	}
+	if !s.Gathers() {
+		return 0, nil, ErrUnsupported
+	}
+	if len(dst) < s.hdrEnd {
+		return 0, nil, ErrShortBuffer
+	}
+	pay := min(s.mss, len(s.frame)-s.off)
+	payload := s.frame[s.off : s.off+pay]
+	s.putHeaders(dst[:s.hdrEnd], s.hdrEnd+pay, payload)
+	return s.hdrEnd, payload, nil
+}
+
+// Gathers reports whether NextHeaders yields the frame's segments: a TCP
+// or UDP super-frame.
+func (s *Splitter) Gathers() bool { return s.kind == kindTCP || s.kind == kindUDP }
+
+// putHeaders writes the headers of the next segment, n bytes long in all
+// with payload after hdr, into hdr, and moves on to the segment after.
+func (s *Splitter) putHeaders(hdr []byte, n int, payload []byte) {
+	copy(hdr, s.frame[:s.hdrEnd])
+	ip := hdr[s.l3:]
 	if s.v6 {
 		binary.BigEndian.PutUint16(ip[4:], uint16(n-s.l3-ipv6Len))
 	} else {
@@ -446,7 +488,7 @@ func (s *Splitter) Next(dst []byte) (int, error) {
 		binary.BigEndian.PutUint16(ip[10:], ^fold(uint64(s.ipSum)+uint64(totLen)+uint64(id)))
 	}
 
-	l4 := dst[s.l4:]
+	l4 := hdr[s.l4:]
 	if s.kind == kindTCP {
 		binary.BigEndian.PutUint32(l4[4:], s.seq+uint32(s.off-s.hdrEnd))
 		flags := l4[tcpFlagsOff]
@@ -460,12 +502,18 @@ func (s *Splitter) Next(dst []byte) (int, error) {
 	} else {
 		binary.BigEndian.PutUint16(l4[4:], uint16(n-s.l4))
 	}
-	dst[s.csumAt], dst[s.csumAt+1] = 0, 0
-	putCsum(dst[s.csumAt:], checksum(l4, s.pseudo+uint32(n-s.l4)), s.zeroAsOnes)
+	if s.Partial {
+		binary.BigEndian.PutUint16(hdr[s.csumAt:], fold(uint64(s.pseudo)+uint64(n-s.l4)))
+	} else {
+		// The transport header's length is even (TCP's a multiple of
+		// 4, UDP's 8), so the payload's words follow on from its sum.
+		hdr[s.csumAt], hdr[s.csumAt+1] = 0, 0
+		sum := checksum(l4, s.pseudo+uint32(n-s.l4))
+		putCsum(hdr[s.csumAt:], checksum(payload, uint32(sum)), s.zeroAsOnes)
+	}
 
 	s.next++
-	s.off += pay
-	return n, nil
+	s.off += len(payload)
 }
 
 // putCsum stores the checksum for the folded sum of a packet whose
