@@ -170,9 +170,17 @@ func (e *Endpoint) SetMembers(vteps []netip.Addr) {
 // The kernel hands a datagram with a checksum to the socket only once it
 // verified it (or the datagram never left this host's memory), so the
 // inner frame of such a datagram is covered end to end, and a frame from
-// one of these VTEPs is handed up with VnetFlagDataValid: neither the
-// switch's coalescer nor the container's stack checks its checksums
-// again, as Linux's vxlan spares its inner frames the check. A datagram
+// one of these VTEPs is handed up as known good: neither the switch's
+// coalescer nor the container's stack checks its checksums again, as
+// Linux's vxlan spares its inner frames the check. Both ends make use of
+// it. Super-frames to these VTEPs alone are cut with the transport
+// checksums left at the pseudo-header seed (segment.Splitter.Partial),
+// as Linux leaves them for a device with checksum offload, which spares
+// the sender a pass over the payload; and a TCP or UDP frame from one is
+// handed up with the checksum left to fill (segment.Reseed), a merged
+// run with it anyway, so that the seed is filled in wherever the frame
+// leaves for a device that needs it; any other frame gets
+// VnetFlagDataValid. A datagram
 // without a checksum (0), which a checksummed peer never sends, is not
 // told apart by the socket: what the endpoint relies on is the list.
 // Frames from the others are handed up with no flag and checked where

@@ -20,6 +20,9 @@ const (
 	// maxGSOSegs is the most segments one GSO send carries (the kernel's
 	// UDP_MAX_SEGMENTS, 64 before Linux 6.9).
 	maxGSOSegs = 64
+	// maxGatherIovs is the room for the pieces of gathered sends: a
+	// header and a payload per segment, a few super-frames' worth.
+	maxGatherIovs = 8 * 2 * maxGSOSegs
 	// cmsgSpace is the room for one UDP_SEGMENT control message.
 	cmsgSpace = 24
 )
@@ -42,6 +45,9 @@ type sender struct {
 	msgs  []unix.Mmsghdr
 	meta  []msgMeta
 	iovs  [maxMsgs][2]unix.Iovec
+	// giovs are the pieces of gathered sends (addGather): each segment's
+	// headers in buf, then its payload where the frame lies.
+	giovs []unix.Iovec
 	ctrl  [maxMsgs][cmsgSpace / 8]uint64
 	out   []unix.Mmsghdr
 	omet  []msgMeta
@@ -50,13 +56,6 @@ type sender struct {
 	// The result of the Write: frames sent, their bytes, copies sent by
 	// replication, frames not sent.
 	txFrames, txBytes, floods, errs, gso uint64
-
-	// cur is the messages the next sendmmsg sends; sent and errno its
-	// result. writeFn makes it.
-	cur     []unix.Mmsghdr
-	sent    int
-	errno   unix.Errno
-	writeFn func(fd uintptr) bool
 
 	// The GSO run being packed: runStart and runLen are its bytes in
 	// buf, runSeg the size of its segments (but the last), runSegs how
@@ -68,24 +67,15 @@ type sender struct {
 
 var senders = sync.Pool{New: func() any {
 	s := &sender{
-		buf:  make([]byte, sendBufSize),
-		msgs: make([]unix.Mmsghdr, 0, maxMsgs),
-		meta: make([]msgMeta, 0, maxMsgs),
-		out:  make([]unix.Mmsghdr, maxMsgs),
-		omet: make([]msgMeta, maxMsgs),
+		buf:   make([]byte, sendBufSize),
+		msgs:  make([]unix.Mmsghdr, 0, maxMsgs),
+		meta:  make([]msgMeta, 0, maxMsgs),
+		out:   make([]unix.Mmsghdr, maxMsgs),
+		omet:  make([]msgMeta, maxMsgs),
+		giovs: make([]unix.Iovec, 0, maxGatherIovs),
 	}
-	s.writeFn = s.write
 	return s
 }}
-
-func (s *sender) write(fd uintptr) bool {
-	n, errno := mmsg(unix.SYS_SENDMMSG, fd, s.cur)
-	if errno == unix.EAGAIN || errno == unix.EINTR {
-		return false
-	}
-	s.sent, s.errno = n, errno
-	return true
-}
 
 // Write implements device.Queue: every frame goes to the VTEP its
 // destination MAC is behind, or to every VTEP of the replication list
@@ -142,7 +132,16 @@ func (q *queue) Write(bufs [][]byte, offset int) (int, error) {
 		}
 		h, err := device.ParseVnetHdr(b[offset-device.VnetHdrLen:])
 		if err == nil {
+			// To tapswitch hosts only, the transport checksums are left
+			// to the receiver (see Endpoint.SetChecksummed).
+			s.split.Partial = allChecksummed(dests)
 			err = s.split.Reset(h, frame, t.mtu)
+		}
+		if err == nil && s.split.Gathers() && s.split.Segments() > 1 {
+			if !s.addGather(t.vni, sock, dests) {
+				drops++
+			}
+			continue
 		}
 		if err != nil || !s.addSplit(t.vni, sock, dests) {
 			drops++
@@ -175,6 +174,22 @@ func (q *queue) Write(bufs [][]byte, offset int) (int, error) {
 	s.e = nil
 	senders.Put(s)
 	return len(bufs), nil
+}
+
+// allChecksummed reports whether every one of dests is a checksummed
+// peer: a tapswitch host, which covers every datagram with a UDP
+// checksum, takes the frames of its peers as known good and fills a
+// transport checksum in where it goes on (segment.Reseed). A frame to
+// such peers is cut with the pseudo-header seed in place of each
+// segment's transport checksum, as Linux leaves it for a device with
+// checksum offload, which spares the sum over the payload.
+func allChecksummed(dests []*peer) bool {
+	for _, p := range dests {
+		if !p.sums.Load() {
+			return false
+		}
+	}
+	return len(dests) > 0
 }
 
 // addPlain queues a whole frame to every one of dests: two pieces, the
@@ -239,6 +254,83 @@ func (s *sender) addSplit(vni uint32, sock uint8, dests []*peer) bool {
 	return true
 }
 
+// addGather queues the segments of the super-frame the splitter holds as
+// GSO sends to every one of dests, each segment gathered from two
+// pieces: its VXLAN header and headers, written into buf, and its
+// payload, sent from where the frame lies (so copied once, by the
+// kernel). Runs are of segments of one size, the last may be shorter.
+// It reports false if the frame could not be cut.
+func (s *sender) addGather(vni uint32, sock uint8, dests []*peer) bool {
+	var runIov, runSegs, runSeg, runLen, runInner int
+	end := func() {
+		if runSegs == 0 {
+			return
+		}
+		s.queueRun(sock, dests, s.giovs[runIov:runIov+2*runSegs], runSeg, runSegs, runInner)
+		runSegs = 0
+	}
+	for {
+		if s.pos+HeaderLen+segment.MaxHeaderLen > len(s.buf) || len(s.giovs)+2 > cap(s.giovs) || len(s.msgs)+len(dests) > maxMsgs {
+			end()
+			s.flush()
+		}
+		b := s.buf[s.pos:]
+		hl, payload, err := s.split.NextHeaders(b[HeaderLen:])
+		if err != nil {
+			end()
+			return false
+		}
+		if hl == 0 {
+			break
+		}
+		putHeader(b, vni)
+		l := HeaderLen + hl + len(payload)
+		if runSegs > 0 && l <= runSeg && runSegs < maxGSOSegs && runLen+l <= maxDatagram && runLen%runSeg == 0 {
+			runSegs++
+			runLen += l
+			runInner += hl + len(payload)
+		} else {
+			end()
+			runIov, runSegs, runSeg, runLen, runInner = len(s.giovs), 1, l, l, hl+len(payload)
+		}
+		k := len(s.giovs)
+		s.giovs = s.giovs[:k+2]
+		s.giovs[k] = unix.Iovec{Base: &b[0]}
+		s.giovs[k].SetLen(HeaderLen + hl)
+		s.giovs[k+1] = unix.Iovec{Base: &payload[0]}
+		s.giovs[k+1].SetLen(len(payload))
+		s.pos += HeaderLen + hl
+	}
+	end()
+	return true
+}
+
+// queueRun queues a GSO send of the pieces iov, segs segments of seg
+// bytes (the last may be shorter), inner bytes of inner frames, to every
+// one of dests.
+func (s *sender) queueRun(sock uint8, dests []*peer, iov []unix.Iovec, seg, segs, inner int) {
+	for _, p := range dests {
+		if len(s.msgs) == maxMsgs {
+			// The pieces stay in buf and giovs: send only sends.
+			s.send()
+		}
+		k := len(s.msgs)
+		s.msgs = s.msgs[:k+1]
+		m := &s.msgs[k]
+		*m = unix.Mmsghdr{}
+		m.Hdr.Name = &p.sa.raw[0]
+		m.Hdr.Namelen = p.sa.len
+		m.Hdr.Iov = &iov[0]
+		m.Hdr.SetIovlen(len(iov))
+		if segs > 1 {
+			c := unsafe.Slice((*byte)(unsafe.Pointer(&s.ctrl[k][0])), cmsgSpace)
+			m.Hdr.Control = &c[0]
+			m.Hdr.SetControllen(putSegmentCmsg(c, seg))
+		}
+		s.meta = append(s.meta, msgMeta{sock: sock, frames: uint32(segs), bytes: uint32(inner), peer: p})
+	}
+}
+
 // endRun queues the GSO run being packed, if any, to every one of dests.
 func (s *sender) endRun(sock uint8, dests []*peer) {
 	if s.runLen == 0 {
@@ -270,10 +362,12 @@ func (s *sender) endRun(sock uint8, dests []*peer) {
 	s.runLen = 0
 }
 
-// flush sends every queued message and frees buf.
+// flush sends every queued message and frees buf and giovs.
 func (s *sender) flush() {
 	s.send()
 	s.pos = 0
+	clear(s.giovs)
+	s.giovs = s.giovs[:0]
 }
 
 // send sends every queued message, one sendmmsg per socket.
@@ -320,21 +414,28 @@ func (s *sender) send() {
 // sendOn sends msgs on socket i; a message the kernel refuses is counted
 // and skipped.
 func (s *sender) sendOn(i uint8, msgs []unix.Mmsghdr, meta []msgMeta) {
-	raw := s.e.sock.tx[i].raw
-	for off := 0; off < len(msgs); {
-		s.cur = msgs[off:]
-		if err := raw.Write(s.writeFn); err != nil {
-			for _, m := range meta[off:] {
-				s.errs += uint64(m.frames)
-			}
-			break
+	sk := s.e.sock
+	sk.txMu.RLock()
+	defer sk.txMu.RUnlock()
+	if sk.txClosed {
+		for _, m := range meta {
+			s.errs += uint64(m.frames)
 		}
-		if s.errno != 0 {
+		return
+	}
+	fd := sk.tx[i].fd
+	for off := 0; off < len(msgs); {
+		sent, errno := sendmmsg(fd, msgs[off:])
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			// EAGAIN: the buffer stayed full for sendTimeout.
 			s.errs += uint64(meta[off].frames)
 			off++
 			continue
 		}
-		for _, m := range meta[off : off+s.sent] {
+		for _, m := range meta[off : off+sent] {
 			s.txFrames += uint64(m.frames)
 			s.txBytes += uint64(m.bytes)
 			if m.frames > 1 {
@@ -342,7 +443,6 @@ func (s *sender) sendOn(i uint8, msgs []unix.Mmsghdr, meta []msgMeta) {
 			}
 			m.peer.tx.Add(uint64(m.frames))
 		}
-		off += s.sent
+		off += sent
 	}
-	s.cur = nil
 }

@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -31,17 +33,34 @@ const sockBuf = 4 << 20
 const maxDatagram = 65535 - 20 - 8
 
 // sockets are an Endpoint's UDP sockets.
+//
+// The receiving socket is Go's, waited on by the runtime's poller. The
+// sending ones are plain blocking descriptors the poller never sees: a
+// socket in the poller's epoll set has the kernel call into epoll each
+// time one of its sent packets is freed (the socket has write space
+// again), and wake the poller's thread for nothing; at a GSO send per
+// few microseconds that was a tenth of the sending host's CPU. A UDP
+// send blocks only while the socket's buffer is full, which the
+// receiving end drains.
 type sockets struct {
 	rx    *net.UDPConn
 	rxRaw syscall.RawConn
-	tx    [txSockets]txSock
+	// txMu guards the sending descriptors against Close: sends hold it
+	// shared, close exclusively, so that a descriptor is never used
+	// after it is closed (and its number reused).
+	txMu     sync.RWMutex
+	txClosed bool
+	tx       [txSockets]txSock
 }
 
 type txSock struct {
-	c    *net.UDPConn
-	raw  syscall.RawConn
+	fd   int
 	port int
 }
+
+// sendTimeout bounds a send blocked on a full socket buffer, and so how
+// long Close may wait for one.
+const sendTimeout = time.Second
 
 // sockaddr is a socket address as the kernel takes it: a sockaddr_in or
 // sockaddr_in6 in raw, len bytes of it.
@@ -101,20 +120,62 @@ func openSockets(local netip.Addr, port int) (s *sockets, err error) {
 	if s.rxRaw, err = s.rx.SyscallConn(); err != nil {
 		return s, err
 	}
-	lc = net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error { return control(c, txOpts, local.Is6()) }}
 	for i := range s.tx {
-		pc, err := lc.ListenPacket(context.Background(), network, net.JoinHostPort(local.String(), "0"))
-		if err != nil {
+		s.tx[i].fd = -1
+	}
+	for i := range s.tx {
+		if s.tx[i], err = openTx(local); err != nil {
 			return s, fmt.Errorf("vxlan: open a sending socket on %v: %w", local, err)
-		}
-		t := &s.tx[i]
-		t.c = pc.(*net.UDPConn)
-		t.port = t.c.LocalAddr().(*net.UDPAddr).Port
-		if t.raw, err = t.c.SyscallConn(); err != nil {
-			return s, err
 		}
 	}
 	return s, nil
+}
+
+// openTx opens a blocking sending socket bound to local and a port the
+// kernel picks.
+func openTx(local netip.Addr) (t txSock, err error) {
+	family := unix.AF_INET
+	if local.Is6() {
+		family = unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return txSock{fd: -1}, err
+	}
+	defer func() {
+		if err != nil {
+			unix.Close(fd)
+			t.fd = -1
+		}
+	}()
+	if err := txOptions(fd); err != nil {
+		return txSock{}, err
+	}
+	tv := unix.NsecToTimeval(sendTimeout.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
+		return txSock{}, err
+	}
+	var sa unix.Sockaddr
+	if local.Is6() {
+		sa = &unix.SockaddrInet6{Addr: local.As16()}
+	} else {
+		sa = &unix.SockaddrInet4{Addr: local.As4()}
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return txSock{}, err
+	}
+	got, err := unix.Getsockname(fd)
+	if err != nil {
+		return txSock{}, err
+	}
+	port := 0
+	switch a := got.(type) {
+	case *unix.SockaddrInet4:
+		port = a.Port
+	case *unix.SockaddrInet6:
+		port = a.Port
+	}
+	return txSock{fd: fd, port: port}, nil
 }
 
 func (s *sockets) sourcePorts() []int {
@@ -130,9 +191,14 @@ func (s *sockets) close() error {
 	if s.rx != nil {
 		errs = append(errs, s.rx.Close())
 	}
-	for _, t := range s.tx {
-		if t.c != nil {
-			errs = append(errs, t.c.Close())
+	s.txMu.Lock()
+	defer s.txMu.Unlock()
+	if !s.txClosed {
+		s.txClosed = true
+		for _, t := range s.tx {
+			if t.fd >= 0 {
+				errs = append(errs, unix.Close(t.fd))
+			}
 		}
 	}
 	return errors.Join(errs...)
@@ -166,19 +232,23 @@ func control(c syscall.RawConn, kind int, v6 bool) error {
 			if v6 {
 				unix.SetsockoptInt(f, unix.IPPROTO_UDP, unix.UDP_NO_CHECK6_RX, 1)
 			}
-		case txOpts:
-			prog := unix.SockFprog{Len: uint16(len(dropAll)), Filter: &dropAll[0]}
-			if err := unix.SetsockoptSockFprog(f, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
-				serr = fmt.Errorf("vxlan: socket filter: %w", err)
-				return
-			}
-			setBuf(f, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF)
 		}
 	})
 	if err != nil {
 		return err
 	}
 	return serr
+}
+
+// txOptions sets up a sending socket: it never receives, and its buffer
+// holds a burst of GSO sends.
+func txOptions(fd int) error {
+	prog := unix.SockFprog{Len: uint16(len(dropAll)), Filter: &dropAll[0]}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
+		return fmt.Errorf("vxlan: socket filter: %w", err)
+	}
+	setBuf(fd, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF)
+	return nil
 }
 
 // setBuf sets a socket buffer to sockBuf: past the system's limit if the
@@ -221,8 +291,15 @@ func putSegmentCmsg(b []byte, size int) int {
 	return unix.CmsgSpace(2)
 }
 
-// mmsg calls recvmmsg or sendmmsg (trap) on fd for msgs.
+// mmsg calls recvmmsg or sendmmsg (trap) on fd for msgs, without
+// blocking.
 func mmsg(trap, fd uintptr, msgs []unix.Mmsghdr) (int, syscall.Errno) {
 	r, _, errno := unix.Syscall6(trap, fd, uintptr(unsafe.Pointer(&msgs[0])), uintptr(len(msgs)), unix.MSG_DONTWAIT, 0, 0)
+	return int(r), errno
+}
+
+// sendmmsg sends msgs on the blocking socket fd.
+func sendmmsg(fd int, msgs []unix.Mmsghdr) (int, syscall.Errno) {
+	r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&msgs[0])), uintptr(len(msgs)), 0, 0, 0)
 	return int(r), errno
 }

@@ -421,8 +421,11 @@ var mergeCaps = device.Caps{GSO: device.GSOSetTCP | device.GSOSetUDPL4, Csum: tr
 // TAP (GSO type and size, the checksum left to fill); any other frame is
 // copied as it came, with a header of no GSO. Frames from a checksummed
 // VTEP (Endpoint.SetChecksummed) are known good: their checksums are not
-// checked, and a frame alone gets VnetFlagDataValid; the others' are
-// checked before they merge, and a frame alone gets no flag.
+// checked, and may not be filled in (their sender cuts super-frames with
+// the checksum left to the receiver, segment.Splitter.Partial): a TCP or
+// UDP frame alone gets VnetFlagNeedsCsum with the pseudo-header seed
+// (segment.Reseed), any other VnetFlagDataValid. The others' are checked
+// before they merge, and a frame alone gets no flag.
 func (q *queue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	t := (*Tunnel)(q)
 	t.rmu.Lock()
@@ -464,6 +467,9 @@ func (q *queue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 			dst := bufs[n]
 			if !b.mixed {
 				used, size := segment.MergeRun(dst, offset, t.views[t.pos:min(t.pos+maxRun, len(b.frames))], f.valid, mergeCaps)
+				if used == 1 && f.valid {
+					segment.Reseed(dst[offset-device.VnetHdrLen:offset], dst[offset:offset+size])
+				}
 				sizes[n] = size
 				n++
 				t.pos += used
@@ -474,6 +480,9 @@ func (q *queue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 				dst[offset-device.VnetHdrLen] = device.VnetFlagDataValid
 			}
 			sizes[n] = copy(dst[offset:], t.views[t.pos])
+			if f.valid {
+				segment.Reseed(dst[offset-device.VnetHdrLen:offset], dst[offset:offset+sizes[n]])
+			}
 			n++
 			t.pos++
 		}
