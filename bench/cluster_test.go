@@ -303,10 +303,14 @@ func TestClusterTapswitchSystems(t *testing.T) {
 		{"no etcd, static", true, false, missing, []string{"tapswitch static"}, "make etcd", ""},
 		{"no etcd, named", false, true, missing, nil, "", "make etcd"},
 		{"no etcd, named with static", true, true, missing, nil, "", "make etcd"},
+		{"-etcd not there", false, false, missing, nil, "", "make etcd"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := &config{cluster: true, clusterStatic: tt.static}
+			if strings.HasPrefix(tt.name, "-etcd") {
+				cfg.etcd = "/nonexistent/etcd"
+			}
 			got, note, err := clusterTapswitchSystems(cfg, tt.explicit, tt.find)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {

@@ -367,7 +367,8 @@ func variantSystems(cfg *config) ([]string, error) {
 // (or the variants) on a store, which needs etcd (found by find, with
 // -etcd), and with -cluster-static "tapswitch static", which does not.
 // Without etcd the store's systems are an error when -only named
-// tapswitch, else skipped with note saying how to get it.
+// tapswitch or -etcd was given, else skipped with note saying how to get
+// it.
 func clusterTapswitchSystems(cfg *config, explicit bool, find func(string) (string, error)) (systems []string, note string, err error) {
 	store := []string{"tapswitch"}
 	if len(cfg.variants) > 0 {
@@ -380,7 +381,7 @@ func clusterTapswitchSystems(cfg *config, explicit bool, find func(string) (stri
 	case err == nil:
 		cfg.etcdBin = bin
 		systems = store
-	case explicit:
+	case explicit || cfg.etcd != "":
 		return nil, "", fmt.Errorf("tapswitch: its hosts form a cluster on etcd: %v; %s", err, etcdHowTo)
 	default:
 		note = fmt.Sprintf("%s skipped: its hosts form a cluster on etcd: %v; %s", strings.Join(store, ", "), err, etcdHowTo)
