@@ -135,13 +135,16 @@ bench-docker: deps build
 # bench-cluster compares the paths between two containers on two hosts
 # across VXLAN, in one run: a host is a network namespace on an underlay
 # bridge, a container a namespace behind it. The kernel's vxlan device
-# and bridge are the yardstick; then tapswitchd on each host with
-# --vxlan-peer of the other and a --scope cluster network, and Open
-# vSwitch's userspace datapath with a vxlan port when installed. Passes
-# bridge, tapswitch, [ovs,] tapswitch, bridge; rows TCP 1 and 4 streams
-# and UDP 64 B unless ARGS has -rows. E.g. make bench-cluster ARGS="-t 5"
+# and bridge are the yardstick; then tapswitchd on each host, the hosts
+# a cluster on one etcd (started on the underlay for each pass, hence
+# the etcd prerequisite) with a --scope cluster network made once, and
+# Open vSwitch's userspace datapath with a vxlan port when installed.
+# Passes bridge, tapswitch, [ovs,] tapswitch, bridge; rows TCP 1 and 4
+# streams and UDP 64 B unless ARGS has -rows. ARGS="-cluster-static"
+# adds "tapswitch static", the daemons with --vxlan-peer and no store.
+# E.g. make bench-cluster ARGS="-t 5"
 .PHONY: bench-cluster
-bench-cluster: deps build
+bench-cluster: deps build etcd
 	$(GO) run ./bench -cluster -tapswitchd $(BIN)/tapswitchd -tapswitch $(BIN)/tapswitch $(ARGS)
 
 # profile runs the comparison with a system-wide perf profile of each

@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tapswitch/tapswitch/api"
 )
 
 // The cross-host comparison (-cluster): two containers on two hosts,
@@ -28,10 +32,19 @@ import (
 //     vxlan device (VNI clusterVNI, dstport 4789, the host's underlay
 //     address as local, nolearning, a default fdb entry to the other
 //     host) and a veth to the container in one Linux bridge.
-//   - tapswitch: a tapswitchd on each host with --advertise and
-//     --vxlan-peer of the other, a network of --scope cluster on each
-//     with the same --vni and --subnet, each container attached with an
-//     explicit --ip.
+//   - tapswitch: a tapswitchd on each host, as users run tapswitch
+//     between tapswitch hosts: a cluster on one etcd (see etcd.go, in
+//     the underlay's namespace at clusterEtcdAddr), each daemon with
+//     --cluster, --advertise and --cluster-host; the network made once,
+//     with --scope cluster, on host 1, reaching host 2 through the
+//     store; each container attached with an explicit --ip. Before the
+//     tests, each host lists the other as a cluster peer with the other
+//     container's MAC behind it.
+//   - tapswitch static (-cluster-static): a tapswitchd on each host
+//     with --advertise and --vxlan-peer of the other and no store, as
+//     toward a foreign VTEP (a Linux vxlan device), the network made on
+//     each with the same --vni and --subnet. The data path treats such a
+//     peer's frames as not known checksummed.
 //   - ovs: Open vSwitch's userspace datapath on each host, two daemons
 //     with their own database and run directory: the underlay link in
 //     a netdev bridge holding the host's underlay address (userspace
@@ -78,6 +91,20 @@ const (
 
 // underlayAddrs are the hosts' underlay (VTEP) addresses, host 1's first.
 var underlayAddrs = [2]string{"10.233.0.1", "10.233.0.2"}
+
+// clusterEtcdAddr is the store's address, on the underlay bridge in the
+// underlay's namespace: a third address of the underlay, neither host's.
+const clusterEtcdAddr = "10.233.0.10"
+
+// hostNames are the hosts' --cluster-host names, host 1's first.
+var hostNames = [2]string{"h1", "h2"}
+
+// staticSystem is tapswitch with static peers (-cluster-static).
+const staticSystem = "tapswitch static"
+
+// clusterSettle bounds each wait for the store to carry a change from
+// one host to the other.
+const clusterSettle = 30 * time.Second
 
 // clusterTests are the rows of the cross-host comparison unless -rows
 // names others: bulk TCP and the per-packet cost.
@@ -302,14 +329,20 @@ func (s *clusterKernel) setup(ctx context.Context, tb *testbed) error {
 
 func (s *clusterKernel) teardown() error { return s.hosts.destroy() }
 
-// clusterTapswitch is the tapswitch system of -cluster: a daemon on
-// each host, run in the host's namespace.
+// clusterTapswitch is a tapswitch system of -cluster: a daemon on each
+// host, run in the host's namespace; the hosts form a cluster on one
+// etcd, or, with static, know each other as static peers.
 type clusterTapswitch struct {
 	label               string
 	daemonPath, cliPath string
 	extraArgs           []string
-	hosts               *clusterHosts
-	daemons             [2]*tapswitchSystem
+	// static runs the daemons with --vxlan-peer and no store.
+	static bool
+	// etcdBin is the etcd binary of the store, unused when static.
+	etcdBin string
+	hosts   *clusterHosts
+	etcd    *etcdServer
+	daemons [2]*tapswitchSystem
 	// madeEtcNetns is set when /etc/netns did not exist before the
 	// daemons started: attaching a namespace by name makes it (for the
 	// namespace's resolv.conf), and teardown removes it again if empty.
@@ -340,19 +373,29 @@ func (s *clusterTapswitch) moreSwitchPIDs() []int {
 
 func (s *clusterTapswitch) testbed(pid int) *testbed { return clusterTestbed(pid) }
 
-// tapswitchClusterArgs are the daemon flags of host i beyond the
-// benchmark's own: its VTEP address and the other host as a static peer.
-func tapswitchClusterArgs(i int) []string {
+// tapswitchStoreArgs are the daemon flags of host i beyond the
+// benchmark's own in a cluster on the etcd at url: its VTEP address,
+// the store and its name there.
+func tapswitchStoreArgs(i int, url string) []string {
+	return []string{"--advertise", underlayAddrs[i], "--cluster", "etcd=" + url, "--cluster-host", hostNames[i]}
+}
+
+// tapswitchStaticArgs are the daemon flags of host i beyond the
+// benchmark's own with static peers: its VTEP address and the other
+// host as a static peer.
+func tapswitchStaticArgs(i int) []string {
 	return []string{"--advertise", underlayAddrs[i], "--vxlan-peer", underlayAddrs[other(i)]}
 }
 
-// tapswitchClusterCommands are the CLI commands that make the network on
-// a host and attach its container.
-func tapswitchClusterCommands(container, cidr string) [][]string {
-	return [][]string{
-		{"network", "create", clusterNetwork, "--subnet", clusterSubnet, "--scope", "cluster", "--vni", strconv.Itoa(clusterVNI)},
-		{"attach", container, "--network", clusterNetwork, "--ip", cidr},
-	}
+// networkCreateArgs are the CLI arguments that make the network: in a
+// cluster once, on host 1; with static peers on each host.
+func networkCreateArgs() []string {
+	return []string{"network", "create", clusterNetwork, "--subnet", clusterSubnet, "--scope", "cluster", "--vni", strconv.Itoa(clusterVNI)}
+}
+
+// attachArgs are the CLI arguments that attach a host's container.
+func attachArgs(container, cidr string) []string {
+	return []string{"attach", container, "--network", clusterNetwork, "--ip", cidr}
 }
 
 func (s *clusterTapswitch) setup(ctx context.Context, tb *testbed) error {
@@ -364,24 +407,188 @@ func (s *clusterTapswitch) setup(ctx context.Context, tb *testbed) error {
 			return err
 		}
 	}
+	var url string
+	if !s.static {
+		if _, err := runIn(ctx, s.hosts.underlay, fmt.Sprintf("addr add %s/%d dev %s", clusterEtcdAddr, underlayBits, bridgeLink)); err != nil {
+			return err
+		}
+		s.etcd = &etcdServer{bin: s.etcdBin, netns: s.hosts.underlay, addr: clusterEtcdAddr}
+		if err := s.etcd.start(ctx); err != nil {
+			return err
+		}
+		url = s.etcd.clientURL()
+	}
 	_, err := os.Stat(etcNetns)
 	s.madeEtcNetns = errors.Is(err, os.ErrNotExist)
-	cs := containers(tb)
 	for i, host := range s.hosts.hosts {
 		d := newTapswitchSystem(s.label, s.daemonPath, s.cliPath)
 		d.netns = host
-		d.extraArgs = append(tapswitchClusterArgs(i), s.extraArgs...)
+		if s.static {
+			d.extraArgs = tapswitchStaticArgs(i)
+		} else {
+			d.extraArgs = tapswitchStoreArgs(i, url)
+		}
+		d.extraArgs = append(d.extraArgs, s.extraArgs...)
 		s.daemons[i] = d
 		if err := d.start(ctx); err != nil {
 			return fmt.Errorf("host %d: %w", i+1, err)
 		}
-		for _, args := range tapswitchClusterCommands(cs[i], containerAddrs[i]) {
-			if _, err := d.cli(ctx, args...); err != nil {
-				return fmt.Errorf("host %d: %w", i+1, d.withDaemonLog(err))
+	}
+	cs := containers(tb)
+	if s.static {
+		for i, d := range s.daemons {
+			for _, args := range [][]string{networkCreateArgs(), attachArgs(cs[i], containerAddrs[i])} {
+				if _, err := d.cli(ctx, args...); err != nil {
+					return fmt.Errorf("host %d: %w", i+1, d.withDaemonLog(err))
+				}
 			}
+		}
+		return nil
+	}
+	if _, err := s.daemons[0].cli(ctx, networkCreateArgs()...); err != nil {
+		return fmt.Errorf("host 1: %w", s.daemons[0].withDaemonLog(err))
+	}
+	if err := s.waitNetwork(ctx); err != nil {
+		return err
+	}
+	for i, d := range s.daemons {
+		if _, err := d.cli(ctx, attachArgs(cs[i], containerAddrs[i])...); err != nil {
+			return fmt.Errorf("host %d: %w", i+1, d.withDaemonLog(err))
+		}
+	}
+	return s.waitEndpoints(ctx, cs)
+}
+
+// waitFor calls check until it says "" (done) or returns an error, or
+// clusterSettle passes, when the error is what and check's last word.
+func waitFor(ctx context.Context, what string, check func() (string, error)) error {
+	deadline := time.Now().Add(clusterSettle)
+	for {
+		why, err := check()
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if why == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not so after %v: %s", what, clusterSettle, why)
+		}
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// waitNetwork waits until the network host 1 made is on host 2 too,
+// brought there by the store.
+func (s *clusterTapswitch) waitNetwork(ctx context.Context) error {
+	d := s.daemons[1]
+	err := waitFor(ctx, fmt.Sprintf("network %s made on host 1 listed on host 2 (through etcd at %s)", clusterNetwork, s.etcd.clientURL()), func() (string, error) {
+		out, err := d.cli(ctx, "network", "ls", "-o", "json")
+		if err != nil {
+			return "", err
+		}
+		var nets []api.Network
+		if err := json.Unmarshal([]byte(out), &nets); err != nil {
+			return "", fmt.Errorf("tapswitch network ls -o json: %w", err)
+		}
+		return networkListed(nets, clusterNetwork), nil
+	})
+	return d.withDaemonLog(err)
+}
+
+// networkListed says why nets lack the cluster network called name of
+// the benchmark's VNI and subnet, or "" when they have it.
+func networkListed(nets []api.Network, name string) string {
+	for _, n := range nets {
+		if n.Name != name {
+			continue
+		}
+		if n.Scope != api.ScopeCluster || n.VNI != clusterVNI || !samePrefix(n.Subnet, clusterSubnet) {
+			return fmt.Sprintf("%s has scope %q, VNI %d, subnet %s; want %s, %d, %s", name, n.Scope, n.VNI, n.Subnet, api.ScopeCluster, clusterVNI, clusterSubnet)
+		}
+		return ""
+	}
+	return fmt.Sprintf("no network %s yet", name)
+}
+
+// samePrefix reports whether a and b are the same prefix in CIDR form.
+func samePrefix(a, b string) bool {
+	pa, err := netip.ParsePrefix(a)
+	if err != nil {
+		return false
+	}
+	pb, err := netip.ParsePrefix(b)
+	return err == nil && pa.Masked() == pb.Masked()
+}
+
+// waitEndpoints waits until each host lists the other as a cluster peer
+// with the other container's MAC published behind it: from then on each
+// daemon sends the other container's frames straight to its host.
+func (s *clusterTapswitch) waitEndpoints(ctx context.Context, cs [2]string) error {
+	var macs [2]string
+	for i, ns := range cs {
+		mac, err := linkMAC(ctx, ns, "eth0")
+		if err != nil {
+			return err
+		}
+		macs[i] = mac
+	}
+	for i, d := range s.daemons {
+		o := other(i)
+		what := fmt.Sprintf("host %d sees container %s (%s) behind host %d (%s, %s)", i+1, cs[o], macs[o], o+1, hostNames[o], underlayAddrs[o])
+		err := waitFor(ctx, what, func() (string, error) {
+			out, err := d.cli(ctx, "peers", "-o", "json")
+			if err != nil {
+				return "", err
+			}
+			var peers []api.Peer
+			if err := json.Unmarshal([]byte(out), &peers); err != nil {
+				return "", fmt.Errorf("tapswitch peers -o json: %w", err)
+			}
+			return peerHasEndpoint(peers, hostNames[o], underlayAddrs[o], macs[o], clusterNetwork), nil
+		})
+		if err != nil {
+			return d.withDaemonLog(err)
 		}
 	}
 	return nil
+}
+
+// peerHasEndpoint says why peers lack the cluster host name at vtep
+// with mac on network published behind it, or "" when they have it.
+func peerHasEndpoint(peers []api.Peer, name, vtep, mac, network string) string {
+	for _, p := range peers {
+		if p.VTEP != vtep {
+			continue
+		}
+		if p.Name != name || p.Static || p.Self {
+			return fmt.Sprintf("peer %s is %q (static %v, self %v); want the cluster host %s", vtep, p.Name, p.Static, p.Self, name)
+		}
+		for _, m := range p.MACs {
+			if strings.EqualFold(m.MAC, mac) && m.Network == network && m.Static {
+				return ""
+			}
+		}
+		return fmt.Sprintf("peer %s (%s) has MACs %+v; want %s on %s from the store", name, vtep, p.MACs, mac, network)
+	}
+	return fmt.Sprintf("no peer %s yet (peers: %+v)", vtep, peers)
+}
+
+// linkMAC is the MAC address of link in namespace ns.
+func linkMAC(ctx context.Context, ns, link string) (string, error) {
+	out, err := run(ctx, "ip", "-n", ns, "-j", "link", "show", "dev", link)
+	if err != nil {
+		return "", err
+	}
+	var links []struct {
+		Address string `json:"address"`
+	}
+	if err := json.Unmarshal([]byte(out), &links); err != nil || len(links) != 1 || links[0].Address == "" {
+		return "", fmt.Errorf("ip -n %s -j link show dev %s: %v: %s", ns, link, err, out)
+	}
+	return links[0].Address, nil
 }
 
 // listings are each host's peers, which show the tunnel's counters
@@ -403,6 +610,8 @@ func (s *clusterTapswitch) listings() []listing {
 	return out
 }
 
+// teardown stops the daemons, then etcd, whose data directory goes
+// with it, then removes the namespaces.
 func (s *clusterTapswitch) teardown() error {
 	var errs []error
 	for i, d := range s.daemons {
@@ -413,6 +622,12 @@ func (s *clusterTapswitch) teardown() error {
 			errs = append(errs, fmt.Errorf("host %d: %w", i+1, err))
 		}
 		s.daemons[i] = nil
+	}
+	if s.etcd != nil {
+		if err := s.etcd.stop(); err != nil {
+			errs = append(errs, fmt.Errorf("etcd: %w", err))
+		}
+		s.etcd = nil
 	}
 	if s.madeEtcNetns {
 		// Only when empty: another program may have put files there since.
@@ -534,10 +749,12 @@ func newClusterSystem(cfg *config, name string) system {
 	case peer:
 		return &clusterOVS{pid: pidForNames, hosts: hosts}
 	case "tapswitch":
-		return &clusterTapswitch{label: name, daemonPath: cfg.tapswitchd, cliPath: cfg.tapswitch, hosts: hosts}
+		return &clusterTapswitch{label: name, daemonPath: cfg.tapswitchd, cliPath: cfg.tapswitch, etcdBin: cfg.etcdBin, hosts: hosts}
+	case staticSystem:
+		return &clusterTapswitch{label: name, daemonPath: cfg.tapswitchd, cliPath: cfg.tapswitch, static: true, hosts: hosts}
 	}
 	if v, ok := cfg.variant(name); ok {
-		return &clusterTapswitch{label: name, daemonPath: cfg.tapswitchd, cliPath: cfg.tapswitch, extraArgs: v.Args, hosts: hosts}
+		return &clusterTapswitch{label: name, daemonPath: cfg.tapswitchd, cliPath: cfg.tapswitch, extraArgs: v.Args, etcdBin: cfg.etcdBin, hosts: hosts}
 	}
 	panic("unknown system " + name)
 }
@@ -584,6 +801,14 @@ func checkClusterFlags(cfg *config, set map[string]bool) error {
 			return fmt.Errorf("-cluster is a comparison of its own: drop -%s", f)
 		}
 	}
+	if cfg.clusterStatic {
+		if cfg.only != nil && !slices.Contains(cfg.only, "tapswitch") {
+			return errors.New("-cluster-static adds a tapswitch system: add tapswitch to -only")
+		}
+		if _, dup := cfg.variant(staticSystem); dup {
+			return fmt.Errorf("-variant %s: that is -cluster-static's system; name the variant otherwise", strings.TrimPrefix(staticSystem, variantPrefix))
+		}
+	}
 	if cfg.only == nil || slices.Contains(cfg.only, baseline) {
 		cfg.bracket = true
 	}
@@ -599,10 +824,17 @@ func clusterNotes(runs []string) []string {
 	}
 	for _, s := range runs {
 		// Variants have a note of their own.
-		if s != baseline && !isVariantSystem(s) && n[s] > 1 {
+		if s != baseline && (s == staticSystem || !isVariantSystem(s)) && n[s] > 1 {
 			notes = append(notes, fmt.Sprintf("%s ran twice, passes mirrored about the middle of the run: the tables show the mean of its passes", s))
 			n[s] = 0
 		}
+	}
+	if slices.ContainsFunc(runs, func(s string) bool { return s == "tapswitch" || (isVariantSystem(s) && s != staticSystem) }) {
+		notes = append(notes, "tapswitch: the hosts form a cluster on one etcd (on the underlay, started for each pass): --cluster, --advertise, --cluster-host, the network made once and carried to the other host by the store;"+
+			" etcd runs during the tests, and its CPU counts among the others")
+	}
+	if slices.Contains(runs, staticSystem) {
+		notes = append(notes, "tapswitch static: the hosts know each other as static peers (--vxlan-peer, no store), as toward a foreign VTEP, and take the other's frames as not known checksummed")
 	}
 	if slices.Contains(runs, peer) {
 		notes = append(notes, "ovs: userspace TSO off, as Open vSwitch 3.1 drops TCP super-frames bound for a tunnel port; its TAPs get one segment per frame")

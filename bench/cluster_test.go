@@ -3,14 +3,17 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/netip"
 	"os"
 	"os/exec"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/internal/privtest"
 )
 
@@ -31,6 +34,8 @@ func TestClusterRunOrder(t *testing.T) {
 		{"tapswitch alone", []string{"tapswitch"}, true, []string{"tapswitch", "tapswitch"}},
 		{"variants", []string{"bridge", "tapswitch a", "tapswitch b", "ovs"}, true,
 			[]string{"bridge", "tapswitch a", "tapswitch b", "ovs", "tapswitch b", "tapswitch a", "bridge"}},
+		{"static", []string{"bridge", "tapswitch", "tapswitch static", "ovs"}, true,
+			[]string{"bridge", "tapswitch", "tapswitch static", "ovs", "tapswitch static", "tapswitch", "bridge"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -61,7 +66,18 @@ func TestParseFlagsCluster(t *testing.T) {
 		{"variants", []string{"-cluster", "-variant", "q1=--queues 1", "-variant", "def="}, func(c *config) bool {
 			return c.cluster && c.bracket && len(c.variants) == 2
 		}, ""},
-		{"not cluster", nil, func(c *config) bool { return !c.cluster }, ""},
+		{"static", []string{"-cluster", "-cluster-static"}, func(c *config) bool {
+			return c.cluster && c.clusterStatic && c.bracket
+		}, ""},
+		{"static with tapswitch", []string{"-cluster", "-cluster-static", "-only", "bridge,tapswitch"}, func(c *config) bool {
+			return c.clusterStatic && slices.Equal(c.only, []string{"bridge", "tapswitch"})
+		}, ""},
+		{"etcd", []string{"-cluster", "-etcd", "/opt/etcd"}, func(c *config) bool { return c.etcd == "/opt/etcd" }, ""},
+		{"not cluster", nil, func(c *config) bool { return !c.cluster && !c.clusterStatic }, ""},
+		{"static without cluster", []string{"-cluster-static"}, nil, "-cluster-static goes with -cluster"},
+		{"etcd without cluster", []string{"-etcd", "/opt/etcd"}, nil, "-etcd goes with -cluster"},
+		{"static without tapswitch", []string{"-cluster", "-cluster-static", "-only", "bridge,ovs"}, nil, "add tapswitch to -only"},
+		{"variant called static", []string{"-cluster", "-cluster-static", "-variant", "static=--queues 1"}, nil, "name the variant otherwise"},
 		{"with docker", []string{"-cluster", "-docker"}, nil, "drop -docker"},
 		{"with scale", []string{"-cluster", "-scale"}, nil, "drop -scale"},
 		{"with demo", []string{"-cluster", "-demo"}, nil, "drop -demo"},
@@ -170,23 +186,206 @@ func TestKernelVXLANCommands(t *testing.T) {
 }
 
 func TestTapswitchClusterCommands(t *testing.T) {
-	if got, want := strings.Join(tapswitchClusterArgs(1), " "), "--advertise 10.233.0.2 --vxlan-peer 10.233.0.1"; got != want {
-		t.Errorf("host 2's daemon flags: %q, want %q", got, want)
+	if got, want := strings.Join(tapswitchStoreArgs(1, "http://10.233.0.10:2379"), " "),
+		"--advertise 10.233.0.2 --cluster etcd=http://10.233.0.10:2379 --cluster-host h2"; got != want {
+		t.Errorf("host 2's daemon flags in a cluster: %q, want %q", got, want)
 	}
-	var lines []string
-	for _, c := range tapswitchClusterCommands("tsx-1-b", clusterAddrB) {
-		lines = append(lines, strings.Join(c, " "))
+	if got, want := strings.Join(tapswitchStaticArgs(1), " "), "--advertise 10.233.0.2 --vxlan-peer 10.233.0.1"; got != want {
+		t.Errorf("host 2's daemon flags with static peers: %q, want %q", got, want)
 	}
-	want := []string{
-		"network create tsxnet --subnet 10.243.0.0/24 --scope cluster --vni 4243",
-		"attach tsx-1-b --network tsxnet --ip 10.243.0.12/24",
+	for i := range 2 {
+		if slices.Contains(tapswitchStoreArgs(i, "http://x:2379"), "--vxlan-peer") {
+			t.Errorf("host %d's cluster flags name a static peer: %q", i+1, tapswitchStoreArgs(i, "http://x:2379"))
+		}
+		if slices.Contains(tapswitchStaticArgs(i), "--cluster") {
+			t.Errorf("host %d's static flags name a store: %q", i+1, tapswitchStaticArgs(i))
+		}
 	}
-	if !slices.Equal(lines, want) {
-		t.Errorf("CLI commands:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	if hostNames[0] == hostNames[1] {
+		t.Errorf("both hosts are called %q in the cluster", hostNames[0])
 	}
-	for _, a := range tapswitchClusterArgs(0) {
-		if f, ok := longFlag(a); ok && slices.Contains(benchOwnedFlags, f) {
-			t.Errorf("--%s is set by tapswitchSystem.start already", f)
+	if got, want := strings.Join(networkCreateArgs(), " "), "network create tsxnet --subnet 10.243.0.0/24 --scope cluster --vni 4243"; got != want {
+		t.Errorf("network create: %q, want %q", got, want)
+	}
+	if got, want := strings.Join(attachArgs("tsx-1-b", clusterAddrB), " "), "attach tsx-1-b --network tsxnet --ip 10.243.0.12/24"; got != want {
+		t.Errorf("attach: %q, want %q", got, want)
+	}
+	for _, args := range [][]string{tapswitchStoreArgs(0, "http://x:2379"), tapswitchStaticArgs(0)} {
+		for _, a := range args {
+			if f, ok := longFlag(a); ok && slices.Contains(benchOwnedFlags, f) {
+				t.Errorf("--%s is set by tapswitchSystem.start already", f)
+			}
+		}
+	}
+}
+
+func TestEtcdArgs(t *testing.T) {
+	args := strings.Join(etcdArgs("/tmp/x/data", clusterEtcdAddr), " ")
+	for _, want := range []string{
+		"--data-dir /tmp/x/data",
+		"--listen-client-urls http://10.233.0.10:2379",
+		"--advertise-client-urls http://10.233.0.10:2379",
+		"--listen-peer-urls http://10.233.0.10:2380",
+		"--initial-cluster tsx=http://10.233.0.10:2380",
+	} {
+		if !strings.Contains(args, want) {
+			t.Errorf("etcd's flags lack %q: %s", want, args)
+		}
+	}
+	// Only the underlay address: nothing on the machine's own.
+	for _, bad := range []string{"0.0.0.0", "127.0.0.1", "localhost"} {
+		if strings.Contains(args, bad) {
+			t.Errorf("etcd listens on %s: %s", bad, args)
+		}
+	}
+	e := &etcdServer{addr: clusterEtcdAddr}
+	if got, want := e.clientURL(), "http://10.233.0.10:2379"; got != want {
+		t.Errorf("client URL %q, want %q", got, want)
+	}
+	underlay := netip.MustParsePrefix("10.233.0.0/24")
+	if a := netip.MustParseAddr(clusterEtcdAddr); !underlay.Contains(a) || slices.Contains(underlayAddrs[:], clusterEtcdAddr) {
+		t.Errorf("etcd's address %s: want one of %s that neither host has", a, underlay)
+	}
+}
+
+func TestFindEtcd(t *testing.T) {
+	dir := t.TempDir()
+	bin := dir + "/etcd"
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	notExec := dir + "/etcd.txt"
+	if err := os.WriteFile(notExec, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	empty := t.TempDir()
+	t.Setenv("PATH", empty)
+	t.Setenv("GOBIN", "")
+	t.Setenv(etcdEnvBinary, "")
+	t.Setenv("GOPATH", empty)
+
+	if got, err := findEtcd(bin); err != nil || got != bin {
+		t.Errorf("findEtcd(%q) = %q, %v", bin, got, err)
+	}
+	if _, err := findEtcd(notExec); err == nil || !strings.Contains(err.Error(), "-etcd") {
+		t.Errorf("findEtcd of a file that is no program: %v, want an error about -etcd", err)
+	}
+	t.Setenv("GOBIN", dir)
+	if got, err := findEtcd(""); err != nil || got != bin {
+		t.Errorf("findEtcd with GOBIN=%s: %q, %v", dir, got, err)
+	}
+	t.Setenv(etcdEnvBinary, notExec)
+	if _, err := findEtcd(""); err == nil || !strings.Contains(err.Error(), etcdEnvBinary) {
+		t.Errorf("findEtcd with $%s not a program: %v, want an error naming it", etcdEnvBinary, err)
+	}
+	t.Setenv(etcdEnvBinary, "")
+	t.Setenv("GOBIN", "")
+	if got, err := findEtcd(""); err == nil {
+		t.Errorf("findEtcd with none about: %q, want an error", got)
+	}
+}
+
+func TestClusterTapswitchSystems(t *testing.T) {
+	found := func(string) (string, error) { return "/x/etcd", nil }
+	missing := func(string) (string, error) { return "", errors.New("no etcd binary") }
+	tests := []struct {
+		name     string
+		static   bool
+		explicit bool
+		find     func(string) (string, error)
+		want     []string
+		note     string
+		wantErr  string
+	}{
+		{"store", false, false, found, []string{"tapswitch"}, "", ""},
+		{"store and static", true, false, found, []string{"tapswitch", "tapswitch static"}, "", ""},
+		{"no etcd", false, false, missing, nil, "make etcd", ""},
+		{"no etcd, static", true, false, missing, []string{"tapswitch static"}, "make etcd", ""},
+		{"no etcd, named", false, true, missing, nil, "", "make etcd"},
+		{"no etcd, named with static", true, true, missing, nil, "", "make etcd"},
+		{"-etcd not there", false, false, missing, nil, "", "make etcd"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := &config{cluster: true, clusterStatic: tt.static}
+			if strings.HasPrefix(tt.name, "-etcd") {
+				cfg.etcd = "/nonexistent/etcd"
+			}
+			got, note, err := clusterTapswitchSystems(cfg, tt.explicit, tt.find)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want one saying %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("systems %q, want %q", got, tt.want)
+			}
+			if (tt.note == "") != (note == "") || !strings.Contains(note, tt.note) {
+				t.Errorf("note %q, want one saying %q", note, tt.note)
+			}
+			if note != "" && !strings.Contains(note, "tapswitch skipped") {
+				t.Errorf("note %q does not say tapswitch is skipped", note)
+			}
+			if tt.find != nil && err == nil && slices.Contains(got, "tapswitch") && cfg.etcdBin != "/x/etcd" {
+				t.Errorf("etcd binary %q, want the one found", cfg.etcdBin)
+			}
+		})
+	}
+}
+
+func TestNetworkListed(t *testing.T) {
+	good := api.Network{Name: clusterNetwork, Scope: api.ScopeCluster, VNI: clusterVNI, Subnet: clusterSubnet}
+	local := good
+	local.Scope, local.VNI = api.ScopeLocal, 0
+	for _, tt := range []struct {
+		name string
+		nets []api.Network
+		want string
+	}{
+		{"there", []api.Network{{Name: "other"}, good}, ""},
+		{"not yet", []api.Network{{Name: "other"}}, "no network tsxnet"},
+		{"local", []api.Network{local}, "scope \"local\""},
+	} {
+		if got := networkListed(tt.nets, clusterNetwork); (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
+			t.Errorf("%s: networkListed = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestPeerHasEndpoint(t *testing.T) {
+	const mac = "02:00:00:00:00:0b"
+	// As tapswitch peers -o json has it.
+	const out = `[{"name":"h1","vtep":"10.233.0.1","self":true,"rx_packets":0,"tx_packets":0,"macs":[]},
+	{"name":"h2","vtep":"10.233.0.2","since":"2026-12-07T01:00:00Z","rx_packets":3,"tx_packets":4,
+	 "macs":[{"mac":"02:00:00:00:00:0B","network":"tsxnet","static":true}]}]`
+	var peers []api.Peer
+	if err := json.Unmarshal([]byte(out), &peers); err != nil {
+		t.Fatal(err)
+	}
+	if why := peerHasEndpoint(peers, "h2", "10.233.0.2", mac, clusterNetwork); why != "" {
+		t.Errorf("h2 with %s published: %s", mac, why)
+	}
+	for _, tt := range []struct {
+		name    string
+		peers   func([]api.Peer) []api.Peer
+		wantWhy string
+	}{
+		{"no peer", func(ps []api.Peer) []api.Peer { return ps[:1] }, "no peer 10.233.0.2"},
+		{"static peer", func(ps []api.Peer) []api.Peer { ps[1].Static, ps[1].Name = true, ""; return ps }, "want the cluster host h2"},
+		{"learned, not published", func(ps []api.Peer) []api.Peer { ps[1].MACs[0].Static = false; return ps }, "from the store"},
+		{"other network", func(ps []api.Peer) []api.Peer { ps[1].MACs[0].Network = "x"; return ps }, "from the store"},
+	} {
+		var ps []api.Peer
+		if err := json.Unmarshal([]byte(out), &ps); err != nil {
+			t.Fatal(err)
+		}
+		why := peerHasEndpoint(tt.peers(ps), "h2", "10.233.0.2", mac, clusterNetwork)
+		if !strings.Contains(why, tt.wantWhy) || why == "" {
+			t.Errorf("%s: %q, want it to say %q", tt.name, why, tt.wantWhy)
 		}
 	}
 }
@@ -209,9 +408,24 @@ func TestClusterNotes(t *testing.T) {
 	if strings.Contains(notes, "bridge ran twice") {
 		t.Errorf("the bridge's second pass has the -bracket note already:\n%s", notes)
 	}
+	if !strings.Contains(notes, "cluster on one etcd") || strings.Contains(notes, "tapswitch static:") {
+		t.Errorf("notes do not say tapswitch ran on a store, or speak of static peers that did not run:\n%s", notes)
+	}
 	notes = strings.Join(clusterNotes([]string{"bridge", "tapswitch a", "tapswitch a", "bridge"}), "\n")
 	if strings.Contains(notes, "ran twice") || strings.Contains(notes, "ovs:") {
 		t.Errorf("variants have a note of their own and ovs did not run:\n%s", notes)
+	}
+	if !strings.Contains(notes, "cluster on one etcd") {
+		t.Errorf("variants run on the store too:\n%s", notes)
+	}
+	notes = strings.Join(clusterNotes([]string{"bridge", "tapswitch static", "tapswitch static", "bridge"}), "\n")
+	for _, want := range []string{"tapswitch static ran twice", "static peers (--vxlan-peer, no store)"} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("notes lack %q:\n%s", want, notes)
+		}
+	}
+	if strings.Contains(notes, "cluster on one etcd") {
+		t.Errorf("a run of static peers alone speaks of etcd:\n%s", notes)
 	}
 }
 
@@ -345,36 +559,111 @@ func TestClusterHostsFailedSetup(t *testing.T) {
 	}
 }
 
-// TestClusterTapswitchSetup builds tapswitchd and the CLI, then checks
-// tapswitch's cross-host set-up like the others', and that each daemon
-// sees the other host as a static peer that carried the ping.
-func TestClusterTapswitchSetup(t *testing.T) {
-	privtest.Require(t, "create network namespaces and TAP devices", "ip", "ping")
+// buildTapswitch builds tapswitchd and the CLI into a temporary
+// directory and returns it.
+func buildTapswitch(t *testing.T) string {
+	t.Helper()
 	bin := t.TempDir()
 	// go test puts the go command of its own toolchain first in PATH.
 	build := exec.Command("go", "build", "-o", bin+"/", "../cmd/tapswitchd", "../cmd/tapswitch")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	pid := os.Getpid()
-	hosts := newClusterHosts(pid)
-	sys := &clusterTapswitch{label: "tapswitch", daemonPath: bin + "/tapswitchd", cliPath: bin + "/tapswitch", hosts: hosts}
-	var peers []listing
-	testClusterSystemThen(t, sys, hosts, pid, func() { peers = sys.listings() })
+	return bin
+}
+
+// peerLines returns, for each host, the lines of its peers listing that
+// name the other host's VTEP.
+func peerLines(t *testing.T, peers []listing) [2][]string {
+	t.Helper()
 	if len(peers) != 2 {
 		t.Fatalf("got %d listings of peers, want one per host: %v", len(peers), peers)
 	}
+	var out [2][]string
 	for i, l := range peers {
-		other := underlayAddrs[1-i]
-		var found bool
 		for _, line := range strings.Split(l.Output, "\n") {
-			f := strings.Fields(line)
-			if slices.Contains(f, other) && slices.Contains(f, "static") {
-				found = true
+			if slices.Contains(strings.Fields(line), underlayAddrs[other(i)]) {
+				out[i] = append(out[i], line)
 			}
 		}
-		if !found {
-			t.Errorf("host %d's peers do not show %s as a static peer:\n%s", i+1, other, l.Output)
+		if len(out[i]) == 0 {
+			t.Errorf("host %d's peers do not show %s:\n%s", i+1, underlayAddrs[other(i)], l.Output)
+		}
+	}
+	return out
+}
+
+// TestClusterTapswitchSetup builds tapswitchd and the CLI, then checks
+// tapswitch's cross-host set-up like the others': the hosts form a
+// cluster on an etcd of the pass's own, each sees the other as a
+// cluster host (not a static peer) that carried the ping, and teardown
+// stops etcd and removes its directory.
+func TestClusterTapswitchSetup(t *testing.T) {
+	privtest.Require(t, "create network namespaces and TAP devices", "ip", "ping")
+	etcd, err := findEtcd("")
+	if err != nil {
+		cannot := t.Skipf
+		if privtest.Required() {
+			cannot = t.Fatalf
+		}
+		cannot("%v; %s", err, etcdHowTo)
+	}
+	bin := buildTapswitch(t)
+	pid := os.Getpid()
+	hosts := newClusterHosts(pid)
+	sys := &clusterTapswitch{label: "tapswitch", daemonPath: bin + "/tapswitchd", cliPath: bin + "/tapswitch", etcdBin: etcd, hosts: hosts}
+	var peers []listing
+	var etcdDir string
+	var etcdPID int
+	testClusterSystemThen(t, sys, hosts, pid, func() {
+		peers = sys.listings()
+		if sys.etcd == nil || sys.etcd.p == nil {
+			t.Fatal("no etcd ran")
+		}
+		etcdDir, etcdPID = sys.etcd.dir, sys.etcd.p.pid()
+		for i, d := range sys.daemons {
+			if !slices.Contains(d.extraArgs, "--cluster") || slices.Contains(d.extraArgs, "--vxlan-peer") {
+				t.Errorf("host %d's daemon ran with %q, want --cluster and no --vxlan-peer", i+1, d.extraArgs)
+			}
+		}
+	})
+	for i, lines := range peerLines(t, peers) {
+		for _, line := range lines {
+			f := strings.Fields(line)
+			if slices.Contains(f, "static") || !slices.Contains(f, hostNames[other(i)]) {
+				t.Errorf("host %d lists %s as %q, want the cluster host %s", i+1, underlayAddrs[other(i)], line, hostNames[other(i)])
+			}
+		}
+	}
+	if _, err := os.Stat(etcdDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("etcd's directory %s left behind: %v", etcdDir, err)
+	}
+	if err := syscall.Kill(etcdPID, 0); err == nil {
+		t.Errorf("etcd (pid %d) still runs after teardown", etcdPID)
+	}
+}
+
+// TestClusterTapswitchStaticSetup checks -cluster-static's set-up: each
+// daemon sees the other host as a static peer that carried the ping,
+// and no etcd runs.
+func TestClusterTapswitchStaticSetup(t *testing.T) {
+	privtest.Require(t, "create network namespaces and TAP devices", "ip", "ping")
+	bin := buildTapswitch(t)
+	pid := os.Getpid()
+	hosts := newClusterHosts(pid)
+	sys := &clusterTapswitch{label: staticSystem, daemonPath: bin + "/tapswitchd", cliPath: bin + "/tapswitch", static: true, hosts: hosts}
+	var peers []listing
+	testClusterSystemThen(t, sys, hosts, pid, func() {
+		peers = sys.listings()
+		if sys.etcd != nil {
+			t.Errorf("an etcd ran for static peers")
+		}
+	})
+	for i, lines := range peerLines(t, peers) {
+		for _, line := range lines {
+			if !slices.Contains(strings.Fields(line), "static") {
+				t.Errorf("host %d lists %s as %q, want a static peer", i+1, underlayAddrs[other(i)], line)
+			}
 		}
 	}
 }

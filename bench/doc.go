@@ -270,10 +270,30 @@
 //     nolearning, with a default fdb entry to the other host) and the
 //     container's veth in one Linux bridge.
 //   - tapswitch: a private tapswitchd on each host, run in the host's
-//     namespace with --advertise and --vxlan-peer of the other (static
-//     peers, no store), a network tsxnet created on each with --scope
-//     cluster --vni 4243 --subnet 10.243.0.0/24, and each container
-//     attached with an explicit --ip.
+//     namespace, the two a cluster as users run tapswitch between
+//     tapswitch hosts: one etcd (a single member, its data directory
+//     under a temporary directory) runs in the underlay's namespace,
+//     listening only on a third underlay address, 10.233.0.10:2379,
+//     on the underlay bridge; each daemon has --cluster
+//     etcd=http://10.233.0.10:2379, --advertise (its underlay address)
+//     and --cluster-host h1 or h2, and no --vxlan-peer. The network
+//     tsxnet is created once, on host 1, with --scope cluster --vni 4243
+//     --subnet 10.243.0.0/24; the pass waits until host 2 lists it,
+//     attaches each container with an explicit --ip, and waits until
+//     each host's `tapswitch peers` shows the other as a cluster host
+//     with the other container's MAC published behind it (each wait
+//     30 s at most, then the pass fails saying what was missing). etcd
+//     is found as the cluster tests find it: -etcd, $TAPSWITCH_ETCD,
+//     $GOBIN/etcd, $(go env GOPATH)/bin/etcd (where make etcd builds
+//     it), PATH. Without one, tapswitch is skipped with a note saying
+//     to run make etcd, or, named in -only, the run fails saying so;
+//     make bench-cluster builds it first.
+//   - tapswitch static (with -cluster-static): the daemons with
+//     --advertise and --vxlan-peer of the other host and no store, as
+//     toward a foreign VTEP such as a Linux vxlan device, and the network
+//     created on each host. Its passes are mirrored with tapswitch's,
+//     so the two compare in one run; the data path takes frames from
+//     cluster hosts as known checksummed and a static peer's not.
 //   - ovs: Open vSwitch's userspace datapath on each host, two
 //     ovs-vswitchd (each in its host's namespace, with its own database
 //     and run directory): the bridge brphy holds ul0 and the host's
@@ -289,10 +309,11 @@
 // same middle of the run; -variant works as in the comparison. The CPU
 // table's switch column sums both hosts' processes (tapswitchd,
 // ovs-vswitchd); the peers of each tapswitchd, with the packets the
-// tunnel carried, are in the JSON's listings. Every
-// pass makes its five namespaces afresh and removes them, with the
-// daemons, at its end, on failure and on SIGINT or SIGTERM. Results go
-// to bench/results/cluster-<UTC time>.json.
+// tunnel carried, are in the JSON's listings; etcd's CPU counts among
+// the others. Every pass makes its five namespaces afresh and removes
+// them, with the daemons, etcd and its directory, at its end, on
+// failure and on SIGINT or SIGTERM. Results go to
+// bench/results/cluster-<UTC time>.json.
 //
 // # Running it
 //
@@ -312,6 +333,7 @@
 //	sudo go run ./bench -docker -only bridge -rounds 1
 //	sudo make bench-cluster ARGS="-t 5"      # two hosts across VXLAN: the kernel's, tapswitch's and Open vSwitch's
 //	sudo go run ./bench -cluster -only bridge,ovs -t 3
+//	sudo go run ./bench -cluster -cluster-static -only bridge,tapswitch  # tapswitch on etcd and with static peers
 //
 // Needs ip (iproute2), iperf3 and ping; sockperf, ethtool,
 // openvswitch-switch and, for -profile, linux-perf are optional; -docker also needs docker.io,

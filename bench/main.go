@@ -50,6 +50,12 @@ type config struct {
 	// cluster is -cluster: the systems across two hosts over VXLAN
 	// (see cluster.go).
 	cluster bool
+	// clusterStatic is -cluster-static: with -cluster, also the system
+	// "tapswitch static", the daemons with static peers and no store.
+	clusterStatic bool
+	// etcd is -etcd, the etcd binary of -cluster's store ("" to look for
+	// one); etcdBin the one found, set by chooseSystems.
+	etcd, etcdBin string
 }
 
 var errInterrupted = errors.New("interrupted; everything created has been removed")
@@ -105,7 +111,9 @@ func parseFlags(args []string) (*config, error) {
 	fs.BoolVar(&verbose, "v", false, "print every command run")
 	fs.BoolVar(&cfg.docker, "docker", false, "instead of the namespaces, two Docker containers on a network of Docker's bridge driver next to two on a tapswitch network, of one private dockerd (needs docker.io, and tapswitchd with its Docker driver unless -only bridge)")
 	fs.IntVar(&cfg.rounds, "rounds", 3, "with -docker: rounds of passes, each running bridge then tapswitch")
-	fs.BoolVar(&cfg.cluster, "cluster", false, "instead of two namespaces on one switch, two containers on two hosts (namespaces on an underlay bridge) across VXLAN: the kernel's vxlan device and bridge (column bridge, the yardstick), tapswitchd on each host with --vxlan-peer, and Open vSwitch's userspace datapath with a vxlan port; rows tcp1,tcp4,udp64 unless -rows names others; implies -bracket")
+	fs.BoolVar(&cfg.cluster, "cluster", false, "instead of two namespaces on one switch, two containers on two hosts (namespaces on an underlay bridge) across VXLAN: the kernel's vxlan device and bridge (column bridge, the yardstick), tapswitchd on each host in a cluster on one etcd (needs etcd: make etcd), and Open vSwitch's userspace datapath with a vxlan port; rows tcp1,tcp4,udp64 unless -rows names others; implies -bracket")
+	fs.BoolVar(&cfg.clusterStatic, "cluster-static", false, "with -cluster, also the system \"tapswitch static\": tapswitchd on each host with --vxlan-peer of the other and no store")
+	fs.StringVar(&cfg.etcd, "etcd", "", "with -cluster, the etcd `binary` of tapswitch's store (default: $"+etcdEnvBinary+", else etcd in $GOBIN, $(go env GOPATH)/bin or PATH)")
 	fs.StringVar(&cfg.chartFrom, "chart", "", "run nothing: draw the chart of the comparison in results `file` (bench/results/*.json) beside it, as a run does")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -155,6 +163,12 @@ func parseFlags(args []string) (*config, error) {
 	if cfg.cluster {
 		if err := checkClusterFlags(cfg, set); err != nil {
 			return nil, err
+		}
+	} else {
+		for _, f := range []string{"cluster-static", "etcd"} {
+			if set[f] {
+				return nil, fmt.Errorf("-%s goes with -cluster", f)
+			}
 		}
 	}
 	if err := checkVariants(cfg, set); err != nil {
@@ -308,22 +322,74 @@ func chooseSystems(cfg *config) (systems []string, notes []string, err error) {
 			}
 			systems = append(systems, baseSystem)
 		}
-		if s == "tapswitch" && len(cfg.variants) > 0 {
-			known, err := daemonFlags(cfg.tapswitchd)
+		if s == "tapswitch" && cfg.cluster {
+			more, note, err := clusterTapswitchSystems(cfg, explicit, findEtcd)
 			if err != nil {
 				return nil, nil, err
 			}
-			if err := checkVariantFlags(cfg.variants, known, cfg.tapswitchd); err != nil {
+			if note != "" {
+				notes = append(notes, note)
+			}
+			systems = append(systems, more...)
+			continue
+		}
+		if s == "tapswitch" && len(cfg.variants) > 0 {
+			vs, err := variantSystems(cfg)
+			if err != nil {
 				return nil, nil, err
 			}
-			for _, v := range cfg.variants {
-				systems = append(systems, v.System)
-			}
+			systems = append(systems, vs...)
 			continue
 		}
 		systems = append(systems, s)
 	}
 	return systems, notes, nil
+}
+
+// variantSystems are the systems of -variant, once the daemon is known
+// to have their flags.
+func variantSystems(cfg *config) ([]string, error) {
+	known, err := daemonFlags(cfg.tapswitchd)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkVariantFlags(cfg.variants, known, cfg.tapswitchd); err != nil {
+		return nil, err
+	}
+	var systems []string
+	for _, v := range cfg.variants {
+		systems = append(systems, v.System)
+	}
+	return systems, nil
+}
+
+// clusterTapswitchSystems are tapswitch's systems of -cluster: tapswitch
+// (or the variants) on a store, which needs etcd (found by find, with
+// -etcd), and with -cluster-static "tapswitch static", which does not.
+// Without etcd the store's systems are an error when -only named
+// tapswitch or -etcd was given, else skipped with note saying how to get
+// it.
+func clusterTapswitchSystems(cfg *config, explicit bool, find func(string) (string, error)) (systems []string, note string, err error) {
+	store := []string{"tapswitch"}
+	if len(cfg.variants) > 0 {
+		if store, err = variantSystems(cfg); err != nil {
+			return nil, "", err
+		}
+	}
+	bin, err := find(cfg.etcd)
+	switch {
+	case err == nil:
+		cfg.etcdBin = bin
+		systems = store
+	case explicit || cfg.etcd != "":
+		return nil, "", fmt.Errorf("tapswitch: its hosts form a cluster on etcd: %v; %s", err, etcdHowTo)
+	default:
+		note = fmt.Sprintf("%s skipped: its hosts form a cluster on etcd: %v; %s", strings.Join(store, ", "), err, etcdHowTo)
+	}
+	if cfg.clusterStatic {
+		systems = append(systems, staticSystem)
+	}
+	return systems, note, nil
 }
 
 func newSystem(cfg *config, name string) system {
@@ -434,7 +500,7 @@ func runMain() error {
 	if cfg.cluster {
 		notes = append(notes, clusterNotes(runs)...)
 	}
-	if slices.ContainsFunc(systems, isVariantSystem) {
+	if len(cfg.variants) > 0 && slices.ContainsFunc(systems, isVariantSystem) {
 		notes = append(notes, "each tapswitch variant ran twice, passes mirrored about the middle of the run: the tables show the mean of its passes, the CPU table each pass")
 	}
 	if slices.ContainsFunc(tests, func(t test) bool { return t.name == testRTTLoaded.name }) {
