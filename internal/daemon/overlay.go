@@ -227,7 +227,8 @@ func (d *Daemon) startTunnelLocked(n *network) error {
 	n.tunnel, n.tport = t, sp
 	n.remotes = make(map[string]netip.Addr)
 	n.remoteNames = make(map[string]string)
-	// The static peers; the view adds the hosts with ports on n.
+	// The static peers and the hosts with ports on n in the view last
+	// applied; views to come update the list.
 	d.setFloodLocked(n, d.floodVTEPsLocked(n, nil))
 	d.applyViewToNetworkLocked(n, true)
 	return nil
