@@ -546,7 +546,8 @@ func (d *Daemon) applyViewAsLocked(v cluster.View, st cluster.Status, now time.T
 	// endpoints again: what is missing from the view then is kept a
 	// while, so that traffic between them goes on.
 	settled := viewSettled(st, cmp.Or(ov.cfg.TTL, cluster.DefaultTTL), now)
-	// Who may send to us, and where flooding goes.
+	// Who may send to us; where each network's floods go is set below,
+	// by network (applyViewToNetworkLocked).
 	others := make(map[netip.Addr]bool)
 	for _, h := range v.Hosts {
 		if h.Name != ov.host && h.VTEP != ov.cfg.Advertise && h.VTEP.IsValid() {
@@ -574,7 +575,6 @@ func (d *Daemon) applyViewAsLocked(v cluster.View, st cluster.Status, now time.T
 		ov.ep.SetChecksummed(slices.Collect(maps.Keys(others)))
 		for _, n := range d.nets {
 			if n.tunnel != nil {
-				n.tunnel.SetVTEPs(members)
 				for _, vt := range gone {
 					n.tunnel.ForgetVTEP(vt)
 				}
@@ -634,12 +634,18 @@ func viewSettled(st cluster.Status, ttl time.Duration, now time.Time) bool {
 }
 
 // applyViewToNetworkLocked gives a cluster network's tunnel the MACs of
-// the other hosts' ports on it, and its DNS their names; what the view
-// lacks goes only once settled (see viewSettled).
+// the other hosts' ports on it and the hosts to flood to (floodVTEPs),
+// and its DNS their names; what the view lacks goes only once settled
+// (see viewSettled).
 func (d *Daemon) applyViewToNetworkLocked(n *network, settled bool) {
 	if n.tunnel == nil || d.ov.store == nil {
 		return
 	}
+	var keep []netip.Addr
+	if !settled {
+		keep = d.ov.flood[n.name]
+	}
+	d.setFloodLocked(n, d.floodVTEPsLocked(n, keep))
 	wantMAC := make(map[string]netip.Addr)
 	wantName := make(map[string][]netip.Addr)
 	for _, e := range d.ov.view.Endpoints {

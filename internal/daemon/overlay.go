@@ -19,9 +19,11 @@ import (
 // its frames cross to the other hosts in VXLAN through one tunnel port
 // (kind "tunnel") on the network's switch: one vxlan.Endpoint per
 // daemon, bound to the advertised address, carries every cluster
-// network, each as a vxlan.Tunnel of its VNI. The hosts it reaches are
-// the static peers (--vxlan-peer) and, with a store (--cluster), every
-// other host registered there (cluster.go). Every host has the network's
+// network, each as a vxlan.Tunnel of its VNI. The hosts it takes frames
+// from are the static peers (--vxlan-peer) and, with a store
+// (--cluster), every other host registered there (cluster.go); a
+// network's broadcasts go to the static peers and to the hosts with
+// ports on it (floodVTEPs). Every host has the network's
 // gateway with the same address and the same MAC (gatewayMAC), which
 // never crosses the tunnel, and gives the network's TAPs and gateway the
 // overlay MTU: the underlay's less vxlan.Overhead.
@@ -57,6 +59,9 @@ type overlay struct {
 	watch storeWatch
 	// others are the VTEPs of the other hosts of the view last applied.
 	others map[netip.Addr]bool
+	// flood is each cluster network's head-end replication list as last
+	// given to its tunnel, sorted, by network.
+	flood map[string][]netip.Addr
 	// pending are changes to the store not yet made (cluster.go).
 	pending []storeOp
 	// view is the store's view last applied; told are the networks of
@@ -222,7 +227,9 @@ func (d *Daemon) startTunnelLocked(n *network) error {
 	n.tunnel, n.tport = t, sp
 	n.remotes = make(map[string]netip.Addr)
 	n.remoteNames = make(map[string]string)
-	t.SetVTEPs(d.vtepsLocked())
+	// The static peers and the hosts with ports on n in the view last
+	// applied; views to come update the list.
+	d.setFloodLocked(n, d.floodVTEPsLocked(n, nil))
 	d.applyViewToNetworkLocked(n, true)
 	return nil
 }
@@ -235,6 +242,7 @@ func (d *Daemon) stopTunnelLocked(n *network) error {
 	}
 	err := d.sw.RemovePort(n.tport)
 	n.tport, n.tunnel = nil, nil
+	delete(d.ov.flood, n.name)
 	for name := range n.remoteNames {
 		if _, local := d.ports[name]; !local {
 			n.records.Remove(name)
@@ -244,11 +252,11 @@ func (d *Daemon) stopTunnelLocked(n *network) error {
 	return err
 }
 
-// vtepsLocked are where a cluster network's broadcast, unknown unicast
-// and multicast frames go: every static peer and every other host of
-// the cluster (not only those with ports on the network: a host learns
-// of a port's coming from the store, and the copy to a host without any
-// is dropped there as cheaply as it is sent).
+// vtepsLocked are the VTEPs this host takes cluster networks' frames
+// from (vxlan.Endpoint.SetMembers): every static peer and every other
+// host of the cluster, whether or not it has ports on a network yet (a
+// port just attached there may send before this host has read of it in
+// the store). Where a network's floods go is narrower: floodVTEPs.
 func (d *Daemon) vtepsLocked() []netip.Addr {
 	out := slices.Clone(d.ov.cfg.Peers)
 	for v := range d.ov.others {
@@ -258,6 +266,72 @@ func (d *Daemon) vtepsLocked() []netip.Addr {
 	}
 	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
 	return out
+}
+
+// floodVTEPs are where the broadcast, unknown unicast and multicast
+// frames of cluster network go (head-end replication), by view v of the
+// store, seen from host, whose VTEP is self: the static peers, and the
+// VTEPs of the other hosts of v with at least one port (endpoint) on the
+// network. A host without ports there would only drop the copy; it is
+// sent copies from the moment one of its ports is in the store, and a
+// port attached here needs nothing of this host's lists: the others read
+// it in the store. The list is sorted, without duplicates.
+func floodVTEPs(v cluster.View, host string, self netip.Addr, peers []netip.Addr, network string) []netip.Addr {
+	vteps := make(map[string]netip.Addr, len(v.Hosts))
+	for _, h := range v.Hosts {
+		if h.Name != host && h.VTEP.IsValid() && h.VTEP != self {
+			vteps[h.Name] = h.VTEP
+		}
+	}
+	out := slices.Clone(peers)
+	for _, e := range v.Endpoints {
+		if e.Network != network {
+			continue
+		}
+		// A host not in the view has lost its lease: its endpoints go
+		// with it.
+		if vt, ok := vteps[e.Host]; ok && !slices.Contains(out, vt) {
+			out = append(out, vt)
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
+	return slices.Compact(out)
+}
+
+// floodVTEPsLocked is n's replication list by the view last applied;
+// keep are VTEPs it keeps even if the view lacks them (the list before,
+// while the view is not settled: see viewSettled).
+func (d *Daemon) floodVTEPsLocked(n *network, keep []netip.Addr) []netip.Addr {
+	ov := &d.ov
+	out := floodVTEPs(ov.view, ov.host, ov.cfg.Advertise, ov.cfg.Peers, n.name)
+	for _, vt := range keep {
+		if !slices.Contains(out, vt) {
+			out = append(out, vt)
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
+	return out
+}
+
+// setFloodLocked gives n's tunnel the replication list vteps, if it
+// changed.
+func (d *Daemon) setFloodLocked(n *network, vteps []netip.Addr) {
+	ov := &d.ov
+	if n.tunnel == nil {
+		return
+	}
+	old, had := ov.flood[n.name]
+	if had && slices.Equal(old, vteps) {
+		return
+	}
+	n.tunnel.SetVTEPs(vteps)
+	if ov.flood == nil {
+		ov.flood = make(map[string][]netip.Addr)
+	}
+	ov.flood[n.name] = vteps
+	if had {
+		d.log.Debug("cluster network floods to new hosts", "network", n.name, "vteps", vteps, "was", old)
+	}
 }
 
 // tunnelView is n's tunnel port as the API shows it.

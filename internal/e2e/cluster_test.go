@@ -166,6 +166,10 @@ func TestCluster(t *testing.T) {
 		t.Logf("tapswitch peers on h1:\n%s", out)
 	})
 
+	t.Run("broadcasts go only to the hosts with ports on the network", func(t *testing.T) {
+		floodOnlyToPortHosts(t, c)
+	})
+
 	t.Run("attaches at once on every host get distinct addresses", func(t *testing.T) {
 		// Addresses come from the store in transactions: hosts
 		// attaching at the same moment never hand out one address twice.
