@@ -33,8 +33,18 @@ type eventStream struct {
 
 // streamEvents starts `tapswitch events -o json` with args; it is
 // stopped at the test's end if still running.
+//
+// Unless args give --since, the stream holds every event from the call
+// on: it asks for them --since the moment before the CLI starts, and the
+// daemon replays those that came while the CLI was still starting. A CLI
+// subscribes only once it has started and connected, which on a loaded
+// machine (a full `make test`, whose CLI is built with -race) took longer
+// than a test took to cause its event, and that event then never came.
 func (e *testEnv) streamEvents(args ...string) *eventStream {
 	e.t.Helper()
+	if !slices.ContainsFunc(args, func(a string) bool { return a == "--since" || strings.HasPrefix(a, "--since=") }) {
+		args = append(args, "--since", time.Now().Format(time.RFC3339Nano))
+	}
 	cmd := exec.Command(filepath.Join(binDir, "tapswitch"), append([]string{"--socket", e.sock, "events", "-o", "json"}, args...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {

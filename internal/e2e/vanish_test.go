@@ -30,7 +30,6 @@ func TestVanishedNamespace(t *testing.T) {
 	}
 
 	s := e.streamEvents("--filter", "type=port.failed")
-	time.Sleep(200 * time.Millisecond) // the stream opens; no assertion waits on it
 	t0 := time.Now()
 	e.dropNetns(nsA)
 	e.dropNetns(nsB)
