@@ -177,19 +177,39 @@ func TestStormPark(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := newSeqpacketDev(t, 1), newSeqpacketDev(t, 1)
-	pa, err := sw.AddPort("n", "a", a, PortInfo{MAC: mustMAC(macA), NoSecurity: true, Storm: StormLimits{Broadcast: 1}})
+	pb, err := sw.AddPort("n", "b", b, PortInfo{MAC: mustMAC(macB), NoSecurity: true})
 	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sw.AddPort("n", "b", b, PortInfo{MAC: mustMAC(macB), NoSecurity: true}); err != nil {
 		t.Fatal(err)
 	}
 	// b speaks first, so a's unicast to it is known.
 	unix.Write(b.peer[0], frame(bcast, macB, "learn"))
-	a.recv(t, 0)
+	for deadline := time.Now().Add(5 * time.Second); pb.net.fdb.Lookup(fdb.Key(mustMAC(macB))) == nil; {
+		if time.Now().After(deadline) {
+			t.Fatal("b's MAC never learned")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// a's queue holds a burst before the switch first reads it, so that
+	// a pass reads enough to park it however the machine schedules the
+	// writer and the worker; the rest follow as fast as they go.
 	const sent = 300
 	f := frame(bcast, macA, "storm")
-	for i := 0; i < sent; {
+	i := 0
+	for ; i < sent; i++ {
+		if _, err := unix.Write(a.peer[0], f); err == unix.EAGAIN {
+			break
+		} else if err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	if i < burst {
+		t.Fatalf("a's queue took only %d frames before the port was added, want a burst (%d)", i, burst)
+	}
+	pa, err := sw.AddPort("n", "a", a, PortInfo{MAC: mustMAC(macA), NoSecurity: true, Storm: StormLimits{Broadcast: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i < sent {
 		_, err := unix.Write(a.peer[0], f)
 		switch {
 		case err == unix.EAGAIN: // full while parked
