@@ -193,3 +193,25 @@ func TestTLSConfigFiles(t *testing.T) {
 		})
 	}
 }
+
+// TestTLSAuthRestart: across a restart of etcd, which forgets the
+// authentication tokens it gave, the store connects again with TLS and
+// its user and takes changes.
+func TestTLSAuthRestart(t *testing.T) {
+	srv := etcdtest.Start(t, etcdtest.Options{TLS: true, Auth: true})
+	srv.AddUser("h1", "pw1", "/tsc/")
+	s := openWith(t, srv, func(c *Config) { c.TLS = srv.Certs().TLS(t); c.Username, c.Password = "h1", "pw1" })
+	works(t, s)
+	srv.Restart()
+	waitFor(t, "connected after the restart", func() bool { return s.Status().Connected })
+	waitFor(t, "a network made after the restart", func() bool {
+		_, err := s.CreateNetwork(context.Background(), Network{Name: "back"})
+		if err != nil {
+			t.Logf("CreateNetwork: %v", err)
+		}
+		return err == nil
+	})
+	if v := waitView(t, s, "network back in the view", func(v View) bool { return hasNetwork(v, "back") && hasHost(v, "h1") }); len(v.Networks) != 2 {
+		t.Fatalf("View().Networks = %v, want front and back", v.Networks)
+	}
+}
