@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"testing"
 
@@ -20,7 +21,7 @@ func BenchmarkAddrTLS(b *testing.B) {
 	}{{"http", false, false}, {"tls", true, false}, {"tls+user", true, true}} {
 		b.Run(tc.name, func(b *testing.B) {
 			srv := etcdtest.Start(b, etcdtest.Options{TLS: tc.tls, Auth: tc.auth})
-			cfg := Config{Endpoints: []string{srv.URL()}, Host: "h1", Advertise: netip.MustParseAddr("10.0.0.1"), Prefix: "/tsc/bench/", TTL: testTTL}
+			cfg := Config{Endpoints: []string{srv.URL()}, Host: "h1", Advertise: netip.MustParseAddr("10.0.0.1"), Prefix: "/tsc/bench/", TTL: testTTL, Logger: slog.New(slog.DiscardHandler)}
 			if tc.tls {
 				cfg.TLS = srv.Certs().TLS(b)
 			}
