@@ -1,10 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -24,6 +26,12 @@ type clusterOptions struct {
 	clusterTTL  time.Duration
 	vxlanPort   int
 	vxlanPeers  []string
+	// TLS and user of the store.
+	clusterCA           string
+	clusterCert         string
+	clusterKey          string
+	clusterUser         string
+	clusterPasswordFile string
 }
 
 func addClusterFlags(f *pflag.FlagSet, o *clusterOptions) {
@@ -31,6 +39,11 @@ func addClusterFlags(f *pflag.FlagSet, o *clusterOptions) {
 	f.StringVar(&o.cluster, "cluster", "", "the cluster's store, `etcd=URL[,URL]` (such as etcd=http://10.0.0.10:2379): cluster networks, their addresses and ports are kept there and made on every host; needs --advertise")
 	f.StringVar(&o.clusterHost, "cluster-host", "", "this host's `NAME` in the cluster, unique there (default: the host name)")
 	f.DurationVar(&o.clusterTTL, "cluster-ttl", cluster.DefaultTTL, "how long this host stays in the cluster after it stops renewing its lease (a daemon killed or cut off): then the others forget it")
+	f.StringVar(&o.clusterCA, "cluster-ca", "", "PEM `FILE` of the CA that signed etcd's server certificate, for https:// --cluster URLs (default: the system's CAs)")
+	f.StringVar(&o.clusterCert, "cluster-cert", "", "PEM `FILE` of this host's client certificate for etcd (etcd's --client-cert-auth), signed by a CA etcd trusts; needs --cluster-key and https:// --cluster URLs")
+	f.StringVar(&o.clusterKey, "cluster-key", "", "PEM `FILE` of the private key of --cluster-cert")
+	f.StringVar(&o.clusterUser, "cluster-user", "", "this host's etcd user `NAME`, for an etcd with authentication enabled; needs --cluster-password-file")
+	f.StringVar(&o.clusterPasswordFile, "cluster-password-file", "", "`FILE` whose first line is the password of --cluster-user (it is never given on the command line)")
 	f.IntVar(&o.vxlanPort, "vxlan-port", vxlan.DefaultPort, "UDP port of the VXLAN tunnel, the same on every host")
 	f.StringArrayVar(&o.vxlanPeers, "vxlan-peer", nil, "a static peer's tunnel address (`IP`): cluster networks' frames go to it and may come from it, with or without --cluster, as to a Linux vxlan device there (repeatable); needs --advertise")
 }
@@ -93,6 +106,9 @@ func (o clusterOptions) config(local []netip.Addr) (daemon.OverlayConfig, error)
 		}
 		c.Cluster = urls
 	}
+	if err := o.storeAccess(&c); err != nil {
+		return c, err
+	}
 	if o.clusterTTL < 2*time.Second || o.clusterTTL%time.Second != 0 {
 		return c, fmt.Errorf("--cluster-ttl %s: want whole seconds, at least 2s (etcd's leases are in seconds)", o.clusterTTL)
 	}
@@ -101,6 +117,73 @@ func (o clusterOptions) config(local []netip.Addr) (daemon.OverlayConfig, error)
 		return c, fmt.Errorf("--cluster-host %q: want a host name: no '/' or spaces, at most 253 characters", c.Host)
 	}
 	return c, nil
+}
+
+// storeAccess checks and loads the TLS files and the user of the store
+// into c, c.Cluster set.
+func (o clusterOptions) storeAccess(c *daemon.OverlayConfig) error {
+	for _, f := range []struct{ name, val string }{
+		{"--cluster-ca", o.clusterCA}, {"--cluster-cert", o.clusterCert}, {"--cluster-key", o.clusterKey},
+		{"--cluster-user", o.clusterUser}, {"--cluster-password-file", o.clusterPasswordFile},
+	} {
+		if f.val != "" && c.Cluster == nil {
+			return fmt.Errorf("%s is for the cluster's store: give --cluster etcd=URL too", f.name)
+		}
+	}
+	if o.clusterCA != "" || o.clusterCert != "" || o.clusterKey != "" {
+		for _, u := range c.Cluster {
+			if !strings.HasPrefix(u, "https://") {
+				return fmt.Errorf("--cluster URL %s is http://, without TLS, but --cluster-ca, --cluster-cert or --cluster-key is given: use https:// URLs for etcd over TLS", u)
+			}
+		}
+	}
+	if o.clusterCert != "" && o.clusterKey == "" {
+		return fmt.Errorf("--cluster-cert needs --cluster-key FILE, its private key")
+	}
+	if o.clusterKey != "" && o.clusterCert == "" {
+		return fmt.Errorf("--cluster-key needs --cluster-cert FILE, the certificate of that key")
+	}
+	unwrap := func(err error) string { return strings.TrimPrefix(err.Error(), cluster.ErrInvalid.Error()+": ") }
+	if o.clusterCA != "" || o.clusterCert != "" {
+		if _, err := cluster.TLSConfig(o.clusterCA, "", ""); err != nil {
+			return fmt.Errorf("--cluster-ca %s: %s", o.clusterCA, unwrap(err))
+		}
+		cfg, err := cluster.TLSConfig(o.clusterCA, o.clusterCert, o.clusterKey)
+		if err != nil {
+			return fmt.Errorf("--cluster-cert %s, --cluster-key %s: %s", o.clusterCert, o.clusterKey, unwrap(err))
+		}
+		c.ClusterTLS = cfg
+	}
+	switch {
+	case o.clusterUser != "" && o.clusterPasswordFile == "":
+		return fmt.Errorf("--cluster-user needs --cluster-password-file FILE, a file that holds the user's password")
+	case o.clusterPasswordFile != "" && o.clusterUser == "":
+		return fmt.Errorf("--cluster-password-file needs --cluster-user NAME, the etcd user whose password it holds")
+	case o.clusterUser != "":
+		pw, err := readPassword(o.clusterPasswordFile)
+		if err != nil {
+			return err
+		}
+		c.ClusterUser, c.ClusterPassword = o.clusterUser, pw
+	}
+	return nil
+}
+
+// readPassword reads the first line of a password file.
+func readPassword(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("--cluster-password-file %s: no such file", path)
+		}
+		return "", fmt.Errorf("--cluster-password-file: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	line = strings.TrimSuffix(line, "\r")
+	if line == "" {
+		return "", fmt.Errorf("--cluster-password-file %s: the first line is empty; put the password of --cluster-user there", path)
+	}
+	return line, nil
 }
 
 // parseCluster reads --cluster: etcd=URL[,URL], each URL http or https

@@ -2,12 +2,15 @@ package main
 
 import (
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tapswitch/tapswitch/internal/cluster"
+	"github.com/tapswitch/tapswitch/internal/etcdtest"
 )
 
 func TestClusterOptions(t *testing.T) {
@@ -70,6 +73,89 @@ func TestClusterOptions(t *testing.T) {
 			}
 			if o.cluster != "" && !slices.Equal(c.Cluster, []string{"http://10.234.0.10:2379", "https://10.234.0.11:2379"}) {
 				t.Fatalf("Cluster = %v", c.Cluster)
+			}
+		})
+	}
+}
+
+// TestClusterStoreAccess checks --cluster-ca, --cluster-cert,
+// --cluster-key, --cluster-user and --cluster-password-file: what they
+// load, and the error of each mistake, at start.
+func TestClusterStoreAccess(t *testing.T) {
+	local := []netip.Addr{netip.MustParseAddr("10.234.0.1")}
+	dir := t.TempDir()
+	c := etcdtest.NewCerts(t, dir, netip.MustParseAddr("10.234.0.10"), "h1")
+	other := etcdtest.NewCerts(t, t.TempDir(), netip.MustParseAddr("10.234.0.10"), "h2")
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	pwFile := write("pw", "s3cret\n")
+	emptyPw := write("empty", "\n")
+	notPEM := write("not.pem", "hello\n")
+	missing := filepath.Join(dir, "missing.pem")
+	const https = "etcd=https://10.234.0.10:2379"
+	tests := []struct {
+		name     string
+		set      func(*clusterOptions)
+		errText  string
+		wantTLS  bool
+		wantUser string
+	}{
+		{name: "https with the system's CAs", set: func(o *clusterOptions) { o.cluster = https }},
+		{name: "CA", set: func(o *clusterOptions) { o.cluster, o.clusterCA = https, c.CA }, wantTLS: true},
+		{name: "CA and client certificate", set: func(o *clusterOptions) {
+			o.cluster, o.clusterCA, o.clusterCert, o.clusterKey = https, c.CA, c.Cert, c.Key
+		}, wantTLS: true},
+		{name: "user", set: func(o *clusterOptions) {
+			o.cluster, o.clusterUser, o.clusterPasswordFile = "etcd=http://10.234.0.10:2379", "h1", pwFile
+		}, wantUser: "h1"},
+		{name: "everything", set: func(o *clusterOptions) {
+			o.cluster, o.clusterCA, o.clusterCert, o.clusterKey, o.clusterUser, o.clusterPasswordFile = https, c.CA, c.Cert, c.Key, "h1", pwFile
+		}, wantTLS: true, wantUser: "h1"},
+		{name: "CA with http", set: func(o *clusterOptions) { o.cluster, o.clusterCA = "etcd=http://10.234.0.10:2379", c.CA }, errText: "use https://"},
+		{name: "certificate with one http URL", set: func(o *clusterOptions) {
+			o.cluster, o.clusterCert, o.clusterKey = "etcd=https://10.234.0.10:2379,http://10.234.0.11:2379", c.Cert, c.Key
+		}, errText: "use https://"},
+		{name: "CA without cluster", set: func(o *clusterOptions) { o.clusterCA = c.CA }, errText: "--cluster-ca is for the cluster's store"},
+		{name: "user without cluster", set: func(o *clusterOptions) { o.clusterUser, o.clusterPasswordFile = "h1", pwFile }, errText: "--cluster-user is for the cluster's store"},
+		{name: "missing CA", set: func(o *clusterOptions) { o.cluster, o.clusterCA = https, missing }, errText: "--cluster-ca " + missing + ": CA certificate " + missing + ": no such file"},
+		{name: "CA not PEM", set: func(o *clusterOptions) { o.cluster, o.clusterCA = https, notPEM }, errText: "not PEM"},
+		{name: "certificate without key", set: func(o *clusterOptions) { o.cluster, o.clusterCert = https, c.Cert }, errText: "--cluster-cert needs --cluster-key"},
+		{name: "key without certificate", set: func(o *clusterOptions) { o.cluster, o.clusterKey = https, c.Key }, errText: "--cluster-key needs --cluster-cert"},
+		{name: "missing certificate", set: func(o *clusterOptions) { o.cluster, o.clusterCert, o.clusterKey = https, missing, c.Key }, errText: "no such file"},
+		{name: "key not PEM", set: func(o *clusterOptions) { o.cluster, o.clusterCert, o.clusterKey = https, c.Cert, notPEM }, errText: "not PEM"},
+		{name: "key does not match", set: func(o *clusterOptions) { o.cluster, o.clusterCert, o.clusterKey = https, c.Cert, other.Key }, errText: "does not match"},
+		{name: "user without password file", set: func(o *clusterOptions) { o.cluster, o.clusterUser = https, "h1" }, errText: "--cluster-user needs --cluster-password-file"},
+		{name: "password file without user", set: func(o *clusterOptions) { o.cluster, o.clusterPasswordFile = https, pwFile }, errText: "--cluster-password-file needs --cluster-user"},
+		{name: "missing password file", set: func(o *clusterOptions) { o.cluster, o.clusterUser, o.clusterPasswordFile = https, "h1", missing }, errText: "--cluster-password-file " + missing + ": no such file"},
+		{name: "empty password", set: func(o *clusterOptions) { o.cluster, o.clusterUser, o.clusterPasswordFile = https, "h1", emptyPw }, errText: "empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := clusterOptions{clusterTTL: cluster.DefaultTTL, vxlanPort: 4789, advertise: "10.234.0.1"}
+			tt.set(&o)
+			got, err := o.config(local)
+			if tt.errText != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.errText) {
+					t.Fatalf("config() = %+v, %v; want an error containing %q", got, err, tt.errText)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("config() = %v", err)
+			}
+			if (got.ClusterTLS != nil) != tt.wantTLS {
+				t.Fatalf("ClusterTLS = %v, want set %v", got.ClusterTLS, tt.wantTLS)
+			}
+			if tt.wantTLS && (got.ClusterTLS.RootCAs == nil || (o.clusterCert != "") != (len(got.ClusterTLS.Certificates) == 1)) {
+				t.Fatalf("ClusterTLS = %+v, want the CA and the client certificate given", got.ClusterTLS)
+			}
+			if got.ClusterUser != tt.wantUser || (tt.wantUser != "" && got.ClusterPassword != "s3cret") {
+				t.Fatalf("ClusterUser, ClusterPassword = %q, %q; want %q and the file's first line", got.ClusterUser, got.ClusterPassword, tt.wantUser)
 			}
 		})
 	}

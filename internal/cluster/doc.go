@@ -60,4 +60,17 @@
 // traffic are unaffected. When etcd answers again the store reads
 // everything afresh at one revision and watches from there, so nothing
 // that changed meanwhile is missed.
+//
+// # TLS and users
+//
+// Config.TLS (TLSConfig loads it from PEM files) gives https endpoints the
+// CA of etcd's server certificate and this host's client certificate;
+// Config.Username and Password an etcd user, for an etcd with
+// authentication enabled. Neither makes Open wait: the client
+// authenticates on its first call (auth.go), and renews its token when
+// etcd forgets it. An etcd certificate the CA did not sign, a client
+// certificate etcd refuses, a wrong password or a user without
+// permission on the prefix is, like an etcd that is down, a Status last
+// error and an ErrUnavailable, each saying what to check; the TLS failure
+// behind a call that only timed out is told with it.
 package cluster

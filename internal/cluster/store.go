@@ -52,8 +52,17 @@ type Config struct {
 	Prefix string
 	// TTL is the host lease's TTL, in whole seconds of at least 2; 0
 	// means DefaultTTL.
-	TTL    time.Duration
-	Logger *slog.Logger
+	TTL time.Duration
+	// TLS is the client side of TLS to https endpoints: the CA that
+	// signed etcd's certificate (RootCAs, nil for the system's) and this
+	// host's client certificate (Certificates), as TLSConfig loads them.
+	// nil means the system's CAs and no client certificate.
+	TLS *tls.Config
+	// Username and Password are this host's etcd user, for an etcd with
+	// authentication enabled; both or neither.
+	Username string
+	Password string
+	Logger   *slog.Logger
 }
 
 // Store is this host's view of, and hand in, the cluster's shared state
@@ -64,7 +73,9 @@ type Store struct {
 	cfg Config
 	log *slog.Logger
 	cli *clientv3.Client
-	k   keys
+	// tlsNotes holds the last TLS failure with etcd; nil without TLS.
+	tlsNotes *tlsNotes
+	k        keys
 	// ttl is the lease TTL in seconds.
 	ttl int64
 
@@ -129,6 +140,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		secure = secure || u.Scheme == "https"
 	}
+	if cfg.TLS != nil && !secure {
+		return nil, fmt.Errorf("%w: a CA or client certificate is given but the etcd endpoints are http://; use https:// URLs for etcd over TLS", ErrInvalid)
+	}
+	if (cfg.Username == "") != (cfg.Password == "") {
+		return nil, fmt.Errorf("%w: an etcd user needs both a name and a password", ErrInvalid)
+	}
 	if err := checkName("host", cfg.Host); err != nil {
 		return nil, fmt.Errorf("%w; give this host a name unique in the cluster", err)
 	}
@@ -170,6 +187,20 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	if secure {
 		ccfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+		if cfg.TLS != nil {
+			ccfg.TLS = cfg.TLS.Clone()
+			ccfg.TLS.MinVersion = max(ccfg.TLS.MinVersion, tls.VersionTLS12)
+		}
+	}
+	var notes *tlsNotes
+	if ccfg.TLS != nil {
+		// Given after the client's own credentials, these replace them.
+		notes = &tlsNotes{}
+		ccfg.DialOptions = append(ccfg.DialOptions, grpc.WithTransportCredentials(newNotingCreds(ccfg.TLS, notes)))
+	}
+	if cfg.Username != "" {
+		ccfg.Username, ccfg.Password = cfg.Username, cfg.Password
+		ccfg.DialOptions = append(ccfg.DialOptions, grpc.WithChainUnaryInterceptor((&lazyAuth{}).intercept))
 	}
 	cli, err := clientv3.New(ccfg)
 	if err != nil {
@@ -180,6 +211,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cfg:        cfg,
 		log:        cfg.Logger.With("etcd", strings.Join(cfg.Endpoints, ",")),
 		cli:        cli,
+		tlsNotes:   notes,
 		k:          keys(cfg.Prefix),
 		ttl:        int64(cfg.TTL / time.Second),
 		done:       make(chan struct{}),
@@ -259,6 +291,7 @@ func (s *Store) Status() Status {
 func (s *Store) setUp() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.tlsNotes.clear()
 	if !s.status.Connected {
 		s.status.Connected = true
 		s.status.Since = time.Now()
@@ -272,6 +305,7 @@ func (s *Store) setDown(err error) {
 	if s.ctx.Err() != nil {
 		return
 	}
+	err = s.explain(err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.status.LastError = err.Error()
@@ -567,7 +601,24 @@ func (s *Store) unavailable(err error) error {
 	if s.ctx.Err() != nil {
 		return errClosed
 	}
+	err = s.explain(err)
+	if a := advice(err, s.cfg.Prefix); a != "" {
+		return fmt.Errorf("%w: etcd at %s refused this host (%v); cluster networks, addresses and endpoints cannot change until it takes it, while local networks and existing traffic are unaffected", ErrUnavailable, strings.Join(s.cfg.Endpoints, ","), err)
+	}
 	return fmt.Errorf("%w: etcd at %s did not answer (%v); cluster networks, addresses and endpoints cannot change until it does, while local networks and existing traffic are unaffected; check that etcd runs and is reachable from this host", ErrUnavailable, strings.Join(s.cfg.Endpoints, ","), err)
+}
+
+// explain adds to an error talking to etcd the TLS failure behind it, if
+// one is noted, and what to check for a failure of TLS or
+// authentication.
+func (s *Store) explain(err error) error {
+	if a := advice(err, s.cfg.Prefix); a != "" {
+		return fmt.Errorf("%w; %s", err, a)
+	}
+	if t := s.tlsNotes.last(); t != nil {
+		return fmt.Errorf("%w: %v; %s", err, t, advice(t, s.cfg.Prefix))
+	}
+	return err
 }
 
 // etcdErr turns an error from the client into the store's, noticing a

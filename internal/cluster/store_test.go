@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -112,6 +113,9 @@ func TestOpenRefusesBadConfig(t *testing.T) {
 		{"unspecified advertise", func(c *Config) { c.Advertise = netip.IPv4Unspecified() }},
 		{"TTL too short", func(c *Config) { c.TTL = time.Second }},
 		{"TTL not whole seconds", func(c *Config) { c.TTL = 2500 * time.Millisecond }},
+		{"TLS with http", func(c *Config) { c.TLS = &tls.Config{} }},
+		{"user without password", func(c *Config) { c.Username = "h1" }},
+		{"password without user", func(c *Config) { c.Password = "secret" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := good

@@ -73,6 +73,9 @@ func (d *Daemon) openStore() error {
 		Host:      d.ov.host,
 		Advertise: c.Advertise,
 		TTL:       c.TTL,
+		TLS:       c.ClusterTLS,
+		Username:  c.ClusterUser,
+		Password:  c.ClusterPassword,
 		Logger:    d.log.With("part", "cluster"),
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"cmp"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -45,6 +46,14 @@ type OverlayConfig struct {
 	Host string
 	// TTL is the host's lease in the store; 0 means cluster.DefaultTTL.
 	TTL time.Duration
+	// ClusterTLS is TLS to https store URLs (cluster.TLSConfig): the
+	// store's CA and this host's client certificate; nil for the
+	// system's CAs and none.
+	ClusterTLS *tls.Config
+	// ClusterUser and ClusterPassword are this host's etcd user, for a
+	// store with authentication enabled; "" for none.
+	ClusterUser     string
+	ClusterPassword string
 }
 
 // overlay is what the daemon keeps of its cluster networks' underlay.

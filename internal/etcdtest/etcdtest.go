@@ -4,7 +4,10 @@
 // directory, listening on Options.Addr for clients and on a free port of
 // the same address for its peer port, optionally inside a network
 // namespace (ip netns exec). It is stopped by its pid and its directory
-// removed when the test ends, whether it passed or not.
+// removed when the test ends, whether it passed or not. With Options.TLS
+// it serves its clients over TLS only, from certificates of a CA made for
+// the test, and wants a client certificate of that CA; with Options.Auth
+// it has etcd's authentication enabled, with user root.
 //
 // The etcd binary is the first of: $TAPSWITCH_ETCD, $GOPATH/bin/etcd
 // (where `make etcd` builds the server at the client's version), etcd on
@@ -31,6 +34,10 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
 	"github.com/tapswitch/tapswitch/internal/privtest"
 	"github.com/tapswitch/tapswitch/namespace"
 )
@@ -55,7 +62,17 @@ type Options struct {
 	Addr string
 	// Port is the client port; 0 picks a free one.
 	Port int
+	// TLS serves clients over https only, from a certificate of a CA the
+	// test makes (Server.Certs), and refuses clients without a client
+	// certificate of that CA (--client-cert-auth).
+	TLS bool
+	// Auth enables etcd's authentication: user root, with password
+	// RootPassword, and the users AddUser adds.
+	Auth bool
 }
+
+// RootPassword is the password of user root when Options.Auth is set.
+const RootPassword = "root-secret"
 
 // Server is one etcd process, and the data directory it keeps across
 // Stop and Restart.
@@ -67,6 +84,9 @@ type Server struct {
 	port     int
 	peerPort int
 	dir      string
+	// certs are the TLS files when Options.TLS is set.
+	certs *Certs
+	auth  bool
 
 	mu sync.Mutex
 	// cmd is the running etcd, nil when stopped.
@@ -131,16 +151,120 @@ func Start(tb testing.TB, o Options) *Server {
 		s.peerPort = s.freePort()
 	}
 	s.dir = tb.TempDir()
+	if o.TLS {
+		dir := filepath.Join(s.dir, "tls")
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			tb.Fatalf("etcdtest: %v", err)
+		}
+		c := NewCerts(tb, dir, s.addr, "tapswitch-client")
+		s.certs = &c
+	}
 	// Registered after TempDir's own cleanup, so it runs before it: etcd
 	// is gone before its directory is removed.
 	tb.Cleanup(s.kill)
 	s.start()
+	if o.Auth {
+		s.enableAuth()
+	}
 	return s
 }
 
-// URL returns the client URL, such as http://127.0.0.1:43127.
+// URL returns the client URL, such as http://127.0.0.1:43127, or
+// https://127.0.0.1:43127 with Options.TLS.
 func (s *Server) URL() string {
-	return "http://" + netip.AddrPortFrom(s.addr, uint16(s.port)).String()
+	scheme := "http://"
+	if s.certs != nil {
+		scheme = "https://"
+	}
+	return scheme + netip.AddrPortFrom(s.addr, uint16(s.port)).String()
+}
+
+// Certs returns the CA, client and server certificate files of a server
+// started with Options.TLS.
+func (s *Server) Certs() Certs {
+	s.tb.Helper()
+	if s.certs == nil {
+		s.tb.Fatalf("etcdtest: Certs of a server started without Options.TLS")
+	}
+	return *s.certs
+}
+
+// Client connects to the server, with the client certificate under
+// Options.TLS and as root under Options.Auth. It is closed when the test
+// ends.
+func (s *Server) Client() *clientv3.Client {
+	s.tb.Helper()
+	cfg := clientv3.Config{
+		Endpoints:   []string{s.URL()},
+		DialTimeout: 10 * time.Second,
+		Logger:      zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return s.dial(ctx, "tcp", addr)
+		})},
+	}
+	if s.certs != nil {
+		cfg.TLS = s.certs.TLS(s.tb)
+	}
+	if s.auth {
+		cfg.Username, cfg.Password = "root", RootPassword
+	}
+	cli, err := clientv3.New(cfg)
+	if err != nil {
+		s.tb.Fatalf("etcdtest: connect to %s: %v", s.URL(), err)
+	}
+	s.tb.Cleanup(func() { _ = cli.Close() })
+	return cli
+}
+
+// enableAuth adds user root with the root role and enables auth.
+func (s *Server) enableAuth() {
+	s.tb.Helper()
+	cli := s.Client()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := cli.UserAdd(ctx, "root", RootPassword); err != nil {
+		s.tb.Fatalf("etcdtest: add user root: %v", err)
+	}
+	if _, err := cli.RoleAdd(ctx, "root"); err != nil {
+		s.tb.Fatalf("etcdtest: add role root: %v", err)
+	}
+	if _, err := cli.UserGrantRole(ctx, "root", "root"); err != nil {
+		s.tb.Fatalf("etcdtest: grant role root: %v", err)
+	}
+	if _, err := cli.AuthEnable(ctx); err != nil {
+		s.tb.Fatalf("etcdtest: enable auth: %v", err)
+	}
+	s.auth = true
+}
+
+// AddUser adds a user with password who may read and write the keys
+// under prefix, on a server started with Options.Auth.
+func (s *Server) AddUser(name, password, prefix string) {
+	s.tb.Helper()
+	if !s.auth {
+		s.tb.Fatalf("etcdtest: AddUser on a server started without Options.Auth")
+	}
+	cli := s.Client()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	role := "rw-" + name
+	steps := []struct {
+		what string
+		do   func() error
+	}{
+		{"add user", func() error { _, err := cli.UserAdd(ctx, name, password); return err }},
+		{"add role", func() error { _, err := cli.RoleAdd(ctx, role); return err }},
+		{"grant the prefix", func() error {
+			_, err := cli.RoleGrantPermission(ctx, role, prefix, clientv3.GetPrefixRangeEnd(prefix), clientv3.PermissionType(clientv3.PermReadWrite))
+			return err
+		}},
+		{"grant the role", func() error { _, err := cli.UserGrantRole(ctx, name, role); return err }},
+	}
+	for _, st := range steps {
+		if err := st.do(); err != nil {
+			s.tb.Fatalf("etcdtest: %s %s: %v", st.what, name, err)
+		}
+	}
 }
 
 // Stop sends SIGTERM and waits for etcd to exit (SIGKILL after 10 s); the
@@ -195,6 +319,13 @@ func (s *Server) start() {
 		// lease TTLs.
 		"--unsafe-no-fsync",
 		"--log-level", "warn",
+	}
+	if s.certs != nil {
+		args = append(args,
+			"--cert-file", s.certs.ServerCert,
+			"--key-file", s.certs.ServerKey,
+			"--client-cert-auth",
+			"--trusted-ca-file", s.certs.CA)
 	}
 	name := s.bin
 	if s.netns != "" {
@@ -251,6 +382,9 @@ func (s *Server) healthy() error {
 			return s.dial(ctx, network, addr)
 		},
 		DisableKeepAlives: true,
+	}
+	if s.certs != nil {
+		tr.TLSClientConfig = s.certs.TLS(s.tb)
 	}
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr, Timeout: 2 * time.Second}

@@ -2,7 +2,9 @@ package etcdtest
 
 import (
 	"context"
+	"crypto/tls"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,5 +61,31 @@ func TestNetns(t *testing.T) {
 	s.Stop()
 	if err := s.healthy(); err == nil {
 		t.Fatalf("etcd answers after Stop")
+	}
+}
+
+// TestTLSAuth starts etcd with TLS and auth, reaches it with the client
+// certificate as root, and finds it refusing a client with neither.
+func TestTLSAuth(t *testing.T) {
+	s := Start(t, Options{TLS: true, Auth: true})
+	if !strings.HasPrefix(s.URL(), "https://") {
+		t.Fatalf("URL() = %s, want https", s.URL())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.Client().Put(ctx, "/tsc/k", "v"); err != nil {
+		t.Fatalf("Put as root: %v", err)
+	}
+	s.AddUser("u1", "p1", "/tsc/u1/")
+
+	bare, err := clientv3.New(clientv3.Config{Endpoints: []string{s.URL()}, TLS: &tls.Config{RootCAs: s.Certs().TLS(t).RootCAs}, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bare.Close()
+	short, cancel2 := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel2()
+	if _, err := bare.Get(short, "/tsc/k"); err == nil {
+		t.Fatalf("Get without a client certificate succeeded")
 	}
 }
