@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"go/build"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tapswitch/tapswitch/internal/etcdhealth"
 	"github.com/tapswitch/tapswitch/namespace"
 )
 
@@ -177,20 +176,7 @@ func (e *etcdServer) healthy(ctx context.Context) error {
 	defer tr.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.clientURL()+"/health", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte(`"health":"true"`)) {
-		return fmt.Errorf("/health: %s: %s", resp.Status, bytes.TrimSpace(body))
-	}
-	return nil
+	return etcdhealth.Check(ctx, &http.Client{Transport: tr}, e.clientURL())
 }
 
 // stop stops etcd by its pid (SIGTERM, then SIGKILL after

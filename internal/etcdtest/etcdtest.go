@@ -18,9 +18,7 @@ package etcdtest
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"go/build"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -38,6 +36,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 
+	"github.com/tapswitch/tapswitch/internal/etcdhealth"
 	"github.com/tapswitch/tapswitch/internal/privtest"
 	"github.com/tapswitch/tapswitch/namespace"
 )
@@ -387,17 +386,7 @@ func (s *Server) healthy() error {
 		tr.TLSClientConfig = s.certs.TLS(s.tb)
 	}
 	defer tr.CloseIdleConnections()
-	c := &http.Client{Transport: tr, Timeout: 2 * time.Second}
-	resp, err := c.Get(s.URL() + "/health")
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte(`"health":"true"`)) {
-		return fmt.Errorf("/health: %s: %s", resp.Status, bytes.TrimSpace(body))
-	}
-	return nil
+	return etcdhealth.Check(context.Background(), &http.Client{Transport: tr, Timeout: 2 * time.Second}, s.URL())
 }
 
 // dial connects from inside the server's namespace: a socket keeps the
