@@ -117,8 +117,10 @@ hosts: their frames cross in VXLAN from --advertise, this host's address
 on the underlay, to the hosts of the cluster's etcd (--cluster
 etcd=URL, where the networks, their addresses and every port are kept,
 so that a network made on one host exists on all) and to the static
---vxlan-peer hosts (another tapswitchd, or a Linux vxlan device). VXLAN
-is not encrypted: across an untrusted network, advertise the address of a
+--vxlan-peer hosts (another tapswitchd, or a Linux vxlan device). An etcd
+served over TLS takes --cluster-ca, --cluster-cert and --cluster-key, and
+one with users --cluster-user and --cluster-password-file. VXLAN is not
+encrypted: across an untrusted network, advertise the address of a
 WireGuard or IPsec interface.`,
 		Version:       version.String(),
 		Args:          cobra.NoArgs,
