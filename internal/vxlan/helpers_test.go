@@ -104,9 +104,11 @@ func readFrames(t testing.TB, q device.Queue, want int) [][]byte {
 
 // unmerge returns the frames in buf, as read from a tunnel (size bytes
 // at device.Headroom, the virtio net header before): the frame itself,
-// whose header must be of no GSO and flag no more than DataValid, or for
-// a super-frame the segments a Splitter cuts from it, as the kernel
-// would; merged says which.
+// whose header must be of no GSO and flag no more than DataValid, or
+// NeedsCsum (a frame from a checksummed VTEP, segment.Reseed) with the
+// checksum completed as the kernel would; or for a super-frame the
+// segments a Splitter cuts from it, as the kernel would; merged says
+// which.
 func unmerge(buf []byte, size int) (frames [][]byte, merged bool, err error) {
 	h, err := device.ParseVnetHdr(buf[device.Headroom-device.VnetHdrLen:])
 	if err != nil {
@@ -114,8 +116,19 @@ func unmerge(buf []byte, size int) (frames [][]byte, merged bool, err error) {
 	}
 	frame := buf[device.Headroom : device.Headroom+size]
 	if h.GSOType == device.GSONone {
+		if h.Flags == device.VnetFlagNeedsCsum {
+			var s segment.Splitter
+			out := make([]byte, len(frame))
+			if err := s.Reset(h, frame, 0); err != nil {
+				return nil, false, fmt.Errorf("read with virtio net header %+v: %v", h, err)
+			}
+			if n, err := s.Next(out); err != nil || n != len(frame) {
+				return nil, false, fmt.Errorf("read with virtio net header %+v: completing the checksum: %d bytes, %v", h, n, err)
+			}
+			return [][]byte{out}, false, nil
+		}
 		if h != (device.VnetHdr{}) && h != (device.VnetHdr{Flags: device.VnetFlagDataValid}) {
-			return nil, false, fmt.Errorf("read with virtio net header %+v, want none or DataValid", h)
+			return nil, false, fmt.Errorf("read with virtio net header %+v, want none, DataValid or NeedsCsum", h)
 		}
 		return [][]byte{bytes.Clone(frame)}, false, nil
 	}
