@@ -452,7 +452,8 @@ func (s *Splitter) Next(dst []byte) (int, error) {
 // headers (MaxHeaderLen bytes at most) at the start of dst and returns
 // their length and the segment's payload, a slice of the frame given to
 // Reset, which follows them. It yields only the segments of a TCP or UDP
-// super-frame (Gathers); a frame of one segment yields ErrUnsupported.
+// frame with GSO (Gathers), however many; any other frame yields
+// ErrUnsupported.
 // Once no segment is left it returns 0, nil and a nil error.
 func (s *Splitter) NextHeaders(dst []byte) (int, []byte, error) {
 	if s.next >= s.segs {
@@ -471,7 +472,7 @@ func (s *Splitter) NextHeaders(dst []byte) (int, []byte, error) {
 }
 
 // Gathers reports whether NextHeaders yields the frame's segments: a TCP
-// or UDP super-frame.
+// or UDP frame with GSO.
 func (s *Splitter) Gathers() bool { return s.kind == kindTCP || s.kind == kindUDP }
 
 // putHeaders writes the headers of the next segment, n bytes long in all

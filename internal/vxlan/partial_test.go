@@ -53,12 +53,18 @@ func TestPartialToChecksummed(t *testing.T) {
 				defer ta.SetVTEPs([]netip.Addr{netip.MustParseAddr("127.0.0.2")})
 			}
 			f, h := tcpSuperFrame(payload, size)
-			if _, err := ta.Queues()[0].Write([][]byte{buffer(f, h)}, device.Headroom); err != nil {
+			// Then one frame with its checksum left to fill, without GSO
+			// (as a TAP hands over an ACK), and one with GSO that makes
+			// a single segment.
+			small, _ := tcpSuperFrame(payload[:100], size)
+			one, oneH := tcpSuperFrame(payload[:300], size)
+			smallH := device.VnetHdr{Flags: device.VnetFlagNeedsCsum, CsumStart: 34, CsumOffset: 16}
+			if _, err := ta.Queues()[0].Write([][]byte{buffer(f, h), buffer(small, smallH), buffer(one, oneH)}, device.Headroom); err != nil {
 				t.Fatal(err)
 			}
 			buf := make([]byte, 65536)
 			got := 0
-			for got < 10 {
+			for got < 12 {
 				c.SetReadDeadline(time.Now().Add(5 * time.Second))
 				n, err := c.Read(buf)
 				if err != nil {

@@ -14,7 +14,8 @@ import (
 const (
 	// maxMsgs is the most messages one sendmmsg takes.
 	maxMsgs = 64
-	// sendBufSize holds the cut segments of a few super-frames, each
+	// sendBufSize holds what a write's sends take from buf: the headers
+	// of gathered segments and the frames completed by copying, each
 	// behind its VXLAN header.
 	sendBufSize = 256 << 10
 	// maxGSOSegs is the most segments one GSO send carries (the kernel's
@@ -56,13 +57,6 @@ type sender struct {
 	// The result of the Write: frames sent, their bytes, copies sent by
 	// replication, frames not sent.
 	txFrames, txBytes, floods, errs, gso uint64
-
-	// The GSO run being packed: runStart and runLen are its bytes in
-	// buf, runSeg the size of its segments (but the last), runSegs how
-	// many, runInner their inner frames' bytes, runDone that a shorter
-	// last segment ended it.
-	runStart, runLen, runSeg, runSegs, runInner int
-	runDone                                     bool
 }
 
 var senders = sync.Pool{New: func() any {
@@ -137,13 +131,14 @@ func (q *queue) Write(bufs [][]byte, offset int) (int, error) {
 			s.split.Partial = allChecksummed(dests)
 			err = s.split.Reset(h, frame, t.mtu)
 		}
-		if err == nil && s.split.Gathers() && s.split.Segments() > 1 {
+		switch {
+		case err != nil:
+			drops++
+		case s.split.Gathers():
 			if !s.addGather(t.vni, sock, dests) {
 				drops++
 			}
-			continue
-		}
-		if err != nil || !s.addSplit(t.vni, sock, dests) {
+		case !s.addCopy(t.vni, sock, dests):
 			drops++
 		}
 	}
@@ -216,45 +211,27 @@ func (s *sender) addPlain(sock uint8, dests []*peer, vx, frame []byte) {
 	}
 }
 
-// addSplit cuts the frame the splitter holds into segments, each behind
-// a VXLAN header, packed back to back in buf, and queues them as GSO
-// sends to every one of dests: runs of segments of one size (the last
-// may be shorter). It reports false if the frame could not be cut.
-func (s *sender) addSplit(vni uint32, sock uint8, dests []*peer) bool {
-	s.runLen = 0
-	for {
-		need := HeaderLen + s.split.MaxSegment()
-		if s.pos+need > len(s.buf) || len(s.msgs)+len(dests) > maxMsgs {
-			s.endRun(sock, dests)
-			s.flush()
-		}
-		b := s.buf[s.pos:]
-		n, err := s.split.Next(b[HeaderLen:])
-		if err != nil {
-			s.endRun(sock, dests)
-			return false
-		}
-		if n == 0 {
-			break
-		}
-		putHeader(b, vni)
-		l := HeaderLen + n
-		if s.runLen > 0 && !s.runDone && l <= s.runSeg && s.runSegs < maxGSOSegs && s.runLen+l <= maxDatagram {
-			s.runLen += l
-			s.runSegs++
-			s.runInner += n
-			s.runDone = l < s.runSeg
-		} else {
-			s.endRun(sock, dests)
-			s.runStart, s.runLen, s.runSeg, s.runSegs, s.runInner, s.runDone = s.pos, l, l, 1, n, false
-		}
-		s.pos += l
+// addCopy queues a frame of one segment that is not sent from where it
+// lies (its checksum to fill in, or a frame of a kind the splitter only
+// copies): written into buf behind its VXLAN header by the splitter, and
+// sent whole to every one of dests. It reports false if it could not be.
+func (s *sender) addCopy(vni uint32, sock uint8, dests []*peer) bool {
+	// Room first, so that addPlain does not flush buf under the frame.
+	if s.pos+HeaderLen+s.split.MaxSegment() > len(s.buf) || len(s.msgs)+len(dests) > maxMsgs {
+		s.flush()
 	}
-	s.endRun(sock, dests)
+	b := s.buf[s.pos:]
+	n, err := s.split.Next(b[HeaderLen:])
+	if err != nil || n == 0 {
+		return false
+	}
+	putHeader(b, vni)
+	s.addPlain(sock, dests, b[:HeaderLen], b[HeaderLen:HeaderLen+n])
+	s.pos += HeaderLen + n
 	return true
 }
 
-// addGather queues the segments of the super-frame the splitter holds as
+// addGather queues the segments of the GSO frame the splitter holds as
 // GSO sends to every one of dests, each segment gathered from two
 // pieces: its VXLAN header and headers, written into buf, and its
 // payload, sent from where the frame lies (so copied once, by the
@@ -329,37 +306,6 @@ func (s *sender) queueRun(sock uint8, dests []*peer, iov []unix.Iovec, seg, segs
 		}
 		s.meta = append(s.meta, msgMeta{sock: sock, frames: uint32(segs), bytes: uint32(inner), peer: p})
 	}
-}
-
-// endRun queues the GSO run being packed, if any, to every one of dests.
-func (s *sender) endRun(sock uint8, dests []*peer) {
-	if s.runLen == 0 {
-		return
-	}
-	for _, p := range dests {
-		if len(s.msgs) == maxMsgs {
-			// The run's bytes stay in buf: flush only sends.
-			s.send()
-		}
-		k := len(s.msgs)
-		iov := &s.iovs[k][0]
-		*iov = unix.Iovec{Base: &s.buf[s.runStart]}
-		iov.SetLen(s.runLen)
-		s.msgs = s.msgs[:k+1]
-		m := &s.msgs[k]
-		*m = unix.Mmsghdr{}
-		m.Hdr.Name = &p.sa.raw[0]
-		m.Hdr.Namelen = p.sa.len
-		m.Hdr.Iov = iov
-		m.Hdr.SetIovlen(1)
-		if s.runSegs > 1 {
-			c := unsafe.Slice((*byte)(unsafe.Pointer(&s.ctrl[k][0])), cmsgSpace)
-			m.Hdr.Control = &c[0]
-			m.Hdr.SetControllen(putSegmentCmsg(c, s.runSeg))
-		}
-		s.meta = append(s.meta, msgMeta{sock: sock, frames: uint32(s.runSegs), bytes: uint32(s.runInner), peer: p})
-	}
-	s.runLen = 0
 }
 
 // flush sends every queued message and frees buf and giovs.
