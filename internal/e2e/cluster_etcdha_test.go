@@ -20,7 +20,9 @@ import (
 // stream going, every second of it; the hosts stay connected to the
 // store throughout (their lease TTL the default), and afterwards a cluster network created on h2 appears on h1,
 // its ports get addresses and reach each other by name. tapswitch status
-// names the store's three URLs and says it is connected.
+// names the store's three URLs and says it is connected. With two members
+// killed (no quorum) status and network create say that etcd has no
+// leader; with one back, a network created on h1 appears on h2.
 func TestClusterEtcdMembers(t *testing.T) {
 	const (
 		haNet     = "haone"
@@ -116,7 +118,7 @@ func TestClusterEtcdMembers(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	res := stream.result(t, time.Minute)
-	secs := serverSeconds(t, stream)
+	secs := serverSeconds(t, stream, res)
 	var rates []float64
 	var seconds []string
 	gap := 0
@@ -199,6 +201,43 @@ func TestClusterEtcdMembers(t *testing.T) {
 			t.Errorf("%s with every etcd member back: %s", h.name, why)
 		}
 	}
+
+	// Two members of three gone: no quorum. Status and a change that
+	// needs the store say that etcd has no leader, and what it needs;
+	// with one member back, changes go on.
+	down := []int{c.etcds.Leader()}
+	down = append(down, c.etcds.Followers()[0])
+	for _, i := range down {
+		c.etcds.Member(i).Kill()
+	}
+	t.Logf("etcd members %s and %s killed: no quorum", c.etcds.Member(down[0]).Name(), c.etcds.Member(down[1]).Name())
+	poll(t, "h1's status says etcd has no leader", func() string {
+		if s := h1.status(t); s.Cluster == nil || s.Cluster.Connected || !strings.Contains(s.Cluster.LastError, "etcd has no leader") {
+			return fmt.Sprintf("cluster %+v", s.Cluster)
+		}
+		return ""
+	})
+	out := h1.mustCLI(t, "status")
+	if !strings.Contains(out, "not connected") || !strings.Contains(out, "a majority of its members must be up") {
+		t.Errorf("tapswitch status on h1 without quorum does not say \"not connected\" and what etcd needs:\n%s", out)
+	}
+	t.Logf("tapswitch status on h1 without quorum:\n%s", out)
+	r := h1.cli(t, "network", "create", "hathree", "--subnet", "10.241.32.0/24", "--scope", "cluster")
+	t.Logf("network create --scope cluster without quorum: exit %d: %s", r.code, strings.TrimSpace(r.stderr))
+	if r.code == 0 || !strings.Contains(r.stderr, "has no leader") {
+		t.Errorf("network create --scope cluster without quorum: exit %d, %q; want a failure saying etcd has no leader", r.code, r.stderr)
+	}
+	c.etcds.Member(down[1]).Restart()
+	for _, h := range c.hosts {
+		poll(t, h.name+"'s store connected with quorum back", func() string { return storeConnected(h) })
+	}
+	h1.mustCLI(t, "network", "create", "hathree", "--subnet", "10.241.32.0/24", "--scope", "cluster")
+	poll(t, "hathree on h2", func() string {
+		if n := h2.network(t, "hathree"); n == nil {
+			return "absent"
+		}
+		return ""
+	})
 }
 
 // serverSecond is what iperf3 -s received in one interval.
@@ -212,10 +251,18 @@ type serverSecond struct {
 var serverLine = regexp.MustCompile(`^\[\s*\d+\]\s+([\d.]+)-([\d.]+)\s+sec\s+([\d.]+)\s+([KMG]?)Bytes\s`)
 
 // serverSeconds reads the receiver's intervals from the client's
-// --get-server-output: iperf3 (3.12) gives them as the server's text
-// unless the server itself writes JSON.
-func serverSeconds(t *testing.T, r *clusterIperf) []serverSecond {
+// --get-server-output: as JSON when the server writes JSON (iperf3 -s
+// -J), else (as iperfServer starts it) from the server's text, which
+// iperf3 (3.12) passes on as it is.
+func serverSeconds(t *testing.T, r *clusterIperf, res *iperfRun) []serverSecond {
 	t.Helper()
+	var secs []serverSecond
+	for _, iv := range res.ServerOutput.Intervals {
+		secs = append(secs, serverSecond{start: iv.Sum.Start, end: iv.Sum.End, bytes: float64(iv.Sum.Bytes)})
+	}
+	if len(secs) > 0 {
+		return secs
+	}
 	var out struct {
 		Text string `json:"server_output_text"`
 	}
@@ -223,7 +270,6 @@ func serverSeconds(t *testing.T, r *clusterIperf) []serverSecond {
 		t.Fatalf("%s: %v", r.desc, err)
 	}
 	unit := map[string]float64{"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-	var secs []serverSecond
 	for _, line := range strings.Split(out.Text, "\n") {
 		m := serverLine.FindStringSubmatch(line)
 		if m == nil || strings.Contains(line, "receiver") || strings.Contains(line, "sender") {
