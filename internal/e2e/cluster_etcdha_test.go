@@ -285,3 +285,16 @@ func serverSeconds(t *testing.T, r *clusterIperf, res *iperfRun) []serverSecond 
 	}
 	return secs
 }
+
+// silentSeconds counts the receiver's intervals that carried no bytes,
+// but for a last one of under half a second (iperf3's tail, which may
+// end before the stream's last bytes).
+func silentSeconds(secs []serverSecond) int {
+	n := 0
+	for _, s := range secs {
+		if s.bytes == 0 && s.end-s.start >= 0.5 {
+			n++
+		}
+	}
+	return n
+}
