@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"time"
 )
 
@@ -24,7 +25,20 @@ type Config struct {
 	Port int
 	// Logger gets the endpoint's few log lines; nil means slog.Default.
 	Logger *slog.Logger
+	// Receivers is how many sockets receive, sharing the port
+	// (SO_REUSEPORT), each read by a goroutine of its own that feeds
+	// a queue of its own of every tunnel: the kernel spreads the
+	// datagrams of different flows over them, and one flow keeps to
+	// one. 0 means DefaultReceivers.
+	Receivers int
 }
+
+// DefaultReceivers is how many sockets receive by default: one per CPU
+// the process may use, up to 4.
+func DefaultReceivers() int { return min(runtime.GOMAXPROCS(0), 4) }
+
+// maxReceivers bounds Config.Receivers.
+const maxReceivers = 16
 
 // TunnelOptions configures a Tunnel.
 type TunnelOptions struct {

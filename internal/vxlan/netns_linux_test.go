@@ -62,7 +62,7 @@ func listenIn(t *testing.T, h host) *Endpoint {
 	t.Helper()
 	var e *Endpoint
 	err := namespace.Do(h.ns, func() (err error) {
-		e, err = Listen(Config{Local: h.addr})
+		e, err = Listen(Config{Local: h.addr, Receivers: 1})
 		return err
 	})
 	if err != nil {
