@@ -752,6 +752,8 @@ func newClusterSystem(cfg *config, name string) system {
 		return &clusterTapswitch{label: name, daemonPath: cfg.tapswitchd, cliPath: cfg.tapswitch, etcdBin: cfg.etcdBin, hosts: hosts}
 	case staticSystem:
 		return &clusterTapswitch{label: name, daemonPath: cfg.tapswitchd, cliPath: cfg.tapswitch, static: true, hosts: hosts}
+	case baseSystem:
+		return &clusterTapswitch{label: name, daemonPath: cfg.baseTapswitchd, cliPath: cfg.baseTapswitch, etcdBin: cfg.etcdBin, hosts: hosts}
 	}
 	if v, ok := cfg.variant(name); ok {
 		return &clusterTapswitch{label: name, daemonPath: cfg.tapswitchd, cliPath: cfg.tapswitch, extraArgs: v.Args, etcdBin: cfg.etcdBin, hosts: hosts}
@@ -760,14 +762,15 @@ func newClusterSystem(cfg *config, name string) system {
 }
 
 // clusterRunOrder is the order of the passes of -cluster: every system,
-// then the tapswitch systems again in reverse (mirrored about Open
-// vSwitch, which runs once in the middle), then, with bracket, the
+// then the tapswitch systems (an A/B's base build among them) again in
+// reverse (mirrored about Open vSwitch, which runs once in the middle),
+// then, with bracket, the
 // kernel's path again, so that a drift linear in time cancels out of
 // tapswitch's mean as of the kernel's.
 func clusterRunOrder(systems []string, bracket bool) []string {
 	runs := slices.Clone(systems)
 	for i := len(systems) - 1; i >= 0; i-- {
-		if s := systems[i]; s == "tapswitch" || isVariantSystem(s) {
+		if s := systems[i]; s == "tapswitch" || s == baseSystem || isVariantSystem(s) {
 			runs = append(runs, s)
 		}
 	}
@@ -796,7 +799,7 @@ var (
 // on -bracket when the kernel's path runs: its second pass is the drift
 // the ratios are judged by.
 func checkClusterFlags(cfg *config, set map[string]bool) error {
-	for _, f := range []string{"scale", "demo", "docker", "base-tapswitchd", "base-tapswitch", "chart"} {
+	for _, f := range []string{"scale", "demo", "docker", "chart"} {
 		if set[f] {
 			return fmt.Errorf("-cluster is a comparison of its own: drop -%s", f)
 		}
