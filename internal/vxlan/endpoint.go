@@ -116,8 +116,11 @@ func Listen(cfg Config) (*Endpoint, error) {
 		return nil, err
 	}
 	e.sock = s
+	e.free = make([]chan *rxBuf, len(s.rx))
+	for i := range e.free {
+		e.free[i] = newFreeList()
+	}
 	for i := range s.rx {
-		e.free = append(e.free, newFreeList())
 		e.wg.Go(func() { e.receive(i) })
 	}
 	e.wg.Go(e.age)
