@@ -825,14 +825,18 @@ func clusterNotes(runs []string) []string {
 	for _, s := range runs {
 		n[s]++
 	}
+	ab := n[baseSystem] > 0
 	for _, s := range runs {
-		// Variants have a note of their own.
-		if s != baseline && (s == staticSystem || !isVariantSystem(s)) && n[s] > 1 {
+		// Variants, and the two builds of an A/B, have a note of their
+		// own.
+		if s != baseline && (s == staticSystem || !isVariantSystem(s)) && !(ab && (s == baseSystem || s == "tapswitch")) && n[s] > 1 {
 			notes = append(notes, fmt.Sprintf("%s ran twice, passes mirrored about the middle of the run: the tables show the mean of its passes", s))
 			n[s] = 0
 		}
 	}
-	if slices.ContainsFunc(runs, func(s string) bool { return s == "tapswitch" || (isVariantSystem(s) && s != staticSystem) }) {
+	if slices.ContainsFunc(runs, func(s string) bool {
+		return s == "tapswitch" || s == baseSystem || (isVariantSystem(s) && s != staticSystem)
+	}) {
 		notes = append(notes, "tapswitch: the hosts form a cluster on one etcd (on the underlay, started for each pass): --cluster, --advertise, --cluster-host, the network made once and carried to the other host by the store;"+
 			" etcd runs during the tests, and its CPU counts among the others")
 	}

@@ -432,6 +432,10 @@ func TestClusterNotes(t *testing.T) {
 	if strings.Contains(notes, "cluster on one etcd") {
 		t.Errorf("a run of static peers alone speaks of etcd:\n%s", notes)
 	}
+	notes = strings.Join(clusterNotes([]string{"bridge", baseSystem, "tapswitch", "tapswitch", baseSystem, "bridge"}), "\n")
+	if strings.Contains(notes, "ran twice") || !strings.Contains(notes, "cluster on one etcd") {
+		t.Errorf("an A/B's builds have a note of their own, and both run on the store:\n%s", notes)
+	}
 }
 
 // linkStats reads a link's packet counters in namespace ns.
