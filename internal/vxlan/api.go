@@ -4,7 +4,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"runtime"
 	"time"
 )
 
@@ -29,16 +28,12 @@ type Config struct {
 	// (SO_REUSEPORT), each read by a goroutine of its own that feeds
 	// a queue of its own of every tunnel: the kernel spreads the
 	// datagrams of different flows over them, and one flow keeps to
-	// one. 0 means DefaultReceivers.
+	// one. 0 means 1; at most MaxReceivers.
 	Receivers int
 }
 
-// DefaultReceivers is how many sockets receive by default: one per CPU
-// the process may use, up to 4.
-func DefaultReceivers() int { return min(runtime.GOMAXPROCS(0), 4) }
-
-// maxReceivers bounds Config.Receivers.
-const maxReceivers = 16
+// MaxReceivers bounds Config.Receivers.
+const MaxReceivers = 16
 
 // TunnelOptions configures a Tunnel.
 type TunnelOptions struct {

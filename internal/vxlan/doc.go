@@ -3,9 +3,9 @@
 //
 // An Endpoint is the VTEP of one daemon: receiving UDP sockets bound to
 // the advertised address and the VXLAN port only, shared by every
-// network, one per CPU up to 4 (SO_REUSEPORT: the kernel spreads the
-// flows over them, a flow keeping to one), each read by a goroutine of
-// its own with recvmmsg and UDP_GRO; and a few sending sockets on the
+// network, one or a few (Config.Receivers; SO_REUSEPORT: the kernel
+// spreads the flows over them, a flow keeping to one), each read by a
+// goroutine of its own with recvmmsg and UDP_GRO; and a few sending sockets on the
 // same address, one outer source port each, picked by the inner flow's
 // hash. A Tunnel is one network's port on it (one VNI), a device.Device
 // the switch adds like any other port, with a queue per receiving socket:

@@ -91,10 +91,10 @@ func Listen(cfg Config) (*Endpoint, error) {
 		return nil, fmt.Errorf("vxlan: port %d out of range 1-65535", cfg.Port)
 	}
 	if cfg.Receivers == 0 {
-		cfg.Receivers = DefaultReceivers()
+		cfg.Receivers = 1
 	}
-	if cfg.Receivers < 1 || cfg.Receivers > maxReceivers {
-		return nil, fmt.Errorf("vxlan: %d receiving sockets out of range 1-%d", cfg.Receivers, maxReceivers)
+	if cfg.Receivers < 1 || cfg.Receivers > MaxReceivers {
+		return nil, fmt.Errorf("vxlan: %d receiving sockets out of range 1-%d", cfg.Receivers, MaxReceivers)
 	}
 	log := cfg.Logger
 	if log == nil {

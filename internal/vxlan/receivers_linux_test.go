@@ -158,8 +158,8 @@ func TestReceiversPortTaken(t *testing.T) {
 	if _, err := Listen(Config{Local: e.cfg.Local, Port: e.cfg.Port, Receivers: 1}); err == nil {
 		t.Fatal("a second endpoint of one socket opened on the port of one")
 	}
-	if _, err := Listen(Config{Local: e.cfg.Local, Port: e.cfg.Port + 1, Receivers: maxReceivers + 1}); err == nil {
-		t.Fatalf("an endpoint of %d sockets opened", maxReceivers+1)
+	if _, err := Listen(Config{Local: e.cfg.Local, Port: e.cfg.Port + 1, Receivers: MaxReceivers + 1}); err == nil {
+		t.Fatalf("an endpoint of %d sockets opened", MaxReceivers+1)
 	}
 }
 
