@@ -22,12 +22,13 @@ import (
 // clusterOptions are the flags of networks that span hosts
 // (daemon.OverlayConfig).
 type clusterOptions struct {
-	advertise   string
-	cluster     string
-	clusterHost string
-	clusterTTL  time.Duration
-	vxlanPort   int
-	vxlanPeers  []string
+	advertise      string
+	cluster        string
+	clusterHost    string
+	clusterTTL     time.Duration
+	vxlanPort      int
+	vxlanReceivers int
+	vxlanPeers     []string
 	// TLS and user of the store.
 	clusterCA           string
 	clusterCert         string
@@ -47,6 +48,7 @@ func addClusterFlags(f *pflag.FlagSet, o *clusterOptions) {
 	f.StringVar(&o.clusterUser, "cluster-user", "", "this host's etcd user `NAME`, for an etcd with authentication enabled; needs --cluster-password-file")
 	f.StringVar(&o.clusterPasswordFile, "cluster-password-file", "", "`FILE` whose first line is the password of --cluster-user (it is never given on the command line); owned by root, for its owner only (chmod 600), or tapswitchd refuses to start")
 	f.IntVar(&o.vxlanPort, "vxlan-port", vxlan.DefaultPort, "UDP port of the VXLAN tunnel, the same on every host")
+	f.IntVar(&o.vxlanReceivers, "vxlan-receivers", 1, fmt.Sprintf("sockets receiving the tunnel's packets, sharing --vxlan-port, each read by its own loop: the kernel spreads the flows from other hosts over them (1 to %d)", vxlan.MaxReceivers))
 	f.StringArrayVar(&o.vxlanPeers, "vxlan-peer", nil, "a static peer's tunnel address (`IP`): cluster networks' frames go to it and may come from it, with or without --cluster, as to a Linux vxlan device there (repeatable); needs --advertise")
 }
 
@@ -79,6 +81,10 @@ func (o clusterOptions) config(local []netip.Addr) (daemon.OverlayConfig, error)
 		return c, fmt.Errorf("--vxlan-port %d: want 1 to 65535 (VXLAN's is %d)", o.vxlanPort, vxlan.DefaultPort)
 	}
 	c.Port = o.vxlanPort
+	if o.vxlanReceivers < 1 || o.vxlanReceivers > vxlan.MaxReceivers {
+		return c, fmt.Errorf("--vxlan-receivers %d: want 1 to %d", o.vxlanReceivers, vxlan.MaxReceivers)
+	}
+	c.Receivers = o.vxlanReceivers
 	for _, s := range o.vxlanPeers {
 		a, err := netip.ParseAddr(s)
 		if err != nil || a.Zone() != "" {

@@ -16,7 +16,7 @@ import (
 func TestClusterOptions(t *testing.T) {
 	local := []netip.Addr{netip.MustParseAddr("10.234.0.1"), netip.MustParseAddr("127.0.0.1")}
 	base := func() clusterOptions {
-		return clusterOptions{clusterTTL: cluster.DefaultTTL, vxlanPort: 4789}
+		return clusterOptions{clusterTTL: cluster.DefaultTTL, vxlanPort: 4789, vxlanReceivers: 1}
 	}
 	tests := []struct {
 		name    string
@@ -48,6 +48,9 @@ func TestClusterOptions(t *testing.T) {
 		}, errText: "given twice"},
 		{name: "peer a name", set: func(o *clusterOptions) { o.advertise, o.vxlanPeers = "10.234.0.1", []string{"host2"} }, errText: "--vxlan-peer"},
 		{name: "port 0", set: func(o *clusterOptions) { o.vxlanPort = 0 }, errText: "--vxlan-port 0"},
+		{name: "receivers", set: func(o *clusterOptions) { o.advertise, o.vxlanReceivers = "10.234.0.1", 4 }},
+		{name: "no receiver", set: func(o *clusterOptions) { o.vxlanReceivers = 0 }, errText: "--vxlan-receivers 0"},
+		{name: "too many receivers", set: func(o *clusterOptions) { o.vxlanReceivers = 17 }, errText: "--vxlan-receivers 17"},
 		{name: "short TTL", set: func(o *clusterOptions) { o.clusterTTL = time.Second }, errText: "--cluster-ttl"},
 		{name: "TTL not in seconds", set: func(o *clusterOptions) { o.clusterTTL = 2500 * time.Millisecond }, errText: "whole seconds"},
 	}
@@ -68,8 +71,8 @@ func TestClusterOptions(t *testing.T) {
 			if o.advertise != "" && c.Advertise.String() != o.advertise {
 				t.Fatalf("Advertise = %v, want %s", c.Advertise, o.advertise)
 			}
-			if len(c.Peers) != len(o.vxlanPeers) || c.Port != o.vxlanPort || c.Host != o.clusterHost {
-				t.Fatalf("config() = %+v, want the options' peers, port and host", c)
+			if len(c.Peers) != len(o.vxlanPeers) || c.Port != o.vxlanPort || c.Receivers != o.vxlanReceivers || c.Host != o.clusterHost {
+				t.Fatalf("config() = %+v, want the options' peers, port, receivers and host", c)
 			}
 			if o.cluster != "" && !slices.Equal(c.Cluster, []string{"http://10.234.0.10:2379", "https://10.234.0.11:2379"}) {
 				t.Fatalf("Cluster = %v", c.Cluster)
@@ -183,7 +186,7 @@ func TestClusterStoreAccess(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o := clusterOptions{clusterTTL: cluster.DefaultTTL, vxlanPort: 4789, advertise: "10.234.0.1"}
+			o := clusterOptions{clusterTTL: cluster.DefaultTTL, vxlanPort: 4789, vxlanReceivers: 1, advertise: "10.234.0.1"}
 			tt.set(&o)
 			got, err := o.config(local)
 			if tt.errText != "" {

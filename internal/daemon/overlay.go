@@ -37,6 +37,9 @@ type OverlayConfig struct {
 	Advertise netip.Addr
 	// Port is the VXLAN UDP port; 0 means vxlan.DefaultPort.
 	Port int
+	// Receivers is how many sockets receive on the port, each read by
+	// its own loop (vxlan.Config.Receivers); 0 means 1.
+	Receivers int
 	// Peers are static peers: hosts the cluster networks' frames go to
 	// and may come from, with or without a store.
 	Peers []netip.Addr
@@ -105,7 +108,7 @@ func (d *Daemon) openOverlayLocked() error {
 		return fmt.Errorf("--advertise %s: %w", c.Advertise, err)
 	}
 	ov.underlayMTU = mtu
-	ep, err := vxlan.Listen(vxlan.Config{Local: c.Advertise, Port: c.Port, Logger: d.log.With("part", "vxlan")})
+	ep, err := vxlan.Listen(vxlan.Config{Local: c.Advertise, Port: c.Port, Receivers: c.Receivers, Logger: d.log.With("part", "vxlan")})
 	if err != nil {
 		return fmt.Errorf("VXLAN socket on %s: %w", netip.AddrPortFrom(c.Advertise, uint16(cmp.Or(c.Port, vxlan.DefaultPort))), err)
 	}

@@ -159,6 +159,11 @@ func newCluster(t *testing.T, o clusterOptions) *clusterEnv {
 			"--log-level", "debug",
 			"--advertise", h.vtep,
 		}
+		if i%2 == 0 {
+			// Every other host receives on two sockets, so that the
+			// tests cross between hosts of one and of several.
+			h.args = append(h.args, "--vxlan-receivers", "2")
+		}
 		if !o.noStore {
 			h.args = append(h.args,
 				"--cluster", "etcd="+etcdURLs,

@@ -24,7 +24,16 @@ type Config struct {
 	Port int
 	// Logger gets the endpoint's few log lines; nil means slog.Default.
 	Logger *slog.Logger
+	// Receivers is how many sockets receive, sharing the port
+	// (SO_REUSEPORT), each read by a goroutine of its own that feeds
+	// a queue of its own of every tunnel: the kernel spreads the
+	// datagrams of different flows over them, and one flow keeps to
+	// one. 0 means 1; at most MaxReceivers.
+	Receivers int
 }
+
+// MaxReceivers bounds Config.Receivers.
+const MaxReceivers = 16
 
 // TunnelOptions configures a Tunnel.
 type TunnelOptions struct {

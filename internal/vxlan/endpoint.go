@@ -13,9 +13,10 @@ import (
 	"time"
 )
 
-// Endpoint is the VXLAN endpoint (VTEP) of one host: one UDP socket bound
-// to the advertised address that receives for every tunnel, and a few
-// sending sockets, one per outer source port, shared by all tunnels.
+// Endpoint is the VXLAN endpoint (VTEP) of one host: UDP sockets bound to
+// the advertised address and the port that receive for every tunnel, one
+// or a few sharing the port, each read by a goroutine of its own, and a
+// few sending sockets, one per outer source port, shared by all tunnels.
 type Endpoint struct {
 	cfg      Config
 	log      *slog.Logger
@@ -24,8 +25,9 @@ type Endpoint struct {
 	// if unknown.
 	underMTU int
 	sock     *sockets
-	// free holds the receive buffers no tunnel holds frames in.
-	free chan *rxBuf
+	// free holds, per receiving socket, the receive buffers of its
+	// goroutine that no tunnel holds frames in.
+	free []chan *rxBuf
 
 	// tunnels and members are read by the receiving goroutine and the
 	// senders without a lock; they are replaced whole under mu.
@@ -75,7 +77,7 @@ const agingTime = 300 * time.Second
 const agingInterval = 15 * time.Second
 
 // Listen opens the endpoint's sockets in the caller's network namespace:
-// the receiving socket on cfg.Local and the port, the sending ones on
+// the receiving ones on cfg.Local and the port, the sending ones on
 // cfg.Local and ports the kernel picks.
 func Listen(cfg Config) (*Endpoint, error) {
 	if !cfg.Local.IsValid() || cfg.Local.IsUnspecified() || cfg.Local.IsMulticast() {
@@ -87,6 +89,12 @@ func Listen(cfg Config) (*Endpoint, error) {
 	}
 	if cfg.Port < 0 || cfg.Port > 65535 {
 		return nil, fmt.Errorf("vxlan: port %d out of range 1-65535", cfg.Port)
+	}
+	if cfg.Receivers == 0 {
+		cfg.Receivers = 1
+	}
+	if cfg.Receivers < 1 || cfg.Receivers > MaxReceivers {
+		return nil, fmt.Errorf("vxlan: %d receiving sockets out of range 1-%d", cfg.Receivers, MaxReceivers)
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -103,15 +111,20 @@ func Listen(cfg Config) (*Endpoint, error) {
 	// The link is looked up here, in the namespace the sockets are
 	// opened in, not in whichever namespace a later call runs in.
 	e.underMTU, _ = UnderlayMTU(cfg.Local)
-	s, err := openSockets(cfg.Local, cfg.Port)
+	s, err := openSockets(cfg.Local, cfg.Port, cfg.Receivers)
 	if err != nil {
 		return nil, err
 	}
 	e.sock = s
-	e.free = newFreeList()
-	e.wg.Go(e.receive)
+	e.free = make([]chan *rxBuf, len(s.rx))
+	for i := range e.free {
+		e.free[i] = newFreeList()
+	}
+	for i := range s.rx {
+		e.wg.Go(func() { e.receive(i) })
+	}
 	e.wg.Go(e.age)
-	log.Info("vxlan endpoint listening", "local", cfg.Local, "port", cfg.Port, "underlay_mtu", e.underMTU, "source_ports", s.sourcePorts())
+	log.Info("vxlan endpoint listening", "local", cfg.Local, "port", cfg.Port, "receivers", len(s.rx), "underlay_mtu", e.underMTU, "source_ports", s.sourcePorts())
 	return e, nil
 }
 
@@ -217,15 +230,12 @@ func (e *Endpoint) Tunnel(vni uint32, opt TunnelOptions) (*Tunnel, error) {
 	if maxMTU := maxDatagram - HeaderLen - ethHdrLen; mtu < 68 || mtu > maxMTU {
 		return nil, fmt.Errorf("vxlan: VNI %d: overlay MTU %d out of range 68-%d", vni, mtu, maxMTU)
 	}
-	t := &Tunnel{ep: e, vni: vni, mtu: mtu, rxch: make(chan *rxBatch, tunnelQueue), done: make(chan struct{}),
-		views: make([][]byte, 0, maxBatchFrames),
-		space: make(chan struct{}, 1)}
+	t := newTunnel(e, vni, mtu, tunnelQueue)
 	for _, m := range opt.HostOnly {
 		if len(m) == 6 {
 			t.hostOnly = append(t.hostOnly, macKey(m))
 		}
 	}
-	t.initTables()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {

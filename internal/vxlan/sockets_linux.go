@@ -34,7 +34,10 @@ const maxDatagram = 65535 - 20 - 8
 
 // sockets are an Endpoint's UDP sockets.
 //
-// The receiving socket is Go's, waited on by the runtime's poller. The
+// The receiving sockets are Go's, waited on by the runtime's poller:
+// one, or a few on the one address and port (SO_REUSEPORT), among which
+// the kernel spreads datagrams by their addresses and ports, so that one
+// flow (one outer source port) keeps to one socket and its order. The
 // sending ones are plain blocking descriptors the poller never sees: a
 // socket in the poller's epoll set has the kernel call into epoll each
 // time one of its sent packets is freed (the socket has write space
@@ -43,14 +46,18 @@ const maxDatagram = 65535 - 20 - 8
 // send blocks only while the socket's buffer is full, which the
 // receiving end drains.
 type sockets struct {
-	rx    *net.UDPConn
-	rxRaw syscall.RawConn
+	rx []rxSock
 	// txMu guards the sending descriptors against Close: sends hold it
 	// shared, close exclusively, so that a descriptor is never used
 	// after it is closed (and its number reused).
 	txMu     sync.RWMutex
 	txClosed bool
 	tx       [txSockets]txSock
+}
+
+type rxSock struct {
+	conn *net.UDPConn
+	raw  syscall.RawConn
 }
 
 type txSock struct {
@@ -98,30 +105,38 @@ func (s *sockaddr) addr() netip.Addr {
 	return netip.Addr{}
 }
 
-// openSockets opens the receiving socket on local:port and the sending
-// ones on local and ports the kernel picks.
-func openSockets(local netip.Addr, port int) (s *sockets, err error) {
-	network := "udp4"
-	if local.Is6() {
-		network = "udp6"
-	}
+// openSockets opens n receiving sockets on local:port (sharing it with
+// SO_REUSEPORT if n > 1) and the sending ones on local and ports the
+// kernel picks.
+func openSockets(local netip.Addr, port, n int) (s *sockets, err error) {
 	s = &sockets{}
+	for i := range s.tx {
+		s.tx[i].fd = -1
+	}
 	defer func() {
 		if err != nil {
 			s.close()
 		}
 	}()
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error { return control(c, rxOpts, local.Is6()) }}
-	pc, err := lc.ListenPacket(context.Background(), network, net.JoinHostPort(local.String(), strconv.Itoa(port)))
-	if err != nil {
-		return s, fmt.Errorf("vxlan: listen on %v port %d: %w (is another VXLAN endpoint, such as a Linux vxlan device, on that port? is %v an address of this host?)", local, port, err, local)
+	inUse := func(err error) error {
+		return fmt.Errorf("vxlan: listen on %v port %d: %w (is another VXLAN endpoint, such as a Linux vxlan device, on that port? is %v an address of this host?)", local, port, err, local)
 	}
-	s.rx = pc.(*net.UDPConn)
-	if s.rxRaw, err = s.rx.SyscallConn(); err != nil {
-		return s, err
+	if n > 1 {
+		// Sockets that share a port with SO_REUSEPORT share it with any
+		// other of the same user that asks alike: a socket alone on the
+		// port first makes sure nobody holds it.
+		probe, err := listenRx(local, port, false)
+		if err != nil {
+			return s, inUse(err)
+		}
+		probe.conn.Close()
 	}
-	for i := range s.tx {
-		s.tx[i].fd = -1
+	for range n {
+		r, err := listenRx(local, port, n > 1)
+		if err != nil {
+			return s, inUse(err)
+		}
+		s.rx = append(s.rx, r)
 	}
 	for i := range s.tx {
 		if s.tx[i], err = openTx(local); err != nil {
@@ -129,6 +144,26 @@ func openSockets(local netip.Addr, port int) (s *sockets, err error) {
 		}
 	}
 	return s, nil
+}
+
+// listenRx opens a receiving socket on local:port, with SO_REUSEPORT if
+// shared.
+func listenRx(local netip.Addr, port int, shared bool) (rxSock, error) {
+	network := "udp4"
+	if local.Is6() {
+		network = "udp6"
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error { return control(c, rxOpts, local.Is6(), shared) }}
+	pc, err := lc.ListenPacket(context.Background(), network, net.JoinHostPort(local.String(), strconv.Itoa(port)))
+	if err != nil {
+		return rxSock{}, err
+	}
+	r := rxSock{conn: pc.(*net.UDPConn)}
+	if r.raw, err = r.conn.SyscallConn(); err != nil {
+		r.conn.Close()
+		return rxSock{}, err
+	}
+	return r, nil
 }
 
 // openTx opens a blocking sending socket bound to local and a port the
@@ -188,8 +223,8 @@ func (s *sockets) sourcePorts() []int {
 
 func (s *sockets) close() error {
 	var errs []error
-	if s.rx != nil {
-		errs = append(errs, s.rx.Close())
+	for _, r := range s.rx {
+		errs = append(errs, r.conn.Close())
 	}
 	s.txMu.Lock()
 	defer s.txMu.Unlock()
@@ -213,12 +248,18 @@ const (
 // never receive, and must not keep what a stray sender sends them.
 var dropAll = []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
 
-func control(c syscall.RawConn, kind int, v6 bool) error {
+func control(c syscall.RawConn, kind int, v6, shared bool) error {
 	var serr error
 	err := c.Control(func(fd uintptr) {
 		f := int(fd)
 		switch kind {
 		case rxOpts:
+			if shared {
+				if err := unix.SetsockoptInt(f, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+					serr = fmt.Errorf("vxlan: SO_REUSEPORT: %w", err)
+					return
+				}
+			}
 			// UDP_GRO: the kernel hands over a run of datagrams of one
 			// flow as one read, with their size in a control message.
 			if err := unix.SetsockoptInt(f, unix.IPPROTO_UDP, unix.UDP_GRO, 1); err != nil {
