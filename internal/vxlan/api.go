@@ -24,6 +24,17 @@ type Config struct {
 	Port int
 	// Logger gets the endpoint's few log lines; nil means slog.Default.
 	Logger *slog.Logger
+	// Receivers are receiving sockets another endpoint of this host
+	// handed over (ExportReceivers of a daemon that hands over to its
+	// successor): Listen takes them, and closes them. It reads them if
+	// there are as many as it reads (one) and each is a UDP socket bound
+	// to Local and Port; else it says why in the log and binds afresh.
+	// Datagrams that arrived in between wait in them, and are read.
+	Receivers []int
+	// Paused starts the endpoint with its reads paused (PauseReads),
+	// until ResumeReads: the tunnels a predecessor's datagrams are for
+	// are not made yet.
+	Paused bool
 }
 
 // TunnelOptions configures a Tunnel.

@@ -37,8 +37,15 @@ type Endpoint struct {
 	// a VTEP is one *peer (and one set of counters) everywhere.
 	peers  map[netip.Addr]*peer
 	closed bool
-	done   chan struct{}
-	wg     sync.WaitGroup
+	// paused says that reads are paused (PauseReads); it is read
+	// without mu before each read. resume is closed by ResumeReads;
+	// pauseAck, closed by the receiving goroutine once it has stopped
+	// reading, tells PauseReads so.
+	paused   atomic.Bool
+	resume   chan struct{}
+	pauseAck chan struct{}
+	done     chan struct{}
+	wg       sync.WaitGroup
 
 	c counters
 }
@@ -103,16 +110,102 @@ func Listen(cfg Config) (*Endpoint, error) {
 	// The link is looked up here, in the namespace the sockets are
 	// opened in, not in whichever namespace a later call runs in.
 	e.underMTU, _ = UnderlayMTU(cfg.Local)
-	s, err := openSockets(cfg.Local, cfg.Port)
+	s, refused, err := openSockets(cfg.Local, cfg.Port, cfg.Receivers)
+	if refused != nil {
+		log.Warn("vxlan: receiving socket handed over refused; bound afresh", "err", refused)
+	}
 	if err != nil {
 		return nil, err
 	}
 	e.sock = s
 	e.free = newFreeList()
+	if cfg.Paused {
+		e.paused.Store(true)
+		e.resume = make(chan struct{})
+	}
 	e.wg.Go(e.receive)
 	e.wg.Go(e.age)
-	log.Info("vxlan endpoint listening", "local", cfg.Local, "port", cfg.Port, "underlay_mtu", e.underMTU, "source_ports", s.sourcePorts())
+	adopted := len(cfg.Receivers) > 0 && refused == nil
+	log.Info("vxlan endpoint listening", "local", cfg.Local, "port", cfg.Port, "underlay_mtu", e.underMTU, "source_ports", s.sourcePorts(), "handed_over", adopted)
 	return e, nil
+}
+
+// ExportReceivers returns descriptors of the endpoint's receiving
+// sockets, which the caller owns, for a successor (Config.Receivers):
+// datagrams wait in the sockets while neither endpoint reads them.
+func (e *Endpoint) ExportReceivers() ([]int, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil, os.ErrClosed
+	}
+	return e.sock.exportReceivers()
+}
+
+// pauseWait bounds PauseReads's wait for the receiving goroutine to
+// finish the read in progress: one batch of at most rxMsgs datagrams.
+const pauseWait = time.Second
+
+// PauseReads stops the endpoint reading its receiving sockets, until
+// ResumeReads: once it returns, no read is in progress, and datagrams
+// wait in the sockets (for a successor that reads them through
+// ExportReceivers' descriptors). Sending goes on.
+func (e *Endpoint) PauseReads() {
+	e.mu.Lock()
+	if e.closed || e.paused.Load() {
+		e.mu.Unlock()
+		return
+	}
+	ack := make(chan struct{})
+	e.resume, e.pauseAck = make(chan struct{}), ack
+	e.paused.Store(true)
+	e.mu.Unlock()
+	// Wakes a read blocked in the poller; the goroutine then finds the
+	// endpoint paused.
+	e.sock.rx.SetReadDeadline(time.Unix(1, 0))
+	t := time.NewTimer(pauseWait)
+	defer t.Stop()
+	select {
+	case <-ack:
+	case <-e.done:
+	case <-t.C:
+		e.log.Warn("vxlan: a read still in progress after pausing reads", "waited", pauseWait)
+	}
+}
+
+// ResumeReads lets the endpoint read its receiving sockets again.
+func (e *Endpoint) ResumeReads() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.paused.Load() {
+		return
+	}
+	e.sock.rx.SetReadDeadline(time.Time{})
+	e.paused.Store(false)
+	e.pauseAck = nil
+	close(e.resume)
+}
+
+// waitResumed is where the receiving goroutine waits while reads are
+// paused; it reports false when the endpoint closes meanwhile.
+func (e *Endpoint) waitResumed() bool {
+	e.mu.Lock()
+	if !e.paused.Load() {
+		e.mu.Unlock()
+		return true
+	}
+	ack, resume := e.pauseAck, e.resume
+	e.pauseAck = nil
+	e.mu.Unlock()
+	if ack != nil {
+		close(ack)
+	}
+	select {
+	case <-resume:
+		return true
+	case <-e.done:
+		return false
+	}
 }
 
 // Close closes the sockets and every tunnel: their Reads and Writes fail

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"sync"
 	"syscall"
@@ -98,9 +99,15 @@ func (s *sockaddr) addr() netip.Addr {
 	return netip.Addr{}
 }
 
-// openSockets opens the receiving socket on local:port and the sending
-// ones on local and ports the kernel picks.
-func openSockets(local netip.Addr, port int) (s *sockets, err error) {
+// rxSockets is how many receiving sockets an endpoint reads: the
+// length of the list ExportReceivers gives and Config.Receivers takes.
+const rxSockets = 1
+
+// openSockets opens the receiving socket on local:port, or takes the
+// one handed over in inherited (adoptRx), and the sending ones on local
+// and ports the kernel picks. refused says why inherited sockets were
+// not taken, nil if none were given or they were.
+func openSockets(local netip.Addr, port int, inherited []int) (s *sockets, refused, err error) {
 	network := "udp4"
 	if local.Is6() {
 		network = "udp6"
@@ -111,24 +118,122 @@ func openSockets(local netip.Addr, port int) (s *sockets, err error) {
 			s.close()
 		}
 	}()
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error { return control(c, rxOpts, local.Is6()) }}
-	pc, err := lc.ListenPacket(context.Background(), network, net.JoinHostPort(local.String(), strconv.Itoa(port)))
-	if err != nil {
-		return s, fmt.Errorf("vxlan: listen on %v port %d: %w (is another VXLAN endpoint, such as a Linux vxlan device, on that port? is %v an address of this host?)", local, port, err, local)
+	if len(inherited) > 0 {
+		s.rx, refused = adoptReceivers(inherited, local, port)
 	}
-	s.rx = pc.(*net.UDPConn)
+	if s.rx == nil {
+		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error { return control(c, rxOpts, local.Is6()) }}
+		pc, err := lc.ListenPacket(context.Background(), network, net.JoinHostPort(local.String(), strconv.Itoa(port)))
+		if err != nil {
+			return s, refused, fmt.Errorf("vxlan: listen on %v port %d: %w (is another VXLAN endpoint, such as a Linux vxlan device, on that port? is %v an address of this host?)", local, port, err, local)
+		}
+		s.rx = pc.(*net.UDPConn)
+	}
 	if s.rxRaw, err = s.rx.SyscallConn(); err != nil {
-		return s, err
+		return s, refused, err
 	}
 	for i := range s.tx {
 		s.tx[i].fd = -1
 	}
 	for i := range s.tx {
 		if s.tx[i], err = openTx(local); err != nil {
-			return s, fmt.Errorf("vxlan: open a sending socket on %v: %w", local, err)
+			return s, refused, fmt.Errorf("vxlan: open a sending socket on %v: %w", local, err)
 		}
 	}
-	return s, nil
+	return s, refused, nil
+}
+
+// adoptReceivers takes the receiving sockets fds handed over, and
+// closes the descriptors: it returns the one socket an endpoint reads,
+// or nil and why they were refused (not one, or not a UDP socket bound
+// to local:port).
+func adoptReceivers(fds []int, local netip.Addr, port int) (*net.UDPConn, error) {
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	if len(fds) != rxSockets {
+		return nil, fmt.Errorf("vxlan: %d receiving sockets handed over, want %d", len(fds), rxSockets)
+	}
+	for _, fd := range fds {
+		if err := checkReceiver(fd, local, port); err != nil {
+			return nil, err
+		}
+	}
+	f := os.NewFile(uintptr(fds[0]), "vxlan receiver")
+	pc, err := net.FilePacketConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("vxlan: receiving socket handed over: %w", err)
+	}
+	c, ok := pc.(*net.UDPConn)
+	if !ok {
+		pc.Close()
+		return nil, fmt.Errorf("vxlan: receiving socket handed over is a %T, not a UDP socket", pc)
+	}
+	rc, err := c.SyscallConn()
+	if err == nil {
+		// Set again: the predecessor may be of a version that set
+		// fewer, and what is set already is set the same.
+		err = control(rc, rxOpts, local.Is6())
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// checkReceiver checks that fd is a UDP socket of local's family bound
+// to local:port.
+func checkReceiver(fd int, local netip.Addr, port int) error {
+	family := unix.AF_INET
+	if local.Is6() {
+		family = unix.AF_INET6
+	}
+	dom, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	if err != nil {
+		return fmt.Errorf("vxlan: receiving socket handed over: %w", err)
+	}
+	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+	if err != nil {
+		return fmt.Errorf("vxlan: receiving socket handed over: %w", err)
+	}
+	proto, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL)
+	if err != nil {
+		return fmt.Errorf("vxlan: receiving socket handed over: %w", err)
+	}
+	if dom != family || typ != unix.SOCK_DGRAM || proto != unix.IPPROTO_UDP {
+		return fmt.Errorf("vxlan: receiving socket handed over is not a UDP socket of %v's family (domain %d, type %d, protocol %d)", local, dom, typ, proto)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return fmt.Errorf("vxlan: receiving socket handed over: %w", err)
+	}
+	var got netip.AddrPort
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		got = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
+	case *unix.SockaddrInet6:
+		got = netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port))
+	}
+	if want := netip.AddrPortFrom(local, uint16(port)); got != want {
+		return fmt.Errorf("vxlan: receiving socket handed over is bound to %v, not %v", got, want)
+	}
+	return nil
+}
+
+// exportReceivers returns descriptors of the receiving sockets that the
+// caller owns.
+func (s *sockets) exportReceivers() ([]int, error) {
+	fd, cerr := -1, error(nil)
+	if err := s.rxRaw.Control(func(c uintptr) { fd, cerr = unix.FcntlInt(c, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return nil, err
+	}
+	if cerr != nil {
+		return nil, fmt.Errorf("vxlan: receiving socket: %w", cerr)
+	}
+	return []int{fd}, nil
 }
 
 // openTx opens a blocking sending socket bound to local and a port the
