@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -56,6 +58,30 @@ func TestHandOverReceivers(t *testing.T) {
 		t.Fatalf("Listen with the receiver handed over: %v", err)
 	}
 	defer nb.Close()
+	// The descriptor handed over is closed once, by Listen, and not
+	// again later by a finalizer, when its number is another file's:
+	// here a pipe's, put there on purpose.
+	var pipe [2]int
+	if err := unix.Pipe2(pipe[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pipe[1])
+	if pipe[0] != fds[0] {
+		if err := unix.Dup3(pipe[0], fds[0], unix.O_CLOEXEC); err != nil {
+			t.Fatalf("dup3(%d, %d): %v", pipe[0], fds[0], err)
+		}
+		unix.Close(pipe[0])
+	}
+	defer unix.Close(fds[0])
+	for range 3 {
+		runtime.GC()
+		// Finalizers run after the collection, in a goroutine of
+		// their own.
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := unix.FcntlInt(uintptr(fds[0]), unix.F_GETFD, 0); err != nil {
+		t.Fatalf("descriptor %d, once the one handed over, now a pipe's: %v after a GC; want it open", fds[0], err)
+	}
 	nb.SetMembers([]netip.Addr{netip.MustParseAddr("127.0.0.1")})
 	nt := tunnel(t, nb, 42, 1450, netip.MustParseAddr("127.0.0.1"))
 	nb.ResumeReads()

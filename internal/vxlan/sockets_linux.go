@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -148,9 +149,12 @@ func openSockets(local netip.Addr, port int, inherited []int) (s *sockets, refus
 // or nil and why they were refused (not one, or not a UDP socket bound
 // to local:port).
 func adoptReceivers(fds []int, local netip.Addr, port int) (*net.UDPConn, error) {
+	fds = slices.Clone(fds)
 	defer func() {
 		for _, fd := range fds {
-			unix.Close(fd)
+			if fd >= 0 {
+				unix.Close(fd)
+			}
 		}
 	}()
 	if len(fds) != rxSockets {
@@ -161,7 +165,12 @@ func adoptReceivers(fds []int, local netip.Addr, port int) (*net.UDPConn, error)
 			return nil, err
 		}
 	}
+	// The file owns the descriptor from here: closed by it, and only
+	// by it (its finalizer would close the number again, by then
+	// another socket's).
 	f := os.NewFile(uintptr(fds[0]), "vxlan receiver")
+	fds[0] = -1
+	defer f.Close()
 	pc, err := net.FilePacketConn(f)
 	if err != nil {
 		return nil, fmt.Errorf("vxlan: receiving socket handed over: %w", err)
