@@ -13,9 +13,9 @@ package daemon
 //
 // a hand-over adds the VXLAN socket and the store session of a cluster
 // host (handover_overlay.go), and cmd/tapswitchd adds its API listener
-// as "api". New takes the
-// descriptors its state names from Config.Inherited in place of opening
-// the TAPs by name and listening afresh, and closes the rest.
+// as "api". New takes the descriptors its state names from
+// Config.Inherited in place of opening the TAPs by name and listening
+// afresh, and closes the rest.
 
 import (
 	"fmt"
@@ -228,12 +228,12 @@ const handoverSettle = time.Millisecond
 // every published port's socket and the VXLAN socket, named as above,
 // and the store session, stops reading the TAPs and the VXLAN socket
 // and following the store, writes the state, and stops its published
-// ports and DNS servers, whose addresses the successor takes. The store
-// session stays open (its lease is kept alive) until the process exits
-// or Close detaches it, and is never revoked: the successor carries it
-// on. The TAPs stay attached through
-// the duplicates, so the frames sent meanwhile wait in their rings. When
-// it fails, the daemon is left running as it was.
+// ports and DNS servers, whose addresses the successor takes. The TAPs
+// stay attached through the duplicates, so the frames sent meanwhile
+// wait in their rings, as the tunnel's datagrams wait in the socket.
+// The store session stays open (its lease kept alive) until the process
+// exits or Close detaches it, and is never revoked: the successor
+// carries it on. When it fails, the daemon is left running as it was.
 //
 // The caller owns the set: it passes it to the successor, and exits
 // once the successor has taken over; or, if the hand-over fails, it
