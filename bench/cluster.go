@@ -752,6 +752,8 @@ func newClusterSystem(cfg *config, name string) system {
 		return &clusterTapswitch{label: name, daemonPath: cfg.tapswitchd, cliPath: cfg.tapswitch, etcdBin: cfg.etcdBin, hosts: hosts}
 	case staticSystem:
 		return &clusterTapswitch{label: name, daemonPath: cfg.tapswitchd, cliPath: cfg.tapswitch, static: true, hosts: hosts}
+	case baseSystem:
+		return &clusterTapswitch{label: name, daemonPath: cfg.baseTapswitchd, cliPath: cfg.baseTapswitch, etcdBin: cfg.etcdBin, hosts: hosts}
 	}
 	if v, ok := cfg.variant(name); ok {
 		return &clusterTapswitch{label: name, daemonPath: cfg.tapswitchd, cliPath: cfg.tapswitch, extraArgs: v.Args, etcdBin: cfg.etcdBin, hosts: hosts}
@@ -760,14 +762,15 @@ func newClusterSystem(cfg *config, name string) system {
 }
 
 // clusterRunOrder is the order of the passes of -cluster: every system,
-// then the tapswitch systems again in reverse (mirrored about Open
-// vSwitch, which runs once in the middle), then, with bracket, the
+// then the tapswitch systems (an A/B's base build among them) again in
+// reverse (mirrored about Open vSwitch, which runs once in the middle),
+// then, with bracket, the
 // kernel's path again, so that a drift linear in time cancels out of
 // tapswitch's mean as of the kernel's.
 func clusterRunOrder(systems []string, bracket bool) []string {
 	runs := slices.Clone(systems)
 	for i := len(systems) - 1; i >= 0; i-- {
-		if s := systems[i]; s == "tapswitch" || isVariantSystem(s) {
+		if s := systems[i]; s == "tapswitch" || s == baseSystem || isVariantSystem(s) {
 			runs = append(runs, s)
 		}
 	}
@@ -796,7 +799,7 @@ var (
 // on -bracket when the kernel's path runs: its second pass is the drift
 // the ratios are judged by.
 func checkClusterFlags(cfg *config, set map[string]bool) error {
-	for _, f := range []string{"scale", "demo", "docker", "base-tapswitchd", "base-tapswitch", "chart"} {
+	for _, f := range []string{"scale", "demo", "docker", "chart"} {
 		if set[f] {
 			return fmt.Errorf("-cluster is a comparison of its own: drop -%s", f)
 		}
@@ -822,14 +825,18 @@ func clusterNotes(runs []string) []string {
 	for _, s := range runs {
 		n[s]++
 	}
+	ab := n[baseSystem] > 0
 	for _, s := range runs {
-		// Variants have a note of their own.
-		if s != baseline && (s == staticSystem || !isVariantSystem(s)) && n[s] > 1 {
+		// Variants, and the two builds of an A/B, have a note of their
+		// own.
+		if s != baseline && (s == staticSystem || !isVariantSystem(s)) && !(ab && (s == baseSystem || s == "tapswitch")) && n[s] > 1 {
 			notes = append(notes, fmt.Sprintf("%s ran twice, passes mirrored about the middle of the run: the tables show the mean of its passes", s))
 			n[s] = 0
 		}
 	}
-	if slices.ContainsFunc(runs, func(s string) bool { return s == "tapswitch" || (isVariantSystem(s) && s != staticSystem) }) {
+	if slices.ContainsFunc(runs, func(s string) bool {
+		return s == "tapswitch" || s == baseSystem || (isVariantSystem(s) && s != staticSystem)
+	}) {
 		notes = append(notes, "tapswitch: the hosts form a cluster on one etcd (on the underlay, started for each pass): --cluster, --advertise, --cluster-host, the network made once and carried to the other host by the store;"+
 			" etcd runs during the tests, and its CPU counts among the others")
 	}

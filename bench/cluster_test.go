@@ -36,6 +36,8 @@ func TestClusterRunOrder(t *testing.T) {
 			[]string{"bridge", "tapswitch a", "tapswitch b", "ovs", "tapswitch b", "tapswitch a", "bridge"}},
 		{"static", []string{"bridge", "tapswitch", "tapswitch static", "ovs"}, true,
 			[]string{"bridge", "tapswitch", "tapswitch static", "ovs", "tapswitch static", "tapswitch", "bridge"}},
+		{"ab", []string{"bridge", baseSystem, "tapswitch"}, true,
+			[]string{"bridge", baseSystem, "tapswitch", "tapswitch", baseSystem, "bridge"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -81,7 +83,10 @@ func TestParseFlagsCluster(t *testing.T) {
 		{"with docker", []string{"-cluster", "-docker"}, nil, "drop -docker"},
 		{"with scale", []string{"-cluster", "-scale"}, nil, "drop -scale"},
 		{"with demo", []string{"-cluster", "-demo"}, nil, "drop -demo"},
-		{"with ab", []string{"-cluster", "-base-tapswitchd", "d", "-base-tapswitch", "c"}, nil, "drop -base-tapswitch"},
+		{"ab", []string{"-cluster", "-base-tapswitchd", "d", "-base-tapswitch", "c", "-only", "bridge,tapswitch"}, func(c *config) bool {
+			return c.cluster && c.ab() && c.bracket
+		}, ""},
+		{"ab without the kernel's path", []string{"-cluster", "-base-tapswitchd", "d", "-base-tapswitch", "c", "-only", "tapswitch"}, nil, "A/B needs the bridge"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -426,6 +431,10 @@ func TestClusterNotes(t *testing.T) {
 	}
 	if strings.Contains(notes, "cluster on one etcd") {
 		t.Errorf("a run of static peers alone speaks of etcd:\n%s", notes)
+	}
+	notes = strings.Join(clusterNotes([]string{"bridge", baseSystem, "tapswitch", "tapswitch", baseSystem, "bridge"}), "\n")
+	if strings.Contains(notes, "ran twice") || !strings.Contains(notes, "cluster on one etcd") {
+		t.Errorf("an A/B's builds have a note of their own, and both run on the store:\n%s", notes)
 	}
 }
 

@@ -381,7 +381,7 @@ func clusterTapswitchSystems(cfg *config, explicit bool, find func(string) (stri
 	case err == nil:
 		cfg.etcdBin = bin
 		systems = store
-	case explicit || cfg.etcd != "":
+	case explicit || cfg.etcd != "" || cfg.ab():
 		return nil, "", fmt.Errorf("tapswitch: its hosts form a cluster on etcd: %v; %s", err, etcdHowTo)
 	default:
 		note = fmt.Sprintf("%s skipped: its hosts form a cluster on etcd: %v; %s", strings.Join(store, ", "), err, etcdHowTo)

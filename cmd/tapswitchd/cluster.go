@@ -3,11 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -20,12 +22,13 @@ import (
 // clusterOptions are the flags of networks that span hosts
 // (daemon.OverlayConfig).
 type clusterOptions struct {
-	advertise   string
-	cluster     string
-	clusterHost string
-	clusterTTL  time.Duration
-	vxlanPort   int
-	vxlanPeers  []string
+	advertise      string
+	cluster        string
+	clusterHost    string
+	clusterTTL     time.Duration
+	vxlanPort      int
+	vxlanReceivers int
+	vxlanPeers     []string
 	// TLS and user of the store.
 	clusterCA           string
 	clusterCert         string
@@ -43,8 +46,9 @@ func addClusterFlags(f *pflag.FlagSet, o *clusterOptions) {
 	f.StringVar(&o.clusterCert, "cluster-cert", "", "PEM `FILE` of this host's client certificate for etcd (etcd's --client-cert-auth), signed by a CA etcd trusts; needs --cluster-key and https:// --cluster URLs")
 	f.StringVar(&o.clusterKey, "cluster-key", "", "PEM `FILE` of the private key of --cluster-cert")
 	f.StringVar(&o.clusterUser, "cluster-user", "", "this host's etcd user `NAME`, for an etcd with authentication enabled; needs --cluster-password-file")
-	f.StringVar(&o.clusterPasswordFile, "cluster-password-file", "", "`FILE` whose first line is the password of --cluster-user (it is never given on the command line)")
+	f.StringVar(&o.clusterPasswordFile, "cluster-password-file", "", "`FILE` whose first line is the password of --cluster-user (it is never given on the command line); owned by root, for its owner only (chmod 600), or tapswitchd refuses to start")
 	f.IntVar(&o.vxlanPort, "vxlan-port", vxlan.DefaultPort, "UDP port of the VXLAN tunnel, the same on every host")
+	f.IntVar(&o.vxlanReceivers, "vxlan-receivers", 1, fmt.Sprintf("sockets receiving the tunnel's packets, sharing --vxlan-port, each read by its own loop: the kernel spreads the flows from other hosts over them (1 to %d)", vxlan.MaxReceivers))
 	f.StringArrayVar(&o.vxlanPeers, "vxlan-peer", nil, "a static peer's tunnel address (`IP`): cluster networks' frames go to it and may come from it, with or without --cluster, as to a Linux vxlan device there (repeatable); needs --advertise")
 }
 
@@ -77,6 +81,10 @@ func (o clusterOptions) config(local []netip.Addr) (daemon.OverlayConfig, error)
 		return c, fmt.Errorf("--vxlan-port %d: want 1 to 65535 (VXLAN's is %d)", o.vxlanPort, vxlan.DefaultPort)
 	}
 	c.Port = o.vxlanPort
+	if o.vxlanReceivers < 1 || o.vxlanReceivers > vxlan.MaxReceivers {
+		return c, fmt.Errorf("--vxlan-receivers %d: want 1 to %d", o.vxlanReceivers, vxlan.MaxReceivers)
+	}
+	c.Receivers = o.vxlanReceivers
 	for _, s := range o.vxlanPeers {
 		a, err := netip.ParseAddr(s)
 		if err != nil || a.Zone() != "" {
@@ -169,13 +177,28 @@ func (o clusterOptions) storeAccess(c *daemon.OverlayConfig) error {
 	return nil
 }
 
-// readPassword reads the first line of a password file.
+// readPassword reads the first line of a password file, which must be
+// private (as ssh wants a private key): owned by root or by this
+// daemon's user, with no permission for group or others.
 func readPassword(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return "", fmt.Errorf("--cluster-password-file %s: no such file", path)
 		}
+		return "", fmt.Errorf("--cluster-password-file: %w", err)
+	}
+	defer f.Close()
+	// Checked on the open file, so that what is read is what was checked.
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("--cluster-password-file: %w", err)
+	}
+	if err := privateFile(path, fi, os.Geteuid()); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	if err != nil {
 		return "", fmt.Errorf("--cluster-password-file: %w", err)
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
@@ -184,6 +207,22 @@ func readPassword(path string) (string, error) {
 		return "", fmt.Errorf("--cluster-password-file %s: the first line is empty; put the password of --cluster-user there", path)
 	}
 	return line, nil
+}
+
+// privateFile refuses a password file that is not a regular file, that
+// gives group or others any permission, or that is owned by neither root
+// nor euid.
+func privateFile(path string, fi os.FileInfo, euid int) error {
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("--cluster-password-file %s: not a regular file (%s); give a file that holds the password", path, fi.Mode().Type())
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("--cluster-password-file %s: its mode is %04o: group or others may get at the password it holds; make it its owner's only: chmod 600 %s", path, uint32(perm), path)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != euid {
+		return fmt.Errorf("--cluster-password-file %s: owned by uid %d, neither root nor this daemon's user (uid %d), who could change it; chown it to root or to uid %d", path, st.Uid, euid, euid)
+	}
+	return nil
 }
 
 // parseCluster reads --cluster: etcd=URL[,URL], each URL http or https

@@ -16,7 +16,7 @@ import (
 func TestClusterOptions(t *testing.T) {
 	local := []netip.Addr{netip.MustParseAddr("10.234.0.1"), netip.MustParseAddr("127.0.0.1")}
 	base := func() clusterOptions {
-		return clusterOptions{clusterTTL: cluster.DefaultTTL, vxlanPort: 4789}
+		return clusterOptions{clusterTTL: cluster.DefaultTTL, vxlanPort: 4789, vxlanReceivers: 1}
 	}
 	tests := []struct {
 		name    string
@@ -48,6 +48,9 @@ func TestClusterOptions(t *testing.T) {
 		}, errText: "given twice"},
 		{name: "peer a name", set: func(o *clusterOptions) { o.advertise, o.vxlanPeers = "10.234.0.1", []string{"host2"} }, errText: "--vxlan-peer"},
 		{name: "port 0", set: func(o *clusterOptions) { o.vxlanPort = 0 }, errText: "--vxlan-port 0"},
+		{name: "receivers", set: func(o *clusterOptions) { o.advertise, o.vxlanReceivers = "10.234.0.1", 4 }},
+		{name: "no receiver", set: func(o *clusterOptions) { o.vxlanReceivers = 0 }, errText: "--vxlan-receivers 0"},
+		{name: "too many receivers", set: func(o *clusterOptions) { o.vxlanReceivers = 17 }, errText: "--vxlan-receivers 17"},
 		{name: "short TTL", set: func(o *clusterOptions) { o.clusterTTL = time.Second }, errText: "--cluster-ttl"},
 		{name: "TTL not in seconds", set: func(o *clusterOptions) { o.clusterTTL = 2500 * time.Millisecond }, errText: "whole seconds"},
 	}
@@ -68,8 +71,8 @@ func TestClusterOptions(t *testing.T) {
 			if o.advertise != "" && c.Advertise.String() != o.advertise {
 				t.Fatalf("Advertise = %v, want %s", c.Advertise, o.advertise)
 			}
-			if len(c.Peers) != len(o.vxlanPeers) || c.Port != o.vxlanPort || c.Host != o.clusterHost {
-				t.Fatalf("config() = %+v, want the options' peers, port and host", c)
+			if len(c.Peers) != len(o.vxlanPeers) || c.Port != o.vxlanPort || c.Receivers != o.vxlanReceivers || c.Host != o.clusterHost {
+				t.Fatalf("config() = %+v, want the options' peers, port, receivers and host", c)
 			}
 			if o.cluster != "" && !slices.Equal(c.Cluster, []string{"http://10.234.0.10:2379", "https://10.234.0.11:2379"}) {
 				t.Fatalf("Cluster = %v", c.Cluster)
@@ -96,15 +99,39 @@ func TestClusterStoreAccess(t *testing.T) {
 	pwFile := write("pw", "s3cret\n")
 	emptyPw := write("empty", "\n")
 	notPEM := write("not.pem", "hello\n")
+	// Password files of other modes: WriteFile's mode passes the umask,
+	// Chmod does not.
+	withMode := func(name string, mode os.FileMode) string {
+		p := write(name, "s3cret\n")
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	readOnlyPw := withMode("pw-0400", 0o400)
+	worldPw := withMode("pw-0644", 0o644)
+	groupPw := withMode("pw-0640", 0o640)
+	othersWritePw := withMode("pw-0602", 0o602)
+	groupExecPw := withMode("pw-0610", 0o610)
+	// Owned by neither root nor this process's user: nobody's, when this
+	// runs as root and may give it away.
+	strangerPw := ""
+	if os.Geteuid() == 0 {
+		strangerPw = write("pw-nobody", "s3cret\n")
+		if err := os.Chown(strangerPw, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
 	missing := filepath.Join(dir, "missing.pem")
 	const https = "etcd=https://10.234.0.10:2379"
-	tests := []struct {
+	type accessCase struct {
 		name     string
 		set      func(*clusterOptions)
 		errText  string
 		wantTLS  bool
 		wantUser string
-	}{
+	}
+	tests := []accessCase{
 		{name: "https with the system's CAs", set: func(o *clusterOptions) { o.cluster = https }},
 		{name: "CA", set: func(o *clusterOptions) { o.cluster, o.clusterCA = https, c.CA }, wantTLS: true},
 		{name: "CA and client certificate", set: func(o *clusterOptions) {
@@ -133,10 +160,33 @@ func TestClusterStoreAccess(t *testing.T) {
 		{name: "password file without user", set: func(o *clusterOptions) { o.cluster, o.clusterPasswordFile = https, pwFile }, errText: "--cluster-password-file needs --cluster-user"},
 		{name: "missing password file", set: func(o *clusterOptions) { o.cluster, o.clusterUser, o.clusterPasswordFile = https, "h1", missing }, errText: "--cluster-password-file " + missing + ": no such file"},
 		{name: "empty password", set: func(o *clusterOptions) { o.cluster, o.clusterUser, o.clusterPasswordFile = https, "h1", emptyPw }, errText: "empty"},
+		{name: "password file read-only", set: func(o *clusterOptions) {
+			o.cluster, o.clusterUser, o.clusterPasswordFile = https, "h1", readOnlyPw
+		}, wantUser: "h1"},
+		{name: "password file readable by all", set: func(o *clusterOptions) {
+			o.cluster, o.clusterUser, o.clusterPasswordFile = https, "h1", worldPw
+		}, errText: "--cluster-password-file " + worldPw + ": its mode is 0644: group or others may get at the password it holds; make it its owner's only: chmod 600 " + worldPw},
+		{name: "password file readable by the group", set: func(o *clusterOptions) {
+			o.cluster, o.clusterUser, o.clusterPasswordFile = https, "h1", groupPw
+		}, errText: "its mode is 0640"},
+		{name: "password file writable by others", set: func(o *clusterOptions) {
+			o.cluster, o.clusterUser, o.clusterPasswordFile = https, "h1", othersWritePw
+		}, errText: "its mode is 0602"},
+		{name: "password file with any permission for the group", set: func(o *clusterOptions) {
+			o.cluster, o.clusterUser, o.clusterPasswordFile = https, "h1", groupExecPw
+		}, errText: "chmod 600"},
+		{name: "password file a directory", set: func(o *clusterOptions) {
+			o.cluster, o.clusterUser, o.clusterPasswordFile = https, "h1", t.TempDir()
+		}, errText: "not a regular file"},
+	}
+	if strangerPw != "" {
+		tests = append(tests, accessCase{name: "password file of another user", set: func(o *clusterOptions) {
+			o.cluster, o.clusterUser, o.clusterPasswordFile = https, "h1", strangerPw
+		}, errText: "--cluster-password-file " + strangerPw + ": owned by uid 65534, neither root nor this daemon's user"})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o := clusterOptions{clusterTTL: cluster.DefaultTTL, vxlanPort: 4789, advertise: "10.234.0.1"}
+			o := clusterOptions{clusterTTL: cluster.DefaultTTL, vxlanPort: 4789, vxlanReceivers: 1, advertise: "10.234.0.1"}
 			tt.set(&o)
 			got, err := o.config(local)
 			if tt.errText != "" {

@@ -100,8 +100,8 @@ With --remove-on-exit, stopping removes all of it instead.
 To restart without losing a frame, start the new tapswitchd with the same
 flags and --upgrade: the running one hands over its TAPs' queues and its
 sockets, and exits once the new one forwards; frames sent meanwhile wait
-in the TAPs' rings. A cluster host hands over its VXLAN socket too, whose
-datagrams wait in it, and its lease in the cluster's etcd, so that the
+in the TAPs' rings. A cluster host hands over its VXLAN receiving sockets too,
+whose datagrams wait in them, and its lease in the cluster's etcd, so that the
 other hosts never see it leave. Under a service manager that keeps file
 descriptors (systemd's Type=notify with FileDescriptorStoreMax=, see
 contrib/tapswitchd.service), tapswitchd stores them there, so that a

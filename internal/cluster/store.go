@@ -192,7 +192,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		// Bounded like the store's own retries.
 		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff: backoff.Config{BaseDelay: retryDelay, Multiplier: 1.6, Jitter: 0.2, MaxDelay: cfg.TTL / 3},
-		})},
+		}), grpc.WithChainUnaryInterceptor(retryElection)},
 	}
 	if secure {
 		ccfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
@@ -451,7 +451,7 @@ func (s *Store) keepAlive(w **watchLoop) (more, verify bool) {
 // whether lease still exists; if not, it is dropped.
 func (s *Store) checkLease(lease clientv3.LeaseID) bool {
 	for {
-		ctx, cancel := context.WithTimeout(s.ctx, opTimeout)
+		ctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(s.ctx), opTimeout)
 		_, err := s.cli.KeepAliveOnce(ctx, lease)
 		cancel()
 		switch {
@@ -519,7 +519,7 @@ func (s *Store) Lease() int64 { return int64(s.currentLease()) }
 // host's addresses and endpoints under it again; or carries on the lease
 // of Config.Lease, if etcd still has it.
 func (s *Store) register() error {
-	ctx, cancel := context.WithTimeout(s.ctx, max(opTimeout, s.cfg.TTL))
+	ctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(s.ctx), max(opTimeout, s.cfg.TTL))
 	defer cancel()
 	if s.carried != 0 {
 		ok, err := s.carryOn(ctx, s.carried)
@@ -655,9 +655,11 @@ func (s *Store) leaseFor(ctx context.Context) (clientv3.LeaseID, error) {
 var errClosed = fmt.Errorf("%w: the cluster store is closed", ErrUnavailable)
 
 // opCtx bounds an operation by opTimeout.
-// A closed store's operations fail at once.
+// A closed store's operations fail at once. A member of etcd without a
+// leader refuses them at once (rather than hold them until the
+// timeout), so that they are made again through another member.
 func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	ctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), opTimeout)
 	if s.ctx.Err() != nil {
 		cancel()
 	}
@@ -670,6 +672,9 @@ func (s *Store) unavailable(err error) error {
 	if s.ctx.Err() != nil {
 		return errClosed
 	}
+	if noLeader(err) {
+		return fmt.Errorf("%w: etcd at %s has no leader (%v): %s; cluster networks, addresses and endpoints cannot change until they do, while local networks and existing traffic are unaffected; check etcd's members (etcdctl endpoint status --cluster)", ErrUnavailable, strings.Join(s.cfg.Endpoints, ","), err, noLeaderAdvice)
+	}
 	err = s.explain(err)
 	if a := advice(err, s.cfg.Prefix); a != "" {
 		return fmt.Errorf("%w: etcd at %s refused this host (%v); cluster networks, addresses and endpoints cannot change until it takes it, while local networks and existing traffic are unaffected", ErrUnavailable, strings.Join(s.cfg.Endpoints, ","), err)
@@ -681,6 +686,9 @@ func (s *Store) unavailable(err error) error {
 // one is noted, and what to check for a failure of TLS or
 // authentication.
 func (s *Store) explain(err error) error {
+	if noLeader(err) {
+		return fmt.Errorf("%w; etcd has no leader: %s", err, noLeaderAdvice)
+	}
 	if a := advice(err, s.cfg.Prefix); a != "" {
 		return fmt.Errorf("%w; %s", err, a)
 	}

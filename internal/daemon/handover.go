@@ -11,7 +11,7 @@ package daemon
 //	              name, or a gateway's interface name)
 //	pub/PORT/I    the listener or UDP socket of PORT's I-th published port
 //
-// a hand-over adds the VXLAN socket and the store session of a cluster
+// a hand-over adds the VXLAN receiving sockets and the store session of a cluster
 // host (handover_overlay.go), and cmd/tapswitchd adds its API listener
 // as "api". New takes the descriptors its state names from
 // Config.Inherited in place of opening the TAPs by name and listening
@@ -225,12 +225,12 @@ const handoverSettle = time.Millisecond
 
 // Suspend makes the daemon ready for a successor to take over: it hands
 // back duplicates of every TAP's queues (container ports and gateways),
-// every published port's socket and the VXLAN socket, named as above,
-// and the store session, stops reading the TAPs and the VXLAN socket
-// and following the store, writes the state, and stops its published
+// every published port's socket and the VXLAN receiving sockets, named
+// as above, and the store session, stops reading the TAPs and the VXLAN
+// sockets and following the store, writes the state, and stops its published
 // ports and DNS servers, whose addresses the successor takes. The TAPs
 // stay attached through the duplicates, so the frames sent meanwhile
-// wait in their rings, as the tunnel's datagrams wait in the socket.
+// wait in their rings, as the tunnel's datagrams wait in the sockets.
 // The store session stays open (its lease kept alive) until the process
 // exits or Close detaches it, and is never revoked: the successor
 // carries it on. When it fails, the daemon is left running as it was.

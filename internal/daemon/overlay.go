@@ -37,6 +37,9 @@ type OverlayConfig struct {
 	Advertise netip.Addr
 	// Port is the VXLAN UDP port; 0 means vxlan.DefaultPort.
 	Port int
+	// Receivers is how many sockets receive on the port, each read by
+	// its own loop (vxlan.Config.Receivers); 0 means 1.
+	Receivers int
 	// Peers are static peers: hosts the cluster networks' frames go to
 	// and may come from, with or without a store.
 	Peers []netip.Addr
@@ -105,11 +108,11 @@ func (d *Daemon) openOverlayLocked() error {
 		return fmt.Errorf("--advertise %s: %w", c.Advertise, err)
 	}
 	ov.underlayMTU = mtu
-	// A predecessor's receiving socket is read once every port is back
-	// (inheritedDoneLocked), as its TAPs are: before, the tunnels its
-	// datagrams are for are not all made.
+	// A predecessor's receiving sockets are read once every port is
+	// back (inheritedDoneLocked), as its TAPs are: before, the tunnels
+	// their datagrams are for are not all made.
 	rx := d.inheritedReceivers()
-	ep, err := vxlan.Listen(vxlan.Config{Local: c.Advertise, Port: c.Port, Logger: d.log.With("part", "vxlan"), Receivers: rx, Paused: len(rx) > 0})
+	ep, err := vxlan.Listen(vxlan.Config{Local: c.Advertise, Port: c.Port, Receivers: c.Receivers, Inherited: rx, Paused: len(rx) > 0, Logger: d.log.With("part", "vxlan")})
 	if err != nil {
 		return fmt.Errorf("VXLAN socket on %s: %w", netip.AddrPortFrom(c.Advertise, uint16(cmp.Or(c.Port, vxlan.DefaultPort))), err)
 	}

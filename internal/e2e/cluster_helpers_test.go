@@ -30,7 +30,7 @@ import (
 //	  tapswitchd            tapswitchd    tapswitchd
 //	    ul0                   ul0           ul0
 //	     |                     |             |
-//	tse-ul: bridge tse-br (10.231.0.10: etcd) ------------------------+
+//	tse-ul: bridge tse-br (10.231.0.10: etcd; .11, .12: its other members if any) --+
 //
 // Every name starts with "tse" and every address is in 10.231.0.0/24
 // (underlay) or 10.241.0.0/16 (overlays).
@@ -59,8 +59,11 @@ const overlayMTU = ulMTU - 50
 type clusterEnv struct {
 	t *testing.T
 	// dir holds each host's socket, state directory and log.
-	dir   string
-	etcd  *etcdtest.Server
+	dir  string
+	etcd *etcdtest.Server
+	// etcds is the etcd of several members when clusterOptions.etcdMembers
+	// asks for one; etcd is nil then.
+	etcds *etcdtest.Cluster
 	hosts []*clusterHost
 	// namespaces are removed last, in reverse order; containers lists
 	// those whose /etc/netns directory may hold a resolv.conf that a
@@ -90,6 +93,10 @@ type clusterOptions struct {
 	hosts int
 	// noStore runs no etcd and starts the daemons without --cluster.
 	noStore bool
+	// etcdMembers, above 1, runs an etcd cluster of that many members
+	// on the underlay (10.231.0.10, .11, ...) and gives the daemons
+	// every member's URL.
+	etcdMembers int
 	// args gives host i (1-based) extra tapswitchd arguments.
 	args func(i int) []string
 	// noDaemon leaves host i without a tapswitchd (a kernel-only host).
@@ -114,8 +121,21 @@ func newCluster(t *testing.T, o clusterOptions) *clusterEnv {
 	c.mustIP(t, ulNetns, "link", "add", ulBridge, "mtu", fmt.Sprint(ulMTU), "type", "bridge")
 	c.mustIP(t, ulNetns, "addr", "add", etcdAddr+"/24", "dev", ulBridge)
 	c.mustIP(t, ulNetns, "link", "set", ulBridge, "up")
-	if !o.noStore {
+	var etcdURLs string
+	switch {
+	case o.noStore:
+	case o.etcdMembers > 1:
+		addrs := []string{etcdAddr}
+		for i := 1; i < o.etcdMembers; i++ {
+			a := fmt.Sprintf("%s%d", ulPrefix, 10+i)
+			c.mustIP(t, ulNetns, "addr", "add", a+"/24", "dev", ulBridge)
+			addrs = append(addrs, a)
+		}
+		c.etcds = etcdtest.StartCluster(t, etcdtest.ClusterOptions{Members: o.etcdMembers, Netns: ulNetns, Addrs: addrs})
+		etcdURLs = strings.Join(c.etcds.URLs(), ",")
+	default:
 		c.etcd = etcdtest.Start(t, etcdtest.Options{Netns: ulNetns, Addr: etcdAddr})
+		etcdURLs = c.etcd.URL()
 	}
 	// Cleanups run last first: the daemons stop before etcd does (its
 	// Cleanup was registered by Start), so that they leave the cluster
@@ -139,9 +159,14 @@ func newCluster(t *testing.T, o clusterOptions) *clusterEnv {
 			"--log-level", "debug",
 			"--advertise", h.vtep,
 		}
+		if i%2 == 0 {
+			// Every other host receives on two sockets, so that the
+			// tests cross between hosts of one and of several.
+			h.args = append(h.args, "--vxlan-receivers", "2")
+		}
 		if !o.noStore {
 			h.args = append(h.args,
-				"--cluster", "etcd="+c.etcd.URL(),
+				"--cluster", "etcd="+etcdURLs,
 				"--cluster-host", h.name,
 				"--cluster-ttl", clusterTTL.String())
 		}

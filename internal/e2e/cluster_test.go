@@ -427,9 +427,16 @@ func TestCluster(t *testing.T) {
 		t.Logf("every store connected %v after etcd's restart", time.Since(back).Round(time.Millisecond))
 
 		res := stream.result(t, time.Minute)
-		gap, _ := res.gap()
-		t.Logf("iperf3 -t 30 web -> cache across a %v etcd outage: %d bytes in %.1fs at %.2f Gbit/s, %d retransmits, longest second without bytes: %v",
-			outage, res.End.SumReceived.Bytes, res.End.SumReceived.Seconds, res.gbps(), res.End.SumSent.Retransmits, gap)
+		secs := serverSeconds(t, stream, res)
+		silent := silentSeconds(secs)
+		t.Logf("iperf3 -t 30 web -> cache across a %v etcd outage: %d bytes in %.1fs at %.2f Gbit/s, %d retransmits, %d of the receiver's %d seconds without bytes",
+			outage, res.End.SumReceived.Bytes, res.End.SumReceived.Seconds, res.gbps(), res.End.SumSent.Retransmits, silent, len(secs))
+		if silent > 0 {
+			t.Errorf("the stream stalled while etcd was down: %d of the receiver's %d seconds carried no bytes", silent, len(secs))
+		}
+		if sent, got := res.End.SumSent.Bytes, res.End.SumReceived.Bytes; sent == 0 || got < sent-sent/10 {
+			t.Errorf("%s: %d bytes sent, %d received; want the transfer whole", stream.desc, sent, got)
+		}
 
 		// Changes resume: an attach succeeds and its name resolves on
 		// another host.

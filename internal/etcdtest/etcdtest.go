@@ -1,6 +1,7 @@
-// Package etcdtest starts a real etcd server for tests of any package.
+// Package etcdtest starts a real etcd server, or a cluster of several,
+// for tests of any package.
 //
-// Each Server is a single-member cluster with its own temporary data
+// Each Server of Start is a single-member cluster with its own temporary data
 // directory, listening on Options.Addr for clients and on a free port of
 // the same address for its peer port, optionally inside a network
 // namespace (ip netns exec). It is stopped by its pid and its directory
@@ -8,6 +9,10 @@
 // it serves its clients over TLS only, from certificates of a CA made for
 // the test, and wants a client certificate of that CA; with Options.Auth
 // it has etcd's authentication enabled, with user root.
+//
+// StartCluster starts several members that make one etcd cluster (see
+// Cluster): each a Server with its own data directory and ports, which a
+// test may kill, stop and restart one by one.
 //
 // The etcd binary is the first of: $TAPSWITCH_ETCD, $GOPATH/bin/etcd
 // (where `make etcd` builds the server at the client's version), etcd on
@@ -83,6 +88,11 @@ type Server struct {
 	port     int
 	peerPort int
 	dir      string
+	// name is the member's name; initialCluster, when set, is etcd's
+	// --initial-cluster of a cluster of several members.
+	name           string
+	initialCluster string
+	clusterToken   string
 	// certs are the TLS files when Options.TLS is set.
 	certs *Certs
 	auth  bool
@@ -117,39 +127,7 @@ func Binary() string {
 // it answers. It is stopped and its directory removed in tb.Cleanup.
 func Start(tb testing.TB, o Options) *Server {
 	tb.Helper()
-	bin := Binary()
-	if bin == "" {
-		cannot := tb.Skipf
-		if privtest.Required() {
-			cannot = tb.Fatalf
-		}
-		cannot("needs an etcd server binary: run `make etcd` (builds it into $(go env GOPATH)/bin), or set %s to one (set %s=1 to fail instead of skip)", EnvBinary, privtest.Env)
-	}
-	s := &Server{tb: tb, bin: bin, port: o.Port}
-	if o.Netns != "" {
-		privtest.Require(tb, "run etcd in network namespace "+o.Netns, "ip")
-		path, err := namespace.Resolve(o.Netns)
-		if err != nil {
-			tb.Fatalf("etcdtest: %v", err)
-		}
-		s.netns = path
-	}
-	s.addr = netip.MustParseAddr("127.0.0.1")
-	if o.Addr != "" {
-		a, err := netip.ParseAddr(o.Addr)
-		if err != nil {
-			tb.Fatalf("etcdtest: listen address %q: %v", o.Addr, err)
-		}
-		s.addr = a
-	}
-	if s.port == 0 {
-		s.port = s.freePort()
-	}
-	s.peerPort = s.freePort()
-	for s.peerPort == s.port {
-		s.peerPort = s.freePort()
-	}
-	s.dir = tb.TempDir()
+	s := newServer(tb, o.Netns, o.Addr, o.Port, nil)
 	if o.TLS {
 		dir := filepath.Join(s.dir, "tls")
 		if err := os.Mkdir(dir, 0o700); err != nil {
@@ -158,13 +136,55 @@ func Start(tb testing.TB, o Options) *Server {
 		c := NewCerts(tb, dir, s.addr, "tapswitch-client")
 		s.certs = &c
 	}
-	// Registered after TempDir's own cleanup, so it runs before it: etcd
-	// is gone before its directory is removed.
-	tb.Cleanup(s.kill)
 	s.start()
 	if o.Auth {
 		s.enableAuth()
 	}
+	return s
+}
+
+// newServer prepares a stopped server: its binary, namespace, address,
+// ports (none of taken) and data directory, and its stop at cleanup.
+func newServer(tb testing.TB, netns, addr string, port int, taken map[int]bool) *Server {
+	tb.Helper()
+	bin := Binary()
+	if bin == "" {
+		cannot := tb.Skipf
+		if privtest.Required() {
+			cannot = tb.Fatalf
+		}
+		cannot("needs an etcd server binary: run `make etcd` (builds it into $(go env GOPATH)/bin), or set %s to one (set %s=1 to fail instead of skip)", EnvBinary, privtest.Env)
+	}
+	s := &Server{tb: tb, bin: bin, port: port, name: "tsc"}
+	if netns != "" {
+		privtest.Require(tb, "run etcd in network namespace "+netns, "ip")
+		path, err := namespace.Resolve(netns)
+		if err != nil {
+			tb.Fatalf("etcdtest: %v", err)
+		}
+		s.netns = path
+	}
+	s.addr = netip.MustParseAddr("127.0.0.1")
+	if addr != "" {
+		a, err := netip.ParseAddr(addr)
+		if err != nil {
+			tb.Fatalf("etcdtest: listen address %q: %v", addr, err)
+		}
+		s.addr = a
+	}
+	if taken == nil {
+		taken = map[int]bool{}
+	}
+	if s.port == 0 {
+		s.port = s.freePort(taken)
+	}
+	taken[s.port] = true
+	s.peerPort = s.freePort(taken)
+	taken[s.peerPort] = true
+	s.dir = tb.TempDir()
+	// Registered after TempDir's own cleanup, so it runs before it: etcd
+	// is gone before its directory is removed.
+	tb.Cleanup(s.kill)
 	return s
 }
 
@@ -287,6 +307,41 @@ func (s *Server) Stop() {
 	}
 }
 
+// Kill sends SIGKILL to etcd's process, as a crash would, and waits for
+// it to exit; the data directory stays for Restart.
+func (s *Server) Kill() {
+	s.tb.Helper()
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		s.tb.Logf("etcdtest: kill etcd %s (pid %d): %v", s.name, cmd.Process.Pid, err)
+	}
+	<-exited
+}
+
+// Pid is the pid of the running etcd (of ip netns exec, which execs it,
+// inside a namespace), 0 when it is stopped.
+func (s *Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
+// Running says whether etcd was started and not stopped since.
+func (s *Server) Running() bool { return s.Pid() != 0 }
+
+// Name is the member's name: "tsc" for a Server of Start, m1, m2, ... in
+// a Cluster.
+func (s *Server) Name() string { return s.name }
+
 // Restart starts etcd again on the same data directory and ports, and
 // waits until it answers.
 func (s *Server) Restart() {
@@ -303,16 +358,32 @@ func (s *Server) kill() {
 // start runs etcd and waits until it answers.
 func (s *Server) start() {
 	s.tb.Helper()
-	peer := "http://" + netip.AddrPortFrom(s.addr, uint16(s.peerPort)).String()
+	s.launch()
+	s.waitHealthy()
+}
+
+// peerURL is the member's peer URL.
+func (s *Server) peerURL() string {
+	return "http://" + netip.AddrPortFrom(s.addr, uint16(s.peerPort)).String()
+}
+
+// launch runs etcd, without waiting for it to answer.
+func (s *Server) launch() {
+	s.tb.Helper()
+	peer := s.peerURL()
+	initial, token := s.initialCluster, s.clusterToken
+	if initial == "" {
+		initial, token = s.name+"="+peer, "tsc-"+strconv.Itoa(s.port)
+	}
 	args := []string{
-		"--name", "tsc",
+		"--name", s.name,
 		"--data-dir", filepath.Join(s.dir, "data"),
 		"--listen-client-urls", s.URL(),
 		"--advertise-client-urls", s.URL(),
 		"--listen-peer-urls", peer,
 		"--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "tsc=" + peer,
-		"--initial-cluster-token", "tsc-" + strconv.Itoa(s.port),
+		"--initial-cluster", initial,
+		"--initial-cluster-token", token,
 		// Tests need no durability across a machine crash, and fsync on a
 		// busy disk makes elections and puts slow enough to trip short
 		// lease TTLs.
@@ -357,7 +428,19 @@ func (s *Server) start() {
 	s.mu.Lock()
 	s.cmd, s.exited = cmd, exited
 	s.mu.Unlock()
+}
 
+// waitHealthy waits until the running etcd says it is healthy (a member
+// of several: once the cluster has a leader), failing the test if it
+// exits or takes longer than startTimeout.
+func (s *Server) waitHealthy() {
+	s.tb.Helper()
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.mu.Unlock()
+	if cmd == nil {
+		s.tb.Fatalf("etcdtest: etcd %s is not running", s.name)
+	}
 	deadline := time.Now().Add(startTimeout)
 	var lastErr error
 	for time.Now().Before(deadline) {
@@ -406,22 +489,30 @@ func (s *Server) dial(ctx context.Context, network, addr string) (net.Conn, erro
 }
 
 // freePort returns a TCP port free on the listen address (in the
-// caller's namespace; a test's fresh namespace has every port free).
-func (s *Server) freePort() int {
+// caller's namespace; a test's fresh namespace has every port free) and
+// not among taken.
+func (s *Server) freePort(taken map[int]bool) int {
 	s.tb.Helper()
 	addr := s.addr
 	if s.netns != "" {
 		addr = netip.IPv4Unspecified()
 	}
-	l, err := net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
-	if err != nil {
-		l, err = net.Listen("tcp", "127.0.0.1:0")
+	for range 100 {
+		l, err := net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
 		if err != nil {
-			s.tb.Fatalf("etcdtest: find a free port: %v", err)
+			l, err = net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				s.tb.Fatalf("etcdtest: find a free port: %v", err)
+			}
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !taken[p] {
+			return p
 		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	s.tb.Fatalf("etcdtest: no free port")
+	return 0
 }
 
 // syncBuffer is a bytes.Buffer safe for etcd's two output streams and a

@@ -13,9 +13,10 @@ import (
 	"time"
 )
 
-// Endpoint is the VXLAN endpoint (VTEP) of one host: one UDP socket bound
-// to the advertised address that receives for every tunnel, and a few
-// sending sockets, one per outer source port, shared by all tunnels.
+// Endpoint is the VXLAN endpoint (VTEP) of one host: UDP sockets bound to
+// the advertised address and the port that receive for every tunnel, one
+// or a few sharing the port, each read by a goroutine of its own, and a
+// few sending sockets, one per outer source port, shared by all tunnels.
 type Endpoint struct {
 	cfg      Config
 	log      *slog.Logger
@@ -24,8 +25,9 @@ type Endpoint struct {
 	// if unknown.
 	underMTU int
 	sock     *sockets
-	// free holds the receive buffers no tunnel holds frames in.
-	free chan *rxBuf
+	// free holds, per receiving socket, the receive buffers of its
+	// goroutine that no tunnel holds frames in.
+	free []chan *rxBuf
 
 	// tunnels and members are read by the receiving goroutine and the
 	// senders without a lock; they are replaced whole under mu.
@@ -39,13 +41,14 @@ type Endpoint struct {
 	closed bool
 	// paused says that reads are paused (PauseReads); it is read
 	// without mu before each read. resume is closed by ResumeReads;
-	// pauseAck, closed by the receiving goroutine once it has stopped
-	// reading, tells PauseReads so.
-	paused   atomic.Bool
-	resume   chan struct{}
-	pauseAck chan struct{}
-	done     chan struct{}
-	wg       sync.WaitGroup
+	// pauseAck, closed by the last of the pauseLeft receiving
+	// goroutines to stop reading, tells PauseReads that all have.
+	paused    atomic.Bool
+	resume    chan struct{}
+	pauseAck  chan struct{}
+	pauseLeft int
+	done      chan struct{}
+	wg        sync.WaitGroup
 
 	c counters
 }
@@ -82,7 +85,7 @@ const agingTime = 300 * time.Second
 const agingInterval = 15 * time.Second
 
 // Listen opens the endpoint's sockets in the caller's network namespace:
-// the receiving socket on cfg.Local and the port, the sending ones on
+// the receiving ones on cfg.Local and the port, the sending ones on
 // cfg.Local and ports the kernel picks.
 func Listen(cfg Config) (*Endpoint, error) {
 	if !cfg.Local.IsValid() || cfg.Local.IsUnspecified() || cfg.Local.IsMulticast() {
@@ -94,6 +97,12 @@ func Listen(cfg Config) (*Endpoint, error) {
 	}
 	if cfg.Port < 0 || cfg.Port > 65535 {
 		return nil, fmt.Errorf("vxlan: port %d out of range 1-65535", cfg.Port)
+	}
+	if cfg.Receivers == 0 {
+		cfg.Receivers = 1
+	}
+	if cfg.Receivers < 1 || cfg.Receivers > MaxReceivers {
+		return nil, fmt.Errorf("vxlan: %d receiving sockets out of range 1-%d", cfg.Receivers, MaxReceivers)
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -110,23 +119,33 @@ func Listen(cfg Config) (*Endpoint, error) {
 	// The link is looked up here, in the namespace the sockets are
 	// opened in, not in whichever namespace a later call runs in.
 	e.underMTU, _ = UnderlayMTU(cfg.Local)
-	s, refused, err := openSockets(cfg.Local, cfg.Port, cfg.Receivers)
-	if refused != nil {
-		log.Warn("vxlan: receiving socket handed over refused; bound afresh", "err", refused)
+	s, a, err := openSockets(cfg.Local, cfg.Port, cfg.Receivers, cfg.Inherited)
+	if a.refused != nil {
+		log.Warn("vxlan: receiving sockets handed over refused; bound afresh", "err", a.refused)
+	}
+	if a.surplus > 0 {
+		log.Warn("vxlan: more receiving sockets handed over than asked for; the surplus closed, and the datagrams waiting in them lost", "handed_over", a.taken+a.surplus, "receivers", cfg.Receivers)
+	}
+	if a.short != nil {
+		log.Warn("vxlan: fewer receiving sockets than asked for", "receivers", a.taken+a.opened, "asked", cfg.Receivers, "err", a.short)
 	}
 	if err != nil {
 		return nil, err
 	}
 	e.sock = s
-	e.free = newFreeList()
+	e.free = make([]chan *rxBuf, len(s.rx))
+	for i := range e.free {
+		e.free[i] = newFreeList()
+	}
 	if cfg.Paused {
 		e.paused.Store(true)
 		e.resume = make(chan struct{})
 	}
-	e.wg.Go(e.receive)
+	for i := range s.rx {
+		e.wg.Go(func() { e.receive(i) })
+	}
 	e.wg.Go(e.age)
-	adopted := len(cfg.Receivers) > 0 && refused == nil
-	log.Info("vxlan endpoint listening", "local", cfg.Local, "port", cfg.Port, "underlay_mtu", e.underMTU, "source_ports", s.sourcePorts(), "handed_over", adopted)
+	log.Info("vxlan endpoint listening", "local", cfg.Local, "port", cfg.Port, "receivers", len(s.rx), "underlay_mtu", e.underMTU, "source_ports", s.sourcePorts(), "handed_over", a.taken, "opened_beside", a.opened)
 	return e, nil
 }
 
@@ -142,8 +161,9 @@ func (e *Endpoint) ExportReceivers() ([]int, error) {
 	return e.sock.exportReceivers()
 }
 
-// pauseWait bounds PauseReads's wait for the receiving goroutine to
-// finish the read in progress: one batch of at most rxMsgs datagrams.
+// pauseWait bounds PauseReads's wait for the receiving goroutines to
+// finish the reads in progress: one batch of at most rxMsgs datagrams
+// each.
 const pauseWait = time.Second
 
 // PauseReads stops the endpoint reading its receiving sockets, until
@@ -157,12 +177,14 @@ func (e *Endpoint) PauseReads() {
 		return
 	}
 	ack := make(chan struct{})
-	e.resume, e.pauseAck = make(chan struct{}), ack
+	e.resume, e.pauseAck, e.pauseLeft = make(chan struct{}), ack, len(e.sock.rx)
 	e.paused.Store(true)
 	e.mu.Unlock()
-	// Wakes a read blocked in the poller; the goroutine then finds the
-	// endpoint paused.
-	e.sock.rx.SetReadDeadline(time.Unix(1, 0))
+	// Wakes the reads blocked in the poller; the goroutines then find
+	// the endpoint paused.
+	for _, r := range e.sock.rx {
+		r.conn.SetReadDeadline(time.Unix(1, 0))
+	}
 	t := time.NewTimer(pauseWait)
 	defer t.Stop()
 	select {
@@ -180,9 +202,11 @@ func (e *Endpoint) ResumeReads() {
 	if !e.paused.Load() {
 		return
 	}
-	e.sock.rx.SetReadDeadline(time.Time{})
+	for _, r := range e.sock.rx {
+		r.conn.SetReadDeadline(time.Time{})
+	}
 	e.paused.Store(false)
-	e.pauseAck = nil
+	e.pauseAck, e.pauseLeft = nil, 0
 	close(e.resume)
 }
 
@@ -194,12 +218,16 @@ func (e *Endpoint) waitResumed() bool {
 		e.mu.Unlock()
 		return true
 	}
-	ack, resume := e.pauseAck, e.resume
-	e.pauseAck = nil
-	e.mu.Unlock()
-	if ack != nil {
-		close(ack)
+	// Each goroutine comes here once per pause: it leaves only once
+	// resume is closed, and then the pause is over.
+	resume := e.resume
+	if e.pauseAck != nil {
+		if e.pauseLeft--; e.pauseLeft == 0 {
+			close(e.pauseAck)
+			e.pauseAck = nil
+		}
 	}
+	e.mu.Unlock()
 	select {
 	case <-resume:
 		return true
@@ -310,15 +338,12 @@ func (e *Endpoint) Tunnel(vni uint32, opt TunnelOptions) (*Tunnel, error) {
 	if maxMTU := maxDatagram - HeaderLen - ethHdrLen; mtu < 68 || mtu > maxMTU {
 		return nil, fmt.Errorf("vxlan: VNI %d: overlay MTU %d out of range 68-%d", vni, mtu, maxMTU)
 	}
-	t := &Tunnel{ep: e, vni: vni, mtu: mtu, rxch: make(chan *rxBatch, tunnelQueue), done: make(chan struct{}),
-		views: make([][]byte, 0, maxBatchFrames),
-		space: make(chan struct{}, 1)}
+	t := newTunnel(e, vni, mtu, tunnelQueue)
 	for _, m := range opt.HostOnly {
 		if len(m) == 6 {
 			t.hostOnly = append(t.hostOnly, macKey(m))
 		}
 	}
-	t.initTables()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {

@@ -40,12 +40,13 @@ func FuzzParse(f *testing.F) {
 	// One endpoint without sockets serves every input; counters are
 	// compared before and after.
 	member := netip.MustParseAddr("10.232.0.1")
-	e := &Endpoint{log: slog.New(slog.NewTextHandler(io.Discard, nil)), peers: map[netip.Addr]*peer{}, done: make(chan struct{}), free: newFreeList()}
+	e := &Endpoint{log: slog.New(slog.NewTextHandler(io.Discard, nil)), peers: map[netip.Addr]*peer{}, done: make(chan struct{}), free: []chan *rxBuf{newFreeList()}}
 	members := map[netip.Addr]*peer{member: {addr: member}}
-	tn := &Tunnel{ep: e, vni: 42, mtu: 1450, rxch: make(chan *rxBatch, 1<<12), done: make(chan struct{}), space: make(chan struct{}, 1), hostOnly: []uint64{macKey(macB)}}
-	tn.initTables()
+	tn := newTunnel(e, 42, 1450, 1<<12)
+	tn.hostOnly = []uint64{macKey(macB)}
+	tq := tn.qs[0]
 	tunnels := map[uint32]*Tunnel{42: tn}
-	r := newReader(e, e.free)
+	r := newReader(e, 0)
 	q := tn.Queues()[0]
 	rbufs := make([][]byte, readBatch)
 	for i := range rbufs {
@@ -83,8 +84,8 @@ func FuzzParse(f *testing.F) {
 		datagrams := (n + seg - 1) / seg
 		frames := 0
 		var queued []*rxBatch
-		for len(tn.rxch) > 0 {
-			b := <-tn.rxch
+		for len(tq.rxch) > 0 {
+			b := <-tq.rxch
 			for _, fr := range b.frames {
 				if &fr.buf.b[0] != start || fr.off < HeaderLen || fr.n < ethHdrLen || int(fr.off+fr.n) > n {
 					t.Fatalf("frame at %d+%d outside the read of %d bytes", fr.off, fr.n, n)
@@ -97,10 +98,10 @@ func FuzzParse(f *testing.F) {
 		// comes out well-formed, as one frame or as the segments it
 		// carries.
 		for _, b := range queued {
-			tn.rxch <- b
+			tq.rxch <- b
 		}
 		out := 0
-		for len(tn.rxch) > 0 || tn.cur != nil {
+		for len(tq.rxch) > 0 || tq.cur != nil {
 			k, err := q.Read(rbufs, rsizes, device.Headroom)
 			if err != nil {
 				t.Fatal(err)
@@ -120,8 +121,8 @@ func FuzzParse(f *testing.F) {
 		if got := frames + int(dropped); got != datagrams {
 			t.Fatalf("%d datagrams, %d frames handed over and %+v dropped", datagrams, frames, s)
 		}
-		if len(e.free) != rxBufs-rxMsgs {
-			t.Fatalf("%d buffers free: one leaked", len(e.free))
+		if len(e.free[0]) != rxBufs-rxMsgs {
+			t.Fatalf("%d buffers free: one leaked", len(e.free[0]))
 		}
 	})
 }

@@ -53,7 +53,7 @@ func TestHandOverReceivers(t *testing.T) {
 	}
 	eb.Close()
 
-	nb, err := Listen(Config{Local: eb.cfg.Local, Port: eb.cfg.Port, Receivers: fds, Paused: true})
+	nb, err := Listen(Config{Local: eb.cfg.Local, Port: eb.cfg.Port, Inherited: fds, Paused: true})
 	if err != nil {
 		t.Fatalf("Listen with the receiver handed over: %v", err)
 	}
@@ -172,40 +172,94 @@ func TestAdoptReceiversRefused(t *testing.T) {
 			unix.Close(p[1])
 			return []int{p[0]}, 4789
 		}, "receiving socket handed over"},
-		{"two", func(t *testing.T) ([]int, int) {
+		{"two on two ports", func(t *testing.T) ([]int, int) {
 			a, port := udpOn(t, "udp4", "127.0.0.1:0")
 			b, _ := udpOn(t, "udp4", "127.0.0.1:0")
 			return []int{a, b}, port
-		}, "2 receiving sockets handed over, want 1"},
+		}, "does not share 127.0.0.1:"},
+		{"two not sharing", func(t *testing.T) ([]int, int) {
+			a, port := udpOn(t, "udp4", "127.0.0.1:0")
+			b, err := unix.Dup(a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return []int{a, b}, port
+		}, "does not share 127.0.0.1:"},
+		{"two sharing", func(t *testing.T) ([]int, int) {
+			return sharedOn(t, local, 2)
+		}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fds, port := tt.fds(t)
-			c, err := adoptReceivers(fds, local, port)
-			if c != nil {
-				defer c.Close()
-			}
-			for _, fd := range fds {
-				// Taken or refused, the descriptors handed over are
-				// closed (nothing else opens one in between).
-				if _, ferr := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); ferr != unix.EBADF {
-					t.Errorf("descriptor %d after adoptReceivers: F_GETFD = %v, want EBADF", fd, ferr)
+			rx, surplus, err := adoptReceivers(fds, local, port, len(fds))
+			defer func() {
+				for _, r := range rx {
+					r.conn.Close()
 				}
-			}
+			}()
+			checkClosed(t, fds, rx)
 			if tt.want == "" {
-				if err != nil || c == nil {
-					t.Fatalf("adoptReceivers() = %v, %v; want the socket", c, err)
+				if err != nil || len(rx) != len(fds) || surplus != 0 {
+					t.Fatalf("adoptReceivers() = %d sockets, %d surplus, %v; want %d sockets", len(rx), surplus, err, len(fds))
 				}
-				if got := c.LocalAddr().(*net.UDPAddr).AddrPort(); got != netip.AddrPortFrom(local, uint16(port)) {
-					t.Errorf("adopted socket on %v, want %v:%d", got, local, port)
+				for _, r := range rx {
+					if got := r.conn.LocalAddr().(*net.UDPAddr).AddrPort(); got != netip.AddrPortFrom(local, uint16(port)) {
+						t.Errorf("adopted socket on %v, want %v:%d", got, local, port)
+					}
 				}
 				return
 			}
-			if err == nil || c != nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("adoptReceivers() = %v, %v; want nil and an error containing %q", c, err, tt.want)
+			if err == nil || rx != nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("adoptReceivers() = %d sockets, %v; want none and an error containing %q", len(rx), err, tt.want)
 			}
 		})
 	}
+}
+
+// checkClosed fails t unless every descriptor of fds is closed but
+// those that are now the descriptors of rx: taken or refused, the
+// descriptors handed over are closed (nothing else opens one in
+// between).
+func checkClosed(t *testing.T, fds []int, rx []rxSock) {
+	t.Helper()
+	now := map[int]bool{}
+	for _, r := range rx {
+		r.raw.Control(func(c uintptr) { now[int(c)] = true })
+	}
+	for _, fd := range fds {
+		if now[fd] {
+			continue
+		}
+		if _, ferr := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); ferr != unix.EBADF {
+			t.Errorf("descriptor %d after the hand-over: F_GETFD = %v, want EBADF", fd, ferr)
+		}
+	}
+}
+
+// sharedOn opens n UDP sockets sharing a port of local with
+// SO_REUSEPORT and returns descriptors of them that the caller owns,
+// and the port.
+func sharedOn(t *testing.T, local netip.Addr, n int) ([]int, int) {
+	t.Helper()
+	var fds []int
+	port := 0
+	for range n {
+		r, err := listenRx(local, port, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		port = r.conn.LocalAddr().(*net.UDPAddr).Port
+		var fd int
+		var derr error
+		r.raw.Control(func(c uintptr) { fd, derr = unix.FcntlInt(c, unix.F_DUPFD_CLOEXEC, 0) })
+		r.conn.Close()
+		if derr != nil {
+			t.Fatal(derr)
+		}
+		fds = append(fds, fd)
+	}
+	return fds, port
 }
 
 // TestListenRefusedBindsAfresh: a socket handed over that is not the
@@ -213,12 +267,13 @@ func TestAdoptReceiversRefused(t *testing.T) {
 func TestListenRefusedBindsAfresh(t *testing.T) {
 	fd, port := udpOn(t, "udp4", "127.0.0.1:0")
 	want := port + 1
-	e, err := Listen(Config{Local: netip.MustParseAddr("127.0.0.1"), Port: want, Receivers: []int{fd}})
+	e, err := Listen(Config{Local: netip.MustParseAddr("127.0.0.1"), Port: want, Inherited: []int{fd}})
 	if err != nil {
 		t.Skipf("port %d not free: %v", want, err)
 	}
 	defer e.Close()
-	if got := e.sock.rx.LocalAddr().(*net.UDPAddr).Port; got != want {
+	if got := e.sock.rx[0].conn.LocalAddr().(*net.UDPAddr).Port; got != want {
 		t.Errorf("endpoint bound to port %d, want %d", got, want)
 	}
 }
+

@@ -15,16 +15,18 @@ import (
 
 // pair opens two endpoints on loopback addresses a and b, on one free
 // port, each taking the other as a member, and closes them when t ends.
+// Each has one receiving socket, so that a tunnel's frames all come on
+// its queue 0.
 func pair(t testing.TB, a, b string) (*Endpoint, *Endpoint) {
 	t.Helper()
 	la, lb := netip.MustParseAddr(a), netip.MustParseAddr(b)
 	for range 20 {
 		port := 20000 + rand.IntN(10000)
-		ea, err := Listen(Config{Local: la, Port: port})
+		ea, err := Listen(Config{Local: la, Port: port, Receivers: 1})
 		if err != nil {
 			continue
 		}
-		eb, err := Listen(Config{Local: lb, Port: port})
+		eb, err := Listen(Config{Local: lb, Port: port, Receivers: 1})
 		if err != nil {
 			ea.Close()
 			continue

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -57,12 +58,13 @@ func ipCmd(t testing.TB, args ...string) {
 	}
 }
 
-// listenIn opens an endpoint on h's address in h's namespace.
+// listenIn opens an endpoint on h's address in h's namespace, with two
+// receiving sockets: its tunnels' frames come on either queue, by flow.
 func listenIn(t *testing.T, h host) *Endpoint {
 	t.Helper()
 	var e *Endpoint
 	err := namespace.Do(h.ns, func() (err error) {
-		e, err = Listen(Config{Local: h.addr})
+		e, err = Listen(Config{Local: h.addr, Receivers: 2})
 		return err
 	})
 	if err != nil {
@@ -100,36 +102,46 @@ type collector struct {
 	bad    atomic.Pointer[error]
 }
 
-func collect(t testing.TB, q device.Queue) *collector {
+// collect reads the queues qs, of one tunnel, into one collector.
+func collect(t testing.TB, qs ...device.Queue) *collector {
 	c := &collector{ch: make(chan []byte, 4096)}
+	var wg sync.WaitGroup
+	for _, q := range qs {
+		wg.Go(func() { c.read(q) })
+	}
 	go func() {
-		bufs := make([][]byte, q.BatchSize())
-		for i := range bufs {
-			bufs[i] = make([]byte, device.Headroom+70000)
-		}
-		sizes := make([]int, len(bufs))
-		for {
-			n, err := q.Read(bufs, sizes, device.Headroom)
-			if err != nil {
-				close(c.ch)
-				return
-			}
-			for i := range n {
-				frames, merged, err := unmerge(bufs[i], sizes[i])
-				if err != nil {
-					c.bad.CompareAndSwap(nil, &err)
-					continue
-				}
-				if merged {
-					c.merged.Add(1)
-				}
-				for _, f := range frames {
-					c.ch <- f
-				}
-			}
-		}
+		wg.Wait()
+		close(c.ch)
 	}()
 	return c
+}
+
+// read reads q until it fails.
+func (c *collector) read(q device.Queue) {
+	bufs := make([][]byte, q.BatchSize())
+	for i := range bufs {
+		bufs[i] = make([]byte, device.Headroom+70000)
+	}
+	sizes := make([]int, len(bufs))
+	for {
+		n, err := q.Read(bufs, sizes, device.Headroom)
+		if err != nil {
+			return
+		}
+		for i := range n {
+			frames, merged, err := unmerge(bufs[i], sizes[i])
+			if err != nil {
+				c.bad.CompareAndSwap(nil, &err)
+				continue
+			}
+			if merged {
+				c.merged.Add(1)
+			}
+			for _, f := range frames {
+				c.ch <- f
+			}
+		}
+	}
 }
 
 // waitLimit bounds every wait for a frame or a counter: far past what
@@ -200,7 +212,7 @@ func TestNetnsFramesBothWays(t *testing.T) {
 	if ta.MTU() != 1450 {
 		t.Fatalf("tunnel MTU %d, want 1450", ta.MTU())
 	}
-	ca, cb := collect(t, ta.Queues()[0]), collect(t, tb.Queues()[0])
+	ca, cb := collect(t, ta.Queues()...), collect(t, tb.Queues()...)
 
 	f := ethFrame(bcast, macA, 200, 1)
 	write(t, ta, f, device.VnetHdr{})
@@ -253,8 +265,8 @@ func TestNetnsFlooding(t *testing.T) {
 	}
 	// A's own address in its list is left out.
 	ta := tunnel(t, es[0], 7, 0, hs[0].addr, hs[1].addr, hs[2].addr)
-	cb := collect(t, tunnel(t, es[1], 7, 0).Queues()[0])
-	cc := collect(t, tunnel(t, es[2], 7, 0).Queues()[0])
+	cb := collect(t, tunnel(t, es[1], 7, 0).Queues()...)
+	cc := collect(t, tunnel(t, es[2], 7, 0).Queues()...)
 
 	for i, dst := range []net.HardwareAddr{bcast, {0x01, 0, 0x5e, 0, 0, 1}, macB} {
 		f := ethFrame(dst, macA, 100, byte(i))
@@ -291,7 +303,7 @@ func TestNetnsDrops(t *testing.T) {
 	ea.SetMembers([]netip.Addr{hs[1].addr})
 	eb.SetMembers([]netip.Addr{hs[0].addr}) // host 3 is not a member
 	ta := tunnel(t, ea, 100, 0, hs[1].addr)
-	cb := collect(t, tunnel(t, eb, 100, 0).Queues()[0])
+	cb := collect(t, tunnel(t, eb, 100, 0).Queues()...)
 
 	pkt := func(flags byte, vni uint32, f []byte) []byte {
 		b := make([]byte, HeaderLen, HeaderLen+len(f))
@@ -340,7 +352,7 @@ func TestNetnsIPv6Underlay(t *testing.T) {
 	}
 	ta := tunnel(t, ea, 100, 0, hs[1].addr)
 	tb := tunnel(t, eb, 100, 0, hs[0].addr)
-	ca, cb := collect(t, ta.Queues()[0]), collect(t, tb.Queues()[0])
+	ca, cb := collect(t, ta.Queues()...), collect(t, tb.Queues()...)
 	f := ethFrame(bcast, macA, 200, 1)
 	write(t, ta, f, device.VnetHdr{})
 	if got := cb.next(t, "broadcast A to B", nil); !bytes.Equal(got, f) {

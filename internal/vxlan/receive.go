@@ -20,18 +20,19 @@ const (
 	rxMsgs = 32
 	// rxBufSize holds the largest read: 64 KiB of coalesced datagrams.
 	rxBufSize = 65536
-	// rxBufs is how many receive buffers an endpoint has: rxMsgs posted
-	// to the socket, the rest in tunnels' queues waiting to be read.
+	// rxBufs is how many receive buffers each receiving goroutine has:
+	// rxMsgs posted to its socket, the rest in its queues of the tunnels
+	// waiting to be read.
 	rxBufs = 6 * rxMsgs
 	// maxBatchFrames is the most frames one batch handed to a tunnel
 	// holds.
 	maxBatchFrames = 256
-	// tunnelQueue is how many batches wait for a tunnel's reader (see
-	// push for what happens when they are all taken).
+	// tunnelQueue is how many batches wait in one queue of a tunnel
+	// (see push for what happens when they are all taken).
 	tunnelQueue = 32
 )
 
-// newFreeList makes an endpoint's receive buffers.
+// newFreeList makes one receiving goroutine's receive buffers.
 func newFreeList() chan *rxBuf {
 	free := make(chan *rxBuf, rxBufs)
 	for range rxBufs {
@@ -41,7 +42,7 @@ func newFreeList() chan *rxBuf {
 }
 
 // rxBuf is one receive buffer. refs counts the batches that hold frames
-// in it; the last to let go puts it back in the endpoint's free list.
+// in it; the last to let go puts it back in its free list.
 type rxBuf struct {
 	b    []byte
 	refs atomic.Int32
@@ -56,8 +57,8 @@ type frameRef struct {
 	valid bool
 }
 
-// rxBatch is what the receiving goroutine hands a tunnel: its inner
-// frames from one read, and the buffers they lie in.
+// rxBatch is what a receiving goroutine hands a tunnel's queue: its
+// inner frames from one read, and the buffers they lie in.
 type rxBatch struct {
 	frames []frameRef
 	bufs   []*rxBuf
@@ -82,9 +83,11 @@ func (b *rxBatch) release(free chan *rxBuf) {
 	batchPool.Put(b)
 }
 
-// reader is the state of the receiving goroutine, made once.
+// reader is the state of a receiving goroutine, made once: the one of
+// receiving socket idx, which feeds queue idx of every tunnel.
 type reader struct {
 	e     *Endpoint
+	idx   int
 	free  chan *rxBuf
 	msgs  [rxMsgs]unix.Mmsghdr
 	iovs  [rxMsgs]unix.Iovec
@@ -109,10 +112,10 @@ type pending struct {
 	last    *peer
 }
 
-func newReader(e *Endpoint, free chan *rxBuf) *reader {
-	r := &reader{e: e, free: free}
+func newReader(e *Endpoint, idx int) *reader {
+	r := &reader{e: e, idx: idx, free: e.free[idx]}
 	for i := range r.bufs {
-		r.bufs[i] = <-free
+		r.bufs[i] = <-r.free
 	}
 	r.readFn = r.read
 	r.wait = time.NewTimer(time.Hour)
@@ -129,10 +132,12 @@ func (r *reader) read(fd uintptr) bool {
 	return true
 }
 
-// receive reads the socket until Close, hands every inner frame to the
-// tunnel of its VNI and learns where its source MAC is.
-func (e *Endpoint) receive() {
-	r := newReader(e, e.free)
+// receive reads receiving socket idx until Close, hands every inner
+// frame to queue idx of the tunnel of its VNI and learns where its source
+// MAC is.
+func (e *Endpoint) receive(idx int) {
+	r := newReader(e, idx)
+	raw := e.sock.rx[idx].raw
 	for {
 		for i := range r.msgs {
 			m := &r.msgs[i]
@@ -150,7 +155,7 @@ func (e *Endpoint) receive() {
 		if e.paused.Load() && !e.waitResumed() {
 			return
 		}
-		err := e.sock.rxRaw.Read(r.readFn)
+		err := raw.Read(r.readFn)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			// PauseReads woke the read.
 			continue
@@ -254,7 +259,7 @@ func (r *reader) handle(i int, members map[netip.Addr]*peer, tunnels map[uint32]
 		b.frames = append(b.frames, frameRef{buf: buf, off: int32(off + HeaderLen), n: int32(len(frame)), valid: valid})
 		b.bytes += len(frame)
 		if len(b.frames) == cap(b.frames) || len(b.bufs) == cap(b.bufs) {
-			t.push(b, r.wait)
+			t.qs[r.idx].push(b, r.wait)
 			pe.b = batchPool.Get().(*rxBatch)
 		}
 	}
@@ -295,7 +300,7 @@ func (r *reader) deliver() {
 	for i := range r.pend {
 		pe := &r.pend[i]
 		if len(pe.b.frames) > 0 {
-			pe.t.push(pe.b, r.wait)
+			pe.t.qs[r.idx].push(pe.b, r.wait)
 		} else {
 			pe.b.release(r.free)
 		}

@@ -79,7 +79,7 @@ var senders = sync.Pool{New: func() any {
 // MACs, no VTEP, a send error) are counted, not reported: Write fails
 // only once the tunnel is closed.
 func (q *queue) Write(bufs [][]byte, offset int) (int, error) {
-	t := (*Tunnel)(q)
+	t := q.t
 	select {
 	case <-t.done:
 		return 0, errClosed(t)

@@ -36,7 +36,10 @@ const maxDatagram = 65535 - 20 - 8
 
 // sockets are an Endpoint's UDP sockets.
 //
-// The receiving socket is Go's, waited on by the runtime's poller. The
+// The receiving sockets are Go's, waited on by the runtime's poller:
+// one, or a few on the one address and port (SO_REUSEPORT), among which
+// the kernel spreads datagrams by their addresses and ports, so that one
+// flow (one outer source port) keeps to one socket and its order. The
 // sending ones are plain blocking descriptors the poller never sees: a
 // socket in the poller's epoll set has the kernel call into epoll each
 // time one of its sent packets is freed (the socket has write space
@@ -45,14 +48,18 @@ const maxDatagram = 65535 - 20 - 8
 // send blocks only while the socket's buffer is full, which the
 // receiving end drains.
 type sockets struct {
-	rx    *net.UDPConn
-	rxRaw syscall.RawConn
+	rx []rxSock
 	// txMu guards the sending descriptors against Close: sends hold it
 	// shared, close exclusively, so that a descriptor is never used
 	// after it is closed (and its number reused).
 	txMu     sync.RWMutex
 	txClosed bool
 	tx       [txSockets]txSock
+}
+
+type rxSock struct {
+	conn *net.UDPConn
+	raw  syscall.RawConn
 }
 
 type txSock struct {
@@ -100,55 +107,92 @@ func (s *sockaddr) addr() netip.Addr {
 	return netip.Addr{}
 }
 
-// rxSockets is how many receiving sockets an endpoint reads: the
-// length of the list ExportReceivers gives and Config.Receivers takes.
-const rxSockets = 1
+// adoption says what became of the receiving sockets handed over to
+// openSockets.
+type adoption struct {
+	// taken is how many were taken and are read.
+	taken int
+	// opened is how many more were opened into their SO_REUSEPORT group
+	// (fewer handed over than asked for); surplus how many were closed
+	// (more handed over than asked for).
+	opened, surplus int
+	// refused says why none were taken (and the port bound afresh); nil
+	// if none were handed over or they were taken.
+	refused error
+	// short says why fewer sockets than asked for are read: opening one
+	// more into the group failed.
+	short error
+}
 
-// openSockets opens the receiving socket on local:port, or takes the
-// one handed over in inherited (adoptRx), and the sending ones on local
-// and ports the kernel picks. refused says why inherited sockets were
-// not taken, nil if none were given or they were.
-func openSockets(local netip.Addr, port int, inherited []int) (s *sockets, refused, err error) {
-	network := "udp4"
-	if local.Is6() {
-		network = "udp6"
-	}
+// openSockets opens n receiving sockets on local:port (sharing it with
+// SO_REUSEPORT if n > 1) and the sending ones on local and ports the
+// kernel picks. The receiving sockets handed over in inherited come
+// first (adoptReceivers): if they are taken, the others are opened into
+// their group without making sure the port is free (they hold it), and
+// those beyond n are closed.
+func openSockets(local netip.Addr, port, n int, inherited []int) (s *sockets, a adoption, err error) {
 	s = &sockets{}
+	for i := range s.tx {
+		s.tx[i].fd = -1
+	}
 	defer func() {
 		if err != nil {
 			s.close()
 		}
 	}()
+	inUse := func(err error) error {
+		return fmt.Errorf("vxlan: listen on %v port %d: %w (is another VXLAN endpoint, such as a Linux vxlan device, on that port? is %v an address of this host?)", local, port, err, local)
+	}
 	if len(inherited) > 0 {
-		s.rx, refused = adoptReceivers(inherited, local, port)
+		s.rx, a.surplus, a.refused = adoptReceivers(inherited, local, port, n)
+		a.taken = len(s.rx)
 	}
-	if s.rx == nil {
-		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error { return control(c, rxOpts, local.Is6()) }}
-		pc, err := lc.ListenPacket(context.Background(), network, net.JoinHostPort(local.String(), strconv.Itoa(port)))
-		if err != nil {
-			return s, refused, fmt.Errorf("vxlan: listen on %v port %d: %w (is another VXLAN endpoint, such as a Linux vxlan device, on that port? is %v an address of this host?)", local, port, err, local)
+	if len(s.rx) > 0 {
+		for len(s.rx) < n {
+			r, err := listenRx(local, port, true)
+			if err != nil {
+				// The sockets taken hold the port: read those.
+				a.short = fmt.Errorf("vxlan: open receiving socket %d of %d into the group handed over on %v port %d: %w", len(s.rx)+1, n, local, port, err)
+				break
+			}
+			s.rx = append(s.rx, r)
+			a.opened++
 		}
-		s.rx = pc.(*net.UDPConn)
-	}
-	if s.rxRaw, err = s.rx.SyscallConn(); err != nil {
-		return s, refused, err
-	}
-	for i := range s.tx {
-		s.tx[i].fd = -1
+	} else {
+		if n > 1 {
+			// Sockets that share a port with SO_REUSEPORT share it with
+			// any other of the same user that asks alike: a socket alone
+			// on the port first makes sure nobody holds it.
+			probe, err := listenRx(local, port, false)
+			if err != nil {
+				return s, a, inUse(err)
+			}
+			probe.conn.Close()
+		}
+		for range n {
+			r, err := listenRx(local, port, n > 1)
+			if err != nil {
+				return s, a, inUse(err)
+			}
+			s.rx = append(s.rx, r)
+		}
 	}
 	for i := range s.tx {
 		if s.tx[i], err = openTx(local); err != nil {
-			return s, refused, fmt.Errorf("vxlan: open a sending socket on %v: %w", local, err)
+			return s, a, fmt.Errorf("vxlan: open a sending socket on %v: %w", local, err)
 		}
 	}
-	return s, refused, nil
+	return s, a, nil
 }
 
-// adoptReceivers takes the receiving sockets fds handed over, and
-// closes the descriptors: it returns the one socket an endpoint reads,
-// or nil and why they were refused (not one, or not a UDP socket bound
-// to local:port).
-func adoptReceivers(fds []int, local netip.Addr, port int) (*net.UDPConn, error) {
+// adoptReceivers takes the receiving sockets fds handed over, at most n
+// of them, and closes the descriptors: it returns the sockets taken and
+// how many were closed as surplus, or none and why they were refused
+// (one is not a UDP socket bound to local:port, or, of several, one
+// does not share it with SO_REUSEPORT). With n > 1 the sockets taken
+// have SO_REUSEPORT (set on one handed over alone), so that more can be
+// opened into their group.
+func adoptReceivers(fds []int, local netip.Addr, port, n int) (rx []rxSock, surplus int, err error) {
 	fds = slices.Clone(fds)
 	defer func() {
 		for _, fd := range fds {
@@ -156,46 +200,54 @@ func adoptReceivers(fds []int, local netip.Addr, port int) (*net.UDPConn, error)
 				unix.Close(fd)
 			}
 		}
+		if err != nil {
+			for _, r := range rx {
+				r.conn.Close()
+			}
+			rx, surplus = nil, 0
+		}
 	}()
-	if len(fds) != rxSockets {
-		return nil, fmt.Errorf("vxlan: %d receiving sockets handed over, want %d", len(fds), rxSockets)
-	}
 	for _, fd := range fds {
-		if err := checkReceiver(fd, local, port); err != nil {
-			return nil, err
+		if err := checkReceiver(fd, local, port, len(fds) > 1); err != nil {
+			return nil, 0, err
 		}
 	}
-	// The file owns the descriptor from here: closed by it, and only
-	// by it (its finalizer would close the number again, by then
-	// another socket's).
-	f := os.NewFile(uintptr(fds[0]), "vxlan receiver")
-	fds[0] = -1
-	defer f.Close()
-	pc, err := net.FilePacketConn(f)
-	if err != nil {
-		return nil, fmt.Errorf("vxlan: receiving socket handed over: %w", err)
+	surplus = max(len(fds)-n, 0)
+	for i := range fds[:len(fds)-surplus] {
+		// The file owns the descriptor from here: closed by it, and
+		// only by it (its finalizer would close the number again, by
+		// then another socket's).
+		f := os.NewFile(uintptr(fds[i]), "vxlan receiver")
+		fds[i] = -1
+		pc, err := net.FilePacketConn(f)
+		f.Close()
+		if err != nil {
+			return rx, 0, fmt.Errorf("vxlan: receiving socket handed over: %w", err)
+		}
+		c, ok := pc.(*net.UDPConn)
+		if !ok {
+			pc.Close()
+			return rx, 0, fmt.Errorf("vxlan: receiving socket handed over is a %T, not a UDP socket", pc)
+		}
+		r := rxSock{conn: c}
+		r.raw, err = c.SyscallConn()
+		if err == nil {
+			// Set again: the predecessor may be of a version that set
+			// fewer, and what is set already is set the same.
+			err = control(r.raw, rxOpts, local.Is6(), n > 1)
+		}
+		if err != nil {
+			c.Close()
+			return rx, 0, err
+		}
+		rx = append(rx, r)
 	}
-	c, ok := pc.(*net.UDPConn)
-	if !ok {
-		pc.Close()
-		return nil, fmt.Errorf("vxlan: receiving socket handed over is a %T, not a UDP socket", pc)
-	}
-	rc, err := c.SyscallConn()
-	if err == nil {
-		// Set again: the predecessor may be of a version that set
-		// fewer, and what is set already is set the same.
-		err = control(rc, rxOpts, local.Is6())
-	}
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
-	return c, nil
+	return rx, surplus, nil
 }
 
 // checkReceiver checks that fd is a UDP socket of local's family bound
-// to local:port.
-func checkReceiver(fd int, local netip.Addr, port int) error {
+// to local:port, and with SO_REUSEPORT if shared.
+func checkReceiver(fd int, local netip.Addr, port int, shared bool) error {
 	family := unix.AF_INET
 	if local.Is6() {
 		family = unix.AF_INET6
@@ -226,23 +278,60 @@ func checkReceiver(fd int, local netip.Addr, port int) error {
 	case *unix.SockaddrInet6:
 		got = netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port))
 	}
-	if want := netip.AddrPortFrom(local, uint16(port)); got != want {
+	want := netip.AddrPortFrom(local, uint16(port))
+	if got != want {
 		return fmt.Errorf("vxlan: receiving socket handed over is bound to %v, not %v", got, want)
+	}
+	if shared {
+		if v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT); err != nil || v == 0 {
+			return fmt.Errorf("vxlan: receiving socket handed over, one of several, does not share %v with SO_REUSEPORT", want)
+		}
 	}
 	return nil
 }
 
 // exportReceivers returns descriptors of the receiving sockets that the
-// caller owns.
-func (s *sockets) exportReceivers() ([]int, error) {
-	fd, cerr := -1, error(nil)
-	if err := s.rxRaw.Control(func(c uintptr) { fd, cerr = unix.FcntlInt(c, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return nil, err
+// caller owns, in order.
+func (s *sockets) exportReceivers() (fds []int, err error) {
+	defer func() {
+		if err != nil {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+			fds = nil
+		}
+	}()
+	for _, r := range s.rx {
+		fd, cerr := -1, error(nil)
+		if err := r.raw.Control(func(c uintptr) { fd, cerr = unix.FcntlInt(c, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+			return fds, err
+		}
+		if cerr != nil {
+			return fds, fmt.Errorf("vxlan: receiving socket: %w", cerr)
+		}
+		fds = append(fds, fd)
 	}
-	if cerr != nil {
-		return nil, fmt.Errorf("vxlan: receiving socket: %w", cerr)
+	return fds, nil
+}
+
+// listenRx opens a receiving socket on local:port, with SO_REUSEPORT if
+// shared.
+func listenRx(local netip.Addr, port int, shared bool) (rxSock, error) {
+	network := "udp4"
+	if local.Is6() {
+		network = "udp6"
 	}
-	return []int{fd}, nil
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error { return control(c, rxOpts, local.Is6(), shared) }}
+	pc, err := lc.ListenPacket(context.Background(), network, net.JoinHostPort(local.String(), strconv.Itoa(port)))
+	if err != nil {
+		return rxSock{}, err
+	}
+	r := rxSock{conn: pc.(*net.UDPConn)}
+	if r.raw, err = r.conn.SyscallConn(); err != nil {
+		r.conn.Close()
+		return rxSock{}, err
+	}
+	return r, nil
 }
 
 // openTx opens a blocking sending socket bound to local and a port the
@@ -302,8 +391,8 @@ func (s *sockets) sourcePorts() []int {
 
 func (s *sockets) close() error {
 	var errs []error
-	if s.rx != nil {
-		errs = append(errs, s.rx.Close())
+	for _, r := range s.rx {
+		errs = append(errs, r.conn.Close())
 	}
 	s.txMu.Lock()
 	defer s.txMu.Unlock()
@@ -327,12 +416,18 @@ const (
 // never receive, and must not keep what a stray sender sends them.
 var dropAll = []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
 
-func control(c syscall.RawConn, kind int, v6 bool) error {
+func control(c syscall.RawConn, kind int, v6, shared bool) error {
 	var serr error
 	err := c.Control(func(fd uintptr) {
 		f := int(fd)
 		switch kind {
 		case rxOpts:
+			if shared {
+				if err := unix.SetsockoptInt(f, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+					serr = fmt.Errorf("vxlan: SO_REUSEPORT: %w", err)
+					return
+				}
+			}
 			// UDP_GRO: the kernel hands over a run of datagrams of one
 			// flow as one read, with their size in a control message.
 			if err := unix.SetsockoptInt(f, unix.IPPROTO_UDP, unix.UDP_GRO, 1); err != nil {

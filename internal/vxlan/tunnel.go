@@ -15,8 +15,9 @@ import (
 )
 
 // Tunnel is one network's port on an Endpoint: the frames of one VNI. It
-// is a device.Device with one queue, which the switch reads with a loop
-// of its own.
+// is a device.Device with a queue per receiving socket of the endpoint,
+// each fed by that socket's goroutine, which the switch reads with a loop
+// of its own each.
 type Tunnel struct {
 	ep       *Endpoint
 	vni      uint32
@@ -30,27 +31,14 @@ type Tunnel struct {
 	vteps   atomic.Pointer[[]*peer]
 	mu      sync.Mutex
 
-	// rxch carries batches from the receiving goroutine to Read; cur is
-	// the batch Read is taking frames from, pos the next frame in it.
-	rxch chan *rxBatch
-	cur  *rxBatch
-	pos  int
-	// views are cur's frames as slices, for segment.MergeRun.
-	views [][]byte
-	// rmu orders Read's use of cur with Close.
-	rmu sync.Mutex
+	// qs are the queues, one per receiving goroutine of the endpoint.
+	qs []*queue
 
 	// push and Close: closed is set under cmu, so that no batch is
-	// queued after Close has drained rxch.
+	// queued after Close has drained the queues.
 	cmu    sync.RWMutex
 	closed bool
 	done   chan struct{}
-	// held counts the receive buffers the queued batches hold; space
-	// is signalled when Read lets go of some; stalled is set when the
-	// receiving goroutine gave up waiting for that (see push).
-	held    atomic.Int32
-	space   chan struct{}
-	stalled atomic.Bool
 
 	c tunnelCounters
 }
@@ -68,6 +56,42 @@ type remote struct {
 
 var _ device.Device = (*Tunnel)(nil)
 
+// queue is one of a tunnel's device.Queues: the frames one receiving
+// goroutine hands the tunnel. Writes go out the same way on every queue.
+type queue struct {
+	t *Tunnel
+	// free is the free list of the receive buffers of the queue's
+	// receiving goroutine.
+	free chan *rxBuf
+	// rxch carries batches from the receiving goroutine to Read; cur is
+	// the batch Read is taking frames from, pos the next frame in it.
+	rxch chan *rxBatch
+	cur  *rxBatch
+	pos  int
+	// views are cur's frames as slices, for segment.MergeRun.
+	views [][]byte
+	// rmu orders Read's use of cur with Close.
+	rmu sync.Mutex
+	// held counts the receive buffers the queued batches hold; space
+	// is signalled when Read lets go of some; stalled is set when the
+	// receiving goroutine gave up waiting for that (see push).
+	held    atomic.Int32
+	space   chan struct{}
+	stalled atomic.Bool
+}
+
+// newTunnel makes the tunnel of vni on e, with a queue of depth batches
+// per receiving goroutine of e.
+func newTunnel(e *Endpoint, vni uint32, mtu, depth int) *Tunnel {
+	t := &Tunnel{ep: e, vni: vni, mtu: mtu, done: make(chan struct{})}
+	for _, free := range e.free {
+		t.qs = append(t.qs, &queue{t: t, free: free, rxch: make(chan *rxBatch, depth),
+			views: make([][]byte, 0, maxBatchFrames), space: make(chan struct{}, 1)})
+	}
+	t.initTables()
+	return t
+}
+
 func (t *Tunnel) initTables() {
 	m := map[uint64]*remote{}
 	t.remotes.Store(&m)
@@ -81,8 +105,15 @@ func (t *Tunnel) VNI() uint32 { return t.vni }
 // MTU returns the overlay MTU super-frames are cut to.
 func (t *Tunnel) MTU() int { return t.mtu }
 
-// Queues returns the tunnel's one queue.
-func (t *Tunnel) Queues() []device.Queue { return []device.Queue{(*queue)(t)} }
+// Queues returns the tunnel's queues, one per receiving socket of the
+// endpoint.
+func (t *Tunnel) Queues() []device.Queue {
+	qs := make([]device.Queue, len(t.qs))
+	for i, q := range t.qs {
+		qs[i] = q
+	}
+	return qs
+}
 
 // Caps: the tunnel takes TCP and UDP super-frames and frames with a
 // checksum left to fill, and cuts and completes them itself, so that a
@@ -103,10 +134,18 @@ func (t *Tunnel) Close() error {
 	close(t.done)
 	t.cmu.Unlock()
 	t.ep.removeTunnel(t)
+	for _, q := range t.qs {
+		q.drain()
+	}
+	return nil
+}
+
+// drain lets go of the queue's batches, once its tunnel is closed.
+func (q *queue) drain() {
 	for {
 		select {
-		case b := <-t.rxch:
-			t.releaseQueued(b)
+		case b := <-q.rxch:
+			q.releaseQueued(b)
 			continue
 		default:
 		}
@@ -114,14 +153,13 @@ func (t *Tunnel) Close() error {
 	}
 	// A Read under way lets go of its batch itself; one waiting for the
 	// next Read is let go here.
-	if t.rmu.TryLock() {
-		if t.cur != nil {
-			t.releaseQueued(t.cur)
-			t.cur = nil
+	if q.rmu.TryLock() {
+		if q.cur != nil {
+			q.releaseQueued(q.cur)
+			q.cur = nil
 		}
-		t.rmu.Unlock()
+		q.rmu.Unlock()
 	}
-	return nil
 }
 
 // push queues a batch for Read. A queue without room (full, or holding
@@ -129,9 +167,10 @@ func (t *Tunnel) Close() error {
 // frames come holds the socket back rather than lose frames; one that
 // made the wait last stallWait is stalled (nobody reads it), and loses
 // its frames at once until Read takes some. A closed tunnel's are
-// dropped. push is called by the receiving goroutine only, with its
-// timer.
-func (t *Tunnel) push(b *rxBatch, wait *time.Timer) {
+// dropped. push is called by the queue's receiving goroutine only, with
+// its timer.
+func (q *queue) push(b *rxBatch, wait *time.Timer) {
+	t := q.t
 	n, bytes := uint64(len(b.frames)), uint64(b.bytes)
 	for {
 		t.cmu.RLock()
@@ -142,54 +181,55 @@ func (t *Tunnel) push(b *rxBatch, wait *time.Timer) {
 		// The receiving goroutine is the only sender on rxch, so room
 		// now is room at the send. The frames are counted before Read,
 		// which owns b once it is queued, can see them.
-		if len(t.rxch) < cap(t.rxch) && int(t.held.Load())+len(b.bufs) <= maxHeld {
-			t.held.Add(int32(len(b.bufs)))
+		if len(q.rxch) < cap(q.rxch) && int(q.held.Load())+len(b.bufs) <= maxHeld {
+			q.held.Add(int32(len(b.bufs)))
 			t.c.rxPackets.Add(n)
 			t.c.rxBytes.Add(bytes)
 			t.ep.c.rxPackets.Add(n)
 			t.ep.c.rxBytes.Add(bytes)
-			t.rxch <- b
+			q.rxch <- b
 			t.cmu.RUnlock()
 			return
 		}
 		t.cmu.RUnlock()
-		if t.stalled.Load() {
+		if q.stalled.Load() {
 			break
 		}
 		wait.Reset(stallWait)
 		select {
-		case <-t.space:
+		case <-q.space:
 			wait.Stop()
 			continue
 		case <-wait.C:
-			t.stalled.Store(true)
+			q.stalled.Store(true)
 		case <-t.done:
 			wait.Stop()
 		}
 		break
 	}
 	t.c.drops.Add(n)
-	b.release(t.ep.free)
+	b.release(q.free)
 }
 
 // maxHeld is the most receive buffers a tunnel's queue may hold, so that
-// a network that nobody reads leaves the others buffers to receive into.
+// a network that nobody reads leaves the others the buffers of the
+// queue's receiving goroutine to receive into.
 const maxHeld = rxBufs / 3
 
-// stallWait is how long the receiving goroutine waits for room in a
+// stallWait is how long a receiving goroutine waits for room in a
 // tunnel's queue before it takes the tunnel for stalled: far longer than
 // a switch that keeps reading takes to free a batch.
 const stallWait = 100 * time.Millisecond
 
 // releaseQueued lets go of a batch that was queued.
-func (t *Tunnel) releaseQueued(b *rxBatch) {
-	t.held.Add(-int32(len(b.bufs)))
-	b.release(t.ep.free)
-	if t.stalled.Load() {
-		t.stalled.Store(false)
+func (q *queue) releaseQueued(b *rxBatch) {
+	q.held.Add(-int32(len(b.bufs)))
+	b.release(q.free)
+	if q.stalled.Load() {
+		q.stalled.Store(false)
 	}
 	select {
-	case t.space <- struct{}{}:
+	case q.space <- struct{}{}:
 	default:
 	}
 }
@@ -388,9 +428,6 @@ func (t *Tunnel) Stats() TunnelStats {
 // String names the tunnel in logs.
 func (t *Tunnel) String() string { return fmt.Sprintf("vxlan VNI %d", t.vni) }
 
-// queue is the tunnel's one device.Queue.
-type queue Tunnel
-
 func errClosed(t *Tunnel) error {
 	return fmt.Errorf("vxlan: tunnel of VNI %d: %w", t.vni, os.ErrClosed)
 }
@@ -412,8 +449,8 @@ const maxRun = 64
 // that takes less gets them cut by the switch.
 var mergeCaps = device.Caps{GSO: device.GSOSetTCP | device.GSOSetUDPL4, Csum: true}
 
-// Read implements device.Queue: it waits for the receiving goroutine to
-// hand the tunnel frames, then copies up to len(bufs) of them out. A run
+// Read implements device.Queue: it waits for the queue's receiving
+// goroutine to hand it frames, then copies up to len(bufs) of them out. A run
 // of one flow's segments (as a sender cuts them from one super-frame, and
 // the receiving socket reads them, back to back) is merged into one
 // super-frame as it is copied, by the switch's coalescing rules
@@ -427,69 +464,69 @@ var mergeCaps = device.Caps{GSO: device.GSOSetTCP | device.GSOSetUDPL4, Csum: tr
 // (segment.Reseed), any other VnetFlagDataValid. The others' are checked
 // before they merge, and a frame alone gets no flag.
 func (q *queue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	t := (*Tunnel)(q)
-	t.rmu.Lock()
-	defer t.rmu.Unlock()
+	t := q.t
+	q.rmu.Lock()
+	defer q.rmu.Unlock()
 	n := 0
 	for n < len(bufs) {
-		if t.cur == nil {
+		if q.cur == nil {
 			var b *rxBatch
 			if n == 0 {
 				select {
-				case b = <-t.rxch:
+				case b = <-q.rxch:
 				case <-t.done:
 				}
 			} else {
 				select {
-				case b = <-t.rxch:
+				case b = <-q.rxch:
 				default:
 				}
 			}
 			if b == nil {
 				break
 			}
-			t.cur, t.pos = b, 0
-			t.views = t.views[:0]
+			q.cur, q.pos = b, 0
+			q.views = q.views[:0]
 			for _, f := range b.frames {
-				t.views = append(t.views, f.buf.b[f.off:f.off+f.n])
+				q.views = append(q.views, f.buf.b[f.off:f.off+f.n])
 			}
 		}
 		select {
 		case <-t.done:
-			t.releaseQueued(t.cur)
-			t.cur = nil
+			q.releaseQueued(q.cur)
+			q.cur = nil
 			return 0, errClosed(t)
 		default:
 		}
-		b := t.cur
-		for n < len(bufs) && t.pos < len(b.frames) {
-			f := b.frames[t.pos]
+		b := q.cur
+		for n < len(bufs) && q.pos < len(b.frames) {
+			f := b.frames[q.pos]
 			dst := bufs[n]
 			if !b.mixed {
-				used, size := segment.MergeRun(dst, offset, t.views[t.pos:min(t.pos+maxRun, len(b.frames))], f.valid, mergeCaps)
+				used, size := segment.MergeRun(dst, offset, q.views[q.pos:min(q.pos+maxRun, len(b.frames))], f.valid, mergeCaps)
 				if used == 1 && f.valid {
 					segment.Reseed(dst[offset-device.VnetHdrLen:offset], dst[offset:offset+size])
 				}
 				sizes[n] = size
 				n++
-				t.pos += used
+				q.pos += used
 				continue
 			}
 			clear(dst[offset-device.VnetHdrLen : offset])
 			if f.valid {
 				dst[offset-device.VnetHdrLen] = device.VnetFlagDataValid
 			}
-			sizes[n] = copy(dst[offset:], t.views[t.pos])
+			sizes[n] = copy(dst[offset:], q.views[q.pos])
 			if f.valid {
 				segment.Reseed(dst[offset-device.VnetHdrLen:offset], dst[offset:offset+sizes[n]])
 			}
 			n++
-			t.pos++
+			q.pos++
 		}
-		if t.pos == len(b.frames) {
-			t.releaseQueued(b)
-			t.cur = nil
-			clear(t.views)
+		if q.pos == len(b.frames) {
+			q.releaseQueued(b)
+			q.cur = nil
+			clear(q.views)
 		}
 	}
 	if n == 0 {

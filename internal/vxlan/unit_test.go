@@ -174,7 +174,7 @@ func TestHostOnly(t *testing.T) {
 // and duplicates; a flood goes once to each VTEP of it.
 func TestReplicationList(t *testing.T) {
 	ea, eb := pair(t, "127.0.0.1", "127.0.0.2")
-	ec, err := Listen(Config{Local: netip.MustParseAddr("127.0.0.3"), Port: eb.cfg.Port})
+	ec, err := Listen(Config{Local: netip.MustParseAddr("127.0.0.3"), Port: eb.cfg.Port, Receivers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,8 +289,8 @@ func TestTunnelClose(t *testing.T) {
 	if _, err := tb.Queues()[0].Write([][]byte{buffer(ethFrame(bcast, macB, 60, 0), device.VnetHdr{})}, device.Headroom); !errors.Is(err, os.ErrClosed) {
 		t.Fatalf("Write after Close: %v, want os.ErrClosed", err)
 	}
-	if len(eb.free) != rxBufs-rxMsgs {
-		t.Fatalf("%d receive buffers free after Close, want %d: a buffer leaked", len(eb.free), rxBufs-rxMsgs)
+	if len(eb.free[0]) != rxBufs-rxMsgs {
+		t.Fatalf("%d receive buffers free after Close, want %d: a buffer leaked", len(eb.free[0]), rxBufs-rxMsgs)
 	}
 	tb2 := tunnel(t, eb, 5, 1450)
 	ea.Close()
@@ -321,8 +321,8 @@ func TestStalledTunnel(t *testing.T) {
 	if got := live.next(t, "frame of the live network", nil); !bytes.Equal(got, f) {
 		t.Fatalf("read %x, want %x", got, f)
 	}
-	if held := stalled.held.Load(); held > maxHeld {
+	if held := stalled.qs[0].held.Load(); held > maxHeld {
 		t.Fatalf("the stalled tunnel holds %d buffers, more than %d", held, maxHeld)
 	}
-	t.Logf("stalled tunnel: %+v, holding %d buffers", stalled.Stats(), stalled.held.Load())
+	t.Logf("stalled tunnel: %+v, holding %d buffers", stalled.Stats(), stalled.qs[0].held.Load())
 }
