@@ -2,9 +2,12 @@ package vxlan
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -277,3 +280,200 @@ func TestListenRefusedBindsAfresh(t *testing.T) {
 	}
 }
 
+// handOverN hands the receiving sockets of an endpoint of from sockets
+// over to one asked for to, while the predecessor still holds them:
+// 32 outer flows send 10 frames each while neither reads, and 10 more
+// once the successor reads and the predecessor is closed. It returns,
+// per flow, the numbers of the frames the successor read, and per
+// queue how many of the second ten it read.
+func handOverN(t *testing.T, from, to int) (got map[byte][]uint32, second []int) {
+	const flows, batch = 32, 10
+	e := listenN(t, from)
+	local, port := e.cfg.Local, e.cfg.Port
+	tunnel(t, e, 5, 1450)
+	e.PauseReads()
+	fds, err := e.ExportReceivers()
+	if err != nil || len(fds) != from {
+		t.Fatalf("ExportReceivers() = %v, %v; want %d descriptors", fds, err, from)
+	}
+	senders := newFlowSenders(t, e, flows)
+	for _, s := range senders {
+		s.send(t, 5, batch)
+	}
+	for i, fd := range fds {
+		// A datagram waits in every socket: the kernel spread 32 flows
+		// over them.
+		if n, err := unix.IoctlGetInt(fd, unix.SIOCINQ); err != nil || n == 0 {
+			t.Fatalf("receiving socket %d of %d handed over: %d bytes waiting, %v; want some", i, from, n, err)
+		}
+	}
+	if rx := e.Stats().RxPackets; rx != 0 {
+		t.Fatalf("paused endpoint read %d datagrams", rx)
+	}
+
+	var handed []string
+	for _, fd := range fds {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			t.Fatal(err)
+		}
+		handed = append(handed, fmt.Sprintf("socket:[%d]", st.Ino))
+	}
+	// The predecessor still holds the port.
+	n, err := Listen(Config{Local: local, Port: port, Receivers: to, Inherited: fds, Paused: true})
+	if err != nil {
+		t.Fatalf("Listen with %d receiving sockets handed over, %d asked for: %v", from, to, err)
+	}
+	t.Cleanup(func() { n.Close() })
+	if len(n.sock.rx) != to {
+		t.Fatalf("successor reads %d sockets, want %d", len(n.sock.rx), to)
+	}
+	for i, r := range n.sock.rx {
+		if got := r.conn.LocalAddr().(*net.UDPAddr).AddrPort(); got != netip.AddrPortFrom(local, uint16(port)) {
+			t.Errorf("successor's socket %d on %v, want %v:%d", i, got, local, port)
+		}
+		var v int
+		r.raw.Control(func(c uintptr) { v, _ = unix.GetsockoptInt(int(c), unix.SOL_SOCKET, unix.SO_REUSEPORT) })
+		if to > 1 && v == 0 {
+			t.Errorf("successor's socket %d of %d without SO_REUSEPORT", i, to)
+		}
+	}
+	n.SetMembers([]netip.Addr{netip.MustParseAddr("127.0.0.1")})
+	nt := tunnel(t, n, 5, 1450)
+	var cs []*collector
+	for _, q := range nt.Queues() {
+		cs = append(cs, collect(t, q))
+	}
+	n.ResumeReads()
+	e.Close()
+	// Of the sockets handed over, those taken are open once each (the
+	// successor's), the others not at all.
+	if open := openHanded(t, handed); open != min(from, to) {
+		t.Errorf("%d descriptors of the %d sockets handed over open, want %d", open, from, min(from, to))
+	}
+	for _, s := range senders {
+		s.send(t, 5, batch)
+	}
+
+	got = map[byte][]uint32{}
+	second = make([]int, len(cs))
+	total := 0
+	deadline := time.Now().Add(waitLimit)
+	for {
+		for qi, c := range cs {
+			for more := true; more; {
+				select {
+				case f := <-c.ch:
+					id, seq := frameOf(f)
+					got[id] = append(got[id], seq)
+					if seq >= batch {
+						second[qi]++
+						total++
+					}
+				default:
+					more = false
+				}
+			}
+		}
+		if total >= flows*batch {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("successor read %d of the %d frames sent after it took over (per queue %v)", total, flows*batch, second)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	for _, c := range cs {
+		for more := true; more; {
+			select {
+			case f := <-c.ch:
+				id, seq := frameOf(f)
+				got[id] = append(got[id], seq)
+			default:
+				more = false
+			}
+		}
+	}
+	for _, s := range senders {
+		slices.Sort(got[s.id])
+	}
+	return got, second
+}
+
+// seqs returns the numbers from to up to to+n.
+func seqs(from, n uint32) []uint32 {
+	var s []uint32
+	for i := range n {
+		s = append(s, from+i)
+	}
+	return s
+}
+
+// TestHandOverTwoReceivers: an endpoint of two receiving sockets hands
+// both over; the frames waiting in each are read by the successor,
+// every one.
+func TestHandOverTwoReceivers(t *testing.T) {
+	got, second := handOverN(t, 2, 2)
+	for id, s := range got {
+		if !slices.Equal(s, seqs(0, 20)) {
+			t.Errorf("flow %d: frames %v read, want 0-19", id, s)
+		}
+	}
+	t.Logf("second ten per queue: %v", second)
+}
+
+// TestHandOverMoreReceivers: one receiving socket handed over to an
+// endpoint asked for two: it takes the one, opens a second into its
+// group while the predecessor still holds the port, reads every frame,
+// and the kernel spreads the flows over both.
+func TestHandOverMoreReceivers(t *testing.T) {
+	got, second := handOverN(t, 1, 2)
+	for id, s := range got {
+		if !slices.Equal(s, seqs(0, 20)) {
+			t.Errorf("flow %d: frames %v read, want 0-19", id, s)
+		}
+	}
+	if second[0] == 0 || second[1] == 0 {
+		t.Errorf("frames sent after the hand-over per queue: %v; want both sockets to receive", second)
+	}
+}
+
+// TestHandOverFewerReceivers: two receiving sockets handed over to an
+// endpoint asked for one: it reads the first, with every frame waiting
+// in it, and closes the second, whose waiting frames are lost; once
+// the predecessor is gone, every frame comes to the one socket.
+func TestHandOverFewerReceivers(t *testing.T) {
+	got, second := handOverN(t, 2, 1)
+	whole := 0
+	for id, s := range got {
+		switch {
+		case slices.Equal(s, seqs(0, 20)):
+			whole++
+		case slices.Equal(s, seqs(10, 10)):
+		default:
+			t.Errorf("flow %d: frames %v read, want 0-19 (waiting in the socket taken) or 10-19 (in the one closed)", id, s)
+		}
+	}
+	if whole == 0 || whole == len(got) {
+		t.Errorf("%d of %d flows read whole; want those of the socket taken, not those of the one closed", whole, len(got))
+	}
+	t.Logf("%d of %d flows waited in the socket taken; second ten: %v", whole, len(got), second)
+}
+
+// openHanded counts the descriptors of this process open on a socket
+// of names ("socket:[inode]").
+func openHanded(t *testing.T, names []string) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, d := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + d.Name()); err == nil && slices.Contains(names, l) {
+			n++
+		}
+	}
+	return n
+}
