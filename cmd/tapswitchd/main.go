@@ -100,8 +100,10 @@ With --remove-on-exit, stopping removes all of it instead.
 To restart without losing a frame, start the new tapswitchd with the same
 flags and --upgrade: the running one hands over its TAPs' queues and its
 sockets, and exits once the new one forwards; frames sent meanwhile wait
-in the TAPs' rings. Under a service manager that keeps file descriptors
-(systemd's Type=notify with FileDescriptorStoreMax=, see
+in the TAPs' rings. A cluster host hands over its VXLAN receiving sockets too,
+whose datagrams wait in them, and its lease in the cluster's etcd, so that the
+other hosts never see it leave. Under a service manager that keeps file
+descriptors (systemd's Type=notify with FileDescriptorStoreMax=, see
 contrib/tapswitchd.service), tapswitchd stores them there, so that a
 restart or even a crash loses nothing either.
 
@@ -212,9 +214,6 @@ func run(o options) error {
 	}
 	if _, err := o.cluster.config(nil); err != nil {
 		return err
-	}
-	if o.upgrade && o.cluster.advertise != "" {
-		return errors.New("--upgrade does not hand over the VXLAN socket of --advertise yet: stop tapswitchd (SIGTERM) and start it again with the same flags; its TAPs and networks stay, and cluster networks' traffic resumes once it is back")
 	}
 	var metricsAddr netip.AddrPort
 	if o.metrics != "" {

@@ -49,6 +49,14 @@
 // that record is no longer this host's). etcd extends every lease when it
 // restarts, so an etcd that was stopped, not the host, costs no lease.
 //
+// A daemon that hands over to its successor (tapswitchd --upgrade) stops
+// its store with Detach and gives the successor Store.Lease; the
+// successor's store, opened with Config.Lease, keeps that lease alive in
+// place of granting one. The host's record and its addresses and
+// endpoints stay under it all along, so no other host sees this one
+// leave or come back. A lease etcd no longer has (it expired meanwhile)
+// is not carried on: the store registers anew, as after a crash.
+//
 // # While etcd is down
 //
 // Open never waits for etcd: it connects and registers in the background,

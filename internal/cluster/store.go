@@ -63,6 +63,12 @@ type Config struct {
 	Username string
 	Password string
 	Logger   *slog.Logger
+	// Lease is a lease of this host's to carry on, 0 for none: the one
+	// a daemon that hands over to its successor held (Store.Lease). The
+	// store keeps it alive in place of granting one, so that the host's
+	// records never leave the cluster; if etcd no longer has it, the
+	// store registers under a new one as usual.
+	Lease int64
 }
 
 // Store is this host's view of, and hand in, the cluster's shared state
@@ -100,6 +106,9 @@ type Store struct {
 	// own are the addresses and endpoints this host published, to put
 	// again under a new lease. Guarded by opMu.
 	own ownRecords
+	// carried is Config.Lease until register has taken it or found it
+	// gone; only the background loop uses it.
+	carried clientv3.LeaseID
 
 	mu     sync.Mutex
 	status Status
@@ -220,6 +229,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		leaseReady: make(chan struct{}),
 		own:        ownRecords{addrs: map[string]ownAddr{}, endpoints: map[string]Endpoint{}},
 		cache:      newCache(),
+		carried:    clientv3.LeaseID(cfg.Lease),
 	}
 	s.status = Status{Since: time.Now(), LastError: "not connected yet", Endpoints: cfg.Endpoints}
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -501,11 +511,27 @@ func (s *Store) lostLease(id clientv3.LeaseID) {
 	}
 }
 
+// Lease returns the host lease, 0 while there is none: for a successor
+// to carry on (Config.Lease).
+func (s *Store) Lease() int64 { return int64(s.currentLease()) }
+
 // register grants a lease, puts the host under it and publishes this
-// host's addresses and endpoints under it again.
+// host's addresses and endpoints under it again; or carries on the lease
+// of Config.Lease, if etcd still has it.
 func (s *Store) register() error {
 	ctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(s.ctx), max(opTimeout, s.cfg.TTL))
 	defer cancel()
+	if s.carried != 0 {
+		ok, err := s.carryOn(ctx, s.carried)
+		if err != nil {
+			return err
+		}
+		if ok {
+			s.carried = 0
+			return nil
+		}
+		s.carried = 0
+	}
 	g, err := s.cli.Grant(ctx, s.ttl)
 	if err != nil {
 		return fmt.Errorf("grant a lease: %w", err)
@@ -528,6 +554,49 @@ func (s *Store) register() error {
 	s.mu.Unlock()
 	s.log.Info("cluster host registered", "host", s.cfg.Host, "vtep", s.cfg.Advertise, "lease", fmt.Sprintf("%x", int64(g.ID)), "ttl", s.cfg.TTL)
 	return nil
+}
+
+// carryOn takes id, a lease of this host's handed over, as the host
+// lease if etcd still has it (ok): renewed at once, the host record put
+// again under it only if it is missing or under another lease, so that
+// the other hosts see no change. A lease etcd no longer has is not an
+// error: ok is false, and the host registers anew.
+func (s *Store) carryOn(ctx context.Context, id clientv3.LeaseID) (ok bool, err error) {
+	if _, err := s.cli.KeepAliveOnce(ctx, id); err != nil {
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			s.log.Warn("cluster host lease handed over is gone; registering anew", "host", s.cfg.Host, "lease", fmt.Sprintf("%x", int64(id)))
+			return false, nil
+		}
+		return false, fmt.Errorf("renew the host lease handed over: %w", err)
+	}
+	key := s.k.host(s.cfg.Host)
+	r, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return false, fmt.Errorf("read host %s: %w", s.cfg.Host, err)
+	}
+	keep := false
+	if len(r.Kvs) == 1 && clientv3.LeaseID(r.Kvs[0].Lease) == id {
+		h, derr := decodeHost(s.cfg.Host, r.Kvs[0].Value)
+		keep = derr == nil && h.VTEP == s.cfg.Advertise
+	}
+	if !keep {
+		h := Host{Name: s.cfg.Host, VTEP: s.cfg.Advertise, Since: time.Now()}
+		if _, err := s.cli.Put(ctx, key, string(encodeHost(h)), clientv3.WithLease(id)); err != nil {
+			return false, fmt.Errorf("register host %s: %w", s.cfg.Host, err)
+		}
+	}
+	s.opMu.Lock()
+	err = s.republish(ctx, id)
+	s.opMu.Unlock()
+	if err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	s.lease = id
+	close(s.leaseReady)
+	s.mu.Unlock()
+	s.log.Info("cluster host registered under the lease handed over", "host", s.cfg.Host, "vtep", s.cfg.Advertise, "lease", fmt.Sprintf("%x", int64(id)), "host_record_kept", keep)
+	return true, nil
 }
 
 // republish puts this host's addresses and endpoints under lease. A

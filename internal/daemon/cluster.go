@@ -66,9 +66,12 @@ type storeOp struct {
 	do   func(ctx context.Context, s *cluster.Store) error
 }
 
-func (d *Daemon) openStore() error {
+// openStore opens the store, carrying on lease (a predecessor's, see
+// handover_overlay.go) if it is not 0.
+func (d *Daemon) openStore(lease int64) error {
 	c := d.cfg.Overlay
 	s, err := cluster.Open(context.Background(), cluster.Config{
+		Lease:     lease,
 		Endpoints: c.Cluster,
 		Host:      d.ov.host,
 		Advertise: c.Advertise,

@@ -11,9 +11,11 @@ package daemon
 //	              name, or a gateway's interface name)
 //	pub/PORT/I    the listener or UDP socket of PORT's I-th published port
 //
-// and cmd/tapswitchd adds its API listener as "api". New takes the
-// descriptors its state names from Config.Inherited in place of opening
-// the TAPs by name and listening afresh, and closes the rest.
+// a hand-over adds the VXLAN receiving sockets and the store session of a cluster
+// host (handover_overlay.go), and cmd/tapswitchd adds its API listener
+// as "api". New takes the descriptors its state names from
+// Config.Inherited in place of opening the TAPs by name and listening
+// afresh, and closes the rest.
 
 import (
 	"fmt"
@@ -222,12 +224,16 @@ func (d *Daemon) ForgetStored() {
 const handoverSettle = time.Millisecond
 
 // Suspend makes the daemon ready for a successor to take over: it hands
-// back duplicates of every TAP's queues (container ports and gateways)
-// and every published port's socket, named as above, stops reading the
-// TAPs, writes the state, and stops its published ports and DNS servers,
-// whose addresses the successor takes. The TAPs stay attached through
-// the duplicates, so the frames sent meanwhile wait in their rings. When
-// it fails, the daemon is left running as it was.
+// back duplicates of every TAP's queues (container ports and gateways),
+// every published port's socket and the VXLAN receiving sockets, named
+// as above, and the store session, stops reading the TAPs and the VXLAN
+// sockets and following the store, writes the state, and stops its published
+// ports and DNS servers, whose addresses the successor takes. The TAPs
+// stay attached through the duplicates, so the frames sent meanwhile
+// wait in their rings, as the tunnel's datagrams wait in the sockets.
+// The store session stays open (its lease kept alive) until the process
+// exits or Close detaches it, and is never revoked: the successor
+// carries it on. When it fails, the daemon is left running as it was.
 //
 // The caller owns the set: it passes it to the successor, and exits
 // once the successor has taken over; or, if the hand-over fails, it
@@ -259,6 +265,9 @@ func (d *Daemon) Suspend() (_ *fdset.Set, err error) {
 			set.Add(publishFDName(p.name(), slices.Index(p.publish, px.Mapping())), fd)
 		}
 	}
+	if err := d.exportOverlayLocked(set); err != nil {
+		return nil, err
+	}
 	// The state file is current (every change writes it); written
 	// again before the pause, its sync does not add to the outage.
 	d.saveLocked()
@@ -268,6 +277,15 @@ func (d *Daemon) Suspend() (_ *fdset.Set, err error) {
 		}
 	}
 	d.mu.Unlock()
+	if d.ov.ep != nil {
+		// The tunnel's datagrams wait in the socket, for the successor.
+		d.ov.ep.PauseReads()
+	}
+	// The store's views make networks here, or remove them: not while
+	// the successor restores from the state file. What is owed the
+	// store is done now (while etcd answers); the successor follows
+	// the store from where this daemon stops.
+	d.stopStoreWatch()
 	time.Sleep(handoverSettle)
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -108,11 +108,18 @@ func (d *Daemon) openOverlayLocked() error {
 		return fmt.Errorf("--advertise %s: %w", c.Advertise, err)
 	}
 	ov.underlayMTU = mtu
-	ep, err := vxlan.Listen(vxlan.Config{Local: c.Advertise, Port: c.Port, Receivers: c.Receivers, Logger: d.log.With("part", "vxlan")})
+	// A predecessor's receiving sockets are read once every port is
+	// back (inheritedDoneLocked), as its TAPs are: before, the tunnels
+	// their datagrams are for are not all made.
+	rx := d.inheritedReceivers()
+	ep, err := vxlan.Listen(vxlan.Config{Local: c.Advertise, Port: c.Port, Receivers: c.Receivers, Inherited: rx, Paused: len(rx) > 0, Logger: d.log.With("part", "vxlan")})
 	if err != nil {
 		return fmt.Errorf("VXLAN socket on %s: %w", netip.AddrPortFrom(c.Advertise, uint16(cmp.Or(c.Port, vxlan.DefaultPort))), err)
 	}
 	ov.ep = ep
+	if len(rx) > 0 {
+		d.inherited.paused = append(d.inherited.paused, ep)
+	}
 	if m := d.overlayMTU(); m < 576 {
 		ep.Close()
 		ov.ep = nil
@@ -121,7 +128,13 @@ func (d *Daemon) openOverlayLocked() error {
 	ep.SetMembers(c.Peers)
 	d.log.Info("VXLAN endpoint up", "advertise", c.Advertise, "port", cmp.Or(c.Port, vxlan.DefaultPort), "underlay_mtu", mtu, "static_peers", c.Peers, "host", ov.host)
 	if len(c.Cluster) > 0 {
-		if err := d.openStore(); err != nil {
+		sess := d.inheritedSession()
+		var lease int64
+		if sess != nil {
+			lease = sess.Lease
+			d.seedViewLocked(sess.View)
+		}
+		if err := d.openStore(lease); err != nil {
 			ep.Close()
 			ov.ep = nil
 			return err

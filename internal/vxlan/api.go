@@ -30,6 +30,21 @@ type Config struct {
 	// datagrams of different flows over them, and one flow keeps to
 	// one. 0 means 1; at most MaxReceivers.
 	Receivers int
+	// Inherited are receiving sockets another endpoint of this host
+	// handed over (ExportReceivers of a daemon that hands over to its
+	// successor): Listen takes them, and closes the descriptors. It
+	// reads them if each is a UDP socket bound to Local and Port (and,
+	// if there are several, sharing it with SO_REUSEPORT); else it says
+	// why in the log and binds afresh. Datagrams that arrived in
+	// between wait in them, and are read. If fewer were handed over
+	// than Receivers, Listen opens the others into the same
+	// SO_REUSEPORT group; if more, it closes the surplus, and the
+	// datagrams waiting in those are lost.
+	Inherited []int
+	// Paused starts the endpoint with its reads paused (PauseReads),
+	// until ResumeReads: the tunnels a predecessor's datagrams are for
+	// are not made yet.
+	Paused bool
 }
 
 // MaxReceivers bounds Config.Receivers.

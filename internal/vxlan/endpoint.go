@@ -39,8 +39,16 @@ type Endpoint struct {
 	// a VTEP is one *peer (and one set of counters) everywhere.
 	peers  map[netip.Addr]*peer
 	closed bool
-	done   chan struct{}
-	wg     sync.WaitGroup
+	// paused says that reads are paused (PauseReads); it is read
+	// without mu before each read. resume is closed by ResumeReads;
+	// pauseAck, closed by the last of the pauseLeft receiving
+	// goroutines to stop reading, tells PauseReads that all have.
+	paused    atomic.Bool
+	resume    chan struct{}
+	pauseAck  chan struct{}
+	pauseLeft int
+	done      chan struct{}
+	wg        sync.WaitGroup
 
 	c counters
 }
@@ -111,7 +119,16 @@ func Listen(cfg Config) (*Endpoint, error) {
 	// The link is looked up here, in the namespace the sockets are
 	// opened in, not in whichever namespace a later call runs in.
 	e.underMTU, _ = UnderlayMTU(cfg.Local)
-	s, err := openSockets(cfg.Local, cfg.Port, cfg.Receivers)
+	s, a, err := openSockets(cfg.Local, cfg.Port, cfg.Receivers, cfg.Inherited)
+	if a.refused != nil {
+		log.Warn("vxlan: receiving sockets handed over refused; bound afresh", "err", a.refused)
+	}
+	if a.surplus > 0 {
+		log.Warn("vxlan: more receiving sockets handed over than asked for; the surplus closed, and the datagrams waiting in them lost", "handed_over", a.taken+a.surplus, "receivers", cfg.Receivers)
+	}
+	if a.short != nil {
+		log.Warn("vxlan: fewer receiving sockets than asked for", "receivers", a.taken+a.opened, "asked", cfg.Receivers, "err", a.short)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -120,12 +137,103 @@ func Listen(cfg Config) (*Endpoint, error) {
 	for i := range e.free {
 		e.free[i] = newFreeList()
 	}
+	if cfg.Paused {
+		e.paused.Store(true)
+		e.resume = make(chan struct{})
+	}
 	for i := range s.rx {
 		e.wg.Go(func() { e.receive(i) })
 	}
 	e.wg.Go(e.age)
-	log.Info("vxlan endpoint listening", "local", cfg.Local, "port", cfg.Port, "receivers", len(s.rx), "underlay_mtu", e.underMTU, "source_ports", s.sourcePorts())
+	log.Info("vxlan endpoint listening", "local", cfg.Local, "port", cfg.Port, "receivers", len(s.rx), "underlay_mtu", e.underMTU, "source_ports", s.sourcePorts(), "handed_over", a.taken, "opened_beside", a.opened)
 	return e, nil
+}
+
+// ExportReceivers returns descriptors of the endpoint's receiving
+// sockets, which the caller owns, for a successor (Config.Receivers):
+// datagrams wait in the sockets while neither endpoint reads them.
+func (e *Endpoint) ExportReceivers() ([]int, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil, os.ErrClosed
+	}
+	return e.sock.exportReceivers()
+}
+
+// pauseWait bounds PauseReads's wait for the receiving goroutines to
+// finish the reads in progress: one batch of at most rxMsgs datagrams
+// each.
+const pauseWait = time.Second
+
+// PauseReads stops the endpoint reading its receiving sockets, until
+// ResumeReads: once it returns, no read is in progress, and datagrams
+// wait in the sockets (for a successor that reads them through
+// ExportReceivers' descriptors). Sending goes on.
+func (e *Endpoint) PauseReads() {
+	e.mu.Lock()
+	if e.closed || e.paused.Load() {
+		e.mu.Unlock()
+		return
+	}
+	ack := make(chan struct{})
+	e.resume, e.pauseAck, e.pauseLeft = make(chan struct{}), ack, len(e.sock.rx)
+	e.paused.Store(true)
+	e.mu.Unlock()
+	// Wakes the reads blocked in the poller; the goroutines then find
+	// the endpoint paused.
+	for _, r := range e.sock.rx {
+		r.conn.SetReadDeadline(time.Unix(1, 0))
+	}
+	t := time.NewTimer(pauseWait)
+	defer t.Stop()
+	select {
+	case <-ack:
+	case <-e.done:
+	case <-t.C:
+		e.log.Warn("vxlan: a read still in progress after pausing reads", "waited", pauseWait)
+	}
+}
+
+// ResumeReads lets the endpoint read its receiving sockets again.
+func (e *Endpoint) ResumeReads() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.paused.Load() {
+		return
+	}
+	for _, r := range e.sock.rx {
+		r.conn.SetReadDeadline(time.Time{})
+	}
+	e.paused.Store(false)
+	e.pauseAck, e.pauseLeft = nil, 0
+	close(e.resume)
+}
+
+// waitResumed is where the receiving goroutine waits while reads are
+// paused; it reports false when the endpoint closes meanwhile.
+func (e *Endpoint) waitResumed() bool {
+	e.mu.Lock()
+	if !e.paused.Load() {
+		e.mu.Unlock()
+		return true
+	}
+	// Each goroutine comes here once per pause: it leaves only once
+	// resume is closed, and then the pause is over.
+	resume := e.resume
+	if e.pauseAck != nil {
+		if e.pauseLeft--; e.pauseLeft == 0 {
+			close(e.pauseAck)
+			e.pauseAck = nil
+		}
+	}
+	e.mu.Unlock()
+	select {
+	case <-resume:
+		return true
+	case <-e.done:
+		return false
+	}
 }
 
 // Close closes the sockets and every tunnel: their Reads and Writes fail

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -151,7 +152,14 @@ func (e *Endpoint) receive(idx int) {
 			m.Hdr.Flags = 0
 			m.Len = 0
 		}
+		if e.paused.Load() && !e.waitResumed() {
+			return
+		}
 		err := raw.Read(r.readFn)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// PauseReads woke the read.
+			continue
+		}
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
 				e.log.Error("vxlan: receiving stopped", "err", err)

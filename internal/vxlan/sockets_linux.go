@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -105,10 +107,30 @@ func (s *sockaddr) addr() netip.Addr {
 	return netip.Addr{}
 }
 
+// adoption says what became of the receiving sockets handed over to
+// openSockets.
+type adoption struct {
+	// taken is how many were taken and are read.
+	taken int
+	// opened is how many more were opened into their SO_REUSEPORT group
+	// (fewer handed over than asked for); surplus how many were closed
+	// (more handed over than asked for).
+	opened, surplus int
+	// refused says why none were taken (and the port bound afresh); nil
+	// if none were handed over or they were taken.
+	refused error
+	// short says why fewer sockets than asked for are read: opening one
+	// more into the group failed.
+	short error
+}
+
 // openSockets opens n receiving sockets on local:port (sharing it with
 // SO_REUSEPORT if n > 1) and the sending ones on local and ports the
-// kernel picks.
-func openSockets(local netip.Addr, port, n int) (s *sockets, err error) {
+// kernel picks. The receiving sockets handed over in inherited come
+// first (adoptReceivers): if they are taken, the others are opened into
+// their group without making sure the port is free (they hold it), and
+// those beyond n are closed.
+func openSockets(local netip.Addr, port, n int, inherited []int) (s *sockets, a adoption, err error) {
 	s = &sockets{}
 	for i := range s.tx {
 		s.tx[i].fd = -1
@@ -121,29 +143,175 @@ func openSockets(local netip.Addr, port, n int) (s *sockets, err error) {
 	inUse := func(err error) error {
 		return fmt.Errorf("vxlan: listen on %v port %d: %w (is another VXLAN endpoint, such as a Linux vxlan device, on that port? is %v an address of this host?)", local, port, err, local)
 	}
-	if n > 1 {
-		// Sockets that share a port with SO_REUSEPORT share it with any
-		// other of the same user that asks alike: a socket alone on the
-		// port first makes sure nobody holds it.
-		probe, err := listenRx(local, port, false)
-		if err != nil {
-			return s, inUse(err)
-		}
-		probe.conn.Close()
+	if len(inherited) > 0 {
+		s.rx, a.surplus, a.refused = adoptReceivers(inherited, local, port, n)
+		a.taken = len(s.rx)
 	}
-	for range n {
-		r, err := listenRx(local, port, n > 1)
-		if err != nil {
-			return s, inUse(err)
+	if len(s.rx) > 0 {
+		for len(s.rx) < n {
+			r, err := listenRx(local, port, true)
+			if err != nil {
+				// The sockets taken hold the port: read those.
+				a.short = fmt.Errorf("vxlan: open receiving socket %d of %d into the group handed over on %v port %d: %w", len(s.rx)+1, n, local, port, err)
+				break
+			}
+			s.rx = append(s.rx, r)
+			a.opened++
 		}
-		s.rx = append(s.rx, r)
+	} else {
+		if n > 1 {
+			// Sockets that share a port with SO_REUSEPORT share it with
+			// any other of the same user that asks alike: a socket alone
+			// on the port first makes sure nobody holds it.
+			probe, err := listenRx(local, port, false)
+			if err != nil {
+				return s, a, inUse(err)
+			}
+			probe.conn.Close()
+		}
+		for range n {
+			r, err := listenRx(local, port, n > 1)
+			if err != nil {
+				return s, a, inUse(err)
+			}
+			s.rx = append(s.rx, r)
+		}
 	}
 	for i := range s.tx {
 		if s.tx[i], err = openTx(local); err != nil {
-			return s, fmt.Errorf("vxlan: open a sending socket on %v: %w", local, err)
+			return s, a, fmt.Errorf("vxlan: open a sending socket on %v: %w", local, err)
 		}
 	}
-	return s, nil
+	return s, a, nil
+}
+
+// adoptReceivers takes the receiving sockets fds handed over, at most n
+// of them, and closes the descriptors: it returns the sockets taken and
+// how many were closed as surplus, or none and why they were refused
+// (one is not a UDP socket bound to local:port, or, of several, one
+// does not share it with SO_REUSEPORT). With n > 1 the sockets taken
+// have SO_REUSEPORT (set on one handed over alone), so that more can be
+// opened into their group.
+func adoptReceivers(fds []int, local netip.Addr, port, n int) (rx []rxSock, surplus int, err error) {
+	fds = slices.Clone(fds)
+	defer func() {
+		for _, fd := range fds {
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+		}
+		if err != nil {
+			for _, r := range rx {
+				r.conn.Close()
+			}
+			rx, surplus = nil, 0
+		}
+	}()
+	for _, fd := range fds {
+		if err := checkReceiver(fd, local, port, len(fds) > 1); err != nil {
+			return nil, 0, err
+		}
+	}
+	surplus = max(len(fds)-n, 0)
+	for i := range fds[:len(fds)-surplus] {
+		// The file owns the descriptor from here: closed by it, and
+		// only by it (its finalizer would close the number again, by
+		// then another socket's).
+		f := os.NewFile(uintptr(fds[i]), "vxlan receiver")
+		fds[i] = -1
+		pc, err := net.FilePacketConn(f)
+		f.Close()
+		if err != nil {
+			return rx, 0, fmt.Errorf("vxlan: receiving socket handed over: %w", err)
+		}
+		c, ok := pc.(*net.UDPConn)
+		if !ok {
+			pc.Close()
+			return rx, 0, fmt.Errorf("vxlan: receiving socket handed over is a %T, not a UDP socket", pc)
+		}
+		r := rxSock{conn: c}
+		r.raw, err = c.SyscallConn()
+		if err == nil {
+			// Set again: the predecessor may be of a version that set
+			// fewer, and what is set already is set the same.
+			err = control(r.raw, rxOpts, local.Is6(), n > 1)
+		}
+		if err != nil {
+			c.Close()
+			return rx, 0, err
+		}
+		rx = append(rx, r)
+	}
+	return rx, surplus, nil
+}
+
+// checkReceiver checks that fd is a UDP socket of local's family bound
+// to local:port, and with SO_REUSEPORT if shared.
+func checkReceiver(fd int, local netip.Addr, port int, shared bool) error {
+	family := unix.AF_INET
+	if local.Is6() {
+		family = unix.AF_INET6
+	}
+	dom, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	if err != nil {
+		return fmt.Errorf("vxlan: receiving socket handed over: %w", err)
+	}
+	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+	if err != nil {
+		return fmt.Errorf("vxlan: receiving socket handed over: %w", err)
+	}
+	proto, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL)
+	if err != nil {
+		return fmt.Errorf("vxlan: receiving socket handed over: %w", err)
+	}
+	if dom != family || typ != unix.SOCK_DGRAM || proto != unix.IPPROTO_UDP {
+		return fmt.Errorf("vxlan: receiving socket handed over is not a UDP socket of %v's family (domain %d, type %d, protocol %d)", local, dom, typ, proto)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return fmt.Errorf("vxlan: receiving socket handed over: %w", err)
+	}
+	var got netip.AddrPort
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		got = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
+	case *unix.SockaddrInet6:
+		got = netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port))
+	}
+	want := netip.AddrPortFrom(local, uint16(port))
+	if got != want {
+		return fmt.Errorf("vxlan: receiving socket handed over is bound to %v, not %v", got, want)
+	}
+	if shared {
+		if v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT); err != nil || v == 0 {
+			return fmt.Errorf("vxlan: receiving socket handed over, one of several, does not share %v with SO_REUSEPORT", want)
+		}
+	}
+	return nil
+}
+
+// exportReceivers returns descriptors of the receiving sockets that the
+// caller owns, in order.
+func (s *sockets) exportReceivers() (fds []int, err error) {
+	defer func() {
+		if err != nil {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+			fds = nil
+		}
+	}()
+	for _, r := range s.rx {
+		fd, cerr := -1, error(nil)
+		if err := r.raw.Control(func(c uintptr) { fd, cerr = unix.FcntlInt(c, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+			return fds, err
+		}
+		if cerr != nil {
+			return fds, fmt.Errorf("vxlan: receiving socket: %w", cerr)
+		}
+		fds = append(fds, fd)
+	}
+	return fds, nil
 }
 
 // listenRx opens a receiving socket on local:port, with SO_REUSEPORT if
