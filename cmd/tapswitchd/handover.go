@@ -176,6 +176,7 @@ func (s *server) handOver(succ *daemon.Successor, upstreams []netip.AddrPort) (d
 	s.handPluginOver(pluginSet, log)
 	// Event streams last; they end now, or the API's stop would wait.
 	s.d.HandingOver(succ.Pid)
+	s.quiesceAPI(log)
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	s.srv.Shutdown(sctx)
 	cancel()
@@ -236,6 +237,30 @@ func (s *server) handOver(succ *daemon.Successor, upstreams []netip.AddrPort) (d
 	log.Info("resumed after a failed hand-over", "took", time.Since(start))
 	return false, nil
 }
+
+// quiesceAPI readies the API for Shutdown without dropping a request:
+// Go's server closes, unanswered, a connection whose request it reads
+// once Shutdown has begun. So the listener stops accepting first (the
+// connections not accepted yet wait in its backlog, for the successor),
+// and those accepted get up to apiQuiesce to send their request and
+// have it reach the handler, whose answer Shutdown waits for.
+func (s *server) quiesceAPI(log *slog.Logger) {
+	if !s.lim.pause(apiQuiesce) {
+		log.Warn("the API did not stop accepting in time; a request made now may go unanswered", "waited", apiQuiesce)
+		return
+	}
+	deadline := time.Now().Add(apiQuiesce)
+	for !s.conns.quiet() {
+		if time.Now().After(deadline) {
+			log.Warn("API connections silent or their requests unread; Shutdown may close them unanswered", "waited", apiQuiesce)
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// apiQuiesce bounds each wait of quiesceAPI.
+const apiQuiesce = time.Second
 
 // resumeAPI serves the API again on fd, the listener kept through a
 // hand-over that did not happen.

@@ -343,6 +343,10 @@ type server struct {
 	hln  *net.UnixListener
 	srv  *http.Server
 	errc chan error
+	// lim is ln as srv accepts from it, conns srv's connections (for a
+	// hand-over: quiesceAPI).
+	lim   *limitListener
+	conns *apiConns
 	// apiStored: the service manager keeps a copy of ln.
 	apiStored bool
 	// metrics, served by msrv on mln, are nil without --metrics.
@@ -382,10 +386,14 @@ func (s *server) daemonConfig(upstreams []netip.AddrPort, inherited *fdset.Set) 
 
 // serve starts the API server on s.ln.
 func (s *server) serve() {
-	s.srv = apiServer(s.access.Guard(apiserver.NewHandler(s.d, s.log), s.log), s.log)
+	s.conns = newAPIConns()
+	s.srv = apiServer(s.conns.handler(s.access.Guard(apiserver.NewHandler(s.d, s.log), s.log)), s.log)
+	s.srv.ConnState = s.conns.track
+	s.srv.ConnContext = s.conns.connContext
 	s.srv.RegisterOnShutdown(s.d.EndCaptures)
 	s.errc = make(chan error, 1)
-	srv, ln, errc := s.srv, limitConns(s.ln, apiMaxConns, apiMaxConnsPerUser, s.log), s.errc
+	s.lim = limitConns(s.ln, apiMaxConns, apiMaxConnsPerUser, s.log)
+	srv, ln, errc := s.srv, s.lim, s.errc
 	go func() { errc <- srv.Serve(ln) }()
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"math"
@@ -81,8 +82,8 @@ func apiServer(h http.Handler, log *slog.Logger) *http.Server {
 // the socket's backlog. A user other than root may have perUser of them;
 // a connection beyond is closed at once. Each kind of episode is logged
 // at most once per 10 s.
-func limitConns(ln net.Listener, max, perUser int, log *slog.Logger) net.Listener {
-	return &limitListener{Listener: ln, sem: make(chan struct{}, max), perUser: perUser, users: map[uint32]int{}, done: make(chan struct{}), log: log}
+func limitConns(ln net.Listener, max, perUser int, log *slog.Logger) *limitListener {
+	return &limitListener{Listener: ln, sem: make(chan struct{}, max), perUser: perUser, users: map[uint32]int{}, done: make(chan struct{}), parked: make(chan struct{}), log: log}
 }
 
 type limitListener struct {
@@ -99,6 +100,32 @@ type limitListener struct {
 	// Unix ns.
 	lastFull, lastUser atomic.Int64
 	closeOnce          sync.Once
+	// paused: Accept takes no more connections, leaving them in the
+	// socket's backlog (for a successor); parked is closed once the
+	// accepting goroutine has seen it.
+	paused   atomic.Bool
+	parked   chan struct{}
+	parkOnce sync.Once
+}
+
+// pause stops Accept from taking connections without closing the socket,
+// and waits up to limit for the accepting goroutine to stop: every
+// connection accepted before then has been handed to the server. It
+// reports whether that goroutine stopped in time.
+func (l *limitListener) pause(limit time.Duration) bool {
+	l.paused.Store(true)
+	d, ok := l.Listener.(interface{ SetDeadline(time.Time) error })
+	if !ok || d.SetDeadline(time.Now()) != nil {
+		return false
+	}
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case <-l.parked:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // warnEvery logs msg unless it was logged less than 10 s ago by last.
@@ -121,9 +148,16 @@ func (l *limitListener) Accept() (net.Conn, error) {
 				return nil, net.ErrClosed
 			}
 		}
+		if l.paused.Load() {
+			<-l.sem
+			return nil, l.park()
+		}
 		c, err := l.Listener.Accept()
 		if err != nil {
 			<-l.sem
+			if l.paused.Load() {
+				return nil, l.park()
+			}
 			return nil, err
 		}
 		if lc := l.admit(c); lc != nil {
@@ -159,6 +193,13 @@ func (l *limitListener) admit(c net.Conn) net.Conn {
 		l.mu.Unlock()
 		<-l.sem
 	}}
+}
+
+// park is Accept once paused: it says so, and waits for Close.
+func (l *limitListener) park() error {
+	l.parkOnce.Do(func() { close(l.parked) })
+	<-l.done
+	return net.ErrClosed
 }
 
 func (l *limitListener) Close() error {
@@ -239,4 +280,55 @@ func warnUnreachable(dir string, access apiserver.Access) {
 			return
 		}
 	}
+}
+
+// apiConns follows the API server's connections, for a hand-over: those
+// accepted that have not sent a request yet, and those whose request the
+// server began to read and that has not reached the handler.
+type apiConns struct {
+	mu      sync.Mutex
+	waiting map[net.Conn]struct{}
+}
+
+func newAPIConns() *apiConns { return &apiConns{waiting: map[net.Conn]struct{}{}} }
+
+type apiConnKey struct{}
+
+// connContext is the server's ConnContext: apiserver's, and the
+// connection itself, for handler.
+func (a *apiConns) connContext(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(apiserver.ConnContext(ctx, c), apiConnKey{}, c)
+}
+
+// track is the server's ConnState hook: a connection new or reading a
+// request waits; idle, closed or taken over, it does not.
+func (a *apiConns) track(c net.Conn, st http.ConnState) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if st == http.StateNew || st == http.StateActive {
+		a.waiting[c] = struct{}{}
+	} else {
+		delete(a.waiting, c)
+	}
+}
+
+// handler marks a request's connection as no longer waiting once the
+// request reaches h.
+func (a *apiConns) handler(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c, ok := r.Context().Value(apiConnKey{}).(net.Conn); ok {
+			a.mu.Lock()
+			delete(a.waiting, c)
+			a.mu.Unlock()
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// quiet reports whether no connection waits: then the server's Shutdown
+// drops no request unanswered.
+func (a *apiConns) quiet() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.waiting) == 0
 }

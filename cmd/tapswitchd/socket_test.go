@@ -197,3 +197,100 @@ func TestAPIServerBounds(t *testing.T) {
 		})
 	}
 }
+
+// TestQuiesceAPI: a hand-over stops the API without leaving a request
+// unanswered. Paused, the listener accepts nothing more (a client's
+// connection waits in the backlog, for a successor), while a connection
+// accepted before, whose request comes only after the pause, is still
+// answered through Shutdown; without the wait for it, Go's server would
+// close it unanswered.
+func TestQuiesceAPI(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sock")
+	inner, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner.(*net.UnixListener).SetUnlinkOnClose(false)
+	// The copy a hand-over passes on keeps the socket open.
+	kept, err := inner.(*net.UnixListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kept.Close()
+	log := slog.New(slog.DiscardHandler)
+	s := &server{ln: inner, conns: newAPIConns()}
+	s.srv = apiServer(s.conns.handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	})), log)
+	s.srv.ConnState = s.conns.track
+	s.srv.ConnContext = s.conns.connContext
+	s.lim = limitConns(inner, 8, 8, log)
+	go s.srv.Serve(s.lim)
+
+	// Accepted, silent until the API is paused.
+	early, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer early.Close()
+	waitFor(t, "the early connection tracked", func() bool { return !s.conns.quiet() })
+
+	quiesced := make(chan struct{})
+	go func() {
+		s.quiesceAPI(log)
+		close(quiesced)
+	}()
+	waitFor(t, "the listener parked", func() bool {
+		select {
+		case <-s.lim.parked:
+			return true
+		default:
+			return false
+		}
+	})
+	late, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatalf("dial while paused: %v (want the connection left in the backlog)", err)
+	}
+	defer late.Close()
+	select {
+	case <-quiesced:
+		t.Fatal("quiesceAPI returned while a connection it accepted had sent nothing")
+	case <-time.After(100 * time.Millisecond):
+	}
+	if _, err := io.WriteString(early, "GET /v1/status HTTP/1.1\r\nHost: tapswitchd\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-quiesced:
+	case <-time.After(5 * time.Second):
+		t.Fatal("quiesceAPI did not return once the request reached the handler")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	early.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, _ := io.ReadAll(early)
+	if !strings.Contains(string(b), "200 OK") || !strings.HasSuffix(string(b), "ok") {
+		t.Fatalf("the early connection's answer %q, want 200 and ok", b)
+	}
+	// The late connection was never accepted: it waits in the backlog
+	// (the socket is still open), unanswered, for whoever accepts next.
+	late.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if n, err := late.Read(make([]byte, 1)); n != 0 || !os.IsTimeout(err) {
+		t.Fatalf("late connection read %d, %v: want it waiting in the backlog", n, err)
+	}
+}
+
+// waitFor polls cond for up to 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 5s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
