@@ -203,24 +203,8 @@ type timedPingResult struct {
 
 func (p *timedPing) result(t *testing.T) timedPingResult {
 	t.Helper()
-	if err := p.p.wait(time.Minute); err != nil {
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) {
-			t.Fatalf("%s: %v\n%s", p.desc, err, p.out)
-		}
-	}
-	out := p.out.String()
-	m := pingSummaryRE.FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("%s: no summary\n%s", p.desc, out)
-	}
-	var r timedPingResult
-	r.sent, _ = strconv.Atoi(m[1])
-	r.received, _ = strconv.Atoi(m[2])
-	if m := pingRTTRE.FindStringSubmatch(out); m != nil {
-		ms, _ := strconv.ParseFloat(m[1], 64)
-		r.maxRTT = time.Duration(ms * float64(time.Millisecond))
-	}
+	pr, out := pingSummary(t, p.p, p.desc, p.out.String)
+	r := timedPingResult{pingResult: pr}
 	seen := map[int]bool{}
 	noAnswer := map[int]time.Time{}
 	for _, line := range strings.Split(out, "\n") {

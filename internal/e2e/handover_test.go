@@ -224,25 +224,7 @@ type pingResult struct {
 
 func (p *pinger) result(t *testing.T) pingResult {
 	t.Helper()
-	if err := p.p.wait(time.Minute); err != nil {
-		// ping exits 1 when replies are missing: counted below.
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) {
-			t.Fatalf("%s: %v\n%s", p.desc, err, p.out)
-		}
-	}
-	out := p.out.String()
-	m := pingSummaryRE.FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("%s: no summary\n%s", p.desc, out)
-	}
-	var r pingResult
-	r.sent, _ = strconv.Atoi(m[1])
-	r.received, _ = strconv.Atoi(m[2])
-	if m := pingRTTRE.FindStringSubmatch(out); m != nil {
-		ms, _ := strconv.ParseFloat(m[1], 64)
-		r.maxRTT = time.Duration(ms * float64(time.Millisecond))
-	}
+	r, out := pingSummary(t, p.p, p.desc, p.out.String)
 	seen := map[int]bool{}
 	for _, m := range pingSeqRE.FindAllStringSubmatch(out, -1) {
 		n, _ := strconv.Atoi(m[1])
@@ -254,6 +236,33 @@ func (p *pinger) result(t *testing.T) pingResult {
 		}
 	}
 	return r
+}
+
+// pingSummary waits for the ping p (desc) and reads the counts and the
+// longest round trip of its summary from its output (read by out once
+// it exited), which it returns too.
+func pingSummary(t *testing.T, p *proc, desc string, out func() string) (pingResult, string) {
+	t.Helper()
+	if err := p.wait(time.Minute); err != nil {
+		// ping exits 1 when replies are missing: the caller counts them.
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Fatalf("%s: %v\n%s", desc, err, out())
+		}
+	}
+	text := out()
+	m := pingSummaryRE.FindStringSubmatch(text)
+	if m == nil {
+		t.Fatalf("%s: no summary\n%s", desc, text)
+	}
+	var r pingResult
+	r.sent, _ = strconv.Atoi(m[1])
+	r.received, _ = strconv.Atoi(m[2])
+	if m := pingRTTRE.FindStringSubmatch(text); m != nil {
+		ms, _ := strconv.ParseFloat(m[1], 64)
+		r.maxRTT = time.Duration(ms * float64(time.Millisecond))
+	}
+	return r, text
 }
 
 // checkNoLoss fails t unless every echo request of r got its reply.

@@ -286,14 +286,21 @@ func (s *Server) AddUser(name, password, prefix string) {
 	}
 }
 
+// take marks etcd stopped and returns its process and the channel closed
+// when it exits; nil if it was not running.
+func (s *Server) take() (*exec.Cmd, chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cmd, exited := s.cmd, s.exited
+	s.cmd = nil
+	return cmd, exited
+}
+
 // Stop sends SIGTERM and waits for etcd to exit (SIGKILL after 10 s); the
 // data directory stays for Restart.
 func (s *Server) Stop() {
 	s.tb.Helper()
-	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
-	s.cmd = nil
-	s.mu.Unlock()
+	cmd, exited := s.take()
 	if cmd == nil {
 		return
 	}
@@ -311,10 +318,7 @@ func (s *Server) Stop() {
 // it to exit; the data directory stays for Restart.
 func (s *Server) Kill() {
 	s.tb.Helper()
-	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
-	s.cmd = nil
-	s.mu.Unlock()
+	cmd, exited := s.take()
 	if cmd == nil {
 		return
 	}
