@@ -514,23 +514,7 @@ func checkLossAround(t *testing.T, r timedPingResult, start, end time.Time) {
 // VXLAN socket's, on a host.
 func udpRcvbufErrors(t *testing.T, ns string) int {
 	t.Helper()
-	out, err := nsRun(ns, "cat", "/proc/net/snmp")
-	if err != nil {
-		t.Fatalf("cat /proc/net/snmp in %s: %v\n%s", ns, err, out)
-	}
-	lines := strings.Split(out, "\n")
-	for i := 0; i+1 < len(lines); i++ {
-		keys, vals := strings.Fields(lines[i]), strings.Fields(lines[i+1])
-		if len(keys) == 0 || keys[0] != "Udp:" || len(vals) != len(keys) || vals[0] != "Udp:" {
-			continue
-		}
-		if k := slices.Index(keys, "RcvbufErrors"); k > 0 {
-			n, _ := strconv.Atoi(vals[k])
-			return n
-		}
-	}
-	t.Fatalf("no Udp RcvbufErrors in /proc/net/snmp of %s", ns)
-	return 0
+	return procNetCounter(t, ns, "/proc/net/snmp", "Udp:", "RcvbufErrors")
 }
 
 // softnetDrops sums the packets the kernel dropped, over every CPU and

@@ -277,22 +277,30 @@ func checkNoLoss(t *testing.T, what string, r pingResult) {
 // has counted (TcpExt TCPTimeouts).
 func tcpTimeouts(t *testing.T, ns string) int {
 	t.Helper()
-	out, err := nsRun(ns, "cat", "/proc/net/netstat")
+	return procNetCounter(t, ns, "/proc/net/netstat", "TcpExt:", "TCPTimeouts")
+}
+
+// procNetCounter reads counter name of section (such as "TcpExt:") from
+// file, /proc/net/netstat or /proc/net/snmp, in ns: a line of names
+// followed by a line of values, both led by the section.
+func procNetCounter(t *testing.T, ns, file, section, name string) int {
+	t.Helper()
+	out, err := nsRun(ns, "cat", file)
 	if err != nil {
-		t.Fatalf("cat /proc/net/netstat in %s: %v\n%s", ns, err, out)
+		t.Fatalf("cat %s in %s: %v\n%s", file, ns, err, out)
 	}
 	lines := strings.Split(out, "\n")
-	for i := 0; i+1 < len(lines); i += 2 {
+	for i := 0; i+1 < len(lines); i++ {
 		keys, vals := strings.Fields(lines[i]), strings.Fields(lines[i+1])
-		if len(keys) == 0 || keys[0] != "TcpExt:" || len(vals) != len(keys) {
+		if len(keys) == 0 || keys[0] != section || len(vals) != len(keys) || vals[0] != section {
 			continue
 		}
-		if k := slices.Index(keys, "TCPTimeouts"); k > 0 {
+		if k := slices.Index(keys, name); k > 0 {
 			n, _ := strconv.Atoi(vals[k])
 			return n
 		}
 	}
-	t.Fatalf("no TcpExt TCPTimeouts in /proc/net/netstat of %s", ns)
+	t.Fatalf("no %s %s in %s of %s", section, name, file, ns)
 	return 0
 }
 

@@ -267,16 +267,9 @@ func checkReceiver(fd int, local netip.Addr, port int, shared bool) error {
 	if dom != family || typ != unix.SOCK_DGRAM || proto != unix.IPPROTO_UDP {
 		return fmt.Errorf("vxlan: receiving socket handed over is not a UDP socket of %v's family (domain %d, type %d, protocol %d)", local, dom, typ, proto)
 	}
-	sa, err := unix.Getsockname(fd)
+	got, err := boundTo(fd)
 	if err != nil {
 		return fmt.Errorf("vxlan: receiving socket handed over: %w", err)
-	}
-	var got netip.AddrPort
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		got = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
-	case *unix.SockaddrInet6:
-		got = netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port))
 	}
 	want := netip.AddrPortFrom(local, uint16(port))
 	if got != want {
@@ -367,18 +360,26 @@ func openTx(local netip.Addr) (t txSock, err error) {
 	if err := unix.Bind(fd, sa); err != nil {
 		return txSock{}, err
 	}
-	got, err := unix.Getsockname(fd)
+	got, err := boundTo(fd)
 	if err != nil {
 		return txSock{}, err
 	}
-	port := 0
-	switch a := got.(type) {
-	case *unix.SockaddrInet4:
-		port = a.Port
-	case *unix.SockaddrInet6:
-		port = a.Port
+	return txSock{fd: fd, port: int(got.Port())}, nil
+}
+
+// boundTo returns the address and port the socket fd is bound to.
+func boundTo(fd int) (netip.AddrPort, error) {
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return netip.AddrPort{}, err
 	}
-	return txSock{fd: fd, port: port}, nil
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)), nil
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port)), nil
+	}
+	return netip.AddrPort{}, fmt.Errorf("bound to an address of family %T", sa)
 }
 
 func (s *sockets) sourcePorts() []int {
