@@ -172,6 +172,7 @@
 // of one CPU, with idle. The JSON has the figures under keys starting
 // with prof_: prof_<kind>_ms_per_gb or prof_<kind>_us_per_delivered_frame
 // for kind busy, copy, sched, alloc, syscall, tap, stack and user;
+// prof_switch_copy_<unit>, the part of copy in the switch's own threads;
 // prof_idle_pct, prof_comm_iperf3_pct, prof_comm_switch_pct,
 // prof_comm_others_pct, prof_swapper_busy_pct (the idle task's work
 // outside the idle loop, switching to and from idle and the interrupts
@@ -184,6 +185,20 @@
 // apt-get install -y linux-perf) the run says so and goes on without
 // profiles; a failure to profile or summarise leaves the figures out and
 // never fails a test.
+//
+// The column switch copy is the part of copy in the switch's own threads:
+// its reads and writes of frames from and to TAPs and sockets. Linux
+// copies every byte a process reads or writes there (neither a TAP nor a
+// UDP socket reads without a copy, and a page sent without one,
+// MSG_ZEROCOPY, is copied anyway when it is delivered to a socket on the
+// same machine), so a switch in user space cannot do without them, and
+// the kernel's own path makes none. Under the table, "copy ceiling"
+// turns that into a bound for each TCP test in which every profiled pass
+// of the bridge left under 10% of one CPU idle, so that CPU time bounds
+// the rate: if a switch's path cost the bridge's work (both TCP stacks,
+// iperf3's copies, the links) plus its own copies and nothing else, it
+// would reach bridge busy / (bridge busy + switch copy) of the bridge's
+// rate, per GB, and no more.
 //
 // # The scale suite
 //

@@ -251,6 +251,10 @@ const (
 	kindUser  = "user"
 )
 
+// kindCopy is the key of the kernel's copies, whose part in the
+// switch's threads the profile also tells apart (prof_switch_copy_*).
+const kindCopy = "copy"
+
 // perfKinds are the kernel's kinds of work, in the order a symbol is
 // matched. The patterns are deliberately loose (sched matches anything
 // of the scheduler's): a sample is told by the function it hit, not by
@@ -259,7 +263,7 @@ const (
 var perfKinds = []perfKind{
 	{kindIdle, "idle", []string{"default_idle", "safe_halt", "cpuidle", "do_idle", "acpi_idle", "intel_idle",
 		"poll_idle", "haltpoll", "mwait", "cpu_idle"}},
-	{"copy", "copy", []string{"copy_to_iter", "copy_from_iter", "copy_user", "rep_mov", "memcpy", "memmove",
+	{kindCopy, "copy", []string{"copy_to_iter", "copy_from_iter", "copy_user", "rep_mov", "memcpy", "memmove",
 		"check_object_size", "simple_copy", "copy_page", "virt_addr_valid"}},
 	{"sched", "wake+sched", []string{"finish_task_switch", "__schedule", "schedule", "pick_", "update_curr",
 		"enqueue", "dequeue", "try_to_wake", "select_task", "sched", "_raw_spin_unlock_irq", "ttwu", "switch_to",

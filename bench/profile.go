@@ -291,6 +291,11 @@ type perfSummary struct {
 	// swapperBusy is the fraction of all samples that hit the idle task
 	// outside the idle functions (see idleComm).
 	swapperBusy float64
+	// switchCopy is the fraction of all samples that hit the kernel's
+	// copy functions in the switch's threads: the copies of frames
+	// between the kernel and the switch (its reads and writes of TAPs
+	// and sockets), which a path inside the kernel does not make.
+	switchCopy float64
 }
 
 // summarisePerf sums a report of window up by kind and process; the
@@ -339,6 +344,9 @@ func summarisePerf(rep perfReport, window time.Duration, switchComms map[string]
 			s.procs[procIperf] += f
 		case switchComms[e.comm]:
 			s.procs[procSwitch] += f
+			if kind == kindCopy {
+				s.switchCopy += f
+			}
 		default:
 			s.procs[procOthers] += f
 		}
@@ -352,6 +360,8 @@ func summarisePerf(rep perfReport, window time.Duration, switchComms map[string]
 //	                        traffic (see profKinds), rate units per second,
 //	                        times scale
 //	prof_busy_<unit>        their sum: everything but idle
+//	prof_switch_copy_<unit> the part of copy in the switch's threads (with
+//	                        a switch process only)
 //	prof_idle_pct           idle, % of one CPU
 //	prof_comm_<proc>_pct    busy work by process, % of one CPU
 //	prof_swapper_busy_pct   the idle task's work outside the idle functions,
@@ -379,6 +389,9 @@ func (s perfSummary) figures(unit string, rate, scale float64) map[string]float6
 			busy += v
 		}
 		d["prof_busy_"+unit] = busy
+		if _, ok := s.procs[procSwitch]; ok {
+			d["prof_switch_copy_"+unit] = s.switchCopy * s.cpus / rate * scale
+		}
 	}
 	return d
 }

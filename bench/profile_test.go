@@ -186,7 +186,8 @@ func TestSummarisePerf(t *testing.T) {
 			{40, "swapper", "[kernel.kallsyms]", 'k', "pv_native_safe_halt"},
 			{10, "swapper", "[kernel.kallsyms]", 'k', "net_rx_action"},
 			{20, "iperf3", "[kernel.kallsyms]", 'k', "_copy_to_iter"},
-			{10, "tapswitchd", "[kernel.kallsyms]", 'k', "tun_get_user"},
+			{6, "tapswitchd", "[kernel.kallsyms]", 'k', "tun_get_user"},
+			{4, "tapswitchd", "[kernel.kallsyms]", 'k', "_copy_from_iter"},
 			{10, "tapswitchd", "tapswitchd", '.', "runtime.memmove"},
 			{5, "ksoftirqd/0", "[kernel.kallsyms]", 'k', "tcp_v4_rcv"},
 			// The percentages sum to 100 only nearly.
@@ -201,21 +202,23 @@ func TestSummarisePerf(t *testing.T) {
 	got := s.figures(profPerGB, 1, 1e3)
 	f := func(pct float64) float64 { return pct / 100.5 * 2 }
 	want := map[string]float64{
-		"prof_window_s":          2,
-		"prof_cpus":              2,
-		"prof_idle_pct":          100 * f(50),
-		"prof_swapper_busy_pct":  100 * f(10),
-		"prof_comm_iperf3_pct":   100 * f(25.5),
-		"prof_comm_switch_pct":   100 * f(20),
-		"prof_comm_others_pct":   100 * f(5),
-		"prof_copy_ms_per_gb":    1e3 * f(20),
-		"prof_sched_ms_per_gb":   1e3 * f(5.5),
-		"prof_alloc_ms_per_gb":   0,
-		"prof_syscall_ms_per_gb": 0,
-		"prof_tap_ms_per_gb":     1e3 * f(10),
-		"prof_stack_ms_per_gb":   1e3 * f(5),
-		"prof_user_ms_per_gb":    1e3 * f(10),
-		"prof_busy_ms_per_gb":    1e3 * f(50.5),
+		"prof_window_s":         2,
+		"prof_cpus":             2,
+		"prof_idle_pct":         100 * f(50),
+		"prof_swapper_busy_pct": 100 * f(10),
+		"prof_comm_iperf3_pct":  100 * f(25.5),
+		"prof_comm_switch_pct":  100 * f(20),
+		"prof_comm_others_pct":  100 * f(5),
+		"prof_copy_ms_per_gb":   1e3 * f(24),
+		// The switch's own copies: not iperf3's, nor its user space's.
+		"prof_switch_copy_ms_per_gb": 1e3 * f(4),
+		"prof_sched_ms_per_gb":       1e3 * f(5.5),
+		"prof_alloc_ms_per_gb":       0,
+		"prof_syscall_ms_per_gb":     0,
+		"prof_tap_ms_per_gb":         1e3 * f(6),
+		"prof_stack_ms_per_gb":       1e3 * f(5),
+		"prof_user_ms_per_gb":        1e3 * f(10),
+		"prof_busy_ms_per_gb":        1e3 * f(50.5),
 	}
 	if len(got) != len(want) {
 		t.Errorf("figures = %v, want %v", got, want)
@@ -234,6 +237,9 @@ func TestSummarisePerf(t *testing.T) {
 	got = s.figures(perDeliveredFrame, 0, 1e6)
 	if _, ok := got["prof_comm_switch_pct"]; ok {
 		t.Errorf("figures without a switch process have prof_comm_switch_pct")
+	}
+	if _, ok := got["prof_switch_copy_"+perDeliveredFrame]; ok {
+		t.Errorf("figures without a switch process have prof_switch_copy_%s", perDeliveredFrame)
 	}
 	if _, ok := got["prof_busy_"+perDeliveredFrame]; ok {
 		t.Errorf("figures without a rate have prof_busy_%s", perDeliveredFrame)
@@ -402,7 +408,8 @@ func profReport() *report {
 	set(&r.Systems[1], metricTCP1.Key, map[string]float64{
 		"prof_busy_ms_per_gb": 968.4, "prof_copy_ms_per_gb": 311, "prof_sched_ms_per_gb": 194, "prof_alloc_ms_per_gb": 61,
 		"prof_syscall_ms_per_gb": 43, "prof_tap_ms_per_gb": 29, "prof_stack_ms_per_gb": 296, "prof_user_ms_per_gb": 34.4,
-		"prof_comm_iperf3_pct": 101, "prof_comm_switch_pct": 79.6, "prof_comm_others_pct": 3, "prof_idle_pct": 16})
+		"prof_switch_copy_ms_per_gb": 251,
+		"prof_comm_iperf3_pct":       101, "prof_comm_switch_pct": 79.6, "prof_comm_others_pct": 3, "prof_idle_pct": 16})
 	set(&r.Systems[0], metricUDP64.Key, map[string]float64{
 		"prof_busy_us_per_delivered_frame": 4.123, "prof_copy_us_per_delivered_frame": 0.5, "prof_sched_us_per_delivered_frame": 1,
 		"prof_alloc_us_per_delivered_frame": 0.75, "prof_syscall_us_per_delivered_frame": 0.25, "prof_tap_us_per_delivered_frame": 0,
@@ -418,20 +425,64 @@ func TestWriteProfileTable(t *testing.T) {
 	}
 	want := `
 where the CPU went by kind of work (perf -a over the same window; CPU per GB received or per frame delivered)
-test                system           busy           copy  wake+sched  alloc  syscall  tap  stack+other  user    iperf3 %  switch %  others %  idle %
-TCP 1 stream        bridge           499 ms/GB      146   78          28     12       -    228          7       150       -         36        14
-TCP 1 stream        tapswitch        968 ms/GB      311   194         61     43       29   296          34      101       80        3         16
-TCP 1 stream        ovs              -              -     -           -      -        -    -            -       -         -         -         -
-TCP 1 stream        bridge (pass 2)  -              -     -           -      -        -    -            -       -         -         -         -
-UDP 64 B delivered  bridge           4.12 us/frame  0.50  1.00        0.75   0.25     -    1.50         0.12    190       -         5         5
-UDP 64 B delivered  tapswitch        -              -     -           -      -        -    -            -       -         -         -         -
-UDP 64 B delivered  ovs              -              -     -           -      -        -    -            -       -         -         -         -
-UDP 64 B delivered  bridge (pass 2)  -              -     -           -      -        -    -            -       -         -         -         -
+test                system           busy           copy  wake+sched  alloc  syscall  tap  stack+other  user  switch copy    iperf3 %  switch %  others %  idle %
+TCP 1 stream        bridge           499 ms/GB      146   78          28     12       -    228          7     -              150       -         36        14
+TCP 1 stream        tapswitch        968 ms/GB      311   194         61     43       29   296          34    251            101       80        3         16
+TCP 1 stream        ovs              -              -     -           -      -        -    -            -     -              -         -         -         -
+TCP 1 stream        bridge (pass 2)  -              -     -           -      -        -    -            -     -              -         -         -         -
+UDP 64 B delivered  bridge           4.12 us/frame  0.50  1.00        0.75   0.25     -    1.50         0.12  -              190       -         5         5
+UDP 64 B delivered  tapswitch        -              -     -           -      -        -    -            -     -              -         -         -         -
+UDP 64 B delivered  ovs              -              -     -           -      -        -    -            -     -              -         -         -         -
+UDP 64 B delivered  bridge (pass 2)  -              -     -           -      -        -    -            -     -              -         -         -         -
 busy: every sample but the idle task's and the idle loop's; kinds by the kernel function sampled (see go doc ./bench): stack+other is the rest of the kernel, the network stack mostly; user is all user-space code.
+switch copy: the part of copy in the switch's own threads, its reads and writes of frames from and to TAPs and sockets, which a path inside the kernel does not make.
 iperf3 % to idle %: the samples by thread, % of one CPU; switch is the switch's own threads, others everything else busy, ksoftirqd and kworkers among them.
 `
 	if got := b.String(); got != want {
 		t.Errorf("writeProfileTable:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestWriteCopyCeiling(t *testing.T) {
+	// The bridge's TCP 1 stream left 14% of one CPU idle: no ceiling.
+	r := profReport()
+	var b bytes.Buffer
+	if err := r.writeCopyCeiling(&b); err != nil || b.Len() != 0 {
+		t.Errorf("writeCopyCeiling with the bridge 14%% idle = %q, %v; want nothing", b.String(), err)
+	}
+
+	// CPU-bound: 499 / (499 + 251).
+	r.Systems[0].Results[0].Detail["prof_idle_pct"] = 4
+	if r.Systems[0].Results[0].Metric != metricTCP1.Key {
+		t.Fatalf("sample report's first result is %s, want %s", r.Systems[0].Results[0].Metric, metricTCP1.Key)
+	}
+	b.Reset()
+	if err := r.writeCopyCeiling(&b); err != nil {
+		t.Fatal(err)
+	}
+	want := `
+copy ceiling (tests where the bridge left under 10% of one CPU idle, so CPU time bounds the rate)
+test          system     bridge busy  switch copy  at most
+TCP 1 stream  tapswitch  499 ms/GB    251 ms/GB    0.67x
+at most: bridge busy / (bridge busy + switch copy), the share of the bridge's rate a switch would reach if its path cost the bridge's work plus its own copies and nothing else; bridge busy is the mean of the bridge's passes.
+`
+	if got := b.String(); got != want {
+		t.Errorf("writeCopyCeiling:\n%s\nwant:\n%s", got, want)
+	}
+
+	// A second pass of the bridge that was not CPU-bound: no ceiling.
+	for i := range r.Systems {
+		if r.Systems[i].System == baseline && r.Systems[i].Pass == 2 {
+			for j := range r.Systems[i].Results {
+				if r.Systems[i].Results[j].Metric == metricTCP1.Key {
+					r.Systems[i].Results[j].Detail = map[string]float64{"prof_busy_ms_per_gb": 480, "prof_idle_pct": 30}
+				}
+			}
+		}
+	}
+	b.Reset()
+	if err := r.writeCopyCeiling(&b); err != nil || b.Len() != 0 {
+		t.Errorf("writeCopyCeiling with one bridge pass 30%% idle = %q, %v; want nothing", b.String(), err)
 	}
 }
 

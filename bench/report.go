@@ -522,7 +522,7 @@ func (r *report) writeProfileTable(w io.Writer) error {
 	for _, k := range profKinds {
 		fmt.Fprintf(tw, "\t%s", k.title)
 	}
-	fmt.Fprint(tw, "\t")
+	fmt.Fprint(tw, "\tswitch copy\t")
 	for _, p := range []string{procIperf, procSwitch, procOthers, kindIdle} {
 		fmt.Fprintf(tw, "\t%s %%", p)
 	}
@@ -534,7 +534,7 @@ func (r *report) writeProfileTable(w io.Writer) error {
 			fmt.Fprintf(tw, "%s\t%s", mt.Label, title)
 			d, u := profiled(mt, p)
 			if u < 0 {
-				fmt.Fprint(tw, strings.Repeat("\t-", 1+len(profKinds)), "\t", strings.Repeat("\t-", 4), "\n")
+				fmt.Fprint(tw, strings.Repeat("\t-", 2+len(profKinds)), "\t", strings.Repeat("\t-", 4), "\n")
 				continue
 			}
 			unit := profUnits[u]
@@ -546,6 +546,11 @@ func (r *report) writeProfileTable(w io.Writer) error {
 				} else {
 					fmt.Fprint(tw, "\t-")
 				}
+			}
+			if v, ok := d["prof_switch_copy_"+unit.unit]; ok {
+				fmt.Fprintf(tw, "\t"+unit.format, v)
+			} else {
+				fmt.Fprint(tw, "\t-")
 			}
 			fmt.Fprint(tw, "\t")
 			for _, key := range []string{"prof_comm_" + procIperf + "_pct", "prof_comm_" + procSwitch + "_pct", "prof_comm_" + procOthers + "_pct", "prof_idle_pct"} {
@@ -559,8 +564,79 @@ func (r *report) writeProfileTable(w io.Writer) error {
 	}
 	fmt.Fprintln(w, "busy: every sample but the idle task's and the idle loop's; kinds by the kernel function sampled (see go doc ./bench):"+
 		" stack+other is the rest of the kernel, the network stack mostly; user is all user-space code.")
+	fmt.Fprintln(w, "switch copy: the part of copy in the switch's own threads, its reads and writes of frames from and to TAPs and sockets,"+
+		" which a path inside the kernel does not make.")
 	fmt.Fprintln(w, "iperf3 % to idle %: the samples by thread, % of one CPU; switch is the switch's own threads,"+
 		" others everything else busy, ksoftirqd and kworkers among them.")
+	return r.writeCopyCeiling(w)
+}
+
+// cpuBoundIdle is the most idle, in % of one CPU, that the bridge may
+// leave in a test for writeCopyCeiling to call it CPU-bound.
+const cpuBoundIdle = 10
+
+// writeCopyCeiling prints, for each TCP test in which every profiled
+// pass of the bridge left the CPUs busy (idle under cpuBoundIdle), the
+// most each switch could reach of the bridge's rate if its path cost
+// the bridge's work (both TCP stacks, iperf3's copies, the links) plus
+// its own copies and nothing else: bridge busy / (bridge busy + switch
+// copy), per GB. Those copies are no choice of a switch in user space:
+// Linux copies a frame a process reads or writes, from a TAP or a
+// socket alike.
+func (r *report) writeCopyCeiling(w io.Writer) error {
+	type row struct {
+		test, system     string
+		bridge, copy, at float64
+	}
+	var rows []row
+	for _, mt := range r.Metrics {
+		var busy, n float64
+		bound := true
+		for i := range r.Systems {
+			p := &r.Systems[i]
+			if p.System != baseline {
+				continue
+			}
+			m, ok := p.value(mt.Key)
+			b, hasBusy := m.Detail["prof_busy_"+profPerGB]
+			if !ok || !m.ok() || !hasBusy {
+				continue
+			}
+			if m.Detail["prof_idle_pct"] >= cpuBoundIdle {
+				bound = false
+			}
+			busy += b
+			n++
+		}
+		if n == 0 || !bound || busy <= 0 {
+			continue
+		}
+		busy /= n
+		for i := range r.Systems {
+			p := &r.Systems[i]
+			m, ok := p.value(mt.Key)
+			c, hasCopy := m.Detail["prof_switch_copy_"+profPerGB]
+			if p.System == baseline || !ok || !m.ok() || !hasCopy {
+				continue
+			}
+			rows = append(rows, row{mt.Label, p.title(), busy, c, busy / (busy + c)})
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "copy ceiling (tests where the bridge left under %d%% of one CPU idle, so CPU time bounds the rate)\n", cpuBoundIdle)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "test\tsystem\tbridge busy\tswitch copy\tat most")
+	for _, x := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%.0f ms/GB\t%.0f ms/GB\t%.2fx\n", x.test, x.system, x.bridge, x.copy, x.at)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "at most: bridge busy / (bridge busy + switch copy), the share of the bridge's rate a switch would reach"+
+		" if its path cost the bridge's work plus its own copies and nothing else; bridge busy is the mean of the bridge's passes.")
 	return nil
 }
 
