@@ -193,12 +193,12 @@
 // MSG_ZEROCOPY, is copied anyway when it is delivered to a socket on the
 // same machine), so a switch in user space cannot do without them, and
 // the kernel's own path makes none. Under the table, "copy ceiling"
-// turns that into a bound for each TCP test in which every profiled pass
-// of the bridge left under 10% of one CPU idle, so that CPU time bounds
-// the rate: if a switch's path cost the bridge's work (both TCP stacks,
-// iperf3's copies, the links) plus its own copies and nothing else, it
-// would reach bridge busy / (bridge busy + switch copy) of the bridge's
-// rate, per GB, and no more.
+// turns that into a bound for each TCP test: if a switch's path cost the
+// bridge's work per GB (both TCP stacks, iperf3's copies, the links) plus
+// its own copies and nothing else, with every CPU busy, it would reach
+// the machine's CPUs / (bridge busy + switch copy), and no more. Over the
+// bridge's rate, a ceiling under 1x says the switch cannot reach the
+// bridge on this machine, however little else it costs.
 //
 // # The scale suite
 //
