@@ -17,8 +17,11 @@ import (
 // hands its lease to a new store of the same host (Config.Lease), as a
 // daemon does to its successor: the new store keeps that lease alive
 // instead of granting one, the host's record stays as it was, and no
-// record of the host is deleted, even after several TTLs. A lease that
-// is gone (revoked) is not carried on: the store registers anew.
+// record of the host is deleted, even after several TTLs. The new
+// store's connection counts from the old one's (Config.ConnectedSince),
+// so that its views are settled at once. A lease that is gone (revoked)
+// is not carried on: the store registers anew, and its connection counts
+// from its own.
 func TestLeaseCarriedOver(t *testing.T) {
 	srv := etcdtest.Start(t, etcdtest.Options{})
 	a := openStore(t, srv, "tsc-a", "10.0.0.1")
@@ -69,11 +72,21 @@ func TestLeaseCarriedOver(t *testing.T) {
 		}
 	}()
 
+	st := a.Status()
+	if !st.Connected {
+		t.Fatalf("a.Status() = %+v, want connected", st)
+	}
+	// Old enough to be settled already (a TTL ago and more).
+	time.Sleep(testTTL + 100*time.Millisecond)
 	a.Detach()
-	a2 := openStoreLease(t, srv, "tsc-a", "10.0.0.1", lease)
+	a2 := openStoreLease(t, srv, "tsc-a", "10.0.0.1", lease, st.Since)
 	waitFor(t, "a2 registered", func() bool { return a2.Lease() != 0 })
 	if got := a2.Lease(); got != lease {
 		t.Fatalf("a2.Lease() = %x, want the lease carried over, %x", got, lease)
+	}
+	waitFor(t, "a2 connected", func() bool { return a2.Status().Connected })
+	if got := a2.Status().Since; !got.Equal(st.Since) {
+		t.Errorf("a2.Status().Since = %v, want a's connection carried on, %v", got, st.Since)
 	}
 	// As a successor does for its restored ports.
 	if err := a2.ReserveAddr(ctx, "front", addr, "web"); err != nil {
@@ -115,10 +128,41 @@ func TestLeaseCarriedOver(t *testing.T) {
 	if err := a2.Close(); err != nil {
 		t.Fatal(err)
 	}
-	a3 := openStoreLease(t, srv, "tsc-a", "10.0.0.1", lease)
+	opened := time.Now()
+	a3 := openStoreLease(t, srv, "tsc-a", "10.0.0.1", lease, st.Since)
 	waitFor(t, "a3 registered", func() bool { return a3.Lease() != 0 })
 	if got := a3.Lease(); got == lease {
 		t.Fatalf("a3.Lease() = %x, the revoked lease; want a new one", got)
 	}
+	waitFor(t, "a3 connected", func() bool { return a3.Status().Connected })
+	if got := a3.Status().Since; got.Before(opened) {
+		t.Errorf("a3.Status().Since = %v, before it was opened (%v): the connection of a lease not carried on was", got, opened)
+	}
 	waitView(t, b, "b sees a again", func(v View) bool { return hasHost(v, "tsc-a") })
 }
+
+// TestCarriedConnectionNotAfterFailure: a store handed a lease and its
+// predecessor's connection (Config.ConnectedSince) that cannot reach
+// etcd at first was away after all: once it connects, carrying the
+// lease on, its connection counts from then, not from the predecessor's.
+func TestCarriedConnectionNotAfterFailure(t *testing.T) {
+	srv := etcdtest.Start(t, etcdtest.Options{})
+	a := openStore(t, srv, "tsc-a", "10.0.0.1")
+	waitFor(t, "a registered", func() bool { return a.Lease() != 0 && a.Status().Connected })
+	st, lease := a.Status(), a.Lease()
+	a.Detach()
+
+	srv.Stop()
+	a2 := openStoreLease(t, srv, "tsc-a", "10.0.0.1", lease, st.Since)
+	waitFor(t, "a2 told etcd is away", func() bool { return a2.Status().LastError != "not connected yet" })
+	back := time.Now()
+	srv.Restart()
+	waitFor(t, "a2 connected", func() bool { return a2.Status().Connected })
+	if got := a2.Lease(); got != lease {
+		t.Fatalf("a2.Lease() = %x, want the lease carried over, %x (etcd extends leases when it restarts)", got, lease)
+	}
+	if got := a2.Status().Since; got.Before(back) {
+		t.Errorf("a2.Status().Since = %v, before etcd came back (%v): a store that was away carried its predecessor's connection on", got, back)
+	}
+}
+

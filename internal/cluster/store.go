@@ -69,6 +69,14 @@ type Config struct {
 	// records never leave the cluster; if etcd no longer has it, the
 	// store registers under a new one as usual.
 	Lease int64
+	// ConnectedSince goes with Lease: since when the predecessor's store
+	// had been connected to etcd (its Status.Since while Connected),
+	// zero if it was not. If the store carries the lease on at its first
+	// try, with no failure before, its Status.Since starts from there
+	// rather than from its own first answer: the store was never away,
+	// so a view it reads is as complete as the predecessor's was, and
+	// need not wait a TTL to settle (see Status).
+	ConnectedSince time.Time
 }
 
 // Store is this host's view of, and hand in, the cluster's shared state
@@ -109,6 +117,12 @@ type Store struct {
 	// carried is Config.Lease until register has taken it or found it
 	// gone; only the background loop uses it.
 	carried clientv3.LeaseID
+	// carriedSince is Config.ConnectedSince until the store connects
+	// (setUp, which starts Status.Since from it if the lease was carried
+	// on) or fails before (setDown, register). Guarded by mu.
+	carriedSince time.Time
+	// carriedOn: register carried Config.Lease on. Guarded by mu.
+	carriedOn bool
 
 	mu     sync.Mutex
 	status Status
@@ -232,6 +246,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		carried:    clientv3.LeaseID(cfg.Lease),
 	}
 	s.status = Status{Since: time.Now(), LastError: "not connected yet", Endpoints: cfg.Endpoints}
+	if cfg.Lease != 0 && !cfg.ConnectedSince.IsZero() && cfg.ConnectedSince.Before(s.status.Since) {
+		s.carriedSince = cfg.ConnectedSince
+	}
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	go s.run()
 	return s, nil
@@ -306,8 +323,15 @@ func (s *Store) setUp() {
 		s.status.Connected = true
 		s.status.Since = time.Now()
 		s.status.LastError = ""
-		s.log.Info("cluster store connected", "host", s.cfg.Host)
+		if s.carriedOn && !s.carriedSince.IsZero() {
+			// The predecessor's connection, carried on with its lease.
+			s.status.Since = s.carriedSince
+			s.log.Info("cluster store connected, carrying on the predecessor's session", "host", s.cfg.Host, "connected_since", s.status.Since)
+		} else {
+			s.log.Info("cluster store connected", "host", s.cfg.Host)
+		}
 	}
+	s.carriedSince, s.carriedOn = time.Time{}, false
 }
 
 // setDown records that etcd did not answer.
@@ -318,6 +342,9 @@ func (s *Store) setDown(err error) {
 	err = s.explain(err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// A failure before the first connection: the store was away after
+	// all, and its views must settle as after any (re)connection.
+	s.carriedSince, s.carriedOn = time.Time{}, false
 	s.status.LastError = err.Error()
 	if s.status.Connected {
 		s.status.Connected = false
@@ -594,6 +621,7 @@ func (s *Store) carryOn(ctx context.Context, id clientv3.LeaseID) (ok bool, err 
 	s.mu.Lock()
 	s.lease = id
 	close(s.leaseReady)
+	s.carriedOn = true
 	s.mu.Unlock()
 	s.log.Info("cluster host registered under the lease handed over", "host", s.cfg.Host, "vtep", s.cfg.Advertise, "lease", fmt.Sprintf("%x", int64(id)), "host_record_kept", keep)
 	return true, nil

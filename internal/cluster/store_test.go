@@ -30,14 +30,15 @@ const waitLimit = 30 * time.Second
 // closed when the test ends.
 func openStore(t *testing.T, srv *etcdtest.Server, host string, vtep string) *Store {
 	t.Helper()
-	return openStoreLease(t, srv, host, vtep, 0)
+	return openStoreLease(t, srv, host, vtep, 0, time.Time{})
 }
 
 // openStoreLease is openStore carrying on lease (Config.Lease).
-func openStoreLease(t *testing.T, srv *etcdtest.Server, host string, vtep string, lease int64) *Store {
+func openStoreLease(t *testing.T, srv *etcdtest.Server, host string, vtep string, lease int64, since time.Time) *Store {
 	t.Helper()
 	s, err := Open(context.Background(), Config{
-		Lease:     lease,
+		Lease:          lease,
+		ConnectedSince: since,
 		Endpoints: []string{srv.URL()},
 		Host:      host,
 		Advertise: netip.MustParseAddr(vtep),

@@ -55,7 +55,9 @@ type Endpoint struct {
 // Status says whether the store is connected to etcd.
 type Status struct {
 	Connected bool
-	// Since is when Connected last changed.
+	// Since is when Connected last changed; for a store that carried on
+	// a predecessor's lease and connection (Config.ConnectedSince), when
+	// the predecessor's store connected.
 	Since time.Time
 	// LastError is the last failure talking to etcd, "" if none since
 	// the last connect.

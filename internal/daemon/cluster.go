@@ -67,19 +67,22 @@ type storeOp struct {
 }
 
 // openStore opens the store, carrying on lease (a predecessor's, see
-// handover_overlay.go) if it is not 0.
-func (d *Daemon) openStore(lease int64) error {
+// handover_overlay.go) if it is not 0, and with it the predecessor's
+// connection to etcd, made at since (zero if it had none), so that the
+// views of a store that never went away settle at once.
+func (d *Daemon) openStore(lease int64, since time.Time) error {
 	c := d.cfg.Overlay
 	s, err := cluster.Open(context.Background(), cluster.Config{
-		Lease:     lease,
-		Endpoints: c.Cluster,
-		Host:      d.ov.host,
-		Advertise: c.Advertise,
-		TTL:       c.TTL,
-		TLS:       c.ClusterTLS,
-		Username:  c.ClusterUser,
-		Password:  c.ClusterPassword,
-		Logger:    d.log.With("part", "cluster"),
+		Lease:          lease,
+		ConnectedSince: since,
+		Endpoints:      c.Cluster,
+		Host:           d.ov.host,
+		Advertise:      c.Advertise,
+		TTL:            c.TTL,
+		TLS:            c.ClusterTLS,
+		Username:       c.ClusterUser,
+		Password:       c.ClusterPassword,
+		Logger:         d.log.With("part", "cluster"),
 	})
 	if err != nil {
 		return fmt.Errorf("cluster store: %w", err)

@@ -28,6 +28,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -53,6 +54,9 @@ type overlaySession struct {
 	Advertise netip.Addr `json:"advertise"`
 	// Lease is the host lease, 0 if there was none.
 	Lease int64 `json:"lease,omitempty"`
+	// ConnectedSince is since when the store had been connected to etcd,
+	// zero if it was not (cluster.Config.ConnectedSince).
+	ConnectedSince time.Time `json:"connected_since,omitzero"`
 	// View is the store's view last applied.
 	View cluster.View `json:"view"`
 }
@@ -75,7 +79,11 @@ func (d *Daemon) exportOverlayLocked(set *fdset.Set) error {
 	if ov.store == nil {
 		return nil
 	}
-	b, err := json.Marshal(overlaySession{Host: ov.host, Advertise: ov.cfg.Advertise, Lease: ov.store.Lease(), View: ov.view})
+	sess := overlaySession{Host: ov.host, Advertise: ov.cfg.Advertise, Lease: ov.store.Lease(), View: ov.view}
+	if st := ov.store.Status(); st.Connected {
+		sess.ConnectedSince = st.Since
+	}
+	b, err := json.Marshal(sess)
 	if err != nil {
 		return fmt.Errorf("cluster session: %w", err)
 	}

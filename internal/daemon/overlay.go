@@ -130,11 +130,12 @@ func (d *Daemon) openOverlayLocked() error {
 	if len(c.Cluster) > 0 {
 		sess := d.inheritedSession()
 		var lease int64
+		var since time.Time
 		if sess != nil {
-			lease = sess.Lease
+			lease, since = sess.Lease, sess.ConnectedSince
 			d.seedViewLocked(sess.View)
 		}
-		if err := d.openStore(lease); err != nil {
+		if err := d.openStore(lease, since); err != nil {
 			ep.Close()
 			ov.ep = nil
 			return err

@@ -312,10 +312,17 @@ func TestClusterUpgrade(t *testing.T) {
 		from := receivers(h2.args)
 		h2.args = withReceivers(h2.args, n)
 		oldPid := h2.daemon.cmd.Process.Pid
+		before := storeSince(t, h2)
 		time.Sleep(time.Second)
 		start := time.Now()
 		took := h2.upgrade(t)
 		end := time.Now()
+		// The successor carries on the predecessor's connection to the
+		// store, so that it applies removals at once rather than after
+		// a TTL (see cluster.Config.ConnectedSince).
+		if after := storeSince(t, h2); !after.Equal(before) {
+			t.Errorf("%s: h2's store connected since %v after the upgrade, want %v as before it", what, after, before)
+		}
 		t.Logf("%s: h2's tapswitchd %d (%d receiving sockets) handed over to %d (asked for %d); the old one exited %v after the new one started, the new one served %v after",
 			what, oldPid, from, h2.daemon.cmd.Process.Pid, n, took.Round(time.Millisecond), end.Sub(start).Round(time.Millisecond))
 		if during != nil {
@@ -333,6 +340,7 @@ func TestClusterUpgrade(t *testing.T) {
 			fmt.Sprintf("handed_over=%d ", min(from, n)),
 			fmt.Sprintf("opened_beside=%d", max(n-from, 0)),
 			"cluster host registered under the lease handed over",
+			"cluster store connected, carrying on the predecessor's session",
 		}
 		if from > n {
 			want = append(want, "the surplus closed")
@@ -391,6 +399,34 @@ func TestClusterUpgrade(t *testing.T) {
 		r := ping.result(t)
 		t.Logf("ping: %d sent, %d received, longest round trip %v", r.sent, r.received, r.maxRTT)
 		checkNoLoss(t, "ping across hosts through the upgrade to more receiving sockets", r.pingResult)
+	})
+
+	t.Run("removal right after", func(t *testing.T) {
+		// A network removed on h1 just after h2's upgrade goes from h2
+		// as soon as the store tells it, as from a host that was never
+		// upgraded: the successor's views are settled from the first.
+		const gone = "upg-rm"
+		h1.mustCLI(t, "network", "create", gone, "--subnet", "10.241.8.0/24", "--scope", "cluster")
+		poll(t, gone+" on h2", func() string {
+			if h2.network(t, gone) == nil {
+				return "absent"
+			}
+			return ""
+		})
+		time.Sleep(time.Second)
+		h2.upgrade(t)
+		removed := time.Now()
+		h1.mustCLI(t, "network", "rm", gone)
+		poll(t, gone+" removed from h2", func() string {
+			if h2.network(t, gone) != nil {
+				return "still there"
+			}
+			return ""
+		})
+		t.Logf("h2, upgraded just before, removed %s %v after h1 did (the store's TTL is %v)", gone, time.Since(removed).Round(time.Millisecond), clusterTTL)
+		if log := lastRun(t, h2); !strings.Contains(log, "cluster network removed here") {
+			t.Errorf("the new tapswitchd's log does not say it removed %s:\n%s", gone, log)
+		}
 	})
 
 	t.Run("successor dies", func(t *testing.T) {
@@ -536,3 +572,20 @@ func softnetDrops(t *testing.T) uint64 {
 	}
 	return sum
 }
+
+// storeSince returns since when h's store has been connected, waiting
+// until it is.
+func storeSince(t *testing.T, h *clusterHost) time.Time {
+	t.Helper()
+	var since time.Time
+	poll(t, h.name+"'s store connected", func() string {
+		c := h.status(t).Cluster
+		if c == nil || !c.Connected {
+			return fmt.Sprintf("status: %+v", c)
+		}
+		since = c.Since
+		return ""
+	})
+	return since
+}
+
