@@ -64,6 +64,47 @@ type storeWatch struct {
 type storeOp struct {
 	what string
 	do   func(ctx context.Context, s *cluster.Store) error
+	// owed is the change as data, for a hand-over to carry: set for
+	// removals, which only this host knows it owes; nil for the
+	// publication of restored ports, which a successor makes again of
+	// its own.
+	owed *owedRemoval
+}
+
+// owedRemoval is a removal owed to the store: an endpoint to delete, or
+// an address to give back.
+type owedRemoval struct {
+	Network  string     `json:"network"`
+	Endpoint string     `json:"endpoint,omitempty"`
+	Addr     netip.Addr `json:"addr,omitzero"`
+}
+
+// queueRemovalLocked owes the store o.
+func (d *Daemon) queueRemovalLocked(o owedRemoval) {
+	network := o.Network
+	switch {
+	case o.Endpoint != "":
+		name := o.Endpoint
+		d.queueOpLocked(storeOp{what: "delete endpoint " + network + "/" + name, owed: &o, do: func(ctx context.Context, s *cluster.Store) error {
+			return s.DeleteEndpoint(ctx, network, name)
+		}})
+	case o.Addr.IsValid():
+		a := o.Addr
+		d.queueOpLocked(storeOp{what: "release " + network + " " + a.String(), owed: &o, do: func(ctx context.Context, s *cluster.Store) error {
+			return s.ReleaseAddr(ctx, network, a)
+		}})
+	}
+}
+
+// owedRemovalsLocked returns the removals still owed to the store.
+func (d *Daemon) owedRemovalsLocked() []owedRemoval {
+	var owed []owedRemoval
+	for _, op := range d.ov.pending {
+		if op.owed != nil {
+			owed = append(owed, *op.owed)
+		}
+	}
+	return owed
 }
 
 // openStore opens the store, carrying on lease (a predecessor's, see
@@ -161,10 +202,15 @@ func (d *Daemon) followStore() {
 // queueStoreLocked owes the store a change, made by the watch goroutine
 // (or before the next attach to a cluster network) once it is reachable.
 func (d *Daemon) queueStoreLocked(what string, do func(ctx context.Context, s *cluster.Store) error) {
+	d.queueOpLocked(storeOp{what: what, do: do})
+}
+
+// queueOpLocked is queueStoreLocked of op.
+func (d *Daemon) queueOpLocked(op storeOp) {
 	if d.ov.store == nil {
 		return
 	}
-	d.ov.pending = append(d.ov.pending, storeOp{what: what, do: do})
+	d.ov.pending = append(d.ov.pending, op)
 	d.kickStore()
 }
 
@@ -377,16 +423,11 @@ func (d *Daemon) releaseInStoreLocked(n *network, name string, addrs []netip.Add
 	if n.gone || !d.inStore(n) {
 		return
 	}
-	network := n.name
 	if name != "" {
-		d.queueStoreLocked("delete endpoint "+network+"/"+name, func(ctx context.Context, s *cluster.Store) error {
-			return s.DeleteEndpoint(ctx, network, name)
-		})
+		d.queueRemovalLocked(owedRemoval{Network: n.name, Endpoint: name})
 	}
 	for _, a := range addrs {
-		d.queueStoreLocked("release "+network+" "+a.String(), func(ctx context.Context, s *cluster.Store) error {
-			return s.ReleaseAddr(ctx, network, a)
-		})
+		d.queueRemovalLocked(owedRemoval{Network: n.name, Addr: a})
 	}
 	d.flushStoreLocked()
 }

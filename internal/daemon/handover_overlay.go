@@ -57,6 +57,10 @@ type overlaySession struct {
 	// ConnectedSince is since when the store had been connected to etcd,
 	// zero if it was not (cluster.Config.ConnectedSince).
 	ConnectedSince time.Time `json:"connected_since,omitzero"`
+	// Owed are the removals not yet made in the store (a port detached
+	// while etcd was away), in order: the successor makes them, as the
+	// records they remove live on under the lease it carries on.
+	Owed []owedRemoval `json:"owed,omitempty"`
 	// View is the store's view last applied.
 	View cluster.View `json:"view"`
 }
@@ -79,7 +83,7 @@ func (d *Daemon) exportOverlayLocked(set *fdset.Set) error {
 	if ov.store == nil {
 		return nil
 	}
-	sess := overlaySession{Host: ov.host, Advertise: ov.cfg.Advertise, Lease: ov.store.Lease(), View: ov.view}
+	sess := overlaySession{Host: ov.host, Advertise: ov.cfg.Advertise, Lease: ov.store.Lease(), View: ov.view, Owed: d.owedRemovalsLocked()}
 	if st := ov.store.Status(); st.Connected {
 		sess.ConnectedSince = st.Since
 	}

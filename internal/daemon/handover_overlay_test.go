@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -29,7 +31,9 @@ func sessionFile(t *testing.T, b []byte) int {
 func TestInheritedSession(t *testing.T) {
 	self := netip.MustParseAddr("10.0.0.1")
 	view := cluster.View{Hosts: []cluster.Host{{Name: "h1", VTEP: self}, {Name: "h2", VTEP: netip.MustParseAddr("10.0.0.2")}}}
-	good, _ := json.Marshal(overlaySession{Host: "h1", Advertise: self, Lease: 0x1234, View: view})
+	since := time.Date(2026, 12, 7, 6, 11, 14, 123456789, time.UTC)
+	owed := []owedRemoval{{Network: "front", Endpoint: "web"}, {Network: "front", Addr: netip.MustParseAddr("10.52.0.5")}}
+	good, _ := json.Marshal(overlaySession{Host: "h1", Advertise: self, Lease: 0x1234, View: view, ConnectedSince: since, Owed: owed})
 	otherHost, _ := json.Marshal(overlaySession{Host: "h9", Advertise: self, Lease: 0x1234})
 	otherVTEP, _ := json.Marshal(overlaySession{Host: "h1", Advertise: netip.MustParseAddr("10.0.0.9"), Lease: 0x1234})
 	tests := []struct {
@@ -75,6 +79,9 @@ func TestInheritedSession(t *testing.T) {
 			}
 			if s == nil || s.Lease != tt.wantLease || len(s.View.Hosts) != 2 {
 				t.Fatalf("inheritedSession() = %+v, want lease %x and the view's 2 hosts", s, tt.wantLease)
+			}
+			if !s.ConnectedSince.Equal(since) || !slices.Equal(s.Owed, owed) {
+				t.Errorf("inheritedSession() connected since %v, owed %+v; want %v and %+v", s.ConnectedSince, s.Owed, since, owed)
 			}
 			if set.Len() != 0 {
 				t.Errorf("the set still holds %v after the session was taken", set.Names())

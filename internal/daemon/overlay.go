@@ -140,6 +140,14 @@ func (d *Daemon) openOverlayLocked() error {
 			ov.ep = nil
 			return err
 		}
+		if sess != nil {
+			for _, o := range sess.Owed {
+				d.queueRemovalLocked(o)
+			}
+			if len(sess.Owed) > 0 {
+				d.log.Info("removals owed to the cluster store taken over", "count", len(sess.Owed))
+			}
+		}
 	}
 	return nil
 }

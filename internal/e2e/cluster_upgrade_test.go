@@ -457,6 +457,59 @@ func TestClusterUpgrade(t *testing.T) {
 		res := c.iperf(t, web, "db", 5201, "-t", "2")
 		t.Logf("after resuming: %.0f Mbit/s", res.End.SumReceived.BitsPerSecond/1e6)
 	})
+
+	t.Run("removal owed through the upgrade", func(t *testing.T) {
+		// A port detached while etcd is away leaves its endpoint and
+		// address in the store, under the host's lease, until it
+		// answers: the upgrade hands the removals over with the lease,
+		// and the successor makes them once etcd is back.
+		tmp := c.container(t, h2, "tmp", network)
+		addr := containerAddr(t, tmp)
+		poll(t, "web pings tmp by name", func() string {
+			if out, err := pingName(web, "tmp", "-c", "1"); err != nil {
+				return fmt.Sprintf("%v: %s", err, out)
+			}
+			return ""
+		})
+		if out, err := nsRun(web, "getent", "hosts", "tmp"); err != nil || !strings.Contains(out, addr) {
+			t.Fatalf("getent hosts tmp in web = %v, %q; want %s", err, out, addr)
+		}
+		c.etcd.Stop()
+		etcdUp := false
+		defer func() {
+			if !etcdUp {
+				c.etcd.Restart()
+			}
+		}()
+		poll(t, "h2's store unreachable", func() string {
+			if s := h2.status(t); s.Cluster == nil || s.Cluster.Connected {
+				return fmt.Sprintf("cluster %+v", s.Cluster)
+			}
+			return ""
+		})
+		h2.mustCLI(t, "detach", "tmp")
+		h2.upgrade(t)
+		if log := lastRun(t, h2); !strings.Contains(log, "removals owed to the cluster store taken over") || !strings.Contains(log, "count=2") {
+			t.Errorf("the new tapswitchd's log does not say it took over 2 removals (tmp's endpoint and address):\n%s", log)
+		}
+		c.etcd.Restart()
+		etcdUp = true
+		// Once made, h1 no longer resolves tmp, and the address is free:
+		// a port on h1 takes it.
+		poll(t, "tmp gone from h1's DNS", func() string {
+			if out, err := nsRun(web, "getent", "hosts", "tmp"); err == nil {
+				return "tmp still resolves: " + strings.TrimSpace(out)
+			}
+			return ""
+		})
+		again := c.newContainerNetns(t, "again")
+		poll(t, "h1 attaches a port at tmp's address "+addr, func() string {
+			if r := h1.cli(t, "attach", again, "--name", "again", "--network", network, "--ip", addr+"/24"); r.code != 0 {
+				return strings.TrimSpace(r.stderr)
+			}
+			return ""
+		})
+	})
 }
 
 // receivers returns the --vxlan-receivers of a daemon's flags, 1 if
