@@ -305,6 +305,8 @@ func (s *Server) Stop() {
 		return
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
+	// A paused etcd (Pause) takes the signal once it runs again.
+	_ = cmd.Process.Signal(syscall.SIGCONT)
 	select {
 	case <-exited:
 	case <-time.After(stopTimeout):
@@ -326,6 +328,30 @@ func (s *Server) Kill() {
 		s.tb.Logf("etcdtest: kill etcd %s (pid %d): %v", s.name, cmd.Process.Pid, err)
 	}
 	<-exited
+}
+
+// Pause stops etcd's process (SIGSTOP) without ending it: its
+// connections stay open and nothing answers on them, as when the member
+// is cut off from the network; the other members elect another leader
+// if it led. Resume lets it run again; Stop and Kill end it paused or
+// not.
+func (s *Server) Pause() {
+	s.tb.Helper()
+	if pid := s.Pid(); pid != 0 {
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			s.tb.Fatalf("etcdtest: pause etcd %s (pid %d): %v", s.name, pid, err)
+		}
+	}
+}
+
+// Resume lets a paused etcd run again (SIGCONT).
+func (s *Server) Resume() {
+	s.tb.Helper()
+	if pid := s.Pid(); pid != 0 {
+		if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+			s.tb.Fatalf("etcdtest: resume etcd %s (pid %d): %v", s.name, pid, err)
+		}
+	}
 }
 
 // Pid is the pid of the running etcd (of ip netns exec, which execs it,
