@@ -68,6 +68,10 @@ type ClusterStatus struct {
 	Since     time.Time `json:"since,omitzero"`
 	// LastError is the last failure to reach the store.
 	LastError string `json:"last_error,omitempty"`
+	// Avoided are those of Endpoints whose etcd members did not answer
+	// as healthy when last asked (every second, with several members):
+	// the store's calls go to the others until they do.
+	Avoided []string `json:"avoided,omitempty"`
 	// Hosts counts the cluster's hosts, this one included.
 	Hosts int `json:"hosts"`
 }

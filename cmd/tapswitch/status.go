@@ -74,6 +74,9 @@ func writeClusterStatus(w io.Writer, s api.Status) {
 		if c.LastError != "" {
 			fmt.Fprintf(w, "store last error:\t%s\n", c.LastError)
 		}
+		if len(c.Avoided) > 0 {
+			fmt.Fprintf(w, "store members avoided:\t%s (not answering as healthy; calls go to the others)\n", strings.Join(c.Avoided, ","))
+		}
 	}
 	if t := s.Tunnel; t != nil {
 		fmt.Fprintf(w, "tunnel:\tvxlan %s:%d, underlay MTU %d\n", t.Advertise, t.Port, t.UnderlayMTU)

@@ -165,4 +165,3 @@ func TestCarriedConnectionNotAfterFailure(t *testing.T) {
 		t.Errorf("a2.Status().Since = %v, before etcd came back (%v): a store that was away carried its predecessor's connection on", got, back)
 	}
 }
-

@@ -254,6 +254,48 @@ func TestEtcdClusterLeaderLoss(t *testing.T) {
 	w.intact("follower back", before)
 }
 
+// TestEtcdClusterMemberHung: a member that stops answering without
+// closing its connections (paused, as when it is cut off from the
+// network) is left behind as one that died is: with the leader hung, the
+// store finds the others (the client's keepalive gives up on the hung
+// connection), another member leads, and networks, addresses, endpoints
+// and the watch work again; no host lease is lost. The member, back,
+// catches up, and a follower hung next does not stop the store either.
+func TestEtcdClusterMemberHung(t *testing.T) {
+	w := newHAWorld(t)
+	w.works("before")
+	before := w.leases()
+
+	l := w.cl.Leader()
+	leader := w.cl.Member(l)
+	hung := time.Now()
+	// Calls in flight on the hung member's connections fail with it.
+	w.killed.Store(true)
+	leader.Pause()
+	t.Logf("leader %s paused", leader.Name())
+	w.works("leader-hung")
+	t.Logf("the store worked again %v after the leader hung", time.Since(hung))
+	time.Sleep(time.Until(hung.Add(2 * haTTL)))
+	w.intact("leader hung", before)
+
+	leader.Resume()
+	w.cl.WaitHealthy()
+	w.works("leader-back")
+
+	f := w.cl.Followers()[0]
+	follower := w.cl.Member(f)
+	hung = time.Now()
+	follower.Pause()
+	t.Logf("follower %s paused", follower.Name())
+	w.works("follower-hung")
+	time.Sleep(time.Until(hung.Add(2 * haTTL)))
+	w.intact("follower hung", before)
+	follower.Resume()
+	w.cl.WaitHealthy()
+	w.works("follower-back")
+	w.intact("follower back", before)
+}
+
 // TestEtcdClusterNoQuorum: with two of three members killed, etcd has no
 // quorum: the store's calls fail within their bound with ErrUnavailable
 // saying etcd has no leader and what it needs, Status shows it, and b's view stays the last one read. With one

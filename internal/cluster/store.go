@@ -102,8 +102,17 @@ type Store struct {
 	// a new watch; leaseLost for a new lease. Both hold one pending request.
 	resync    chan struct{}
 	leaseLost chan clientv3.LeaseID
-	// watchers counts the goroutines calling Watch functions.
+	// watchers counts the goroutines calling Watch functions, and the
+	// one asking the members (members.go).
 	watchers sync.WaitGroup
+	// members is the watch of which members answer; nil with one.
+	// membersChanged tells the background loop that the members calls
+	// go to changed, so that it moves its streams (keepAlive).
+	members        *memberWatch
+	membersChanged chan struct{}
+	// lessor renews the host lease on a stream of its own, made again
+	// when the members change; only the background loop uses it.
+	lessor clientv3.Lease
 	// closeOnce makes Close idempotent; closeErr is its result.
 	closeOnce sync.Once
 	closeErr  error
@@ -231,25 +240,27 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 
 	s := &Store{
-		cfg:        cfg,
-		log:        cfg.Logger.With("etcd", strings.Join(cfg.Endpoints, ",")),
-		cli:        cli,
-		tlsNotes:   notes,
-		k:          keys(cfg.Prefix),
-		ttl:        int64(cfg.TTL / time.Second),
-		done:       make(chan struct{}),
-		resync:     make(chan struct{}, 1),
-		leaseLost:  make(chan clientv3.LeaseID, 1),
-		leaseReady: make(chan struct{}),
-		own:        ownRecords{addrs: map[string]ownAddr{}, endpoints: map[string]Endpoint{}},
-		cache:      newCache(),
-		carried:    clientv3.LeaseID(cfg.Lease),
+		cfg:            cfg,
+		log:            cfg.Logger.With("etcd", strings.Join(cfg.Endpoints, ",")),
+		cli:            cli,
+		tlsNotes:       notes,
+		k:              keys(cfg.Prefix),
+		ttl:            int64(cfg.TTL / time.Second),
+		done:           make(chan struct{}),
+		resync:         make(chan struct{}, 1),
+		leaseLost:      make(chan clientv3.LeaseID, 1),
+		membersChanged: make(chan struct{}, 1),
+		leaseReady:     make(chan struct{}),
+		own:            ownRecords{addrs: map[string]ownAddr{}, endpoints: map[string]Endpoint{}},
+		cache:          newCache(),
+		carried:        clientv3.LeaseID(cfg.Lease),
 	}
 	s.status = Status{Since: time.Now(), LastError: "not connected yet", Endpoints: cfg.Endpoints}
 	if cfg.Lease != 0 && !cfg.ConnectedSince.IsZero() && cfg.ConnectedSince.Before(s.status.Since) {
 		s.carriedSince = cfg.ConnectedSince
 	}
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	s.watchMembers(ccfg.TLS)
 	go s.run()
 	return s, nil
 }
@@ -311,6 +322,7 @@ func (s *Store) Status() Status {
 	defer s.mu.Unlock()
 	st := s.status
 	st.Endpoints = append([]string(nil), st.Endpoints...)
+	st.Avoided = s.avoidedMembersLocked()
 	return st
 }
 
@@ -362,6 +374,7 @@ func (s *Store) run() {
 		if w != nil {
 			w.stop()
 		}
+		s.dropLessor()
 	}()
 	delay := retryDelay
 	pause := func() bool {
@@ -426,7 +439,10 @@ func (s *Store) keepAlive(w **watchLoop) (more, verify bool) {
 	lease := s.currentLease()
 	kctx, kcancel := context.WithCancel(s.ctx)
 	defer kcancel()
-	ka, err := s.cli.KeepAlive(kctx, lease)
+	if s.lessor == nil {
+		s.lessor = clientv3.NewLease(s.cli)
+	}
+	ka, err := s.lessor.KeepAlive(kctx, lease)
 	if err != nil {
 		s.setDown(fmt.Errorf("renew the host lease: %w", err))
 		return s.sleep(time.Second), true
@@ -448,6 +464,12 @@ func (s *Store) keepAlive(w **watchLoop) (more, verify bool) {
 		case <-s.ctx.Done():
 			return false, false
 		case <-s.resync:
+			return restart()
+		case <-s.membersChanged:
+			// The streams may be on a member left out, which a closed
+			// connection would have moved but a silent one does not:
+			// the renewals and the watch start afresh on the others.
+			s.dropLessor()
 			return restart()
 		case id := <-s.leaseLost:
 			if id == lease {
@@ -471,6 +493,15 @@ func (s *Store) keepAlive(w **watchLoop) (more, verify bool) {
 			down = true
 			s.setDown(fmt.Errorf("renew the host lease: no answer from etcd for %v", quiet))
 		}
+	}
+}
+
+// dropLessor ends the lease's renewal stream, for the next keepAlive to
+// open another.
+func (s *Store) dropLessor() {
+	if s.lessor != nil {
+		s.lessor.Close()
+		s.lessor = nil
 	}
 }
 

@@ -39,12 +39,12 @@ func openStoreLease(t *testing.T, srv *etcdtest.Server, host string, vtep string
 	s, err := Open(context.Background(), Config{
 		Lease:          lease,
 		ConnectedSince: since,
-		Endpoints: []string{srv.URL()},
-		Host:      host,
-		Advertise: netip.MustParseAddr(vtep),
-		Prefix:    "/tsc/" + t.Name() + "/",
-		TTL:       testTTL,
-		Logger:    slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("store", host),
+		Endpoints:      []string{srv.URL()},
+		Host:           host,
+		Advertise:      netip.MustParseAddr(vtep),
+		Prefix:         "/tsc/" + t.Name() + "/",
+		TTL:            testTTL,
+		Logger:         slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("store", host),
 	})
 	if err != nil {
 		t.Fatalf("Open(%s): %v", host, err)

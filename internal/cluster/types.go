@@ -64,4 +64,7 @@ type Status struct {
 	LastError string
 	// Endpoints are the etcd client URLs.
 	Endpoints []string
+	// Avoided are those of Endpoints whose members did not answer as
+	// healthy when last asked, which calls do not go to (members.go).
+	Avoided []string
 }

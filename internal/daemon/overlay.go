@@ -483,6 +483,7 @@ func (d *Daemon) overlayStatusLocked(s *api.Status) {
 		Connected: cs.Connected,
 		Since:     cs.Since,
 		LastError: cs.LastError,
+		Avoided:   cs.Avoided,
 		Hosts:     len(ov.view.Hosts),
 	}
 }
