@@ -437,16 +437,19 @@ UDP 64 B delivered  bridge (pass 2)  -              -     -           -      -  
 busy: every sample but the idle task's and the idle loop's; kinds by the kernel function sampled (see go doc ./bench): stack+other is the rest of the kernel, the network stack mostly; user is all user-space code.
 switch copy: the part of copy in the switch's own threads, its reads and writes of frames from and to TAPs and sockets, which a path inside the kernel does not make.
 iperf3 % to idle %: the samples by thread, % of one CPU; switch is the switch's own threads, others everything else busy, ksoftirqd and kworkers among them.
+` + profCeiling
+	if got := b.String(); got != want {
+		t.Errorf("writeProfileTable:\n%s\nwant:\n%s", got, want)
+	}
+}
 
+// profCeiling is the copy ceiling of profReport.
+const profCeiling = `
 copy ceiling (the fastest a switch could go if its path cost the bridge's work plus its own copies and nothing else)
 test          system     bridge busy  switch copy  at most       bridge        at most/bridge
 TCP 1 stream  tapswitch  499 ms/GB    251 ms/GB    21.33 Gbit/s  16.00 Gbit/s  1.33x
 at most: 2 CPUs / (bridge busy + switch copy), every CPU busy; bridge busy and bridge are the means of the bridge's profiled passes. Under 1x, the switch cannot reach the bridge's rate on this machine whatever else it does.
 `
-	if got := b.String(); got != want {
-		t.Errorf("writeProfileTable:\n%s\nwant:\n%s", got, want)
-	}
-}
 
 func TestWriteCopyCeiling(t *testing.T) {
 	// 2 CPUs / (499 + 251 ms/GB) = 2.667 GB/s, 21.33 Gbit/s, against the
@@ -456,13 +459,7 @@ func TestWriteCopyCeiling(t *testing.T) {
 	if err := r.writeCopyCeiling(&b); err != nil {
 		t.Fatal(err)
 	}
-	want := `
-copy ceiling (the fastest a switch could go if its path cost the bridge's work plus its own copies and nothing else)
-test          system     bridge busy  switch copy  at most       bridge        at most/bridge
-TCP 1 stream  tapswitch  499 ms/GB    251 ms/GB    21.33 Gbit/s  16.00 Gbit/s  1.33x
-at most: 2 CPUs / (bridge busy + switch copy), every CPU busy; bridge busy and bridge are the means of the bridge's profiled passes. Under 1x, the switch cannot reach the bridge's rate on this machine whatever else it does.
-`
-	if got := b.String(); got != want {
+	if got, want := b.String(), profCeiling; got != want {
 		t.Errorf("writeCopyCeiling:\n%s\nwant:\n%s", got, want)
 	}
 

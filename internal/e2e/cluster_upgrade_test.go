@@ -641,4 +641,3 @@ func storeSince(t *testing.T, h *clusterHost) time.Time {
 	})
 	return since
 }
-
