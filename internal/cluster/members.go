@@ -48,15 +48,12 @@ func (s *Store) watchMembers(tlsCfg *tls.Config) {
 	if len(s.cfg.Endpoints) < 2 {
 		return
 	}
-	tr := &http.Transport{
-		TLSClientConfig:   tlsCfg,
-		DisableKeepAlives: true,
-		Proxy:             nil,
-	}
+	// A connection of its own per question, so that a member that hangs
+	// holds none that the next question would wait on.
+	tr := &http.Transport{TLSClientConfig: tlsCfg, DisableKeepAlives: true}
 	m := &memberWatch{s: s, client: &http.Client{Transport: tr, Timeout: memberCheck}}
 	s.members = m
 	s.watchers.Go(func() {
-		defer tr.CloseIdleConnections()
 		t := time.NewTicker(memberCheck)
 		defer t.Stop()
 		for {

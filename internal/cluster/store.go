@@ -127,11 +127,9 @@ type Store struct {
 	// gone; only the background loop uses it.
 	carried clientv3.LeaseID
 	// carriedSince is Config.ConnectedSince until the store connects
-	// (setUp, which starts Status.Since from it if the lease was carried
-	// on) or fails before (setDown, register). Guarded by mu.
+	// (setUp starts Status.Since from it), fails before (setDown), or
+	// finds the lease gone (register). Guarded by mu.
 	carriedSince time.Time
-	// carriedOn: register carried Config.Lease on. Guarded by mu.
-	carriedOn bool
 
 	mu     sync.Mutex
 	status Status
@@ -335,7 +333,7 @@ func (s *Store) setUp() {
 		s.status.Connected = true
 		s.status.Since = time.Now()
 		s.status.LastError = ""
-		if s.carriedOn && !s.carriedSince.IsZero() {
+		if !s.carriedSince.IsZero() {
 			// The predecessor's connection, carried on with its lease.
 			s.status.Since = s.carriedSince
 			s.log.Info("cluster store connected, carrying on the predecessor's session", "host", s.cfg.Host, "connected_since", s.status.Since)
@@ -343,7 +341,7 @@ func (s *Store) setUp() {
 			s.log.Info("cluster store connected", "host", s.cfg.Host)
 		}
 	}
-	s.carriedSince, s.carriedOn = time.Time{}, false
+	s.carriedSince = time.Time{}
 }
 
 // setDown records that etcd did not answer.
@@ -356,7 +354,7 @@ func (s *Store) setDown(err error) {
 	defer s.mu.Unlock()
 	// A failure before the first connection: the store was away after
 	// all, and its views must settle as after any (re)connection.
-	s.carriedSince, s.carriedOn = time.Time{}, false
+	s.carriedSince = time.Time{}
 	s.status.LastError = err.Error()
 	if s.status.Connected {
 		s.status.Connected = false
@@ -584,11 +582,14 @@ func (s *Store) register() error {
 		if err != nil {
 			return err
 		}
+		s.carried = 0
 		if ok {
-			s.carried = 0
 			return nil
 		}
-		s.carried = 0
+		// Registered anew: the predecessor's connection is not carried on.
+		s.mu.Lock()
+		s.carriedSince = time.Time{}
+		s.mu.Unlock()
 	}
 	g, err := s.cli.Grant(ctx, s.ttl)
 	if err != nil {
@@ -652,7 +653,6 @@ func (s *Store) carryOn(ctx context.Context, id clientv3.LeaseID) (ok bool, err 
 	s.mu.Lock()
 	s.lease = id
 	close(s.leaseReady)
-	s.carriedOn = true
 	s.mu.Unlock()
 	s.log.Info("cluster host registered under the lease handed over", "host", s.cfg.Host, "vtep", s.cfg.Advertise, "lease", fmt.Sprintf("%x", int64(id)), "host_record_kept", keep)
 	return true, nil
