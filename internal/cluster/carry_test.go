@@ -165,3 +165,18 @@ func TestCarriedConnectionNotAfterFailure(t *testing.T) {
 		t.Errorf("a2.Status().Since = %v, before etcd came back (%v): a store that was away carried its predecessor's connection on", got, back)
 	}
 }
+
+// TestLeaseGone: a member's "lease not found" is taken only once a
+// linearizable read shows the host's record gone from under the lease.
+func TestLeaseGone(t *testing.T) {
+	srv := etcdtest.Start(t, etcdtest.Options{})
+	a := openStore(t, srv, "tsc-a", "10.0.0.1")
+	waitFor(t, "a registered", func() bool { return a.Lease() != 0 })
+	lease := clientv3.LeaseID(a.Lease())
+	if a.leaseGone(lease) {
+		t.Errorf("leaseGone(%x) = true for the live host lease", int64(lease))
+	}
+	if !a.leaseGone(lease + 1) {
+		t.Errorf("leaseGone(%x) = false for a lease the host record is not under", int64(lease+1))
+	}
+}

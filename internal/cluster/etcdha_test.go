@@ -21,16 +21,24 @@ import (
 // election timeout is 1 s).
 const haTTL = 3 * time.Second
 
+// hungTTL is the lease TTL of TestEtcdClusterMemberHung. A hung
+// leader takes longer to leave behind than a dead one: the others must
+// miss it and elect a leader, the store must find it silent (a /health
+// round) and move its streams, under a machine as loaded as CI's. The
+// README asks for 10 s with several members; 6 s is still well under
+// the 10 s and more gRPC alone takes to give up on a silent connection.
+const hungTTL = 6 * time.Second
+
 // openClusterStore opens a Store for host with every member's URL, under
-// the test's own prefix, closed when the test ends.
-func openClusterStore(t *testing.T, cl *etcdtest.Cluster, host, vtep string) *Store {
+// the test's own prefix, with lease TTL ttl, closed when the test ends.
+func openClusterStore(t *testing.T, cl *etcdtest.Cluster, host, vtep string, ttl time.Duration) *Store {
 	t.Helper()
 	s, err := Open(context.Background(), Config{
 		Endpoints: cl.URLs(),
 		Host:      host,
 		Advertise: netip.MustParseAddr(vtep),
 		Prefix:    "/tsc/" + t.Name() + "/",
-		TTL:       haTTL,
+		TTL:       ttl,
 		Logger:    slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("store", host),
 	})
 	if err != nil {
@@ -44,6 +52,7 @@ func openClusterStore(t *testing.T, cl *etcdtest.Cluster, host, vtep string) *St
 // saw.
 type haWorld struct {
 	t     *testing.T
+	ttl   time.Duration
 	cl    *etcdtest.Cluster
 	a, b  *Store
 	net   Network
@@ -59,11 +68,14 @@ type haWorld struct {
 	killed atomic.Bool
 }
 
-func newHAWorld(t *testing.T) *haWorld {
+func newHAWorld(t *testing.T) *haWorld { return newHAWorldTTL(t, haTTL) }
+
+// newHAWorldTTL is newHAWorld with the stores' lease TTL ttl.
+func newHAWorldTTL(t *testing.T, ttl time.Duration) *haWorld {
 	t.Helper()
-	w := &haWorld{t: t, cl: etcdtest.StartCluster(t, etcdtest.ClusterOptions{Members: 3}), views: make(chan View, 1000), addrs: map[netip.Addr]string{}}
-	w.a = openClusterStore(t, w.cl, "tsc-a", "10.0.0.1")
-	w.b = openClusterStore(t, w.cl, "tsc-b", "10.0.0.2")
+	w := &haWorld{t: t, ttl: ttl, cl: etcdtest.StartCluster(t, etcdtest.ClusterOptions{Members: 3}), views: make(chan View, 1000), addrs: map[netip.Addr]string{}}
+	w.a = openClusterStore(t, w.cl, "tsc-a", "10.0.0.1", ttl)
+	w.b = openClusterStore(t, w.cl, "tsc-b", "10.0.0.2", ttl)
 	w.net = mustCreate(t, w.a, Network{Name: "front", Subnets: []Subnet{subnet("10.61.0.0/24")}})
 	if err := w.a.PutEndpoint(context.Background(), Endpoint{Network: "front", Name: "web", MAC: mac(1)}); err != nil {
 		t.Fatalf("PutEndpoint(web): %v", err)
@@ -256,7 +268,7 @@ func (w *haWorld) outage(step string, m *etcdtest.Server, lose, back func(), bef
 	w.works(step)
 	t.Logf("%s: the store worked %v after", step, time.Since(start))
 	// Longer than the TTL since: an expired lease would show.
-	time.Sleep(time.Until(start.Add(2 * haTTL)))
+	time.Sleep(time.Until(start.Add(2 * w.ttl)))
 	w.intact(step, before)
 	if st := w.a.Status(); !st.Connected || st.LastError != "" {
 		t.Fatalf("%s: a's Status() = %+v, want connected", step, st)
@@ -272,16 +284,20 @@ func (w *haWorld) outage(step string, m *etcdtest.Server, lose, back func(), bef
 // another member leads, and networks, addresses, endpoints and the watch
 // work (a call caught on the hung member's connection made once more,
 // see call); no host lease is lost, nor does a's Status show the store
-// disconnected. The member, back, catches up; a follower hung next
-// changes nothing either.
+// disconnected. The leader, restarted, catches up; a follower hung and
+// let run again changes nothing either.
 func TestEtcdClusterMemberHung(t *testing.T) {
-	w := newHAWorld(t)
+	w := newHAWorldTTL(t, hungTTL)
 	w.works("before")
 	before := w.leases()
 	// Calls in flight on the hung member's connections fail with it.
 	w.killed.Store(true)
 	leader := w.cl.Member(w.cl.Leader())
-	w.outage("leader-hung", leader, leader.Pause, leader.Resume, before)
+	// The hung leader is not let run again but restarted: one that runs
+	// again after a pause of several TTLs may still take itself for the
+	// leader for a moment, and the hosts may have to register again once
+	// (see the README), which is not what this test is about.
+	w.outage("leader-hung", leader, leader.Pause, func() { leader.Kill(); leader.Restart() }, before)
 	follower := w.cl.Member(w.cl.Followers()[0])
 	w.outage("follower-hung", follower, follower.Pause, follower.Resume, before)
 	w.intact("follower back", before)

@@ -470,7 +470,7 @@ func (s *Store) keepAlive(w **watchLoop) (more, verify bool) {
 			s.dropLessor()
 			return restart()
 		case id := <-s.leaseLost:
-			if id == lease {
+			if id == lease && s.leaseGone(id) {
 				s.dropLease(fmt.Errorf("lease %x not found", int64(id)))
 				return true, false
 			}
@@ -513,9 +513,16 @@ func (s *Store) checkLease(lease clientv3.LeaseID) bool {
 		switch {
 		case err == nil:
 			return true
-		case errors.Is(err, rpctypes.ErrLeaseNotFound):
+		case errors.Is(err, rpctypes.ErrLeaseNotFound) && s.leaseGone(lease):
 			s.dropLease(err)
 			return true
+		case errors.Is(err, rpctypes.ErrLeaseNotFound):
+			// A member that led before a pause or a partition may say
+			// so of a lease the cluster keeps: ask again.
+			if !s.sleep(retryDelay) {
+				return false
+			}
+			continue
 		case s.ctx.Err() != nil:
 			return false
 		}
@@ -556,6 +563,27 @@ func (s *Store) dropLease(why error) {
 	s.log.Warn("cluster host lease lost; registering again and publishing this host's endpoints and addresses anew", "host", s.cfg.Host, "lease", fmt.Sprintf("%x", int64(s.lease)), "err", why)
 	s.lease = 0
 	s.leaseReady = make(chan struct{})
+}
+
+// leaseGone confirms that etcd no longer has lease id, which a member
+// said: the host's record, read linearizably, is not under it. A member
+// that led before it hung or was cut off, and has not yet learnt that
+// another leads, answers a renewal from its own stale lease table, where
+// every lease has run out while it was away; a linearizable read needs a
+// majority's word, which it no longer has. Without an answer, the lease
+// is not taken for gone.
+func (s *Store) leaseGone(id clientv3.LeaseID) bool {
+	ctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(s.ctx), opTimeout)
+	defer cancel()
+	r, err := s.cli.Get(ctx, s.k.host(s.cfg.Host))
+	if err != nil {
+		return false
+	}
+	gone := len(r.Kvs) != 1 || clientv3.LeaseID(r.Kvs[0].Lease) != id
+	if !gone {
+		s.log.Info("a member said the host lease is gone; the cluster still has it", "host", s.cfg.Host, "lease", fmt.Sprintf("%x", int64(id)))
+	}
+	return gone
 }
 
 // lostLease tells the background loop that an operation found the lease
